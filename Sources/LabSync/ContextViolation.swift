@@ -1,0 +1,34 @@
+/// An operation that may sleep.
+public enum SleepingOperation: String, Sendable, Hashable {
+    case sleep = "sleep"
+    case wait = "wait"
+    case sleepingLockAcquire = "sleeping lock acquire"
+    case completionWait = "completion wait"
+}
+
+/// A sleep, wait or sleeping-lock acquisition attempted inside a
+/// non-blockable section: the lab's "BUG: sleeping function called from
+/// invalid context".
+///
+/// Seeds 000 and 001: invalidation callbacks may sleep only when the caller
+/// allows it; the shrinker and OOM-reaper paths must fail fast instead.
+public struct ContextViolation: Sendable, CustomStringConvertible {
+    /// What was attempted.
+    public let operation: SleepingOperation
+    /// The object involved (a lock's or wait queue's name), if any.
+    public let object: String
+    /// Where it was attempted.
+    public let site: SourceSite
+    /// The innermost non-blockable section open at the time.
+    public let context: NonBlockableSection
+    /// How many non-blockable sections were open.
+    public let depth: Int
+    /// The offending thread.
+    public let thread: ThreadIdentity
+
+    public var description: String {
+        let what = object.isEmpty ? operation.rawValue : "\(operation.rawValue) on '\(object)'"
+        return "sleeping function called from invalid context: \(what) at \(site) "
+            + "on thread \(thread), inside \(context) (non-blockable depth \(depth))"
+    }
+}

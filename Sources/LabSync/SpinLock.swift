@@ -1,0 +1,57 @@
+import Synchronization
+
+/// A lock that never sleeps: Linux's `spinlock_t`.
+///
+/// Holding it makes the thread non-blockable, exactly as `spin_lock`
+/// disables preemption: a sleep, a wait or a sleeping-lock acquisition while
+/// a spin lock is held is a context violation. Critical sections under it
+/// must be short and must not call out to code that may sleep.
+public final class SpinLock: Sendable {
+    public let name: String
+    private let domain: SyncDomain
+    private let held = Atomic<Bool>(false)
+
+    public init(_ name: String, domain: SyncDomain) {
+        self.name = name
+        self.domain = domain
+    }
+
+    /// Acquires the lock, spinning (never sleeping) while it is held elsewhere.
+    public func lock(site: SourceSite = SourceSite()) {
+        ExecutionContext.current.enterNonBlockable(
+            NonBlockableSection(reason: "spin lock", subject: name, site: site))
+        var attempt = 0
+        while true {
+            if !held.load(ordering: .relaxed),
+                held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+            {
+                return
+            }
+            domain.scheduler.spinWait(attempt: attempt)
+            attempt += 1
+        }
+    }
+
+    /// Acquires the lock if it is free now.
+    public func tryLock(site: SourceSite = SourceSite()) -> Bool {
+        guard held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            return false
+        }
+        ExecutionContext.current.enterNonBlockable(
+            NonBlockableSection(reason: "spin lock", subject: name, site: site))
+        return true
+    }
+
+    public func unlock() {
+        held.store(false, ordering: .releasing)
+        ExecutionContext.current.exitNonBlockable()
+    }
+
+    /// Runs `body` with the lock held (and the thread non-blockable).
+    @inlinable
+    public func withLock<R, E: Error>(site: SourceSite = SourceSite(), _ body: () throws(E) -> R) throws(E) -> R {
+        lock(site: site)
+        defer { unlock() }
+        return try body()
+    }
+}

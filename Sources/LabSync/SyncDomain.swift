@@ -1,0 +1,56 @@
+/// The host's synchronisation layer: one scheduler and one record of context
+/// violations, shared by every primitive made from it.
+///
+/// Everything in the lab that can block holds a reference to a domain, never
+/// to a global: two labs in one process (two tests in parallel, say) do not
+/// see each other's violations.
+public final class SyncDomain: Sendable {
+    /// Who decides which thread runs: the free-running scheduler today, a
+    /// controlled seeded one later.
+    public let scheduler: any Scheduler
+    /// Every sleep attempted where sleeping is forbidden.
+    public let contextViolations: ReportLog<ContextViolation>
+
+    public init(scheduler: any Scheduler = FreeRunningScheduler(), violationCapacity: Int = 10_000) {
+        self.scheduler = scheduler
+        self.contextViolations = ReportLog(capacity: violationCapacity)
+    }
+
+    /// The check every sleeping operation makes first, like the kernel's
+    /// `might_sleep()`: inside a non-blockable section the attempt is
+    /// recorded as a context violation. The operation then goes ahead, as in
+    /// the kernel, which warns and continues.
+    ///
+    /// Returns whether a violation was recorded.
+    @discardableResult
+    public func mightSleep(_ operation: SleepingOperation, object: String = "", site: SourceSite) -> Bool {
+        let context = ExecutionContext.current
+        guard let section = context.innermostSection else { return false }
+        contextViolations.record(
+            ContextViolation(
+                operation: operation,
+                object: object,
+                site: site,
+                context: section,
+                depth: context.nonBlockableDepth,
+                thread: context.thread
+            )
+        )
+        return true
+    }
+
+    /// Sleeps for `duration`. A sleep inside a non-blockable section is a
+    /// context violation.
+    public func sleep(for duration: Duration, site: SourceSite = SourceSite()) {
+        mightSleep(.sleep, site: site)
+        scheduler.sleep(for: duration)
+    }
+
+    /// Starts a named thread through the scheduler.
+    public func spawnThread(named name: String, _ body: @escaping @Sendable () -> Void) -> any ThreadHandle {
+        scheduler.spawn(name: name, body)
+    }
+
+    /// Monotonic time from the scheduler.
+    public func now() -> Duration { scheduler.now() }
+}

@@ -1,0 +1,43 @@
+import LabSync
+
+/// A started invalidation that must be ended exactly once.
+///
+/// It is a non-copyable value: it cannot be ended twice, and if it is
+/// dropped without `end()` its deinit records an `unpairedStart` contract
+/// violation and ends it anyway, so the lab keeps running and the report
+/// names the line that forgot.
+public struct ActiveInvalidation: ~Copyable {
+    public let range: InvalidationRange
+    // Unmanaged (retained at start, released at end) keeps the struct
+    // trivially destructible, which `discard self` requires.
+    private let notifiers: Unmanaged<AddressSpaceNotifiers>
+    private let list: Unmanaged<SubscriberList>
+    /// Bit i set: subscriber i answered retry to this (blockable) start and
+    /// so gets no end. Subscribers past 64 always get their end.
+    private let skipped: UInt64
+    private let site: SourceSite
+
+    init(range: InvalidationRange, notifiers: AddressSpaceNotifiers, list: SubscriberList, skipped: UInt64, site: SourceSite) {
+        self.range = range
+        self.notifiers = .passRetained(notifiers)
+        self.list = .passRetained(list)
+        self.skipped = skipped
+        self.site = site
+    }
+
+    /// Ends the invalidation: `invalidateRangeEnd` goes to every subscriber
+    /// whose start succeeded, and deferred interval changes are applied once
+    /// no invalidation is active.
+    public consuming func end() {
+        let notifiers = self.notifiers.takeRetainedValue()
+        notifiers.finish(range, list: list.takeRetainedValue(), skipped: skipped)
+        discard self
+    }
+
+    deinit {
+        let notifiers = self.notifiers.takeRetainedValue()
+        notifiers.core.contractViolations.record(
+            ContractViolation(kind: .unpairedStart, range: range, site: site))
+        notifiers.finish(range, list: list.takeRetainedValue(), skipped: skipped)
+    }
+}

@@ -1,0 +1,463 @@
+public import LabSync
+import Synchronization
+
+/// The notifier state of one address space (Linux: `struct
+/// mmu_notifier_subscriptions`, reached from `mm->notifier_subscriptions`).
+///
+/// The primary MMU holds one of these per address space and calls it
+/// directly, so a dispatch never looks at another address space's
+/// subscribers (seed 003: "a global list is not ok ... O(N) ... it's so
+/// trivial to go O(1)").
+///
+/// What it guarantees:
+/// - start goes to every whole-space subscriber and every overlapping
+///   interval; end only to the whole-space subscribers whose start returned
+///   `.ok`;
+/// - a non-blockable start that any subscriber refuses fails as a whole:
+///   the subscribers that had already started are ended at once (backed
+///   out), and the caller gets `InvalidationRefused` and must not end it;
+/// - `.retry` from a blockable start is recorded as a contract violation;
+///   that subscriber gets no end, the others proceed (a blockable caller
+///   cannot fail, as in Linux);
+/// - every callback of a non-blockable range, and every young / change-PTE /
+///   secondary-TLB callback, runs inside a non-blockable section;
+/// - a subscription added while invalidations are in flight misses none of
+///   them (seed 000, `mm_lock`; see `register` and `insertInterval`).
+public final class AddressSpaceNotifiers: @unchecked Sendable {
+    // @unchecked: every `var` below is read and written only with `lock`
+    // held, except `tree` and `intervals`, which are mutated only with `lock`
+    // held *and* no invalidation active, and read without the lock only by
+    // dispatches that are themselves counted in `activeInvalidations`.
+
+    public let addressSpace: AddressSpaceID
+    public let core: NotifierCore
+    private let lock: SpinLock
+    private let waitQueue: WaitQueue
+
+    private var subscribers = SubscriberList.empty
+    private var released = false
+
+    // Interval subscriptions (Linux's itree side).
+    private let tree = IntervalTree()
+    private var intervals: [IntervalNotifier?] = []
+    private var freeHandles: [UInt32] = []
+    private var deferredInserts: [IntervalNotifier] = []
+    private var deferredRemovals: [IntervalNotifier] = []
+    /// Invalidations between start and end (whole-space and interval alike).
+    private var activeInvalidations = 0
+    /// Even while idle, odd while any invalidation is active (Linux's
+    /// `invalidate_seq`). Interval sequences are always odd.
+    private var invalidateSeq: UInt64 = 2
+    /// Threads sleeping in `waitForSequenceChange`.
+    private var sequenceWaiters = 0
+
+    private var startsByEvent = [Int](repeating: 0, count: NotifierEvent.allCases.count)
+    private var refusedStarts = 0
+
+    init(addressSpace: AddressSpaceID, core: NotifierCore) {
+        self.addressSpace = addressSpace
+        self.core = core
+        self.lock = SpinLock("notifiers \(addressSpace)", domain: core.sync)
+        self.waitQueue = WaitQueue("notifiers \(addressSpace)", domain: core.sync)
+    }
+
+    // MARK: - Invalidation
+
+    /// Starts a blockable invalidation (Linux:
+    /// `mmu_notifier_invalidate_range_start`). Cannot fail.
+    public func startInvalidation(_ range: InvalidationRange, site: SourceSite = SourceSite()) -> ActiveInvalidation {
+        precondition(range.blockable, "use tryStartInvalidation for a non-blockable range")
+        do {
+            return try begin(range, site: site)
+        } catch {
+            preconditionFailure("a blockable invalidation cannot be refused: \(error)")
+        }
+    }
+
+    /// Starts an invalidation that may be refused (Linux:
+    /// `mmu_notifier_invalidate_range_start_nonblock`). On refusal nothing
+    /// is left started and the caller must not end anything.
+    public func tryStartInvalidation(
+        _ range: InvalidationRange, site: SourceSite = SourceSite()
+    ) throws(InvalidationRefused) -> ActiveInvalidation {
+        try begin(range, site: site)
+    }
+
+    private func begin(_ range: InvalidationRange, site: SourceSite) throws(InvalidationRefused) -> ActiveInvalidation {
+        precondition(range.addressSpace == addressSpace, "\(range) dispatched to \(addressSpace)")
+        let (list, currentSeq, hasIntervals) = lock.withLock { () -> (SubscriberList, UInt64, Bool) in
+            activeInvalidations += 1
+            if activeInvalidations == 1 { invalidateSeq += 1 }  // odd: invalidating
+            startsByEvent[Int(range.event.rawValue)] += 1
+            subscribers.readers.add(1, ordering: .sequentiallyConsistent)
+            return (subscribers, invalidateSeq, !tree.isEmpty)
+        }
+
+        let context = ExecutionContext.current
+        if !range.blockable {
+            context.enterNonBlockable(
+                NonBlockableSection(reason: "non-blockable invalidation", subject: range.event.description, site: site))
+        }
+        defer { if !range.blockable { context.exitNonBlockable() } }
+
+        // Intervals first, as Linux does. The tree cannot change under us:
+        // we are counted in `activeInvalidations`, so inserts and removals
+        // are deferred until we end.
+        if hasIntervals {
+            var refusal: String? = nil
+            tree.forEachOverlap(start: range.start, end: range.end) { handle in
+                guard refusal == nil, let interval = intervals[Int(handle)], let ops = interval.ops else { return }
+                if ops.invalidate(interval, range: range, currentSeq: currentSeq) { return }
+                if range.blockable {
+                    core.contractViolations.record(
+                        ContractViolation(kind: .retryFromBlockableStart(subscriber: ops.intervalName), range: range, site: site))
+                } else {
+                    refusal = ops.intervalName
+                }
+            }
+            if let refusal {
+                finishBookkeeping(list, refused: true)
+                throw InvalidationRefused(range: range, refusedBy: refusal)
+            }
+        }
+
+        var skipped: UInt64 = 0
+        for (index, subscriber) in list.all.enumerated() {
+            guard subscriber.invalidateRangeStart(range) == .retry else { continue }
+            if range.blockable {
+                core.contractViolations.record(
+                    ContractViolation(kind: .retryFromBlockableStart(subscriber: subscriber.subscriberName), range: range, site: site))
+                if index < 64 { skipped |= 1 << UInt64(index) }
+                continue
+            }
+            // Back out: end every subscriber that started, so pairs stay
+            // balanced, then report the refusal.
+            for started in 0..<index where !isSkipped(started, skipped) {
+                list.all[started].invalidateRangeEnd(range)
+            }
+            finishBookkeeping(list, refused: true)
+            throw InvalidationRefused(range: range, refusedBy: subscriber.subscriberName)
+        }
+        return ActiveInvalidation(range: range, notifiers: self, list: list, skipped: skipped, site: site)
+    }
+
+    /// The end half, called by `ActiveInvalidation.end()` (Linux:
+    /// `mmu_notifier_invalidate_range_end`).
+    func finish(_ range: InvalidationRange, list: SubscriberList, skipped: UInt64) {
+        let context = ExecutionContext.current
+        if !range.blockable {
+            context.enterNonBlockable(
+                NonBlockableSection(reason: "non-blockable invalidation end", subject: range.event.description, site: SourceSite()))
+        }
+        for (index, subscriber) in list.all.enumerated() where !isSkipped(index, skipped) {
+            subscriber.invalidateRangeEnd(range)
+        }
+        if !range.blockable { context.exitNonBlockable() }
+        finishBookkeeping(list)
+    }
+
+    @inline(__always)
+    private func isSkipped(_ index: Int, _ skipped: UInt64) -> Bool {
+        index < 64 && skipped & (1 << UInt64(index)) != 0
+    }
+
+    /// Drops one active invalidation; the last one out flips the sequence
+    /// back to even, applies deferred interval changes and wakes sleepers.
+    private func finishBookkeeping(_ list: SubscriberList, refused: Bool = false) {
+        var droppedOps: [any IntervalInvalidator] = []
+        let wake = lock.withLock { () -> Bool in
+            if refused { refusedStarts += 1 }
+            activeInvalidations -= 1
+            guard activeInvalidations == 0 else { return false }
+            invalidateSeq += 1  // even: idle
+            if !deferredInserts.isEmpty || !deferredRemovals.isEmpty {
+                droppedOps = applyDeferredIntervalChanges()
+            }
+            return sequenceWaiters > 0
+        }
+        // The device objects of removed intervals are released here, outside
+        // the spin lock, in case their deinit sleeps.
+        droppedOps.removeAll()
+        releaseReader(list)
+        if wake { waitQueue.wakeAll() }
+    }
+
+    private func releaseReader(_ list: SubscriberList) {
+        if list.readers.subtract(1, ordering: .sequentiallyConsistent).newValue == 0,
+            list.retired.load(ordering: .sequentiallyConsistent)
+        {
+            waitQueue.wakeAll()
+        }
+    }
+
+    // MARK: - Atomic callbacks
+
+    /// Linux: `mmu_notifier_arch_invalidate_secondary_tlbs`. The primary MMU
+    /// calls this right after clearing the PTEs in `range`, under its
+    /// page-table lock; every callback runs in a non-blockable section.
+    public func invalidateSecondaryTLBs(_ range: InvalidationRange, site: SourceSite = SourceSite()) {
+        withReader(reason: "secondary TLB invalidation", site: site) { list in
+            for subscriber in list.secondaryTLB { subscriber.invalidateSecondaryTLBs(range) }
+        }
+    }
+
+    /// Clears the devices' accessed bits in `[start, end)` and reports
+    /// whether any was set (Linux: `mmu_notifier_clear_young`). Reclaim ORs
+    /// this with the CPU's accessed bit (seed 003).
+    public func clearYoung(start: UInt64, end: UInt64, site: SourceSite = SourceSite()) -> Bool {
+        withReader(reason: "young check", site: site) { list in
+            var young = false
+            for subscriber in list.young {
+                // Every subscriber must be asked: each clears its own bits.
+                if subscriber.clearYoung(addressSpace: addressSpace, start: start, end: end) { young = true }
+            }
+            return young
+        }
+    }
+
+    /// Whether any device accessed `address` recently (Linux:
+    /// `mmu_notifier_test_young`); stops at the first that did.
+    public func testYoung(address: UInt64, site: SourceSite = SourceSite()) -> Bool {
+        withReader(reason: "young check", site: site) { list in
+            list.young.contains { $0.testYoung(addressSpace: addressSpace, address: address) }
+        }
+    }
+
+    /// Announces a new primary PTE to the subscribers that declared
+    /// `.changePTE` (Linux's old `set_pte_at_notify`). Call it between the
+    /// start and end of the `ksm` invalidation that changes the PTE; the
+    /// other subscribers learn of it through that start and end.
+    public func changePTE(_ pte: PrimaryPTE, site: SourceSite = SourceSite()) {
+        withReader(reason: "change PTE", site: site) { list in
+            for subscriber in list.changePTE { subscriber.changePTE(addressSpace: addressSpace, pte) }
+        }
+    }
+
+    /// Whether any subscriber declared `.changePTE`.
+    public var hasChangePTESubscribers: Bool {
+        lock.withLock { !subscribers.changePTE.isEmpty }
+    }
+
+    private func withReader<R>(reason: String, site: SourceSite, _ body: (SubscriberList) -> R) -> R {
+        let list = lock.withLock { () -> SubscriberList in
+            subscribers.readers.add(1, ordering: .sequentiallyConsistent)
+            return subscribers
+        }
+        defer { releaseReader(list) }
+        return ExecutionContext.current.withNonBlockableSection(reason: reason, site: site) { body(list) }
+    }
+
+    // MARK: - Whole-space subscriptions
+
+    /// Adds a whole-space subscriber (Linux: `mmu_notifier_register`). May sleep.
+    ///
+    /// Seed 000: a subscriber must not miss an invalidation that is already
+    /// in flight, or it could install a translation the invalidation was
+    /// about to make stale. Linux's first answer, `mm_lock`, took every lock
+    /// to stop the world. Here the new list is published at once (from then
+    /// on every new invalidation includes the subscriber) and registration
+    /// then waits for a grace period: until every dispatch that took the
+    /// *old* list has ended. When `register` returns, no invalidation the
+    /// subscriber did not see is still in progress, and invalidations never
+    /// waited for the registration. The subscriber must accept callbacks
+    /// from the moment it is published, and must not create translations
+    /// before `register` returns.
+    public func register(_ subscriber: any AddressSpaceSubscriber, site: SourceSite = SourceSite()) throws(SubscriptionError) {
+        core.sync.mightSleep(.wait, object: "notifier registration", site: site)
+        let old = try lock.withLock { () throws(SubscriptionError) -> SubscriberList in
+            guard !released else { throw .addressSpaceReleased(addressSpace) }
+            return publish(SubscriberList(subscribers.all + [subscriber]))
+        }
+        waitForGracePeriod(of: old, site: site)
+    }
+
+    /// Removes a whole-space subscriber (Linux: `mmu_notifier_unregister`).
+    /// May sleep. When it returns, no callback to the subscriber is running
+    /// or will run, and every start it received has had its end.
+    public func unregister(_ subscriber: any AddressSpaceSubscriber, site: SourceSite = SourceSite()) throws(SubscriptionError) {
+        core.sync.mightSleep(.wait, object: "notifier unregistration", site: site)
+        let old = try lock.withLock { () throws(SubscriptionError) -> SubscriberList in
+            guard subscribers.contains(subscriber) else { throw .notRegistered }
+            return publish(SubscriberList(subscribers.all.filter { $0 !== subscriber }))
+        }
+        waitForGracePeriod(of: old, site: site)
+    }
+
+    /// The address space is exiting (Linux: `mmu_notifier_release`): every
+    /// whole-space subscriber is unhooked, in-flight dispatches drain, then
+    /// each gets `release` (seed 002: torn down before the mm goes). No
+    /// callback follows a release; invalidations of the teardown itself
+    /// reach only interval subscribers. May sleep.
+    public func release(site: SourceSite = SourceSite()) {
+        core.sync.mightSleep(.wait, object: "notifier release", site: site)
+        let old = lock.withLock { () -> SubscriberList? in
+            guard !released else { return nil }
+            released = true
+            return publish(SubscriberList.empty)
+        }
+        guard let old else { return }
+        waitForGracePeriod(of: old, site: site)
+        for subscriber in old.all { subscriber.release(addressSpace: addressSpace) }
+    }
+
+    /// Whether `release` has run.
+    public var isReleased: Bool { lock.withLock { released } }
+
+    /// Replaces the list (lock held) and returns the retired one.
+    private func publish(_ list: SubscriberList) -> SubscriberList {
+        let old = subscribers
+        subscribers = list
+        old.retired.store(true, ordering: .sequentiallyConsistent)
+        return old
+    }
+
+    private func waitForGracePeriod(of list: SubscriberList, site: SourceSite) {
+        waitQueue.wait(site: site) { list.readers.load(ordering: .sequentiallyConsistent) == 0 }
+    }
+
+    /// The current whole-space subscribers.
+    public var registeredSubscribers: [any AddressSpaceSubscriber] { lock.withLock { subscribers.all } }
+
+    // MARK: - Interval subscriptions
+
+    /// Adds an interval subscription over `[start, end)` (Linux:
+    /// `mmu_interval_notifier_insert`).
+    ///
+    /// If invalidations are active, the interval is not put in the tree yet
+    /// (it could not be made consistent with them); it is queued, and its
+    /// sequence is set to the current odd sequence so that `readBegin`
+    /// sleeps until they have all ended. Either way the device cannot
+    /// install a translation that an in-flight invalidation should have
+    /// removed: the "forced sequence retry" answer to seed 000.
+    public func insertInterval(
+        start: UInt64, end: UInt64, ops: any IntervalInvalidator
+    ) throws(SubscriptionError) -> IntervalNotifier {
+        precondition(start < end, "empty interval")
+        return try lock.withLock { () throws(SubscriptionError) -> IntervalNotifier in
+            guard !released else { throw .addressSpaceReleased(addressSpace) }
+            let handle: UInt32
+            if let reused = freeHandles.popLast() {
+                handle = reused
+            } else {
+                handle = UInt32(intervals.count)
+                intervals.append(nil)
+            }
+            if activeInvalidations > 0 {
+                let interval = IntervalNotifier(start: start, end: end, owner: self, handle: handle, ops: ops, seq: invalidateSeq)
+                intervals[Int(handle)] = interval
+                deferredInserts.append(interval)
+                return interval
+            }
+            let interval = IntervalNotifier(start: start, end: end, owner: self, handle: handle, ops: ops, seq: invalidateSeq - 1)
+            intervals[Int(handle)] = interval
+            tree.insert(start: start, end: end, handle: handle)
+            return interval
+        }
+    }
+
+    /// Removes an interval subscription (Linux:
+    /// `mmu_interval_notifier_remove`). May sleep: if invalidations are
+    /// active, removal is deferred and this waits until they have ended.
+    /// When it returns no callback on the interval is running or will run.
+    public func removeInterval(_ interval: IntervalNotifier, site: SourceSite = SourceSite()) throws(SubscriptionError) {
+        precondition(interval.owner === self, "interval belongs to \(interval.owner.addressSpace)")
+        core.sync.mightSleep(.wait, object: "interval removal", site: site)
+        var dropped: (any IntervalInvalidator)? = nil
+        let waitFor = try lock.withLock { () throws(SubscriptionError) -> UInt64? in
+            guard intervals.indices.contains(Int(interval.handle)), intervals[Int(interval.handle)] === interval else {
+                throw .notRegistered
+            }
+            if let queued = deferredInserts.firstIndex(where: { $0 === interval }) {
+                deferredInserts.remove(at: queued)
+                dropped = forget(interval)
+                return nil
+            }
+            if deferredRemovals.contains(where: { $0 === interval }) { return invalidateSeq }
+            if activeInvalidations > 0 {
+                deferredRemovals.append(interval)
+                return invalidateSeq
+            }
+            tree.remove(start: interval.start, end: interval.end, handle: interval.handle)
+            dropped = forget(interval)
+            return nil
+        }
+        // Released here, outside the spin lock, in case its deinit sleeps.
+        withExtendedLifetime(dropped) {}
+        if let waitFor { waitForSequenceChange(from: waitFor, site: site) }
+    }
+
+    /// Number of intervals in the tree (deferred inserts not counted).
+    public var intervalCount: Int { lock.withLock { tree.count } }
+
+    func readBegin(_ interval: IntervalNotifier, site: SourceSite) -> UInt64 {
+        let (seq, invalidating) = lock.withLock { () -> (UInt64, Bool) in
+            let seq = interval.currentSeq
+            // Equal to the address space's (odd) sequence: an invalidation
+            // that touched this interval is still in progress.
+            return (seq, seq == invalidateSeq)
+        }
+        if invalidating { waitForSequenceChange(from: seq, site: site) }
+        return seq
+    }
+
+    private func waitForSequenceChange(from seq: UInt64, site: SourceSite) {
+        lock.withLock { sequenceWaiters += 1 }
+        waitQueue.wait(site: site) { lock.withLock { invalidateSeq != seq } }
+        lock.withLock { sequenceWaiters -= 1 }
+    }
+
+    /// Applies queued interval changes; lock held, no invalidation active.
+    /// Returns the ops of removed intervals, to be released after unlocking.
+    private func applyDeferredIntervalChanges() -> [any IntervalInvalidator] {
+        for interval in deferredInserts {
+            tree.insert(start: interval.start, end: interval.end, handle: interval.handle)
+        }
+        deferredInserts.removeAll(keepingCapacity: true)
+        var dropped: [any IntervalInvalidator] = []
+        for interval in deferredRemovals {
+            tree.remove(start: interval.start, end: interval.end, handle: interval.handle)
+            if let ops = forget(interval) { dropped.append(ops) }
+        }
+        deferredRemovals.removeAll(keepingCapacity: true)
+        return dropped
+    }
+
+    /// Frees the interval's handle and detaches its ops (lock held).
+    private func forget(_ interval: IntervalNotifier) -> (any IntervalInvalidator)? {
+        intervals[Int(interval.handle)] = nil
+        freeHandles.append(interval.handle)
+        let ops = interval.ops
+        interval.ops = nil
+        return ops
+    }
+
+    // MARK: - Introspection
+
+    /// Counts since creation.
+    public struct Statistics: Sendable, Hashable {
+        public var startsByEvent: [NotifierEvent: Int]
+        public var refusedStarts: Int
+        public var activeInvalidations: Int
+        public var wholeSpaceSubscribers: Int
+        public var intervals: Int
+    }
+
+    public var statistics: Statistics {
+        lock.withLock {
+            var byEvent: [NotifierEvent: Int] = [:]
+            for event in NotifierEvent.allCases where startsByEvent[Int(event.rawValue)] > 0 {
+                byEvent[event] = startsByEvent[Int(event.rawValue)]
+            }
+            return Statistics(
+                startsByEvent: byEvent,
+                refusedStarts: refusedStarts,
+                activeInvalidations: activeInvalidations,
+                wholeSpaceSubscribers: subscribers.all.count,
+                intervals: tree.count
+            )
+        }
+    }
+
+    /// Whether an invalidation is between start and end right now.
+    public var isInvalidating: Bool { lock.withLock { activeInvalidations > 0 } }
+}

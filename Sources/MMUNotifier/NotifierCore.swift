@@ -1,0 +1,47 @@
+public import LabSync
+
+/// What every address space's notifiers share: the synchronisation domain
+/// they block through and the record of contract violations.
+///
+/// One lab run owns one core; nothing here is global.
+public final class NotifierCore: Sendable {
+    public let sync: SyncDomain
+    /// Every broken rule of the notifier contract seen so far.
+    public let contractViolations: ReportLog<ContractViolation>
+
+    public init(sync: SyncDomain = SyncDomain(), violationCapacity: Int = 10_000) {
+        self.sync = sync
+        self.contractViolations = ReportLog(capacity: violationCapacity)
+    }
+
+    /// Creates the notifier state of a new address space.
+    public func makeAddressSpaceNotifiers(for addressSpace: AddressSpaceID) -> AddressSpaceNotifiers {
+        AddressSpaceNotifiers(addressSpace: addressSpace, core: self)
+    }
+}
+
+/// Why a subscription could not be changed.
+public enum SubscriptionError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The address space has been released (it is exiting).
+    case addressSpaceReleased(AddressSpaceID)
+    /// The subscriber or interval is not registered here.
+    case notRegistered
+
+    public var description: String {
+        switch self {
+        case .addressSpaceReleased(let id): "\(id) has been released; it takes no new subscriptions"
+        case .notRegistered: "the subscription is not registered on this address space"
+        }
+    }
+}
+
+/// A non-blockable invalidation was refused: some subscriber could not stop
+/// its device without sleeping. The caller skips the range and retries later
+/// (Linux: `mmu_notifier_invalidate_range_start_nonblock` returning -EAGAIN).
+public struct InvalidationRefused: Error, Sendable, CustomStringConvertible {
+    public let range: InvalidationRange
+    /// The subscriber (or interval) that answered retry.
+    public let refusedBy: String
+
+    public var description: String { "\(refusedBy) refused non-blockable \(range)" }
+}

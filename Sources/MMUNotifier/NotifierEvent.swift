@@ -1,0 +1,69 @@
+/// Why the primary MMU is invalidating a range.
+///
+/// Events are *reasons*, so a subscriber can decide what to skip (seed
+/// 004_ff1c9eb7db468a32.txt: "passing along an enum value ... the exact
+/// event that actually triggered the mmu notifier call (vmscan, migrate,
+/// ksm, ...)"). A subscriber that handles `changePTE` may ignore `ksm`
+/// starts and ends; a device ignores a `migrate` whose range carries its own
+/// owner cookie. The README maps each case to Linux's `enum mmu_notifier_event`.
+public enum NotifierEvent: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// The range is unmapped (munmap); the VMA goes away.
+    case munmap
+    /// The range moves to another virtual address (mremap).
+    case mremap
+    /// The pages are zapped but the VMA stays (madvise MADV_DONTNEED / PAGEOUT).
+    case madviseDontNeed
+    /// The VMA's protection changes (mprotect).
+    case mprotect
+    /// Page-level write protection: fork's COW setup, writeback's page_mkclean.
+    case writeProtect
+    /// Soft-dirty bits are cleared (clear_refs): PTEs become write-protected.
+    case softDirty
+    /// Reclaim unmaps the page to evict it (try_to_unmap from vmscan).
+    case vmscan
+    /// The page moves to another frame; `InvalidationRange.owner` names the
+    /// device that started the migration, so it can ignore its own.
+    case migrate
+    /// KSM replaces the page with a shared, write-protected one.
+    case ksm
+    /// A write breaks COW (or KSM) sharing: the PTE will point at a new copy.
+    case cowBreak
+    /// A device takes exclusive access (make_device_exclusive).
+    case exclusive
+    /// The address space is being torn down at exit.
+    case exit
+    /// The OOM reaper frees the victim's memory; always non-blockable.
+    case oomReap
+
+    public var description: String {
+        switch self {
+        case .munmap: "munmap"
+        case .mremap: "mremap"
+        case .madviseDontNeed: "madviseDontNeed"
+        case .mprotect: "mprotect"
+        case .writeProtect: "writeProtect"
+        case .softDirty: "softDirty"
+        case .vmscan: "vmscan"
+        case .migrate: "migrate"
+        case .ksm: "ksm"
+        case .cowBreak: "cowBreak"
+        case .exclusive: "exclusive"
+        case .exit: "exit"
+        case .oomReap: "oomReap"
+        }
+    }
+
+    /// The Linux `enum mmu_notifier_event` value the primary MMU would pass
+    /// for this reason (see README for the per-case notes).
+    public var linuxEvent: String {
+        switch self {
+        case .munmap, .mremap, .exit, .oomReap: "MMU_NOTIFY_UNMAP"
+        case .madviseDontNeed, .vmscan, .ksm, .cowBreak: "MMU_NOTIFY_CLEAR"
+        case .mprotect: "MMU_NOTIFY_PROTECTION_VMA"
+        case .writeProtect: "MMU_NOTIFY_PROTECTION_PAGE"
+        case .softDirty: "MMU_NOTIFY_SOFT_DIRTY"
+        case .migrate: "MMU_NOTIFY_MIGRATE"
+        case .exclusive: "MMU_NOTIFY_EXCLUSIVE"
+        }
+    }
+}
