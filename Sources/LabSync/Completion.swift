@@ -49,7 +49,8 @@ public final class Completion: @unchecked Sendable {
     }
 
     /// Blocks until completed.
-    public func wait(site: SourceSite = SourceSite()) {
+    public func wait(file: StaticString = #fileID, line: UInt = #line) {
+        let site = SourceSite(file: file, line: line)
         domain.mightSleep(.completionWait, object: name, site: site)
         monitor.lock()
         while done == 0 { monitor.wait() }
@@ -58,7 +59,8 @@ public final class Completion: @unchecked Sendable {
     }
 
     /// Blocks until completed or `timeout` has passed; returns whether it completed.
-    public func wait(timeout: Duration, site: SourceSite = SourceSite()) -> Bool {
+    public func wait(timeout: Duration, file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        let site = SourceSite(file: file, line: line)
         domain.mightSleep(.completionWait, object: name, site: site)
         let deadline = domain.now() + timeout
         monitor.lock()

@@ -93,9 +93,10 @@ public final class ExecutionContext {
     public func withNonBlockableSection<R, E: Error>(
         reason: String,
         subject: String = "",
-        site: SourceSite = SourceSite(),
+        file: StaticString = #fileID, line: UInt = #line,
         _ body: () throws(E) -> R
     ) throws(E) -> R {
+        let site = SourceSite(file: file, line: line)
         enterNonBlockable(NonBlockableSection(reason: reason, subject: subject, site: site))
         defer { exitNonBlockable() }
         return try body()

@@ -18,7 +18,8 @@ public final class SleepingLock: Sendable {
     }
 
     /// Acquires the lock, sleeping while another thread holds it.
-    public func lock(site: SourceSite = SourceSite()) {
+    public func lock(file: StaticString = #fileID, line: UInt = #line) {
+        let site = SourceSite(file: file, line: line)
         domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
         monitor.lock()
     }
@@ -30,8 +31,8 @@ public final class SleepingLock: Sendable {
 
     /// Runs `body` with the lock held.
     @inlinable
-    public func withLock<R, E: Error>(site: SourceSite = SourceSite(), _ body: () throws(E) -> R) throws(E) -> R {
-        lock(site: site)
+    public func withLock<R, E: Error>(file: StaticString = #fileID, line: UInt = #line, _ body: () throws(E) -> R) throws(E) -> R {
+        lock(file: file, line: line)
         defer { unlock() }
         return try body()
     }

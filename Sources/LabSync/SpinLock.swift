@@ -17,7 +17,8 @@ public final class SpinLock: Sendable {
     }
 
     /// Acquires the lock, spinning (never sleeping) while it is held elsewhere.
-    public func lock(site: SourceSite = SourceSite()) {
+    public func lock(file: StaticString = #fileID, line: UInt = #line) {
+        let site = SourceSite(file: file, line: line)
         ExecutionContext.current.enterNonBlockable(
             NonBlockableSection(reason: "spin lock", subject: name, site: site))
         var attempt = 0
@@ -33,7 +34,8 @@ public final class SpinLock: Sendable {
     }
 
     /// Acquires the lock if it is free now.
-    public func tryLock(site: SourceSite = SourceSite()) -> Bool {
+    public func tryLock(file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        let site = SourceSite(file: file, line: line)
         guard held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }
@@ -49,8 +51,8 @@ public final class SpinLock: Sendable {
 
     /// Runs `body` with the lock held (and the thread non-blockable).
     @inlinable
-    public func withLock<R, E: Error>(site: SourceSite = SourceSite(), _ body: () throws(E) -> R) throws(E) -> R {
-        lock(site: site)
+    public func withLock<R, E: Error>(file: StaticString = #fileID, line: UInt = #line, _ body: () throws(E) -> R) throws(E) -> R {
+        lock(file: file, line: line)
         defer { unlock() }
         return try body()
     }

@@ -41,7 +41,8 @@ public final class SyncDomain: Sendable {
 
     /// Sleeps for `duration`. A sleep inside a non-blockable section is a
     /// context violation.
-    public func sleep(for duration: Duration, site: SourceSite = SourceSite()) {
+    public func sleep(for duration: Duration, file: StaticString = #fileID, line: UInt = #line) {
+        let site = SourceSite(file: file, line: line)
         mightSleep(.sleep, site: site)
         scheduler.sleep(for: duration)
     }

@@ -18,7 +18,8 @@ public final class WaitQueue: Sendable {
 
     /// Blocks until `condition` returns true. `condition` runs with the
     /// queue's internal monitor held, so it must be short and must not sleep.
-    public func wait(site: SourceSite = SourceSite(), until condition: () -> Bool) {
+    public func wait(file: StaticString = #fileID, line: UInt = #line, until condition: () -> Bool) {
+        let site = SourceSite(file: file, line: line)
         domain.mightSleep(.wait, object: name, site: site)
         monitor.lock()
         while !condition() { monitor.wait() }
@@ -28,7 +29,8 @@ public final class WaitQueue: Sendable {
     /// Blocks until `condition` returns true or `timeout` has passed.
     /// Returns whether the condition became true. Used by watchdogs and by
     /// tests that must never hang.
-    public func wait(timeout: Duration, site: SourceSite = SourceSite(), until condition: () -> Bool) -> Bool {
+    public func wait(timeout: Duration, file: StaticString = #fileID, line: UInt = #line, until condition: () -> Bool) -> Bool {
+        let site = SourceSite(file: file, line: line)
         domain.mightSleep(.wait, object: name, site: site)
         let deadline = domain.now() + timeout
         monitor.lock()

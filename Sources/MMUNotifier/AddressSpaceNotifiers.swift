@@ -1,4 +1,4 @@
-public import LabSync
+import LabSync
 import Synchronization
 
 /// The notifier state of one address space (Linux: `struct
@@ -65,7 +65,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Starts a blockable invalidation (Linux:
     /// `mmu_notifier_invalidate_range_start`). Cannot fail.
-    public func startInvalidation(_ range: InvalidationRange, site: SourceSite = SourceSite()) -> ActiveInvalidation {
+    public func startInvalidation(_ range: InvalidationRange, file: StaticString = #fileID, line: UInt = #line) -> ActiveInvalidation {
+        let site = SourceSite(file: file, line: line)
         precondition(range.blockable, "use tryStartInvalidation for a non-blockable range")
         do {
             return try begin(range, site: site)
@@ -78,9 +79,10 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// `mmu_notifier_invalidate_range_start_nonblock`). On refusal nothing
     /// is left started and the caller must not end anything.
     public func tryStartInvalidation(
-        _ range: InvalidationRange, site: SourceSite = SourceSite()
+        _ range: InvalidationRange, file: StaticString = #fileID, line: UInt = #line
     ) throws(InvalidationRefused) -> ActiveInvalidation {
-        try begin(range, site: site)
+        let site = SourceSite(file: file, line: line)
+        return try begin(range, site: site)
     }
 
     private func begin(_ range: InvalidationRange, site: SourceSite) throws(InvalidationRefused) -> ActiveInvalidation {
@@ -195,7 +197,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// Linux: `mmu_notifier_arch_invalidate_secondary_tlbs`. The primary MMU
     /// calls this right after clearing the PTEs in `range`, under its
     /// page-table lock; every callback runs in a non-blockable section.
-    public func invalidateSecondaryTLBs(_ range: InvalidationRange, site: SourceSite = SourceSite()) {
+    public func invalidateSecondaryTLBs(_ range: InvalidationRange, file: StaticString = #fileID, line: UInt = #line) {
+        let site = SourceSite(file: file, line: line)
         withReader(reason: "secondary TLB invalidation", site: site) { list in
             for subscriber in list.secondaryTLB { subscriber.invalidateSecondaryTLBs(range) }
         }
@@ -204,8 +207,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// Clears the devices' accessed bits in `[start, end)` and reports
     /// whether any was set (Linux: `mmu_notifier_clear_young`). Reclaim ORs
     /// this with the CPU's accessed bit (seed 003).
-    public func clearYoung(start: UInt64, end: UInt64, site: SourceSite = SourceSite()) -> Bool {
-        withReader(reason: "young check", site: site) { list in
+    public func clearYoung(start: UInt64, end: UInt64, file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        let site = SourceSite(file: file, line: line)
+        return withReader(reason: "young check", site: site) { list in
             var young = false
             for subscriber in list.young {
                 // Every subscriber must be asked: each clears its own bits.
@@ -217,8 +221,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Whether any device accessed `address` recently (Linux:
     /// `mmu_notifier_test_young`); stops at the first that did.
-    public func testYoung(address: UInt64, site: SourceSite = SourceSite()) -> Bool {
-        withReader(reason: "young check", site: site) { list in
+    public func testYoung(address: UInt64, file: StaticString = #fileID, line: UInt = #line) -> Bool {
+        let site = SourceSite(file: file, line: line)
+        return withReader(reason: "young check", site: site) { list in
             list.young.contains { $0.testYoung(addressSpace: addressSpace, address: address) }
         }
     }
@@ -227,7 +232,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// `.changePTE` (Linux's old `set_pte_at_notify`). Call it between the
     /// start and end of the `ksm` invalidation that changes the PTE; the
     /// other subscribers learn of it through that start and end.
-    public func changePTE(_ pte: PrimaryPTE, site: SourceSite = SourceSite()) {
+    public func changePTE(_ pte: PrimaryPTE, file: StaticString = #fileID, line: UInt = #line) {
+        let site = SourceSite(file: file, line: line)
         withReader(reason: "change PTE", site: site) { list in
             for subscriber in list.changePTE { subscriber.changePTE(addressSpace: addressSpace, pte) }
         }
@@ -244,7 +250,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             return subscribers
         }
         defer { releaseReader(list) }
-        return ExecutionContext.current.withNonBlockableSection(reason: reason, site: site) { body(list) }
+        return ExecutionContext.current.withNonBlockableSection(reason: reason, file: site.file, line: site.line) { body(list) }
     }
 
     // MARK: - Whole-space subscriptions
@@ -262,19 +268,22 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// waited for the registration. The subscriber must accept callbacks
     /// from the moment it is published, and must not create translations
     /// before `register` returns.
-    public func register(_ subscriber: any AddressSpaceSubscriber, site: SourceSite = SourceSite()) throws(SubscriptionError) {
+    public func register(_ subscriber: any AddressSpaceSubscriber, file: StaticString = #fileID, line: UInt = #line) throws(SubscriptionError) {
+        let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier registration", site: site)
         let old = try lock.withLock { () throws(SubscriptionError) -> SubscriberList in
             guard !released else { throw .addressSpaceReleased(addressSpace) }
             return publish(SubscriberList(subscribers.all + [subscriber]))
         }
+        if core.faults.contains(.skipRegistrationGracePeriod) { return }
         waitForGracePeriod(of: old, site: site)
     }
 
     /// Removes a whole-space subscriber (Linux: `mmu_notifier_unregister`).
     /// May sleep. When it returns, no callback to the subscriber is running
     /// or will run, and every start it received has had its end.
-    public func unregister(_ subscriber: any AddressSpaceSubscriber, site: SourceSite = SourceSite()) throws(SubscriptionError) {
+    public func unregister(_ subscriber: any AddressSpaceSubscriber, file: StaticString = #fileID, line: UInt = #line) throws(SubscriptionError) {
+        let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier unregistration", site: site)
         let old = try lock.withLock { () throws(SubscriptionError) -> SubscriberList in
             guard subscribers.contains(subscriber) else { throw .notRegistered }
@@ -288,7 +297,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// each gets `release` (seed 002: torn down before the mm goes). No
     /// callback follows a release; invalidations of the teardown itself
     /// reach only interval subscribers. May sleep.
-    public func release(site: SourceSite = SourceSite()) {
+    public func release(file: StaticString = #fileID, line: UInt = #line) {
+        let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier release", site: site)
         let old = lock.withLock { () -> SubscriberList? in
             guard !released else { return nil }
@@ -312,7 +322,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     }
 
     private func waitForGracePeriod(of list: SubscriberList, site: SourceSite) {
-        waitQueue.wait(site: site) { list.readers.load(ordering: .sequentiallyConsistent) == 0 }
+        waitQueue.wait(file: site.file, line: site.line) { list.readers.load(ordering: .sequentiallyConsistent) == 0 }
     }
 
     /// The current whole-space subscribers.
@@ -359,7 +369,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// `mmu_interval_notifier_remove`). May sleep: if invalidations are
     /// active, removal is deferred and this waits until they have ended.
     /// When it returns no callback on the interval is running or will run.
-    public func removeInterval(_ interval: IntervalNotifier, site: SourceSite = SourceSite()) throws(SubscriptionError) {
+    public func removeInterval(_ interval: IntervalNotifier, file: StaticString = #fileID, line: UInt = #line) throws(SubscriptionError) {
+        let site = SourceSite(file: file, line: line)
         precondition(interval.owner === self, "interval belongs to \(interval.owner.addressSpace)")
         core.sync.mightSleep(.wait, object: "interval removal", site: site)
         var dropped: (any IntervalInvalidator)? = nil
@@ -402,7 +413,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     private func waitForSequenceChange(from seq: UInt64, site: SourceSite) {
         lock.withLock { sequenceWaiters += 1 }
-        waitQueue.wait(site: site) { lock.withLock { invalidateSeq != seq } }
+        waitQueue.wait(file: site.file, line: site.line) { lock.withLock { invalidateSeq != seq } }
         lock.withLock { sequenceWaiters -= 1 }
     }
 

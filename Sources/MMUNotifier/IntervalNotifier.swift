@@ -1,4 +1,4 @@
-public import LabSync
+import LabSync
 import Synchronization
 
 /// The device side of an interval subscription (Linux:
@@ -66,8 +66,9 @@ public final class IntervalNotifier: @unchecked Sendable {
     /// `readRetry`. If an invalidation overlapping this interval is in
     /// progress, sleeps until every active invalidation of the address space
     /// has ended (so it may not be called in a non-blockable section).
-    public func readBegin(site: SourceSite = SourceSite()) -> UInt64 {
-        owner.readBegin(self, site: site)
+    public func readBegin(file: StaticString = #fileID, line: UInt = #line) -> UInt64 {
+        let site = SourceSite(file: file, line: line)
+        return owner.readBegin(self, site: site)
     }
 
     /// Linux: `mmu_interval_read_retry`. True if an invalidation touched the

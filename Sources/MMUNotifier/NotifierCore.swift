@@ -5,12 +5,24 @@ public import LabSync
 ///
 /// One lab run owns one core; nothing here is global.
 public final class NotifierCore: Sendable {
+    /// Ways to break the core on purpose, so tests can show the checks
+    /// catch what the contract forbids. All off by default.
+    public struct FaultInjection: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        /// `register` returns without waiting for the dispatches that began
+        /// before it: the race `mm_lock` closed (seed 000).
+        public static let skipRegistrationGracePeriod = FaultInjection(rawValue: 1 << 0)
+    }
+
     public let sync: SyncDomain
     /// Every broken rule of the notifier contract seen so far.
     public let contractViolations: ReportLog<ContractViolation>
+    public let faults: FaultInjection
 
-    public init(sync: SyncDomain = SyncDomain(), violationCapacity: Int = 10_000) {
+    public init(sync: SyncDomain = SyncDomain(), faults: FaultInjection = [], violationCapacity: Int = 10_000) {
         self.sync = sync
+        self.faults = faults
         self.contractViolations = ReportLog(capacity: violationCapacity)
     }
 

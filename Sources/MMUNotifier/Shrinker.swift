@@ -64,10 +64,11 @@ public final class ShrinkerRegistry: @unchecked Sendable {
     }
 
     /// Removes a shrinker and waits until no call to it is running. May sleep.
-    public func unregister(_ shrinker: any Shrinker, site: SourceSite = SourceSite()) {
+    public func unregister(_ shrinker: any Shrinker, file: StaticString = #fileID, line: UInt = #line) {
+        let site = SourceSite(file: file, line: line)
         let id = ObjectIdentifier(shrinker)
         lock.withLock { shrinkers.removeAll { $0 === shrinker } }
-        drained.wait(site: site) { lock.withLock { inFlight[id, default: 0] == 0 } }
+        drained.wait(file: site.file, line: site.line) { lock.withLock { inFlight[id, default: 0] == 0 } }
     }
 
     public var registered: [any Shrinker] { lock.withLock { shrinkers } }
@@ -87,7 +88,8 @@ public final class ShrinkerRegistry: @unchecked Sendable {
     /// (Linux: `delta = freeable * nr_scanned / nr_eligible`), in batches of
     /// `batchSize`. With `canBlock == false` every call runs in a
     /// non-blockable section.
-    public func shrink(scanned: Int, eligible: Int, canBlock: Bool, site: SourceSite = SourceSite()) -> Report {
+    public func shrink(scanned: Int, eligible: Int, canBlock: Bool, file: StaticString = #fileID, line: UInt = #line) -> Report {
+        let site = SourceSite(file: file, line: line)
         precondition(scanned >= 0 && eligible > 0, "shrink needs a positive eligible count")
         let current = lock.withLock { shrinkers }
         var report = Report()
@@ -124,7 +126,7 @@ public final class ShrinkerRegistry: @unchecked Sendable {
                 run()
             } else {
                 ExecutionContext.current.withNonBlockableSection(
-                    reason: "non-blockable shrink", subject: shrinker.shrinkerName, site: site, run)
+                    reason: "non-blockable shrink", subject: shrinker.shrinkerName, file: site.file, line: site.line, run)
             }
         }
         return report

@@ -1,0 +1,136 @@
+import LabSync
+import Synchronization
+import Testing
+
+/// A counter deliberately not atomic: only a working lock keeps it exact.
+final class UnsafeCounter: @unchecked Sendable {
+    var value = 0
+}
+
+@Suite("Primitives under real threads")
+struct PrimitiveTests {
+    static let threads = 4
+    static let iterations = stressScale * 50_000
+
+    @Test func spinLockIsMutuallyExclusive() {
+        let domain = SyncDomain()
+        let lock = SpinLock("counter", domain: domain)
+        let counter = UnsafeCounter()
+        let workers = (0..<Self.threads).map { i in
+            domain.spawnThread(named: "spin-\(i)") {
+                for _ in 0..<Self.iterations { lock.withLock { counter.value += 1 } }
+            }
+        }
+        workers.forEach { $0.join() }
+        #expect(counter.value == Self.threads * Self.iterations)
+        #expect(domain.contextViolations.count == 0)
+    }
+
+    @Test func sleepingLockIsMutuallyExclusive() {
+        let domain = SyncDomain()
+        let lock = SleepingLock("counter", domain: domain)
+        let counter = UnsafeCounter()
+        let workers = (0..<Self.threads).map { i in
+            domain.spawnThread(named: "mutex-\(i)") {
+                for _ in 0..<Self.iterations { lock.withLock { counter.value += 1 } }
+            }
+        }
+        workers.forEach { $0.join() }
+        #expect(counter.value == Self.threads * Self.iterations)
+    }
+
+    @Test func spinLockTryLockFailsWhileHeld() {
+        let domain = SyncDomain()
+        let lock = SpinLock("held", domain: domain)
+        let holding = Completion("holding", domain: domain)
+        let release = Completion("release", domain: domain)
+        let holder = domain.spawnThread(named: "holder") {
+            lock.lock()
+            holding.complete()
+            release.wait()
+            lock.unlock()
+        }
+        holding.wait()
+        #expect(!lock.tryLock())
+        #expect(ExecutionContext.current.nonBlockableDepth == 0, "a failed tryLock opens no section")
+        release.complete()
+        holder.join()
+        #expect(lock.tryLock())
+        lock.unlock()
+    }
+
+    @Test func waitQueueWakesEveryWaiterOnceTheConditionHolds() {
+        let domain = SyncDomain()
+        let queue = WaitQueue("gate", domain: domain)
+        let open = Atomic<Bool>(false)
+        let passed = Atomic<Int>(0)
+        let waiters = (0..<6).map { i in
+            domain.spawnThread(named: "waiter-\(i)") {
+                queue.wait { open.load(ordering: .sequentiallyConsistent) }
+                passed.add(1, ordering: .sequentiallyConsistent)
+            }
+        }
+        domain.sleep(for: .milliseconds(20))
+        #expect(passed.load(ordering: .sequentiallyConsistent) == 0, "nobody passes a closed gate")
+        open.store(true, ordering: .sequentiallyConsistent)
+        queue.wakeAll()
+        waiters.forEach { $0.join() }
+        #expect(passed.load(ordering: .sequentiallyConsistent) == 6)
+    }
+
+    @Test func waitQueueTimesOutWhenTheConditionNeverHolds() {
+        let domain = SyncDomain()
+        let queue = WaitQueue("never", domain: domain)
+        let start = domain.now()
+        let satisfied = queue.wait(timeout: .milliseconds(30)) { false }
+        #expect(!satisfied)
+        #expect(domain.now() - start >= .milliseconds(30))
+    }
+
+    @Test func completionLetsOneWaiterThroughPerComplete() {
+        let domain = SyncDomain()
+        let done = Completion("one-shot", domain: domain)
+        done.complete()
+        #expect(done.wait(timeout: .milliseconds(1)))
+        #expect(!done.wait(timeout: .milliseconds(5)), "one complete, one waiter")
+        done.completeAll()
+        #expect(done.wait(timeout: .milliseconds(1)))
+        #expect(done.wait(timeout: .milliseconds(1)), "completeAll lets every waiter through")
+        done.reinit()
+        #expect(!done.isDone)
+    }
+
+    @Test func completionHandsOffAcrossThreads() {
+        let domain = SyncDomain()
+        let ping = Completion("ping", domain: domain)
+        let pong = Completion("pong", domain: domain)
+        let rounds = 2_000
+        let peer = domain.spawnThread(named: "pong") {
+            for _ in 0..<rounds {
+                ping.wait()
+                pong.complete()
+            }
+        }
+        for _ in 0..<rounds {
+            ping.complete()
+            #expect(pong.wait(timeout: .seconds(10)))
+        }
+        peer.join()
+    }
+
+    @Test func sleepLastsAtLeastTheRequestedTime() {
+        let domain = SyncDomain()
+        let start = domain.now()
+        domain.sleep(for: .milliseconds(15))
+        #expect(domain.now() - start >= .milliseconds(15))
+    }
+
+    @Test func seededStreamsReplay() {
+        var a = SplitMix64.stream(3, of: 42)
+        var b = SplitMix64.stream(3, of: 42)
+        var c = SplitMix64.stream(4, of: 42)
+        let first = (0..<8).map { _ in a.next() }
+        #expect(first == (0..<8).map { _ in b.next() })
+        #expect(first != (0..<8).map { _ in c.next() })
+    }
+}
