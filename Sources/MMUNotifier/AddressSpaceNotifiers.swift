@@ -34,7 +34,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     private let lock: SpinLock
     private let waitQueue: WaitQueue
 
-    private var subscribers = SubscriberList.empty
+    private var subscribers = SubscriberList([])
     private var released = false
 
     // Interval subscriptions (Linux's itree side).
@@ -303,7 +303,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         let old = lock.withLock { () -> SubscriberList? in
             guard !released else { return nil }
             released = true
-            return publish(SubscriberList.empty)
+            return publish(SubscriberList([]))
         }
         guard let old else { return }
         waitForGracePeriod(of: old, site: site)

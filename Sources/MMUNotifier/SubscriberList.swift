@@ -8,6 +8,9 @@ import Synchronization
 /// one and waits until the old list's readers have all gone. After that, no
 /// callback that began before the change is still running (see
 /// `AddressSpaceNotifiers.register` for why that is what seed 000 asks for).
+///
+/// Each list belongs to one address space; never share one (not even an
+/// empty one), or one space's readers would hold up another's grace period.
 final class SubscriberList: Sendable {
     let all: [any AddressSpaceSubscriber]
     /// Those that declared `.changePTE`.
@@ -26,8 +29,6 @@ final class SubscriberList: Sendable {
         young = subscribers.filter { $0.capabilities.contains(.youngTracking) }
         secondaryTLB = subscribers.filter { $0.capabilities.contains(.secondaryTLB) }
     }
-
-    static let empty = SubscriberList([])
 
     var isEmpty: Bool { all.isEmpty }
 

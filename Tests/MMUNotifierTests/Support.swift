@@ -1,0 +1,120 @@
+import LabSync
+import MMUNotifier
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let pageSize: UInt64 = 4096
+
+/// Multiplies iteration counts when `MMULAB_STRESS` is set (see README).
+let stressScale: Int = {
+    guard let raw = getenv("MMULAB_STRESS"), let value = Int(String(cString: raw)), value > 0 else { return 1 }
+    return value
+}()
+
+/// The seed for randomised tests: `MMULAB_SEED` if set, else a fixed one.
+/// Every failure message carries it.
+let testSeed: UInt64 = {
+    guard let raw = getenv("MMULAB_SEED"), let value = UInt64(String(cString: raw)) else { return 0x6d6d_756c_6162 }
+    return value
+}()
+
+func range(_ id: AddressSpaceID, pages: Range<Int>, _ event: NotifierEvent, blockable: Bool = true) -> InvalidationRange {
+    InvalidationRange(
+        addressSpace: id, start: UInt64(pages.lowerBound) * pageSize, end: UInt64(pages.upperBound) * pageSize,
+        event: event, blockable: blockable)
+}
+
+/// A subscriber that records every call and answers as told.
+final class RecordingSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
+    enum Call: Equatable, CustomStringConvertible {
+        case start(InvalidationRange, nonBlockable: Bool)
+        case end(InvalidationRange, nonBlockable: Bool)
+        case secondaryTLB(InvalidationRange, nonBlockable: Bool)
+        case clearYoung(nonBlockable: Bool)
+        case testYoung(nonBlockable: Bool)
+        case changePTE(PrimaryPTE, nonBlockable: Bool)
+        case release
+
+        var description: String {
+            switch self {
+            case .start(let r, let nb): "start(\(r.event)\(nb ? ", nb" : ""))"
+            case .end(let r, let nb): "end(\(r.event)\(nb ? ", nb" : ""))"
+            case .secondaryTLB: "secondaryTLB"
+            case .clearYoung: "clearYoung"
+            case .testYoung: "testYoung"
+            case .changePTE: "changePTE"
+            case .release: "release"
+            }
+        }
+    }
+
+    let subscriberName: String
+    let capabilities: SubscriberCapabilities
+    let domain: SyncDomain
+    let answer: StartResult
+    let young: Bool
+    let sleepInStart: Bool
+    private let log = Mutex<[Call]>([])
+
+    init(
+        _ name: String, domain: SyncDomain, capabilities: SubscriberCapabilities = [], answer: StartResult = .ok,
+        young: Bool = false, sleepInStart: Bool = false
+    ) {
+        self.subscriberName = name
+        self.domain = domain
+        self.capabilities = capabilities
+        self.answer = answer
+        self.young = young
+        self.sleepInStart = sleepInStart
+    }
+
+    var calls: [Call] { log.withLock { $0 } }
+    private var nonBlockable: Bool { ExecutionContext.current.isNonBlockable }
+    private func record(_ call: Call) { log.withLock { $0.append(call) } }
+
+    func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
+        record(.start(range, nonBlockable: nonBlockable))
+        if sleepInStart { domain.sleep(for: .microseconds(50)) }  // "wait for in-flight DMA"
+        return answer
+    }
+    func invalidateRangeEnd(_ range: InvalidationRange) { record(.end(range, nonBlockable: nonBlockable)) }
+    func invalidateSecondaryTLBs(_ range: InvalidationRange) { record(.secondaryTLB(range, nonBlockable: nonBlockable)) }
+    func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
+        record(.clearYoung(nonBlockable: nonBlockable))
+        return young
+    }
+    func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {
+        record(.testYoung(nonBlockable: nonBlockable))
+        return young
+    }
+    func changePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) { record(.changePTE(pte, nonBlockable: nonBlockable)) }
+    func release(addressSpace: AddressSpaceID) { record(.release) }
+}
+
+/// The primary page table, reduced to what the oracle needs: a version per
+/// page that an invalidation bumps between its start and its end, as the
+/// primary MMU changes a PTE between them.
+final class PrimaryVersions: Sendable {
+    private let versions: [PageVersion]
+    init(pages: Int) { versions = (0..<pages).map { _ in PageVersion() } }
+    var pageCount: Int { versions.count }
+    func version(_ page: Int) -> UInt64 { versions[page].value.load(ordering: .sequentiallyConsistent) }
+    /// Bumps the page's version and returns the new one.
+    func bump(_ page: Int) -> UInt64 { versions[page].value.add(1, ordering: .sequentiallyConsistent).newValue }
+
+    private final class PageVersion: Sendable {
+        let value = Atomic<UInt64>(1)
+    }
+}
+
+/// Holds a started invalidation so another thread can end it.
+final class InvalidationBox: @unchecked Sendable {
+    private var active: ActiveInvalidation?
+    init(_ active: consuming ActiveInvalidation) { self.active = consume active }
+    func end() {
+        if let active = active.take() { active.end() }
+    }
+}
