@@ -1,0 +1,31 @@
+// swift-tools-version: 6.1
+//
+// Benchmarks for mmulab, kept in their own package (as swift-nio does) so
+// the main package's build and tests never pay for the benchmark harness.
+//
+//     cd Benchmarks && swift package benchmark
+//
+// See the README's "Benchmarks" section for the figures and how to read them.
+
+import PackageDescription
+
+let package = Package(
+    name: "mmulab-benchmarks",
+    dependencies: [
+        .package(name: "mmulab", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "NotifierBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "MMUNotifier", package: "mmulab"),
+                .product(name: "LabSync", package: "mmulab"),
+            ],
+            path: "Benchmarks/NotifierBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    ]
+)

@@ -1,0 +1,34 @@
+# Shared set-up for scripts/demo and scripts/test: make sure the toolchain
+# and the system libraries the package links are present. Sourced, not run.
+
+mmulab_require_swift() {
+    if ! command -v swift >/dev/null 2>&1; then
+        echo "mmulab: the Swift toolchain is not on PATH. Install Swift 6.1 or later (swift.org) and retry." >&2
+        exit 1
+    fi
+}
+
+# libdrm-dev: the GPU plugin discovers DRM devices through libdrm, found
+# with pkg-config. Installed with apt-get when missing and we are root.
+mmulab_require_libdrm() {
+    if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libdrm; then
+        return 0
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "mmulab: installing libdrm-dev and pkg-config with apt-get..." >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null && apt-get install -y -qq libdrm-dev pkg-config >/dev/null
+        if pkg-config --exists libdrm; then return 0; fi
+        echo "mmulab: apt-get could not install libdrm-dev." >&2
+        exit 1
+    fi
+    echo "mmulab: libdrm-dev is missing. Install it first, for example:" >&2
+    echo "    sudo apt-get install libdrm-dev pkg-config" >&2
+    exit 1
+}
+
+mmulab_setup() {
+    cd "$(dirname "$0")/.." || exit 1
+    mmulab_require_swift
+    mmulab_require_libdrm
+}
