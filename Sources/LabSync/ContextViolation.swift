@@ -20,7 +20,7 @@ public struct ContextViolation: Sendable, CustomStringConvertible {
     /// Where it was attempted.
     public let site: SourceSite
     /// The innermost non-blockable section open at the time.
-    public let context: NonBlockableSection
+    public let context: SectionDescription
     /// How many non-blockable sections were open.
     public let depth: Int
     /// The offending thread.

@@ -4,22 +4,60 @@ import Glibc
 import Musl
 #endif
 
+/// An object that can name a non-blockable section it opened (a spin lock,
+/// a shrinker). Asked only when a violation is reported.
+public protocol SectionSubject: AnyObject {
+    var sectionSubjectName: String { get }
+}
+
 /// Why the current thread may not sleep.
 ///
 /// Sections nest; the innermost one is named in a violation report, the way
-/// the kernel names the lock or the `preempt_disable` that made a context atomic.
-public struct NonBlockableSection: Sendable, CustomStringConvertible {
+/// the kernel names the lock or the `preempt_disable` that made a context
+/// atomic. The value is trivially copyable so that opening a section costs a
+/// few stores: it holds static strings and, for a subject object, an
+/// unretained reference that must outlive the section (a lock outlives its
+/// critical section; a shrinker outlives its scan).
+public struct NonBlockableSection: @unchecked Sendable {
+    // @unchecked: `object` is only dereferenced on the owning thread while
+    // the section is open (see `described`).
     /// What kind of section: "spin lock", "non-blockable invalidation", ...
-    public let reason: String
-    /// Which instance: a lock's name, an event, a subscriber.
-    public let subject: String
+    public let reason: StaticString
+    private let text: StaticString
+    private unowned(unsafe) let object: (any SectionSubject)?
     /// Where the section was entered.
     public let site: SourceSite
 
-    public init(reason: String, subject: String, site: SourceSite) {
+    public init(reason: StaticString, subject: StaticString = "", site: SourceSite) {
+        self.reason = reason
+        self.text = subject
+        self.object = nil
+        self.site = site
+    }
+
+    public init(reason: StaticString, subject: any SectionSubject, site: SourceSite) {
+        self.reason = reason
+        self.text = ""
+        self.object = subject
+        self.site = site
+    }
+
+    /// A self-contained copy for reports, safe to keep after the section closed.
+    public var described: SectionDescription {
+        SectionDescription(reason: "\(reason)", subject: object?.sectionSubjectName ?? "\(text)", site: site)
+    }
+}
+
+/// A non-blockable section as reported: plain strings, safe to keep.
+public struct SectionDescription: Sendable, Hashable, CustomStringConvertible {
+    public let reason: String
+    public let subject: String
+    public let site: String
+
+    init(reason: String, subject: String, site: SourceSite) {
         self.reason = reason
         self.subject = subject
-        self.site = site
+        self.site = site.description
     }
 
     public var description: String {
@@ -36,21 +74,29 @@ public struct NonBlockableSection: Sendable, CustomStringConvertible {
 /// where sleeping is forbidden is caught (seeds 000 and 001: callbacks may sleep
 /// only where the caller allows it).
 ///
-/// The context is thread-confined: it is reached only through `current`, and a
-/// thread only ever touches its own. It is not `Sendable` on purpose.
+/// The context is thread-confined: it is reached only through `current` (or
+/// the static helpers), and a thread only ever touches its own. It is not
+/// `Sendable` on purpose.
 public final class ExecutionContext {
+    /// Deepest nesting of non-blockable sections; deeper is a bug in the caller.
+    public static let maximumDepth = 64
+
     /// The calling thread's identity.
     public private(set) var thread: ThreadIdentity
-    private var sections: [NonBlockableSection] = []
-    /// True while the thread is in reclaim (Linux's `PF_MEMALLOC`): allocations
-    /// may only come from the bounded reserve (seed 003).
-    public private(set) var reclaimDepth = 0
+    // Thread-confined state: the exclusivity checks the runtime would make
+    // on these class properties cannot fail, and they sat on every lock
+    // acquisition (measured: a fifth of a notifier dispatch).
+    @exclusivity(unchecked) private var depth = 0
+    @exclusivity(unchecked) private var reclaimDepthStorage = 0
+    private let sections: UnsafeMutablePointer<NonBlockableSection>
 
     private init() {
         let tid = ThreadIdentity.currentTID()
         thread = ThreadIdentity(tid: tid, name: "thread-\(tid)")
-        sections.reserveCapacity(8)
+        sections = .allocate(capacity: Self.maximumDepth)
     }
+
+    deinit { sections.deallocate() }
 
     /// The context of the calling thread, created on first use.
     public static var current: ExecutionContext {
@@ -62,14 +108,35 @@ public final class ExecutionContext {
         return context
     }
 
+    /// Runs `body` on the calling thread's context without retaining it.
+    @inline(__always)
+    static func withCurrent<R>(_ body: (ExecutionContext) -> R) -> R {
+        guard let raw = pthread_getspecific(contextKey) else { return body(current) }
+        return Unmanaged<ExecutionContext>.fromOpaque(raw)._withUnsafeGuaranteedRef(body)
+    }
+
+    /// Opens a non-blockable section on the calling thread (fast path for
+    /// locks and dispatchers). Pair with `exitCurrentNonBlockable()`.
+    public static func enterCurrentNonBlockable(_ section: NonBlockableSection) {
+        withCurrent { $0.enterNonBlockable(section) }
+    }
+
+    /// Closes the calling thread's innermost non-blockable section.
+    public static func exitCurrentNonBlockable() {
+        withCurrent { $0.exitNonBlockable() }
+    }
+
+    /// Whether the calling thread may not sleep now.
+    public static var isCurrentNonBlockable: Bool { withCurrent { $0.isNonBlockable } }
+
     /// Whether the thread may not sleep now.
-    public var isNonBlockable: Bool { !sections.isEmpty }
+    public var isNonBlockable: Bool { depth > 0 }
 
     /// How many non-blockable sections are open on this thread.
-    public var nonBlockableDepth: Int { sections.count }
+    public var nonBlockableDepth: Int { depth }
 
     /// The innermost open non-blockable section, if any.
-    public var innermostSection: NonBlockableSection? { sections.last }
+    public var innermostSection: NonBlockableSection? { depth > 0 ? sections[depth - 1] : nil }
 
     /// Renames the calling thread for reports (done by `SyncDomain.spawnThread`).
     public func setThreadName(_ name: String) {
@@ -78,32 +145,46 @@ public final class ExecutionContext {
 
     /// Opens a non-blockable section. Pair with `exitNonBlockable()`.
     public func enterNonBlockable(_ section: NonBlockableSection) {
-        sections.append(section)
+        precondition(depth < Self.maximumDepth, "non-blockable sections nested deeper than \(Self.maximumDepth)")
+        sections[depth] = section
+        depth += 1
     }
 
     /// Closes the innermost non-blockable section.
     public func exitNonBlockable() {
-        precondition(!sections.isEmpty, "exitNonBlockable without a matching enterNonBlockable")
-        sections.removeLast()
+        precondition(depth > 0, "exitNonBlockable without a matching enterNonBlockable")
+        depth -= 1
     }
 
     /// Runs `body` inside a non-blockable section: any sleep, wait or
     /// sleeping-lock acquisition in it is a context violation.
     @inlinable
     public func withNonBlockableSection<R, E: Error>(
-        reason: String,
-        subject: String = "",
+        reason: StaticString,
+        subject: StaticString = "",
         file: StaticString = #fileID, line: UInt = #line,
         _ body: () throws(E) -> R
     ) throws(E) -> R {
-        let site = SourceSite(file: file, line: line)
-        enterNonBlockable(NonBlockableSection(reason: reason, subject: subject, site: site))
+        enterNonBlockable(NonBlockableSection(reason: reason, subject: subject, site: SourceSite(file: file, line: line)))
+        defer { exitNonBlockable() }
+        return try body()
+    }
+
+    /// The same, naming an object as the section's subject.
+    @inlinable
+    public func withNonBlockableSection<R, E: Error>(
+        reason: StaticString,
+        subject: any SectionSubject,
+        file: StaticString = #fileID, line: UInt = #line,
+        _ body: () throws(E) -> R
+    ) throws(E) -> R {
+        enterNonBlockable(NonBlockableSection(reason: reason, subject: subject, site: SourceSite(file: file, line: line)))
         defer { exitNonBlockable() }
         return try body()
     }
 
     /// Runs `body` in reclaim context (Linux's `PF_MEMALLOC`): allocators that
-    /// honour it serve only from their bounded reserve.
+    /// honour it serve only from their bounded reserve (seed 003).
     @inlinable
     public func withReclaimContext<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         enterReclaim()
@@ -112,12 +193,12 @@ public final class ExecutionContext {
     }
 
     /// Whether the thread is in reclaim context.
-    public var isInReclaim: Bool { reclaimDepth > 0 }
+    public var isInReclaim: Bool { reclaimDepthStorage > 0 }
 
-    public func enterReclaim() { reclaimDepth += 1 }
+    public func enterReclaim() { reclaimDepthStorage += 1 }
     public func exitReclaim() {
-        precondition(reclaimDepth > 0, "exitReclaim without a matching enterReclaim")
-        reclaimDepth -= 1
+        precondition(reclaimDepthStorage > 0, "exitReclaim without a matching enterReclaim")
+        reclaimDepthStorage -= 1
     }
 }
 

@@ -6,10 +6,12 @@ import Synchronization
 /// disables preemption: a sleep, a wait or a sleeping-lock acquisition while
 /// a spin lock is held is a context violation. Critical sections under it
 /// must be short and must not call out to code that may sleep.
-public final class SpinLock: Sendable {
+public final class SpinLock: Sendable, SectionSubject {
     public let name: String
     private let domain: SyncDomain
     private let held = Atomic<Bool>(false)
+
+    public var sectionSubjectName: String { name }
 
     public init(_ name: String, domain: SyncDomain) {
         self.name = name
@@ -19,8 +21,7 @@ public final class SpinLock: Sendable {
     /// Acquires the lock, spinning (never sleeping) while it is held elsewhere.
     public func lock(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
-        ExecutionContext.current.enterNonBlockable(
-            NonBlockableSection(reason: "spin lock", subject: name, site: site))
+        ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: "spin lock", subject: self, site: site))
         var attempt = 0
         while true {
             if !held.load(ordering: .relaxed),
@@ -39,14 +40,13 @@ public final class SpinLock: Sendable {
         guard held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }
-        ExecutionContext.current.enterNonBlockable(
-            NonBlockableSection(reason: "spin lock", subject: name, site: site))
+        ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: "spin lock", subject: self, site: site))
         return true
     }
 
     public func unlock() {
         held.store(false, ordering: .releasing)
-        ExecutionContext.current.exitNonBlockable()
+        ExecutionContext.exitCurrentNonBlockable()
     }
 
     /// Runs `body` with the lock held (and the thread non-blockable).

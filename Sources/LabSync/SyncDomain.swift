@@ -24,6 +24,7 @@ public final class SyncDomain: Sendable {
     /// Returns whether a violation was recorded.
     @discardableResult
     public func mightSleep(_ operation: SleepingOperation, object: String = "", site: SourceSite) -> Bool {
+        guard ExecutionContext.isCurrentNonBlockable else { return false }
         let context = ExecutionContext.current
         guard let section = context.innermostSection else { return false }
         contextViolations.record(
@@ -31,7 +32,7 @@ public final class SyncDomain: Sendable {
                 operation: operation,
                 object: object,
                 site: site,
-                context: section,
+                context: section.described,
                 depth: context.nonBlockableDepth,
                 thread: context.thread
             )

@@ -28,31 +28,34 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     // held, except `tree` and `intervals`, which are mutated only with `lock`
     // held *and* no invalidation active, and read without the lock only by
     // dispatches that are themselves counted in `activeInvalidations`.
+    // The lock already serialises them, so the runtime's dynamic
+    // exclusivity checks are switched off (`@exclusivity(unchecked)`): they
+    // cost more than the rest of a dispatch.
 
     public let addressSpace: AddressSpaceID
     public let core: NotifierCore
     private let lock: SpinLock
     private let waitQueue: WaitQueue
 
-    private var subscribers = SubscriberList([])
-    private var released = false
+    @exclusivity(unchecked) private var subscribers = SubscriberList([])
+    @exclusivity(unchecked) private var released = false
 
     // Interval subscriptions (Linux's itree side).
     private let tree = IntervalTree()
-    private var intervals: [IntervalNotifier?] = []
-    private var freeHandles: [UInt32] = []
-    private var deferredInserts: [IntervalNotifier] = []
-    private var deferredRemovals: [IntervalNotifier] = []
+    @exclusivity(unchecked) private var intervals: [IntervalNotifier?] = []
+    @exclusivity(unchecked) private var freeHandles: [UInt32] = []
+    @exclusivity(unchecked) private var deferredInserts: [IntervalNotifier] = []
+    @exclusivity(unchecked) private var deferredRemovals: [IntervalNotifier] = []
     /// Invalidations between start and end (whole-space and interval alike).
-    private var activeInvalidations = 0
+    @exclusivity(unchecked) private var activeInvalidations = 0
     /// Even while idle, odd while any invalidation is active (Linux's
     /// `invalidate_seq`). Interval sequences are always odd.
-    private var invalidateSeq: UInt64 = 2
+    @exclusivity(unchecked) private var invalidateSeq: UInt64 = 2
     /// Threads sleeping in `waitForSequenceChange`.
-    private var sequenceWaiters = 0
+    @exclusivity(unchecked) private var sequenceWaiters = 0
 
-    private var startsByEvent = [Int](repeating: 0, count: NotifierEvent.allCases.count)
-    private var refusedStarts = 0
+    @exclusivity(unchecked) private var startsByEvent = [Int](repeating: 0, count: NotifierEvent.allCases.count)
+    @exclusivity(unchecked) private var refusedStarts = 0
 
     init(addressSpace: AddressSpaceID, core: NotifierCore) {
         self.addressSpace = addressSpace
@@ -95,12 +98,11 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             return (subscribers, invalidateSeq, !tree.isEmpty)
         }
 
-        let context = ExecutionContext.current
         if !range.blockable {
-            context.enterNonBlockable(
-                NonBlockableSection(reason: "non-blockable invalidation", subject: range.event.description, site: site))
+            ExecutionContext.enterCurrentNonBlockable(
+                NonBlockableSection(reason: "non-blockable invalidation", subject: range.event.name, site: site))
         }
-        defer { if !range.blockable { context.exitNonBlockable() } }
+        defer { if !range.blockable { ExecutionContext.exitCurrentNonBlockable() } }
 
         // Intervals first, as Linux does. The tree cannot change under us:
         // we are counted in `activeInvalidations`, so inserts and removals
@@ -146,15 +148,14 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// The end half, called by `ActiveInvalidation.end()` (Linux:
     /// `mmu_notifier_invalidate_range_end`).
     func finish(_ range: InvalidationRange, list: SubscriberList, skipped: UInt64) {
-        let context = ExecutionContext.current
         if !range.blockable {
-            context.enterNonBlockable(
-                NonBlockableSection(reason: "non-blockable invalidation end", subject: range.event.description, site: SourceSite()))
+            ExecutionContext.enterCurrentNonBlockable(
+                NonBlockableSection(reason: "non-blockable invalidation end", subject: range.event.name, site: SourceSite()))
         }
         for (index, subscriber) in list.all.enumerated() where !isSkipped(index, skipped) {
             subscriber.invalidateRangeEnd(range)
         }
-        if !range.blockable { context.exitNonBlockable() }
+        if !range.blockable { ExecutionContext.exitCurrentNonBlockable() }
         finishBookkeeping(list)
     }
 
@@ -244,13 +245,15 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         lock.withLock { !subscribers.changePTE.isEmpty }
     }
 
-    private func withReader<R>(reason: String, site: SourceSite, _ body: (SubscriberList) -> R) -> R {
+    private func withReader<R>(reason: StaticString, site: SourceSite, _ body: (SubscriberList) -> R) -> R {
         let list = lock.withLock { () -> SubscriberList in
             subscribers.readers.add(1, ordering: .sequentiallyConsistent)
             return subscribers
         }
         defer { releaseReader(list) }
-        return ExecutionContext.current.withNonBlockableSection(reason: reason, file: site.file, line: site.line) { body(list) }
+        ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: reason, site: site))
+        defer { ExecutionContext.exitCurrentNonBlockable() }
+        return body(list)
     }
 
     // MARK: - Whole-space subscriptions
@@ -292,11 +295,13 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         waitForGracePeriod(of: old, site: site)
     }
 
-    /// The address space is exiting (Linux: `mmu_notifier_release`): every
-    /// whole-space subscriber is unhooked, in-flight dispatches drain, then
-    /// each gets `release` (seed 002: torn down before the mm goes). No
-    /// callback follows a release; invalidations of the teardown itself
-    /// reach only interval subscribers. May sleep.
+    /// The address space is exiting (Linux: `mmu_notifier_release`). In
+    /// Linux's order: every interval is invalidated over the whole space
+    /// with the `exit` event (Linux: `mn_itree_release`,
+    /// `MMU_NOTIFY_RELEASE`); every whole-space subscriber is unhooked,
+    /// in-flight dispatches drain, then each gets `release` (seed 002: all
+    /// torn down before the mm goes). No whole-space callback follows a
+    /// release, and no new subscription is accepted. May sleep.
     public func release(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier release", site: site)
@@ -306,6 +311,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             return publish(SubscriberList([]))
         }
         guard let old else { return }
+        let everything = InvalidationRange(addressSpace: addressSpace, start: 0, end: .max, event: .exit)
+        startInvalidation(everything, file: file, line: line).end()
         waitForGracePeriod(of: old, site: site)
         for subscriber in old.all { subscriber.release(addressSpace: addressSpace) }
     }

@@ -30,12 +30,16 @@ public enum NotifierEvent: UInt8, Sendable, Hashable, CaseIterable, CustomString
     case cowBreak
     /// A device takes exclusive access (make_device_exclusive).
     case exclusive
-    /// The address space is being torn down at exit.
+    /// The address space is being torn down at exit: the whole-space
+    /// invalidation of intervals that `release` sends.
     case exit
     /// The OOM reaper frees the victim's memory; always non-blockable.
     case oomReap
 
-    public var description: String {
+    public var description: String { "\(name)" }
+
+    /// The event's name as a static string (used where recording must not allocate).
+    public var name: StaticString {
         switch self {
         case .munmap: "munmap"
         case .mremap: "mremap"
@@ -57,7 +61,8 @@ public enum NotifierEvent: UInt8, Sendable, Hashable, CaseIterable, CustomString
     /// for this reason (see README for the per-case notes).
     public var linuxEvent: String {
         switch self {
-        case .munmap, .mremap, .exit, .oomReap: "MMU_NOTIFY_UNMAP"
+        case .munmap, .mremap, .oomReap: "MMU_NOTIFY_UNMAP"
+        case .exit: "MMU_NOTIFY_RELEASE"
         case .madviseDontNeed, .vmscan, .ksm, .cowBreak: "MMU_NOTIFY_CLEAR"
         case .mprotect: "MMU_NOTIFY_PROTECTION_VMA"
         case .writeProtect: "MMU_NOTIFY_PROTECTION_PAGE"

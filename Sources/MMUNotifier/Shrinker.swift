@@ -28,7 +28,7 @@ public enum ShrinkScanResult: Sendable, Hashable {
 
 /// A cache that gives memory back under pressure (Linux: `struct shrinker`):
 /// a device's page-table pages, its idle ranges.
-public protocol Shrinker: AnyObject, Sendable {
+public protocol Shrinker: SectionSubject, Sendable {
     var shrinkerName: String { get }
     /// How many objects could be freed now (Linux: `count_objects`). Never sleeps.
     func count(_ control: ShrinkControl) -> Int
@@ -38,6 +38,7 @@ public protocol Shrinker: AnyObject, Sendable {
 
 extension Shrinker {
     public var shrinkerName: String { String(describing: type(of: self)) }
+    public var sectionSubjectName: String { shrinkerName }
 }
 
 /// The shrinkers of one lab, called by reclaim in proportion to its own
@@ -126,7 +127,7 @@ public final class ShrinkerRegistry: @unchecked Sendable {
                 run()
             } else {
                 ExecutionContext.current.withNonBlockableSection(
-                    reason: "non-blockable shrink", subject: shrinker.shrinkerName, file: site.file, line: site.line, run)
+                    reason: "non-blockable shrink", subject: shrinker, file: site.file, line: site.line, run)
             }
         }
         return report

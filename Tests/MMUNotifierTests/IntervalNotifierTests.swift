@@ -158,12 +158,26 @@ struct IntervalNotifierTests {
         let whole = RecordingSubscriber("whole", domain: core.sync)
         try notifiers.register(whole)
         let r = range(mm, pages: 0..<1, .oomReap, blockable: false)
-        #expect(throws: InvalidationRefused.self) { try notifiers.tryStartInvalidation(r) }
+        #expect(throws: InvalidationRefused.self) { try notifiers.tryStartInvalidation(r).end() }
         #expect(whole.calls.isEmpty, "intervals go first; a refusal there starts nothing else")
         #expect(!notifiers.isInvalidating)
 
         notifiers.startInvalidation(range(mm, pages: 0..<1, .munmap)).end()
         #expect(core.contractViolations.snapshot.map(\.kind) == [.retryFromBlockableStart(subscriber: "busy-gpu")])
+    }
+
+    @Test func releaseInvalidatesEveryIntervalWithTheExitEvent() throws {
+        let notifiers = core.makeAddressSpaceNotifiers(for: mm)
+        let low = RecordingInterval("low")
+        let high = RecordingInterval("high")
+        _ = try notifiers.insertInterval(start: 0, end: pageSize, ops: low)
+        _ = try notifiers.insertInterval(start: 1 << 40, end: (1 << 40) + pageSize, ops: high)
+        notifiers.release()
+        #expect(low.invalidations.map(\.0.event) == [.exit])
+        #expect(high.invalidations.map(\.0.event) == [.exit])
+        #expect(throws: SubscriptionError.addressSpaceReleased(mm)) {
+            try notifiers.insertInterval(start: 0, end: pageSize, ops: RecordingInterval("late"))
+        }
     }
 
     @Test func nonBlockableIntervalCallbacksRunInANonBlockableSection() throws {
