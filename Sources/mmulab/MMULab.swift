@@ -1,5 +1,9 @@
 import ArgumentParser
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @main
 struct MMULab: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,8 +15,32 @@ struct MMULab: ParsableCommand {
             storms that core with mirror devices and checks that no device keeps a \
             stale translation. The primary MMU model, the plugin ABI and the reclaim \
             scenarios arrive in later releases.
+
+            Exit status: 0 clean, 1 violations found, 2 bad input.
             """,
         subcommands: [DemoCommand.self, EventsCommand.self],
         defaultSubcommand: DemoCommand.self
     )
+
+    /// Parses and runs, mapping outcomes onto the documented exit statuses:
+    /// 0 clean, 1 violations, 2 bad input (ArgumentParser's own default for
+    /// a usage error is 64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let code as ExitCode {
+            Glibc.exit(code.rawValue)
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }  // --help, --version
+            writeToStandardError(fullMessage(for: error) + "\n")
+            Glibc.exit(2)
+        }
+    }
+}
+
+/// Writes `text` to file descriptor 2.
+func writeToStandardError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
 }
