@@ -6,6 +6,13 @@ extension String {
     }
 }
 
+extension String {
+    /// The string padded with spaces on the left to `width` characters.
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}
+
 /// `value` with exactly `digits` decimals.
 func fixed(_ value: Double, digits: Int = 1) -> String {
     var scale = 1.0

@@ -47,7 +47,7 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         let faults: NotifierCore.FaultInjection = inject == .none ? [] : .skipRegistrationGracePeriod
         let storm = NotifierStorm(seed: seed, addressSpaces: addressSpaces, faults: faults)
-        print("mmulab demo: \(addressSpaces) address spaces, seed \(seed), \(Int(seconds)) s"
+        print("mmulab demo: \(addressSpaces) address spaces, seed \(seed), \(fixed(seconds)) s"
             + (faults.isEmpty ? "" : ", fault injected: \(inject.rawValue)"))
         let progress = ProgressLine(enabled: isatty(STDOUT_FILENO) != 0)
         let outcome = storm.run(for: .milliseconds(Int64(seconds * 1000))) { snapshot in

@@ -96,7 +96,7 @@ final class NotifierStorm: Sendable {
         var progressText: String {
             let seconds = elapsed.seconds
             let rate = seconds > 0 ? Int(Double(invalidations) / seconds) : 0
-            return "[\(fixed(seconds).padded(to: 5)) s] invalidations \(invalidations) (\(rate)/s)  device faults \(faults)  violations \(violations)"
+            return "[\(fixed(seconds).leftPadded(to: 5)) s] invalidations \(invalidations) (\(rate)/s)  device faults \(faults)  violations \(violations)"
         }
     }
 
