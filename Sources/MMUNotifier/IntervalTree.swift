@@ -124,13 +124,7 @@ public final class IntervalTree {
         }
         var pathNodes = PathStack()
         var pathIndex = PathStack()
-        var node = root
-        while levels[Int(node)] > 0 {
-            let i = childIndex(node, start, handle)
-            pathNodes.push(node)
-            pathIndex.push(Int32(i))
-            node = children[Int(node) * Self.slots + i]
-        }
+        let node = descend(to: start, handle, &pathNodes, &pathIndex)
         let position = upperBound(node, start, handle)
         insertSlot(node, at: position, start, end, handle, -1)
 
@@ -175,13 +169,7 @@ public final class IntervalTree {
         guard root >= 0 else { return false }
         var pathNodes = PathStack()
         var pathIndex = PathStack()
-        var node = root
-        while levels[Int(node)] > 0 {
-            let i = childIndex(node, start, handle)
-            pathNodes.push(node)
-            pathIndex.push(Int32(i))
-            node = children[Int(node) * Self.slots + i]
-        }
+        let node = descend(to: start, handle, &pathNodes, &pathIndex)
         let position = upperBound(node, start, handle) - 1
         let slot = Int(node) * Self.slots + position
         guard position >= 0, starts[slot] == start, handles[slot] == handle, ends[slot] == end else {
@@ -259,6 +247,19 @@ public final class IntervalTree {
     }
 
     // MARK: Node internals
+
+    /// Walks from the root to the leaf that holds, or would hold, the key
+    /// `(start, handle)`, recording each internal node and the child taken.
+    private func descend(to start: UInt64, _ handle: UInt32, _ nodes: inout PathStack, _ indices: inout PathStack) -> Int32 {
+        var node = root
+        while levels[Int(node)] > 0 {
+            let i = childIndex(node, start, handle)
+            nodes.push(node)
+            indices.push(Int32(i))
+            node = children[Int(node) * Self.slots + i]
+        }
+        return node
+    }
 
     /// Index of the last entry whose key is <= (start, handle), or 0.
     private func childIndex(_ node: Int32, _ start: UInt64, _ handle: UInt32) -> Int {
