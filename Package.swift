@@ -5,6 +5,7 @@
 // The layering is the design (see README "Architecture"):
 //   LabSync       host-owned synchronisation layer: every lock, wait and sleep
 //   MMUNotifier   events, ranges, subscriptions, interval notifiers, shrinkers
+//   VirtualMemory the primary MMU model: frames, page tables, rmap, reclaim, ...
 //   mmulab        the command-line tool
 // Later layers (VirtualMemory, CDevicePluginABI, PluginHost, DevicePluginKit,
 // ReclaimLab, Plugins/*) stack on these and never the other way round.
@@ -22,6 +23,7 @@ let package = Package(
     products: [
         .library(name: "LabSync", targets: ["LabSync"]),
         .library(name: "MMUNotifier", targets: ["MMUNotifier"]),
+        .library(name: "VirtualMemory", targets: ["VirtualMemory"]),
         .executable(name: "mmulab", targets: ["mmulab"]),
     ],
     dependencies: [
@@ -31,6 +33,7 @@ let package = Package(
         .target(name: "CLabSyncShims"),
         .target(name: "LabSync", dependencies: ["CLabSyncShims"], swiftSettings: strictSwift6),
         .target(name: "MMUNotifier", dependencies: ["LabSync"], swiftSettings: strictSwift6),
+        .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .executableTarget(
             name: "mmulab",
             dependencies: [
@@ -44,6 +47,11 @@ let package = Package(
         .testTarget(
             name: "MMUNotifierTests",
             dependencies: ["MMUNotifier", "LabSync"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "VirtualMemoryTests",
+            dependencies: ["VirtualMemory", "MMUNotifier", "LabSync"],
             swiftSettings: strictSwift6
         ),
     ]

@@ -134,3 +134,61 @@ struct PrimitiveTests {
         #expect(first != (0..<8).map { _ in c.next() })
     }
 }
+
+@Suite("Reader-writer lock")
+struct SleepingRWLockTests {
+    @Test func writersExcludeEveryoneAndReadersShare() {
+        let domain = SyncDomain()
+        let lock = SleepingRWLock("mmap", domain: domain)
+        let counter = UnsafeCounter()
+        let readersInside = Atomic<Int>(0)
+        let maxReaders = Atomic<Int>(0)
+        let iterations = stressScale * 5_000
+        let writers = (0..<2).map { i in
+            domain.spawnThread(named: "writer-\(i)") {
+                for _ in 0..<iterations {
+                    lock.withExclusive {
+                        #expect(readersInside.load(ordering: .sequentiallyConsistent) == 0)
+                        counter.value += 1
+                    }
+                }
+            }
+        }
+        let readers = (0..<3).map { i in
+            domain.spawnThread(named: "reader-\(i)") {
+                for _ in 0..<iterations {
+                    lock.withShared {
+                        let now = readersInside.add(1, ordering: .sequentiallyConsistent).newValue
+                        var seen = maxReaders.load(ordering: .relaxed)
+                        while now > seen {
+                            let (done, actual) = maxReaders.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+                            if done { break }
+                            seen = actual
+                        }
+                        readersInside.subtract(1, ordering: .sequentiallyConsistent)
+                    }
+                }
+            }
+        }
+        (writers + readers).forEach { $0.join() }
+        #expect(counter.value == 2 * iterations)
+        #expect(lock.tryLockExclusive())
+        #expect(!lock.tryLockShared(), "a writer excludes readers")
+        lock.unlockExclusive()
+        #expect(lock.tryLockShared())
+        #expect(lock.tryLockShared(), "readers share")
+        #expect(!lock.tryLockExclusive())
+        lock.unlockShared()
+        lock.unlockShared()
+    }
+
+    @Test func acquiringInANonBlockableSectionIsAViolation() {
+        let domain = SyncDomain()
+        let lock = SleepingRWLock("mmap", domain: domain)
+        ExecutionContext.current.withNonBlockableSection(reason: "test") {
+            lock.withShared {}
+            if lock.tryLockExclusive() { lock.unlockExclusive() }
+        }
+        #expect(domain.contextViolations.snapshot.map(\.object) == ["mmap"])
+    }
+}

@@ -1,0 +1,237 @@
+import LabSync
+import MMUNotifier
+import Synchronization
+
+extension AddressSpace {
+    /// Runs `body` on the bytes of the page at `address` as the CPU would
+    /// access them, faulting the page in first if needed (zero fill,
+    /// copy-on-write, swap-in, file read). The access happens under the
+    /// page-table lock, so it lands entirely before or after any concurrent
+    /// unmap. `body` must be short and must not sleep.
+    public func access<R>(
+        _ address: UInt64, write: Bool, _ body: (UnsafeMutableRawBufferPointer) -> R
+    ) throws(MemoryError) -> R {
+        try mmapLock.withShared { () throws(MemoryError) -> R in
+            try checkAlive()
+            for _ in 0..<64 {
+                let done = ptl.withLock { () -> R? in
+                    let vpn = address >> 12
+                    let pte = pageTable.entry(vpn)
+                    guard pte.isPresent, !write || pte.isWritable else { return nil }
+                    var updated = pte.with(accessed: true)
+                    if write { updated = updated.with(dirty: true).with(softDirty: true) }
+                    if updated != pte { pageTable.set(vpn, updated) }
+                    return body(memory.payload(of: pte.frame))
+                }
+                if let done { return done }
+                try handleFault(address, write: write)
+            }
+            preconditionFailure("page at 0x\(String(address, radix: 16)) still not accessible after 64 faults")
+        }
+    }
+
+    /// Reads the first bytes of the page at `address` (up to the payload size).
+    public func read(_ address: UInt64) throws(MemoryError) -> [UInt8] {
+        try access(address, write: false) { Array($0) }
+    }
+
+    /// Writes `bytes` at the start of the page at `address`.
+    public func write(_ address: UInt64, _ bytes: [UInt8]) throws(MemoryError) {
+        try access(address, write: true) { page in
+            precondition(bytes.count <= page.count, "writing \(bytes.count) bytes into a \(page.count)-byte payload")
+            bytes.withUnsafeBytes { page.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        }
+    }
+
+    /// Faults in every page of `[start, start + length)` (Linux:
+    /// `MAP_POPULATE`, `MADV_POPULATE_WRITE`).
+    public func populate(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) {
+        try checkRange(start, length)
+        try mmapLock.withShared { () throws(MemoryError) in
+            try checkAlive()
+            var address = start
+            while address < start + length {
+                let pte = translateLocked(address)
+                if !(pte.isPresent && (!write || pte.isWritable)) {
+                    try handleFault(address, write: write)
+                }
+                address += 4096
+            }
+        }
+    }
+
+    func translateLocked(_ address: UInt64) -> PTE { ptl.withLock { pageTable.entry(address >> 12) } }
+
+    /// Resolves one fault (mmap lock held shared). Returns when the PTE may
+    /// allow the access; the caller re-checks under the page-table lock.
+    func handleFault(_ address: UInt64, write: Bool) throws(MemoryError) {
+        machine.statistics.faults.add(1, ordering: .relaxed)
+        guard let vma = vma(containing: address) else { throw .segmentationFault(address) }
+        guard vma.protection.contains(write ? .write : .read) else { throw .protectionFault(address) }
+        let page = address & ~4095
+        let pte = translateLocked(page)
+        if pte.isPresent {
+            if write && !pte.isWritable { try writeProtectedFault(vma, page, pte) }
+            return
+        }
+        if pte.isMigration {
+            // Wait for the migration to finish: it holds the old frame's lock.
+            memory.lock(pte.frame)
+            memory.unlock(pte.frame)
+            return
+        }
+        if pte.isSwap { return try swapIn(vma, page, pte) }
+        if vma.kind == .anonymousPrivate { return try zeroFill(vma, page, write: write) }
+        try fileFault(vma, page, write: write)
+    }
+
+    // MARK: - Allocation with reclaim
+
+    /// A frame for this address space, reclaiming (and, failing that,
+    /// invoking the OOM killer) when none is free.
+    func allocateFrame(flags: FrameFlags) throws(MemoryError) -> Int32 {
+        for attempt in 0..<16 {
+            if let frame = memory.allocate(preferring: Int(id.rawValue) % memory.nodes.count, flags: flags) {
+                machine.reclaimer?.wakeIfLow()
+                return frame
+            }
+            try checkAlive()
+            machine.statistics.directReclaims.add(1, ordering: .relaxed)
+            let freed = machine.reclaimDirectly()
+            if freed == 0 && attempt >= 2 {
+                machine.outOfMemory(requester: self)
+                try checkAlive()
+            }
+        }
+        throw .outOfMemory
+    }
+
+    // MARK: - Fault kinds
+
+    private func zeroFill(_ vma: VMA, _ page: UInt64, write: Bool) throws(MemoryError) {
+        let frame = try allocateFrame(flags: .anonymous)
+        memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: page))
+        let installed = ptl.withLock { () -> Bool in
+            guard pageTable.entry(page >> 12).isNone else { return false }
+            memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+            pageTable.set(page >> 12, .present(frame: frame, writable: vma.protection.contains(.write), dirty: write))
+            residentPages.add(1, ordering: .relaxed)
+            return true
+        }
+        if installed {
+            memory.node(of: frame).addToLRU(frame, memory: memory)
+            machine.statistics.zeroFills.add(1, ordering: .relaxed)
+        } else {
+            memory.put(frame)
+        }
+    }
+
+    private func fileFault(_ vma: VMA, _ page: UInt64, write: Bool) throws(MemoryError) {
+        let file = vma.file!
+        let index = vma.index(of: page)
+        let frame = try machine.pageCacheFrame(file, index, allocate: allocateFrame)
+        defer { memory.put(frame) }  // the lookup's reference
+        let writable = write && vma.protection.contains(.write)
+        let installed = ptl.withLock { () -> Bool in
+            guard pageTable.entry(page >> 12).isNone else { return false }
+            memory.addMapping(frame)
+            pageTable.set(page >> 12, .present(frame: frame, writable: writable, dirty: writable))
+            residentPages.add(1, ordering: .relaxed)
+            return true
+        }
+        if installed && writable { memory.setFlags(.dirty, on: frame) }
+    }
+
+    private func swapIn(_ vma: VMA, _ page: UInt64, _ pte: PTE) throws(MemoryError) {
+        let slot = pte.swapSlot
+        let swap = machine.swap
+        var frame = swap.cachedFrame(slot, memory: memory)
+        if frame == nil {
+            let fresh = try allocateFrame(flags: [.anonymous, .swapCache])
+            swap.read(slot, into: fresh, memory: memory)
+            memory.setOwner(fresh, owner: vma.rmapOwner, index: vma.index(of: page))
+            if swap.insertIntoCache(fresh, slot: slot) {
+                memory.get(fresh)  // the swap cache's reference; the allocation's is ours
+                memory.node(of: fresh).addToLRU(fresh, memory: memory)
+                machine.statistics.swapIns.add(1, ordering: .relaxed)
+                frame = fresh
+            } else {
+                memory.clearFlags(.swapCache, on: fresh)
+                memory.put(fresh)
+                return  // someone else read it in; the caller retries
+            }
+        }
+        let cached = frame!
+        defer { memory.put(cached) }
+        ptl.withLock {
+            guard pageTable.entry(page >> 12) == pte else { return }
+            memory.addMapping(cached)
+            // Read-only until written: a write fault then decides between
+            // reusing this page (dropping the stale slot) and copying it.
+            pageTable.set(page >> 12, .present(frame: cached, writable: false))
+            residentPages.add(1, ordering: .relaxed)
+            swap.release(slot)
+        }
+    }
+
+    /// A write to a present, write-protected page: make a shared mapping
+    /// writable (and its page dirty), reuse an exclusive anonymous page, or
+    /// break copy-on-write (or KSM sharing) with a fresh copy.
+    private func writeProtectedFault(_ vma: VMA, _ page: UInt64, _ pte: PTE) throws(MemoryError) {
+        let old = pte.frame
+        if vma.kind != .anonymousPrivate {
+            ptl.withLock {
+                guard pageTable.entry(page >> 12) == pte else { return }
+                pageTable.set(page >> 12, pte.with(writable: true).with(dirty: true).with(softDirty: true).with(accessed: true))
+            }
+            memory.setFlags(.dirty, on: old)
+            return
+        }
+        if try reuseIfExclusive(page, pte) { return }
+        let copy = try allocateFrame(flags: .anonymous)
+        memory.copyPayload(from: old, to: copy)
+        memory.setOwner(copy, owner: vma.rmapOwner, index: vma.index(of: page))
+        var replaced = false
+        let wasKSM = memory.flags(of: old).contains(.ksm)
+        invalidateBlocking(page, page + 4096, .cowBreak) { _, current, released in
+            guard current == pte else { return }
+            memory.removeMapping(old)
+            released.frames.append(old)
+            memory.mapcounts[Int(copy)].add(1, ordering: .relaxed)
+            current = .present(frame: copy, writable: true, dirty: true)
+            replaced = true
+        }
+        if replaced {
+            memory.node(of: copy).addToLRU(copy, memory: memory)
+            machine.statistics.cowCopies.add(1, ordering: .relaxed)
+            if wasKSM { machine.statistics.ksmBreaks.add(1, ordering: .relaxed) }
+        } else {
+            memory.put(copy)
+        }
+    }
+
+    /// Makes an anonymous page writable in place when this PTE is its only
+    /// user (Linux: `wp_page_reuse`). A swap-cached page leaves the swap
+    /// cache first: once written, its slot no longer matches.
+    private func reuseIfExclusive(_ page: UInt64, _ pte: PTE) throws(MemoryError) -> Bool {
+        let frame = pte.frame
+        let flags = memory.flags(of: frame)
+        guard !flags.contains(.ksm), memory.pincount(of: frame) == 0, memory.mapcount(of: frame) == 1 else { return false }
+        guard memory.tryLock(frame) else { return false }
+        defer { memory.unlock(frame) }
+        let inSwapCache = memory.flags(of: frame).contains(.swapCache)
+        guard memory.refcount(of: frame) == 1 + (inSwapCache ? 1 : 0), memory.mapcount(of: frame) == 1 else { return false }
+        if inSwapCache {
+            guard machine.swap.removeFromCacheIfUnused(frame, expectedReferences: 2, expectedMappings: 1, memory: memory) else { return false }
+            memory.clearFlags(.swapCache, on: frame)
+            memory.put(frame)  // the swap cache's reference
+        }
+        let reused = ptl.withLock { () -> Bool in
+            guard pageTable.entry(page >> 12) == pte else { return false }
+            pageTable.set(page >> 12, pte.with(writable: true).with(dirty: true).with(softDirty: true).with(accessed: true))
+            return true
+        }
+        if reused { machine.statistics.cowReuses.add(1, ordering: .relaxed) }
+        return reused
+    }
+}

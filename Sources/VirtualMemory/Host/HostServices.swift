@@ -1,0 +1,165 @@
+import LabSync
+public import MMUNotifier
+import Synchronization
+
+/// A translation a device took from the primary MMU: which frame backs a
+/// page, and that frame's generation at the time, so any later use of a
+/// freed and reused frame is caught.
+public struct DeviceTranslation: Sendable, Hashable, CustomStringConvertible {
+    public let address: UInt64
+    public let frame: PageFrameNumber
+    public let generation: UInt32
+    public let writable: Bool
+    /// Taken with `pin`: the frame stays allocated until unpinned.
+    public let pinned: Bool
+
+    public init(address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool) {
+        self.address = address
+        self.frame = frame
+        self.generation = generation
+        self.writable = writable
+        self.pinned = pinned
+    }
+
+    public var description: String {
+        "0x\(String(address, radix: 16)) -> \(frame) gen \(generation)\(writable ? " W" : "")\(pinned ? " pinned" : "")"
+    }
+}
+
+extension AddressSpace {
+    /// Faults `[start, start + length)` in and returns its translations
+    /// (Linux: `hmm_range_fault`). No reference is kept: the device must use
+    /// an interval subscription's `readBegin` / `readRetry` around this call
+    /// to know the translations are still current when it installs them.
+    /// May sleep (it faults); never call it from a non-blockable context.
+    public func faultRange(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) -> [DeviceTranslation] {
+        try collect(start: start, length: length, write: write, pin: false)
+    }
+
+    /// Faults the range in and pins every page (Linux: `pin_user_pages`):
+    /// pinned frames are neither reclaimed nor migrated until `unpin`.
+    public func pin(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) -> [DeviceTranslation] {
+        try collect(start: start, length: length, write: write, pin: true)
+    }
+
+    private func collect(start: UInt64, length: UInt64, write: Bool, pin: Bool) throws(MemoryError) -> [DeviceTranslation] {
+        try checkRange(start, length)
+        return try mmapLock.withShared { () throws(MemoryError) -> [DeviceTranslation] in
+            var result: [DeviceTranslation] = []
+            result.reserveCapacity(Int(length >> 12))
+            var address = start
+            while address < start + length {
+                try checkAlive()
+                let taken = ptl.withLock { () -> DeviceTranslation? in
+                    let pte = pageTable.entry(address >> 12)
+                    guard pte.isPresent, !write || pte.isWritable else { return nil }
+                    if pin { memory.addPin(pte.frame) }
+                    pageTable.set(address >> 12, pte.with(accessed: true))
+                    return DeviceTranslation(
+                        address: address, frame: PageFrameNumber(pte.frame), generation: memory.generation(of: pte.frame),
+                        writable: pte.isWritable, pinned: pin)
+                }
+                if let taken {
+                    result.append(taken)
+                    address += 4096
+                } else {
+                    try handleFault(address, write: write)
+                }
+            }
+            return result
+        }
+    }
+}
+
+extension Machine {
+    /// Returns pins taken with `pin` (Linux: `unpin_user_pages`).
+    public func unpin(_ translations: [DeviceTranslation]) {
+        for t in translations {
+            precondition(t.pinned, "unpin of an unpinned translation \(t)")
+            memory.removePin(t.frame.frame)
+        }
+    }
+
+    /// A device wrote the frame: its contents must reach the backing store
+    /// (Linux: `set_page_dirty` from a driver's invalidate callback; seed
+    /// 003, the dirty state must transfer).
+    public func setDirty(_ frame: PageFrameNumber) {
+        if faults.contains(.dropSecondaryDirty) { return }
+        memory.setFlags(.dirty, on: frame.frame)
+    }
+
+    /// A device used the frame (Linux: `mark_page_accessed`).
+    public func markAccessed(_ frame: PageFrameNumber) {
+        memory.setFlags(.referenced, on: frame.frame)
+    }
+
+    /// A device reads the page through `translation` (DMA). The access is
+    /// checked against the primary: it must reach the frame the primary
+    /// maps at that address now, or the old frame while an invalidation of
+    /// the address is in progress, or a frame the device pinned. Anything
+    /// else is recorded as a stale translation or a use after free, and the
+    /// read still happens, as it would on hardware.
+    public func dmaRead(_ space: AddressSpace, _ translation: DeviceTranslation) -> [UInt8] {
+        dmaAccess(space, translation) { Array($0) }
+    }
+
+    /// A device writes `bytes` at the start of the page through `translation`,
+    /// checked as `dmaRead` is. The caller reports the page dirty separately.
+    public func dmaWrite(_ space: AddressSpace, _ translation: DeviceTranslation, _ bytes: [UInt8]) {
+        dmaAccess(space, translation) { page in
+            bytes.withUnsafeBytes { page.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: min(bytes.count, page.count)) }
+        }
+    }
+
+    /// Runs a device access with the check of `dmaRead`; returns what
+    /// `body` returned.
+    public func dmaAccess<R>(_ space: AddressSpace, _ t: DeviceTranslation, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
+        space.ptl.withLock {
+            let frame = t.frame.frame
+            let pte = space.pageTable.entry(t.address >> 12)
+            let sameGeneration = memory.generation(of: frame) == t.generation
+            let current = pte.isPresent && pte.frame == frame
+            let inFlight = space.activeRanges.contains { $0.contains(t.address) }
+            let pinnedHere = t.pinned && memory.pincount(of: frame) > 0
+            if !sameGeneration || !(current || inFlight || pinnedHere) {
+                violations.record(
+                    MemoryViolation(
+                        kind: sameGeneration ? .staleTranslation : .useAfterFree, addressSpace: space.id, address: t.address,
+                        frame: t.frame, primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, thread: .current))
+            }
+            return body(memory.payload(of: frame))
+        }
+    }
+
+    /// A frame for a device's page-table page, charged to physical memory.
+    /// In reclaim context (a callback run by reclaim, seed 003's
+    /// PF_MEMALLOC) it comes only from a bounded reserve; outside it,
+    /// direct reclaim may run first. Returns nil when none can be had: the
+    /// caller must cope (drop the mapping, answer retry), not crash.
+    public func allocateDevicePageTablePage() -> PageFrameNumber? {
+        let inReclaim = ExecutionContext.current.isInReclaim
+        if inReclaim {
+            guard devicePageTablesInReserve.add(1, ordering: .relaxed).newValue <= configuration.devicePageTableReserve else {
+                devicePageTablesInReserve.subtract(1, ordering: .relaxed)
+                return nil
+            }
+            guard let frame = memory.allocate(flags: .devicePageTable, reserve: true) else {
+                devicePageTablesInReserve.subtract(1, ordering: .relaxed)
+                return nil
+            }
+            memory.setOwner(frame, owner: 0, index: 1)  // index 1 marks a reserve page
+            return PageFrameNumber(frame)
+        }
+        if let frame = memory.allocate(flags: .devicePageTable) { return PageFrameNumber(frame) }
+        _ = reclaimDirectly()
+        return memory.allocate(flags: .devicePageTable).map(PageFrameNumber.init)
+    }
+
+    /// Returns a device page-table page.
+    public func freeDevicePageTablePage(_ page: PageFrameNumber) {
+        let frame = page.frame
+        precondition(memory.flags(of: frame).contains(.devicePageTable), "\(page) is not a device page-table page")
+        if memory.owner(of: frame).index == 1 { devicePageTablesInReserve.subtract(1, ordering: .relaxed) }
+        memory.put(frame)
+    }
+}

@@ -1,0 +1,172 @@
+public import LabSync
+public import MMUNotifier
+public import Synchronization
+
+/// Ways to break the primary MMU on purpose, the ways the seeds describe,
+/// so tests can show the checks catch each one. All off by default.
+public struct MemoryFaultInjection: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Free the pages before telling the secondaries (seed 003: the
+    /// "backwards" order, a secondary may reach a freed and reused frame).
+    public static let freeBeforeInvalidate = MemoryFaultInjection(rawValue: 1 << 0)
+    /// Drop a started invalidation without its end.
+    public static let skipRangeEnd = MemoryFaultInjection(rawValue: 1 << 1)
+    /// Reclaim ignores the secondaries' accessed bits (seed 003: a page a
+    /// device uses hot gets evicted).
+    public static let skipYoungCheck = MemoryFaultInjection(rawValue: 1 << 2)
+    /// Dirty state reported by a secondary is lost (seed 003: "the dirty
+    /// state must transfer"), so a device write can be dropped with a clean page.
+    public static let dropSecondaryDirty = MemoryFaultInjection(rawValue: 1 << 3)
+}
+
+/// A broken rule of the primary MMU's contract with its secondaries, found
+/// by the checks built into the host services.
+public struct MemoryViolation: Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable {
+        /// A device reached a frame the primary does not map at that address
+        /// and no invalidation of the address was in progress.
+        case staleTranslation = "stale translation"
+        /// A device reached a frame that was freed (and maybe reused) since
+        /// the device translated it.
+        case useAfterFree = "use after free"
+    }
+
+    public let kind: Kind
+    public let addressSpace: AddressSpaceID
+    public let address: UInt64
+    /// The frame the device used.
+    public let frame: PageFrameNumber
+    /// What the primary maps there now (nil: nothing).
+    public let primaryFrame: PageFrameNumber?
+    public let thread: ThreadIdentity
+
+    public var description: String {
+        let now = primaryFrame.map { "the primary maps \($0)" } ?? "the primary maps nothing"
+        return "\(kind.rawValue): device used \(frame) at \(addressSpace) 0x\(String(address, radix: 16)); \(now) (thread \(thread))"
+    }
+}
+
+/// The primary MMU: physical memory, swap, files, address spaces, reclaim,
+/// migration, KSM and the OOM killer, calling the notifier core in the
+/// order the contract requires.
+public final class Machine: @unchecked Sendable {
+    // @unchecked: `spaces` and `nextSpace` are guarded by `registryLock`;
+    // everything else is immutable or synchronises itself.
+
+    public struct Configuration: Sendable, Hashable {
+        public var memory: PhysicalMemory.Configuration
+        /// Swap slots (pages).
+        public var swapSlots: Int
+        public var faults: MemoryFaultInjection
+        /// Frames a device may take for page-table pages from reclaim context.
+        public var devicePageTableReserve: Int
+
+        public init(memory: PhysicalMemory.Configuration, swapSlots: Int, faults: MemoryFaultInjection = [], devicePageTableReserve: Int = 16) {
+            self.memory = memory
+            self.swapSlots = swapSlots
+            self.faults = faults
+            self.devicePageTableReserve = devicePageTableReserve
+        }
+    }
+
+    public let configuration: Configuration
+    public let sync: SyncDomain
+    public let notifierCore: NotifierCore
+    public let memory: PhysicalMemory
+    public let swap: SwapArea
+    public let shrinkers: ShrinkerRegistry
+    public let violations: ReportLog<MemoryViolation>
+    public let statistics = MachineStatistics()
+    public var faults: MemoryFaultInjection { configuration.faults }
+    let owners: OwnerRegistry
+
+    private let registryLock: SpinLock
+    private var spaces: [AddressSpaceID: AddressSpace] = [:]
+    private var nextSpace: UInt64 = 1
+    let devicePageTablesInReserve = Atomic<Int>(0)
+    let reclaimerBox: SpinLocked<Reclaimer?>
+    let ksmBox: SpinLocked<SamePageMerger?>
+
+    public init(_ configuration: Configuration, notifierCore: NotifierCore = NotifierCore()) {
+        self.configuration = configuration
+        self.notifierCore = notifierCore
+        sync = notifierCore.sync
+        memory = PhysicalMemory(configuration.memory, sync: sync)
+        swap = SwapArea(slots: configuration.swapSlots, payloadSize: configuration.memory.payloadSize, sync: sync)
+        shrinkers = ShrinkerRegistry(sync: sync)
+        violations = ReportLog(capacity: 1_000)
+        owners = OwnerRegistry(sync: sync)
+        registryLock = SpinLock("address space registry", domain: sync)
+        reclaimerBox = SpinLocked(nil, name: "reclaimer", domain: sync)
+        ksmBox = SpinLocked(nil, name: "ksm", domain: sync)
+    }
+
+    /// A new, empty address space.
+    public func makeAddressSpace() -> AddressSpace {
+        registryLock.withLock {
+            let id = AddressSpaceID(nextSpace)
+            nextSpace += 1
+            let space = AddressSpace(id: id, machine: self)
+            spaces[id] = space
+            return space
+        }
+    }
+
+    /// A new in-memory file of `pages` pages, zero-filled, to map shared.
+    public func makeFile(named name: String, pages: Int) -> BackingFile {
+        precondition(pages > 0 && pages < Int(UInt32.max), "a file needs 1...2^32-1 pages")
+        return owners.makeFile(name: name, pages: pages, payloadSize: memory.payloadSize, sync: sync)
+    }
+
+    /// Every address space that has not exited.
+    public var addressSpaces: [AddressSpace] { registryLock.withLock { spaces.values.sorted { $0.id < $1.id } } }
+
+    public func addressSpace(_ id: AddressSpaceID) -> AddressSpace? { registryLock.withLock { spaces[id] } }
+
+    func forget(_ space: AddressSpace) { _ = registryLock.withLock { spaces.removeValue(forKey: space.id) } }
+
+    func record(_ violation: MemoryViolation) { violations.record(violation) }
+}
+
+/// Counts of what the machine did, for reports and tests.
+public final class MachineStatistics: Sendable {
+    public let faults = Atomic<Int>(0)
+    public let zeroFills = Atomic<Int>(0)
+    public let cowCopies = Atomic<Int>(0)
+    public let cowReuses = Atomic<Int>(0)
+    public let swapIns = Atomic<Int>(0)
+    public let fileReads = Atomic<Int>(0)
+    public let evictedAnonymous = Atomic<Int>(0)
+    public let evictedFile = Atomic<Int>(0)
+    public let writebacks = Atomic<Int>(0)
+    public let keptYoung = Atomic<Int>(0)
+    public let keptBySecondaryYoung = Atomic<Int>(0)
+    public let pinnedSkips = Atomic<Int>(0)
+    public let migrations = Atomic<Int>(0)
+    public let migrationsRefusedPinned = Atomic<Int>(0)
+    public let ksmMerges = Atomic<Int>(0)
+    public let ksmBreaks = Atomic<Int>(0)
+    public let oomKills = Atomic<Int>(0)
+    public let oomReapRetries = Atomic<Int>(0)
+    public let oomGiveUps = Atomic<Int>(0)
+    public let directReclaims = Atomic<Int>(0)
+    public let backgroundReclaims = Atomic<Int>(0)
+
+    init() {}
+
+    /// Name and value of every counter.
+    public var all: [(String, Int)] {
+        func v(_ counter: borrowing Atomic<Int>) -> Int { counter.load(ordering: .relaxed) }
+        return [
+            ("faults", v(faults)), ("zero fills", v(zeroFills)), ("COW copies", v(cowCopies)), ("COW reuses", v(cowReuses)),
+            ("swap-ins", v(swapIns)), ("file reads", v(fileReads)), ("evicted anonymous", v(evictedAnonymous)),
+            ("evicted file", v(evictedFile)), ("writebacks", v(writebacks)), ("kept young (CPU)", v(keptYoung)),
+            ("kept young (device)", v(keptBySecondaryYoung)), ("pinned skips", v(pinnedSkips)), ("migrations", v(migrations)),
+            ("migrations refused (pinned)", v(migrationsRefusedPinned)), ("KSM merges", v(ksmMerges)), ("KSM breaks", v(ksmBreaks)),
+            ("OOM kills", v(oomKills)), ("OOM reap retries", v(oomReapRetries)), ("OOM give-ups", v(oomGiveUps)),
+            ("direct reclaims", v(directReclaims)), ("background reclaims", v(backgroundReclaims)),
+        ]
+    }
+}

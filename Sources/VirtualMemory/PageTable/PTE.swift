@@ -1,0 +1,64 @@
+/// A primary page-table entry, packed in 64 bits like a hardware PTE.
+///
+/// Present:      bit 0 set; bits 12... hold the frame; W/A/D/SD bits below.
+/// Swap entry:   bit 0 clear, bit 5 set; bits 12... hold the swap slot.
+/// Migration:    bit 0 clear, bit 6 set; bits 12... hold the frame being
+///               migrated (faults on it wait for the migration to finish).
+/// None:         all zero.
+public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    static let presentBit: UInt64 = 1 << 0
+    static let writableBit: UInt64 = 1 << 1
+    static let accessedBit: UInt64 = 1 << 2
+    static let dirtyBit: UInt64 = 1 << 3
+    static let softDirtyBit: UInt64 = 1 << 4
+    static let swapBit: UInt64 = 1 << 5
+    static let migrationBit: UInt64 = 1 << 6
+    static let payloadShift: UInt64 = 12
+
+    public static let none = PTE(rawValue: 0)
+
+    public static func present(frame: Int32, writable: Bool, accessed: Bool = true, dirty: Bool = false, softDirty: Bool = true) -> PTE {
+        var raw = (UInt64(UInt32(bitPattern: frame)) << payloadShift) | presentBit
+        if writable { raw |= writableBit }
+        if accessed { raw |= accessedBit }
+        if dirty { raw |= dirtyBit }
+        if softDirty { raw |= softDirtyBit }
+        return PTE(rawValue: raw)
+    }
+
+    public static func swap(slot: Int) -> PTE { PTE(rawValue: (UInt64(slot) << payloadShift) | swapBit) }
+    public static func migration(frame: Int32) -> PTE {
+        PTE(rawValue: (UInt64(UInt32(bitPattern: frame)) << payloadShift) | migrationBit)
+    }
+
+    public var isNone: Bool { rawValue == 0 }
+    public var isPresent: Bool { rawValue & Self.presentBit != 0 }
+    public var isSwap: Bool { rawValue & (Self.presentBit | Self.swapBit) == Self.swapBit }
+    public var isMigration: Bool { rawValue & (Self.presentBit | Self.migrationBit) == Self.migrationBit }
+    public var frame: Int32 { Int32(truncatingIfNeeded: rawValue >> Self.payloadShift) }
+    public var swapSlot: Int { Int(rawValue >> Self.payloadShift) }
+    public var isWritable: Bool { rawValue & Self.writableBit != 0 }
+    public var isAccessed: Bool { rawValue & Self.accessedBit != 0 }
+    public var isDirty: Bool { rawValue & Self.dirtyBit != 0 }
+    public var isSoftDirty: Bool { rawValue & Self.softDirtyBit != 0 }
+
+    func with(writable: Bool) -> PTE { PTE(rawValue: writable ? rawValue | Self.writableBit : rawValue & ~Self.writableBit) }
+    func with(accessed: Bool) -> PTE { PTE(rawValue: accessed ? rawValue | Self.accessedBit : rawValue & ~Self.accessedBit) }
+    func with(dirty: Bool) -> PTE { PTE(rawValue: dirty ? rawValue | Self.dirtyBit : rawValue & ~Self.dirtyBit) }
+    func with(softDirty: Bool) -> PTE { PTE(rawValue: softDirty ? rawValue | Self.softDirtyBit : rawValue & ~Self.softDirtyBit) }
+
+    public var description: String {
+        if isNone { return "none" }
+        if isSwap { return "swap(\(swapSlot))" }
+        if isMigration { return "migration(frame \(frame))" }
+        var bits = "frame \(frame)"
+        if isWritable { bits += " W" }
+        if isAccessed { bits += " A" }
+        if isDirty { bits += " D" }
+        if isSoftDirty { bits += " SD" }
+        return bits
+    }
+}

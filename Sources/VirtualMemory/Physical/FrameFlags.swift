@@ -1,0 +1,41 @@
+/// Per-frame state bits (Linux: the `PG_*` page flags that matter here).
+public struct FrameFlags: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    /// Allocated (not on a free list).
+    public static let allocated = FrameFlags(rawValue: 1 << 0)
+    /// Locked for an operation that must own the page (PG_locked): reclaim,
+    /// migration, KSM merge, swap-in.
+    public static let locked = FrameFlags(rawValue: 1 << 1)
+    /// Someone sleeps waiting for `locked` to clear (PG_waiters).
+    public static let waiters = FrameFlags(rawValue: 1 << 2)
+    /// Contents differ from the backing store (PG_dirty).
+    public static let dirty = FrameFlags(rawValue: 1 << 3)
+    /// Recently used, per `markAccessed` (PG_referenced).
+    public static let referenced = FrameFlags(rawValue: 1 << 4)
+    /// On an LRU list (PG_lru).
+    public static let onLRU = FrameFlags(rawValue: 1 << 5)
+    /// On the active rather than the inactive list (PG_active).
+    public static let active = FrameFlags(rawValue: 1 << 6)
+    /// Anonymous memory: backed by swap, owned by an anonymous region.
+    public static let anonymous = FrameFlags(rawValue: 1 << 7)
+    /// In the swap cache (PG_swapcache): has a swap slot.
+    public static let swapCache = FrameFlags(rawValue: 1 << 8)
+    /// A KSM stable page, shared read-only.
+    public static let ksm = FrameFlags(rawValue: 1 << 9)
+    /// Holds a device's page-table page, charged to physical memory.
+    public static let devicePageTable = FrameFlags(rawValue: 1 << 10)
+    /// Device-private memory stands in for this page's contents.
+    public static let devicePrivate = FrameFlags(rawValue: 1 << 11)
+
+    public var description: String {
+        let names: [(FrameFlags, String)] = [
+            (.allocated, "allocated"), (.locked, "locked"), (.waiters, "waiters"), (.dirty, "dirty"),
+            (.referenced, "referenced"), (.onLRU, "lru"), (.active, "active"), (.anonymous, "anon"),
+            (.swapCache, "swapcache"), (.ksm, "ksm"), (.devicePageTable, "device-pt"), (.devicePrivate, "device-private"),
+        ]
+        let set = names.filter { contains($0.0) }.map(\.1)
+        return set.isEmpty ? "[]" : "[" + set.joined(separator: ",") + "]"
+    }
+}

@@ -1,0 +1,318 @@
+public import LabSync
+public import MMUNotifier
+import Synchronization
+
+/// The machine's physical memory: a fixed array of page frames split into
+/// NUMA-like nodes, each frame with its metadata and a payload.
+///
+/// Metadata is kept in parallel arrays, 30 bytes a frame (budget: 32), so
+/// 16 M frames need 480 MiB besides their payload:
+///
+/// | field | bytes | guarded by |
+/// |---|---|---|
+/// | refcount | 4 | atomic |
+/// | mapcount | 2 | atomic |
+/// | pincount | 2 | atomic |
+/// | flags | 2 | atomic bit operations |
+/// | generation | 4 | atomic; bumped on every free |
+/// | lru prev / next | 8 | the node's lock (free list and LRU lists share them) |
+/// | owner / index | 8 | the frame lock (`locked` flag) or exclusive ownership |
+///
+/// The page index is 32 bits, so the model's virtual addresses stay below
+/// 2^44 (16 TiB), and files below 2^32 pages.
+///
+/// Reference counting follows Linux's `struct page`: every PTE that maps the
+/// frame, the page cache, the swap cache, every pin and every temporary
+/// holder (reclaim's isolation, a DMA in flight) holds one reference; the
+/// frame is freed when the last one is put (`put`). The generation changes
+/// on every free, so a device that remembers `(frame, generation)` can be
+/// caught using a frame after it was freed and reused.
+public final class PhysicalMemory: @unchecked Sendable {
+    // @unchecked: per-field guards as in the table above.
+
+    public struct Configuration: Sendable, Hashable {
+        /// Number of page frames, over all nodes.
+        public var frames: Int
+        /// Number of nodes; frames are split evenly, node 0 first.
+        public var nodes: Int
+        /// Bytes of payload per frame: 8 up to 4096 (16 hold the oracle's tag).
+        public var payloadSize: Int
+        /// Free frames per node below which only reclaim may allocate
+        /// (Linux: the min watermark; the reserve PF_MEMALLOC may use).
+        public var minFree: Int
+        /// Free frames per node below which the background reclaimer wakes.
+        public var lowFree: Int
+        /// Free frames per node the background reclaimer works up to.
+        public var highFree: Int
+
+        public init(frames: Int, nodes: Int = 1, payloadSize: Int = 16, minFree: Int? = nil, lowFree: Int? = nil, highFree: Int? = nil) {
+            self.frames = frames
+            self.nodes = nodes
+            self.payloadSize = payloadSize
+            let perNode = frames / max(nodes, 1)
+            self.minFree = minFree ?? max(perNode / 128, 4)
+            self.lowFree = lowFree ?? max(perNode / 64, 8)
+            self.highFree = highFree ?? max(perNode / 32, 16)
+        }
+
+        /// A description of what is wrong, or nil.
+        public var problem: String? {
+            if frames < 1 || frames > Int(Int32.max) { return "frames must be 1...\(Int32.max), got \(frames)" }
+            if nodes < 1 || nodes > 64 || nodes > frames { return "nodes must be 1...64 and at most frames, got \(nodes)" }
+            if payloadSize < 8 || payloadSize > 4096 { return "payloadSize must be 8...4096 bytes, got \(payloadSize)" }
+            if !(0 <= minFree && minFree <= lowFree && lowFree <= highFree && highFree < frames / nodes) {
+                return "watermarks must satisfy 0 <= min (\(minFree)) <= low (\(lowFree)) <= high (\(highFree)) < frames per node (\(frames / nodes))"
+            }
+            return nil
+        }
+    }
+
+    public let configuration: Configuration
+    public var frameCount: Int { configuration.frames }
+    public var payloadSize: Int { configuration.payloadSize }
+    public let nodes: [MemoryNode]
+    let sync: SyncDomain
+
+    let refcounts: UnsafeMutablePointer<Atomic<UInt32>>
+    let mapcounts: UnsafeMutablePointer<Atomic<UInt16>>
+    let pincounts: UnsafeMutablePointer<Atomic<UInt16>>
+    let flagWords: UnsafeMutablePointer<Atomic<UInt16>>
+    let generations: UnsafeMutablePointer<Atomic<UInt32>>
+    let lruPrev: UnsafeMutablePointer<Int32>
+    let lruNext: UnsafeMutablePointer<Int32>
+    let owners: UnsafeMutablePointer<UInt32>
+    let indices: UnsafeMutablePointer<UInt32>
+    let payloads: UnsafeMutableRawPointer
+    private let frameWaits: [WaitQueue]
+
+    /// Bytes of metadata per frame (the benchmark checks the budget).
+    public static let metadataBytesPerFrame = 4 + 2 + 2 + 2 + 4 + 4 + 4 + 4 + 4
+
+    public init(_ configuration: Configuration, sync: SyncDomain) {
+        precondition(configuration.problem == nil, configuration.problem ?? "")
+        self.configuration = configuration
+        self.sync = sync
+        let n = configuration.frames
+        refcounts = .allocate(capacity: n)
+        mapcounts = .allocate(capacity: n)
+        pincounts = .allocate(capacity: n)
+        flagWords = .allocate(capacity: n)
+        generations = .allocate(capacity: n)
+        lruPrev = .allocate(capacity: n)
+        lruNext = .allocate(capacity: n)
+        owners = .allocate(capacity: n)
+        indices = .allocate(capacity: n)
+        payloads = .allocate(byteCount: n * configuration.payloadSize, alignment: 16)
+        for f in 0..<n {
+            (refcounts + f).initialize(to: Atomic(0))
+            (mapcounts + f).initialize(to: Atomic(0))
+            (pincounts + f).initialize(to: Atomic(0))
+            (flagWords + f).initialize(to: Atomic(0))
+            (generations + f).initialize(to: Atomic(1))
+        }
+        owners.initialize(repeating: 0, count: n)
+        indices.initialize(repeating: 0, count: n)
+        payloads.initializeMemory(as: UInt8.self, repeating: 0, count: n * configuration.payloadSize)
+        let perNode = n / configuration.nodes
+        var built: [MemoryNode] = []
+        for id in 0..<configuration.nodes {
+            let first = id * perNode
+            let end = id == configuration.nodes - 1 ? n : first + perNode
+            built.append(MemoryNode(id: id, frames: first..<end, sync: sync))
+        }
+        nodes = built
+        frameWaits = (0..<64).map { WaitQueue("frame wait \($0)", domain: sync) }
+        for node in nodes { node.buildFreeList(next: lruNext, prev: lruPrev) }
+    }
+
+    deinit {
+        let n = configuration.frames
+        refcounts.deinitialize(count: n).deallocate()
+        mapcounts.deinitialize(count: n).deallocate()
+        pincounts.deinitialize(count: n).deallocate()
+        flagWords.deinitialize(count: n).deallocate()
+        generations.deinitialize(count: n).deallocate()
+        lruPrev.deallocate()
+        lruNext.deallocate()
+        owners.deallocate()
+        indices.deallocate()
+        payloads.deallocate()
+    }
+
+    // MARK: - Allocation
+
+    /// The node that holds `frame`.
+    @inline(__always)
+    public func node(of frame: Int32) -> MemoryNode {
+        let perNode = configuration.frames / configuration.nodes
+        return nodes[min(Int(frame) / perNode, nodes.count - 1)]
+    }
+
+    /// Takes a free frame, preferring `node`, falling back to the others.
+    /// Outside reclaim context a node gives no frame at or below its min
+    /// watermark; in reclaim context (PF_MEMALLOC, seed 003) it may give its
+    /// reserve. Returns nil when nothing can be had: the caller reclaims or
+    /// fails. The frame comes back zeroed, with one reference and `flags`.
+    public func allocate(preferring node: Int = 0, flags: FrameFlags = [], reserve: Bool? = nil) -> Int32? {
+        let useReserve = reserve ?? ExecutionContext.withCurrentIsInReclaim()
+        for step in 0..<nodes.count {
+            let candidate = nodes[(node + step) % nodes.count]
+            if let frame = candidate.popFree(next: lruNext, prev: lruPrev, floor: useReserve ? 0 : configuration.minFree) {
+                prepare(frame, flags: flags)
+                return frame
+            }
+        }
+        return nil
+    }
+
+    private func prepare(_ frame: Int32, flags: FrameFlags) {
+        let f = Int(frame)
+        refcounts[f].store(1, ordering: .relaxed)
+        mapcounts[f].store(0, ordering: .relaxed)
+        pincounts[f].store(0, ordering: .relaxed)
+        owners[f] = 0
+        indices[f] = 0
+        (payloads + f * payloadSize).initializeMemory(as: UInt8.self, repeating: 0, count: payloadSize)
+        flagWords[f].store(flags.union(.allocated).rawValue, ordering: .releasing)
+    }
+
+    /// Drops one reference; the last one frees the frame (Linux: `put_page`).
+    /// Returns whether the frame was freed.
+    @discardableResult
+    public func put(_ frame: Int32) -> Bool {
+        let f = Int(frame)
+        let before = refcounts[f].subtract(1, ordering: .acquiringAndReleasing).oldValue
+        precondition(before > 0, "put on frame \(frame) with no reference (flags \(flags(of: frame)))")
+        guard before == 1 else { return false }
+        let node = node(of: frame)
+        if flags(of: frame).contains(.onLRU) { node.removeFromLRU(frame, memory: self) }
+        precondition(mapcounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still mapped")
+        precondition(pincounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still pinned")
+        generations[f].add(1, ordering: .acquiringAndReleasing)
+        flagWords[f].store(0, ordering: .releasing)
+        node.pushFree(frame, next: lruNext, prev: lruPrev)
+        return true
+    }
+
+    /// Takes one more reference (Linux: `get_page`).
+    @inline(__always)
+    public func get(_ frame: Int32) {
+        let before = refcounts[Int(frame)].add(1, ordering: .relaxed).oldValue
+        precondition(before > 0, "get on free frame \(frame)")
+    }
+
+    /// Takes a reference unless the frame is free (Linux: `get_page_unless_zero`).
+    public func tryGet(_ frame: Int32) -> Bool {
+        var current = refcounts[Int(frame)].load(ordering: .relaxed)
+        while current > 0 {
+            let (exchanged, original) = refcounts[Int(frame)].compareExchange(
+                expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    // MARK: - Metadata
+
+    @inline(__always) public func flags(of frame: Int32) -> FrameFlags {
+        FrameFlags(rawValue: flagWords[Int(frame)].load(ordering: .acquiring))
+    }
+    @inline(__always) public func setFlags(_ set: FrameFlags, on frame: Int32) {
+        flagWords[Int(frame)].bitwiseOr(set.rawValue, ordering: .acquiringAndReleasing)
+    }
+    @inline(__always) public func clearFlags(_ clear: FrameFlags, on frame: Int32) {
+        flagWords[Int(frame)].bitwiseAnd(~clear.rawValue, ordering: .acquiringAndReleasing)
+    }
+    /// Clears `flag` and says whether it was set (Linux: `TestClearPage*`).
+    @inline(__always) public func testAndClear(_ flag: FrameFlags, on frame: Int32) -> Bool {
+        FrameFlags(rawValue: flagWords[Int(frame)].bitwiseAnd(~flag.rawValue, ordering: .acquiringAndReleasing).oldValue).contains(flag)
+    }
+
+    public func refcount(of frame: Int32) -> Int { Int(refcounts[Int(frame)].load(ordering: .relaxed)) }
+    public func mapcount(of frame: Int32) -> Int { Int(mapcounts[Int(frame)].load(ordering: .relaxed)) }
+    public func pincount(of frame: Int32) -> Int { Int(pincounts[Int(frame)].load(ordering: .relaxed)) }
+    public func generation(of frame: Int32) -> UInt32 { generations[Int(frame)].load(ordering: .acquiring) }
+
+    func addMapping(_ frame: Int32) {
+        get(frame)
+        mapcounts[Int(frame)].add(1, ordering: .relaxed)
+    }
+
+    /// Drops a mapping's count; the caller puts the mapping's reference.
+    func removeMapping(_ frame: Int32) {
+        let before = mapcounts[Int(frame)].subtract(1, ordering: .relaxed).oldValue
+        precondition(before > 0, "unmapping frame \(frame) that has no mapping")
+    }
+
+    func addPin(_ frame: Int32) {
+        get(frame)
+        pincounts[Int(frame)].add(1, ordering: .relaxed)
+    }
+
+    /// Drops a pin and its reference; returns whether the frame was freed.
+    @discardableResult
+    func removePin(_ frame: Int32) -> Bool {
+        let before = pincounts[Int(frame)].subtract(1, ordering: .relaxed).oldValue
+        precondition(before > 0, "unpinning frame \(frame) that is not pinned")
+        return put(frame)
+    }
+
+    /// Who owns the frame for the reverse map and at which page index.
+    public func owner(of frame: Int32) -> (owner: UInt32, index: UInt32) {
+        (owners[Int(frame)], indices[Int(frame)])
+    }
+
+    func setOwner(_ frame: Int32, owner: UInt32, index: UInt32) {
+        owners[Int(frame)] = owner
+        indices[Int(frame)] = index
+    }
+
+    // MARK: - Payload
+
+    /// The frame's payload bytes. The caller keeps a reference while using them.
+    @inline(__always)
+    public func payload(of frame: Int32) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: payloads + Int(frame) * payloadSize, count: payloadSize)
+    }
+
+    func copyPayload(from source: Int32, to destination: Int32) {
+        (payloads + Int(destination) * payloadSize).copyMemory(from: payloads + Int(source) * payloadSize, byteCount: payloadSize)
+    }
+
+    // MARK: - The frame lock (PG_locked)
+
+    /// Locks the frame if it is unlocked; never sleeps.
+    public func tryLock(_ frame: Int32) -> Bool {
+        let old = flagWords[Int(frame)].bitwiseOr(FrameFlags.locked.rawValue, ordering: .acquiring).oldValue
+        return old & FrameFlags.locked.rawValue == 0
+    }
+
+    /// Locks the frame, sleeping while another holder has it (Linux: `lock_page`).
+    public func lock(_ frame: Int32, file: StaticString = #fileID, line: UInt = #line) {
+        while !tryLock(frame) {
+            setFlags(.waiters, on: frame)
+            frameWaits[Int(frame) & 63].wait(file: file, line: line) { !flags(of: frame).contains(.locked) }
+        }
+    }
+
+    public func unlock(_ frame: Int32) {
+        let old = flagWords[Int(frame)].bitwiseAnd(~(FrameFlags.locked.rawValue | FrameFlags.waiters.rawValue), ordering: .releasing).oldValue
+        precondition(old & FrameFlags.locked.rawValue != 0, "unlocking frame \(frame) that is not locked")
+        if old & FrameFlags.waiters.rawValue != 0 { frameWaits[Int(frame) & 63].wakeAll() }
+    }
+
+    // MARK: - Counting
+
+    /// Free frames over all nodes.
+    public var freeFrames: Int { nodes.reduce(0) { $0 + $1.freeCount } }
+}
+
+extension ExecutionContext {
+    static func withCurrentIsInReclaim() -> Bool { ExecutionContext.current.isInReclaim }
+}
+
+extension PageFrameNumber {
+    init(_ frame: Int32) { self.init(UInt64(frame)) }
+    var frame: Int32 { Int32(truncatingIfNeeded: rawValue) }
+}

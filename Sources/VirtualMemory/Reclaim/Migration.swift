@@ -1,0 +1,100 @@
+import LabSync
+public import MMUNotifier
+
+/// The outcome of a page migration request.
+public enum MigrationResult: Sendable, Hashable, CustomStringConvertible {
+    case migrated(from: PageFrameNumber, to: PageFrameNumber)
+    /// Nothing is mapped at the address.
+    case notMapped
+    /// The frame is pinned (Linux: long-term pins make pages unmovable).
+    case pinned(PageFrameNumber)
+    /// Someone else holds the frame's lock (reclaim, another migration).
+    case busy
+    /// No free frame on the target node.
+    case noMemory
+    /// KSM and device page-table frames are not movable here.
+    case unsupported
+
+    public var description: String {
+        switch self {
+        case .migrated(let from, let to): "migrated \(from) -> \(to)"
+        case .notMapped: "not mapped"
+        case .pinned(let frame): "\(frame) is pinned and cannot move"
+        case .busy: "busy"
+        case .noMemory: "no memory on the target node"
+        case .unsupported: "unsupported frame"
+        }
+    }
+}
+
+extension Machine {
+    /// Moves the page mapped at `address` to a frame on `node` (Linux:
+    /// `migrate_pages` for compaction or NUMA balancing). Every mapping is
+    /// replaced by a migration entry under a `migrate` invalidation carrying
+    /// `owner` (so a device that asked for the migration can skip its own);
+    /// CPU faults on a migration entry wait; the payload is copied; the
+    /// mappings are restored on the new frame. A pinned frame cannot move.
+    public func migrate(_ space: AddressSpace, address: UInt64, to node: Int, owner: OwnerCookie? = nil) -> MigrationResult {
+        let page = address & ~4095
+        guard let frame = space.ptl.withLock({ () -> Int32? in
+            let pte = space.pageTable.entry(page >> 12)
+            return pte.isPresent && memory.tryGet(pte.frame) ? pte.frame : nil
+        }) else { return .notMapped }
+        defer { memory.put(frame) }
+        guard memory.tryLock(frame) else { return .busy }
+        defer { memory.unlock(frame) }
+        let flags = memory.flags(of: frame)
+        guard !flags.contains(.ksm), !flags.contains(.devicePageTable), flags.contains(.allocated) else { return .unsupported }
+        if memory.pincount(of: frame) > 0 {
+            statistics.migrationsRefusedPinned.add(1, ordering: .relaxed)
+            return .pinned(PageFrameNumber(frame))
+        }
+        guard let target = memory.allocate(preferring: node, flags: flags.intersection([.anonymous])) else { return .noMemory }
+
+        var unmapped: [(VMA, UInt64, Bool)] = []
+        forEachMapping(of: frame) { vma, mapped in
+            vma.space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, pte, released in
+                guard pte.isPresent, pte.frame == frame else { return }
+                if pte.isDirty { memory.setFlags(.dirty, on: frame) }
+                memory.removeMapping(frame)
+                released.frames.append(frame)
+                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                unmapped.append((vma, mapped, pte.isWritable))
+                pte = .migration(frame: frame)
+            }
+        }
+        memory.copyPayload(from: frame, to: target)
+        let (ownerID, index) = memory.owner(of: frame)
+        memory.setOwner(target, owner: ownerID, index: index)
+        if memory.testAndClear(.dirty, on: frame) { memory.setFlags(.dirty, on: target) }
+        if flags.contains(.swapCache), swap.replaceInCache(frame, with: target) {
+            memory.setFlags(.swapCache, on: target)
+            memory.clearFlags(.swapCache, on: frame)
+            memory.get(target)
+            memory.put(frame)
+        }
+        if let file = owners.file(ownerID) {
+            let moved = file.cacheLock.withLock { () -> Bool in
+                guard file.pageCache[index] == frame else { return false }
+                file.pageCache[index] = target
+                return true
+            }
+            if moved {
+                memory.get(target)
+                memory.put(frame)
+            }
+        }
+        for (vma, mapped, writable) in unmapped {
+            vma.space.ptl.withLock {
+                guard vma.space.pageTable.entry(mapped >> 12) == .migration(frame: frame) else { return }
+                memory.addMapping(target)
+                vma.space.pageTable.set(mapped >> 12, .present(frame: target, writable: writable, accessed: false))
+                vma.space.residentPages.add(1, ordering: .relaxed)
+            }
+        }
+        memory.node(of: target).addToLRU(target, memory: memory)
+        memory.put(target)  // the allocation's reference; mappings and caches hold theirs
+        statistics.migrations.add(1, ordering: .relaxed)
+        return .migrated(from: PageFrameNumber(frame), to: PageFrameNumber(target))
+    }
+}

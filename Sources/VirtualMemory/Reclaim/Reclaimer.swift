@@ -1,0 +1,254 @@
+import LabSync
+import MMUNotifier
+import Synchronization
+
+/// Page reclaim (Linux: `mm/vmscan.c`): a background reclaimer that wakes
+/// below the low watermark and works up to the high one (kswapd), and
+/// direct reclaim in an allocating thread that found nothing free.
+///
+/// Each candidate page is checked for recent use first: the CPU accessed
+/// bits of every PTE mapping it, ORed with every secondary's `clearYoung`
+/// (seed 003: "never invalidate a page that a device still uses hot").
+/// Only a cold page is unmapped, with a `vmscan` invalidation per mapping;
+/// then an anonymous page goes to swap (written only if dirty or new to
+/// swap), a file page is written back if dirty and dropped.
+public final class Reclaimer: @unchecked Sendable {
+    // @unchecked: `thread` is touched only by start/stop on one thread;
+    // the rest is atomic or immutable.
+    unowned let machine: Machine
+    private let wakeup: WaitQueue
+    private let pending = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
+    private var thread: (any ThreadHandle)?
+    /// Frames isolated per batch (Linux: `SWAP_CLUSTER_MAX`).
+    static let batch = 32
+
+    init(machine: Machine) {
+        self.machine = machine
+        wakeup = WaitQueue("kswapd", domain: machine.sync)
+    }
+
+    /// Starts the background reclaimer thread.
+    func start() {
+        precondition(thread == nil, "the background reclaimer is already running")
+        stopping.store(false, ordering: .sequentiallyConsistent)
+        thread = machine.sync.spawnThread(named: "kswapd") { [self] in run() }
+    }
+
+    /// Stops the background reclaimer and waits for it.
+    func stop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        wakeup.wakeAll()
+        thread?.join()
+        thread = nil
+    }
+
+    /// Wakes the background reclaimer if some node is below its low watermark.
+    func wakeIfLow() {
+        let memory = machine.memory
+        guard memory.nodes.contains(where: { $0.freeCount < memory.configuration.lowFree }) else { return }
+        if !pending.exchange(true, ordering: .sequentiallyConsistent) { wakeup.wakeAll() }
+    }
+
+    private func run() {
+        let memory = machine.memory
+        while !stopping.load(ordering: .sequentiallyConsistent) {
+            _ = wakeup.wait(timeout: .milliseconds(50)) {
+                pending.load(ordering: .sequentiallyConsistent) || stopping.load(ordering: .sequentiallyConsistent)
+            }
+            pending.store(false, ordering: .sequentiallyConsistent)
+            for node in memory.nodes where node.freeCount < memory.configuration.lowFree {
+                var rounds = 0
+                while node.freeCount < memory.configuration.highFree, rounds < 64, !stopping.load(ordering: .relaxed) {
+                    let freed = ExecutionContext.current.withReclaimContext { machine.shrink(node, target: Self.batch) }
+                    machine.statistics.backgroundReclaims.add(1, ordering: .relaxed)
+                    rounds += 1
+                    if freed == 0 { break }
+                }
+            }
+        }
+    }
+}
+
+extension Machine {
+    /// Starts the background reclaimer (kswapd). Tests and the lab start it;
+    /// without it, only direct reclaim runs.
+    public func startBackgroundReclaim() {
+        let reclaimer = reclaimerBox.withLock { box -> Reclaimer in
+            if let existing = box { return existing }
+            let made = Reclaimer(machine: self)
+            box = made
+            return made
+        }
+        reclaimer.start()
+    }
+
+    /// Stops the background reclaimer.
+    public func stopBackgroundReclaim() {
+        reclaimerBox.withLock { $0 }?.stop()
+    }
+
+    var reclaimer: Reclaimer? { reclaimerBox.withLock { $0 } }
+
+    /// Direct reclaim from an allocating thread; returns frames freed.
+    func reclaimDirectly() -> Int {
+        ExecutionContext.current.withReclaimContext {
+            var freed = 0
+            for node in memory.nodes { freed += shrink(node, target: Reclaimer.batch) }
+            return freed
+        }
+    }
+
+    /// Frees up to `target` frames from `node`'s LRU lists, then asks the
+    /// shrinkers for the same fraction of their caches. Returns frames freed.
+    @discardableResult
+    public func shrink(_ node: MemoryNode, target: Int) -> Int {
+        // Keep the inactive lists at least as long as the active ones.
+        let counts = node.lruCounts
+        for anonymous in [true, false] {
+            let active = counts[anonymous ? .activeAnonymous : .activeFile] ?? 0
+            let inactive = counts[anonymous ? .inactiveAnonymous : .inactiveFile] ?? 0
+            if active > inactive { _ = node.deactivate(min(active - inactive, target), anonymous: anonymous, memory: memory) }
+        }
+        var freed = 0
+        var scanned = 0
+        for list in [LRUList.inactiveFile, .inactiveAnonymous] where freed < target {
+            for frame in node.isolate(target, from: list, memory: memory) {
+                scanned += 1
+                if reclaim(isolated: frame) { freed += 1 }
+            }
+        }
+        let eligible = max(counts.values.reduce(0, +), 1)
+        if scanned > 0 {
+            _ = shrinkers.shrink(scanned: scanned, eligible: eligible, canBlock: true)
+        }
+        return freed
+    }
+
+    /// Tries to reclaim the pages mapped at `[start, start + length)` now
+    /// (Linux: `MADV_PAGEOUT`). Returns how many were freed.
+    @discardableResult
+    public func pageOut(_ space: AddressSpace, start: UInt64, length: UInt64) throws(MemoryError) -> Int {
+        try space.checkRange(start, length)
+        var frames: [Int32] = []
+        space.mmapLock.withShared {
+            space.ptl.withLock {
+                space.pageTable.forEachEntry(from: start >> 12, to: (start + length) >> 12) { _, pte in
+                    if pte.isPresent && memory.tryGet(pte.frame) { frames.append(pte.frame) }
+                }
+            }
+        }
+        var freed = 0
+        for frame in frames {
+            let node = memory.node(of: frame)
+            node.removeFromLRU(frame, memory: memory)
+            // MADV_PAGEOUT ignores the accessed bits: the caller says it is cold.
+            if reclaim(isolated: frame, ignoreReferences: true) { freed += 1 }
+        }
+        return freed
+    }
+
+    /// Reclaims one isolated frame (off the LRU, one reference held by the
+    /// caller, which this consumes). Returns whether the frame was freed.
+    func reclaim(isolated frame: Int32, ignoreReferences: Bool = false) -> Bool {
+        let node = memory.node(of: frame)
+        guard memory.tryLock(frame) else {
+            node.putBack(frame, memory: memory, active: false)
+            memory.put(frame)
+            return false
+        }
+        let evicted = evict(frame, ignoreReferences: ignoreReferences)
+        // Unlock before the last put: a freed frame must not be unlocked.
+        memory.unlock(frame)
+        switch evicted {
+        case .evicted:
+            return memory.put(frame)  // the isolation reference: the last one
+        case .kept(let active):
+            node.putBack(frame, memory: memory, active: active)
+            memory.put(frame)
+            return false
+        }
+    }
+
+    private enum Eviction { case evicted, kept(active: Bool) }
+
+    /// The body of `reclaim(isolated:)`, with the frame locked.
+    private func evict(_ frame: Int32, ignoreReferences: Bool) -> Eviction {
+        let flags = memory.flags(of: frame)
+        if memory.pincount(of: frame) > 0 {
+            statistics.pinnedSkips.add(1, ordering: .relaxed)
+            return .kept(active: true)
+        }
+        if flags.contains(.ksm) || flags.contains(.devicePageTable) { return .kept(active: true) }
+        if !ignoreReferences && isRecentlyUsed(frame) { return .kept(active: true) }
+
+        let anonymous = flags.contains(.anonymous)
+        var slot: Int? = nil
+        var freshSlot = false
+        if anonymous {
+            slot = swap.slot(of: frame)
+            if slot == nil {
+                guard let fresh = swap.addToCache(frame) else { return .kept(active: true) }  // swap is full
+                memory.get(frame)
+                memory.setFlags(.swapCache, on: frame)
+                slot = fresh
+                freshSlot = true
+            }
+        }
+        forEachMapping(of: frame) { vma, address in
+            vma.space.invalidateBlocking(address, address + 4096, .vmscan) { _, pte, released in
+                guard pte.isPresent, pte.frame == frame else { return }
+                if pte.isDirty { memory.setFlags(.dirty, on: frame) }
+                memory.removeMapping(frame)
+                released.frames.append(frame)
+                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                if let slot {
+                    swap.retain(slot)
+                    pte = .swap(slot: slot)
+                } else {
+                    pte = .none
+                }
+            }
+        }
+        guard memory.mapcount(of: frame) == 0 else { return .kept(active: false) }  // a fault mapped it again
+
+        if anonymous, let slot {
+            if freshSlot || memory.flags(of: frame).contains(.dirty) {
+                swap.write(frame, to: slot, memory: memory)
+                memory.clearFlags(.dirty, on: frame)
+            }
+            guard swap.removeFromCacheIfUnused(frame, expectedReferences: 2, expectedMappings: 0, memory: memory) else {
+                return .kept(active: false)
+            }
+            memory.clearFlags(.swapCache, on: frame)
+            memory.put(frame)  // the swap cache's reference
+            statistics.evictedAnonymous.add(1, ordering: .relaxed)
+        } else {
+            guard removeFromPageCacheIfUnused(frame, expectedReferences: 2) else { return .kept(active: false) }
+            memory.put(frame)  // the page cache's reference
+            statistics.evictedFile.add(1, ordering: .relaxed)
+        }
+        return .evicted
+    }
+
+    /// Whether the CPU or any secondary used the frame since the last look;
+    /// clears what it reads, as `folio_referenced` does.
+    func isRecentlyUsed(_ frame: Int32) -> Bool {
+        var cpu = memory.testAndClear(.referenced, on: frame)
+        var device = false
+        forEachMapping(of: frame) { vma, address in
+            vma.space.ptl.withLock {
+                let pte = vma.space.pageTable.entry(address >> 12)
+                if pte.isPresent, pte.frame == frame, pte.isAccessed {
+                    vma.space.pageTable.set(address >> 12, pte.with(accessed: false))
+                    cpu = true
+                }
+            }
+            if !faults.contains(.skipYoungCheck), vma.space.notifiers.clearYoung(start: address, end: address + 4096) {
+                device = true
+            }
+        }
+        if device { statistics.keptBySecondaryYoung.add(1, ordering: .relaxed) } else if cpu { statistics.keptYoung.add(1, ordering: .relaxed) }
+        return cpu || device
+    }
+}

@@ -1,0 +1,79 @@
+import LabSync
+
+extension Machine {
+    /// Visits every VMA that may map `frame`, with the address at which it
+    /// would, holding the frame's rmap owner lock shared (Linux:
+    /// `rmap_walk`). The caller holds the frame's lock, which keeps its
+    /// owner and index stable; `body` must check the PTE itself. Frames
+    /// without an owner (KSM pages, device page tables) have no mappings here.
+    func forEachMapping(of frame: Int32, _ body: (VMA, UInt64) -> Void) {
+        let (owner, index) = memory.owner(of: frame)
+        guard owner != 0 else { return }
+        if let region = owners.region(owner) {
+            region.lock.withShared {
+                for vma in region.vmas {
+                    if let address = vma.address(ofIndex: index) { body(vma, address) }
+                }
+            }
+        } else if let file = owners.file(owner) {
+            file.mappingLock.withShared {
+                for vma in file.vmas {
+                    if let address = vma.address(ofIndex: index) { body(vma, address) }
+                }
+            }
+        }
+    }
+
+    /// The page-cache frame of `file` page `index`, read in from the file if
+    /// absent, with a reference for the caller.
+    func pageCacheFrame(
+        _ file: BackingFile, _ index: UInt32, allocate: (FrameFlags) throws(MemoryError) -> Int32
+    ) throws(MemoryError) -> Int32 {
+        for _ in 0..<16 {
+            if let cached = file.cacheLock.withLock({ () -> Int32? in
+                guard let frame = file.pageCache[index], memory.tryGet(frame) else { return nil }
+                return frame
+            }) {
+                return cached
+            }
+            let fresh = try allocate([])
+            memory.setOwner(fresh, owner: file.id, index: index)
+            let inserted = file.cacheLock.withLock { () -> Bool in
+                guard file.pageCache[index] == nil else { return false }
+                memory.payload(of: fresh).copyMemory(from: UnsafeRawBufferPointer(file.storedPage(index)))
+                file.pageCache[index] = fresh
+                file.reads += 1
+                memory.get(fresh)  // the page cache's reference; the allocation's goes to the caller
+                return true
+            }
+            if inserted {
+                memory.node(of: fresh).addToLRU(fresh, memory: memory)
+                statistics.fileReads.add(1, ordering: .relaxed)
+                return fresh
+            }
+            memory.put(fresh)
+        }
+        preconditionFailure("page cache lookup of \(file.name) page \(index) kept racing")
+    }
+
+    /// Removes a page-cache frame if only the expected holders reference it
+    /// (checked under the cache lock, which lookups take their references
+    /// under): Linux's `folio_ref_freeze` in `__remove_mapping`.
+    func removeFromPageCacheIfUnused(_ frame: Int32, expectedReferences: Int) -> Bool {
+        let (owner, index) = memory.owner(of: frame)
+        guard let file = owners.file(owner) else { return false }
+        return file.cacheLock.withLock {
+            guard file.pageCache[index] == frame, memory.refcount(of: frame) == expectedReferences,
+                memory.mapcount(of: frame) == 0
+            else { return false }
+            if memory.flags(of: frame).contains(.dirty) {
+                file.storedPage(index).copyMemory(from: UnsafeRawBufferPointer(memory.payload(of: frame)))
+                file.writebacks += 1
+                memory.clearFlags(.dirty, on: frame)
+                statistics.writebacks.add(1, ordering: .relaxed)
+            }
+            file.pageCache.removeValue(forKey: index)
+            return true
+        }
+    }
+}
