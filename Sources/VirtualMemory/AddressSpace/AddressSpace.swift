@@ -185,9 +185,23 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Puts what an invalidation unmapped, after the secondaries let go.
+    /// A swap-cache page nobody maps or swaps to any more leaves the swap
+    /// cache too, or it would never be freed.
     func release(_ released: Released) {
-        for frame in released.frames { memory.put(frame) }
-        for slot in released.swapSlots { machine.swap.release(slot) }
+        for frame in released.frames {
+            let lastMapping = memory.mapcount(of: frame) == 0 && memory.flags(of: frame).contains(.swapCache)
+            if lastMapping && memory.tryGet(frame) {
+                memory.put(frame)  // the mapping's reference
+                machine.dropSwapCacheIfUnused(frame, holding: true)
+            } else {
+                memory.put(frame)
+            }
+        }
+        for slot in released.swapSlots {
+            if let cached = machine.swap.release(slot), memory.tryGet(cached) {
+                machine.dropSwapCacheIfUnused(cached, holding: true)
+            }
+        }
     }
 
     /// The common `update` for a zap: the PTE goes away, its dirty bit

@@ -111,13 +111,24 @@ public final class SwapArea: @unchecked Sendable {
     func retain(_ slot: Int) { lock.withLock { references[slot] += 1 } }
 
     /// One swap PTE fewer points at `slot`; the slot is freed when nothing
-    /// (no PTE, no cached frame) uses it.
-    func release(_ slot: Int) {
+    /// (no PTE, no cached frame) uses it. If the last PTE went but a frame
+    /// still caches the slot, that frame is returned so the caller can try
+    /// to drop it (Linux: `free_swap_and_cache`).
+    @discardableResult
+    func release(_ slot: Int) -> Int32? {
         lock.withLock {
             precondition(references[slot] > 0, "swap slot \(slot) released more often than retained")
             references[slot] -= 1
-            if references[slot] == 0 && cache[Int32(slot)] == nil { freeSlots.append(Int32(slot)) }
+            guard references[slot] == 0 else { return nil }
+            if let cached = cache[Int32(slot)] { return cached }
+            freeSlots.append(Int32(slot))
+            return nil
         }
+    }
+
+    /// How many swap PTEs point at the slot of a cached frame.
+    func swapReferences(of frame: Int32) -> Int? {
+        lock.withLock { slotOfFrame[frame].map { Int(references[Int($0)]) } }
     }
 
     func write(_ frame: Int32, to slot: Int, memory: PhysicalMemory) {

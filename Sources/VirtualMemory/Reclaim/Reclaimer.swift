@@ -101,25 +101,40 @@ extension Machine {
 
     /// Frees up to `target` frames from `node`'s LRU lists, then asks the
     /// shrinkers for the same fraction of their caches. Returns frames freed.
+    ///
+    /// Like Linux's `shrink_node` over falling priorities, it keeps
+    /// scanning until it has freed `target` frames or looked at every frame
+    /// on the lists twice: the first look clears the accessed bits of pages
+    /// in use and rotates them to the active list; the active list refills
+    /// the inactive one from its cold end; the second look evicts what was
+    /// not used in between.
     @discardableResult
     public func shrink(_ node: MemoryNode, target: Int) -> Int {
-        // Keep the inactive lists at least as long as the active ones.
-        let counts = node.lruCounts
-        for anonymous in [true, false] {
-            let active = counts[anonymous ? .activeAnonymous : .activeFile] ?? 0
-            let inactive = counts[anonymous ? .inactiveAnonymous : .inactiveFile] ?? 0
-            if active > inactive { _ = node.deactivate(min(active - inactive, target), anonymous: anonymous, memory: memory) }
-        }
         var freed = 0
         var scanned = 0
-        for list in [LRUList.inactiveFile, .inactiveAnonymous] where freed < target {
-            for frame in node.isolate(target, from: list, memory: memory) {
+        let budget = max(2 * node.lruCounts.values.reduce(0, +), target)
+        var preferFile = true
+        while freed < target, scanned < budget {
+            let counts = node.lruCounts
+            for anonymous in [true, false] {
+                let active = counts[anonymous ? .activeAnonymous : .activeFile] ?? 0
+                let inactive = counts[anonymous ? .inactiveAnonymous : .inactiveFile] ?? 0
+                if active > inactive || inactive == 0 {
+                    _ = node.deactivate(max((active - inactive) / 2, min(active, Reclaimer.batch)), anonymous: anonymous, memory: memory)
+                }
+            }
+            let order: [LRUList] = preferFile ? [.inactiveFile, .inactiveAnonymous] : [.inactiveAnonymous, .inactiveFile]
+            preferFile.toggle()
+            var batch = node.isolate(Reclaimer.batch, from: order[0], memory: memory)
+            if batch.isEmpty { batch = node.isolate(Reclaimer.batch, from: order[1], memory: memory) }
+            if batch.isEmpty { break }
+            for frame in batch {
                 scanned += 1
                 if reclaim(isolated: frame) { freed += 1 }
             }
         }
-        let eligible = max(counts.values.reduce(0, +), 1)
         if scanned > 0 {
+            let eligible = max(node.lruCounts.values.reduce(0, +) + freed, 1)
             _ = shrinkers.shrink(scanned: scanned, eligible: eligible, canBlock: true)
         }
         return freed

@@ -77,3 +77,23 @@ extension Machine {
         }
     }
 }
+
+extension Machine {
+    /// Drops a swap-cache frame that no PTE maps and no swap PTE refers to
+    /// (Linux: `try_to_free_swap`). `holding`: the caller holds one extra
+    /// reference, which this consumes. Skipped if the frame is locked:
+    /// reclaim or a swap-in owns it and will finish the job.
+    func dropSwapCacheIfUnused(_ frame: Int32, holding: Bool) {
+        defer { if holding { memory.put(frame) } }
+        guard memory.tryLock(frame) else { return }
+        let unused = memory.mapcount(of: frame) == 0 && swap.swapReferences(of: frame) == 0
+        let expected = 1 + (holding ? 1 : 0)
+        if unused, swap.removeFromCacheIfUnused(frame, expectedReferences: expected, expectedMappings: 0, memory: memory) {
+            memory.clearFlags(.swapCache, on: frame)
+            memory.unlock(frame)
+            memory.put(frame)  // the swap cache's reference
+            return
+        }
+        memory.unlock(frame)
+    }
+}

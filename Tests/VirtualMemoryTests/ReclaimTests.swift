@@ -1,0 +1,229 @@
+import LabSync
+import MMUNotifier
+import Synchronization
+import Testing
+@testable import VirtualMemory
+
+@Suite("Reclaim, swap, migration, KSM and OOM")
+struct ReclaimTests {
+    /// Writes a tag into every page and checks them all back.
+    func fill(_ space: AddressSpace, _ base: UInt64, pages: Int, version: UInt32 = 1) throws {
+        for i in 0..<pages {
+            try space.write(base + UInt64(i) * page, Tag(space: UInt32(space.id.rawValue), page: UInt32(i), writer: 0, version: version).bytes)
+        }
+    }
+
+    func check(_ space: AddressSpace, _ base: UInt64, pages: Int, version: UInt32 = 1) throws -> [Int] {
+        var wrong: [Int] = []
+        for i in 0..<pages where Tag(try space.read(base + UInt64(i) * page)) != Tag(space: UInt32(space.id.rawValue), page: UInt32(i), writer: 0, version: version) {
+            wrong.append(i)
+        }
+        return wrong
+    }
+
+    @Test func oversubscribedAnonymousMemorySwapsAndComesBackIntact() throws {
+        let machine = makeMachine(frames: 128, swapSlots: 512)
+        let space = machine.makeAddressSpace()
+        let probe = OrderingProbe(space: space, machine: machine)
+        try space.notifiers.register(probe)
+        let pages = 300
+        let base = try space.map(length: UInt64(pages) * page, kind: .anonymousPrivate)
+        try fill(space, base, pages: pages)
+        #expect(machine.statistics.evictedAnonymous.load(ordering: .relaxed) > 0, "more pages than frames: something went to swap")
+        #expect(try check(space, base, pages: pages).isEmpty)
+        #expect(machine.statistics.swapIns.load(ordering: .relaxed) > 0)
+        #expect(probe.events.allSatisfy { $0 == .vmscan })
+        #expect(probe.problems.isEmpty, "\(probe.problems.prefix(3))")
+        space.exit()
+        #expect(machine.memory.freeFrames == 128)
+        #expect(machine.swap.usedSlots == 0, "exit returns every swap slot")
+    }
+
+    @Test func aCleanSwappedInPageIsDroppedWithoutAWrite() throws {
+        let machine = makeMachine(frames: 64)
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: page, kind: .anonymousPrivate)
+        try space.write(base, [1, 2, 3])
+        #expect(try machine.pageOut(space, start: base, length: page) == 1)
+        #expect(space.translate(base).isSwap)
+        #expect(machine.swap.writes == 1)
+        #expect(try space.read(base)[0...2] == [1, 2, 3])
+        #expect(machine.swap.reads == 1)
+        #expect(try machine.pageOut(space, start: base, length: page) == 1)
+        #expect(machine.swap.writes == 1, "the swap cache kept the slot: no second write")
+        try space.write(base, [4])
+        #expect(try machine.pageOut(space, start: base, length: page) == 1)
+        #expect(machine.swap.writes == 2, "after a write the page must be written again")
+        #expect(try space.read(base)[0] == 4)
+    }
+
+    @Test func dirtyFilePagesAreWrittenBackCleanOnesDropped() throws {
+        let machine = makeMachine(frames: 64)
+        let space = machine.makeAddressSpace()
+        let file = machine.makeFile(named: "f", pages: 2)
+        let base = try space.map(length: 2 * page, kind: .fileShared, file: file)
+        try space.write(base, [8])
+        _ = try space.read(base + page)
+        #expect(try machine.pageOut(space, start: base, length: 2 * page) == 2)
+        #expect(file.storedBytes(at: 0)[0] == 8)
+        #expect(machine.statistics.writebacks.load(ordering: .relaxed) == 1, "only the dirty page is written")
+        #expect(try space.read(base)[0] == 8)
+    }
+
+    @Test func pagesADeviceUsesHotSurviveReclaim() throws {
+        let machine = makeMachine(frames: 96)
+        let space = machine.makeAddressSpace()
+        let device = MirrorDevice("gpu", machine: machine, space: space)
+        try space.notifiers.register(device)
+        let hot = try space.map(length: 8 * page, kind: .anonymousPrivate)
+        try fill(space, hot, pages: 8)
+        for i in 0..<8 { _ = try device.read(hot + UInt64(i) * page) }
+        let cold = try space.map(length: 200 * page, kind: .anonymousPrivate)
+        // Keep the device using its pages while the CPU streams through cold memory.
+        for i in 0..<200 {
+            try space.write(cold + UInt64(i) * page, [1])
+            if i % 8 == 0 { for j in 0..<8 { _ = try device.read(hot + UInt64(j) * page) } }
+        }
+        #expect(machine.statistics.keptBySecondaryYoung.load(ordering: .relaxed) > 0)
+        let hotResident = (0..<8).filter { space.translate(hot + UInt64($0) * page).isPresent }.count
+        #expect(hotResident == 8, "device-hot pages must not be evicted (seed 003)")
+        #expect(machine.violations.count == 0)
+    }
+
+    @Test func migrationMovesThePageAndTellsTheOwner() throws {
+        let machine = makeMachine(frames: 128, nodes: 2)
+        let space = machine.makeAddressSpace()
+        let probe = OrderingProbe(space: space, machine: machine)
+        try space.notifiers.register(probe)
+        let base = try space.map(length: page, kind: .anonymousPrivate)
+        try space.write(base, [4, 2])
+        let before = space.translate(base).frame
+        let target = 1 - machine.memory.node(of: before).id
+        let me = OwnerCookie(77)
+        let result = machine.migrate(space, address: base, to: target, owner: me)
+        guard case .migrated(let from, let to) = result else {
+            Issue.record("migration failed: \(result)")
+            return
+        }
+        #expect(from.rawValue == UInt64(before))
+        #expect(machine.memory.node(of: Int32(to.rawValue)).id == target)
+        #expect(space.translate(base).frame == Int32(to.rawValue))
+        #expect(try space.read(base)[0...1] == [4, 2])
+        #expect(probe.ranges.map(\.event) == [.migrate])
+        #expect(probe.ranges.first?.owner == me)
+        #expect(probe.problems.isEmpty)
+    }
+
+    @Test func aPinnedPageCannotMoveAndIsReported() throws {
+        let machine = makeMachine(frames: 64, nodes: 2)
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: page, kind: .anonymousPrivate)
+        let pins = try space.pin(start: base, length: page, write: true)
+        let result = machine.migrate(space, address: base, to: 1)
+        #expect(result == .pinned(pins[0].frame))
+        #expect(machine.statistics.migrationsRefusedPinned.load(ordering: .relaxed) == 1)
+        #expect(try machine.pageOut(space, start: base, length: page) == 0, "pinned pages are not reclaimed either")
+        machine.unpin(pins)
+        if case .migrated = machine.migrate(space, address: base, to: 1) {} else { Issue.record("unpinned page should migrate") }
+    }
+
+    @Test func ksmMergesIdenticalPagesAndAWriteBreaksTheSharing() throws {
+        let machine = makeMachine(frames: 64)
+        let a = machine.makeAddressSpace()
+        let b = machine.makeAddressSpace()
+        let plain = OrderingProbe(space: a, machine: machine)
+        let kvm = MirrorDevice("kvm", machine: machine, space: b, capabilities: [.changePTE, .youngTracking], skipKSMRanges: true)
+        try a.notifiers.register(plain)
+        try b.notifiers.register(kvm)
+        let inA = try a.map(length: page, kind: .anonymousPrivate)
+        let inB = try b.map(length: page, kind: .anonymousPrivate)
+        try a.write(inA, [9, 9, 9])
+        try b.write(inB, [9, 9, 9])
+        _ = try kvm.read(inB)
+        try a.adviseMergeable(start: inA, length: page)
+        try b.adviseMergeable(start: inB, length: page)
+        #expect(machine.samePageMerger.scan() == 2)
+        #expect(a.translate(inA).frame == b.translate(inB).frame)
+        #expect(machine.memory.flags(of: a.translate(inA).frame).contains(.ksm))
+        #expect(plain.events == [.ksm, .ksm], "a subscriber without changePTE sees the ksm invalidations")
+        #expect(kvm.state.withLock { $0.changePTEs.count } == 2, "the changePTE subscriber is told both PTE changes")
+        #expect(kvm.entryCount == 1, "it kept its translation, repointed at the KSM page")
+        #expect(try kvm.read(inB)[0...2] == [9, 9, 9])
+        #expect(machine.violations.count == 0)
+        try a.write(inA, [1])
+        #expect(plain.events.last == .cowBreak)
+        #expect(try a.read(inA)[0] == 1)
+        #expect(try b.read(inB)[0] == 9)
+        #expect(machine.statistics.ksmBreaks.load(ordering: .relaxed) == 1)
+    }
+
+    @Test func theOOMReaperFailsFastRetriesAndGivesUp() throws {
+        let machine = makeMachine(frames: 64)
+        let victim = machine.makeAddressSpace()
+        let rdma = MirrorDevice("rdma", machine: machine, space: victim)
+        rdma.refuseNonBlockable.store(true, ordering: .relaxed)
+        try victim.notifiers.register(rdma)
+        let base = try victim.map(length: 16 * page, kind: .anonymousPrivate)
+        try victim.populate(start: base, length: 16 * page, write: true)
+        #expect(!machine.reap(victim), "every start refused: the victim is given up")
+        #expect(machine.statistics.oomReapRetries.load(ordering: .relaxed) >= Machine.oomReapRounds)
+        #expect(machine.statistics.oomGiveUps.load(ordering: .relaxed) == 1)
+        #expect(victim.residentPages.load(ordering: .relaxed) == 16, "nothing was reaped behind the device's back")
+        #expect(rdma.events.isEmpty)
+
+        rdma.refuseNonBlockable.store(false, ordering: .relaxed)
+        #expect(machine.reap(victim))
+        #expect(victim.residentPages.load(ordering: .relaxed) == 0)
+        #expect(rdma.events.allSatisfy { $0 == .oomReap })
+        #expect(machine.notifierCore.sync.contextViolations.count == 0)
+    }
+
+    @Test func runningOutOfMemoryKillsTheBiggestAddressSpace() throws {
+        let machine = makeMachine(frames: 64, swapSlots: 0)
+        let small = machine.makeAddressSpace()
+        let big = machine.makeAddressSpace()
+        let smallBase = try small.map(length: 4 * page, kind: .anonymousPrivate)
+        try small.populate(start: smallBase, length: 4 * page, write: true)
+        let bigBase = try big.map(length: 200 * page, kind: .anonymousPrivate)
+        #expect(throws: MemoryError.killed) { try big.populate(start: bigBase, length: 200 * page, write: true) }
+        #expect(big.isKilled)
+        #expect(!small.isKilled)
+        #expect(machine.statistics.oomKills.load(ordering: .relaxed) == 1)
+        big.exit()
+        small.exit()
+        #expect(machine.memory.freeFrames == 64)
+    }
+
+    @Test func shrinkersAreAskedWhenReclaimRuns() throws {
+        final class Cache: Shrinker, @unchecked Sendable {
+            let objects = Atomic<Int>(1_000)
+            func count(_ control: ShrinkControl) -> Int { objects.load(ordering: .relaxed) }
+            func scan(_ control: ShrinkControl) -> ShrinkScanResult {
+                objects.subtract(control.objectsToScan, ordering: .relaxed)
+                return .freed(control.objectsToScan)
+            }
+        }
+        let machine = makeMachine(frames: 64)
+        let cache = Cache()
+        machine.shrinkers.register(cache)
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: 100 * page, kind: .anonymousPrivate)
+        try space.populate(start: base, length: 100 * page, write: true)
+        #expect(cache.objects.load(ordering: .relaxed) < 1_000)
+    }
+
+    @Test func backgroundReclaimKeepsFreeMemoryAboveTheLowWatermark() throws {
+        let machine = makeMachine(frames: 256)
+        machine.startBackgroundReclaim()
+        defer { machine.stopBackgroundReclaim() }
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: 250 * page, kind: .anonymousPrivate)
+        try space.populate(start: base, length: 250 * page, write: true)
+        let deadline = machine.sync.now() + .seconds(5)
+        while machine.memory.freeFrames < machine.memory.configuration.lowFree && machine.sync.now() < deadline {
+            machine.sync.sleep(for: .milliseconds(5))
+        }
+        #expect(machine.memory.freeFrames >= machine.memory.configuration.lowFree)
+        #expect(machine.statistics.backgroundReclaims.load(ordering: .relaxed) > 0)
+    }
+}
