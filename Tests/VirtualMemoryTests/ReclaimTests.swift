@@ -71,23 +71,9 @@ struct ReclaimTests {
     }
 
     @Test func pagesADeviceUsesHotSurviveReclaim() throws {
-        let machine = makeMachine(frames: 96)
-        let space = machine.makeAddressSpace()
-        let device = MirrorDevice("gpu", machine: machine, space: space)
-        try space.notifiers.register(device)
-        let hot = try space.map(length: 8 * page, kind: .anonymousPrivate)
-        try fill(space, hot, pages: 8)
-        for i in 0..<8 { _ = try device.read(hot + UInt64(i) * page) }
-        let cold = try space.map(length: 200 * page, kind: .anonymousPrivate)
-        // Keep the device using its pages while the CPU streams through cold memory.
-        for i in 0..<200 {
-            try space.write(cold + UInt64(i) * page, [1])
-            if i % 8 == 0 { for j in 0..<8 { _ = try device.read(hot + UInt64(j) * page) } }
-        }
-        #expect(machine.statistics.keptBySecondaryYoung.load(ordering: .relaxed) > 0)
-        let hotResident = (0..<8).filter { space.translate(hot + UInt64($0) * page).isPresent }.count
-        #expect(hotResident == 8, "device-hot pages must not be evicted (seed 003)")
-        #expect(machine.violations.count == 0)
+        let (evictedHot, evictedCold) = try deviceHotScenario(makeMachine(frames: 128))
+        #expect(evictedCold > 0, "reclaim ran and evicted the cold pages")
+        #expect(evictedHot == 0, "device-hot pages must not be evicted (seed 003)")
     }
 
     @Test func migrationMovesThePageAndTellsTheOwner() throws {
@@ -226,4 +212,21 @@ struct ReclaimTests {
         #expect(machine.memory.freeFrames >= machine.memory.configuration.lowFree)
         #expect(machine.statistics.backgroundReclaims.load(ordering: .relaxed) > 0)
     }
+}
+
+/// Cold CPU pages and device-hot pages; reclaim passes run between device
+/// uses. Returns (device translations lost to reclaim, cold pages evicted).
+func deviceHotScenario(_ machine: Machine) throws -> (Int, Int) {
+    let space = machine.makeAddressSpace()
+    let device = MirrorDevice("gpu", machine: machine, space: space)
+    try space.notifiers.register(device)
+    let cold = try space.map(length: 64 * page, kind: .anonymousPrivate)
+    try space.populate(start: cold, length: 64 * page, write: true)
+    let hot = try space.map(length: 8 * page, kind: .anonymousPrivate)
+    for pass in 0..<6 {
+        for j in 0..<8 { _ = try device.read(hot + UInt64(j) * page) }
+        ExecutionContext.current.withReclaimContext { _ = machine.shrink(machine.memory.nodes[0], target: 16) }
+        #expect(machine.violations.count == 0, "pass \(pass)")
+    }
+    return (device.state.withLock { $0.evictedEntries }, machine.statistics.evictedAnonymous.load(ordering: .relaxed))
 }

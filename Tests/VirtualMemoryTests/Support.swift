@@ -63,6 +63,8 @@ final class MirrorDevice: AddressSpaceSubscriber, @unchecked Sendable {
         var events: [NotifierEvent] = []
         var changePTEs: [PrimaryPTE] = []
         var released = false
+        /// Translations this device lost to reclaim (`vmscan`).
+        var evictedEntries = 0
     }
 
     let subscriberName: String
@@ -74,6 +76,9 @@ final class MirrorDevice: AddressSpaceSubscriber, @unchecked Sendable {
     let refuseNonBlockable = Atomic<Bool>(false)
     /// Skip start/end of ksm events (it handles changePTE instead; seed 004).
     let skipKSMRanges: Bool
+    /// At a start, finish the in-flight DMA to the range (read each page
+    /// once more) before dropping it, as a real device drains its queues.
+    let drainOnStart = Atomic<Bool>(false)
 
     init(_ name: String, machine: Machine, space: AddressSpace, capabilities: SubscriberCapabilities = [.youngTracking], skipKSMRanges: Bool = false) {
         subscriberName = name
@@ -93,11 +98,14 @@ final class MirrorDevice: AddressSpaceSubscriber, @unchecked Sendable {
             state.withLock { $0.events.append(range.event) }
             return .ok
         }
+        let drain = drainOnStart.load(ordering: .relaxed)
         state.withLock { s in
             s.events.append(range.event)
             s.open.append(range)
             for (address, entry) in s.entries where range.contains(address) {
+                if drain { _ = machine.dmaRead(space, entry.translation) }
                 if entry.written { machine.setDirty(entry.translation.frame) }
+                if range.event == .vmscan { s.evictedEntries += 1 }
                 s.entries.removeValue(forKey: address)
             }
         }

@@ -72,10 +72,14 @@ extension AddressSpace {
 }
 
 extension Machine {
-    /// Returns pins taken with `pin` (Linux: `unpin_user_pages`).
-    public func unpin(_ translations: [DeviceTranslation]) {
+    /// Returns pins taken with `pin` (Linux: `unpin_user_pages_dirty_lock`).
+    /// `dirty`: the device wrote the pages, so they are marked dirty first;
+    /// a page cleaned by writeback while pinned would otherwise be dropped
+    /// clean and the device's writes lost.
+    public func unpin(_ translations: [DeviceTranslation], dirty: Bool = false) {
         for t in translations {
             precondition(t.pinned, "unpin of an unpinned translation \(t)")
+            if dirty { setDirty(t.frame) }
             memory.removePin(t.frame.frame)
         }
     }

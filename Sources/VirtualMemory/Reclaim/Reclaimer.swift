@@ -102,31 +102,32 @@ extension Machine {
     /// Frees up to `target` frames from `node`'s LRU lists, then asks the
     /// shrinkers for the same fraction of their caches. Returns frames freed.
     ///
-    /// Like Linux's `shrink_node` over falling priorities, it keeps
-    /// scanning until it has freed `target` frames or looked at every frame
-    /// on the lists twice: the first look clears the accessed bits of pages
-    /// in use and rotates them to the active list; the active list refills
-    /// the inactive one from its cold end; the second look evicts what was
-    /// not used in between.
+    /// One call looks at each inactive frame at most once: a frame in use
+    /// (CPU or device accessed bit) is rotated to the active list with its
+    /// bits cleared, and gets a second chance until a later call finds it
+    /// unused. Each call first refills the inactive lists from the cold end
+    /// of the active ones when those are longer (Linux: `shrink_active_list`
+    /// keeping the inactive list large enough). Callers that freed nothing
+    /// call again, as Linux lowers its scan priority.
     @discardableResult
     public func shrink(_ node: MemoryNode, target: Int) -> Int {
+        let before = node.lruCounts
+        for anonymous in [true, false] {
+            let active = before[anonymous ? .activeAnonymous : .activeFile] ?? 0
+            let inactive = before[anonymous ? .inactiveAnonymous : .inactiveFile] ?? 0
+            if active > inactive { _ = node.deactivate((active - inactive + 1) / 2, anonymous: anonymous, memory: memory) }
+        }
+        let counts = node.lruCounts
+        let budget = (counts[.inactiveAnonymous] ?? 0) + (counts[.inactiveFile] ?? 0)
         var freed = 0
         var scanned = 0
-        let budget = max(2 * node.lruCounts.values.reduce(0, +), target)
         var preferFile = true
         while freed < target, scanned < budget {
-            let counts = node.lruCounts
-            for anonymous in [true, false] {
-                let active = counts[anonymous ? .activeAnonymous : .activeFile] ?? 0
-                let inactive = counts[anonymous ? .inactiveAnonymous : .inactiveFile] ?? 0
-                if active > inactive || inactive == 0 {
-                    _ = node.deactivate(max((active - inactive) / 2, min(active, Reclaimer.batch)), anonymous: anonymous, memory: memory)
-                }
-            }
             let order: [LRUList] = preferFile ? [.inactiveFile, .inactiveAnonymous] : [.inactiveAnonymous, .inactiveFile]
             preferFile.toggle()
-            var batch = node.isolate(Reclaimer.batch, from: order[0], memory: memory)
-            if batch.isEmpty { batch = node.isolate(Reclaimer.batch, from: order[1], memory: memory) }
+            let room = min(Reclaimer.batch, budget - scanned)
+            var batch = node.isolate(room, from: order[0], memory: memory)
+            if batch.isEmpty { batch = node.isolate(room, from: order[1], memory: memory) }
             if batch.isEmpty { break }
             for frame in batch {
                 scanned += 1
@@ -134,7 +135,7 @@ extension Machine {
             }
         }
         if scanned > 0 {
-            let eligible = max(node.lruCounts.values.reduce(0, +) + freed, 1)
+            let eligible = max(counts.values.reduce(0, +), 1)
             _ = shrinkers.shrink(scanned: scanned, eligible: eligible, canBlock: true)
         }
         return freed
