@@ -168,7 +168,10 @@ final class MirrorDevice: AddressSpaceSubscriber, @unchecked Sendable {
 
     private func access(_ address: UInt64, write bytes: [UInt8]?) throws(MemoryError) -> [UInt8] {
         let wantWrite = bytes != nil
-        for _ in 0..<100 {
+        for attempt in 0..<1_000 {
+            // An invalidation of the page may be in progress: back off and
+            // let it finish, as a device retrying a fault would.
+            if attempt > 2 { machine.sync.sleep(for: .microseconds(20)) }
             let done = state.withLock { s -> [UInt8]? in
                 guard var entry = s.entries[address], !wantWrite || entry.translation.writable else { return nil }
                 entry.young = true
@@ -197,6 +200,6 @@ final class MirrorDevice: AddressSpaceSubscriber, @unchecked Sendable {
                 s.entries[address] = Entry(translation: translations[0], written: false, young: true)
             }
         }
-        throw .invalidArgument("device could not fault 0x\(String(address, radix: 16)) in 100 tries")
+        throw .invalidArgument("device could not fault 0x\(String(address, radix: 16)) in 1,000 tries")
     }
 }

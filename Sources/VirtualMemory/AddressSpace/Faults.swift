@@ -75,9 +75,13 @@ extension AddressSpace {
             return
         }
         if pte.isMigration {
-            // Wait for the migration to finish: it holds the old frame's lock.
+            // Wait for the migration to finish: it holds the old frame's
+            // lock. Without a reference the frame may already be freed (the
+            // migration is over) and must not be touched.
+            guard memory.tryGet(pte.frame) else { return }
             memory.lock(pte.frame)
             memory.unlock(pte.frame)
+            memory.put(pte.frame)
             return
         }
         if pte.isSwap { return try swapIn(vma, page, pte) }
@@ -111,6 +115,11 @@ extension AddressSpace {
     private func zeroFill(_ vma: VMA, _ page: UInt64, write: Bool) throws(MemoryError) {
         let frame = try allocateFrame(flags: .anonymous)
         memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: page))
+        // On the LRU while we still own it, locked so reclaim leaves it be:
+        // once the PTE is set, an unmap may free it at any moment.
+        let locked = memory.tryLock(frame)
+        precondition(locked, "a fresh frame is unlocked")
+        memory.node(of: frame).addToLRU(frame, memory: memory)
         let installed = ptl.withLock { () -> Bool in
             guard pageTable.entry(page >> 12).isNone else { return false }
             memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
@@ -118,8 +127,8 @@ extension AddressSpace {
             residentPages.add(1, ordering: .relaxed)
             return true
         }
+        memory.unlock(frame)
         if installed {
-            memory.node(of: frame).addToLRU(frame, memory: memory)
             machine.statistics.zeroFills.add(1, ordering: .relaxed)
         } else {
             memory.put(frame)
@@ -148,9 +157,8 @@ extension AddressSpace {
         var frame = swap.cachedFrame(slot, memory: memory)
         if frame == nil {
             let fresh = try allocateFrame(flags: [.anonymous, .swapCache])
-            swap.read(slot, into: fresh, memory: memory)
             memory.setOwner(fresh, owner: vma.rmapOwner, index: vma.index(of: page))
-            if swap.insertIntoCache(fresh, slot: slot) {
+            if swap.readIntoCache(slot, frame: fresh, memory: memory) {
                 memory.get(fresh)  // the swap cache's reference; the allocation's is ours
                 memory.node(of: fresh).addToLRU(fresh, memory: memory)
                 machine.statistics.swapIns.add(1, ordering: .relaxed)
@@ -158,7 +166,7 @@ extension AddressSpace {
             } else {
                 memory.clearFlags(.swapCache, on: fresh)
                 memory.put(fresh)
-                return  // someone else read it in; the caller retries
+                return  // someone else read it in, or the PTE changed; the caller retries
             }
         }
         let cached = frame!
@@ -189,20 +197,25 @@ extension AddressSpace {
         }
         if try reuseIfExclusive(page, pte) { return }
         let copy = try allocateFrame(flags: .anonymous)
-        memory.copyPayload(from: old, to: copy)
         memory.setOwner(copy, owner: vma.rmapOwner, index: vma.index(of: page))
+        let locked = memory.tryLock(copy)
+        precondition(locked, "a fresh frame is unlocked")
+        memory.node(of: copy).addToLRU(copy, memory: memory)
         var replaced = false
         let wasKSM = memory.flags(of: old).contains(.ksm)
         invalidateBlocking(page, page + 4096, .cowBreak) { _, current, released in
             guard current == pte else { return }
+            // Copied under the page-table lock, while the PTE still maps
+            // `old`: the frame is alive and nobody can write it.
+            memory.copyPayload(from: old, to: copy)
             memory.removeMapping(old)
             released.frames.append(old)
             memory.mapcounts[Int(copy)].add(1, ordering: .relaxed)
             current = .present(frame: copy, writable: true, dirty: true)
             replaced = true
         }
+        memory.unlock(copy)
         if replaced {
-            memory.node(of: copy).addToLRU(copy, memory: memory)
             machine.statistics.cowCopies.add(1, ordering: .relaxed)
             if wasKSM { machine.statistics.ksmBreaks.add(1, ordering: .relaxed) }
         } else {

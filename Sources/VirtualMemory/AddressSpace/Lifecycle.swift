@@ -18,31 +18,34 @@ extension AddressSpace {
                 copy.mergeable = vma.mergeable
                 child.link(copy)
                 child.vmas.append(copy)
-                var copied: [(UInt64, PTE)] = []
+                // Each entry is copied into the child under the parent's
+                // page-table lock (the child's nested inside), so a
+                // migration that is restoring entries through the rmap sees
+                // parent and child consistently. Migration entries are copied
+                // too: the migration restores every one it finds, the
+                // child's included.
                 let share = { (address: UInt64, pte: PTE) in
                     if pte.isPresent {
                         self.memory.addMapping(pte.frame)
+                        child.residentPages.add(1, ordering: .relaxed)
                     } else if pte.isSwap {
                         self.machine.swap.retain(pte.swapSlot)
                     }
-                    copied.append((address, pte))
+                    child.ptl.withLock { child.pageTable.set(address >> 12, pte.with(accessed: false)) }
                 }
                 if vma.kind == .anonymousPrivate {
                     invalidateBlocking(vma.start, vma.end, .writeProtect) { address, pte, _ in
                         if pte.isPresent { pte = pte.with(writable: false) }
-                        if pte.isPresent || pte.isSwap { share(address, pte) }
+                        if pte.isMigration { pte = .migration(frame: pte.frame, writable: false) }
+                        share(address, pte)
                     }
                 } else {
                     ptl.withLock {
                         pageTable.forEachEntry(from: vma.start >> 12, to: vma.end >> 12) { vpn, pte in
-                            if pte.isPresent || pte.isSwap { share(vpn << 12, pte) }
+                            if !pte.isNone { share(vpn << 12, pte) }
                         }
                     }
                 }
-                child.ptl.withLock {
-                    for (address, pte) in copied { child.pageTable.set(address >> 12, pte.with(accessed: false)) }
-                }
-                child.residentPages.add(copied.filter { $0.1.isPresent }.count, ordering: .relaxed)
             }
         }
         return child

@@ -30,8 +30,10 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     }
 
     public static func swap(slot: Int) -> PTE { PTE(rawValue: (UInt64(slot) << payloadShift) | swapBit) }
-    public static func migration(frame: Int32) -> PTE {
-        PTE(rawValue: (UInt64(UInt32(bitPattern: frame)) << payloadShift) | migrationBit)
+    /// A migration entry remembers whether the page was writable, so the
+    /// mapping comes back the same on the new frame.
+    public static func migration(frame: Int32, writable: Bool) -> PTE {
+        PTE(rawValue: (UInt64(UInt32(bitPattern: frame)) << payloadShift) | migrationBit | (writable ? writableBit : 0))
     }
 
     public var isNone: Bool { rawValue == 0 }

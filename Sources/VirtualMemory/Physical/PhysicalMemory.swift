@@ -188,6 +188,7 @@ public final class PhysicalMemory: @unchecked Sendable {
         if flags(of: frame).contains(.onLRU) { node.removeFromLRU(frame, memory: self) }
         precondition(mapcounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still mapped")
         precondition(pincounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still pinned")
+        precondition(!flags(of: frame).contains(.swapCache), "freeing frame \(frame) that is still in the swap cache")
         generations[f].add(1, ordering: .acquiringAndReleasing)
         flagWords[f].store(0, ordering: .releasing)
         node.pushFree(frame, next: lruNext, prev: lruPrev)
@@ -289,10 +290,24 @@ public final class PhysicalMemory: @unchecked Sendable {
     }
 
     /// Locks the frame, sleeping while another holder has it (Linux: `lock_page`).
+    /// A holder that keeps a frame locked longer than `lockWatchdog` is a
+    /// bug in the lab (frame locks are held across one page operation);
+    /// the waiter stops the run with what it knows instead of hanging.
+    public static let lockWatchdog: Duration = .seconds(20)
+
     public func lock(_ frame: Int32, file: StaticString = #fileID, line: UInt = #line) {
+        var waited: Duration = .zero
         while !tryLock(frame) {
             setFlags(.waiters, on: frame)
-            frameWaits[Int(frame) & 63].wait(file: file, line: line) { !flags(of: frame).contains(.locked) }
+            let start = sync.now()
+            let unlocked = frameWaits[Int(frame) & 63].wait(timeout: .seconds(1), file: file, line: line) {
+                !flags(of: frame).contains(.locked)
+            }
+            if !unlocked {
+                waited += sync.now() - start
+                precondition(waited < Self.lockWatchdog,
+                    "watchdog: frame \(frame) stayed locked for \(waited) (flags \(flags(of: frame)), refs \(refcount(of: frame)), maps \(mapcount(of: frame)), owner \(owner(of: frame))) waiting at \(file):\(line)")
+            }
         }
     }
 
@@ -303,6 +318,28 @@ public final class PhysicalMemory: @unchecked Sendable {
     }
 
     // MARK: - Counting
+
+    /// A frame that is allocated, as reports show it.
+    public struct AllocatedFrame: Sendable, CustomStringConvertible {
+        public let frame: PageFrameNumber
+        public let flags: FrameFlags
+        public let references: Int
+        public let mappings: Int
+        public let pins: Int
+        public var description: String { "\(frame) \(flags) refs \(references) maps \(mappings) pins \(pins)" }
+    }
+
+    /// Every allocated frame (for leak reports: after every address space
+    /// exited, this must be empty). Not atomic with concurrent changes.
+    public func allocatedFrames() -> [AllocatedFrame] {
+        (0..<Int32(frameCount)).compactMap { frame in
+            let flags = flags(of: frame)
+            guard flags.contains(.allocated) else { return nil }
+            return AllocatedFrame(
+                frame: PageFrameNumber(frame), flags: flags, references: refcount(of: frame), mappings: mapcount(of: frame),
+                pins: pincount(of: frame))
+        }
+    }
 
     /// Free frames over all nodes.
     public var freeFrames: Int { nodes.reduce(0) { $0 + $1.freeCount } }

@@ -16,6 +16,9 @@ public final class SwapArea: @unchecked Sendable {
     private let storage: UnsafeMutableRawPointer
     private var references: [UInt16]
     private var freeSlots: [Int32]
+    /// Whether each slot is allocated (not on `freeSlots`): the invariant
+    /// every retain, release and free is checked against.
+    private var allocated: [Bool]
     private var cache: [Int32: Int32] = [:]  // slot -> frame
     private var slotOfFrame: [Int32: Int32] = [:]  // frame -> slot
 
@@ -29,6 +32,7 @@ public final class SwapArea: @unchecked Sendable {
         storage = .allocate(byteCount: max(slots, 1) * payloadSize, alignment: 16)
         storage.initializeMemory(as: UInt8.self, repeating: 0, count: max(slots, 1) * payloadSize)
         references = [UInt16](repeating: 0, count: slots)
+        allocated = [Bool](repeating: false, count: slots)
         freeSlots = (0..<Int32(slots)).reversed()
     }
 
@@ -42,7 +46,8 @@ public final class SwapArea: @unchecked Sendable {
     func addToCache(_ frame: Int32) -> Int? {
         lock.withLock {
             guard let slot = freeSlots.popLast() else { return nil }
-            references[Int(slot)] = 0
+            precondition(!allocated[Int(slot)] && references[Int(slot)] == 0, "free swap slot \(slot) was in use")
+            allocated[Int(slot)] = true
             cache[slot] = frame
             slotOfFrame[frame] = slot
             return Int(slot)
@@ -60,24 +65,20 @@ public final class SwapArea: @unchecked Sendable {
         }
     }
 
-    /// Links a freshly read frame to its slot (swap-in).
-    /// Returns false if another thread cached the slot first.
-    func insertIntoCache(_ frame: Int32, slot: Int) -> Bool {
-        lock.withLock {
-            guard cache[Int32(slot)] == nil else { return false }
+    /// Reads `slot` into a fresh frame and links them in the swap cache
+    /// (swap-in), atomically: only while some swap PTE still refers to the
+    /// slot and no frame caches it yet (Linux: `swapcache_prepare` failing
+    /// on a freed entry). Returns false otherwise; the faulting caller then
+    /// finds its PTE changed, or the cached frame, when it retries.
+    func readIntoCache(_ slot: Int, frame: Int32, memory: PhysicalMemory) -> Bool {
+        let target = memory.payload(of: frame)
+        return lock.withLock {
+            guard allocated[slot], references[slot] > 0, cache[Int32(slot)] == nil else { return false }
+            target.baseAddress!.copyMemory(from: storage + slot * payloadSize, byteCount: payloadSize)
+            reads += 1
             cache[Int32(slot)] = frame
             slotOfFrame[frame] = Int32(slot)
             return true
-        }
-    }
-
-    /// Unlinks a frame from the swap cache. If no PTE refers to its slot
-    /// any more and `keepSlot` is false, the slot is freed.
-    func removeFromCache(_ frame: Int32, keepSlot: Bool) {
-        lock.withLock {
-            guard let slot = slotOfFrame.removeValue(forKey: frame) else { return }
-            cache.removeValue(forKey: slot)
-            if !keepSlot && references[Int(slot)] == 0 { freeSlots.append(slot) }
         }
     }
 
@@ -92,7 +93,7 @@ public final class SwapArea: @unchecked Sendable {
                 let slot = slotOfFrame.removeValue(forKey: frame)
             else { return false }
             cache.removeValue(forKey: slot)
-            if references[Int(slot)] == 0 { freeSlots.append(slot) }
+            if references[Int(slot)] == 0 { free(slot) }
             return true
         }
     }
@@ -108,7 +109,19 @@ public final class SwapArea: @unchecked Sendable {
     }
 
     /// One more swap PTE points at `slot`.
-    func retain(_ slot: Int) { lock.withLock { references[slot] += 1 } }
+    func retain(_ slot: Int) {
+        lock.withLock {
+            precondition(allocated[slot], "retaining free swap slot \(slot)")
+            references[slot] += 1
+        }
+    }
+
+    /// Returns a slot to the free list (lock held).
+    private func free(_ slot: Int32) {
+        precondition(allocated[Int(slot)], "swap slot \(slot) freed twice")
+        allocated[Int(slot)] = false
+        freeSlots.append(slot)
+    }
 
     /// One swap PTE fewer points at `slot`; the slot is freed when nothing
     /// (no PTE, no cached frame) uses it. If the last PTE went but a frame
@@ -117,11 +130,11 @@ public final class SwapArea: @unchecked Sendable {
     @discardableResult
     func release(_ slot: Int) -> Int32? {
         lock.withLock {
-            precondition(references[slot] > 0, "swap slot \(slot) released more often than retained")
+            precondition(allocated[slot] && references[slot] > 0, "swap slot \(slot) released more often than retained")
             references[slot] -= 1
             guard references[slot] == 0 else { return nil }
             if let cached = cache[Int32(slot)] { return cached }
-            freeSlots.append(Int32(slot))
+            free(Int32(slot))
             return nil
         }
     }
@@ -139,11 +152,4 @@ public final class SwapArea: @unchecked Sendable {
         }
     }
 
-    func read(_ slot: Int, into frame: Int32, memory: PhysicalMemory) {
-        let target = memory.payload(of: frame)
-        lock.withLock {
-            target.baseAddress!.copyMemory(from: storage + slot * payloadSize, byteCount: payloadSize)
-            reads += 1
-        }
-    }
 }

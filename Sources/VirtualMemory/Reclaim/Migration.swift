@@ -51,7 +51,6 @@ extension Machine {
         }
         guard let target = memory.allocate(preferring: node, flags: flags.intersection([.anonymous])) else { return .noMemory }
 
-        var unmapped: [(VMA, UInt64, Bool)] = []
         forEachMapping(of: frame) { vma, mapped in
             vma.space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, pte, released in
                 guard pte.isPresent, pte.frame == frame else { return }
@@ -59,8 +58,7 @@ extension Machine {
                 memory.removeMapping(frame)
                 released.frames.append(frame)
                 vma.space.residentPages.subtract(1, ordering: .relaxed)
-                unmapped.append((vma, mapped, pte.isWritable))
-                pte = .migration(frame: frame)
+                pte = .migration(frame: frame, writable: pte.isWritable)
             }
         }
         memory.copyPayload(from: frame, to: target)
@@ -84,11 +82,15 @@ extension Machine {
                 memory.put(frame)
             }
         }
-        for (vma, mapped, writable) in unmapped {
+        // Restore through the rmap, not a list kept from the unmap: a VMA
+        // may have gone (munmap, exit) or come (fork copies migration
+        // entries) meanwhile, and the rmap holds exactly the live ones.
+        forEachMapping(of: frame) { vma, mapped in
             vma.space.ptl.withLock {
-                guard vma.space.pageTable.entry(mapped >> 12) == .migration(frame: frame) else { return }
+                let pte = vma.space.pageTable.entry(mapped >> 12)
+                guard pte.isMigration, pte.frame == frame else { return }
                 memory.addMapping(target)
-                vma.space.pageTable.set(mapped >> 12, .present(frame: target, writable: writable, accessed: false))
+                vma.space.pageTable.set(mapped >> 12, .present(frame: target, writable: pte.isWritable, accessed: false))
                 vma.space.residentPages.add(1, ordering: .relaxed)
             }
         }

@@ -35,3 +35,28 @@ extension Machine {
         return written
     }
 }
+
+extension Machine {
+    /// Frees every cache page nobody maps (Linux: `echo 3 > drop_caches`,
+    /// plus what reclaim would do to orphaned swap-cache pages): page-cache
+    /// pages are written back if dirty and dropped; swap-cache pages whose
+    /// slot no PTE refers to are dropped. Pages that are mapped, pinned or
+    /// locked right now stay. Returns frames freed.
+    ///
+    /// A swap-cache page can be left orphaned when its last user goes while
+    /// reclaim or migration holds the page's lock, as in Linux; the leak
+    /// check of the oracle runs this first, so only real leaks remain.
+    @discardableResult
+    public func dropCaches() -> Int {
+        var freed = 0
+        for frame in 0..<Int32(memory.frameCount) {
+            let flags = memory.flags(of: frame)
+            guard flags.contains(.allocated), flags.contains(.onLRU), memory.mapcount(of: frame) == 0,
+                memory.pincount(of: frame) == 0, memory.tryGet(frame)
+            else { continue }
+            memory.node(of: frame).removeFromLRU(frame, memory: memory)
+            if reclaim(isolated: frame, ignoreReferences: true) { freed += 1 }
+        }
+        return freed
+    }
+}
