@@ -26,6 +26,18 @@ let package = Package(
             path: "Benchmarks/NotifierBenchmarks",
             swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        )
+        ),
+        .executableTarget(
+            name: "VirtualMemoryBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "VirtualMemory", package: "mmulab"),
+                .product(name: "MMUNotifier", package: "mmulab"),
+                .product(name: "LabSync", package: "mmulab"),
+            ],
+            path: "Benchmarks/VirtualMemoryBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

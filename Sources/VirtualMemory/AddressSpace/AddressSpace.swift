@@ -49,7 +49,9 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     public let id: AddressSpaceID
     /// The secondaries' subscriptions to this address space.
     public let notifiers: AddressSpaceNotifiers
-    unowned let machine: Machine
+    /// The machine it runs on (held strongly: an address space keeps its
+    /// machine alive; the machine lets go of it at exit).
+    let machine: Machine
     let mmapLock: SleepingRWLock
     let ptl: SpinLock
     let pageTable = PageTable()
@@ -188,15 +190,18 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// A swap-cache page nobody maps or swaps to any more leaves the swap
     /// cache too, or it would never be freed.
     func release(_ released: Released) {
+        var plain: [Int32] = []
+        plain.reserveCapacity(released.frames.count)
         for frame in released.frames {
             let lastMapping = memory.mapcount(of: frame) == 0 && memory.flags(of: frame).contains(.swapCache)
             if lastMapping && memory.tryGet(frame) {
                 memory.put(frame)  // the mapping's reference
                 machine.dropSwapCacheIfUnused(frame, holding: true)
             } else {
-                memory.put(frame)
+                plain.append(frame)
             }
         }
+        memory.put(plain)
         for slot in released.swapSlots {
             if let cached = machine.swap.release(slot), memory.tryGet(cached) {
                 machine.dropSwapCacheIfUnused(cached, holding: true)

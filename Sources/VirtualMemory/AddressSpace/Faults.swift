@@ -44,13 +44,27 @@ extension AddressSpace {
     }
 
     /// Faults in every page of `[start, start + length)` (Linux:
-    /// `MAP_POPULATE`, `MADV_POPULATE_WRITE`).
+    /// `MAP_POPULATE`, `MADV_POPULATE_WRITE`). Runs of empty private
+    /// anonymous pages are zero-filled in batches (one lock hold each for
+    /// allocation, the LRU and the page table, as Linux's fault-around
+    /// batches work); anything else goes through the ordinary fault path.
     public func populate(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) {
         try checkRange(start, length)
         try mmapLock.withShared { () throws(MemoryError) in
             try checkAlive()
+            let end = start + length
             var address = start
-            while address < start + length {
+            while address < end {
+                if let vma = vma(containing: address), vma.kind == .anonymousPrivate,
+                    vma.protection.contains(write ? .write : .read)
+                {
+                    let leafEnd = (address | (512 * 4096 - 1)) + 1
+                    let done = zeroFillRun(vma, from: address, to: min(end, vma.end, leafEnd), write: write)
+                    if done > 0 {
+                        address += UInt64(done) * 4096
+                        continue
+                    }
+                }
                 let pte = translateLocked(address)
                 if !(pte.isPresent && (!write || pte.isWritable)) {
                     try handleFault(address, write: write)
@@ -58,6 +72,56 @@ extension AddressSpace {
                 address += 4096
             }
         }
+    }
+
+    /// Zero-fills the run of empty PTEs that starts at `start` (up to
+    /// `limit`, within one leaf table). Returns how many pages it covered;
+    /// 0 when the first page is not empty or no frame is free (the caller
+    /// then takes the ordinary path, which reclaims).
+    private func zeroFillRun(_ vma: VMA, from start: UInt64, to limit: UInt64, write: Bool) -> Int {
+        var run = 0
+        var stopped = false
+        ptl.withLock {
+            pageTable.forEachEntry(from: start >> 12, to: limit >> 12, create: true) { _, pte in
+                if stopped { return }
+                if pte.isNone { run += 1 } else { stopped = true }
+            }
+        }
+        guard run > 0 else { return 0 }
+        var frames: [Int32] = []
+        frames.reserveCapacity(run)
+        memory.allocate(run, preferring: Int(id.rawValue) % memory.nodes.count, flags: .anonymous, into: &frames)
+        guard !frames.isEmpty else { return 0 }
+        machine.reclaimer?.wakeIfLow()
+        // Locked and on the LRU before they are mapped, as in `zeroFill`.
+        var byNode: [[Int32]] = Array(repeating: [], count: memory.nodes.count)
+        for (i, frame) in frames.enumerated() {
+            memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: start + UInt64(i) * 4096))
+            let locked = memory.tryLock(frame)
+            precondition(locked, "a fresh frame is unlocked")
+            byNode[memory.node(of: frame).id].append(frame)
+        }
+        for (id, batch) in byNode.enumerated() where !batch.isEmpty { memory.nodes[id].addToLRU(batch, memory: memory) }
+        var raced: [Int32] = []
+        let writable = vma.protection.contains(.write)
+        ptl.withLock {
+            for (i, frame) in frames.enumerated() {
+                let vpn = (start >> 12) + UInt64(i)
+                guard pageTable.entry(vpn).isNone else {
+                    raced.append(frame)
+                    continue
+                }
+                memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)
+                pageTable.set(vpn, .present(frame: frame, writable: writable, dirty: write))
+            }
+        }
+        for frame in frames { memory.unlock(frame) }
+        memory.put(raced)
+        let installed = frames.count - raced.count
+        residentPages.add(installed, ordering: .relaxed)
+        machine.statistics.faults.add(installed, ordering: .relaxed)
+        machine.statistics.zeroFills.add(installed, ordering: .relaxed)
+        return frames.count
     }
 
     func translateLocked(_ address: UInt64) -> PTE { ptl.withLock { pageTable.entry(address >> 12) } }

@@ -1,4 +1,5 @@
 import LabSync
+import Synchronization
 
 /// Which LRU list a frame sits on (Linux: `enum lru_list`, without the
 /// unevictable list: pinned frames stay on their list and are skipped).
@@ -27,6 +28,8 @@ public final class MemoryNode: @unchecked Sendable {
 
     private var freeHead: Int32 = -1
     private var freeCountStorage = 0
+    /// `freeCountStorage` published for lock-free reads (watermark checks).
+    private let freeCountMirror = Atomic<Int>(0)
     private var heads = [Int32](repeating: -1, count: LRUList.allCases.count)
     private var tails = [Int32](repeating: -1, count: LRUList.allCases.count)
     private var counts = [Int](repeating: 0, count: LRUList.allCases.count)
@@ -47,11 +50,12 @@ public final class MemoryNode: @unchecked Sendable {
                 freeHead = Int32(f)
             }
             freeCountStorage = frames.count
+            freeCountMirror.store(freeCountStorage, ordering: .relaxed)
         }
     }
 
-    /// Free frames on this node now.
-    public var freeCount: Int { lock.withLock { freeCountStorage } }
+    /// Free frames on this node now (read without the lock; may be a moment old).
+    public var freeCount: Int { freeCountMirror.load(ordering: .relaxed) }
 
     func popFree(next: UnsafeMutablePointer<Int32>, prev: UnsafeMutablePointer<Int32>, floor: Int) -> Int32? {
         lock.withLock {
@@ -60,7 +64,24 @@ public final class MemoryNode: @unchecked Sendable {
             freeHead = next[Int(frame)]
             next[Int(frame)] = -1
             freeCountStorage -= 1
+            freeCountMirror.store(freeCountStorage, ordering: .relaxed)
             return frame
+        }
+    }
+
+    /// Takes up to `count` free frames at once, keeping `floor` free.
+    func popFree(_ count: Int, into frames: inout [Int32], next: UnsafeMutablePointer<Int32>, floor: Int) {
+        lock.withLock {
+            var taken = 0
+            while taken < count, freeCountStorage > floor, freeHead >= 0 {
+                let frame = freeHead
+                freeHead = next[Int(frame)]
+                next[Int(frame)] = -1
+                freeCountStorage -= 1
+                frames.append(frame)
+                taken += 1
+            }
+            freeCountMirror.store(freeCountStorage, ordering: .relaxed)
         }
     }
 
@@ -70,6 +91,36 @@ public final class MemoryNode: @unchecked Sendable {
             prev[Int(frame)] = -1
             freeHead = frame
             freeCountStorage += 1
+            freeCountMirror.store(freeCountStorage, ordering: .relaxed)
+        }
+    }
+
+    /// Frees a batch of frames whose last reference is gone, under one lock
+    /// hold: off the LRU, generation bumped, flags cleared, onto the free list.
+    func release(_ frames: [Int32], memory: PhysicalMemory) {
+        lock.withLock {
+            for frame in frames {
+                unlinkIfListed(frame, memory: memory)
+                memory.generations[Int(frame)].add(1, ordering: .acquiringAndReleasing)
+                memory.flagWords[Int(frame)].store(0, ordering: .releasing)
+                memory.lruNext[Int(frame)] = freeHead
+                memory.lruPrev[Int(frame)] = -1
+                freeHead = frame
+                freeCountStorage += 1
+            }
+            freeCountMirror.store(freeCountStorage, ordering: .relaxed)
+        }
+    }
+
+    /// Puts a batch of fresh frames on the head of their LRU lists at once.
+    func addToLRU(_ frames: [Int32], memory: PhysicalMemory) {
+        lock.withLock {
+            for frame in frames {
+                let flags = memory.flags(of: frame)
+                precondition(!flags.contains(.onLRU), "frame \(frame) is already on an LRU list")
+                link(frame, at: LRUList.of(anonymous: flags.contains(.anonymous), active: false), memory: memory)
+                memory.setFlags(.onLRU, on: frame)
+            }
         }
     }
 

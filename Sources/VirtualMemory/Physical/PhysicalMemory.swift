@@ -165,6 +165,18 @@ public final class PhysicalMemory: @unchecked Sendable {
         return nil
     }
 
+    /// Takes up to `count` free frames from `node` (then the others), as
+    /// `allocate` does, appending them to `frames`. Fewer may come back.
+    public func allocate(_ count: Int, preferring node: Int = 0, flags: FrameFlags = [], into frames: inout [Int32]) {
+        let useReserve = ExecutionContext.withCurrentIsInReclaim()
+        let first = frames.count
+        for step in 0..<nodes.count where frames.count - first < count {
+            nodes[(node + step) % nodes.count].popFree(
+                count - (frames.count - first), into: &frames, next: lruNext, floor: useReserve ? 0 : configuration.minFree)
+        }
+        for frame in frames[first...] { prepare(frame, flags: flags) }
+    }
+
     private func prepare(_ frame: Int32, flags: FrameFlags) {
         let f = Int(frame)
         refcounts[f].store(1, ordering: .relaxed)
@@ -193,6 +205,23 @@ public final class PhysicalMemory: @unchecked Sendable {
         flagWords[f].store(0, ordering: .releasing)
         node.pushFree(frame, next: lruNext, prev: lruPrev)
         return true
+    }
+
+    /// Drops one reference on each frame; frames whose last reference goes
+    /// are freed in one lock hold per node (Linux: `release_pages`).
+    public func put(_ frames: [Int32]) {
+        var dead: [[Int32]] = Array(repeating: [], count: nodes.count)
+        for frame in frames {
+            let f = Int(frame)
+            let before = refcounts[f].subtract(1, ordering: .acquiringAndReleasing).oldValue
+            precondition(before > 0, "put on frame \(frame) with no reference (flags \(flags(of: frame)))")
+            guard before == 1 else { continue }
+            precondition(mapcounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still mapped")
+            precondition(pincounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still pinned")
+            precondition(!flags(of: frame).contains(.swapCache), "freeing frame \(frame) that is still in the swap cache")
+            dead[node(of: frame).id].append(frame)
+        }
+        for (id, batch) in dead.enumerated() where !batch.isEmpty { nodes[id].release(batch, memory: self) }
     }
 
     /// Takes one more reference (Linux: `get_page`).
