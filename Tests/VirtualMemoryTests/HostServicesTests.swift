@@ -22,6 +22,24 @@ struct HostServicesTests {
         }
     }
 
+    @Test func faultRangeWithAnIntervalReturnsTheSequenceToCheck() throws {
+        final class Range: IntervalInvalidator, @unchecked Sendable {
+            func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
+                interval.setSeq(currentSeq)
+                return true
+            }
+        }
+        let machine = makeMachine()
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: 4 * page, kind: .anonymousPrivate)
+        let interval = try space.notifiers.insertInterval(start: base, end: base + 4 * page, ops: Range())
+        let faulted = try space.faultRange(start: base, length: 4 * page, write: true, interval: interval)
+        #expect(faulted.translations.count == 4)
+        #expect(!interval.readRetry(faulted.sequence), "nothing invalidated the range yet")
+        _ = try machine.pageOut(space, start: base, length: page)
+        #expect(interval.readRetry(faulted.sequence), "reclaim invalidated it: the device must not install")
+    }
+
     @Test func aDeviceThatIgnoresInvalidationsIsCaughtUsingAStaleTranslation() throws {
         let machine = makeMachine()
         let space = machine.makeAddressSpace()

@@ -1,4 +1,4 @@
-import LabSync
+public import LabSync
 public import MMUNotifier
 import Synchronization
 
@@ -34,6 +34,32 @@ extension AddressSpace {
     /// May sleep (it faults); never call it from a non-blockable context.
     public func faultRange(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) -> [DeviceTranslation] {
         try collect(start: start, length: length, write: write, pin: false)
+    }
+
+    /// Translations with the interval sequence they are valid for.
+    public struct FaultedRange: Sendable {
+        public let translations: [DeviceTranslation]
+        /// Pass to `interval.readRetry` under the device lock before
+        /// installing the translations.
+        public let sequence: UInt64
+    }
+
+    /// `hmm_range_fault` with its notifier: reads the interval's sequence
+    /// (`readBegin`, which sleeps while an invalidation of the interval is
+    /// in progress), faults the range in, and starts over if an
+    /// invalidation touched the interval meanwhile (a bounded number of
+    /// times; the device's own `readRetry` under its lock is the final word).
+    public func faultRange(
+        start: UInt64, length: UInt64, write: Bool, interval: IntervalNotifier
+    ) throws(MemoryError) -> FaultedRange {
+        precondition(interval.owner === notifiers, "the interval belongs to another address space")
+        var sequence = interval.readBegin()
+        var translations = try collect(start: start, length: length, write: write, pin: false)
+        for _ in 0..<16 where interval.checkRetry(sequence) {
+            sequence = interval.readBegin()
+            translations = try collect(start: start, length: length, write: write, pin: false)
+        }
+        return FaultedRange(translations: translations, sequence: sequence)
     }
 
     /// Faults the range in and pins every page (Linux: `pin_user_pages`):
