@@ -43,15 +43,16 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
-        .testTarget(name: "LabSyncTests", dependencies: ["LabSync"], swiftSettings: strictSwift6),
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strictSwift6),
+        .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(
             name: "MMUNotifierTests",
-            dependencies: ["MMUNotifier", "LabSync"],
+            dependencies: ["MMUNotifier", "LabSync", "TestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
             name: "VirtualMemoryTests",
-            dependencies: ["VirtualMemory", "MMUNotifier", "LabSync"],
+            dependencies: ["VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
             swiftSettings: strictSwift6
         ),
     ]

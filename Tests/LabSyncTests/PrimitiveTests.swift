@@ -1,4 +1,5 @@
 import LabSync
+import TestSupport
 import Synchronization
 import Testing
 

@@ -1,3 +1,4 @@
+import TestSupport
 import LabSync
 import MMUNotifier
 import Synchronization
@@ -7,19 +8,6 @@ import Glibc
 #endif
 
 let pageSize: UInt64 = 4096
-
-/// Multiplies iteration counts when `MMULAB_STRESS` is set (see README).
-let stressScale: Int = {
-    guard let raw = getenv("MMULAB_STRESS"), let value = Int(String(cString: raw)), value > 0 else { return 1 }
-    return value
-}()
-
-/// The seed for randomised tests: `MMULAB_SEED` if set, else a fixed one.
-/// Every failure message carries it.
-let testSeed: UInt64 = {
-    guard let raw = getenv("MMULAB_SEED"), let value = UInt64(String(cString: raw)) else { return 0x6d6d_756c_6162 }
-    return value
-}()
 
 func range(_ id: AddressSpaceID, pages: Range<Int>, _ event: NotifierEvent, blockable: Bool = true) -> InvalidationRange {
     InvalidationRange(

@@ -1,3 +1,4 @@
+import TestSupport
 import LabSync
 import MMUNotifier
 import Synchronization

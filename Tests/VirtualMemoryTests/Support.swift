@@ -1,3 +1,4 @@
+import TestSupport
 import LabSync
 import MMUNotifier
 import Synchronization
@@ -8,16 +9,6 @@ import Glibc
 #endif
 
 let page: UInt64 = 4096
-
-let stressScale: Int = {
-    guard let raw = getenv("MMULAB_STRESS"), let value = Int(String(cString: raw)), value > 0 else { return 1 }
-    return value
-}()
-
-let testSeed: UInt64 = {
-    guard let raw = getenv("MMULAB_SEED"), let value = UInt64(String(cString: raw)) else { return 0x6d6d_756c_6162 }
-    return value
-}()
 
 func makeMachine(
     frames: Int = 256, nodes: Int = 1, swapSlots: Int = 1024, faults: MemoryFaultInjection = [], payload: Int = 16
