@@ -46,6 +46,17 @@ struct LayeringTests {
         }
     }
 
+    @Test func virtualMemoryKnowsNothingOfPluginsOrScenarios() throws {
+        let files = try swiftFiles(under: Self.sourcesRoot + "/VirtualMemory")
+        #expect(files.count > 5)
+        for file in files {
+            let text = try read(file)
+            for module in ["PluginHost", "ReclaimLab", "DevicePluginKit", "CDevicePluginABI"] {
+                #expect(!text.contains("import \(module)"), "\(file) imports \(module)")
+            }
+        }
+    }
+
     private func swiftFiles(under root: String) throws -> [String] {
         guard let dir = opendir(root) else { return [] }
         defer { closedir(dir) }
