@@ -24,7 +24,18 @@ let package = Package(
         .library(name: "LabSync", targets: ["LabSync"]),
         .library(name: "MMUNotifier", targets: ["MMUNotifier"]),
         .library(name: "VirtualMemory", targets: ["VirtualMemory"]),
+        .library(name: "PluginHost", targets: ["PluginHost"]),
         .executable(name: "mmulab", targets: ["mmulab"]),
+        .library(name: "mmulab-plugin-mirror-c", type: .dynamic, targets: ["MirrorPluginC"]),
+        // Deliberately broken plugins the PluginHost tests load (Tests/Fixtures/Plugins).
+        .library(name: "mmulab-fixture-noentry", type: .dynamic, targets: ["FixtureNoEntry"]),
+        .library(name: "mmulab-fixture-wrongmajor", type: .dynamic, targets: ["FixtureWrongMajor"]),
+        .library(name: "mmulab-fixture-toosmall", type: .dynamic, targets: ["FixtureTooSmall"]),
+        .library(name: "mmulab-fixture-missingop", type: .dynamic, targets: ["FixtureMissingOp"]),
+        .library(name: "mmulab-fixture-createfails", type: .dynamic, targets: ["FixtureCreateFails"]),
+        .library(name: "mmulab-fixture-entryrefuses", type: .dynamic, targets: ["FixtureEntryRefuses"]),
+        .library(name: "mmulab-fixture-greedyminor", type: .dynamic, targets: ["FixtureGreedyMinor"]),
+        .library(name: "mmulab-fixture-sleepy", type: .dynamic, targets: ["FixtureSleepy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -34,6 +45,23 @@ let package = Package(
         .target(name: "LabSync", dependencies: ["CLabSyncShims"], swiftSettings: strictSwift6),
         .target(name: "MMUNotifier", dependencies: ["LabSync"], swiftSettings: strictSwift6),
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
+        .target(name: "CDevicePluginABI"),
+
+        // Example plugins (Examples/): a plugin author's starting points.
+        .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
+        .target(name: "FixtureNoEntry", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/NoEntry", publicHeadersPath: "."),
+        .target(name: "FixtureWrongMajor", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/WrongMajor", publicHeadersPath: "."),
+        .target(name: "FixtureTooSmall", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/TooSmall", publicHeadersPath: "."),
+        .target(name: "FixtureMissingOp", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/MissingOp", publicHeadersPath: "."),
+        .target(name: "FixtureCreateFails", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/CreateFails", publicHeadersPath: "."),
+        .target(name: "FixtureEntryRefuses", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/EntryRefuses", publicHeadersPath: "."),
+        .target(name: "FixtureGreedyMinor", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/GreedyMinor", publicHeadersPath: "."),
+        .target(name: "FixtureSleepy", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Sleepy", publicHeadersPath: "."),
+        .target(
+            name: "PluginHost",
+            dependencies: ["CDevicePluginABI", "LabSync", "MMUNotifier", "VirtualMemory"],
+            swiftSettings: strictSwift6
+        ),
         .executableTarget(
             name: "mmulab",
             dependencies: [
@@ -48,6 +76,12 @@ let package = Package(
         .testTarget(
             name: "MMUNotifierTests",
             dependencies: ["MMUNotifier", "LabSync", "TestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "PluginHostTests",
+            dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
+            exclude: [],
             swiftSettings: strictSwift6
         ),
         .testTarget(

@@ -1,0 +1,387 @@
+/*
+ * mmulab device plugin ABI, version 1.
+ *
+ * This header is the whole contract between the mmulab host and a device
+ * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
+ * plugin is a shared object that exports one symbol, MMULAB_DEVICE_PLUGIN_ENTRY
+ * below; the host dlopen()s it with RTLD_NOW | RTLD_LOCAL, calls the entry,
+ * and talks to the plugin only through the tables declared here. Nothing
+ * throws across this boundary and no language runtime's types cross it.
+ *
+ * Versioning. The major version is part of the entry symbol's name: a host
+ * for major 1 looks only for mmulab_device_plugin_v1. The minor version is
+ * negotiated: the host passes the highest minor it supports, the plugin
+ * answers with the minor it will use (at most the host's). Every table
+ * starts with its size in bytes; a field is read only if the size covers
+ * it, so tables can grow at the end without breaking older peers. Optional
+ * function pointers may be NULL.
+ *
+ * Contexts. Every callback says where it may be called from, in brackets:
+ *   [blockable]      the caller can wait: the callee may sleep (take a
+ *                    sleeping lock, wait for in-flight DMA to drain).
+ *   [non-blockable]  the caller cannot wait (the OOM reaper, a shrinker in
+ *                    fast-fail mode, code under a spin lock): the callee must
+ *                    not sleep. Where the callback can fail, it answers
+ *                    MMULAB_RETRY instead of sleeping. The host records any
+ *                    sleep here as a context violation.
+ *   [range-dependent] blockable if the range's MMULAB_RANGE_BLOCKABLE flag
+ *                    is set, non-blockable otherwise.
+ *   [reclaim]        called from page reclaim: memory for the callee's own
+ *                    bookkeeping comes only from a bounded reserve
+ *                    (host->alloc_page_table_page may return an error that
+ *                    must be handled, not treated as fatal).
+ *   [any-thread]     any thread; the callee synchronises itself.
+ * Every lock, wait and sleep a plugin does should go through the host's
+ * primitives (host->lock_*, host->completion_*, host->sleep_ns): that is how
+ * the host sees context violations, and how it can later schedule every
+ * thread deterministically from a seed.
+ *
+ * The rules behind the callbacks come from the Linux MMU notifier design
+ * (see the project's README): stop using a range at invalidate_range_start
+ * and create no new translations until the matching end; the end comes only
+ * after a successful start; report pages the device wrote as dirty before
+ * letting go of them; never sleep where the caller cannot.
+ */
+#ifndef MMULAB_DEVICE_PLUGIN_H
+#define MMULAB_DEVICE_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MMULAB_ABI_MAJOR 1
+#define MMULAB_ABI_MINOR 0
+
+/* The one symbol a plugin exports. */
+#define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
+#define MMULAB_DEVICE_PLUGIN_ENTRY_NAME "mmulab_device_plugin_v1"
+
+/* ---------------------------------------------------------------------- */
+/* Status codes and errors                                                 */
+/* ---------------------------------------------------------------------- */
+
+typedef int32_t mmulab_status;
+
+enum {
+    MMULAB_OK = 0,
+    /* Only from a non-blockable callback: doing the work would sleep. */
+    MMULAB_RETRY = 1,
+    MMULAB_ERR_INVALID = -1,       /* an argument is wrong */
+    MMULAB_ERR_NO_MEMORY = -2,     /* an allocation failed */
+    MMULAB_ERR_FAULT = -3,         /* the address is not mapped or not accessible */
+    MMULAB_ERR_NOT_SUPPORTED = -4, /* optional operation not provided */
+    MMULAB_ERR_BUSY = -5,          /* try again later */
+    MMULAB_ERR_KILLED = -6,        /* the address space was OOM-killed or exited */
+    MMULAB_ERR_INTERNAL = -7,      /* the callee is broken */
+};
+
+/* A status plus a message. Callees that fail fill `message` (NUL-terminated,
+ * truncated to fit) when `error` is not NULL. */
+typedef struct mmulab_error {
+    mmulab_status status;
+    char message[256];
+} mmulab_error;
+
+/* ---------------------------------------------------------------------- */
+/* Ranges, events, translations                                            */
+/* ---------------------------------------------------------------------- */
+
+/* Why a range is invalidated (mmulab's NotifierEvent; see the README for the
+ * mapping to Linux's enum mmu_notifier_event). */
+enum mmulab_event {
+    MMULAB_EVENT_MUNMAP = 0,
+    MMULAB_EVENT_MREMAP = 1,
+    MMULAB_EVENT_MADVISE_DONTNEED = 2,
+    MMULAB_EVENT_MPROTECT = 3,
+    MMULAB_EVENT_WRITE_PROTECT = 4,
+    MMULAB_EVENT_SOFT_DIRTY = 5,
+    MMULAB_EVENT_VMSCAN = 6,
+    MMULAB_EVENT_MIGRATE = 7,
+    MMULAB_EVENT_KSM = 8,
+    MMULAB_EVENT_COW_BREAK = 9,
+    MMULAB_EVENT_EXCLUSIVE = 10,
+    MMULAB_EVENT_EXIT = 11,
+    MMULAB_EVENT_OOM_REAP = 12,
+};
+
+enum {
+    MMULAB_RANGE_BLOCKABLE = 1u << 0, /* the callee may sleep */
+    MMULAB_RANGE_HAS_OWNER = 1u << 1, /* `owner` is meaningful (migrate) */
+};
+
+/* One invalidation: [start, end) of one address space. */
+typedef struct mmulab_range {
+    uint64_t address_space;
+    uint64_t start;
+    uint64_t end;
+    uint32_t event; /* enum mmulab_event */
+    uint32_t flags; /* MMULAB_RANGE_* */
+    uint64_t owner; /* who started a migration, if MMULAB_RANGE_HAS_OWNER */
+} mmulab_range;
+
+enum {
+    MMULAB_PFN_WRITABLE = 1u << 0,
+    MMULAB_PFN_PINNED = 1u << 1,
+};
+
+/* A translation from the primary MMU: the frame behind one page, and the
+ * frame's generation (it changes when the frame is freed, so using a freed
+ * and reused frame is caught). Pass it back unchanged to DMA and dirty calls. */
+typedef struct mmulab_pfn {
+    uint64_t address;
+    uint64_t pfn;
+    uint32_t generation;
+    uint32_t flags; /* MMULAB_PFN_* */
+} mmulab_pfn;
+
+/* ---------------------------------------------------------------------- */
+/* Notifier callback tables (implemented by the plugin)                    */
+/* ---------------------------------------------------------------------- */
+
+enum {
+    MMULAB_CAP_CHANGE_PTE = 1u << 0,    /* handles change_pte; may skip ksm start/end */
+    MMULAB_CAP_YOUNG = 1u << 1,         /* tracks accessed bits: clear_young/test_young */
+    MMULAB_CAP_SECONDARY_TLB = 1u << 2, /* caches primary tables: invalidate_secondary_tlbs */
+    MMULAB_CAP_FAILS_NONBLOCKING = 1u << 3, /* may answer MMULAB_RETRY to non-blockable starts */
+};
+
+/* A whole-address-space subscription (Linux: struct mmu_notifier_ops). */
+typedef struct mmulab_subscriber_ops {
+    uint32_t struct_size;
+    uint32_t capabilities; /* MMULAB_CAP_* */
+    /* [range-dependent] Stop using translations in the range and create no
+     * new ones until the matching end. Answer MMULAB_OK, or MMULAB_RETRY only
+     * when the range is not blockable. Required. */
+    mmulab_status (*invalidate_range_start)(void *data, const mmulab_range *range);
+    /* [range-dependent] The matching end; only after a start that answered OK. Required. */
+    void (*invalidate_range_end)(void *data, const mmulab_range *range);
+    /* [non-blockable] Called under the primary's page-table lock right after
+     * the PTEs changed. Do not take a lock here that you hold across DMA calls
+     * to the host (those take the page-table lock). Optional. */
+    void (*invalidate_secondary_tlbs)(void *data, const mmulab_range *range);
+    /* [non-blockable][reclaim] Test and clear the device's accessed bits in
+     * [start, end); return nonzero if any was set. Optional. */
+    int (*clear_young)(void *data, uint64_t address_space, uint64_t start, uint64_t end);
+    /* [non-blockable] Whether the device used `address` recently. Optional. */
+    int (*test_young)(void *data, uint64_t address_space, uint64_t address);
+    /* [non-blockable] The primary PTE at `address` now maps `pfn` (KSM merge),
+     * under the page-table lock, inside a ksm invalidation. Optional. */
+    void (*change_pte)(void *data, uint64_t address_space, uint64_t address, uint64_t pfn, int writable);
+    /* [blockable] The address space is going away: drop everything. No
+     * callback follows. Optional. */
+    void (*release)(void *data, uint64_t address_space);
+} mmulab_subscriber_ops;
+
+typedef struct mmulab_interval mmulab_interval;
+
+/* An interval subscription (Linux: struct mmu_interval_notifier_ops). */
+typedef struct mmulab_interval_ops {
+    uint32_t struct_size;
+    /* [range-dependent] An invalidation overlaps the interval. Take the lock
+     * your fault path holds around read_retry, call host->interval_set_seq(
+     * interval, current_seq), stop using the overlap, return true. For a
+     * non-blockable range return false instead of sleeping. Required. */
+    bool (*invalidate)(void *data, mmulab_interval *interval, const mmulab_range *range, uint64_t current_seq);
+} mmulab_interval_ops;
+
+/* A device cache the host may shrink under memory pressure (Linux: struct shrinker). */
+typedef struct mmulab_shrinker_ops {
+    uint32_t struct_size;
+    /* [non-blockable][reclaim] How many objects could be freed now. Required. */
+    uint64_t (*count)(void *data);
+    /* [range-dependent by can_block][reclaim] Free up to `count` objects and
+     * return how many were freed, or UINT64_MAX (MMULAB_SHRINK_STOP) when no
+     * progress is possible now (device lock contended in fast-fail mode). */
+    uint64_t (*scan)(void *data, uint64_t count, bool can_block);
+} mmulab_shrinker_ops;
+
+#define MMULAB_SHRINK_STOP UINT64_MAX
+
+/* ---------------------------------------------------------------------- */
+/* Host services (implemented by the host, handed to create)               */
+/* ---------------------------------------------------------------------- */
+
+typedef struct mmulab_lock mmulab_lock;
+typedef struct mmulab_completion mmulab_completion;
+typedef struct mmulab_subscription mmulab_subscription;
+typedef struct mmulab_shrinker mmulab_shrinker;
+
+enum mmulab_log_level {
+    MMULAB_LOG_DEBUG = 0,
+    MMULAB_LOG_INFO = 1,
+    MMULAB_LOG_WARNING = 2,
+    MMULAB_LOG_ERROR = 3,
+    /* The plugin caught itself breaking the contract: the host reports it
+     * with the run's violations. */
+    MMULAB_LOG_MISBEHAVING = 4,
+};
+
+enum mmulab_lock_kind {
+    MMULAB_LOCK_SLEEPING = 0, /* waiters sleep: a mutex; [blockable] only */
+    MMULAB_LOCK_SPIN = 1,     /* never sleeps; holding it makes the thread non-blockable */
+};
+
+enum {
+    MMULAB_FAULT_WRITE = 1u << 0, /* fault for write access */
+};
+
+typedef struct mmulab_host {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    void *context; /* pass to every host function that takes `ctx` */
+
+    /* [any-thread] */
+    void (*log)(void *ctx, int level, const char *message);
+
+    /* Synchronisation. lock/wait/sleep are [blockable] unless noted;
+     * trylock, unlock, complete are [any-thread], never sleep. */
+    mmulab_lock *(*lock_create)(void *ctx, const char *name, int kind);
+    void (*lock_destroy)(mmulab_lock *lock);
+    void (*lock)(mmulab_lock *lock); /* a spin lock may be taken anywhere */
+    bool (*trylock)(mmulab_lock *lock);
+    void (*unlock)(mmulab_lock *lock);
+    mmulab_completion *(*completion_create)(void *ctx, const char *name);
+    void (*completion_destroy)(mmulab_completion *completion);
+    void (*completion_complete)(mmulab_completion *completion);
+    void (*completion_complete_all)(mmulab_completion *completion);
+    void (*completion_reinit)(mmulab_completion *completion);
+    /* Returns false if `timeout_ns` passed first (0: wait for ever). */
+    bool (*completion_wait)(mmulab_completion *completion, uint64_t timeout_ns);
+    void (*sleep_ns)(void *ctx, uint64_t nanoseconds);
+    /* [any-thread] Whether the calling thread is in a non-blockable section. */
+    bool (*in_non_blockable)(void *ctx);
+    /* [any-thread] Whether the calling thread is in reclaim. */
+    bool (*in_reclaim)(void *ctx);
+
+    /* Notifier registration, [blockable]: registration waits until no
+     * invalidation that began before it is still running. */
+    mmulab_status (*subscribe)(void *ctx, uint64_t address_space, const mmulab_subscriber_ops *ops, void *data,
+                               mmulab_subscription **out, mmulab_error *error);
+    void (*unsubscribe)(void *ctx, mmulab_subscription *subscription);
+    mmulab_status (*interval_insert)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length,
+                                     const mmulab_interval_ops *ops, void *data, mmulab_interval **out,
+                                     mmulab_error *error);
+    void (*interval_remove)(void *ctx, mmulab_interval *interval);
+    /* [blockable] Sleeps while an invalidation of the interval is in progress. */
+    uint64_t (*interval_read_begin)(mmulab_interval *interval);
+    /* [any-thread] Call under the lock your invalidate callback takes. */
+    bool (*interval_read_retry)(mmulab_interval *interval, uint64_t seq);
+    /* [any-thread] Only from the interval's invalidate callback. */
+    void (*interval_set_seq)(mmulab_interval *interval, uint64_t seq);
+
+    /* Primary memory, [blockable]: these fault pages in and may reclaim. */
+    /* Fills `pfns` (length / 4096 entries) with the translations of
+     * [start, start + length). Like hmm_range_fault: no reference is kept;
+     * check read_retry before installing. */
+    mmulab_status (*fault_range)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length, uint32_t flags,
+                                 mmulab_pfn *pfns, mmulab_error *error);
+    /* Like pin_user_pages: the frames stay until unpin. */
+    mmulab_status (*pin)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length, uint32_t flags,
+                         mmulab_pfn *pfns, mmulab_error *error);
+    /* [any-thread] `dirty`: the device wrote the pages. */
+    void (*unpin)(void *ctx, const mmulab_pfn *pfns, uint64_t count, bool dirty);
+    /* [any-thread] The device wrote the page: it must reach the backing store. */
+    void (*set_dirty)(void *ctx, const mmulab_pfn *pfn);
+    /* [any-thread] The device used the page. */
+    void (*mark_accessed)(void *ctx, const mmulab_pfn *pfn);
+    /* [any-thread] Device DMA through a translation, checked against the
+     * primary (a stale translation or a freed frame is recorded). Copies up
+     * to the payload size. */
+    void (*dma_read)(void *ctx, uint64_t address_space, const mmulab_pfn *pfn, void *buffer, uint32_t length);
+    void (*dma_write)(void *ctx, uint64_t address_space, const mmulab_pfn *pfn, const void *buffer, uint32_t length);
+    /* [any-thread][reclaim] A page for the device's own page tables, charged
+     * to physical memory. In reclaim context only a bounded reserve: handle
+     * MMULAB_ERR_NO_MEMORY. */
+    mmulab_status (*alloc_page_table_page)(void *ctx, uint64_t *pfn_out);
+    void (*free_page_table_page)(void *ctx, uint64_t pfn);
+
+    /* Shrinkers, [blockable]. */
+    mmulab_status (*shrinker_register)(void *ctx, const char *name, const mmulab_shrinker_ops *ops, void *data,
+                                       mmulab_shrinker **out);
+    void (*shrinker_unregister)(void *ctx, mmulab_shrinker *shrinker);
+
+    /* Device-private memory and migration: NULL in ABI 1.0 (a later minor
+     * adds them; check the negotiated minor and the table size). */
+    mmulab_status (*device_private_alloc)(void *ctx, uint64_t pages, uint64_t *first_pfn_out);
+    mmulab_status (*migrate_to_device)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length,
+                                       uint64_t owner);
+    mmulab_status (*migrate_to_host)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length);
+} mmulab_host;
+
+/* ---------------------------------------------------------------------- */
+/* The plugin (implemented by the plugin)                                  */
+/* ---------------------------------------------------------------------- */
+
+/* What a binding maps: a window of the device's address space onto a range
+ * of one address space (a GPU SVM range, an RDMA memory region, a KVM memslot). */
+typedef struct mmulab_binding_desc {
+    uint32_t struct_size;
+    uint32_t flags; /* MMULAB_BINDING_* */
+    uint64_t address_space;
+    uint64_t start;          /* page aligned */
+    uint64_t length;         /* page aligned */
+    uint64_t device_address; /* where the window starts in device address space */
+} mmulab_binding_desc;
+
+enum {
+    MMULAB_BINDING_WRITE = 1u << 0,  /* the device may write */
+    MMULAB_BINDING_PINNED = 1u << 1, /* pin instead of on-demand paging (RDMA without ODP) */
+};
+
+enum {
+    MMULAB_ACCESS_WRITE = 1u << 0,
+};
+
+typedef struct mmulab_device_plugin {
+    uint32_t struct_size;
+    uint16_t abi_major; /* MMULAB_ABI_MAJOR */
+    uint16_t abi_minor; /* the plugin's own minor; the negotiated one is returned by the entry */
+    const char *name;
+    const char *version;
+    const char *description;
+    uint32_t capabilities; /* MMULAB_CAP_* its subscriptions declare */
+    uint32_t reserved;
+
+    /* [blockable] Make an instance. `host` stays valid until destroy.
+     * `options` is a NUL-terminated string (may be empty). Required. */
+    mmulab_status (*create)(const mmulab_host *host, const char *options, void **instance, mmulab_error *error);
+    /* [blockable] Tear an instance down; every binding is detached first. Required. */
+    void (*destroy)(void *instance);
+    /* [blockable] Map a window. Typically subscribes an interval over the range. Required. */
+    mmulab_status (*attach)(void *instance, const mmulab_binding_desc *desc, void **binding, mmulab_error *error);
+    /* [blockable] Unmap a window; no callback for it may run after this returns. Required. */
+    void (*detach)(void *instance, void *binding);
+    /* [blockable] The device reads or writes `length` bytes at the start of
+     * the page at `device_address` through its own page table, faulting the
+     * translation in if needed (the lab's device workloads call this). Required. */
+    mmulab_status (*access)(void *instance, void *binding, uint64_t device_address, uint32_t flags, void *buffer,
+                            uint32_t length, mmulab_error *error);
+
+    /* Optional (may be NULL). */
+    /* [blockable] Fault a range into the device ahead of use (ibv_advise_mr). */
+    mmulab_status (*prefetch)(void *instance, void *binding, uint64_t device_address, uint64_t length,
+                              mmulab_error *error);
+    /* [blockable] Move a range to device memory and back (device-private memory). */
+    mmulab_status (*migrate)(void *instance, void *binding, uint64_t device_address, uint64_t length, bool to_device,
+                             mmulab_error *error);
+    /* [any-thread] Named counters: how many, and the i-th (name valid until destroy). */
+    uint32_t (*stat_count)(void *instance);
+    mmulab_status (*stat_get)(void *instance, uint32_t index, const char **name, uint64_t *value);
+} mmulab_device_plugin;
+
+/* The entry point. `host_minor`: the highest minor the host supports.
+ * `negotiated_minor`: set by the plugin to the minor it will use (at most
+ * `host_minor`). Returns the plugin's descriptor, valid for the process's
+ * lifetime, or NULL if the plugin cannot work with this host. */
+typedef const mmulab_device_plugin *(*mmulab_device_plugin_entry)(uint16_t host_minor, uint16_t *negotiated_minor);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MMULAB_DEVICE_PLUGIN_H */

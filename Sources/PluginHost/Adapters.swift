@@ -1,0 +1,146 @@
+import CDevicePluginABI
+import LabSync
+import MMUNotifier
+
+/// The C view of an invalidation range.
+func cRange(_ range: InvalidationRange) -> mmulab_range {
+    var flags: UInt32 = range.blockable ? UInt32(MMULAB_RANGE_BLOCKABLE) : 0
+    if range.owner != nil { flags |= UInt32(MMULAB_RANGE_HAS_OWNER) }
+    return mmulab_range(
+        address_space: range.addressSpace.rawValue, start: range.start, end: range.end,
+        event: UInt32(range.event.rawValue), flags: flags, owner: range.owner?.rawValue ?? 0)
+}
+
+/// Copies a plugin's table, keeping only the fields its declared size covers.
+func copyTable<Table>(_ table: UnsafePointer<Table>, sizeField: KeyPath<Table, UInt32>, empty: Table) -> Table {
+    let declared = Int(table.pointee[keyPath: sizeField])
+    var copy = empty
+    withUnsafeMutableBytes(of: &copy) { target in
+        target.copyMemory(from: UnsafeRawBufferPointer(start: table, count: min(declared, MemoryLayout<Table>.size)))
+    }
+    return copy
+}
+
+/// A plugin's whole-address-space subscription, seen by the notifier core
+/// as any other subscriber. Every callback is one indirect C call.
+final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
+    // @unchecked: `ops` is an immutable copy; `data` belongs to the plugin,
+    // which synchronises its own state.
+    let ops: mmulab_subscriber_ops
+    let data: UnsafeMutableRawPointer?
+    let subscriberName: String
+    let capabilities: SubscriberCapabilities
+
+    init(ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String) {
+        self.ops = ops
+        self.data = data
+        subscriberName = name
+        var capabilities: SubscriberCapabilities = []
+        if ops.capabilities & UInt32(MMULAB_CAP_CHANGE_PTE) != 0, ops.change_pte != nil { capabilities.insert(.changePTE) }
+        if ops.capabilities & UInt32(MMULAB_CAP_YOUNG) != 0, ops.clear_young != nil || ops.test_young != nil {
+            capabilities.insert(.youngTracking)
+        }
+        if ops.capabilities & UInt32(MMULAB_CAP_SECONDARY_TLB) != 0, ops.invalidate_secondary_tlbs != nil {
+            capabilities.insert(.secondaryTLB)
+        }
+        self.capabilities = capabilities
+    }
+
+    @inline(__always)
+    func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
+        var r = cRange(range)
+        return ops.invalidate_range_start!(data, &r) == mmulab_status(MMULAB_RETRY) ? .retry : .ok
+    }
+
+    @inline(__always)
+    func invalidateRangeEnd(_ range: InvalidationRange) {
+        var r = cRange(range)
+        ops.invalidate_range_end!(data, &r)
+    }
+
+    func invalidateSecondaryTLBs(_ range: InvalidationRange) {
+        var r = cRange(range)
+        ops.invalidate_secondary_tlbs?(data, &r)
+    }
+
+    func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
+        (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0
+    }
+
+    func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {
+        (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0
+    }
+
+    func changePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
+        ops.change_pte?(data, addressSpace.rawValue, pte.address, pte.frame.rawValue, pte.writable ? 1 : 0)
+    }
+
+    func release(addressSpace: AddressSpaceID) {
+        ops.release?(data, addressSpace.rawValue)
+    }
+}
+
+/// A plugin's interval subscription. The C handle for an interval is the
+/// `IntervalNotifier` object's address.
+final class CInterval: IntervalInvalidator, @unchecked Sendable {
+    // @unchecked: as for CSubscriber.
+    let ops: mmulab_interval_ops
+    let data: UnsafeMutableRawPointer?
+    let intervalName: String
+
+    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String) {
+        self.ops = ops
+        self.data = data
+        intervalName = name
+    }
+
+    func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
+        var r = cRange(range)
+        return ops.invalidate!(data, OpaquePointer(Unmanaged.passUnretained(interval).toOpaque()), &r, currentSeq)
+    }
+}
+
+/// A plugin's shrinker.
+final class CShrinker: Shrinker, @unchecked Sendable {
+    // @unchecked: as for CSubscriber.
+    let ops: mmulab_shrinker_ops
+    let data: UnsafeMutableRawPointer?
+    let shrinkerName: String
+
+    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String) {
+        self.ops = ops
+        self.data = data
+        shrinkerName = name
+    }
+
+    func count(_ control: ShrinkControl) -> Int { Int(clamping: ops.count!(data)) }
+
+    func scan(_ control: ShrinkControl) -> ShrinkScanResult {
+        let freed = ops.scan!(data, UInt64(control.objectsToScan), control.canBlock)
+        return freed == UInt64.max ? .stop : .freed(Int(clamping: freed))  // MMULAB_SHRINK_STOP
+    }
+}
+
+/// What a C handle to a lock stands for.
+final class HostLock: @unchecked Sendable {
+    let sleeping: SleepingLock?
+    let spin: SpinLock?
+    init(sleeping: SleepingLock) {
+        self.sleeping = sleeping
+        spin = nil
+    }
+    init(spin: SpinLock) {
+        sleeping = nil
+        self.spin = spin
+    }
+}
+
+/// What a C subscription or shrinker handle stands for.
+final class SubscriptionRecord: @unchecked Sendable {
+    let subscriber: CSubscriber
+    let notifiers: AddressSpaceNotifiers
+    init(subscriber: CSubscriber, notifiers: AddressSpaceNotifiers) {
+        self.subscriber = subscriber
+        self.notifiers = notifiers
+    }
+}

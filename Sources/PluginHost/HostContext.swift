@@ -1,0 +1,273 @@
+import CDevicePluginABI
+public import LabSync
+import MMUNotifier
+public import VirtualMemory
+
+/// What a plugin said through `host->log`.
+public struct PluginLogEntry: Sendable, CustomStringConvertible {
+    public enum Level: Int32, Sendable {
+        case debug = 0, info, warning, error, misbehaving
+    }
+    public let plugin: String
+    public let level: Level
+    public let message: String
+    public var description: String { "[\(plugin)] \(level): \(message)" }
+}
+
+/// The host side of one plugin instance: the machine it works on and the
+/// services table handed to `create`. The table's `context` is this object.
+final class HostContext: @unchecked Sendable {
+    // @unchecked: immutable after init, apart from the logs, which lock.
+    let machine: Machine
+    let pluginName: String
+    let log: ReportLog<PluginLogEntry>
+    let table: UnsafeMutablePointer<mmulab_host>
+
+    init(machine: Machine, pluginName: String, log: ReportLog<PluginLogEntry>) {
+        self.machine = machine
+        self.pluginName = pluginName
+        self.log = log
+        table = .allocate(capacity: 1)
+        table.initialize(to: Self.makeTable())
+        table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit { table.deallocate() }
+
+    static func from(_ ctx: UnsafeMutableRawPointer?) -> HostContext {
+        Unmanaged<HostContext>.fromOpaque(ctx!).takeUnretainedValue()
+    }
+
+    func space(_ id: UInt64) -> AddressSpace? { machine.addressSpace(AddressSpaceID(id)) }
+
+    // MARK: - The services table
+
+    private static func makeTable() -> mmulab_host {
+        var t = mmulab_host()
+        t.struct_size = UInt32(MemoryLayout<mmulab_host>.size)
+        t.abi_major = UInt16(MMULAB_ABI_MAJOR)
+        t.abi_minor = UInt16(MMULAB_ABI_MINOR)
+
+        t.log = { ctx, level, message in
+            let host = HostContext.from(ctx)
+            host.log.record(
+                PluginLogEntry(
+                    plugin: host.pluginName, level: PluginLogEntry.Level(rawValue: level) ?? .info,
+                    message: message.map { String(cString: $0) } ?? ""))
+        }
+
+        t.lock_create = { ctx, name, kind in
+            let host = HostContext.from(ctx)
+            let label = name.map { String(cString: $0) } ?? "\(host.pluginName) lock"
+            let lock = kind == Int32(MMULAB_LOCK_SPIN.rawValue)
+                ? HostLock(spin: SpinLock(label, domain: host.machine.sync))
+                : HostLock(sleeping: SleepingLock(label, domain: host.machine.sync))
+            return OpaquePointer(Unmanaged.passRetained(lock).toOpaque())
+        }
+        t.lock_destroy = { lock in Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).release() }
+        t.lock = { lock in
+            let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
+            if let spin = l.spin { spin.lock() } else { l.sleeping!.lock() }
+        }
+        t.trylock = { lock in
+            let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
+            return l.spin?.tryLock() ?? l.sleeping!.tryLock()
+        }
+        t.unlock = { lock in
+            let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
+            if let spin = l.spin { spin.unlock() } else { l.sleeping!.unlock() }
+        }
+
+        t.completion_create = { ctx, name in
+            let host = HostContext.from(ctx)
+            let completion = Completion(name.map { String(cString: $0) } ?? "completion", domain: host.machine.sync)
+            return OpaquePointer(Unmanaged.passRetained(completion).toOpaque())
+        }
+        t.completion_destroy = { c in Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).release() }
+        t.completion_complete = { c in Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).takeUnretainedValue().complete() }
+        t.completion_complete_all = { c in
+            Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).takeUnretainedValue().completeAll()
+        }
+        t.completion_reinit = { c in Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).takeUnretainedValue().reinit() }
+        t.completion_wait = { c, timeout in
+            let completion = Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).takeUnretainedValue()
+            if timeout == 0 {
+                completion.wait()
+                return true
+            }
+            return completion.wait(timeout: .nanoseconds(Int64(clamping: timeout)))
+        }
+        t.sleep_ns = { ctx, ns in HostContext.from(ctx).machine.sync.sleep(for: .nanoseconds(Int64(clamping: ns))) }
+        t.in_non_blockable = { _ in ExecutionContext.current.isNonBlockable }
+        t.in_reclaim = { _ in ExecutionContext.current.isInReclaim }
+
+        t.subscribe = { ctx, addressSpace, ops, data, out, error in
+            let host = HostContext.from(ctx)
+            guard let ops, ops.pointee.invalidate_range_start != nil, ops.pointee.invalidate_range_end != nil else {
+                return fail(error, MMULAB_ERR_INVALID, "subscribe: the ops table lacks invalidate_range_start/end")
+            }
+            guard let space = host.space(addressSpace) else {
+                return fail(error, MMULAB_ERR_INVALID, "subscribe: no address space \(addressSpace)")
+            }
+            let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_subscriber_ops())
+            let subscriber = CSubscriber(ops: table, data: data, name: host.pluginName)
+            do {
+                try space.notifiers.register(subscriber)
+            } catch let failure {
+                return fail(error, MMULAB_ERR_KILLED, "subscribe: \(failure)")
+            }
+            let record = SubscriptionRecord(subscriber: subscriber, notifiers: space.notifiers)
+            out?.pointee = OpaquePointer(Unmanaged.passRetained(record).toOpaque())
+            return mmulab_status(MMULAB_OK)
+        }
+        t.unsubscribe = { _, subscription in
+            let record = Unmanaged<SubscriptionRecord>.fromOpaque(UnsafeRawPointer(subscription!)).takeRetainedValue()
+            try? record.notifiers.unregister(record.subscriber)
+        }
+        t.interval_insert = { ctx, addressSpace, start, length, ops, data, out, error in
+            let host = HostContext.from(ctx)
+            guard let ops, ops.pointee.invalidate != nil else {
+                return fail(error, MMULAB_ERR_INVALID, "interval_insert: the ops table lacks invalidate")
+            }
+            guard length > 0, start % 4096 == 0, length % 4096 == 0 else {
+                return fail(error, MMULAB_ERR_INVALID, "interval_insert: start and length must be page aligned and nonzero")
+            }
+            guard let space = host.space(addressSpace) else {
+                return fail(error, MMULAB_ERR_INVALID, "interval_insert: no address space \(addressSpace)")
+            }
+            let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_interval_ops())
+            do {
+                let interval = try space.notifiers.insertInterval(
+                    start: start, end: start + length, ops: CInterval(ops: table, data: data, name: host.pluginName))
+                out?.pointee = OpaquePointer(Unmanaged.passRetained(interval).toOpaque())
+                return mmulab_status(MMULAB_OK)
+            } catch let failure {
+                return fail(error, MMULAB_ERR_KILLED, "interval_insert: \(failure)")
+            }
+        }
+        t.interval_remove = { _, handle in
+            let interval = Unmanaged<IntervalNotifier>.fromOpaque(UnsafeRawPointer(handle!)).takeRetainedValue()
+            try? interval.owner.removeInterval(interval)
+        }
+        t.interval_read_begin = { handle in
+            Unmanaged<IntervalNotifier>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue().readBegin()
+        }
+        t.interval_read_retry = { handle, seq in
+            Unmanaged<IntervalNotifier>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue().readRetry(seq)
+        }
+        t.interval_set_seq = { handle, seq in
+            Unmanaged<IntervalNotifier>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue().setSeq(seq)
+        }
+
+        t.fault_range = { ctx, addressSpace, start, length, flags, pfns, error in
+            HostContext.from(ctx).translate(addressSpace, start, length, flags, pfns, error, pin: false)
+        }
+        t.pin = { ctx, addressSpace, start, length, flags, pfns, error in
+            HostContext.from(ctx).translate(addressSpace, start, length, flags, pfns, error, pin: true)
+        }
+        t.unpin = { ctx, pfns, count, dirty in
+            let host = HostContext.from(ctx)
+            let translations = (0..<Int(count)).map { translation(pfns![$0]) }
+            host.machine.unpin(translations, dirty: dirty)
+        }
+        t.set_dirty = { ctx, pfn in HostContext.from(ctx).machine.setDirty(PageFrameNumber(pfn!.pointee.pfn)) }
+        t.mark_accessed = { ctx, pfn in HostContext.from(ctx).machine.markAccessed(PageFrameNumber(pfn!.pointee.pfn)) }
+        t.dma_read = { ctx, addressSpace, pfn, buffer, length in
+            let host = HostContext.from(ctx)
+            guard let space = host.space(addressSpace), let pfn, let buffer else { return }
+            host.machine.dmaAccess(space, translation(pfn.pointee)) { page in
+                buffer.copyMemory(from: page.baseAddress!, byteCount: min(Int(length), page.count))
+            }
+        }
+        t.dma_write = { ctx, addressSpace, pfn, buffer, length in
+            let host = HostContext.from(ctx)
+            guard let space = host.space(addressSpace), let pfn, let buffer else { return }
+            host.machine.dmaAccess(space, translation(pfn.pointee)) { page in
+                page.baseAddress!.copyMemory(from: buffer, byteCount: min(Int(length), page.count))
+            }
+        }
+        t.alloc_page_table_page = { ctx, out in
+            guard let page = HostContext.from(ctx).machine.allocateDevicePageTablePage() else { return mmulab_status(MMULAB_ERR_NO_MEMORY) }
+            out?.pointee = page.rawValue
+            return mmulab_status(MMULAB_OK)
+        }
+        t.free_page_table_page = { ctx, pfn in HostContext.from(ctx).machine.freeDevicePageTablePage(PageFrameNumber(pfn)) }
+
+        t.shrinker_register = { ctx, name, ops, data, out in
+            let host = HostContext.from(ctx)
+            guard let ops, ops.pointee.count != nil, ops.pointee.scan != nil else { return mmulab_status(MMULAB_ERR_INVALID) }
+            let label = name.map { String(cString: $0) } ?? host.pluginName
+            let shrinker = CShrinker(ops: copyTable(ops, sizeField: \.struct_size, empty: mmulab_shrinker_ops()), data: data, name: label)
+            host.machine.shrinkers.register(shrinker)
+            out?.pointee = OpaquePointer(Unmanaged.passRetained(shrinker).toOpaque())
+            return mmulab_status(MMULAB_OK)
+        }
+        t.shrinker_unregister = { ctx, handle in
+            let shrinker = Unmanaged<CShrinker>.fromOpaque(UnsafeRawPointer(handle!)).takeRetainedValue()
+            HostContext.from(ctx).machine.shrinkers.unregister(shrinker)
+        }
+        // Device-private memory arrives with a later minor (the GPU plugin's issue).
+        t.device_private_alloc = nil
+        t.migrate_to_device = nil
+        t.migrate_to_host = nil
+        return t
+    }
+
+    /// fault_range and pin.
+    func translate(
+        _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ flags: UInt32,
+        _ pfns: UnsafeMutablePointer<mmulab_pfn>?, _ errorOut: UnsafeMutablePointer<mmulab_error>?, pin: Bool
+    ) -> mmulab_status {
+        guard let space = space(addressSpace) else { return fail(errorOut, MMULAB_ERR_INVALID, "no address space \(addressSpace)") }
+        guard let pfns else { return fail(errorOut, MMULAB_ERR_INVALID, "no pfn buffer") }
+        let write = flags & UInt32(MMULAB_FAULT_WRITE) != 0
+        do {
+            let translations = pin
+                ? try space.pin(start: start, length: length, write: write)
+                : try space.faultRange(start: start, length: length, write: write)
+            for (i, t) in translations.enumerated() {
+                pfns[i] = mmulab_pfn(
+                    address: t.address, pfn: t.frame.rawValue, generation: t.generation,
+                    flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.pinned ? UInt32(MMULAB_PFN_PINNED) : 0))
+            }
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            return fail(errorOut, status(for: error), "\(pin ? "pin" : "fault_range") 0x\(String(start, radix: 16)): \(error)")
+        }
+    }
+}
+
+func translation(_ pfn: mmulab_pfn) -> DeviceTranslation {
+    DeviceTranslation(
+        address: pfn.address, frame: PageFrameNumber(pfn.pfn), generation: pfn.generation,
+        writable: pfn.flags & UInt32(MMULAB_PFN_WRITABLE) != 0, pinned: pfn.flags & UInt32(MMULAB_PFN_PINNED) != 0)
+}
+
+func status(for error: MemoryError) -> Int {
+    switch error {
+    case .segmentationFault, .protectionFault: MMULAB_ERR_FAULT
+    case .outOfMemory: MMULAB_ERR_NO_MEMORY
+    case .killed, .exited: MMULAB_ERR_KILLED
+    case .invalidArgument: MMULAB_ERR_INVALID
+    }
+}
+
+/// Fills `error` (if given) and returns `status`.
+@discardableResult
+func fail(_ error: UnsafeMutablePointer<mmulab_error>?, _ code: Int, _ message: String) -> mmulab_status {
+    let status = mmulab_status(code)
+    guard let error else { return status }
+    error.pointee.status = status
+    withUnsafeMutableBytes(of: &error.pointee.message) { buffer in
+        let bytes = Array(message.utf8.prefix(buffer.count - 1))
+        buffer.copyBytes(from: bytes)
+        buffer[bytes.count] = 0
+    }
+    return status
+}
+
+/// The message a plugin put in an error.
+func message(of error: mmulab_error) -> String {
+    var copy = error.message
+    return withUnsafeBytes(of: &copy) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+}

@@ -1,0 +1,143 @@
+import CDevicePluginABI
+public import LabSync
+public import MMUNotifier
+public import VirtualMemory
+
+/// A failed call into a plugin: its status code and message.
+public struct PluginCallError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let plugin: String
+    public let operation: String
+    public let status: Int32
+    public let message: String
+    public var description: String { "\(plugin): \(operation) failed with status \(status)" + (message.isEmpty ? "" : ": \(message)") }
+}
+
+/// One instance of a loaded plugin, working on one machine.
+///
+/// Not thread-safe for attach / detach / destroy (call them from one
+/// thread); `access` and `statistics` may be called from any thread, as the
+/// plugin synchronises its own state.
+public final class PluginInstance: @unchecked Sendable {
+    // @unchecked: `bindings` is touched only by attach/detach/destroy,
+    // which callers serialise (documented above).
+    public let plugin: LoadedPlugin
+    let context: HostContext
+    let instance: UnsafeMutableRawPointer?
+    private var bindings: [Binding] = []
+    private var destroyed = false
+
+    /// One device window onto a range of an address space.
+    public final class Binding: @unchecked Sendable, CustomStringConvertible {
+        // @unchecked: the handle belongs to the plugin.
+        public let addressSpace: AddressSpaceID
+        public let start: UInt64
+        public let length: UInt64
+        public let deviceAddress: UInt64
+        let handle: UnsafeMutableRawPointer?
+        init(addressSpace: AddressSpaceID, start: UInt64, length: UInt64, deviceAddress: UInt64, handle: UnsafeMutableRawPointer?) {
+            self.addressSpace = addressSpace
+            self.start = start
+            self.length = length
+            self.deviceAddress = deviceAddress
+            self.handle = handle
+        }
+        public var description: String {
+            "device 0x\(String(deviceAddress, radix: 16)) -> \(addressSpace) [0x\(String(start, radix: 16)), +\(length))"
+        }
+    }
+
+    private init(plugin: LoadedPlugin, context: HostContext, instance: UnsafeMutableRawPointer?) {
+        self.plugin = plugin
+        self.context = context
+        self.instance = instance
+    }
+
+    /// Creates an instance of `plugin` on `machine`; what the plugin logs
+    /// goes to `log`.
+    public static func create(
+        _ plugin: LoadedPlugin, machine: Machine, options: String = "", log: ReportLog<PluginLogEntry>? = nil
+    ) -> Result<PluginInstance, PluginLoadError> {
+        let context = HostContext(machine: machine, pluginName: plugin.name, log: log ?? ReportLog(capacity: 1_000))
+        var instance: UnsafeMutableRawPointer? = nil
+        var error = mmulab_error()
+        let status = options.withCString { plugin.descriptor.pointee.create!(context.table, $0, &instance, &error) }
+        guard status == mmulab_status(MMULAB_OK) else {
+            return .failure(.createFailed(path: plugin.path, status: status, message: message(of: error)))
+        }
+        return .success(PluginInstance(plugin: plugin, context: context, instance: instance))
+    }
+
+    /// What the plugin logged.
+    public var log: ReportLog<PluginLogEntry> { context.log }
+
+    /// Maps `[start, start + length)` of `addressSpace` into the device at `deviceAddress`.
+    public func attach(
+        addressSpace: AddressSpaceID, start: UInt64, length: UInt64, deviceAddress: UInt64? = nil,
+        write: Bool = true, pinned: Bool = false
+    ) throws(PluginCallError) -> Binding {
+        precondition(!destroyed, "attach on a destroyed plugin instance")
+        var desc = mmulab_binding_desc(
+            struct_size: UInt32(MemoryLayout<mmulab_binding_desc>.size),
+            flags: (write ? UInt32(MMULAB_BINDING_WRITE) : 0) | (pinned ? UInt32(MMULAB_BINDING_PINNED) : 0),
+            address_space: addressSpace.rawValue, start: start, length: length, device_address: deviceAddress ?? start)
+        var handle: UnsafeMutableRawPointer? = nil
+        var error = mmulab_error()
+        let status = plugin.descriptor.pointee.attach!(instance, &desc, &handle, &error)
+        guard status == mmulab_status(MMULAB_OK) else { throw callError("attach", status, error) }
+        let binding = Binding(addressSpace: addressSpace, start: start, length: length, deviceAddress: desc.device_address, handle: handle)
+        bindings.append(binding)
+        return binding
+    }
+
+    public func detach(_ binding: Binding) {
+        guard let index = bindings.firstIndex(where: { $0 === binding }) else { return }
+        bindings.remove(at: index)
+        plugin.descriptor.pointee.detach!(instance, binding.handle)
+    }
+
+    /// The device reads (or writes) `buffer.count` bytes at the start of the
+    /// page at `deviceAddress`, through its own page table.
+    public func access(_ binding: Binding, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginCallError) {
+        var error = mmulab_error()
+        let status = plugin.descriptor.pointee.access!(
+            instance, binding.handle, deviceAddress, write ? UInt32(MMULAB_ACCESS_WRITE) : 0, buffer.baseAddress,
+            UInt32(buffer.count), &error)
+        guard status == mmulab_status(MMULAB_OK) else { throw callError("access", status, error) }
+    }
+
+    /// Faults a range into the device ahead of use, if the plugin can.
+    public func prefetch(_ binding: Binding, deviceAddress: UInt64, length: UInt64) throws(PluginCallError) {
+        guard let prefetch = plugin.descriptor.pointee.prefetch else {
+            throw PluginCallError(plugin: plugin.name, operation: "prefetch", status: mmulab_status(MMULAB_ERR_NOT_SUPPORTED), message: "not provided")
+        }
+        var error = mmulab_error()
+        let status = prefetch(instance, binding.handle, deviceAddress, length, &error)
+        guard status == mmulab_status(MMULAB_OK) else { throw callError("prefetch", status, error) }
+    }
+
+    /// The plugin's named counters.
+    public func statistics() -> [(name: String, value: UInt64)] {
+        guard let count = plugin.descriptor.pointee.stat_count, let get = plugin.descriptor.pointee.stat_get else { return [] }
+        return (0..<count(instance)).compactMap { index in
+            var name: UnsafePointer<CChar>? = nil
+            var value: UInt64 = 0
+            guard get(instance, index, &name, &value) == mmulab_status(MMULAB_OK), let name else { return nil }
+            return (String(cString: name), value)
+        }
+    }
+
+    /// Detaches every binding, then destroys the instance. Idempotent.
+    public func destroy() {
+        guard !destroyed else { return }
+        destroyed = true
+        for binding in bindings.reversed() { plugin.descriptor.pointee.detach!(instance, binding.handle) }
+        bindings.removeAll()
+        plugin.descriptor.pointee.destroy!(instance)
+    }
+
+    deinit { destroy() }
+
+    private func callError(_ operation: String, _ status: mmulab_status, _ error: mmulab_error) -> PluginCallError {
+        PluginCallError(plugin: plugin.name, operation: operation, status: status, message: message(of: error))
+    }
+}

@@ -1,0 +1,80 @@
+import LabSync
+import PluginHost
+import Testing
+import TestSupport
+
+@Suite("Plugin loading and rejection")
+struct LoaderTests {
+    @Test func theCExampleLoadsWithWhatItDeclares() throws {
+        let plugin = try load(mirrorC)
+        #expect(plugin.name == "mirror-c")
+        #expect(plugin.version == "1.0")
+        #expect(plugin.minor == 0)
+        #expect(plugin.capabilityNames == ["failsNonBlocking"])
+        #expect(plugin.optionalOperations == ["stats"])
+        #expect(plugin.path == mirrorC)
+    }
+
+    /// Every way a plugin can be wrong, each with a fixture built by the package.
+    @Test(arguments: [
+        ("noentry", "does not export mmulab_device_plugin_v1"),
+        ("wrongmajor", "built for plugin ABI 2.x, this host speaks 1.x"),
+        ("toosmall", "descriptor is 16 bytes"),
+        ("missingop", "required operation 'access' is NULL"),
+        ("entryrefuses", "returned no descriptor"),
+        ("greedyminor", "chose ABI minor 5"),
+    ])
+    func brokenPluginsAreRefusedWithAReason(name: String, reason: String) {
+        switch PluginLoader.load(fixture(name)) {
+        case .success(let plugin):
+            Issue.record("\(name) should have been refused, loaded \(plugin)")
+        case .failure(let error):
+            #expect(error.description.contains(reason), "\(error)")
+            #expect(error.path == fixture(name))
+        }
+    }
+
+    @Test func aFileThatIsNotASharedObjectIsRefused() {
+        let path = fixturesDirectory + "/not-a-plugin.so"
+        guard case .failure(.notASharedObject(let where_, let reason)) = PluginLoader.load(path) else {
+            Issue.record("a text file must not load")
+            return
+        }
+        #expect(where_ == path)
+        #expect(!reason.isEmpty)
+    }
+
+    @Test func aMissingFileIsReported() {
+        let result = PluginLoader.load("/nonexistent/libmmulab-plugin-nothing.so")
+        #expect(result.failureDescription?.contains("no such file") == true)
+    }
+
+    @Test func aPluginWhoseCreateFailsIsRefusedWithItsMessage() throws {
+        let plugin = try load(fixture("createfails"))
+        let machine = makeMachine()
+        switch PluginInstance.create(plugin, machine: machine) {
+        case .success: Issue.record("create must fail")
+        case .failure(let error):
+            #expect(error.description.contains("this fixture always fails to create"))
+            #expect(error.description.contains("status -1"))
+        }
+    }
+
+    @Test func discoveryCombinesSourcesSortedAndUnique() throws {
+        let discovery = PluginDiscovery(
+            explicitPaths: [mirrorC, buildDirectory + "/./libmmulab-plugin-mirror-c.so", "/nonexistent/plugin.so"],
+            searchDirectories: [buildDirectory], bundledDirectory: buildDirectory)
+        let found = discovery.candidates()
+        #expect(found.filter { $0.hasSuffix("libmmulab-plugin-mirror-c.so") }.count == 1, "de-duplicated by real path: \(found)")
+        #expect(found.contains("/nonexistent/plugin.so"), "explicit paths are kept so loading can report them")
+        #expect(!found.contains { $0.contains("mmulab-fixture-") }, "directories contribute only libmmulab-plugin-*.so")
+        #expect(found == found.sorted())
+    }
+}
+
+extension Result where Failure == PluginLoadError {
+    var failureDescription: String? {
+        if case .failure(let error) = self { return error.description }
+        return nil
+    }
+}

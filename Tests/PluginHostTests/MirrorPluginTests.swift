@@ -1,0 +1,100 @@
+import LabSync
+import MMUNotifier
+import PluginHost
+import Synchronization
+import Testing
+import TestSupport
+import VirtualMemory
+
+/// Runs an example plugin through dlopen against a short pressure workload.
+func runMirrorUnderPressure(_ path: String) throws {
+    let seed = testSeed
+    let plugin = try load(path)
+    let machine = makeMachine(frames: 384)
+    machine.startBackgroundReclaim()
+    defer { machine.stopBackgroundReclaim() }
+    let space = machine.makeAddressSpace()
+    let pages = 128
+    let base = try space.map(length: UInt64(pages) * 4096, kind: .anonymousPrivate)
+    // CPU pressure elsewhere, so reclaim runs while the device works.
+    let ballast = try space.map(length: 384 * 4096, kind: .anonymousPrivate)
+    let instance = try PluginInstance.create(plugin, machine: machine).get()
+    let binding = try instance.attach(addressSpace: space.id, start: base, length: UInt64(pages) * 4096, deviceAddress: 0x1_0000_0000)
+
+    let stop = Atomic<Bool>(false)
+    let problems = SpinLocked<[String]>([], name: "problems", domain: machine.sync)
+    let pressure = machine.sync.spawnThread(named: "pressure") {
+        var rng = SplitMix64.stream(1, of: seed)
+        var round = 0
+        while !stop.load(ordering: .relaxed) {
+            round += 1
+            let page = UInt64(Int.random(in: 0..<384, using: &rng))
+            try? space.write(ballast + page * 4096, [1])
+            let target = base + UInt64(Int.random(in: 0..<pages, using: &rng)) * 4096
+            switch round % 3 {
+            case 0: _ = try? machine.pageOut(space, start: target, length: 4096)
+            case 1: _ = machine.migrate(space, address: target, to: Int.random(in: 0..<2, using: &rng))
+            default: try? space.write(ballast, [2])
+            }
+        }
+    }
+    var versions = [UInt32](repeating: 0, count: pages)
+    var rng = SplitMix64.stream(2, of: seed)
+    for _ in 0..<(1_500 * stressScale) {
+        let page = Int.random(in: 0..<pages, using: &rng)
+        let deviceAddress = binding.deviceAddress + UInt64(page) * 4096
+        var buffer = [UInt8](repeating: 0, count: 16)
+        if Bool.random(using: &rng) {
+            versions[page] += 1
+            buffer = tag(page: page, version: versions[page])
+            try buffer.withUnsafeMutableBytes { try instance.access(binding, deviceAddress: deviceAddress, write: true, buffer: $0) }
+        } else {
+            try buffer.withUnsafeMutableBytes { try instance.access(binding, deviceAddress: deviceAddress, write: false, buffer: $0) }
+            let want = versions[page] == 0 ? [UInt8](repeating: 0, count: 16) : tag(page: page, version: versions[page])
+            if buffer != want { problems.withLock { $0.append("seed \(seed): page \(page) read \(buffer), wanted \(want)") } }
+        }
+    }
+    stop.store(true, ordering: .relaxed)
+    pressure.join()
+    // What the device wrote is what the CPU sees.
+    for page in 0..<pages where versions[page] > 0 {
+        let cpu = try space.read(base + UInt64(page) * 4096)
+        if cpu != tag(page: page, version: versions[page]) { problems.withLock { $0.append("seed \(seed): CPU sees \(cpu) at page \(page)") } }
+    }
+    let stats = Dictionary(uniqueKeysWithValues: instance.statistics().map { ($0.name, $0.value) })
+    instance.destroy()
+    space.exit()
+    machine.dropCaches()
+
+    #expect(problems.withLock { $0 }.isEmpty, "\(problems.withLock { $0 }.prefix(5))")
+    #expect(machine.violations.count == 0, "seed \(seed): \(machine.violations.snapshot.prefix(3))")
+    #expect(machine.notifierCore.contractViolations.count == 0)
+    #expect(machine.sync.contextViolations.count == 0, "\(machine.sync.contextViolations.snapshot.prefix(3))")
+    #expect(stats["faults", default: 0] > 0 && stats["invalidations", default: 0] > 0, "the workload exercised nothing: \(stats)")
+    #expect(machine.memory.freeFrames == 384, "seed \(seed): \(machine.memory.allocatedFrames().prefix(5))")
+}
+
+@Suite("Example plugins through dlopen")
+struct MirrorPluginTests {
+    @Test func theCMirrorKeepsDataCoherentUnderPressure() throws {
+        try runMirrorUnderPressure(mirrorC)
+    }
+
+    @Test func aPluginThatSleepsInANonBlockableCallbackIsReported() throws {
+        let plugin = try load(fixture("sleepy"))
+        let machine = makeMachine()
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: 8 * 4096, kind: .anonymousPrivate)
+        try space.populate(start: base, length: 8 * 4096, write: true)
+        let instance = try PluginInstance.create(plugin, machine: machine).get()
+        let binding = try instance.attach(addressSpace: space.id, start: base, length: 8 * 4096)
+        try space.adviseDontNeed(start: base, length: 4096)
+        #expect(machine.sync.contextViolations.count == 0, "sleeping in a blockable start is fine")
+        #expect(machine.reap(space))
+        let violations = machine.sync.contextViolations.snapshot
+        #expect(!violations.isEmpty, "the sleep in the OOM reaper's non-blockable start must be reported")
+        #expect(violations.allSatisfy { $0.operation == .sleep && $0.context.subject == "oomReap" })
+        instance.detach(binding)
+        instance.destroy()
+    }
+}
