@@ -157,18 +157,30 @@ extension AddressSpace {
 
     /// A frame for this address space, reclaiming (and, failing that,
     /// invoking the OOM killer) when none is free.
+    ///
+    /// Like Linux's allocator slow path, it declares OOM only after several
+    /// rounds of reclaim made no progress and no frame appeared meanwhile
+    /// (the background reclaimer or a concurrent free may have helped).
     func allocateFrame(flags: FrameFlags) throws(MemoryError) -> Int32 {
-        for attempt in 0..<16 {
+        var fruitless = 0
+        for _ in 0..<64 {
             if let frame = memory.allocate(preferring: Int(id.rawValue) % memory.nodes.count, flags: flags) {
                 machine.reclaimer?.wakeIfLow()
                 return frame
             }
             try checkAlive()
             machine.statistics.directReclaims.add(1, ordering: .relaxed)
-            let freed = machine.reclaimDirectly()
-            if freed == 0 && attempt >= 2 {
+            if machine.reclaimDirectly() > 0 {
+                fruitless = 0
+                continue
+            }
+            fruitless += 1
+            if fruitless >= 4 {
                 machine.outOfMemory(requester: self)
                 try checkAlive()
+                fruitless = 0
+            } else {
+                machine.sync.sleep(for: .microseconds(100))
             }
         }
         throw .outOfMemory

@@ -171,6 +171,18 @@ public final class MemoryNode: @unchecked Sendable {
         }
     }
 
+    /// Takes one given frame off its LRU list with a reference, if it is on
+    /// one: the caller then owns its isolation. Returns false when the frame
+    /// is not on an LRU list (someone else isolated it, or it is not
+    /// reclaimable) or is being freed.
+    func isolate(_ frame: Int32, memory: PhysicalMemory) -> Bool {
+        lock.withLock {
+            guard memory.flags(of: frame).contains(.onLRU), memory.tryGet(frame) else { return false }
+            unlinkIfListed(frame, memory: memory)
+            return true
+        }
+    }
+
     /// Puts an isolated frame back on the list its flags and `active` say.
     func putBack(_ frame: Int32, memory: PhysicalMemory, active: Bool) {
         lock.withLock {

@@ -50,6 +50,10 @@ extension Machine {
             return .pinned(PageFrameNumber(frame))
         }
         guard let target = memory.allocate(preferring: node, flags: flags.intersection([.anonymous])) else { return .noMemory }
+        // The new frame stays locked until it is on the LRU: mapped but
+        // unlocked and off the LRU, reclaim could not tell it from its own.
+        let targetLocked = memory.tryLock(target)
+        precondition(targetLocked, "a fresh frame is unlocked")
 
         forEachMapping(of: frame) { vma, mapped in
             vma.space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, pte, released in
@@ -95,6 +99,7 @@ extension Machine {
             }
         }
         memory.node(of: target).addToLRU(target, memory: memory)
+        memory.unlock(target)
         memory.put(target)  // the allocation's reference; mappings and caches hold theirs
         statistics.migrations.add(1, ordering: .relaxed)
         return .migrated(from: PageFrameNumber(frame), to: PageFrameNumber(target))

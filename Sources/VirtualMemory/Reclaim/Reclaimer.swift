@@ -150,14 +150,15 @@ extension Machine {
         space.mmapLock.withShared {
             space.ptl.withLock {
                 space.pageTable.forEachEntry(from: start >> 12, to: (start + length) >> 12) { _, pte in
-                    if pte.isPresent && memory.tryGet(pte.frame) { frames.append(pte.frame) }
+                    if pte.isPresent { frames.append(pte.frame) }
                 }
             }
         }
         var freed = 0
         for frame in frames {
-            let node = memory.node(of: frame)
-            node.removeFromLRU(frame, memory: memory)
+            // Only a frame this call took off the LRU itself: one that is off
+            // it is someone else's (reclaim, migration) or not reclaimable.
+            guard memory.node(of: frame).isolate(frame, memory: memory) else { continue }
             // MADV_PAGEOUT ignores the accessed bits: the caller says it is cold.
             if reclaim(isolated: frame, ignoreReferences: true) { freed += 1 }
         }

@@ -52,9 +52,8 @@ extension Machine {
         for frame in 0..<Int32(memory.frameCount) {
             let flags = memory.flags(of: frame)
             guard flags.contains(.allocated), flags.contains(.onLRU), memory.mapcount(of: frame) == 0,
-                memory.pincount(of: frame) == 0, memory.tryGet(frame)
+                memory.pincount(of: frame) == 0, memory.node(of: frame).isolate(frame, memory: memory)
             else { continue }
-            memory.node(of: frame).removeFromLRU(frame, memory: memory)
             if reclaim(isolated: frame, ignoreReferences: true) { freed += 1 }
         }
         return freed
