@@ -25,8 +25,10 @@ let package = Package(
         .library(name: "MMUNotifier", targets: ["MMUNotifier"]),
         .library(name: "VirtualMemory", targets: ["VirtualMemory"]),
         .library(name: "PluginHost", targets: ["PluginHost"]),
+        .library(name: "DevicePluginKit", targets: ["DevicePluginKit"]),
         .executable(name: "mmulab", targets: ["mmulab"]),
         .library(name: "mmulab-plugin-mirror-c", type: .dynamic, targets: ["MirrorPluginC"]),
+        .library(name: "mmulab-plugin-mirror-swift", type: .dynamic, targets: ["MirrorPluginSwift"]),
         // Deliberately broken plugins the PluginHost tests load (Tests/Fixtures/Plugins).
         .library(name: "mmulab-fixture-noentry", type: .dynamic, targets: ["FixtureNoEntry"]),
         .library(name: "mmulab-fixture-wrongmajor", type: .dynamic, targets: ["FixtureWrongMajor"]),
@@ -46,9 +48,11 @@ let package = Package(
         .target(name: "MMUNotifier", dependencies: ["LabSync"], swiftSettings: strictSwift6),
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
+        .target(name: "DevicePluginKit", dependencies: ["CDevicePluginABI"], swiftSettings: strictSwift6),
 
         // Example plugins (Examples/): a plugin author's starting points.
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
+        .target(name: "MirrorPluginSwift", dependencies: ["DevicePluginKit"], path: "Examples/MirrorPluginSwift", swiftSettings: strictSwift6),
         .target(name: "FixtureNoEntry", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/NoEntry", publicHeadersPath: "."),
         .target(name: "FixtureWrongMajor", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/WrongMajor", publicHeadersPath: "."),
         .target(name: "FixtureTooSmall", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/TooSmall", publicHeadersPath: "."),

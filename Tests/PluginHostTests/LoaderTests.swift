@@ -15,6 +15,19 @@ struct LoaderTests {
         #expect(plugin.path == mirrorC)
     }
 
+    @Test func theSwiftExampleLoadsWithWhatItDeclares() throws {
+        let plugin = try load(mirrorSwift)
+        #expect(plugin.name == "mirror-swift")
+        #expect(plugin.minor == 0)
+        #expect(plugin.capabilityNames == ["failsNonBlocking"])
+        #expect(plugin.optionalOperations == ["stats"])
+    }
+
+    @Test func bundledDiscoveryFindsBothExamples() {
+        let found = PluginDiscovery(searchDirectories: [], bundledDirectory: buildDirectory).candidates()
+        #expect(found.contains(mirrorC) && found.contains(mirrorSwift), "\(found)")
+    }
+
     /// Every way a plugin can be wrong, each with a fixture built by the package.
     @Test(arguments: [
         ("noentry", "does not export mmulab_device_plugin_v1"),

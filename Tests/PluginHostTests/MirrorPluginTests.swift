@@ -80,6 +80,10 @@ struct MirrorPluginTests {
         try runMirrorUnderPressure(mirrorC)
     }
 
+    @Test func theSwiftMirrorKeepsDataCoherentUnderPressure() throws {
+        try runMirrorUnderPressure(mirrorSwift)
+    }
+
     @Test func aPluginThatSleepsInANonBlockableCallbackIsReported() throws {
         let plugin = try load(fixture("sleepy"))
         let machine = makeMachine()

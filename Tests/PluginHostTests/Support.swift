@@ -8,6 +8,7 @@ let buildDirectory = PluginDiscovery.executableDirectory!
 
 func fixture(_ name: String) -> String { "\(buildDirectory)/libmmulab-fixture-\(name).so" }
 let mirrorC = "\(buildDirectory)/libmmulab-plugin-mirror-c.so"
+let mirrorSwift = "\(buildDirectory)/libmmulab-plugin-mirror-swift.so"
 
 /// Tests/Fixtures/Plugins, found from this file.
 let fixturesDirectory: String = {

@@ -1,0 +1,177 @@
+public import CDevicePluginABI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a plugin declares about itself.
+public struct PluginInfo: Sendable {
+    public var name: String
+    public var version: String
+    public var summary: String
+    /// `MMULAB_CAP_*` bits its subscriptions declare.
+    public var capabilities: UInt32
+
+    public init(name: String, version: String, summary: String, capabilities: UInt32 = 0) {
+        self.name = name
+        self.version = version
+        self.summary = summary
+        self.capabilities = capabilities
+    }
+}
+
+/// What the host asks `attach` to map.
+public struct BindingRequest: Sendable {
+    public let addressSpace: UInt64
+    public let start: UInt64
+    public let length: UInt64
+    public let deviceAddress: UInt64
+    public let writable: Bool
+    public let pinned: Bool
+}
+
+/// A device plugin written in Swift: a type conforming to this protocol plus
+/// one export line (see `DevicePluginExport`). The kit turns the C tables
+/// into these calls; contexts are those of the C header.
+public protocol DevicePlugin: AnyObject {
+    static var info: PluginInfo { get }
+    /// [blockable] `create`.
+    init(host: Host, options: String) throws(PluginError)
+    /// [blockable] Map a window; return the object that stands for it.
+    func attach(_ request: BindingRequest) throws(PluginError) -> AnyObject
+    /// [blockable] Unmap a window; no callback for it may run after this returns.
+    func detach(_ binding: AnyObject)
+    /// [blockable] The device reads or writes the page at `deviceAddress`.
+    func access(_ binding: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError)
+    /// [any-thread] Named counters.
+    var statistics: [(name: String, value: UInt64)] { get }
+    /// [blockable] Called before the instance goes away (after every detach).
+    func shutdown()
+}
+
+extension DevicePlugin {
+    public var statistics: [(name: String, value: UInt64)] { [] }
+    public func shutdown() {}
+}
+
+/// Exports a `DevicePlugin` type through the C ABI. The plugin's one
+/// export line:
+///
+///     @_cdecl("mmulab_device_plugin_v1")
+///     public func entry(_ hostMinor: UInt16, _ negotiated: UnsafeMutablePointer<UInt16>?)
+///         -> UnsafePointer<mmulab_device_plugin>? { DevicePluginExport.entry(MyPlugin.self, hostMinor, negotiated) }
+///
+/// A shared object exports one plugin type; the kit keeps it in a
+/// per-image slot that the C thunks read.
+public enum DevicePluginExport {
+    nonisolated(unsafe) static var factory: ((Host, String) throws(PluginError) -> any DevicePlugin)?
+    nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<mmulab_device_plugin>?
+
+    public static func entry<P: DevicePlugin>(
+        _ type: P.Type, _ hostMinor: UInt16, _ negotiated: UnsafeMutablePointer<UInt16>?
+    ) -> UnsafePointer<mmulab_device_plugin>? {
+        negotiated?.pointee = min(hostMinor, UInt16(MMULAB_ABI_MINOR))
+        if let descriptor { return UnsafePointer(descriptor) }
+        factory = { host, options throws(PluginError) in try P(host: host, options: options) }
+        let info = P.info
+        let made = UnsafeMutablePointer<mmulab_device_plugin>.allocate(capacity: 1)
+        made.initialize(to: mmulab_device_plugin(
+            struct_size: UInt32(MemoryLayout<mmulab_device_plugin>.size),
+            abi_major: UInt16(MMULAB_ABI_MAJOR), abi_minor: UInt16(MMULAB_ABI_MINOR),
+            name: UnsafePointer(strdup(info.name)), version: UnsafePointer(strdup(info.version)),
+            description: UnsafePointer(strdup(info.summary)), capabilities: info.capabilities, reserved: 0,
+            create: create, destroy: destroy, attach: attach, detach: detach, access: access,
+            prefetch: nil, migrate: nil, stat_count: statCount, stat_get: statGet))
+        descriptor = made
+        return UnsafePointer(made)
+    }
+
+    /// One instance: the plugin object and the C strings of its counter names.
+    final class InstanceBox {
+        let plugin: any DevicePlugin
+        var names: [String: UnsafeMutablePointer<CChar>] = [:]
+        init(plugin: any DevicePlugin) { self.plugin = plugin }
+        deinit { for name in names.values { free(name) } }
+        static func from(_ instance: UnsafeMutableRawPointer?) -> InstanceBox {
+            Unmanaged<InstanceBox>.fromOpaque(instance!).takeUnretainedValue()
+        }
+    }
+
+    static let create: @convention(c) (
+        UnsafePointer<mmulab_host>?, UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+        UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status = { host, options, instance, errorOut in
+        guard let host, let factory else { return PluginError.invalid("no host table").report(into: errorOut) }
+        do throws(PluginError) {
+            let plugin = try factory(Host(host), options.map { String(cString: $0) } ?? "")
+            instance?.pointee = Unmanaged.passRetained(InstanceBox(plugin: plugin)).toOpaque()
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            return error.report(into: errorOut)
+        }
+    }
+
+    static let destroy: @convention(c) (UnsafeMutableRawPointer?) -> Void = { instance in
+        let box = Unmanaged<InstanceBox>.fromOpaque(instance!).takeRetainedValue()
+        box.plugin.shutdown()
+    }
+
+    static let attach: @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<mmulab_binding_desc>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+        UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status = { instance, desc, binding, errorOut in
+        guard let desc else { return PluginError.invalid("no binding description").report(into: errorOut) }
+        let d = desc.pointee
+        let request = BindingRequest(
+            addressSpace: d.address_space, start: d.start, length: d.length, deviceAddress: d.device_address,
+            writable: d.flags & UInt32(MMULAB_BINDING_WRITE) != 0, pinned: d.flags & UInt32(MMULAB_BINDING_PINNED) != 0)
+        do throws(PluginError) {
+            let object = try InstanceBox.from(instance).plugin.attach(request)
+            binding?.pointee = Unmanaged.passRetained(object).toOpaque()
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            return error.report(into: errorOut)
+        }
+    }
+
+    static let detach: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { instance, binding in
+        let object = Unmanaged<AnyObject>.fromOpaque(binding!).takeRetainedValue()
+        InstanceBox.from(instance).plugin.detach(object)
+    }
+
+    static let access: @convention(c) (
+        UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UInt64, UInt32, UnsafeMutableRawPointer?, UInt32,
+        UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status = { instance, binding, address, flags, buffer, length, errorOut in
+        let object = Unmanaged<AnyObject>.fromOpaque(binding!).takeUnretainedValue()
+        do throws(PluginError) {
+            try InstanceBox.from(instance).plugin.access(
+                object, deviceAddress: address, write: flags & UInt32(MMULAB_ACCESS_WRITE) != 0,
+                buffer: UnsafeMutableRawBufferPointer(start: buffer, count: Int(length)))
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            return error.report(into: errorOut)
+        }
+    }
+
+    static let statCount: @convention(c) (UnsafeMutableRawPointer?) -> UInt32 = { instance in
+        UInt32(InstanceBox.from(instance).plugin.statistics.count)
+    }
+
+    static let statGet: @convention(c) (
+        UnsafeMutableRawPointer?, UInt32, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafeMutablePointer<UInt64>?
+    ) -> mmulab_status = { instance, index, name, value in
+        let box = InstanceBox.from(instance)
+        let stats = box.plugin.statistics
+        guard Int(index) < stats.count else { return mmulab_status(MMULAB_ERR_INVALID) }
+        let stat = stats[Int(index)]
+        let cName = box.names[stat.name] ?? {
+            let made = strdup(stat.name)!
+            box.names[stat.name] = made
+            return made
+        }()
+        name?.pointee = UnsafePointer(cName)
+        value?.pointee = stat.value
+        return mmulab_status(MMULAB_OK)
+    }
+}

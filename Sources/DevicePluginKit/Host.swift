@@ -1,0 +1,182 @@
+@_exported public import CDevicePluginABI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed plugin operation: an ABI status code and a message for the host.
+public struct PluginError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let status: Int32
+    public let message: String
+
+    public init(status: Int32, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+
+    public static func invalid(_ message: String) -> PluginError { PluginError(status: Int32(MMULAB_ERR_INVALID), message) }
+    public static func fault(_ message: String) -> PluginError { PluginError(status: Int32(MMULAB_ERR_FAULT), message) }
+    public static func noMemory(_ message: String) -> PluginError { PluginError(status: Int32(MMULAB_ERR_NO_MEMORY), message) }
+    public static func busy(_ message: String) -> PluginError { PluginError(status: Int32(MMULAB_ERR_BUSY), message) }
+
+    public var description: String { "status \(status): \(message)" }
+
+    /// Writes the error into a C error record (if there is one) and returns its status.
+    func report(into error: UnsafeMutablePointer<mmulab_error>?) -> mmulab_status {
+        guard let error else { return status }
+        error.pointee.status = status
+        withUnsafeMutableBytes(of: &error.pointee.message) { buffer in
+            let bytes = Array(message.utf8.prefix(buffer.count - 1))
+            buffer.copyBytes(from: bytes)
+            buffer[bytes.count] = 0
+        }
+        return status
+    }
+
+    init(_ error: mmulab_error) {
+        var copy = error.message
+        let text = withUnsafeBytes(of: &copy) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        self.init(status: error.status, text)
+    }
+}
+
+/// A translation from the primary MMU (the C `mmulab_pfn`).
+public typealias PFN = mmulab_pfn
+
+extension mmulab_pfn {
+    public var isWritable: Bool { flags & UInt32(MMULAB_PFN_WRITABLE) != 0 }
+}
+
+extension mmulab_range {
+    /// Whether the callee may sleep for this range.
+    public var isBlockable: Bool { flags & UInt32(MMULAB_RANGE_BLOCKABLE) != 0 }
+    /// Whether the range overlaps `[start, end)`.
+    public func overlaps(_ otherStart: UInt64, _ otherEnd: UInt64) -> Bool { otherStart < end && start < otherEnd }
+}
+
+/// The host's services, as a plugin written in Swift sees them. Each method
+/// is one call through the C table; the contexts are those of the header.
+public struct Host: @unchecked Sendable {
+    // @unchecked: the table is the host's and stays valid until destroy.
+    public let table: UnsafePointer<mmulab_host>
+    var context: UnsafeMutableRawPointer? { table.pointee.context }
+
+    public init(_ table: UnsafePointer<mmulab_host>) { self.table = table }
+
+    public enum LogLevel: Int32, Sendable { case debug = 0, info, warning, error, misbehaving }
+
+    /// [any-thread]
+    public func log(_ level: LogLevel, _ message: String) {
+        message.withCString { table.pointee.log(context, level.rawValue, $0) }
+    }
+
+    /// [blockable] Sleeps (a violation where sleeping is forbidden).
+    public func sleep(nanoseconds: UInt64) { table.pointee.sleep_ns(context, nanoseconds) }
+
+    /// [any-thread] Whether the calling thread may not sleep now.
+    public var isNonBlockable: Bool { table.pointee.in_non_blockable(context) }
+
+    public func makeLock(_ name: String, spin: Bool) -> HostLock {
+        let handle = name.withCString { table.pointee.lock_create(context, $0, spin ? Int32(MMULAB_LOCK_SPIN.rawValue) : Int32(MMULAB_LOCK_SLEEPING.rawValue))! }
+        return HostLock(host: self, handle: handle)
+    }
+
+    /// [blockable] Subscribes `callbacks` to an interval of an address space.
+    public func insertInterval(
+        addressSpace: UInt64, start: UInt64, length: UInt64, _ callbacks: any IntervalCallbacks
+    ) throws(PluginError) -> Interval {
+        let interval = Interval(host: self, callbacks: callbacks)
+        var handle: OpaquePointer? = nil
+        var error = mmulab_error()
+        let status = table.pointee.interval_insert(
+            context, addressSpace, start, length, &Interval.ops, Unmanaged.passUnretained(interval).toOpaque(), &handle, &error)
+        guard status == mmulab_status(MMULAB_OK), let handle else { throw PluginError(error) }
+        interval.handle = handle
+        return interval
+    }
+
+    /// [blockable] Removes an interval; no callback for it runs after this returns.
+    public func removeInterval(_ interval: Interval) {
+        guard let handle = interval.handle else { return }
+        table.pointee.interval_remove(context, handle)
+        interval.handle = nil
+    }
+
+    /// [blockable] Subscribes `callbacks` to a whole address space.
+    public func subscribe(addressSpace: UInt64, _ callbacks: any SubscriberCallbacks) throws(PluginError) -> Subscription {
+        let subscription = Subscription(callbacks: callbacks)
+        var handle: OpaquePointer? = nil
+        var error = mmulab_error()
+        let status = withUnsafePointer(to: &subscription.ops) { ops in
+            table.pointee.subscribe(context, addressSpace, ops, Unmanaged.passUnretained(subscription).toOpaque(), &handle, &error)
+        }
+        guard status == mmulab_status(MMULAB_OK), let handle else { throw PluginError(error) }
+        subscription.handle = handle
+        return subscription
+    }
+
+    /// [blockable] Ends a subscription; no callback runs after this returns.
+    public func unsubscribe(_ subscription: Subscription) {
+        guard let handle = subscription.handle else { return }
+        table.pointee.unsubscribe(context, handle)
+        subscription.handle = nil
+    }
+
+    /// [blockable] `hmm_range_fault`: translations of `[start, start + length)`.
+    public func faultRange(addressSpace: UInt64, start: UInt64, length: UInt64, write: Bool) throws(PluginError) -> [PFN] {
+        var pfns = [PFN](repeating: PFN(), count: Int(length / 4096))
+        var error = mmulab_error()
+        let status = pfns.withUnsafeMutableBufferPointer { buffer in
+            table.pointee.fault_range(context, addressSpace, start, length, write ? UInt32(MMULAB_FAULT_WRITE) : 0, buffer.baseAddress, &error)
+        }
+        guard status == mmulab_status(MMULAB_OK) else { throw PluginError(error) }
+        return pfns
+    }
+
+    /// [any-thread] The device wrote the page.
+    public func setDirty(_ pfn: PFN) {
+        var copy = pfn
+        table.pointee.set_dirty(context, &copy)
+    }
+
+    /// [any-thread] The device used the page.
+    public func markAccessed(_ pfn: PFN) {
+        var copy = pfn
+        table.pointee.mark_accessed(context, &copy)
+    }
+
+    /// [any-thread] Checked DMA read through `pfn`.
+    public func dmaRead(addressSpace: UInt64, _ pfn: PFN, into buffer: UnsafeMutableRawBufferPointer) {
+        var copy = pfn
+        table.pointee.dma_read(context, addressSpace, &copy, buffer.baseAddress, UInt32(buffer.count))
+    }
+
+    /// [any-thread] Checked DMA write through `pfn`.
+    public func dmaWrite(addressSpace: UInt64, _ pfn: PFN, from buffer: UnsafeRawBufferPointer) {
+        var copy = pfn
+        table.pointee.dma_write(context, addressSpace, &copy, buffer.baseAddress, UInt32(buffer.count))
+    }
+}
+
+/// A host lock (sleeping or spin). Destroyed with the object.
+public final class HostLock: @unchecked Sendable {
+    // @unchecked: the handle is the host's; the host synchronises it.
+    let host: Host
+    let handle: OpaquePointer
+    init(host: Host, handle: OpaquePointer) {
+        self.host = host
+        self.handle = handle
+    }
+    deinit { host.table.pointee.lock_destroy(handle) }
+
+    public func lock() { host.table.pointee.lock(handle) }
+    public func tryLock() -> Bool { host.table.pointee.trylock(handle) }
+    public func unlock() { host.table.pointee.unlock(handle) }
+
+    @inlinable
+    public func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}
