@@ -71,6 +71,8 @@ let package = Package(
             dependencies: [
                 "LabSync",
                 "MMUNotifier",
+                "VirtualMemory",
+                "PluginHost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSwift6

@@ -10,15 +10,14 @@ struct MMULab: ParsableCommand {
         commandName: "mmulab",
         abstract: "A user-space lab for secondary MMUs: find MMU-notifier races before the kernel does.",
         discussion: """
-            Today the lab has its notifier core: the synchronisation layer with context \
-            checks, whole-space and interval subscriptions, and shrinkers. `mmulab demo` \
-            storms that core with mirror devices and checks that no device keeps a \
-            stale translation. The primary MMU model, the plugin ABI and the reclaim \
-            scenarios arrive in later releases.
+            Today the lab has its notifier core, the primary MMU model and the device \
+            plugin ABI. `mmulab demo` storms the notifier core with mirror devices and \
+            checks that no device keeps a stale translation; `mmulab plugins` lists and \
+            inspects device plugins. The reclaim scenarios arrive in a later release.
 
             Exit status: 0 clean, 1 violations found, 2 bad input.
             """,
-        subcommands: [DemoCommand.self, EventsCommand.self],
+        subcommands: [DemoCommand.self, PluginsCommand.self, EventsCommand.self],
         defaultSubcommand: DemoCommand.self
     )
 
