@@ -38,6 +38,8 @@ let package = Package(
         .library(name: "mmulab-fixture-entryrefuses", type: .dynamic, targets: ["FixtureEntryRefuses"]),
         .library(name: "mmulab-fixture-greedyminor", type: .dynamic, targets: ["FixtureGreedyMinor"]),
         .library(name: "mmulab-fixture-sleepy", type: .dynamic, targets: ["FixtureSleepy"]),
+        .library(name: "mmulab-fixture-countingc", type: .dynamic, targets: ["FixtureCountingC"]),
+        .library(name: "mmulab-fixture-countingswift", type: .dynamic, targets: ["FixtureCountingSwift"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -61,6 +63,8 @@ let package = Package(
         .target(name: "FixtureEntryRefuses", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/EntryRefuses", publicHeadersPath: "."),
         .target(name: "FixtureGreedyMinor", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/GreedyMinor", publicHeadersPath: "."),
         .target(name: "FixtureSleepy", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Sleepy", publicHeadersPath: "."),
+        .target(name: "FixtureCountingC", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/CountingC", publicHeadersPath: "."),
+        .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
         .target(
             name: "PluginHost",
             dependencies: ["CDevicePluginABI", "LabSync", "MMUNotifier", "VirtualMemory"],

@@ -22,11 +22,14 @@ final class HostContext: @unchecked Sendable {
     let pluginName: String
     let log: ReportLog<PluginLogEntry>
     let table: UnsafeMutablePointer<mmulab_host>
+    /// The whole-space subscriptions the plugin holds now.
+    let subscriptions: SpinLocked<[ObjectIdentifier: CSubscriber]>
 
     init(machine: Machine, pluginName: String, log: ReportLog<PluginLogEntry>) {
         self.machine = machine
         self.pluginName = pluginName
         self.log = log
+        subscriptions = SpinLocked([:], name: "\(pluginName) subscriptions", domain: machine.sync)
         table = .allocate(capacity: 1)
         table.initialize(to: Self.makeTable())
         table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
@@ -117,12 +120,14 @@ final class HostContext: @unchecked Sendable {
                 return fail(error, MMULAB_ERR_KILLED, "subscribe: \(failure)")
             }
             let record = SubscriptionRecord(subscriber: subscriber, notifiers: space.notifiers)
+            host.subscriptions.withLock { $0[ObjectIdentifier(subscriber)] = subscriber }
             out?.pointee = OpaquePointer(Unmanaged.passRetained(record).toOpaque())
             return mmulab_status(MMULAB_OK)
         }
-        t.unsubscribe = { _, subscription in
+        t.unsubscribe = { ctx, subscription in
             let record = Unmanaged<SubscriptionRecord>.fromOpaque(UnsafeRawPointer(subscription!)).takeRetainedValue()
             try? record.notifiers.unregister(record.subscriber)
+            HostContext.from(ctx).subscriptions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(record.subscriber)) }
         }
         t.interval_insert = { ctx, addressSpace, start, length, ops, data, out, error in
             let host = HostContext.from(ctx)

@@ -67,6 +67,10 @@ public final class PluginInstance: @unchecked Sendable {
         return .success(PluginInstance(plugin: plugin, context: context, instance: instance))
     }
 
+    /// The whole-space subscriptions the plugin holds now, as the notifier
+    /// core sees them (each callback on these goes through the C ABI).
+    public var subscribers: [any AddressSpaceSubscriber] { context.subscriptions.withLock { Array($0.values) } }
+
     /// What the plugin logged.
     public var log: ReportLog<PluginLogEntry> { context.log }
 

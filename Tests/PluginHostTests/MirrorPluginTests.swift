@@ -102,3 +102,30 @@ struct MirrorPluginTests {
         instance.destroy()
     }
 }
+
+@Suite("Whole-space subscriptions through the ABI")
+struct SubscriptionThroughABITests {
+    @Test(arguments: ["countingc", "countingswift"])
+    func startsAndEndsArriveInPairs(name: String) throws {
+        let plugin = try load(fixture(name))
+        let machine = makeMachine()
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: 16 * 4096, kind: .anonymousPrivate)
+        let instance = try PluginInstance.create(plugin, machine: machine).get()
+        let binding = try instance.attach(addressSpace: space.id, start: base, length: 16 * 4096)
+        #expect(instance.subscribers.count == 1)
+        try space.populate(start: base, length: 16 * 4096, write: true)
+        try space.protect(start: base, length: 4096, .read)
+        try space.adviseDontNeed(start: base, length: 8 * 4096)
+        #expect(try machine.pageOut(space, start: base + 8 * 4096, length: 4 * 4096) == 4)
+        let stats = Dictionary(uniqueKeysWithValues: instance.statistics().map { ($0.name, $0.value) })
+        #expect(stats["starts"] == 1 + 1 + 4, "mprotect, DONTNEED and four vmscan invalidations: \(stats)")
+        #expect(stats["starts"] == stats["ends"])
+        instance.detach(binding)
+        #expect(instance.subscribers.isEmpty)
+        try space.unmap(start: base, length: 16 * 4096)
+        let after = Dictionary(uniqueKeysWithValues: instance.statistics().map { ($0.name, $0.value) })
+        #expect(after["starts"] == stats["starts"], "no callback after unsubscribe")
+        instance.destroy()
+    }
+}
