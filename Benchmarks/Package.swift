@@ -39,5 +39,20 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "PluginCallbackBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "PluginHost", package: "mmulab"),
+                .product(name: "VirtualMemory", package: "mmulab"),
+                .product(name: "MMUNotifier", package: "mmulab"),
+                // Built beside the benchmark so it can dlopen them.
+                .product(name: "mmulab-fixture-countingc", package: "mmulab"),
+                .product(name: "mmulab-fixture-countingswift", package: "mmulab"),
+            ],
+            path: "Benchmarks/PluginCallbackBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -11,7 +11,7 @@
 public import DevicePluginKit
 import Synchronization
 
-final class MirrorBinding: IntervalCallbacks {
+final class MirrorBinding: IntervalSubscription, @unchecked Sendable {
     struct Entry {
         var pfn = PFN()
         var valid = false
@@ -21,7 +21,6 @@ final class MirrorBinding: IntervalCallbacks {
 
     unowned let device: SwiftMirror
     let request: BindingRequest
-    var interval: Interval!
     /// Guarded by `device.lock`.
     var pages: [Entry]
 
@@ -32,14 +31,14 @@ final class MirrorBinding: IntervalCallbacks {
     }
 
     /// [range-dependent] The primary changed pages of this binding.
-    func invalidate(_ interval: Interval, range: mmulab_range, currentSeq: UInt64) -> Bool {
+    override func invalidate(range: InvalidationRange, currentSeq: UInt64) -> Bool {
         if range.isBlockable {
             device.lock.lock()
         } else if !device.lock.tryLock() {
             device.refused.add(1, ordering: .relaxed)  // non-blockable and busy: refuse, never wait
             return false
         }
-        interval.setSeq(currentSeq)
+        setSeq(currentSeq)
         let first = max(range.start, request.start)
         let end = min(range.end, request.start + request.length)
         var address = first
@@ -80,14 +79,13 @@ final class SwiftMirror: DevicePlugin {
             throw .invalid("a binding must be page aligned and not empty")
         }
         let binding = MirrorBinding(device: self, request: request)
-        binding.interval = try host.insertInterval(
-            addressSpace: request.addressSpace, start: request.start, length: request.length, binding)
+        try host.insertInterval(addressSpace: request.addressSpace, start: request.start, length: request.length, binding)
         return binding
     }
 
     func detach(_ object: AnyObject) {
         let binding = object as! MirrorBinding
-        host.removeInterval(binding.interval)  // no callback runs after this
+        host.removeInterval(binding)  // no callback runs after this
         for entry in binding.pages where entry.written { host.setDirty(entry.pfn) }
     }
 
@@ -118,11 +116,11 @@ final class SwiftMirror: DevicePlugin {
 
             // The canonical fault loop.
             if attempt > 2 { host.sleep(nanoseconds: 20_000) }  // let an invalidation finish
-            let seq = binding.interval.readBegin()
+            let seq = binding.readBegin()
             let pfn = try host.faultRange(addressSpace: request.addressSpace, start: address, length: 4096, write: write)[0]
             faults.add(1, ordering: .relaxed)
             let installed = lock.withLock { () -> Bool in
-                if binding.interval.readRetry(seq) { return false }
+                if binding.readRetry(seq) { return false }
                 binding.pages[index] = MirrorBinding.Entry(pfn: pfn, valid: true, writable: pfn.isWritable, written: false)
                 return true
             }

@@ -47,13 +47,6 @@ extension mmulab_pfn {
     public var isWritable: Bool { flags & UInt32(MMULAB_PFN_WRITABLE) != 0 }
 }
 
-extension mmulab_range {
-    /// Whether the callee may sleep for this range.
-    public var isBlockable: Bool { flags & UInt32(MMULAB_RANGE_BLOCKABLE) != 0 }
-    /// Whether the range overlaps `[start, end)`.
-    public func overlaps(_ otherStart: UInt64, _ otherEnd: UInt64) -> Bool { otherStart < end && start < otherEnd }
-}
-
 /// The host's services, as a plugin written in Swift sees them. Each method
 /// is one call through the C table; the contexts are those of the header.
 public struct Host: @unchecked Sendable {
@@ -81,45 +74,55 @@ public struct Host: @unchecked Sendable {
         return HostLock(host: self, handle: handle)
     }
 
-    /// [blockable] Subscribes `callbacks` to an interval of an address space.
+    /// [blockable] Subscribes `subscription` to `[start, start + length)` of
+    /// an address space. The host keeps it until `removeInterval`.
     public func insertInterval(
-        addressSpace: UInt64, start: UInt64, length: UInt64, _ callbacks: any IntervalCallbacks
-    ) throws(PluginError) -> Interval {
-        let interval = Interval(host: self, callbacks: callbacks)
+        addressSpace: UInt64, start: UInt64, length: UInt64, _ subscription: IntervalSubscription
+    ) throws(PluginError) {
+        precondition(subscription.handle == nil, "the interval subscription is already inserted")
         var handle: OpaquePointer? = nil
         var error = mmulab_error()
         let status = table.pointee.interval_insert(
-            context, addressSpace, start, length, &Interval.ops, Unmanaged.passUnretained(interval).toOpaque(), &handle, &error)
-        guard status == mmulab_status(MMULAB_OK), let handle else { throw PluginError(error) }
-        interval.handle = handle
-        return interval
+            context, addressSpace, start, length, &IntervalSubscription.ops,
+            Unmanaged.passRetained(subscription).toOpaque(), &handle, &error)
+        guard status == mmulab_status(MMULAB_OK), let handle else {
+            Unmanaged.passUnretained(subscription).release()
+            throw PluginError(error)
+        }
+        subscription.host = self
+        subscription.handle = handle
     }
 
-    /// [blockable] Removes an interval; no callback for it runs after this returns.
-    public func removeInterval(_ interval: Interval) {
-        guard let handle = interval.handle else { return }
+    /// [blockable] Removes an interval subscription; no callback runs after this returns.
+    public func removeInterval(_ subscription: IntervalSubscription) {
+        guard let handle = subscription.handle else { return }
         table.pointee.interval_remove(context, handle)
-        interval.handle = nil
+        subscription.handle = nil
+        Unmanaged.passUnretained(subscription).release()
     }
 
-    /// [blockable] Subscribes `callbacks` to a whole address space.
-    public func subscribe(addressSpace: UInt64, _ callbacks: any SubscriberCallbacks) throws(PluginError) -> Subscription {
-        let subscription = Subscription(callbacks: callbacks)
+    /// [blockable] Subscribes `subscription` to a whole address space. The
+    /// host keeps it until `unsubscribe`.
+    public func subscribe(addressSpace: UInt64, _ subscription: SpaceSubscription) throws(PluginError) {
+        precondition(subscription.handle == nil, "the subscription is already registered")
         var handle: OpaquePointer? = nil
         var error = mmulab_error()
         let status = withUnsafePointer(to: &subscription.ops) { ops in
-            table.pointee.subscribe(context, addressSpace, ops, Unmanaged.passUnretained(subscription).toOpaque(), &handle, &error)
+            table.pointee.subscribe(context, addressSpace, ops, Unmanaged.passRetained(subscription).toOpaque(), &handle, &error)
         }
-        guard status == mmulab_status(MMULAB_OK), let handle else { throw PluginError(error) }
+        guard status == mmulab_status(MMULAB_OK), let handle else {
+            Unmanaged.passUnretained(subscription).release()
+            throw PluginError(error)
+        }
         subscription.handle = handle
-        return subscription
     }
 
     /// [blockable] Ends a subscription; no callback runs after this returns.
-    public func unsubscribe(_ subscription: Subscription) {
+    public func unsubscribe(_ subscription: SpaceSubscription) {
         guard let handle = subscription.handle else { return }
         table.pointee.unsubscribe(context, handle)
         subscription.handle = nil
+        Unmanaged.passUnretained(subscription).release()
     }
 
     /// [blockable] `hmm_range_fault`: translations of `[start, start + length)`.

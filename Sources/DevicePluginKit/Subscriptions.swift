@@ -1,93 +1,104 @@
 public import CDevicePluginABI
 
-/// What an interval subscription does when the primary invalidates
-/// (the C `mmulab_interval_ops.invalidate`, with its contexts).
-public protocol IntervalCallbacks: AnyObject {
-    /// [range-dependent] Take the lock your fault path holds around
-    /// `readRetry`, call `interval.setSeq(currentSeq)`, stop using the
-    /// overlap, return true; for a non-blockable range return false rather
-    /// than sleep.
-    func invalidate(_ interval: Interval, range: mmulab_range, currentSeq: UInt64) -> Bool
+/// The range of an invalidation, read in place from the host's record
+/// (valid only during the callback that received it). Fields are loaded on
+/// use: a callback that does not look pays nothing.
+public struct InvalidationRange {
+    public let raw: UnsafePointer<mmulab_range>
+
+    @inlinable public init(_ raw: UnsafePointer<mmulab_range>) { self.raw = raw }
+
+    @inlinable public var addressSpace: UInt64 { raw.pointee.address_space }
+    @inlinable public var start: UInt64 { raw.pointee.start }
+    @inlinable public var end: UInt64 { raw.pointee.end }
+    /// `mmulab_event` value.
+    @inlinable public var event: UInt32 { raw.pointee.event }
+    /// Whether the callee may sleep for this range.
+    @inlinable public var isBlockable: Bool { raw.pointee.flags & UInt32(MMULAB_RANGE_BLOCKABLE) != 0 }
+    /// Who started a migration, if anyone.
+    @inlinable public var owner: UInt64? {
+        raw.pointee.flags & UInt32(MMULAB_RANGE_HAS_OWNER) != 0 ? raw.pointee.owner : nil
+    }
+    /// Whether the range overlaps `[otherStart, otherEnd)`.
+    @inlinable public func overlaps(_ otherStart: UInt64, _ otherEnd: UInt64) -> Bool { otherStart < end && start < otherEnd }
 }
 
-/// An interval subscription: the handle, and the sequence-count calls of
-/// the canonical fault loop.
-public final class Interval: @unchecked Sendable {
-    // @unchecked: `handle` is set once by `Host.insertInterval` and cleared
-    // by `Host.removeInterval`; the callbacks synchronise themselves.
-    let host: Host
-    let callbacks: any IntervalCallbacks
+/// An interval subscription (the C `mmulab_interval_ops`): subclass it and
+/// override `invalidate`. The subscription object is the handle for the
+/// sequence-count calls of the canonical fault loop.
+///
+/// Subscriptions are classes, not protocols, for speed: the kit's C thunk
+/// calls the override through the class's vtable on a borrowed reference,
+/// with no reference counting, so a Swift plugin's callback costs what a C
+/// one does.
+open class IntervalSubscription: @unchecked Sendable {
+    // @unchecked: `host` and `handle` are set by `Host.insertInterval` and
+    // cleared by `Host.removeInterval`; subclasses synchronise their own state.
+    var host: Host?
     var handle: OpaquePointer?
 
-    init(host: Host, callbacks: any IntervalCallbacks) {
-        self.host = host
-        self.callbacks = callbacks
-    }
+    public init() {}
+
+    /// [range-dependent] Take the lock your fault path holds around
+    /// `readRetry`, call `setSeq(currentSeq)`, stop using the overlap, return
+    /// true; for a non-blockable range return false rather than sleep.
+    open func invalidate(range: InvalidationRange, currentSeq: UInt64) -> Bool { true }
 
     /// [blockable] Sleeps while an invalidation of the interval is in progress.
-    public func readBegin() -> UInt64 { host.table.pointee.interval_read_begin(handle) }
-    /// [any-thread] Under the lock the invalidate callback takes.
-    public func readRetry(_ seq: UInt64) -> Bool { host.table.pointee.interval_read_retry(handle, seq) }
-    /// Only from `IntervalCallbacks.invalidate`.
-    public func setSeq(_ seq: UInt64) { host.table.pointee.interval_set_seq(handle, seq) }
+    public final func readBegin() -> UInt64 { host!.table.pointee.interval_read_begin(handle) }
+    /// [any-thread] Under the lock `invalidate` takes.
+    public final func readRetry(_ seq: UInt64) -> Bool { host!.table.pointee.interval_read_retry(handle, seq) }
+    /// Only from `invalidate`.
+    public final func setSeq(_ seq: UInt64) { host!.table.pointee.interval_set_seq(handle, seq) }
 
     nonisolated(unsafe) static var ops = mmulab_interval_ops(
         struct_size: UInt32(MemoryLayout<mmulab_interval_ops>.size),
         invalidate: { data, _, range, seq in
-            let interval = Unmanaged<Interval>.fromOpaque(data!).takeUnretainedValue()
-            return interval.callbacks.invalidate(interval, range: range!.pointee, currentSeq: seq)
+            Unmanaged<IntervalSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef {
+                $0.invalidate(range: InvalidationRange(range!), currentSeq: seq)
+            }
         })
 }
 
-/// A whole-address-space subscription's callbacks. Only the start and end
-/// are required; a type declares the rest through `capabilities`.
-public protocol SubscriberCallbacks: AnyObject {
-    /// `MMULAB_CAP_*` bits: which optional callbacks mean something.
-    var capabilities: UInt32 { get }
-    /// [range-dependent] true: done; false: MMULAB_RETRY (non-blockable only).
-    func invalidateRangeStart(_ range: mmulab_range) -> Bool
-    /// [range-dependent]
-    func invalidateRangeEnd(_ range: mmulab_range)
-    /// [non-blockable]
-    func clearYoung(addressSpace: UInt64, start: UInt64, end: UInt64) -> Bool
-    /// [blockable]
-    func release(addressSpace: UInt64)
-}
-
-extension SubscriberCallbacks {
-    public var capabilities: UInt32 { 0 }
-    public func clearYoung(addressSpace: UInt64, start: UInt64, end: UInt64) -> Bool { false }
-    public func release(addressSpace: UInt64) {}
-}
-
-/// A whole-address-space subscription.
-public final class Subscription: @unchecked Sendable {
-    // @unchecked: as for Interval.
-    let callbacks: any SubscriberCallbacks
+/// A whole-address-space subscription (the C `mmulab_subscriber_ops`):
+/// subclass it and override the callbacks you need; declare the optional
+/// ones in `capabilities` (`MMULAB_CAP_*`).
+open class SpaceSubscription: @unchecked Sendable {
+    // @unchecked: as for IntervalSubscription.
     var handle: OpaquePointer?
     var ops: mmulab_subscriber_ops
 
-    init(callbacks: any SubscriberCallbacks) {
-        self.callbacks = callbacks
+    public init(capabilities: UInt32 = 0) {
         ops = mmulab_subscriber_ops(
             struct_size: UInt32(MemoryLayout<mmulab_subscriber_ops>.size),
-            capabilities: callbacks.capabilities,
+            capabilities: capabilities,
             invalidate_range_start: { data, range in
-                Unmanaged<Subscription>.fromOpaque(data!).takeUnretainedValue().callbacks.invalidateRangeStart(range!.pointee)
-                    ? mmulab_status(MMULAB_OK) : mmulab_status(MMULAB_RETRY)
+                Unmanaged<SpaceSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef {
+                    $0.invalidateRangeStart(InvalidationRange(range!))
+                } ? mmulab_status(MMULAB_OK) : mmulab_status(MMULAB_RETRY)
             },
             invalidate_range_end: { data, range in
-                Unmanaged<Subscription>.fromOpaque(data!).takeUnretainedValue().callbacks.invalidateRangeEnd(range!.pointee)
+                Unmanaged<SpaceSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.invalidateRangeEnd(InvalidationRange(range!)) }
             },
             invalidate_secondary_tlbs: nil,
             clear_young: { data, addressSpace, start, end in
-                Unmanaged<Subscription>.fromOpaque(data!).takeUnretainedValue().callbacks
-                    .clearYoung(addressSpace: addressSpace, start: start, end: end) ? 1 : 0
+                Unmanaged<SpaceSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef {
+                    $0.clearYoung(addressSpace: addressSpace, start: start, end: end)
+                } ? 1 : 0
             },
             test_young: nil,
             change_pte: nil,
             release: { data, addressSpace in
-                Unmanaged<Subscription>.fromOpaque(data!).takeUnretainedValue().callbacks.release(addressSpace: addressSpace)
+                Unmanaged<SpaceSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.release(addressSpace: addressSpace) }
             })
     }
+
+    /// [range-dependent] true: done; false: MMULAB_RETRY (non-blockable ranges only).
+    open func invalidateRangeStart(_ range: InvalidationRange) -> Bool { true }
+    /// [range-dependent] Only after a start that returned true.
+    open func invalidateRangeEnd(_ range: InvalidationRange) {}
+    /// [non-blockable][reclaim] Needs MMULAB_CAP_YOUNG.
+    open func clearYoung(addressSpace: UInt64, start: UInt64, end: UInt64) -> Bool { false }
+    /// [blockable] The address space is going away.
+    open func release(addressSpace: UInt64) {}
 }

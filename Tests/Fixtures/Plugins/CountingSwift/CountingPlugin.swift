@@ -3,17 +3,16 @@
 public import DevicePluginKit
 import Synchronization
 
-final class Counter: SubscriberCallbacks {
+final class Counter: SpaceSubscription, @unchecked Sendable {
     let starts = Atomic<UInt64>(0)
     let ends = Atomic<UInt64>(0)
-    var subscription: Subscription?
 
-    func invalidateRangeStart(_ range: mmulab_range) -> Bool {
+    override func invalidateRangeStart(_ range: InvalidationRange) -> Bool {
         starts.add(1, ordering: .relaxed)
         return true
     }
 
-    func invalidateRangeEnd(_ range: mmulab_range) {
+    override func invalidateRangeEnd(_ range: InvalidationRange) {
         ends.add(1, ordering: .relaxed)
     }
 }
@@ -26,12 +25,12 @@ final class CountingSwift: DevicePlugin {
     init(host: Host, options: String) throws(PluginError) { self.host = host }
 
     func attach(_ request: BindingRequest) throws(PluginError) -> AnyObject {
-        counter.subscription = try host.subscribe(addressSpace: request.addressSpace, counter)
+        try host.subscribe(addressSpace: request.addressSpace, counter)
         return counter
     }
 
     func detach(_ binding: AnyObject) {
-        if let subscription = counter.subscription { host.unsubscribe(subscription) }
+        host.unsubscribe(counter)
     }
 
     func access(_ binding: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
