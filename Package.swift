@@ -40,6 +40,7 @@ let package = Package(
         .library(name: "mmulab-fixture-sleepy", type: .dynamic, targets: ["FixtureSleepy"]),
         .library(name: "mmulab-fixture-countingc", type: .dynamic, targets: ["FixtureCountingC"]),
         .library(name: "mmulab-fixture-countingswift", type: .dynamic, targets: ["FixtureCountingSwift"]),
+        .library(name: "mmulab-fixture-servicesprobe", type: .dynamic, targets: ["FixtureServicesProbe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -64,6 +65,7 @@ let package = Package(
         .target(name: "FixtureGreedyMinor", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/GreedyMinor", publicHeadersPath: "."),
         .target(name: "FixtureSleepy", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Sleepy", publicHeadersPath: "."),
         .target(name: "FixtureCountingC", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/CountingC", publicHeadersPath: "."),
+        .target(name: "FixtureServicesProbe", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/ServicesProbe", publicHeadersPath: "."),
         .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
         .target(
             name: "PluginHost",

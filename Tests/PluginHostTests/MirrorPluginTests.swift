@@ -129,3 +129,44 @@ struct SubscriptionThroughABITests {
         instance.destroy()
     }
 }
+
+@Suite("Host services through the ABI")
+struct HostServicesThroughABITests {
+    @Test func pinsShrinkersPageTablePagesAndCompletionsWork() throws {
+        let plugin = try load(fixture("servicesprobe"))
+        let machine = makeMachine(frames: 256)
+        let space = machine.makeAddressSpace()
+        let file = machine.makeFile(named: "rdma-buffer", pages: 4)
+        let base = try space.map(length: 4 * 4096, kind: .fileShared, file: file)
+        let instance = try PluginInstance.create(plugin, machine: machine).get()
+        #expect(machine.memory.freeFrames == 255, "a page-table page is charged to physical memory")
+        #expect(instance.log.snapshot.map(\.message) == ["probe created"], "completion worked, logging arrives")
+
+        // A pinned registration: unmovable, unreclaimable, and the device's
+        // writes reach the file through unpin's dirty report.
+        let binding = try instance.attach(addressSpace: space.id, start: base, length: 4 * 4096, pinned: true)
+        #expect(machine.memory.allocatedFrames().filter { $0.pins == 1 }.count == 4)
+        if case .pinned = machine.migrate(space, address: base, to: 1) {} else { Issue.record("a pinned page must not move") }
+        #expect(try machine.pageOut(space, start: base, length: 4 * 4096) == 0)
+        var bytes: [UInt8] = [7, 7, 7]
+        try bytes.withUnsafeMutableBytes { try instance.access(binding, deviceAddress: base, write: true, buffer: $0) }
+        machine.writeback(file)
+        instance.detach(binding)
+        #expect(machine.memory.allocatedFrames().allSatisfy { $0.pins == 0 }, "no pin leak")
+        #expect(try machine.pageOut(space, start: base, length: 4 * 4096) == 4)
+        #expect(file.storedBytes(at: 0)[0...2] == [7, 7, 7])
+
+        // The shrinker is asked when reclaim runs.
+        let ballast = try space.map(length: 400 * 4096, kind: .anonymousPrivate)
+        try space.populate(start: ballast, length: 400 * 4096, write: true)
+        let stats = Dictionary(uniqueKeysWithValues: instance.statistics().map { ($0.name, $0.value) })
+        #expect(stats["shrinker scans", default: 0] > 0 && stats["cached objects", default: 1000] < 1000, "\(stats)")
+
+        instance.destroy()
+        #expect(machine.shrinkers.registered.isEmpty)
+        space.exit()
+        machine.dropCaches()
+        #expect(machine.memory.freeFrames == 256 - file.cachedPages, "only the file's own page cache remains")
+        #expect(machine.violations.count == 0)
+    }
+}

@@ -62,6 +62,9 @@ public final class BackingFile: @unchecked Sendable {
         UnsafeMutableRawBufferPointer(start: stored + Int(index) * payloadSize, count: payloadSize)
     }
 
+    /// Pages of the file in the page cache now.
+    public var cachedPages: Int { cacheLock.withLock { pageCache.count } }
+
     /// A copy of what the file holds on "disk" at page `index` (tests, the oracle).
     public func storedBytes(at index: Int) -> [UInt8] {
         cacheLock.withLock { Array(storedPage(UInt32(index))) }
