@@ -40,8 +40,11 @@ func runMirrorUnderPressure(_ path: String) throws {
     }
     var versions = [UInt32](repeating: 0, count: pages)
     var rng = SplitMix64.stream(2, of: seed)
-    for _ in 0..<(1_500 * stressScale) {
+    for iteration in 0..<(1_500 * stressScale) {
         let page = Int.random(in: 0..<pages, using: &rng)
+        // Pressure from this thread too, so the run invalidates the device
+        // however the scheduler treats the pressure thread.
+        if iteration % 50 == 0 { _ = try machine.pageOut(space, start: base + UInt64(page) * 4096, length: 4096) }
         let deviceAddress = binding.deviceAddress + UInt64(page) * 4096
         var buffer = [UInt8](repeating: 0, count: 16)
         if Bool.random(using: &rng) {

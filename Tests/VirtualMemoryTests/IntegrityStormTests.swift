@@ -124,16 +124,26 @@ struct IntegrityStormTests {
             })
         }
 
+        // The migration and KSM threads keep going until they have done
+        // their work at least once, however the scheduler treats them.
         threads.append(sync.spawnThread(named: "migrate") {
             var rng = SplitMix64.stream(20, of: seed)
-            while !stop.load(ordering: .relaxed) {
+            var extra = 0
+            while !stop.load(ordering: .relaxed)
+                || (machine.statistics.migrations.load(ordering: .relaxed) == 0 && extra < 10_000)
+            {
+                if stop.load(ordering: .relaxed) { extra += 1 }
                 let layout = layoutsFixed.randomElement(using: &rng)!
                 let address = layout.cpu + UInt64(Int.random(in: 0..<Self.cpuPages, using: &rng)) * page
                 _ = machine.migrate(layout.space, address: address, to: Int.random(in: 0..<2, using: &rng))
             }
         })
         threads.append(sync.spawnThread(named: "ksm") {
-            while !stop.load(ordering: .relaxed) {
+            var extra = 0
+            while !stop.load(ordering: .relaxed)
+                || (machine.statistics.ksmMerges.load(ordering: .relaxed) == 0 && extra < 100)
+            {
+                if stop.load(ordering: .relaxed) { extra += 1 }
                 _ = machine.samePageMerger.scan()
                 sync.sleep(for: .milliseconds(2))
             }
