@@ -1,7 +1,7 @@
 import CDevicePluginABI
-public import LabSync
+import LabSync
 import MMUNotifier
-public import VirtualMemory
+import VirtualMemory
 
 /// What a plugin said through `host->log`.
 public struct PluginLogEntry: Sendable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-public import CDevicePluginABI
+import CDevicePluginABI
 
 #if canImport(Glibc)
 import Glibc

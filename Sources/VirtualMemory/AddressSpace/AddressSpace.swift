@@ -1,4 +1,4 @@
-public import LabSync
+import LabSync
 public import MMUNotifier
 public import Synchronization
 
