@@ -1,0 +1,1 @@
+/* Header-only: the template of the broken fixture plugins. */
