@@ -57,6 +57,23 @@ struct LayeringTests {
         }
     }
 
+    @Test func onlyPluginHostLoadsSharedObjects() throws {
+        for file in try swiftFiles(under: Self.sourcesRoot) where !file.contains("/Sources/PluginHost/") {
+            #expect(!(try read(file)).contains("dlopen("), "\(file) calls dlopen")
+        }
+    }
+
+    @Test func thePluginKitSeesOnlyTheCHeader() throws {
+        let files = try swiftFiles(under: Self.sourcesRoot + "/DevicePluginKit")
+        #expect(!files.isEmpty)
+        for file in files {
+            let text = try read(file)
+            for module in ["LabSync", "MMUNotifier", "VirtualMemory", "PluginHost"] {
+                #expect(!text.contains("import \(module)"), "\(file) imports \(module)")
+            }
+        }
+    }
+
     private func swiftFiles(under root: String) throws -> [String] {
         guard let dir = opendir(root) else { return [] }
         defer { closedir(dir) }
