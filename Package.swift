@@ -53,6 +53,10 @@ let package = Package(
         .target(name: "CDevicePluginABI"),
         .target(name: "DevicePluginKit", dependencies: ["CDevicePluginABI"], swiftSettings: strictSwift6),
 
+        // The GPU plugin (Plugins/GPU): libdrm device discovery so far.
+        .systemLibrary(name: "CLibDRM", path: "Plugins/GPU/CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
+        .target(name: "GPUDeviceDiscovery", dependencies: ["CLibDRM"], path: "Plugins/GPU/Discovery", swiftSettings: strictSwift6),
+
         // Example plugins (Examples/): a plugin author's starting points.
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
         .target(name: "MirrorPluginSwift", dependencies: ["DevicePluginKit"], path: "Examples/MirrorPluginSwift", swiftSettings: strictSwift6),
@@ -91,6 +95,7 @@ let package = Package(
             dependencies: ["MMUNotifier", "LabSync", "TestSupport"],
             swiftSettings: strictSwift6
         ),
+        .testTarget(name: "GPUDiscoveryTests", dependencies: ["GPUDeviceDiscovery", "CLibDRM"], swiftSettings: strictSwift6),
         .testTarget(
             name: "PluginHostTests",
             dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
