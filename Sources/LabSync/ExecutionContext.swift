@@ -129,6 +129,9 @@ public final class ExecutionContext {
     /// Whether the calling thread may not sleep now.
     public static var isCurrentNonBlockable: Bool { withCurrent { $0.isNonBlockable } }
 
+    /// Whether the calling thread is in reclaim context (read without retaining the context).
+    public static var isCurrentInReclaim: Bool { withCurrent { $0.isInReclaim } }
+
     /// Whether the thread may not sleep now.
     public var isNonBlockable: Bool { depth > 0 }
 

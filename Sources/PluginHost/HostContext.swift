@@ -101,8 +101,8 @@ final class HostContext: @unchecked Sendable {
             return completion.wait(timeout: .nanoseconds(Int64(clamping: timeout)))
         }
         t.sleep_ns = { ctx, ns in HostContext.from(ctx).machine.sync.sleep(for: .nanoseconds(Int64(clamping: ns))) }
-        t.in_non_blockable = { _ in ExecutionContext.current.isNonBlockable }
-        t.in_reclaim = { _ in ExecutionContext.current.isInReclaim }
+        t.in_non_blockable = { _ in ExecutionContext.isCurrentNonBlockable }
+        t.in_reclaim = { _ in ExecutionContext.isCurrentInReclaim }
 
         t.subscribe = { ctx, addressSpace, ops, data, out, error in
             let host = HostContext.from(ctx)

@@ -36,6 +36,9 @@ public struct LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(name) \(version) (ABI 1.\(minor)) at \(path)" }
+
+    /// A copy of the descriptor as the host reads it (tests).
+    var descriptorCopy: mmulab_device_plugin { descriptor.pointee }
 }
 
 /// Loads plugins with `dlopen` and checks them against ABI 1.

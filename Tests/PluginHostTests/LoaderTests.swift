@@ -1,5 +1,5 @@
 import LabSync
-import PluginHost
+@testable import PluginHost
 import Testing
 import TestSupport
 
@@ -89,5 +89,21 @@ extension Result where Failure == PluginLoadError {
     var failureDescription: String? {
         if case .failure(let error) = self { return error.description }
         return nil
+    }
+}
+
+@Suite("Versioned descriptor reading")
+struct DescriptorSizeTests {
+    /// An optional operation beyond the declared size is treated as absent,
+    /// even if the bytes there look like a function pointer.
+    @Test func optionalOperationsBeyondTheDeclaredSizeAreIgnored() throws {
+        let full = try load(mirrorC)  // declares stats
+        #expect(full.optionalOperations == ["stats"])
+        var truncated = full.descriptorCopy
+        truncated.struct_size = UInt32(PluginLoader.requiredDescriptorSize)
+        let result = withUnsafePointer(to: &truncated) { PluginLoader.validate($0, negotiated: 0, path: "truncated") }
+        let plugin = try result.get()
+        #expect(plugin.optionalOperations.isEmpty, "stat_count lies past struct_size: it must not be read")
+        #expect(plugin.name == "mirror-c", "fields inside the size are read")
     }
 }

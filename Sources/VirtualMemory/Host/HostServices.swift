@@ -167,7 +167,7 @@ extension Machine {
     /// direct reclaim may run first. Returns nil when none can be had: the
     /// caller must cope (drop the mapping, answer retry), not crash.
     public func allocateDevicePageTablePage() -> PageFrameNumber? {
-        let inReclaim = ExecutionContext.current.isInReclaim
+        let inReclaim = ExecutionContext.isCurrentInReclaim
         if inReclaim {
             guard devicePageTablesInReserve.add(1, ordering: .relaxed).newValue <= configuration.devicePageTableReserve else {
                 devicePageTablesInReserve.subtract(1, ordering: .relaxed)

@@ -154,7 +154,7 @@ public final class PhysicalMemory: @unchecked Sendable {
     /// reserve. Returns nil when nothing can be had: the caller reclaims or
     /// fails. The frame comes back zeroed, with one reference and `flags`.
     public func allocate(preferring node: Int = 0, flags: FrameFlags = [], reserve: Bool? = nil) -> Int32? {
-        let useReserve = reserve ?? ExecutionContext.withCurrentIsInReclaim()
+        let useReserve = reserve ?? ExecutionContext.isCurrentInReclaim
         for step in 0..<nodes.count {
             let candidate = nodes[(node + step) % nodes.count]
             if let frame = candidate.popFree(next: lruNext, prev: lruPrev, floor: useReserve ? 0 : configuration.minFree) {
@@ -168,7 +168,7 @@ public final class PhysicalMemory: @unchecked Sendable {
     /// Takes up to `count` free frames from `node` (then the others), as
     /// `allocate` does, appending them to `frames`. Fewer may come back.
     public func allocate(_ count: Int, preferring node: Int = 0, flags: FrameFlags = [], into frames: inout [Int32]) {
-        let useReserve = ExecutionContext.withCurrentIsInReclaim()
+        let useReserve = ExecutionContext.isCurrentInReclaim
         let first = frames.count
         for step in 0..<nodes.count where frames.count - first < count {
             nodes[(node + step) % nodes.count].popFree(
@@ -372,10 +372,6 @@ public final class PhysicalMemory: @unchecked Sendable {
 
     /// Free frames over all nodes.
     public var freeFrames: Int { nodes.reduce(0) { $0 + $1.freeCount } }
-}
-
-extension ExecutionContext {
-    static func withCurrentIsInReclaim() -> Bool { ExecutionContext.current.isInReclaim }
 }
 
 extension PageFrameNumber {
