@@ -40,11 +40,14 @@ public struct MemoryViolation: Sendable, CustomStringConvertible {
     public let frame: PageFrameNumber
     /// What the primary maps there now (nil: nothing).
     public let primaryFrame: PageFrameNumber?
+    /// Set when the device used a page of device memory, not a frame.
+    public let devicePage: DevicePage?
     public let thread: ThreadIdentity
 
     public var description: String {
         let now = primaryFrame.map { "the primary maps \($0)" } ?? "the primary maps nothing"
-        return "\(kind.rawValue): device used \(frame) at \(addressSpace) 0x\(String(address, radix: 16)); \(now) (thread \(thread))"
+        let used = devicePage.map { "\($0)" } ?? "\(frame)"
+        return "\(kind.rawValue): device used \(used) at \(addressSpace) 0x\(String(address, radix: 16)); \(now) (thread \(thread))"
     }
 }
 
@@ -88,6 +91,9 @@ public final class Machine: @unchecked Sendable {
     let devicePageTablesInReserve = Atomic<Int>(0)
     let reclaimerBox: SpinLocked<Reclaimer?>
     let ksmBox: SpinLocked<SamePageMerger?>
+    /// Every device memory made on this machine, by id - 1 (they live as
+    /// long as the machine, as a device's `dev_pagemap` lives as long as the device).
+    let deviceMemories: SpinLocked<[DeviceMemory]>
 
     public init(_ configuration: Configuration, notifierCore: NotifierCore = NotifierCore()) {
         self.configuration = configuration
@@ -101,6 +107,7 @@ public final class Machine: @unchecked Sendable {
         registryLock = SpinLock("address space registry", domain: sync)
         reclaimerBox = SpinLocked(nil, name: "reclaimer", domain: sync)
         ksmBox = SpinLocked(nil, name: "ksm", domain: sync)
+        deviceMemories = SpinLocked([], name: "device memories", domain: sync)
     }
 
     /// A new, empty address space.

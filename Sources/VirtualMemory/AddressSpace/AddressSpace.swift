@@ -34,6 +34,7 @@ public enum MemoryError: Error, Sendable, Hashable, CustomStringConvertible {
 struct Released {
     var frames: [Int32] = []
     var swapSlots: [Int] = []
+    var devicePages: [DevicePage] = []
 }
 
 /// One process's virtual memory (Linux: `struct mm_struct`): its VMAs, its
@@ -207,6 +208,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
                 machine.dropSwapCacheIfUnused(cached, holding: true)
             }
         }
+        for page in released.devicePages { machine.deviceMemory(of: page)!.free(page) }
     }
 
     /// The common `update` for a zap: the PTE goes away, its dirty bit
@@ -220,6 +222,8 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             residentPages.subtract(1, ordering: .relaxed)
         } else if pte.isSwap {
             released.swapSlots.append(pte.swapSlot)
+        } else if pte.isDevicePrivate {
+            released.devicePages.append(pte.devicePage)
         }
         pte = .none
     }
@@ -365,7 +369,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             guard covered(start, end) else { throw .segmentationFault(start) }
             for vma in carve(start, end) { vma.protection = protection }
             invalidateBlocking(start, end, .mprotect) { _, pte, _ in
-                if pte.isPresent && !protection.contains(.write) { pte = pte.with(writable: false) }
+                if (pte.isPresent || pte.isDevicePrivate) && !protection.contains(.write) { pte = pte.with(writable: false) }
             }
         }
     }
@@ -411,6 +415,10 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             insertSorted(vma)
             ptl.withLock {
                 for (offset, pte) in moved { pageTable.set((newStart + offset) >> 12, pte) }
+            }
+            // A device page's reverse map follows its mapping.
+            for (offset, pte) in moved where pte.isDevicePrivate {
+                machine.deviceMemory(of: pte.devicePage)!.setMapping(pte.devicePage, space: id, address: newStart + offset)
             }
         }
     }

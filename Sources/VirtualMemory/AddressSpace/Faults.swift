@@ -149,6 +149,11 @@ extension AddressSpace {
             return
         }
         if pte.isSwap { return try swapIn(vma, page, pte) }
+        if pte.isDevicePrivate {
+            // Linux: do_swap_page -> pgmap->ops->migrate_to_ram.
+            _ = try bringHome(page, page + 4096, from: nil)
+            return
+        }
         if vma.kind == .anonymousPrivate { return try zeroFill(vma, page, write: write) }
         try fileFault(vma, page, write: write)
     }

@@ -11,7 +11,14 @@ extension AddressSpace {
     public func fork() throws(MemoryError) -> AddressSpace {
         try checkAlive()
         let child = machine.makeAddressSpace()
-        mmapLock.withExclusive {
+        try mmapLock.withExclusive { () throws(MemoryError) in
+            // Device-private pages come home first, so parent and child
+            // share system frames copy-on-write. (Linux instead shares the
+            // device page read-only; the lab keeps one mapping per device
+            // page, which is what its reverse map and eviction rely on.)
+            for vma in vmas where vma.kind == .anonymousPrivate {
+                _ = try bringHome(vma.start, vma.end, from: nil)
+            }
             for vma in vmas {
                 let copy = VMA(start: vma.start, end: vma.end, protection: vma.protection, kind: vma.kind,
                                pageOffset: vma.pageOffset, region: vma.region, file: vma.file, space: child)

@@ -12,17 +12,22 @@ public struct DeviceTranslation: Sendable, Hashable, CustomStringConvertible {
     public let writable: Bool
     /// Taken with `pin`: the frame stays allocated until unpinned.
     public let pinned: Bool
+    /// Set when the page lives in the asking device's own memory (then
+    /// `frame` is the device page's raw value, and `generation` its generation).
+    public let devicePage: DevicePage?
 
-    public init(address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool) {
+    public init(address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool, devicePage: DevicePage? = nil) {
         self.address = address
         self.frame = frame
         self.generation = generation
         self.writable = writable
         self.pinned = pinned
+        self.devicePage = devicePage
     }
 
     public var description: String {
-        "0x\(String(address, radix: 16)) -> \(frame) gen \(generation)\(writable ? " W" : "")\(pinned ? " pinned" : "")"
+        let target = devicePage.map { "\($0)" } ?? "\(frame)"
+        return "0x\(String(address, radix: 16)) -> \(target) gen \(generation)\(writable ? " W" : "")\(pinned ? " pinned" : "")"
     }
 }
 
@@ -32,8 +37,14 @@ extension AddressSpace {
     /// an interval subscription's `readBegin` / `readRetry` around this call
     /// to know the translations are still current when it installs them.
     /// May sleep (it faults); never call it from a non-blockable context.
-    public func faultRange(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) -> [DeviceTranslation] {
-        try collect(start: start, length: length, write: write, pin: false)
+    ///
+    /// Pages in the device memory of `devicePrivateOwner` are returned as
+    /// they are, as device-page translations (Linux: `hmm_range.dev_private_owner`);
+    /// pages in anyone else's device memory are brought home first.
+    public func faultRange(
+        start: UInt64, length: UInt64, write: Bool, devicePrivateOwner: OwnerCookie? = nil
+    ) throws(MemoryError) -> [DeviceTranslation] {
+        try collect(start: start, length: length, write: write, pin: false, devicePrivateOwner: devicePrivateOwner)
     }
 
     /// Translations with the interval sequence they are valid for.
@@ -50,14 +61,14 @@ extension AddressSpace {
     /// invalidation touched the interval meanwhile (a bounded number of
     /// times; the device's own `readRetry` under its lock is the final word).
     public func faultRange(
-        start: UInt64, length: UInt64, write: Bool, interval: IntervalNotifier
+        start: UInt64, length: UInt64, write: Bool, interval: IntervalNotifier, devicePrivateOwner: OwnerCookie? = nil
     ) throws(MemoryError) -> FaultedRange {
         precondition(interval.owner === notifiers, "the interval belongs to another address space")
         var sequence = interval.readBegin()
-        var translations = try collect(start: start, length: length, write: write, pin: false)
+        var translations = try collect(start: start, length: length, write: write, pin: false, devicePrivateOwner: devicePrivateOwner)
         for _ in 0..<16 where interval.checkRetry(sequence) {
             sequence = interval.readBegin()
-            translations = try collect(start: start, length: length, write: write, pin: false)
+            translations = try collect(start: start, length: length, write: write, pin: false, devicePrivateOwner: devicePrivateOwner)
         }
         return FaultedRange(translations: translations, sequence: sequence)
     }
@@ -68,7 +79,9 @@ extension AddressSpace {
         try collect(start: start, length: length, write: write, pin: true)
     }
 
-    private func collect(start: UInt64, length: UInt64, write: Bool, pin: Bool) throws(MemoryError) -> [DeviceTranslation] {
+    private func collect(
+        start: UInt64, length: UInt64, write: Bool, pin: Bool, devicePrivateOwner: OwnerCookie? = nil
+    ) throws(MemoryError) -> [DeviceTranslation] {
         try checkRange(start, length)
         return try mmapLock.withShared { () throws(MemoryError) -> [DeviceTranslation] in
             var result: [DeviceTranslation] = []
@@ -78,6 +91,9 @@ extension AddressSpace {
                 try checkAlive()
                 let taken = ptl.withLock { () -> DeviceTranslation? in
                     let pte = pageTable.entry(address >> 12)
+                    if pte.isDevicePrivate, !pin, let owner = devicePrivateOwner {
+                        return ownDevicePage(address, pte, owner: owner, write: write)
+                    }
                     guard pte.isPresent, !write || pte.isWritable else { return nil }
                     if pin { memory.addPin(pte.frame) }
                     pageTable.set(address >> 12, pte.with(accessed: true))
@@ -94,6 +110,24 @@ extension AddressSpace {
             }
             return result
         }
+    }
+
+    /// The translation of a device-private entry for the device that owns
+    /// its memory (page-table lock held), or nil if the caller must fault:
+    /// another device's page, or a write the entry does not allow yet. A
+    /// device page has one mapping, so a write upgrade needs no copy.
+    private func ownDevicePage(_ address: UInt64, _ pte: PTE, owner: OwnerCookie, write: Bool) -> DeviceTranslation? {
+        let page = pte.devicePage
+        guard let home = machine.deviceMemory(of: page), home.owner == owner else { return nil }
+        var entry = pte
+        if write && !pte.isWritable {
+            guard let vma = vma(containing: address), vma.protection.contains(.write) else { return nil }
+            entry = pte.with(writable: true)
+            pageTable.set(address >> 12, entry)
+        }
+        return DeviceTranslation(
+            address: address, frame: PageFrameNumber(page.rawValue), generation: home.generation(of: page),
+            writable: entry.isWritable, pinned: false, devicePage: page)
     }
 }
 
@@ -114,6 +148,7 @@ extension Machine {
     /// (Linux: `set_page_dirty` from a driver's invalidate callback; seed
     /// 003, the dirty state must transfer).
     public func setDirty(_ frame: PageFrameNumber) {
+        precondition(frame.rawValue <= UInt64(Int32.max), "setDirty of \(frame), which is not a frame (device pages need no dirty bit)")
         if faults.contains(.dropSecondaryDirty) { return }
         memory.setFlags(.dirty, on: frame.frame)
     }
@@ -144,7 +179,8 @@ extension Machine {
     /// Runs a device access with the check of `dmaRead`; returns what
     /// `body` returned.
     public func dmaAccess<R>(_ space: AddressSpace, _ t: DeviceTranslation, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
-        space.ptl.withLock {
+        if let page = t.devicePage { return deviceMemoryAccess(space, t, page, body) }
+        return space.ptl.withLock {
             let frame = t.frame.frame
             let pte = space.pageTable.entry(t.address >> 12)
             let sameGeneration = memory.generation(of: frame) == t.generation
@@ -155,9 +191,34 @@ extension Machine {
                 violations.record(
                     MemoryViolation(
                         kind: sameGeneration ? .staleTranslation : .useAfterFree, addressSpace: space.id, address: t.address,
-                        frame: t.frame, primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, thread: .current))
+                        frame: t.frame, primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, devicePage: nil,
+                        thread: .current))
             }
             return body(memory.payload(of: frame))
+        }
+    }
+
+    /// `dmaAccess` through a translation to device memory: it must reach
+    /// the device page the primary's entry names now (or while an
+    /// invalidation of the address is in progress), in the generation the
+    /// device translated.
+    private func deviceMemoryAccess<R>(
+        _ space: AddressSpace, _ t: DeviceTranslation, _ page: DevicePage, _ body: (UnsafeMutableRawBufferPointer) -> R
+    ) -> R {
+        let home = deviceMemory(of: page)!
+        return space.ptl.withLock {
+            let pte = space.pageTable.entry(t.address >> 12)
+            let sameGeneration = home.generation(of: page) == t.generation
+            let current = pte.isDevicePrivate && pte.devicePage == page
+            let inFlight = space.activeRanges.contains { $0.contains(t.address) }
+            if !sameGeneration || !(current || inFlight) {
+                violations.record(
+                    MemoryViolation(
+                        kind: sameGeneration ? .staleTranslation : .useAfterFree, addressSpace: space.id, address: t.address,
+                        frame: t.frame, primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, devicePage: page,
+                        thread: .current))
+            }
+            return body(home.payload(of: page))
         }
     }
 

@@ -4,6 +4,10 @@
 /// Swap entry:   bit 0 clear, bit 5 set; bits 12... hold the swap slot.
 /// Migration:    bit 0 clear, bit 6 set; bits 12... hold the frame being
 ///               migrated (faults on it wait for the migration to finish).
+/// Device-private: bit 0 clear, bit 7 set; bits 12... hold a page of a
+///               device's memory (`DevicePage`); the CPU cannot reach it and
+///               a CPU fault brings the page home (Linux: a device-private
+///               swap entry, `make_writable_device_private_entry`).
 /// None:         all zero.
 public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public var rawValue: UInt64
@@ -16,6 +20,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     static let softDirtyBit: UInt64 = 1 << 4
     static let swapBit: UInt64 = 1 << 5
     static let migrationBit: UInt64 = 1 << 6
+    static let devicePrivateBit: UInt64 = 1 << 7
     static let payloadShift: UInt64 = 12
 
     public static let none = PTE(rawValue: 0)
@@ -36,7 +41,15 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
         PTE(rawValue: (UInt64(UInt32(bitPattern: frame)) << payloadShift) | migrationBit | (writable ? writableBit : 0))
     }
 
+    /// The entry of a page that lives in device memory; `writable` as the
+    /// page was when it moved.
+    public static func devicePrivate(_ page: DevicePage, writable: Bool) -> PTE {
+        PTE(rawValue: (page.rawValue << payloadShift) | devicePrivateBit | (writable ? writableBit : 0))
+    }
+
     public var isNone: Bool { rawValue == 0 }
+    public var isDevicePrivate: Bool { rawValue & (Self.presentBit | Self.devicePrivateBit) == Self.devicePrivateBit }
+    public var devicePage: DevicePage { DevicePage(rawValue: rawValue >> Self.payloadShift) }
     public var isPresent: Bool { rawValue & Self.presentBit != 0 }
     public var isSwap: Bool { rawValue & (Self.presentBit | Self.swapBit) == Self.swapBit }
     public var isMigration: Bool { rawValue & (Self.presentBit | Self.migrationBit) == Self.migrationBit }
@@ -56,6 +69,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
         if isNone { return "none" }
         if isSwap { return "swap(\(swapSlot))" }
         if isMigration { return "migration(frame \(frame))" }
+        if isDevicePrivate { return "device-private(\(devicePage))\(isWritable ? " W" : "")" }
         var bits = "frame \(frame)"
         if isWritable { bits += " W" }
         if isAccessed { bits += " A" }

@@ -1,0 +1,163 @@
+import LabSync
+import MMUNotifier
+import Synchronization
+
+// Moving pages between system memory and device-private memory (Linux:
+// migrate_vma_setup / migrate_vma_pages / migrate_vma_finalize, and
+// migrate_device_range for eviction). Each move is one invalidation with
+// the `migrate` event; the copy happens under the page-table lock while
+// the old page is still mapped, so no access can slip between copy and
+// switch, and the old page is freed only after the range end.
+
+extension Machine {
+    /// Moves the pages of `[start, start + length)` to `device`, as many as
+    /// it has room for. Only exclusive, unpinned private anonymous pages
+    /// that are present move (Linux: pages migrate_vma can isolate); others
+    /// stay where they are. The invalidation carries `device.owner`, so the
+    /// device that asked can skip its own (seed 001: the owner field of
+    /// `migrate` events). Returns how many pages moved.
+    public func migrateToDevice(_ space: AddressSpace, start: UInt64, length: UInt64, into device: DeviceMemory) throws(MemoryError) -> Int {
+        try space.checkRange(start, length)
+        return try space.mmapLock.withShared { () throws(MemoryError) -> Int in
+            try space.checkAlive()
+            return space.sendToDevice(start, start + length, device)
+        }
+    }
+
+    /// Brings the device-private pages of `[start, start + length)` home to
+    /// system memory (all devices' if `device` is nil). Returns how many moved.
+    public func migrateToHost(_ space: AddressSpace, start: UInt64, length: UInt64, from device: DeviceMemory? = nil) throws(MemoryError) -> Int {
+        try space.checkRange(start, length)
+        return try space.mmapLock.withShared { () throws(MemoryError) -> Int in
+            try space.checkAlive()
+            return try space.bringHome(start, start + length, from: device)
+        }
+    }
+
+    /// Brings up to `pages` of `device`'s pages home, those allocated
+    /// longest ago first, found through the device memory's reverse map
+    /// (Linux: `migrate_device_range` when a driver evicts VRAM). Returns
+    /// how many moved.
+    public func evictDeviceMemory(_ device: DeviceMemory, pages: Int) -> Int {
+        var evicted = 0
+        for (_, spaceID, address) in device.oldestMapped(pages) {
+            guard let space = addressSpace(spaceID) else { continue }
+            let moved = try? space.mmapLock.withShared { () throws(MemoryError) -> Int in
+                try space.checkAlive()
+                return try space.bringHome(address, address + 4096, from: device)
+            }
+            evicted += moved ?? 0
+        }
+        device.evicted.add(evicted, ordering: .relaxed)
+        return evicted
+    }
+}
+
+extension AddressSpace {
+    /// `Machine.migrateToDevice` with the mmap lock held.
+    func sendToDevice(_ start: UInt64, _ end: UInt64, _ device: DeviceMemory) -> Int {
+        // Candidates, referenced and locked so reclaim and NUMA migration
+        // leave them be while they move.
+        var candidates: [(UInt64, Int32)] = []
+        for vma in vmas where vma.kind == .anonymousPrivate && vma.end > start && vma.start < end {
+            ptl.withLock {
+                pageTable.forEachEntry(from: max(start, vma.start) >> 12, to: min(end, vma.end) >> 12) { vpn, pte in
+                    if pte.isPresent && memory.tryGet(pte.frame) { candidates.append((vpn << 12, pte.frame)) }
+                }
+            }
+        }
+        var movable: [UInt64: Int32] = [:]
+        for (address, frame) in candidates {
+            if memory.tryLock(frame) {
+                let flags = memory.flags(of: frame)
+                if flags.contains(.anonymous), !flags.contains(.ksm), !flags.contains(.swapCache),
+                    memory.pincount(of: frame) == 0, memory.mapcount(of: frame) == 1
+                {
+                    movable[address] = frame
+                    continue
+                }
+                memory.unlock(frame)
+            }
+            memory.put(frame)
+        }
+        defer {
+            for frame in movable.values {
+                memory.unlock(frame)
+                memory.put(frame)
+            }
+        }
+        var pages = device.allocate(movable.count)
+        guard !pages.isEmpty else { return 0 }
+        var moved = 0
+        invalidateBlocking(start, end, .migrate, owner: device.owner) { address, pte, released in
+            guard pte.isPresent, let frame = movable[address], pte.frame == frame, let page = pages.popLast() else { return }
+            device.payload(of: page).copyMemory(from: UnsafeRawBufferPointer(memory.payload(of: frame)))
+            device.setMapping(page, space: id, address: address)
+            memory.removeMapping(frame)
+            released.frames.append(frame)
+            residentPages.subtract(1, ordering: .relaxed)
+            pte = .devicePrivate(page, writable: pte.isWritable)
+            moved += 1
+        }
+        for page in pages { device.free(page) }  // room the range did not need after all
+        device.migratedToDevice.add(moved, ordering: .relaxed)
+        return moved
+    }
+
+    /// Brings device-private pages of `[start, end)` home (mmap lock held):
+    /// `Machine.migrateToHost`, a CPU fault on a device-private entry, and
+    /// fork. The invalidation carries no owner: every device, the owner
+    /// included, must drop its translations of the device page before it
+    /// is freed. (In Linux the owner's `migrate_to_ram` does this copy with
+    /// its own DMA engine and fixes its own tables; the lab holds device
+    /// memory's contents itself, so it tells the owner as it tells anyone.)
+    func bringHome(_ start: UInt64, _ end: UInt64, from device: DeviceMemory?) throws(MemoryError) -> Int {
+        var entries: [UInt64: DevicePage] = [:]
+        ptl.withLock {
+            pageTable.forEachEntry(from: start >> 12, to: (end + 4095) >> 12) { vpn, pte in
+                if pte.isDevicePrivate, device.map({ pte.devicePage.memoryID == $0.id }) ?? true {
+                    entries[vpn << 12] = pte.devicePage
+                }
+            }
+        }
+        guard !entries.isEmpty else { return 0 }
+        // Frames first (this may reclaim), locked and on the LRU before
+        // they are mapped, as in a zero-fill fault.
+        var frames: [UInt64: Int32] = [:]
+        do {
+            for address in entries.keys {
+                guard let vma = vma(containing: address) else { continue }
+                let frame = try allocateFrame(flags: .anonymous)
+                memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: address))
+                let locked = memory.tryLock(frame)
+                precondition(locked, "a fresh frame is unlocked")
+                memory.node(of: frame).addToLRU(frame, memory: memory)
+                frames[address] = frame
+            }
+        } catch {
+            for frame in frames.values {
+                memory.unlock(frame)
+                memory.put(frame)
+            }
+            throw error
+        }
+        var used: Set<UInt64> = []
+        invalidateBlocking(start, end, .migrate) { address, pte, released in
+            guard pte.isDevicePrivate, let frame = frames[address], pte.devicePage == entries[address] else { return }
+            let page = pte.devicePage
+            let home = machine.deviceMemory(of: page)!
+            memory.payload(of: frame).copyMemory(from: UnsafeRawBufferPointer(home.payload(of: page)))
+            home.migratedToHost.add(1, ordering: .relaxed)
+            memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+            pte = .present(frame: frame, writable: pte.isWritable, dirty: true)
+            residentPages.add(1, ordering: .relaxed)
+            released.devicePages.append(page)
+            used.insert(address)
+        }
+        for (address, frame) in frames {
+            memory.unlock(frame)
+            if !used.contains(address) { memory.put(frame) }
+        }
+        return used.count
+    }
+}
