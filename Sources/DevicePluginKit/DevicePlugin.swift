@@ -4,6 +4,16 @@ public import CDevicePluginABI
 import Glibc
 #endif
 
+/// The optional operations a plugin provides.
+public struct PluginOperations: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// `prefetch`: fault a range in ahead of use.
+    public static let prefetch = PluginOperations(rawValue: 1 << 0)
+    /// `migrate`: move a range to device memory and back.
+    public static let migrate = PluginOperations(rawValue: 1 << 1)
+}
+
 /// What a plugin declares about itself.
 public struct PluginInfo: Sendable {
     public var name: String
@@ -11,12 +21,15 @@ public struct PluginInfo: Sendable {
     public var summary: String
     /// `MMULAB_CAP_*` bits its subscriptions declare.
     public var capabilities: UInt32
+    /// Which optional operations it implements (the others stay NULL).
+    public var operations: PluginOperations
 
-    public init(name: String, version: String, summary: String, capabilities: UInt32 = 0) {
+    public init(name: String, version: String, summary: String, capabilities: UInt32 = 0, operations: PluginOperations = []) {
         self.name = name
         self.version = version
         self.summary = summary
         self.capabilities = capabilities
+        self.operations = operations
     }
 }
 
@@ -43,6 +56,10 @@ public protocol DevicePlugin: AnyObject {
     func detach(_ binding: AnyObject)
     /// [blockable] The device reads or writes the page at `deviceAddress`.
     func access(_ binding: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError)
+    /// [blockable] Fault a range in ahead of use (declare `.prefetch`).
+    func prefetch(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64) throws(PluginError)
+    /// [blockable] Move a range to device memory or back (declare `.migrate`).
+    func migrate(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64, toDevice: Bool) throws(PluginError)
     /// [any-thread] Named counters.
     var statistics: [(name: String, value: UInt64)] { get }
     /// [blockable] Called before the instance goes away (after every detach).
@@ -50,6 +67,12 @@ public protocol DevicePlugin: AnyObject {
 }
 
 extension DevicePlugin {
+    public func prefetch(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64) throws(PluginError) {
+        throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "prefetch is not provided")
+    }
+    public func migrate(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64, toDevice: Bool) throws(PluginError) {
+        throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "migrate is not provided")
+    }
     public var statistics: [(name: String, value: UInt64)] { [] }
     public func shutdown() {}
 }
@@ -81,7 +104,8 @@ public enum DevicePluginExport {
             name: UnsafePointer(strdup(info.name)), version: UnsafePointer(strdup(info.version)),
             description: UnsafePointer(strdup(info.summary)), capabilities: info.capabilities, reserved: 0,
             create: create, destroy: destroy, attach: attach, detach: detach, access: access,
-            prefetch: nil, migrate: nil, stat_count: statCount, stat_get: statGet))
+            prefetch: info.operations.contains(.prefetch) ? prefetch : nil,
+            migrate: info.operations.contains(.migrate) ? migrate : nil, stat_count: statCount, stat_get: statGet))
         descriptor = made
         return UnsafePointer(made)
     }
@@ -148,6 +172,30 @@ public enum DevicePluginExport {
             try InstanceBox.from(instance).plugin.access(
                 object, deviceAddress: address, write: flags & UInt32(MMULAB_ACCESS_WRITE) != 0,
                 buffer: UnsafeMutableRawBufferPointer(start: buffer, count: Int(length)))
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            return error.report(into: errorOut)
+        }
+    }
+
+    static let prefetch: @convention(c) (
+        UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UInt64, UInt64, UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status = { instance, binding, address, length, errorOut in
+        let object = Unmanaged<AnyObject>.fromOpaque(binding!).takeUnretainedValue()
+        do throws(PluginError) {
+            try InstanceBox.from(instance).plugin.prefetch(object, deviceAddress: address, length: length)
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            return error.report(into: errorOut)
+        }
+    }
+
+    static let migrate: @convention(c) (
+        UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UInt64, UInt64, Bool, UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status = { instance, binding, address, length, toDevice, errorOut in
+        let object = Unmanaged<AnyObject>.fromOpaque(binding!).takeUnretainedValue()
+        do throws(PluginError) {
+            try InstanceBox.from(instance).plugin.migrate(object, deviceAddress: address, length: length, toDevice: toDevice)
             return mmulab_status(MMULAB_OK)
         } catch {
             return error.report(into: errorOut)

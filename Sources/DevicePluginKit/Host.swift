@@ -183,3 +183,94 @@ public final class HostLock: @unchecked Sendable {
         return try body()
     }
 }
+
+// MARK: - Page-table pages, shrinkers, device memory
+
+extension mmulab_pfn {
+    /// The page lives in the caller's own device memory (ABI 1.1).
+    public var isDevicePrivate: Bool { flags & UInt32(MMULAB_PFN_DEVICE_PRIVATE) != 0 }
+}
+
+/// A device memory the host made for this instance (ABI 1.1).
+public struct DeviceMemoryHandle: @unchecked Sendable {
+    // @unchecked: the handle is the host's, valid until the instance is destroyed.
+    let handle: OpaquePointer
+}
+
+extension Host {
+    /// [any-thread] Whether the calling thread is in reclaim.
+    public var isInReclaim: Bool { table.pointee.in_reclaim(context) }
+
+    /// [any-thread][reclaim] A page for the device's own page tables, or nil
+    /// (in reclaim only a bounded reserve exists: cope, do not crash).
+    public func allocatePageTablePage() -> UInt64? {
+        var pfn: UInt64 = 0
+        return table.pointee.alloc_page_table_page(context, &pfn) == mmulab_status(MMULAB_OK) ? pfn : nil
+    }
+
+    public func freePageTablePage(_ pfn: UInt64) { table.pointee.free_page_table_page(context, pfn) }
+
+    /// [blockable] Registers `shrinker` with the host's reclaim until `unregisterShrinker`.
+    public func registerShrinker(_ name: String, _ shrinker: Shrinker) throws(PluginError) {
+        precondition(shrinker.handle == nil, "the shrinker is already registered")
+        var handle: OpaquePointer? = nil
+        let status = name.withCString {
+            table.pointee.shrinker_register(context, $0, &Shrinker.ops, Unmanaged.passRetained(shrinker).toOpaque(), &handle)
+        }
+        guard status == mmulab_status(MMULAB_OK), let handle else {
+            Unmanaged.passUnretained(shrinker).release()
+            throw PluginError(status: status, "shrinker_register failed")
+        }
+        shrinker.handle = handle
+    }
+
+    /// [blockable] No shrinker callback runs after this returns.
+    public func unregisterShrinker(_ shrinker: Shrinker) {
+        guard let handle = shrinker.handle else { return }
+        table.pointee.shrinker_unregister(context, handle)
+        shrinker.handle = nil
+        Unmanaged.passUnretained(shrinker).release()
+    }
+
+    /// Whether the host offers device-private memory (ABI 1.1).
+    public var offersDeviceMemory: Bool {
+        table.pointee.abi_minor >= 1
+            && Int(table.pointee.struct_size) >= MemoryLayout<mmulab_host>.offset(of: \.device_memory_evict)! + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// [blockable] `pages` pages of simulated VRAM; migrations into it announce `owner`.
+    public func makeDeviceMemory(_ name: String, pages: UInt64, owner: UInt64) throws(PluginError) -> DeviceMemoryHandle {
+        guard offersDeviceMemory else { throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the host offers no device memory (ABI 1.0)") }
+        var handle: OpaquePointer? = nil
+        var error = mmulab_error()
+        let status = name.withCString { table.pointee.device_memory_create(context, $0, pages, owner, &handle, &error) }
+        guard status == mmulab_status(MMULAB_OK), let handle else { throw PluginError(error) }
+        return DeviceMemoryHandle(handle: handle)
+    }
+
+    /// [any-thread] Pages of `memory` in use.
+    public func usedPages(of memory: DeviceMemoryHandle) -> UInt64 { table.pointee.device_memory_used(memory.handle) }
+
+    /// [blockable] Moves what can move of the range into `memory`; returns how many pages moved.
+    public func migrateToDevice(_ memory: DeviceMemoryHandle, addressSpace: UInt64, start: UInt64, length: UInt64) throws(PluginError) -> UInt64 {
+        var moved: UInt64 = 0
+        var error = mmulab_error()
+        guard table.pointee.migrate_to_device(context, memory.handle, addressSpace, start, length, &moved, &error) == mmulab_status(MMULAB_OK)
+        else { throw PluginError(error) }
+        return moved
+    }
+
+    /// [blockable] Brings the range's pages in `memory` home; returns how many moved.
+    public func migrateToHost(_ memory: DeviceMemoryHandle, addressSpace: UInt64, start: UInt64, length: UInt64) throws(PluginError) -> UInt64 {
+        var moved: UInt64 = 0
+        var error = mmulab_error()
+        guard table.pointee.migrate_to_host(context, memory.handle, addressSpace, start, length, &moved, &error) == mmulab_status(MMULAB_OK)
+        else { throw PluginError(error) }
+        return moved
+    }
+
+    /// [blockable] Evicts up to `pages` of the oldest pages of `memory`; returns how many moved.
+    public func evict(_ memory: DeviceMemoryHandle, pages: UInt64) -> UInt64 {
+        table.pointee.device_memory_evict(context, memory.handle, pages)
+    }
+}

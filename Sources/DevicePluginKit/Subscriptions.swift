@@ -102,3 +102,26 @@ open class SpaceSubscription: @unchecked Sendable {
     /// [blockable] The address space is going away.
     open func release(addressSpace: UInt64) {}
 }
+
+/// A device cache the host may shrink under memory pressure (the C
+/// `mmulab_shrinker_ops`): subclass it and override `count` and `scan`.
+open class Shrinker: @unchecked Sendable {
+    // @unchecked: `handle` is set and cleared by Host.register/unregisterShrinker.
+    var handle: OpaquePointer?
+
+    public init() {}
+
+    /// [non-blockable][reclaim] How many objects could be freed now.
+    open func count() -> UInt64 { 0 }
+    /// [reclaim] Free up to `count` objects; return how many were freed, or
+    /// nil when no progress is possible now (a contended lock while
+    /// `canBlock` is false: fail fast, never wait).
+    open func scan(count: UInt64, canBlock: Bool) -> UInt64? { 0 }
+
+    nonisolated(unsafe) static var ops = mmulab_shrinker_ops(
+        struct_size: UInt32(MemoryLayout<mmulab_shrinker_ops>.size),
+        count: { data in Unmanaged<Shrinker>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.count() } },
+        scan: { data, count, canBlock in
+            Unmanaged<Shrinker>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.scan(count: count, canBlock: canBlock) } ?? UInt64.max
+        })
+}

@@ -24,12 +24,15 @@ final class HostContext: @unchecked Sendable {
     let table: UnsafeMutablePointer<mmulab_host>
     /// The whole-space subscriptions the plugin holds now.
     let subscriptions: SpinLocked<[ObjectIdentifier: CSubscriber]>
+    /// The device memories the instance made (ABI 1.1), all with one owner.
+    let deviceMemories: SpinLocked<[DeviceMemory]>
 
     init(machine: Machine, pluginName: String, log: ReportLog<PluginLogEntry>) {
         self.machine = machine
         self.pluginName = pluginName
         self.log = log
         subscriptions = SpinLocked([:], name: "\(pluginName) subscriptions", domain: machine.sync)
+        deviceMemories = SpinLocked([], name: "\(pluginName) device memories", domain: machine.sync)
         table = .allocate(capacity: 1)
         table.initialize(to: Self.makeTable())
         table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
@@ -42,6 +45,17 @@ final class HostContext: @unchecked Sendable {
     }
 
     func space(_ id: UInt64) -> AddressSpace? { machine.addressSpace(AddressSpaceID(id)) }
+
+    /// The migration owner of the instance's device memory, if it made any.
+    var devicePrivateOwner: OwnerCookie? { deviceMemories.withLock { $0.first?.owner } }
+
+    /// Brings every page still in the instance's device memory home (after
+    /// destroy: nothing a plugin left in device memory is lost).
+    func bringDeviceMemoryHome() {
+        for memory in deviceMemories.withLock({ $0 }) {
+            while memory.usedPages > 0, machine.evictDeviceMemory(memory, pages: memory.capacity) > 0 {}
+        }
+    }
 
     // MARK: - The services table
 
@@ -175,8 +189,15 @@ final class HostContext: @unchecked Sendable {
             let translations = (0..<Int(count)).map { translation(pfns![$0]) }
             host.machine.unpin(translations, dirty: dirty)
         }
-        t.set_dirty = { ctx, pfn in HostContext.from(ctx).machine.setDirty(PageFrameNumber(pfn!.pointee.pfn)) }
-        t.mark_accessed = { ctx, pfn in HostContext.from(ctx).machine.markAccessed(PageFrameNumber(pfn!.pointee.pfn)) }
+        // A device page needs neither: it comes home dirty, and is never reclaimed.
+        t.set_dirty = { ctx, pfn in
+            guard let pfn, !pfn.pointee.isDevicePrivate else { return }
+            HostContext.from(ctx).machine.setDirty(PageFrameNumber(pfn.pointee.pfn))
+        }
+        t.mark_accessed = { ctx, pfn in
+            guard let pfn, !pfn.pointee.isDevicePrivate else { return }
+            HostContext.from(ctx).machine.markAccessed(PageFrameNumber(pfn.pointee.pfn))
+        }
         t.dma_read = { ctx, addressSpace, pfn, buffer, length in
             let host = HostContext.from(ctx)
             guard let space = host.space(addressSpace), let pfn, let buffer else { return }
@@ -211,10 +232,7 @@ final class HostContext: @unchecked Sendable {
             let shrinker = Unmanaged<CShrinker>.fromOpaque(UnsafeRawPointer(handle!)).takeRetainedValue()
             HostContext.from(ctx).machine.shrinkers.unregister(shrinker)
         }
-        // Device-private memory arrives with a later minor (the GPU plugin's issue).
-        t.device_private_alloc = nil
-        t.migrate_to_device = nil
-        t.migrate_to_host = nil
+        DeviceMemoryServices.install(into: &t)
         return t
     }
 
@@ -229,11 +247,12 @@ final class HostContext: @unchecked Sendable {
         do {
             let translations = pin
                 ? try space.pin(start: start, length: length, write: write)
-                : try space.faultRange(start: start, length: length, write: write)
+                : try space.faultRange(start: start, length: length, write: write, devicePrivateOwner: devicePrivateOwner)
             for (i, t) in translations.enumerated() {
                 pfns[i] = mmulab_pfn(
                     address: t.address, pfn: t.frame.rawValue, generation: t.generation,
-                    flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.pinned ? UInt32(MMULAB_PFN_PINNED) : 0))
+                    flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.pinned ? UInt32(MMULAB_PFN_PINNED) : 0)
+                        | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0))
             }
             return mmulab_status(MMULAB_OK)
         } catch {
@@ -245,7 +264,12 @@ final class HostContext: @unchecked Sendable {
 func translation(_ pfn: mmulab_pfn) -> DeviceTranslation {
     DeviceTranslation(
         address: pfn.address, frame: PageFrameNumber(pfn.pfn), generation: pfn.generation,
-        writable: pfn.flags & UInt32(MMULAB_PFN_WRITABLE) != 0, pinned: pfn.flags & UInt32(MMULAB_PFN_PINNED) != 0)
+        writable: pfn.flags & UInt32(MMULAB_PFN_WRITABLE) != 0, pinned: pfn.flags & UInt32(MMULAB_PFN_PINNED) != 0,
+        devicePage: pfn.isDevicePrivate ? DevicePage(rawValue: pfn.pfn) : nil)
+}
+
+extension mmulab_pfn {
+    var isDevicePrivate: Bool { flags & UInt32(MMULAB_PFN_DEVICE_PRIVATE) != 0 }
 }
 
 func status(for error: MemoryError) -> Int {

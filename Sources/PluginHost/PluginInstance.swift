@@ -119,6 +119,17 @@ public final class PluginInstance: @unchecked Sendable {
         guard status == mmulab_status(MMULAB_OK) else { throw callError("prefetch", status, error) }
     }
 
+    /// Moves a range of the binding to the device's memory (`toDevice`) or
+    /// back, if the plugin can.
+    public func migrate(_ binding: Binding, deviceAddress: UInt64, length: UInt64, toDevice: Bool) throws(PluginCallError) {
+        guard let migrate = plugin.descriptor.pointee.migrate else {
+            throw PluginCallError(plugin: plugin.name, operation: "migrate", status: mmulab_status(MMULAB_ERR_NOT_SUPPORTED), message: "not provided")
+        }
+        var error = mmulab_error()
+        let status = migrate(instance, binding.handle, deviceAddress, length, toDevice, &error)
+        guard status == mmulab_status(MMULAB_OK) else { throw callError("migrate", status, error) }
+    }
+
     /// The plugin's named counters.
     public func statistics() -> [(name: String, value: UInt64)] {
         guard let count = plugin.descriptor.pointee.stat_count, let get = plugin.descriptor.pointee.stat_get else { return [] }
@@ -137,6 +148,7 @@ public final class PluginInstance: @unchecked Sendable {
         for binding in bindings.reversed() { plugin.descriptor.pointee.detach!(instance, binding.handle) }
         bindings.removeAll()
         plugin.descriptor.pointee.destroy!(instance)
+        context.bringDeviceMemoryHome()
     }
 
     deinit { destroy() }

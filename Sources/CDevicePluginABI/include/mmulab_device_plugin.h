@@ -1,5 +1,8 @@
 /*
- * mmulab device plugin ABI, version 1.
+ * mmulab device plugin ABI, version 1.1.
+ *
+ * History: 1.0 the first; 1.1 adds device-private memory (the host table's
+ * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE).
  *
  * This header is the whole contract between the mmulab host and a device
  * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
@@ -54,7 +57,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 0
+#define MMULAB_ABI_MINOR 1
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -126,6 +129,9 @@ typedef struct mmulab_range {
 enum {
     MMULAB_PFN_WRITABLE = 1u << 0,
     MMULAB_PFN_PINNED = 1u << 1,
+    /* 1.1: the page lives in the caller's own device memory; `pfn` names
+     * the device page (Linux: hmm_range_fault with dev_private_owner). */
+    MMULAB_PFN_DEVICE_PRIVATE = 1u << 2,
 };
 
 /* A translation from the primary MMU: the frame behind one page, and the
@@ -209,6 +215,7 @@ typedef struct mmulab_lock mmulab_lock;
 typedef struct mmulab_completion mmulab_completion;
 typedef struct mmulab_subscription mmulab_subscription;
 typedef struct mmulab_shrinker mmulab_shrinker;
+typedef struct mmulab_device_memory mmulab_device_memory;
 
 enum mmulab_log_level {
     MMULAB_LOG_DEBUG = 0,
@@ -305,12 +312,36 @@ typedef struct mmulab_host {
                                        mmulab_shrinker **out);
     void (*shrinker_unregister)(void *ctx, mmulab_shrinker *shrinker);
 
-    /* Device-private memory and migration: NULL in ABI 1.0 (a later minor
-     * adds them; check the negotiated minor and the table size). */
-    mmulab_status (*device_private_alloc)(void *ctx, uint64_t pages, uint64_t *first_pfn_out);
-    mmulab_status (*migrate_to_device)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length,
-                                       uint64_t owner);
-    mmulab_status (*migrate_to_host)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length);
+    /* Device-private memory, ABI 1.1 (a host that offers only 1.0 has a
+     * shorter table: check struct_size, or the negotiated minor).
+     *
+     * [blockable] Make `pages` pages of device memory (simulated VRAM the CPU
+     * cannot reach) for this instance. Migrations into it announce `owner`
+     * in their migrate invalidation (MMULAB_RANGE_HAS_OWNER), so the device
+     * can skip the invalidations it caused itself; fault_range returns its
+     * pages as MMULAB_PFN_DEVICE_PRIVATE translations, checked on DMA like
+     * any other. One owner per instance. The memory lives until the instance
+     * is destroyed; the host brings any page still in it home then. */
+    mmulab_status (*device_memory_create)(void *ctx, const char *name, uint64_t pages, uint64_t owner,
+                                          mmulab_device_memory **out, mmulab_error *error);
+    /* [any-thread] Pages of the device memory in use. */
+    uint64_t (*device_memory_used)(mmulab_device_memory *memory);
+    /* [blockable] Move the pages of [start, start + length) to the device
+     * memory (Linux: migrate_vma_setup/pages/finalize). Only present,
+     * exclusive, unpinned private anonymous pages move, as many as fit;
+     * `*moved` says how many. The device must already have dropped its own
+     * translations of the range: the invalidation carries its owner. */
+    mmulab_status (*migrate_to_device)(void *ctx, mmulab_device_memory *memory, uint64_t address_space, uint64_t start,
+                                       uint64_t length, uint64_t *moved, mmulab_error *error);
+    /* [blockable] Bring the range's pages in `memory` home to system memory.
+     * A CPU access to a device page does this by itself (one page). The
+     * invalidation carries no owner: every device lets go of the pages. */
+    mmulab_status (*migrate_to_host)(void *ctx, mmulab_device_memory *memory, uint64_t address_space, uint64_t start,
+                                     uint64_t length, uint64_t *moved, mmulab_error *error);
+    /* [blockable] Device memory pressure: bring up to `pages` of the pages
+     * allocated longest ago home, wherever they are mapped now (Linux:
+     * migrate_device_range). Returns how many moved. */
+    uint64_t (*device_memory_evict)(void *ctx, mmulab_device_memory *memory, uint64_t pages);
 } mmulab_host;
 
 /* ---------------------------------------------------------------------- */
