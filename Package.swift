@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "PluginHost", targets: ["PluginHost"]),
         .library(name: "DevicePluginKit", targets: ["DevicePluginKit"]),
         .executable(name: "mmulab", targets: ["mmulab"]),
+        .library(name: "mmulab-plugin-gpu", type: .dynamic, targets: ["GPUPlugin"]),
         .library(name: "mmulab-plugin-mirror-c", type: .dynamic, targets: ["MirrorPluginC"]),
         .library(name: "mmulab-plugin-mirror-swift", type: .dynamic, targets: ["MirrorPluginSwift"]),
         // Deliberately broken plugins the PluginHost tests load (Tests/Fixtures/Plugins).
@@ -53,9 +54,10 @@ let package = Package(
         .target(name: "CDevicePluginABI"),
         .target(name: "DevicePluginKit", dependencies: ["CDevicePluginABI"], swiftSettings: strictSwift6),
 
-        // The GPU plugin (Plugins/GPU): libdrm device discovery so far.
+        // The GPU plugin (Plugins/GPU): libdrm device discovery and the simulated GPU MMU.
         .systemLibrary(name: "CLibDRM", path: "Plugins/GPU/CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
         .target(name: "GPUDeviceDiscovery", dependencies: ["CLibDRM"], path: "Plugins/GPU/Discovery", swiftSettings: strictSwift6),
+        .target(name: "GPUPlugin", dependencies: ["DevicePluginKit", "GPUDeviceDiscovery"], path: "Plugins/GPU/Plugin", swiftSettings: strictSwift6),
 
         // Example plugins (Examples/): a plugin author's starting points.
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
@@ -93,6 +95,11 @@ let package = Package(
         .testTarget(
             name: "MMUNotifierTests",
             dependencies: ["MMUNotifier", "LabSync", "TestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "GPUPluginTests",
+            dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(name: "GPUDiscoveryTests", dependencies: ["GPUDeviceDiscovery", "CLibDRM"], swiftSettings: strictSwift6),
