@@ -35,6 +35,9 @@ final class GPUShrinker: Shrinker, @unchecked Sendable {
                         }
                     }
                 }
+                // Table pages kept for the next fault go back too.
+                for page in vm.tableCache { gpu.host.freePageTablePage(page) }
+                vm.tableCache.removeAll()
             }
             vm.lock.unlock()
         }
