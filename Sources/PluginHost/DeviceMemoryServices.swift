@@ -29,30 +29,35 @@ enum DeviceMemoryServices {
         }
         t.device_memory_used = { handle in UInt64(memory(handle).usedPages) }
         t.migrate_to_device = { ctx, handle, addressSpace, start, length, moved, errorOut in
-            let host = HostContext.from(ctx)
-            guard let space = host.space(addressSpace) else { return fail(errorOut, MMULAB_ERR_INVALID, "no address space \(addressSpace)") }
-            do throws(MemoryError) {
-                let count = try host.machine.migrateToDevice(space, start: start, length: length, into: memory(handle))
-                moved?.pointee = UInt64(count)
-                return mmulab_status(MMULAB_OK)
-            } catch {
-                return fail(errorOut, status(for: error), "migrate_to_device 0x\(String(start, radix: 16)): \(error)")
+            migrate("migrate_to_device", ctx, addressSpace, start, moved, errorOut) { machine, space throws(MemoryError) in
+                try machine.migrateToDevice(space, start: start, length: length, into: memory(handle))
             }
         }
         t.migrate_to_host = { ctx, handle, addressSpace, start, length, moved, errorOut in
-            let host = HostContext.from(ctx)
-            guard let space = host.space(addressSpace) else { return fail(errorOut, MMULAB_ERR_INVALID, "no address space \(addressSpace)") }
-            do throws(MemoryError) {
-                let count = try host.machine.migrateToHost(space, start: start, length: length, from: memory(handle))
-                moved?.pointee = UInt64(count)
-                return mmulab_status(MMULAB_OK)
-            } catch {
-                return fail(errorOut, status(for: error), "migrate_to_host 0x\(String(start, radix: 16)): \(error)")
+            migrate("migrate_to_host", ctx, addressSpace, start, moved, errorOut) { machine, space throws(MemoryError) in
+                try machine.migrateToHost(space, start: start, length: length, from: memory(handle))
             }
         }
         t.device_memory_evict = { ctx, handle, pages in
             UInt64(HostContext.from(ctx).machine.evictDeviceMemory(memory(handle), pages: Int(clamping: pages)))
         }
+    }
+}
+
+/// One migration service: finds the address space, runs `body`, reports
+/// how many pages moved or why none could.
+private func migrate(
+    _ name: String, _ ctx: UnsafeMutableRawPointer?, _ addressSpace: UInt64, _ start: UInt64,
+    _ moved: UnsafeMutablePointer<UInt64>?, _ errorOut: UnsafeMutablePointer<mmulab_error>?,
+    _ body: (Machine, AddressSpace) throws(MemoryError) -> Int
+) -> mmulab_status {
+    let host = HostContext.from(ctx)
+    guard let space = host.space(addressSpace) else { return fail(errorOut, MMULAB_ERR_INVALID, "\(name): no address space \(addressSpace)") }
+    do throws(MemoryError) {
+        moved?.pointee = UInt64(try body(host.machine, space))
+        return mmulab_status(MMULAB_OK)
+    } catch {
+        return fail(errorOut, status(for: error), "\(name) 0x\(String(start, radix: 16)): \(error)")
     }
 }
 

@@ -179,46 +179,33 @@ extension Machine {
     /// Runs a device access with the check of `dmaRead`; returns what
     /// `body` returned.
     public func dmaAccess<R>(_ space: AddressSpace, _ t: DeviceTranslation, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
-        if let page = t.devicePage { return deviceMemoryAccess(space, t, page, body) }
+        // A translation to device memory must reach the device page the
+        // primary's entry names now, in the generation the device took.
+        let home = t.devicePage.map { deviceMemory(of: $0)! }
         return space.ptl.withLock {
-            let frame = t.frame.frame
             let pte = space.pageTable.entry(t.address >> 12)
-            let sameGeneration = memory.generation(of: frame) == t.generation
-            let current = pte.isPresent && pte.frame == frame
             let inFlight = space.activeRanges.contains { $0.contains(t.address) }
-            let pinnedHere = t.pinned && memory.pincount(of: frame) > 0
-            if !sameGeneration || !(current || inFlight || pinnedHere) {
-                violations.record(
-                    MemoryViolation(
-                        kind: sameGeneration ? .staleTranslation : .useAfterFree, addressSpace: space.id, address: t.address,
-                        frame: t.frame, primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, devicePage: nil,
-                        thread: .current))
+            let sameGeneration: Bool
+            let current: Bool
+            let target: UnsafeMutableRawBufferPointer
+            if let page = t.devicePage, let home {
+                sameGeneration = home.generation(of: page) == t.generation
+                current = pte.isDevicePrivate && pte.devicePage == page
+                target = home.payload(of: page)
+            } else {
+                let frame = t.frame.frame
+                sameGeneration = memory.generation(of: frame) == t.generation
+                current = pte.isPresent && pte.frame == frame || t.pinned && memory.pincount(of: frame) > 0
+                target = memory.payload(of: frame)
             }
-            return body(memory.payload(of: frame))
-        }
-    }
-
-    /// `dmaAccess` through a translation to device memory: it must reach
-    /// the device page the primary's entry names now (or while an
-    /// invalidation of the address is in progress), in the generation the
-    /// device translated.
-    private func deviceMemoryAccess<R>(
-        _ space: AddressSpace, _ t: DeviceTranslation, _ page: DevicePage, _ body: (UnsafeMutableRawBufferPointer) -> R
-    ) -> R {
-        let home = deviceMemory(of: page)!
-        return space.ptl.withLock {
-            let pte = space.pageTable.entry(t.address >> 12)
-            let sameGeneration = home.generation(of: page) == t.generation
-            let current = pte.isDevicePrivate && pte.devicePage == page
-            let inFlight = space.activeRanges.contains { $0.contains(t.address) }
             if !sameGeneration || !(current || inFlight) {
                 violations.record(
                     MemoryViolation(
                         kind: sameGeneration ? .staleTranslation : .useAfterFree, addressSpace: space.id, address: t.address,
-                        frame: t.frame, primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, devicePage: page,
+                        frame: t.frame, primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, devicePage: t.devicePage,
                         thread: .current))
             }
-            return body(home.payload(of: page))
+            return body(target)
         }
     }
 
