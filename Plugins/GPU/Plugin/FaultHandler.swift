@@ -1,9 +1,11 @@
 import DevicePluginKit
 
-/// A replayable GPU page fault, as the hardware writes it to the fault buffer.
+/// A replayable GPU page fault, as the hardware writes it to the fault
+/// buffer. It holds its VM and binding, so a fault drained after a detach
+/// still points at live objects (the handler then skips it).
 struct GPUFault {
-    unowned let vm: GPUVM
-    unowned let binding: GPUBinding
+    let vm: GPUVM
+    let binding: GPUBinding
     let address: UInt64
     let write: Bool
 }
