@@ -253,18 +253,25 @@ extension Host {
 
     /// [blockable] Moves what can move of the range into `memory`; returns how many pages moved.
     public func migrateToDevice(_ memory: DeviceMemoryHandle, addressSpace: UInt64, start: UInt64, length: UInt64) throws(PluginError) -> UInt64 {
-        var moved: UInt64 = 0
-        var error = mmulab_error()
-        guard table.pointee.migrate_to_device(context, memory.handle, addressSpace, start, length, &moved, &error) == mmulab_status(MMULAB_OK)
-        else { throw PluginError(error) }
-        return moved
+        try migrate(table.pointee.migrate_to_device, memory, addressSpace, start, length)
     }
 
     /// [blockable] Brings the range's pages in `memory` home; returns how many moved.
     public func migrateToHost(_ memory: DeviceMemoryHandle, addressSpace: UInt64, start: UInt64, length: UInt64) throws(PluginError) -> UInt64 {
+        try migrate(table.pointee.migrate_to_host, memory, addressSpace, start, length)
+    }
+
+    /// One call of `migrate_to_device` or `migrate_to_host` (same signature).
+    private func migrate(
+        _ service: @convention(c) (
+            UnsafeMutableRawPointer?, OpaquePointer?, UInt64, UInt64, UInt64, UnsafeMutablePointer<UInt64>?,
+            UnsafeMutablePointer<mmulab_error>?
+        ) -> mmulab_status,
+        _ memory: DeviceMemoryHandle, _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64
+    ) throws(PluginError) -> UInt64 {
         var moved: UInt64 = 0
         var error = mmulab_error()
-        guard table.pointee.migrate_to_host(context, memory.handle, addressSpace, start, length, &moved, &error) == mmulab_status(MMULAB_OK)
+        guard service(context, memory.handle, addressSpace, start, length, &moved, &error) == mmulab_status(MMULAB_OK)
         else { throw PluginError(error) }
         return moved
     }

@@ -27,7 +27,7 @@ struct HMMStyleTests {
         let f = try GPUFixture()
         let (base, binding) = try f.mapAndBind(pages: 32)
         for i in 0..<32 { try f.deviceWrite(binding, base + UInt64(i) * page, tag(i, 2)) }
-        // Swap everything out: the GPU's writes must reach swap (dirty transfer).
+        // Swap everything out and back: the GPU's writes survive the round trip.
         _ = try f.machine.pageOut(f.space, start: base, length: 32 * page)
         #expect(f.machine.statistics.evictedAnonymous.load(ordering: .relaxed) > 0)
         for i in 0..<32 { #expect(try f.space.read(base + UInt64(i) * page) == tag(i, 2)) }
@@ -136,6 +136,25 @@ struct HMMStyleTests {
         #expect(!f.space.translate(base).isDevicePrivate && f.space.translate(base + 8 * page).isDevicePrivate)
         for i in 0..<16 { #expect(try f.deviceRead(binding, base + UInt64(i) * page) == tag(i, 1)) }
         for i in 0..<16 { #expect(try f.space.read(base + UInt64(i) * page) == tag(i, 1)) }
+        #expect(f.finish() == [])
+    }
+
+    /// The host, not the plugin, is the last word: pages still in VRAM when
+    /// the instance goes (here moved away from the binding by mremap, so the
+    /// GPU's detach cannot see them) are brought home after destroy.
+    @Test func destroyBringsEveryVRAMPageHome() throws {
+        let f = try GPUFixture()
+        let (base, binding) = try f.mapAndBind(pages: 4)
+        for i in 0..<4 { try f.space.write(base + UInt64(i) * page, tag(i, 1)) }
+        try f.gpu.migrate(binding, deviceAddress: base, length: 4 * page, toDevice: true)
+        let moved: UInt64 = 0x30_0000_0000
+        try f.space.remap(from: base, length: 4 * page, to: moved)
+        #expect(f.space.translate(moved).isDevicePrivate)
+        f.gpu.destroy()
+        for i in 0..<4 {
+            #expect(!f.space.translate(moved + UInt64(i) * page).isDevicePrivate)
+            #expect(try f.space.read(moved + UInt64(i) * page) == tag(i, 1))
+        }
         #expect(f.finish() == [])
     }
 

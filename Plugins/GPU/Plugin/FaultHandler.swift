@@ -64,7 +64,7 @@ extension GPUVM {
     func service(_ batch: [GPUFault]) {
         collectGarbage()
         for fault in batch where !fault.binding.detached {
-            if lock.withLock({ translate(fault.address).map { !fault.write || $0.0.writable } ?? false }) { continue }
+            if lock.withLock({ installedEntry(fault.address).map { !fault.write || $0.writable } ?? false }) { continue }
             do {
                 try service(fault)
             } catch {

@@ -28,7 +28,7 @@ final class GPU: DevicePlugin {
         var workMicroseconds = 0
 
         init(parsing options: String) throws(PluginError) {
-            for pair in options.split(separator: ",").map({ $0.trimmingCharacters() }) where !pair.isEmpty {
+            for pair in options.split(separator: ",").map({ $0.trimmed() }) where !pair.isEmpty {
                 let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
                 guard parts.count == 2, let value = Int(parts[1]), value >= 0 else {
                     throw .invalid("option '\(pair)': expected key=number (keys: tlb, fault-buffer, vram, work-us)")
@@ -73,7 +73,7 @@ final class GPU: DevicePlugin {
         faultBuffer = FaultBuffer(capacity: configuration.faultBufferEntries, host: host, counters: counters)
         faultLock = host.makeLock("gpu fault handler", spin: false)
         vmsLock = host.makeLock("gpu vms", spin: true)
-        owner = UInt64(UInt(bitPattern: ObjectIdentifier(counters).hashValue)) | 1
+        owner = UInt64(UInt(bitPattern: ObjectIdentifier(counters)))  // an object's address: unique while it lives, never 0
         vram = configuration.vramPages > 0 && host.offersDeviceMemory
             ? try host.makeDeviceMemory("gpu vram", pages: UInt64(configuration.vramPages), owner: owner) : nil
         let shrinker = GPUShrinker(gpu: self)
@@ -178,7 +178,7 @@ final class GPU: DevicePlugin {
         let vm = binding.vm
         var address = start
         while address < end {
-            if vm.lock.withLock({ vm.translate(address) == nil }) {
+            if vm.lock.withLock({ vm.installedEntry(address) == nil }) {
                 faultBuffer.push(GPUFault(vm: vm, binding: binding, address: address, write: false))
             }
             address += 4096
@@ -215,7 +215,7 @@ final class GPU: DevicePlugin {
 }
 
 extension Substring {
-    func trimmingCharacters() -> String { String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+    func trimmed() -> String { String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
 }
 
 // The one export line.

@@ -154,18 +154,30 @@ final class GPUVM: @unchecked Sendable {
         throw .busy("the GPU could not fault 0x\(String(address, radix: 16)) in")
     }
 
-    /// The entry for `address` and its range (VM lock held): TLB first, then
-    /// a walk that fills the TLB. A write through a clean entry sets the
-    /// dirty bit in the table, as the hardware's walker does.
+    /// The entry for `address` and its range, as the GPU's access sees it
+    /// (VM lock held): TLB first, then a walk that fills the TLB.
     func translate(_ address: UInt64) -> (GPUPTE, SVMRange)? {
-        guard let binding = binding(containing: address),
-            let notifier = binding.notifiers[binding.region(of: address).start],
-            let svm = notifier.range(containing: address), svm.mapped
-        else { return nil }
+        guard let svm = mappedRange(containing: address) else { return nil }
         if let pte = tlb.lookup(address) { return (pte, svm) }
         guard let (pte, huge) = pageTable.lookup(address) else { return nil }
         tlb.fill(address, pte, huge: huge)
         return (pte, svm)
+    }
+
+    /// The page-table entry for `address`, for the fault handler's own
+    /// checks (VM lock held): no TLB lookup or fill, so the TLB's counters
+    /// count only the GPU's accesses.
+    func installedEntry(_ address: UInt64) -> GPUPTE? {
+        guard mappedRange(containing: address) != nil else { return nil }
+        return pageTable.lookup(address)?.pte
+    }
+
+    private func mappedRange(containing address: UInt64) -> SVMRange? {
+        guard let binding = binding(containing: address),
+            let notifier = binding.notifiers[binding.region(of: address).start],
+            let svm = notifier.range(containing: address), svm.mapped
+        else { return nil }
+        return svm
     }
 
     /// Sets the dirty bit for a write (VM lock held, before the DMA).

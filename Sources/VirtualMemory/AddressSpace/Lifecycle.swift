@@ -16,8 +16,9 @@ extension AddressSpace {
             // share system frames copy-on-write. (Linux instead shares the
             // device page read-only; the lab keeps one mapping per device
             // page, which is what its reverse map and eviction rely on.)
-            for vma in vmas where vma.kind == .anonymousPrivate {
-                _ = try bringHome(vma.start, vma.end, from: nil)
+            // Only on a machine that has device memory: this walks every entry.
+            if machine.hasDeviceMemory {
+                for vma in vmas where vma.kind == .anonymousPrivate { _ = try bringHome(vma.start, vma.end, from: nil) }
             }
             for vma in vmas {
                 let copy = VMA(start: vma.start, end: vma.end, protection: vma.protection, kind: vma.kind,

@@ -151,6 +151,9 @@ extension Machine {
         }
     }
 
+    /// Whether any device memory was made (fork skips its walk for device pages when not).
+    var hasDeviceMemory: Bool { deviceMemories.withLock { !$0.isEmpty } }
+
     /// The device memory a page belongs to.
     public func deviceMemory(of page: DevicePage) -> DeviceMemory? {
         deviceMemories.withLock { list in page.memoryID >= 1 && page.memoryID <= list.count ? list[page.memoryID - 1] : nil }
