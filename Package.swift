@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "DevicePluginKit", targets: ["DevicePluginKit"]),
         .executable(name: "mmulab", targets: ["mmulab"]),
         .library(name: "mmulab-plugin-gpu", type: .dynamic, targets: ["GPUPlugin"]),
+        .library(name: "mmulab-plugin-rdma", type: .dynamic, targets: ["RDMAPlugin"]),
         .library(name: "mmulab-plugin-mirror-c", type: .dynamic, targets: ["MirrorPluginC"]),
         .library(name: "mmulab-plugin-mirror-swift", type: .dynamic, targets: ["MirrorPluginSwift"]),
         // Deliberately broken plugins the PluginHost tests load (Tests/Fixtures/Plugins).
@@ -58,6 +59,9 @@ let package = Package(
         .systemLibrary(name: "CLibDRM", path: "Plugins/GPU/CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
         .target(name: "GPUDeviceDiscovery", dependencies: ["CLibDRM"], path: "Plugins/GPU/Discovery", swiftSettings: strictSwift6),
         .target(name: "GPUPlugin", dependencies: ["DevicePluginKit", "GPUDeviceDiscovery"], path: "Plugins/GPU/Plugin", swiftSettings: strictSwift6),
+
+        // The RDMA plugin (Plugins/RDMA): a simulated NIC with on-demand paging (mlx5 ODP).
+        .target(name: "RDMAPlugin", dependencies: ["DevicePluginKit"], path: "Plugins/RDMA", swiftSettings: strictSwift6),
 
         // Example plugins (Examples/): a plugin author's starting points.
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
@@ -91,6 +95,13 @@ let package = Package(
             swiftSettings: strictSwift6
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strictSwift6),
+        // One machine, one address space, one loaded plugin: the bundled plugins' test fixture.
+        .target(
+            name: "PluginTestSupport",
+            dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
+            path: "Tests/PluginTestSupport",
+            swiftSettings: strictSwift6
+        ),
         .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(
             name: "MMUNotifierTests",
@@ -99,7 +110,12 @@ let package = Package(
         ),
         .testTarget(
             name: "GPUPluginTests",
-            dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
+            dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport", "PluginTestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "RDMAPluginTests",
+            dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport", "PluginTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(name: "GPUDiscoveryTests", dependencies: ["GPUDeviceDiscovery", "CLibDRM"], swiftSettings: strictSwift6),

@@ -136,6 +136,26 @@ public struct Host: @unchecked Sendable {
         return pfns
     }
 
+    /// [blockable] `pin_user_pages`: faults `[start, start + length)` in
+    /// and pins every page; the frames stay (unreclaimable, unmovable) until
+    /// `unpin`. All or nothing: on error no page stays pinned.
+    public func pin(addressSpace: UInt64, start: UInt64, length: UInt64, write: Bool) throws(PluginError) -> [PFN] {
+        var pfns = [PFN](repeating: PFN(), count: Int(length / 4096))
+        var error = mmulab_error()
+        let status = pfns.withUnsafeMutableBufferPointer { buffer in
+            table.pointee.pin(context, addressSpace, start, length, write ? UInt32(MMULAB_FAULT_WRITE) : 0, buffer.baseAddress, &error)
+        }
+        guard status == mmulab_status(MMULAB_OK) else { throw PluginError(error) }
+        return pfns
+    }
+
+    /// [any-thread] `unpin_user_pages_dirty_lock`: returns pins; `dirty`:
+    /// the device wrote the pages, so they are marked dirty first.
+    public func unpin(_ pfns: [PFN], dirty: Bool) {
+        guard !pfns.isEmpty else { return }
+        pfns.withUnsafeBufferPointer { table.pointee.unpin(context, $0.baseAddress, UInt64($0.count), dirty) }
+    }
+
     /// [any-thread] The device wrote the page.
     public func setDirty(_ pfn: PFN) {
         var copy = pfn

@@ -75,6 +75,24 @@ struct HostServicesTests {
         #expect(machine.memory.freeFrames == 256, "no pin leak")
     }
 
+    /// `pin` is all or nothing: a range with a hole in it fails and keeps
+    /// none of the pages it had already pinned (found writing the RDMA
+    /// plugin's pinned regions: the first version leaked them).
+    @Test func aPinThatFailsPartWayKeepsNoPins() throws {
+        let machine = makeMachine()
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: 3 * page, kind: .anonymousPrivate)
+        try space.unmap(start: base + 2 * page, length: page)
+        #expect(throws: MemoryError.self) { try space.pin(start: base, length: 3 * page, write: true) }
+        for address in [base, base + page] {
+            let frame = space.translate(address).frame
+            #expect(machine.memory.pincount(of: frame) == 0, "0x\(String(address, radix: 16)) kept a pin")
+        }
+        space.exit()
+        _ = machine.dropCaches()
+        #expect(machine.memory.freeFrames == 256, "no pin leak")
+    }
+
     @Test func devicePageTablePagesAreChargedAndBoundedInReclaimContext() throws {
         let machine = Machine(.init(memory: .init(frames: 64, payloadSize: 16), swapSlots: 64, devicePageTableReserve: 2))
         let normal = try #require(machine.allocateDevicePageTablePage())

@@ -28,19 +28,12 @@ final class GPU: DevicePlugin {
         var workMicroseconds = 0
 
         init(parsing options: String) throws(PluginError) {
-            for pair in options.split(separator: ",").map({ $0.trimmed() }) where !pair.isEmpty {
-                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-                guard parts.count == 2, let value = Int(parts[1]), value >= 0 else {
-                    throw .invalid("option '\(pair)': expected key=number (keys: tlb, fault-buffer, vram, work-us)")
-                }
-                switch parts[0] {
-                case "tlb" where value > 0: tlbEntries = value
-                case "fault-buffer" where value > 0: faultBufferEntries = value
-                case "vram": vramPages = value
-                case "work-us": workMicroseconds = value
-                default: throw .invalid("option '\(pair)': unknown key or out of range (keys: tlb>0, fault-buffer>0, vram>=0, work-us>=0)")
-                }
-            }
+            let given = try PluginOptions(
+                options, keys: ["tlb": 1...Int.max, "fault-buffer": 1...Int.max, "vram": 0...Int.max, "work-us": 0...Int.max])
+            tlbEntries = given["tlb", default: tlbEntries]
+            faultBufferEntries = given["fault-buffer", default: faultBufferEntries]
+            vramPages = given["vram", default: vramPages]
+            workMicroseconds = given["work-us", default: workMicroseconds]
         }
     }
 
@@ -212,10 +205,6 @@ final class GPU: DevicePlugin {
         if let vram { all.append(("vram pages used", host.usedPages(of: vram))) }
         return all
     }
-}
-
-extension Substring {
-    func trimmed() -> String { String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
 }
 
 // The one export line.

@@ -87,26 +87,33 @@ extension AddressSpace {
             var result: [DeviceTranslation] = []
             result.reserveCapacity(Int(length >> 12))
             var address = start
-            while address < start + length {
-                try checkAlive()
-                let taken = ptl.withLock { () -> DeviceTranslation? in
-                    let pte = pageTable.entry(address >> 12)
-                    if pte.isDevicePrivate, !pin, let owner = devicePrivateOwner {
-                        return ownDevicePage(address, pte, owner: owner, write: write)
+            do throws(MemoryError) {
+                while address < start + length {
+                    try checkAlive()
+                    let taken = ptl.withLock { () -> DeviceTranslation? in
+                        let pte = pageTable.entry(address >> 12)
+                        if pte.isDevicePrivate, !pin, let owner = devicePrivateOwner {
+                            return ownDevicePage(address, pte, owner: owner, write: write)
+                        }
+                        guard pte.isPresent, !write || pte.isWritable else { return nil }
+                        if pin { memory.addPin(pte.frame) }
+                        pageTable.set(address >> 12, pte.with(accessed: true))
+                        return DeviceTranslation(
+                            address: address, frame: PageFrameNumber(pte.frame), generation: memory.generation(of: pte.frame),
+                            writable: pte.isWritable, pinned: pin)
                     }
-                    guard pte.isPresent, !write || pte.isWritable else { return nil }
-                    if pin { memory.addPin(pte.frame) }
-                    pageTable.set(address >> 12, pte.with(accessed: true))
-                    return DeviceTranslation(
-                        address: address, frame: PageFrameNumber(pte.frame), generation: memory.generation(of: pte.frame),
-                        writable: pte.isWritable, pinned: pin)
+                    if let taken {
+                        result.append(taken)
+                        address += 4096
+                    } else {
+                        try handleFault(address, write: write)
+                    }
                 }
-                if let taken {
-                    result.append(taken)
-                    address += 4096
-                } else {
-                    try handleFault(address, write: write)
-                }
+            } catch {
+                // All or nothing: a pin that fails part way keeps none of the
+                // pages it took (Linux: pin_user_pages unpins them on error).
+                if pin { for t in result { memory.removePin(t.frame.frame) } }
+                throw error
             }
             return result
         }

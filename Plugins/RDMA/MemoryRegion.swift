@@ -1,0 +1,103 @@
+import DevicePluginKit
+import Synchronization
+
+/// What a memory region allows (Linux: `IBV_ACCESS_*`).
+struct AccessFlags: OptionSet, Sendable, CustomStringConvertible {
+    let rawValue: UInt32
+    static let localWrite = AccessFlags(rawValue: 1 << 0)
+    static let remoteWrite = AccessFlags(rawValue: 1 << 1)
+    static let remoteRead = AccessFlags(rawValue: 1 << 2)
+    static let onDemand = AccessFlags(rawValue: 1 << 3)
+
+    var description: String {
+        [(Self.localWrite, "LOCAL_WRITE"), (.remoteWrite, "REMOTE_WRITE"), (.remoteRead, "REMOTE_READ"), (.onDemand, "ON_DEMAND")]
+            .filter { contains($0.0) }.map(\.1).joined(separator: "|")
+    }
+}
+
+/// A registered memory region (Linux: `ib_mr` / mlx5's `mlx5_ib_mr`): a
+/// window `[start, end)` of one address space that remote peers reach by
+/// key at `iova`. Subclasses say how translations are had: on demand
+/// (`ODPRegion`, `ImplicitODPRegion`) or pinned up front (`PinnedRegion`).
+class MemoryRegion: @unchecked Sendable {
+    // @unchecked: `key` is set once by the key table before the region is
+    // published; `users` is atomic; subclasses guard their own state.
+    unowned let nic: NIC
+    let addressSpace: UInt64
+    let start: UInt64
+    let end: UInt64
+    let iova: UInt64
+    let access: AccessFlags
+    /// The memory key (lkey and rkey alike, as one mlx5 mkey).
+    var key: UInt32 = 0
+    /// Remote operations using the region now: deregistration waits for none.
+    let users = Atomic<Int>(0)
+
+    /// What `ibv_reg_mr` is asked for.
+    struct Request {
+        var addressSpace: UInt64
+        var start: UInt64
+        var end: UInt64
+        var iova: UInt64
+        var access: AccessFlags
+    }
+
+    init(nic: NIC, _ request: Request) {
+        self.nic = nic
+        addressSpace = request.addressSpace
+        start = request.start
+        end = request.end
+        iova = request.iova
+        access = request.access
+    }
+
+    var writable: Bool { access.contains(.remoteWrite) }
+
+    /// [blockable] One remote READ or WRITE of the page holding `address`.
+    func transfer(_ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        preconditionFailure("\(Self.self) must override transfer")
+    }
+
+    /// [blockable] `ibv_advise_mr(PREFETCH[_WRITE])` over `[first, last)`.
+    func prefetch(_ first: UInt64, _ last: UInt64) throws(PluginError) {}
+
+    /// [blockable] Deregistration, after the key is gone and no user is left.
+    func release() {}
+}
+
+/// The NIC's key table (mlx5: the `odp_mkeys` xarray): remote operations
+/// find their region by key, so a deregistered region's key fails as a
+/// remote access error, and a reused index gets a new variant byte, so an
+/// old key never reaches a new region.
+final class KeyTable: @unchecked Sendable {
+    // @unchecked: everything is guarded by `lock` (a spin lock: lookups are short).
+    private let lock: HostLock
+    private var regions: [UInt32: MemoryRegion] = [:]
+    private var nextIndex: UInt32 = 1
+    private var variant: UInt8 = 0
+
+    init(host: Host) { lock = host.makeLock("rdma keys", spin: true) }
+
+    /// Publishes `region` under a fresh key.
+    func register(_ region: MemoryRegion) {
+        lock.withLock {
+            variant &+= 1
+            region.key = nextIndex << 8 | UInt32(variant)
+            nextIndex += 1
+            regions[region.key] = region
+        }
+    }
+
+    /// The region of `key`, with one more user, or nil if there is none.
+    func acquire(_ key: UInt32) -> MemoryRegion? {
+        lock.withLock {
+            guard let region = regions[key] else { return nil }
+            region.users.add(1, ordering: .acquiring)
+            return region
+        }
+    }
+
+    func remove(_ key: UInt32) {
+        lock.withLock { _ = regions.removeValue(forKey: key) }
+    }
+}

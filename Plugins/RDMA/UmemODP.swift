@@ -1,0 +1,189 @@
+import DevicePluginKit
+import Synchronization
+
+/// The translation table of an on-demand-paging region, or of one child of
+/// an implicit region (Linux: `ib_umem_odp` with its `pfn_list`), and the
+/// interval notifier that keeps it coherent. Pages are filled on demand by
+/// the canonical loop and emptied by invalidations.
+///
+/// Per page the table holds the translation, whether the NIC wrote through
+/// it (reported dirty when the translation goes: seed 003) and how many
+/// DMA transfers are using it now.
+final class UmemODP: IntervalSubscription, @unchecked Sendable {
+    // @unchecked: the arrays and `mappedPages` are guarded by `lock`;
+    // `dead` is atomic; the rest is immutable.
+    unowned let nic: NIC
+    let addressSpace: UInt64
+    let start: UInt64
+    let end: UInt64
+    let writable: Bool
+    /// The implicit region this is a child of, if any.
+    unowned(unsafe) let parent: ImplicitODPRegion?
+    /// Linux: `umem_odp->umem_mutex`. A sleeping lock: the fault path
+    /// installs under it and the invalidation zaps under it.
+    let lock: HostLock
+    private var entries: [PFN?]
+    private var written: [Bool]
+    private var inFlight: [UInt32]
+    private(set) var mappedPages = 0
+    /// Collected (implicit children only): nothing may be installed any more.
+    let dead = Atomic<Bool>(false)
+
+    init(nic: NIC, addressSpace: UInt64, start: UInt64, end: UInt64, writable: Bool, parent: ImplicitODPRegion?) {
+        self.nic = nic
+        self.addressSpace = addressSpace
+        self.start = start
+        self.end = end
+        self.writable = writable
+        self.parent = parent
+        lock = nic.host.makeLock("rdma umem_mutex", spin: false)
+        let pages = Int((end - start) / 4096)
+        entries = Array(repeating: nil, count: pages)
+        written = Array(repeating: false, count: pages)
+        inFlight = Array(repeating: 0, count: pages)
+        super.init()
+    }
+
+    private func index(_ address: UInt64) -> Int { Int((address - start) / 4096) }
+
+    // MARK: - The invalidation (mlx5_ib_invalidate_range)
+
+    /// mlx5's policy: a range that may not sleep always gets retry (the
+    /// region's mutex is a sleeping lock and the zap waits for the device).
+    /// A blockable one takes the mutex, sets the sequence, zaps the
+    /// entries, waits for DMA in flight on them to drain, then reports the
+    /// pages the NIC wrote dirty before the primary may clean or free them
+    /// (seed 003: the dirty state must transfer).
+    override func invalidate(range: InvalidationRange, currentSeq: UInt64) -> Bool {
+        guard range.isBlockable else {
+            // Seed 001: the OOM reaper must not wait for us; it skips the
+            // range and comes back. Fail fast, touch nothing.
+            nic.counters.nonBlockableRetries.bump()
+            return false
+        }
+        nic.counters.invalidations.bump()
+        let first = max(start, range.start & ~4095)
+        let last = min(end, range.end)
+        guard first < last else {
+            lock.withLock { setSeq(currentSeq) }
+            return true
+        }
+        var dirty: [PFN] = []
+        let emptied = lock.withLock { () -> Bool in
+            setSeq(currentSeq)
+            var zapped: UInt64 = 0
+            for i in index(first)..<index(last - 1) + 1 {
+                guard let pfn = entries[i] else { continue }
+                if written[i] { dirty.append(pfn) }
+                entries[i] = nil
+                written[i] = false
+                zapped += 1
+            }
+            mappedPages -= Int(zapped)
+            nic.counters.pagesZapped.bump(zapped)
+            return zapped > 0 && mappedPages == 0
+        }
+        // No new transfer can start on the range now (its entries are gone
+        // and a new fault waits in read_begin until the range ends); the
+        // ones already started must finish before the pages may go.
+        waitForDrain(first, last)
+        for pfn in dirty { nic.host.setDirty(pfn) }
+        nic.counters.pagesDirtied.bump(UInt64(dirty.count))
+        // An implicit child that emptied is freed later, outside the callback
+        // (removing an interval waits for callbacks: mlx5 defers it to a work).
+        if emptied, let parent { parent.retire(self) }
+        return true
+    }
+
+    /// [blockable] Sleeps until no transfer is in flight on `[first, last)`.
+    private func waitForDrain(_ first: UInt64, _ last: UInt64) {
+        let range = index(first)..<index(last - 1) + 1
+        var waited = false
+        while lock.withLock({ inFlight[range].contains { $0 > 0 } }) {
+            waited = true
+            nic.host.sleep(nanoseconds: 2_000)
+        }
+        if waited { nic.counters.drainWaits.bump() }
+    }
+
+    // MARK: - DMA
+
+    /// The translation for a transfer at `address`, counted in flight (and
+    /// the page marked written for a write), or nil if the NIC must fault.
+    func beginTransfer(_ address: UInt64, write: Bool) -> PFN? {
+        lock.withLock {
+            let i = index(address)
+            guard !dead.load(ordering: .acquiring), let pfn = entries[i], !write || pfn.isWritable else { return nil }
+            inFlight[i] += 1
+            if write { written[i] = true }
+            return pfn
+        }
+    }
+
+    func endTransfer(_ address: UInt64) {
+        lock.withLock { inFlight[index(address)] -= 1 }
+    }
+
+    // MARK: - The page fault (the canonical loop)
+
+    /// Fills the translations of `[first, last)`: `read_begin`, fault the
+    /// range through the host, take the mutex, `read_retry`, install.
+    /// Returns false when an invalidation got in between (the caller
+    /// retries the transfer, as mlx5 retries the faulting WQE).
+    func fault(_ first: UInt64, _ last: UInt64, write: Bool) throws(PluginError) -> Bool {
+        precondition(first >= start && last <= end && first < last, "fault outside the umem")
+        let seq = readBegin()
+        let pfns = try nic.host.faultRange(addressSpace: addressSpace, start: first, length: last - first, write: write)
+        let installed = lock.withLock { () -> Bool in
+            if dead.load(ordering: .acquiring) || readRetry(seq) { return false }
+            for (offset, pfn) in pfns.enumerated() {
+                let i = index(first) + offset
+                if entries[i] == nil { mappedPages += 1 }
+                entries[i] = pfn
+            }
+            return true
+        }
+        if installed {
+            nic.counters.pageFaults.bump()
+            nic.counters.pagesFaulted.bump(UInt64(pfns.count))
+        } else {
+            nic.counters.faultRetries.bump()
+        }
+        return installed
+    }
+
+    // MARK: - Teardown
+
+    /// Marks an implicit child dead if it is empty and idle; returns whether it did.
+    func retireIfEmpty() -> Bool {
+        lock.withLock {
+            guard mappedPages == 0, !inFlight.contains(where: { $0 > 0 }) else { return false }
+            dead.store(true, ordering: .releasing)
+            return true
+        }
+    }
+
+    /// Deregistration, before the interval is removed and with no transfer
+    /// left: reports what the NIC wrote dirty and drops every entry, under
+    /// the mutex so no invalidation runs meanwhile and every entry is still
+    /// valid (Linux: `ib_umem_odp_release` unmaps the DMA pages, then
+    /// removes the notifier).
+    func releaseAll() {
+        let dirtied = lock.withLock { () -> UInt64 in
+            precondition(!inFlight.contains { $0 > 0 }, "releasing a umem with DMA in flight")
+            dead.store(true, ordering: .releasing)
+            var dirtied: UInt64 = 0
+            for i in entries.indices {
+                if let pfn = entries[i], written[i] {
+                    nic.host.setDirty(pfn)
+                    dirtied += 1
+                }
+                entries[i] = nil
+                written[i] = false
+            }
+            mappedPages = 0
+            return dirtied
+        }
+        nic.counters.pagesDirtied.bump(dirtied)
+    }
+}
