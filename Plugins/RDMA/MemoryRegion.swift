@@ -58,6 +58,14 @@ class MemoryRegion: @unchecked Sendable {
         preconditionFailure("\(Self.self) must override transfer")
     }
 
+    /// [blockable] On-demand regions: the translation table holding
+    /// `address`, in use by the caller until `releaseTable`.
+    func acquireTable(for address: UInt64) throws(PluginError) -> UmemODP {
+        preconditionFailure("\(Self.self) has no on-demand translation table")
+    }
+
+    func releaseTable(_ table: UmemODP) {}
+
     /// [blockable] `ibv_advise_mr(PREFETCH[_WRITE])` over `[first, last)`.
     func prefetch(_ first: UInt64, _ last: UInt64) throws(PluginError) {}
 

@@ -10,11 +10,10 @@ extension MemoryRegion {
     /// invalidation hit the range between the fault and the install).
     static let maximumAttempts = 1_000
 
-    func transferOnDemand(
-        _ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer, umem: (UInt64) throws(PluginError) -> UmemODP
-    ) throws(PluginError) {
+    func transferOnDemand(_ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
         for _ in 0..<Self.maximumAttempts {
-            let table = try umem(address)
+            let table = try acquireTable(for: address)
+            defer { releaseTable(table) }
             if let pfn = table.beginTransfer(address, write: write) {
                 nic.dma(addressSpace, pfn, write: write, buffer)
                 table.endTransfer(address)
@@ -46,10 +45,11 @@ extension MemoryRegion {
     }
 
     /// Faults every window of `[first, last)` in (ibv_advise_mr prefetch).
-    func prefetchOnDemand(_ first: UInt64, _ last: UInt64, umem: (UInt64) throws(PluginError) -> UmemODP) throws(PluginError) {
+    func prefetchOnDemand(_ first: UInt64, _ last: UInt64) throws(PluginError) {
         var address = first
         while address < last {
-            let table = try umem(address)
+            let table = try acquireTable(for: address)
+            defer { releaseTable(table) }
             let window = nic.configuration.faultPages * 4096
             let stop = min(last, table.end, (address & ~(window - 1)) + window)
             var attempts = 0
@@ -77,12 +77,14 @@ final class ODPRegion: MemoryRegion, @unchecked Sendable {
         nic.counters.odpRegions.bump()
     }
 
+    override func acquireTable(for address: UInt64) throws(PluginError) -> UmemODP { umem }
+
     override func transfer(_ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
-        try transferOnDemand(address, write: write, buffer) { _ in umem }
+        try transferOnDemand(address, write: write, buffer)
     }
 
     override func prefetch(_ first: UInt64, _ last: UInt64) throws(PluginError) {
-        try prefetchOnDemand(first, last) { _ in umem }
+        try prefetchOnDemand(first, last)
     }
 
     override func release() {
@@ -101,45 +103,55 @@ final class ODPRegion: MemoryRegion, @unchecked Sendable {
 /// queues `destroy_unused_implicit_child_mr` to a work) and done by the
 /// next fault or prefetch on the region, or at deregistration.
 final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
-    // @unchecked: `children` and `garbage` are guarded by `childrenLock`.
+    // @unchecked: `children`, `garbage` and each child's `users` are
+    // guarded by `childrenLock`.
     /// The user address space an implicit region covers.
     static let span: UInt64 = 1 << 47
 
+    /// A sleeping lock: it nests each child's mutex (to retire it), and the
+    /// invalidation callbacks that take it are blockable ones.
     private let childrenLock: HostLock
     private var children: [UInt64: UmemODP] = [:]
     private var garbage: [UmemODP] = []
 
     init(nic: NIC, addressSpace: UInt64, access: AccessFlags) {
-        childrenLock = nic.host.makeLock("rdma implicit children", spin: true)
+        childrenLock = nic.host.makeLock("rdma implicit children", spin: false)
         super.init(nic: nic, Request(addressSpace: addressSpace, start: 0, end: Self.span, iova: 0, access: access))
         nic.counters.implicitRegions.bump()
     }
 
     var chunkSize: UInt64 { nic.configuration.implicitChunkPages * 4096 }
 
-    /// Children alive now.
-    var childCount: Int { childrenLock.withLock { children.count } }
-
-    /// The child over the chunk of `address`, made (and its interval
-    /// inserted, which may sleep) if there is none or it was retired.
-    func child(for address: UInt64) throws(PluginError) -> UmemODP {
+    /// The child over the chunk of `address`, in use by the caller until
+    /// `releaseTable`; made (and its interval inserted, which may sleep,
+    /// so outside the lock) if there is none. A child in use is never freed.
+    override func acquireTable(for address: UInt64) throws(PluginError) -> UmemODP {
         let chunk = address & ~(chunkSize - 1)
-        if let existing = childrenLock.withLock({ children[chunk] }), !existing.dead.load(ordering: .acquiring) { return existing }
+        let existing = childrenLock.withLock { () -> UmemODP? in
+            guard let child = children[chunk] else { return nil }
+            child.users += 1
+            return child
+        }
+        if let existing { return existing }
         let made = UmemODP(nic: nic, addressSpace: addressSpace, start: chunk, end: chunk + chunkSize, writable: writable, parent: self)
         try nic.host.insertInterval(addressSpace: addressSpace, start: chunk, length: chunkSize, made)
-        let (winner, replaced) = childrenLock.withLock { () -> (UmemODP, UmemODP?) in
-            if let other = children[chunk], !other.dead.load(ordering: .acquiring) { return (other, nil) }
-            let replaced = children.updateValue(made, forKey: chunk)
-            return (made, replaced)
+        let winner = childrenLock.withLock { () -> UmemODP in
+            let child = children[chunk] ?? made
+            children[chunk] = child
+            child.users += 1
+            return child
         }
         if winner !== made {
             nic.host.removeInterval(made)  // another fault made it first
         } else {
             nic.counters.childrenCreated.bump()
             nic.counters.implicitChildren.bump()
-            if let replaced { free(replaced) }
         }
         return winner
+    }
+
+    override func releaseTable(_ table: UmemODP) {
+        childrenLock.withLock { table.users -= 1 }
     }
 
     /// From a child's invalidation that emptied it: free it later.
@@ -147,20 +159,21 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
         childrenLock.withLock { garbage.append(child) }
     }
 
-    /// Frees retired children still empty (a child refilled since is kept).
+    /// Frees retired children that are still empty and that nobody is
+    /// using (a child refilled or in use since is kept). A freed child
+    /// leaves the table in the same critical section that marks it dead,
+    /// so no one can find it afterwards.
     func collectGarbage() {
-        let candidates = childrenLock.withLock { () -> [UmemODP] in
+        let freed = childrenLock.withLock { () -> [UmemODP] in
             defer { garbage.removeAll() }
-            return garbage
-        }
-        for child in candidates where !child.dead.load(ordering: .acquiring) && child.retireIfEmpty() {
-            let removed = childrenLock.withLock { () -> Bool in
-                guard children[child.start] === child else { return false }
+            var freed: [UmemODP] = []
+            for child in garbage where children[child.start] === child && child.users == 0 && child.retireIfEmpty() {
                 children.removeValue(forKey: child.start)
-                return true
+                freed.append(child)
             }
-            if removed { free(child) }
+            return freed
         }
+        for child in freed { free(child) }
     }
 
     /// Removes a dead child's interval (no locks held: it waits for callbacks).
@@ -172,12 +185,12 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
 
     override func transfer(_ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
         collectGarbage()
-        try transferOnDemand(address, write: write, buffer) { address throws(PluginError) in try child(for: address) }
+        try transferOnDemand(address, write: write, buffer)
     }
 
     override func prefetch(_ first: UInt64, _ last: UInt64) throws(PluginError) {
         collectGarbage()
-        try prefetchOnDemand(first, last) { address throws(PluginError) in try child(for: address) }
+        try prefetchOnDemand(first, last)
     }
 
     override func release() {

@@ -11,7 +11,8 @@ import Synchronization
 /// DMA transfers are using it now.
 final class UmemODP: IntervalSubscription, @unchecked Sendable {
     // @unchecked: the arrays and `mappedPages` are guarded by `lock`;
-    // `dead` is atomic; the rest is immutable.
+    // `users` by the parent's children lock; `dead` is atomic; the rest is
+    // immutable.
     unowned let nic: NIC
     let addressSpace: UInt64
     let start: UInt64
@@ -28,6 +29,9 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
     private(set) var mappedPages = 0
     /// Collected (implicit children only): nothing may be installed any more.
     let dead = Atomic<Bool>(false)
+    /// Operations using this child of an implicit region now (guarded by
+    /// the parent's children lock): a child in use is not freed.
+    var users = 0
 
     init(nic: NIC, addressSpace: UInt64, start: UInt64, end: UInt64, writable: Bool, parent: ImplicitODPRegion?) {
         self.nic = nic

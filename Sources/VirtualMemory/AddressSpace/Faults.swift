@@ -307,16 +307,27 @@ extension AddressSpace {
     /// Makes an anonymous page writable in place when this PTE is its only
     /// user (Linux: `wp_page_reuse`). A swap-cached page leaves the swap
     /// cache first: once written, its slot no longer matches.
+    ///
+    /// The fault holds its own reference on the frame while it has the
+    /// frame locked, and checks the PTE still maps it once locked: a
+    /// concurrent write fault on the same page that cannot take the lock
+    /// copies the page and drops the mapping's reference, and without ours
+    /// the frame would be freed (and its lock cleared) under us. (The RDMA
+    /// storm found this.)
     private func reuseIfExclusive(_ page: UInt64, _ pte: PTE) throws(MemoryError) -> Bool {
         let frame = pte.frame
         let flags = memory.flags(of: frame)
         guard !flags.contains(.ksm), memory.pincount(of: frame) == 0, memory.mapcount(of: frame) == 1 else { return false }
+        guard memory.tryGet(frame) else { return false }
+        defer { memory.put(frame) }  // runs last: after the unlock below
         guard memory.tryLock(frame) else { return false }
         defer { memory.unlock(frame) }
+        guard ptl.withLock({ pageTable.entry(page >> 12) == pte }) else { return false }  // still ours, now that it is locked
         let inSwapCache = memory.flags(of: frame).contains(.swapCache)
-        guard memory.refcount(of: frame) == 1 + (inSwapCache ? 1 : 0), memory.mapcount(of: frame) == 1 else { return false }
+        // References: the mapping's, ours, and the swap cache's if cached.
+        guard memory.refcount(of: frame) == 2 + (inSwapCache ? 1 : 0), memory.mapcount(of: frame) == 1 else { return false }
         if inSwapCache {
-            guard machine.swap.removeFromCacheIfUnused(frame, expectedReferences: 2, expectedMappings: 1, memory: memory) else { return false }
+            guard machine.swap.removeFromCacheIfUnused(frame, expectedReferences: 3, expectedMappings: 1, memory: memory) else { return false }
             memory.clearFlags(.swapCache, on: frame)
             memory.put(frame)  // the swap cache's reference
         }
