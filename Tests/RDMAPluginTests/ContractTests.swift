@@ -75,6 +75,37 @@ struct ContractTests {
         #expect(f.finish() == [])
     }
 
+    /// The whole OOM path, end to end: a second address space runs the
+    /// machine out of memory (no swap), the OOM killer picks the address
+    /// space the NIC has registered (the biggest), and the reaper meets the
+    /// NIC's retry: it gives up after its bounded rounds instead of
+    /// stalling, and the killer moves on to the next victim (Linux:
+    /// MMF_OOM_SKIP), here the allocating address space itself. Once the
+    /// region is deregistered, reaping frees the first victim's memory and
+    /// a new address space can have it.
+    @Test func anOOMKillOfARegisteredAddressSpaceFailsFastThenFreesAfterDeregistration() throws {
+        let f = try RDMAFixture(frames: 160, swapSlots: 0)
+        let (base, region) = try f.mapAndBind(pages: 100)
+        try f.nic.prefetch(region, deviceAddress: base, length: 100 * page)
+        let hog = f.machine.makeAddressSpace()
+        let hogBase = try hog.map(length: 80 * page, kind: .anonymousPrivate)
+        #expect(throws: MemoryError.killed) { try hog.populate(start: hogBase, length: 80 * page, write: true) }
+        let stats = f.machine.statistics
+        #expect(f.space.isKilled, "the OOM killer chose the biggest address space first")
+        #expect(stats.oomGiveUps.load(ordering: .relaxed) >= 1, "the reaper gave up on it instead of waiting for the NIC")
+        #expect(hog.isKilled && stats.oomKills.load(ordering: .relaxed) == 2, "and the killer moved on")
+        #expect(f.stat("retries") >= 10)
+        #expect(f.space.residentPages.load(ordering: .relaxed) == 100, "the refused victim's memory is still held")
+
+        f.nic.detach(region)
+        #expect(f.machine.reap(f.space))
+        #expect(f.space.residentPages.load(ordering: .relaxed) == 0, "deregistered, the victim's memory is freed")
+        let next = f.machine.makeAddressSpace()
+        let nextBase = try next.map(length: 120 * page, kind: .anonymousPrivate)
+        try next.populate(start: nextBase, length: 120 * page, write: true)
+        #expect(f.finish() == [])
+    }
+
     /// The same, with the reaper racing remote traffic from several threads:
     /// no refusal ever sleeps (the host would record a context violation),
     /// and the traffic either succeeds or fails cleanly once the reaper got

@@ -44,8 +44,8 @@ struct ReclaimTests {
     /// them out again: every written page keeps a write, nothing leaks,
     /// nothing crashes. This is the path of the reuse race the RDMA storm
     /// found (a fault copying a page it could not lock freed the frame a
-    /// reusing fault held locked; reuse is now decided under the PTL, as
-    /// in Linux). The window is narrow: this test exercises the path but
+    /// reusing fault held locked; the reusing fault now holds its own
+    /// reference). The window is narrow: this test exercises the path but
     /// did not reproduce the old crash in four runs at MMULAB_STRESS=10;
     /// the RDMA storm at MMULAB_STRESS=20 did.
     @Test func racingWriteFaultsOnSwappedPagesKeepEveryWrite() throws {
