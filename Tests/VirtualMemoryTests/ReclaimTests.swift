@@ -53,6 +53,10 @@ struct ReclaimTests {
         let space = machine.makeAddressSpace()
         let pages = 8
         let base = try space.map(length: UInt64(pages) * page, kind: .anonymousPrivate)
+        for i in 0..<pages { try space.write(base + UInt64(i) * page, [0]) }
+        // Everything starts in swap, so the first faults are swap-ins even if
+        // the reclaimer thread is slow to get going.
+        #expect(try machine.pageOut(space, start: base, length: UInt64(pages) * page) == pages)
         let rounds = 400 * stressScale
         let stop = Atomic<Bool>(false)
         let written = SpinLocked<Set<[Int]>>([], name: "written", domain: machine.sync)  // [writer, page]
