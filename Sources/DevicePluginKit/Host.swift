@@ -127,23 +127,28 @@ public struct Host: @unchecked Sendable {
 
     /// [blockable] `hmm_range_fault`: translations of `[start, start + length)`.
     public func faultRange(addressSpace: UInt64, start: UInt64, length: UInt64, write: Bool) throws(PluginError) -> [PFN] {
-        var pfns = [PFN](repeating: PFN(), count: Int(length / 4096))
-        var error = mmulab_error()
-        let status = pfns.withUnsafeMutableBufferPointer { buffer in
-            table.pointee.fault_range(context, addressSpace, start, length, write ? UInt32(MMULAB_FAULT_WRITE) : 0, buffer.baseAddress, &error)
-        }
-        guard status == mmulab_status(MMULAB_OK) else { throw PluginError(error) }
-        return pfns
+        try translations(table.pointee.fault_range, addressSpace, start, length, write)
     }
 
     /// [blockable] `pin_user_pages`: faults `[start, start + length)` in
     /// and pins every page; the frames stay (unreclaimable, unmovable) until
     /// `unpin`. All or nothing: on error no page stays pinned.
     public func pin(addressSpace: UInt64, start: UInt64, length: UInt64, write: Bool) throws(PluginError) -> [PFN] {
+        try translations(table.pointee.pin, addressSpace, start, length, write)
+    }
+
+    /// One call of `fault_range` or `pin` (same signature).
+    private func translations(
+        _ service: @convention(c) (
+            UnsafeMutableRawPointer?, UInt64, UInt64, UInt64, UInt32, UnsafeMutablePointer<mmulab_pfn>?,
+            UnsafeMutablePointer<mmulab_error>?
+        ) -> mmulab_status,
+        _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ write: Bool
+    ) throws(PluginError) -> [PFN] {
         var pfns = [PFN](repeating: PFN(), count: Int(length / 4096))
         var error = mmulab_error()
         let status = pfns.withUnsafeMutableBufferPointer { buffer in
-            table.pointee.pin(context, addressSpace, start, length, write ? UInt32(MMULAB_FAULT_WRITE) : 0, buffer.baseAddress, &error)
+            service(context, addressSpace, start, length, write ? UInt32(MMULAB_FAULT_WRITE) : 0, buffer.baseAddress, &error)
         }
         guard status == mmulab_status(MMULAB_OK) else { throw PluginError(error) }
         return pfns

@@ -24,8 +24,7 @@ struct GPUStormTests {
         f.machine.startBackgroundReclaim()
         defer { f.machine.stopBackgroundReclaim() }
 
-        let problems = SpinLocked<[String]>([], name: "problems", domain: f.machine.sync)
-        @Sendable func note(_ text: String) { problems.withLock { if $0.count < 20 { $0.append(text) } } }
+        let problems = Problems(sync: f.machine.sync)
         let rounds = 150 * stressScale
         // Final versions, written only by each page's owner, read after join.
         let finals = SpinLocked<[UInt32]>(Array(repeating: 0, count: Self.pages), name: "finals", domain: f.machine.sync)
@@ -43,14 +42,14 @@ struct GPUStormTests {
                         if owner == 0 {
                             try f.space.write(address, tag(i, versions[i]))
                             let back = try f.space.read(address)
-                            if back != tag(i, versions[i]) { note("CPU page \(i) v\(versions[i]) read back \(back)") }
+                            if back != tag(i, versions[i]) { problems.note("CPU page \(i) v\(versions[i]) read back \(back)") }
                         } else {
                             try f.deviceWrite(binding, address, tag(i, versions[i]))
                             let back = try f.deviceRead(binding, address)
-                            if back != tag(i, versions[i]) { note("GPU page \(i) v\(versions[i]) read back \(back)") }
+                            if back != tag(i, versions[i]) { problems.note("GPU page \(i) v\(versions[i]) read back \(back)") }
                         }
                     } catch {
-                        note("writer \(owner) page \(i): \(error)")
+                        problems.note("writer \(owner) page \(i): \(error)")
                     }
                 }
                 finals.withLock { for i in stride(from: owner, to: Self.pages, by: 3) { $0[i] = versions[i] } }
@@ -64,9 +63,9 @@ struct GPUStormTests {
                 do {
                     let bytes = try f.deviceRead(binding, base + UInt64(i) * page)
                     let index = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
-                    if index != i || bytes[15] != 0xA5 { note("GPU reader: page \(i) holds \(bytes)") }
+                    if index != i || bytes[15] != 0xA5 { problems.note("GPU reader: page \(i) holds \(bytes)") }
                 } catch {
-                    note("GPU reader page \(i): \(error)")
+                    problems.note("GPU reader page \(i): \(error)")
                 }
             }
         }
@@ -77,7 +76,7 @@ struct GPUStormTests {
                 do {
                     try f.gpu.migrate(binding, deviceAddress: window, length: 16 * page, toDevice: rng.next() % 3 != 0)
                 } catch {
-                    note("migrate 0x\(String(window, radix: 16)): \(error)")
+                    problems.note("migrate 0x\(String(window, radix: 16)): \(error)")
                 }
             }
         }
@@ -90,9 +89,9 @@ struct GPUStormTests {
         let expected = finals.withLock { $0 }
         for i in 0..<Self.pages {
             let bytes = try f.space.read(base + UInt64(i) * page)
-            if bytes != tag(i, expected[i]) { note("final page \(i): \(bytes), expected v\(expected[i])") }
+            if bytes != tag(i, expected[i]) { problems.note("final page \(i): \(bytes), expected v\(expected[i])") }
         }
-        let seen = problems.withLock { $0 }
+        let seen = problems.all
         #expect(seen == [], "seed \(testSeed)")
         #expect(f.stat("migrations") > 0 && f.stat("invalidations") > 0, "the storm migrated and invalidated")
         #expect(f.machine.statistics.evictedAnonymous.load(ordering: .relaxed) > 0, "memory was tight enough to swap")

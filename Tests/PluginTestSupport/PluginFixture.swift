@@ -1,3 +1,4 @@
+public import LabSync
 public import PluginHost
 public import VirtualMemory
 
@@ -90,4 +91,16 @@ public func tag(_ index: Int, _ version: UInt32) -> [UInt8] {
     withUnsafeBytes(of: version.littleEndian) { bytes.replaceSubrange(4..<8, with: $0) }
     bytes[15] = 0xA5
     return bytes
+}
+
+/// What a stress test's threads found wrong, collected from any thread
+/// (the first 20; more would only repeat).
+public final class Problems: Sendable {
+    private let log: SpinLocked<[String]>
+
+    public init(sync: SyncDomain) { log = SpinLocked([], name: "problems", domain: sync) }
+
+    public func note(_ text: String) { log.withLock { if $0.count < 20 { $0.append(text) } } }
+
+    public var all: [String] { log.withLock { $0 } }
 }

@@ -25,8 +25,7 @@ struct RDMAStormTests {
         f.machine.startBackgroundReclaim()
         defer { f.machine.stopBackgroundReclaim() }
 
-        let problems = SpinLocked<[String]>([], name: "problems", domain: f.machine.sync)
-        @Sendable func note(_ text: String) { problems.withLock { if $0.count < 20 { $0.append(text) } } }
+        let problems = Problems(sync: f.machine.sync)
         let rounds = 150 * stressScale
         // Completed versions per page, published by each page's one writer.
         let versions = SpinLocked<[UInt32]>(Array(repeating: 0, count: Self.pages), name: "versions", domain: f.machine.sync)
@@ -43,15 +42,15 @@ struct RDMAStormTests {
                         if owner == 0 {
                             try f.space.write(address, tag(i, version))
                             let back = try f.space.read(address)
-                            if back != tag(i, version) { note("CPU page \(i) v\(version) read back \(back)") }
+                            if back != tag(i, version) { problems.note("CPU page \(i) v\(version) read back \(back)") }
                         } else {
                             let region = rng.next() % 2 == 0 ? explicit : implicit
                             try f.deviceWrite(region, address, tag(i, version))
                             let back = try f.deviceRead(region, address)
-                            if back != tag(i, version) { note("peer page \(i) v\(version) read back \(back)") }
+                            if back != tag(i, version) { problems.note("peer page \(i) v\(version) read back \(back)") }
                         }
                     } catch {
-                        note("writer \(owner) page \(i): \(error)")
+                        problems.note("writer \(owner) page \(i): \(error)")
                     }
                     versions.withLock { $0[i] = version }
                 }
@@ -69,10 +68,10 @@ struct RDMAStormTests {
                     let index = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
                     let version = UInt32(bytes[4]) | UInt32(bytes[5]) << 8 | UInt32(bytes[6]) << 16 | UInt32(bytes[7]) << 24
                     if index != i || bytes[15] != 0xA5 || version < before || version > after + 1 {
-                        note("peer reader: page \(i) holds \(bytes), completed versions were \(before)...\(after)")
+                        problems.note("peer reader: page \(i) holds \(bytes), completed versions were \(before)...\(after)")
                     }
                 } catch {
-                    note("peer reader page \(i): \(error)")
+                    problems.note("peer reader page \(i): \(error)")
                 }
             }
         }
@@ -92,9 +91,9 @@ struct RDMAStormTests {
         for i in 0..<Self.pages {
             let bytes = try f.space.read(base + UInt64(i) * page)
             let expected = tag(i, versions.withLock { $0[i] })
-            if bytes != expected { note("final page \(i): \(bytes), expected \(expected)") }
+            if bytes != expected { problems.note("final page \(i): \(bytes), expected \(expected)") }
         }
-        let seen = problems.withLock { $0 }
+        let seen = problems.all
         #expect(seen == [], "seed \(testSeed)")
         #expect(f.stat("invalidations") > 0 && f.stat("pages dirtied") > 0, "the storm invalidated what the NIC wrote")
         #expect(f.stat("children created") > 0)
