@@ -75,23 +75,34 @@ class MemoryRegion: @unchecked Sendable {
 
 /// The NIC's key table (mlx5: the `odp_mkeys` xarray): remote operations
 /// find their region by key, so a deregistered region's key fails as a
-/// remote access error, and a reused index gets a new variant byte, so an
-/// old key never reaches a new region.
+/// remote access error. Indices are reused; each registration gets the next
+/// variant byte, so a stale key meets a new region at the same index only
+/// after 256 registrations (as with mlx5's 8-bit key).
 final class KeyTable: @unchecked Sendable {
     // @unchecked: everything is guarded by `lock` (a spin lock: lookups are short).
+    static let indexLimit: UInt32 = 1 << 24
     private let lock: HostLock
     private var regions: [UInt32: MemoryRegion] = [:]
+    private var freeIndices: [UInt32] = []
     private var nextIndex: UInt32 = 1
     private var variant: UInt8 = 0
 
     init(host: Host) { lock = host.makeLock("rdma keys", spin: true) }
 
     /// Publishes `region` under a fresh key.
-    func register(_ region: MemoryRegion) {
-        lock.withLock {
+    func register(_ region: MemoryRegion) throws(PluginError) {
+        try lock.withLock { () throws(PluginError) in
+            let index: UInt32
+            if let reused = freeIndices.popLast() {
+                index = reused
+            } else {
+                guard nextIndex < Self.indexLimit else { throw .noMemory("no memory key left (\(Self.indexLimit - 1) regions registered)") }
+                index = nextIndex
+                nextIndex += 1
+            }
             variant &+= 1
-            region.key = nextIndex << 8 | UInt32(variant)
-            nextIndex += 1
+            region.key = index << 8 | UInt32(variant)
+            precondition(regions[region.key] == nil, "key 0x\(String(region.key, radix: 16)) is live twice")
             regions[region.key] = region
         }
     }
@@ -106,6 +117,8 @@ final class KeyTable: @unchecked Sendable {
     }
 
     func remove(_ key: UInt32) {
-        lock.withLock { _ = regions.removeValue(forKey: key) }
+        lock.withLock {
+            if regions.removeValue(forKey: key) != nil { freeIndices.append(key >> 8) }
+        }
     }
 }

@@ -112,7 +112,8 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
     /// invalidation callbacks that take it are blockable ones.
     private let childrenLock: HostLock
     private var children: [UInt64: UmemODP] = [:]
-    private var garbage: [UmemODP] = []
+    /// Children left empty, to free once nobody uses them.
+    private var garbage: [ObjectIdentifier: UmemODP] = [:]
 
     init(nic: NIC, addressSpace: UInt64, access: AccessFlags) {
         childrenLock = nic.host.makeLock("rdma implicit children", spin: false)
@@ -150,24 +151,32 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
         return winner
     }
 
+    /// Ends a use; a child left empty (its fault failed, say, on unmapped
+    /// memory) is retired like one an invalidation emptied, so probing
+    /// remote operations cannot pile up children.
     override func releaseTable(_ table: UmemODP) {
-        childrenLock.withLock { table.users -= 1 }
+        childrenLock.withLock {
+            table.users -= 1
+            if table.users == 0 && table.isEmpty { garbage[ObjectIdentifier(table)] = table }
+        }
     }
 
-    /// From a child's invalidation that emptied it: free it later.
+    /// From a child's invalidation that left it empty: free it later.
     func retire(_ child: UmemODP) {
-        childrenLock.withLock { garbage.append(child) }
+        childrenLock.withLock { garbage[ObjectIdentifier(child)] = child }
     }
 
     /// Frees retired children that are still empty and that nobody is
-    /// using (a child refilled or in use since is kept). A freed child
-    /// leaves the table in the same critical section that marks it dead,
-    /// so no one can find it afterwards.
+    /// using. One in use stays retired for a later pass; one refilled since
+    /// is dropped from the list (whatever empties it again retires it
+    /// again). A freed child leaves the table in the same critical section
+    /// that marks it dead, so no one can find it afterwards.
     func collectGarbage() {
         let freed = childrenLock.withLock { () -> [UmemODP] in
-            defer { garbage.removeAll() }
             var freed: [UmemODP] = []
-            for child in garbage where children[child.start] === child && child.users == 0 && child.retireIfEmpty() {
+            for (id, child) in garbage where child.users == 0 {
+                garbage.removeValue(forKey: id)
+                guard children[child.start] === child, child.retireIfEmpty() else { continue }
                 children.removeValue(forKey: child.start)
                 freed.append(child)
             }
@@ -196,7 +205,10 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
     override func release() {
         collectGarbage()
         let all = childrenLock.withLock { () -> [UmemODP] in
-            defer { children.removeAll() }
+            defer {
+                children.removeAll()
+                garbage.removeAll()
+            }
             return Array(children.values)
         }
         for child in all {

@@ -75,15 +75,23 @@ final class NIC: DevicePlugin {
         let region: MemoryRegion
         if request.start == 0 && request.length == ImplicitODPRegion.span {
             guard !request.pinned else { throw .invalid("the whole address space cannot be pinned: implicit regions are ODP only") }
+            guard request.deviceAddress == 0 else { throw .invalid("an implicit region's iova is its virtual address: device address must be 0") }
             region = ImplicitODPRegion(nic: self, addressSpace: request.addressSpace, access: access)
         } else {
-            guard request.start + request.length <= ImplicitODPRegion.span else { throw .invalid("a memory region must lie below 2^47") }
+            guard request.length <= ImplicitODPRegion.span, request.start <= ImplicitODPRegion.span - request.length else {
+                throw .invalid("a memory region must lie below 2^47")
+            }
             let asked = MemoryRegion.Request(
                 addressSpace: request.addressSpace, start: request.start, end: request.start + request.length,
                 iova: request.deviceAddress, access: access)
             region = request.pinned ? try PinnedRegion(nic: self, registering: asked) : try ODPRegion(nic: self, registering: asked)
         }
-        keys.register(region)
+        do {
+            try keys.register(region)
+        } catch {
+            region.release()
+            throw error
+        }
         host.log(.debug, "registered region key 0x\(String(region.key, radix: 16)) [\(region.access)]")
         return region
     }
@@ -128,11 +136,16 @@ final class NIC: DevicePlugin {
     }
 
     /// `ibv_advise_mr(IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE)`: faults the range
-    /// in ahead of the remote operations that will use it.
+    /// in ahead of the remote operations that will use it. Like a remote
+    /// operation it holds the region through its key, so a deregistration
+    /// waits for it.
     func prefetch(_ object: AnyObject, deviceAddress: UInt64, length: UInt64) throws(PluginError) {
-        let region = object as! MemoryRegion
+        let binding = object as! MemoryRegion
+        guard let region = keys.acquire(binding.key) else { throw .invalid("prefetch: the region is not registered") }
+        defer { region.users.subtract(1, ordering: .releasing) }
+        let size = region.end - region.start
         guard deviceAddress % 4096 == 0, length > 0, length % 4096 == 0, deviceAddress >= region.iova,
-            deviceAddress - region.iova + length <= region.end - region.start
+            deviceAddress - region.iova <= size, length <= size - (deviceAddress - region.iova)
         else { throw .invalid("prefetch range must be page aligned and inside the region") }
         let first = region.start + (deviceAddress - region.iova)
         try region.prefetch(first, first + length)

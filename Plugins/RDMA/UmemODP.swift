@@ -10,7 +10,8 @@ import Synchronization
 /// it (reported dirty when the translation goes: seed 003) and how many
 /// DMA transfers are using it now.
 final class UmemODP: IntervalSubscription, @unchecked Sendable {
-    // @unchecked: the arrays and `mappedPages` are guarded by `lock`;
+    // @unchecked: the arrays are guarded by `lock` (and `mappedPages` is
+    // changed only under it);
     // `users` by the parent's children lock; `dead` is atomic; the rest is
     // immutable.
     unowned let nic: NIC
@@ -26,7 +27,10 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
     private var entries: [PFN?]
     private var written: [Bool]
     private var inFlight: [UInt32]
-    private(set) var mappedPages = 0
+    /// Entries present; changed under `lock`, readable anywhere as a hint.
+    let mappedPages = Atomic<Int>(0)
+    /// Whether the table is empty now (a hint unless `lock` is held).
+    var isEmpty: Bool { mappedPages.load(ordering: .relaxed) == 0 }
     /// Collected (implicit children only): nothing may be installed any more.
     let dead = Atomic<Bool>(false)
     /// Operations using this child of an implicit region now (guarded by
@@ -83,9 +87,9 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
                 written[i] = false
                 zapped += 1
             }
-            mappedPages -= Int(zapped)
+            let left = mappedPages.subtract(Int(zapped), ordering: .relaxed).newValue
             nic.counters.pagesZapped.bump(zapped)
-            return zapped > 0 && mappedPages == 0
+            return left == 0
         }
         // No new transfer can start on the range now (its entries are gone
         // and a new fault waits in read_begin until the range ends); the
@@ -93,7 +97,7 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
         waitForDrain(first, last)
         for pfn in dirty { nic.host.setDirty(pfn) }
         nic.counters.pagesDirtied.bump(UInt64(dirty.count))
-        // An implicit child that emptied is freed later, outside the callback
+        // An implicit child left empty is freed later, outside the callback
         // (removing an interval waits for callbacks: mlx5 defers it to a work).
         if emptied, let parent { parent.retire(self) }
         return true
@@ -142,7 +146,7 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
             if dead.load(ordering: .acquiring) || readRetry(seq) { return false }
             for (offset, pfn) in pfns.enumerated() {
                 let i = index(first) + offset
-                if entries[i] == nil { mappedPages += 1 }
+                if entries[i] == nil { mappedPages.add(1, ordering: .relaxed) }
                 entries[i] = pfn
             }
             return true
@@ -161,7 +165,7 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
     /// Marks an implicit child dead if it is empty and idle; returns whether it did.
     func retireIfEmpty() -> Bool {
         lock.withLock {
-            guard mappedPages == 0, !inFlight.contains(where: { $0 > 0 }) else { return false }
+            guard mappedPages.load(ordering: .relaxed) == 0, !inFlight.contains(where: { $0 > 0 }) else { return false }
             dead.store(true, ordering: .releasing)
             return true
         }
@@ -185,7 +189,7 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
                 entries[i] = nil
                 written[i] = false
             }
-            mappedPages = 0
+            mappedPages.store(0, ordering: .relaxed)
             return dirtied
         }
         nic.counters.pagesDirtied.bump(dirtied)

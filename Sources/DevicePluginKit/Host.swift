@@ -80,6 +80,7 @@ public struct Host: @unchecked Sendable {
         addressSpace: UInt64, start: UInt64, length: UInt64, _ subscription: IntervalSubscription
     ) throws(PluginError) {
         precondition(subscription.handle == nil, "the interval subscription is already inserted")
+        subscription.host = self  // before the host can call back
         var handle: OpaquePointer? = nil
         var error = mmulab_error()
         let status = table.pointee.interval_insert(
@@ -89,8 +90,7 @@ public struct Host: @unchecked Sendable {
             Unmanaged.passUnretained(subscription).release()
             throw PluginError(error)
         }
-        subscription.host = self
-        subscription.handle = handle
+        subscription.handle = handle  // a callback may already have set the same value
     }
 
     /// [blockable] Removes an interval subscription; no callback runs after this returns.

@@ -1,4 +1,5 @@
 public import CDevicePluginABI
+import Synchronization
 
 /// The range of an invalidation, read in place from the host's record
 /// (valid only during the callback that received it). Fields are loaded on
@@ -32,10 +33,19 @@ public struct InvalidationRange {
 /// with no reference counting, so a Swift plugin's callback costs what a C
 /// one does.
 open class IntervalSubscription: @unchecked Sendable {
-    // @unchecked: `host` and `handle` are set by `Host.insertInterval` and
-    // cleared by `Host.removeInterval`; subclasses synchronise their own state.
+    // @unchecked: `host` is set by `Host.insertInterval` before the host can
+    // call back (the insertion publishes it); the handle is atomic;
+    // subclasses synchronise their own state.
     var host: Host?
-    var handle: OpaquePointer?
+    /// The host's handle. An invalidation can run on another thread before
+    /// `interval_insert` has returned the handle to the inserting one: the
+    /// callback then records the handle it was called with, so `setSeq`
+    /// always has it.
+    private let handleBits = Atomic<UInt>(0)
+    var handle: OpaquePointer? {
+        get { OpaquePointer(bitPattern: handleBits.load(ordering: .acquiring)) }
+        set { handleBits.store(UInt(bitPattern: newValue), ordering: .releasing) }
+    }
 
     public init() {}
 
@@ -53,9 +63,14 @@ open class IntervalSubscription: @unchecked Sendable {
 
     nonisolated(unsafe) static var ops = mmulab_interval_ops(
         struct_size: UInt32(MemoryLayout<mmulab_interval_ops>.size),
-        invalidate: { data, _, range, seq in
+        invalidate: { data, interval, range, seq in
             Unmanaged<IntervalSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef {
-                $0.invalidate(range: InvalidationRange(range!), currentSeq: seq)
+                if $0.handleBits.load(ordering: .relaxed) == 0 {
+                    // Called back before `interval_insert` returned (see `handle`).
+                    _ = $0.handleBits.compareExchange(
+                        expected: 0, desired: UInt(bitPattern: interval), ordering: .acquiringAndReleasing)
+                }
+                return $0.invalidate(range: InvalidationRange(range!), currentSeq: seq)
             }
         })
 }

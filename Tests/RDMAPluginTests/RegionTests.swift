@@ -61,6 +61,12 @@ struct RegionTests {
         #expect {
             try f.nic.attach(addressSpace: f.space.id, start: 0, length: wholeAddressSpace, pinned: true)
         } throws: { "\($0)".contains("implicit") }
+        #expect {
+            try f.nic.attach(addressSpace: f.space.id, start: 0, length: wholeAddressSpace, deviceAddress: 0x1000)
+        } throws: { "\($0)".contains("iova") }
+        #expect {
+            try f.nic.attach(addressSpace: f.space.id, start: UInt64.max & ~4095, length: 8 * page)
+        } throws: { "\($0)".contains("2^47") }
         #expect(f.finish() == [])
     }
 
@@ -126,6 +132,14 @@ struct RegionTests {
         #expect(throws: PluginCallError.self, "unmapped memory is a remote access error") {
             try f.deviceWrite(region, base + 40 * page, tag(40, 2))
         }
+
+        // Probes of unmapped chunks fail and leave no child behind.
+        for chunk in 0..<5 {
+            #expect(throws: PluginCallError.self) { try f.deviceRead(region, 0x60_0000_0000 + UInt64(chunk) * 16 * page) }
+        }
+        _ = try f.deviceRead(region, base)
+        #expect(f.stat("implicit children") == 1, "children made by failed probes are freed")
+        #expect(f.machine.addressSpace(f.space.id).map { $0.notifiers.intervalCount } == 1)
         #expect(f.finish() == [])
     }
 }
