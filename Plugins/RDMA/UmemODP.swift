@@ -77,10 +77,11 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
             return true
         }
         var dirty: [PFN] = []
-        let emptied = lock.withLock { () -> Bool in
+        let pages = index(first)..<index(last - 1) + 1
+        let (emptied, busy) = lock.withLock { () -> (Bool, Bool) in
             setSeq(currentSeq)
             var zapped: UInt64 = 0
-            for i in index(first)..<index(last - 1) + 1 {
+            for i in pages {
                 guard let pfn = entries[i] else { continue }
                 if written[i] { dirty.append(pfn) }
                 entries[i] = nil
@@ -89,12 +90,12 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
             }
             let left = mappedPages.subtract(Int(zapped), ordering: .relaxed).newValue
             nic.counters.pagesZapped.bump(zapped)
-            return left == 0
+            return (left == 0, inFlight[pages].contains { $0 > 0 })
         }
         // No new transfer can start on the range now (its entries are gone
         // and a new fault waits in read_begin until the range ends); the
         // ones already started must finish before the pages may go.
-        waitForDrain(first, last)
+        if busy { waitForDrain(pages) }
         for pfn in dirty { nic.host.setDirty(pfn) }
         nic.counters.pagesDirtied.bump(UInt64(dirty.count))
         // An implicit child left empty is freed later, outside the callback
@@ -103,15 +104,12 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
         return true
     }
 
-    /// [blockable] Sleeps until no transfer is in flight on `[first, last)`.
-    private func waitForDrain(_ first: UInt64, _ last: UInt64) {
-        let range = index(first)..<index(last - 1) + 1
-        var waited = false
-        while lock.withLock({ inFlight[range].contains { $0 > 0 } }) {
-            waited = true
+    /// [blockable] Sleeps until no transfer is in flight on `pages`.
+    private func waitForDrain(_ pages: Range<Int>) {
+        nic.counters.drainWaits.bump()
+        repeat {
             nic.host.sleep(nanoseconds: 2_000)
-        }
-        if waited { nic.counters.drainWaits.bump() }
+        } while lock.withLock({ inFlight[pages].contains { $0 > 0 } })
     }
 
     // MARK: - DMA
