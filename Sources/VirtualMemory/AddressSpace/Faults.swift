@@ -232,35 +232,59 @@ extension AddressSpace {
         if installed && writable { memory.setFlags(.dirty, on: frame) }
     }
 
+    /// Brings a swapped-out page back (Linux: `do_swap_page`).
+    ///
+    /// Every decision is taken under the page-table lock while the PTE
+    /// still names `slot`: the PTE was read before `allocateFrame`, which
+    /// may reclaim, and meanwhile the page may have been swapped in by
+    /// someone else, written, and swapped out again, or unmapped, with the
+    /// slot number given to another address space's page. Reading a slot
+    /// only our PTE still refers to, and mapping a cached frame only while
+    /// it is still that slot's, is what keeps another's data out (a helper
+    /// found both windows: a frame mapped after its slot had been reused).
     private func swapIn(_ vma: VMA, _ page: UInt64, _ pte: PTE) throws(MemoryError) {
         let slot = pte.swapSlot
         let swap = machine.swap
-        var frame = swap.cachedFrame(slot, memory: memory)
-        if frame == nil {
-            let fresh = try allocateFrame(flags: [.anonymous, .swapCache])
-            memory.setOwner(fresh, owner: vma.rmapOwner, index: vma.index(of: page))
-            if swap.readIntoCache(slot, frame: fresh, memory: memory) {
-                memory.get(fresh)  // the swap cache's reference; the allocation's is ours
-                memory.node(of: fresh).addToLRU(fresh, memory: memory)
-                machine.statistics.swapIns.add(1, ordering: .relaxed)
-                frame = fresh
-            } else {
-                memory.clearFlags(.swapCache, on: fresh)
-                memory.put(fresh)
-                return  // someone else read it in, or the PTE changed; the caller retries
+        if let cached = swap.cachedFrame(slot, memory: memory) {
+            defer { memory.put(cached) }  // the lookup's reference
+            ptl.withLock {
+                guard pageTable.entry(page >> 12) == pte, swap.slot(of: cached) == slot else { return }
+                mapSwapped(cached, at: page, releasing: slot)
             }
+            return  // mapped, or the PTE or the cache changed: the caller retries
         }
-        let cached = frame!
-        defer { memory.put(cached) }
-        ptl.withLock {
-            guard pageTable.entry(page >> 12) == pte else { return }
-            memory.addMapping(cached)
-            // Read-only until written: a write fault then decides between
-            // reusing this page (dropping the stale slot) and copying it.
-            pageTable.set(page >> 12, .present(frame: cached, writable: false))
-            residentPages.add(1, ordering: .relaxed)
-            swap.release(slot)
+        let fresh = try allocateFrame(flags: [.anonymous, .swapCache])
+        memory.setOwner(fresh, owner: vma.rmapOwner, index: vma.index(of: page))
+        let read = ptl.withLock { () -> Bool in
+            // `readIntoCache` takes the swap cache's reference as it
+            // publishes the frame, under the swap lock: a fault that finds
+            // the frame in the cache a moment later cannot mistake our
+            // allocation reference for the cache's.
+            guard pageTable.entry(page >> 12) == pte, swap.readIntoCache(slot, frame: fresh, memory: memory) else { return false }
+            mapSwapped(fresh, at: page, releasing: slot)
+            return true
         }
+        guard read else {
+            memory.clearFlags(.swapCache, on: fresh)
+            memory.put(fresh)
+            return  // someone else read it in, or the PTE changed; the caller retries
+        }
+        // On the LRU whatever happens next: once published, the frame may
+        // be unmapped and left in the swap cache by others, and only
+        // reclaim finds such a page again.
+        memory.node(of: fresh).addToLRU(fresh, memory: memory)
+        memory.put(fresh)  // the allocation's reference; the mapping and the cache hold theirs
+        machine.statistics.swapIns.add(1, ordering: .relaxed)
+    }
+
+    /// Maps a swap-cache frame read-only in place of its swap entry (PTL
+    /// held). Read-only until written: a write fault then decides between
+    /// reusing this page (dropping the stale slot) and copying it.
+    private func mapSwapped(_ frame: Int32, at page: UInt64, releasing slot: Int) {
+        memory.addMapping(frame)
+        pageTable.set(page >> 12, .present(frame: frame, writable: false))
+        residentPages.add(1, ordering: .relaxed)
+        machine.swap.release(slot)  // the cache still links the slot, so it stays allocated
     }
 
     /// A write to a present, write-protected page: make a shared mapping

@@ -70,12 +70,17 @@ public final class SwapArea: @unchecked Sendable {
     /// slot and no frame caches it yet (Linux: `swapcache_prepare` failing
     /// on a freed entry). Returns false otherwise; the faulting caller then
     /// finds its PTE changed, or the cached frame, when it retries.
+    ///
+    /// The swap cache's reference on the frame is taken here, under the
+    /// lock that publishes it, so every lookup that can see the frame also
+    /// sees that reference.
     func readIntoCache(_ slot: Int, frame: Int32, memory: PhysicalMemory) -> Bool {
         let target = memory.payload(of: frame)
         return lock.withLock {
             guard allocated[slot], references[slot] > 0, cache[Int32(slot)] == nil else { return false }
             target.baseAddress!.copyMemory(from: storage + slot * payloadSize, byteCount: payloadSize)
             reads += 1
+            memory.get(frame)
             cache[Int32(slot)] = frame
             slotOfFrame[frame] = Int32(slot)
             return true
