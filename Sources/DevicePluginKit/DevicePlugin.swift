@@ -12,6 +12,8 @@ public struct PluginOperations: OptionSet, Sendable {
     public static let prefetch = PluginOperations(rawValue: 1 << 0)
     /// `migrate`: move a range to device memory and back.
     public static let migrate = PluginOperations(rawValue: 1 << 1)
+    /// `control`: device-specific commands on a binding (ABI 1.2).
+    public static let control = PluginOperations(rawValue: 1 << 2)
 }
 
 /// What a plugin declares about itself.
@@ -60,6 +62,9 @@ public protocol DevicePlugin: AnyObject {
     func prefetch(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64) throws(PluginError)
     /// [blockable] Move a range to device memory or back (declare `.migrate`).
     func migrate(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64, toDevice: Bool) throws(PluginError)
+    /// [blockable] A device-specific command on a binding; `argument` is
+    /// read and written in place (declare `.control`).
+    func control(_ binding: AnyObject, command: UInt32, argument: UnsafeMutableRawBufferPointer) throws(PluginError)
     /// [any-thread] Named counters.
     var statistics: [(name: String, value: UInt64)] { get }
     /// [blockable] Called before the instance goes away (after every detach).
@@ -72,6 +77,9 @@ extension DevicePlugin {
     }
     public func migrate(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64, toDevice: Bool) throws(PluginError) {
         throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "migrate is not provided")
+    }
+    public func control(_ binding: AnyObject, command: UInt32, argument: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "control is not provided")
     }
     public var statistics: [(name: String, value: UInt64)] { [] }
     public func shutdown() {}
@@ -105,7 +113,8 @@ public enum DevicePluginExport {
             description: UnsafePointer(strdup(info.summary)), capabilities: info.capabilities, reserved: 0,
             create: create, destroy: destroy, attach: attach, detach: detach, access: access,
             prefetch: info.operations.contains(.prefetch) ? prefetch : nil,
-            migrate: info.operations.contains(.migrate) ? migrate : nil, stat_count: statCount, stat_get: statGet))
+            migrate: info.operations.contains(.migrate) ? migrate : nil, stat_count: statCount, stat_get: statGet,
+            control: info.operations.contains(.control) ? control : nil))
         descriptor = made
         return UnsafePointer(made)
     }
@@ -196,6 +205,20 @@ public enum DevicePluginExport {
         let object = Unmanaged<AnyObject>.fromOpaque(binding!).takeUnretainedValue()
         do throws(PluginError) {
             try InstanceBox.from(instance).plugin.migrate(object, deviceAddress: address, length: length, toDevice: toDevice)
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            return error.report(into: errorOut)
+        }
+    }
+
+    static let control: @convention(c) (
+        UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UInt32, UnsafeMutableRawPointer?, UInt64,
+        UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status = { instance, binding, command, argument, size, errorOut in
+        let object = Unmanaged<AnyObject>.fromOpaque(binding!).takeUnretainedValue()
+        do throws(PluginError) {
+            try InstanceBox.from(instance).plugin.control(
+                object, command: command, argument: UnsafeMutableRawBufferPointer(start: argument, count: Int(size)))
             return mmulab_status(MMULAB_OK)
         } catch {
             return error.report(into: errorOut)

@@ -101,10 +101,19 @@ open class SpaceSubscription: @unchecked Sendable {
                     $0.clearYoung(addressSpace: addressSpace, start: start, end: end)
                 } ? 1 : 0
             },
-            test_young: nil,
+            test_young: { data, addressSpace, address in
+                Unmanaged<SpaceSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef {
+                    $0.testYoung(addressSpace: addressSpace, address: address)
+                } ? 1 : 0
+            },
             change_pte: nil,
             release: { data, addressSpace in
                 Unmanaged<SpaceSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.release(addressSpace: addressSpace) }
+            },
+            change_pte_pfn: { data, addressSpace, pfn in
+                Unmanaged<SpaceSubscription>.fromOpaque(data!)._withUnsafeGuaranteedRef {
+                    $0.changePTE(addressSpace: addressSpace, pfn!.pointee)
+                }
             })
     }
 
@@ -114,6 +123,13 @@ open class SpaceSubscription: @unchecked Sendable {
     open func invalidateRangeEnd(_ range: InvalidationRange) {}
     /// [non-blockable][reclaim] Needs MMULAB_CAP_YOUNG.
     open func clearYoung(addressSpace: UInt64, start: UInt64, end: UInt64) -> Bool { false }
+    /// [non-blockable] Whether the device used `address` recently, without
+    /// clearing anything. Needs MMULAB_CAP_YOUNG.
+    open func testYoung(addressSpace: UInt64, address: UInt64) -> Bool { false }
+    /// [non-blockable] The primary PTE at `pfn.address` now maps `pfn` (a
+    /// KSM merge), under the page-table lock, inside a `ksm` invalidation.
+    /// Needs MMULAB_CAP_CHANGE_PTE (ABI 1.2 `change_pte_pfn`).
+    open func changePTE(addressSpace: UInt64, _ pfn: PFN) {}
     /// [blockable] The address space is going away.
     open func release(addressSpace: UInt64) {}
 }

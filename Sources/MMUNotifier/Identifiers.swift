@@ -28,14 +28,17 @@ public struct PageFrameNumber: RawRepresentable, Sendable, Hashable, Comparable,
 }
 
 /// A new primary PTE value announced through `changePTE` (Linux's
-/// `set_pte_at_notify`): the page at `address` now maps `frame`.
+/// `set_pte_at_notify`): the page at `address` now maps `frame`, in the
+/// frame's `generation` (what a device must present to DMA through it).
 public struct PrimaryPTE: Sendable, Hashable {
     public var address: UInt64
     public var frame: PageFrameNumber
+    public var generation: UInt32
     public var writable: Bool
-    public init(address: UInt64, frame: PageFrameNumber, writable: Bool) {
+    public init(address: UInt64, frame: PageFrameNumber, generation: UInt32 = 0, writable: Bool) {
         self.address = address
         self.frame = frame
+        self.generation = generation
         self.writable = writable
     }
 }

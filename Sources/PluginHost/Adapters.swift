@@ -36,7 +36,9 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
         self.data = data
         subscriberName = name
         var capabilities: SubscriberCapabilities = []
-        if ops.capabilities & UInt32(MMULAB_CAP_CHANGE_PTE) != 0, ops.change_pte != nil { capabilities.insert(.changePTE) }
+        if ops.capabilities & UInt32(MMULAB_CAP_CHANGE_PTE) != 0, ops.change_pte != nil || ops.change_pte_pfn != nil {
+            capabilities.insert(.changePTE)
+        }
         if ops.capabilities & UInt32(MMULAB_CAP_YOUNG) != 0, ops.clear_young != nil || ops.test_young != nil {
             capabilities.insert(.youngTracking)
         }
@@ -72,7 +74,14 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     }
 
     func changePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
-        ops.change_pte?(data, addressSpace.rawValue, pte.address, pte.frame.rawValue, pte.writable ? 1 : 0)
+        if let changeWithPFN = ops.change_pte_pfn {
+            var pfn = mmulab_pfn(
+                address: pte.address, pfn: pte.frame.rawValue, generation: pte.generation,
+                flags: pte.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0)
+            changeWithPFN(data, addressSpace.rawValue, &pfn)
+        } else {
+            ops.change_pte?(data, addressSpace.rawValue, pte.address, pte.frame.rawValue, pte.writable ? 1 : 0)
+        }
     }
 
     func release(addressSpace: AddressSpaceID) {

@@ -130,6 +130,18 @@ public final class PluginInstance: @unchecked Sendable {
         guard status == mmulab_status(MMULAB_OK) else { throw callError("migrate", status, error) }
     }
 
+    /// A device-specific command on a binding (ABI 1.2 `control`): the
+    /// command numbers and the layout of `argument`, read and written in
+    /// place, are the plugin's (the KVM plugin's dirty log, say).
+    public func control(_ binding: Binding, command: UInt32, argument: UnsafeMutableRawBufferPointer) throws(PluginCallError) {
+        guard let control = plugin.descriptor.pointee.control else {
+            throw PluginCallError(plugin: plugin.name, operation: "control", status: mmulab_status(MMULAB_ERR_NOT_SUPPORTED), message: "not provided")
+        }
+        var error = mmulab_error()
+        let status = control(instance, binding.handle, command, argument.baseAddress, UInt64(argument.count), &error)
+        guard status == mmulab_status(MMULAB_OK) else { throw callError("control", status, error) }
+    }
+
     /// The plugin's named counters.
     public func statistics() -> [(name: String, value: UInt64)] {
         guard let count = plugin.descriptor.pointee.stat_count, let get = plugin.descriptor.pointee.stat_get else { return [] }

@@ -32,6 +32,7 @@ public struct LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         if descriptor.pointee.prefetch != nil { names.append("prefetch") }
         if descriptor.pointee.migrate != nil { names.append("migrate") }
         if descriptor.pointee.stat_count != nil && descriptor.pointee.stat_get != nil { names.append("stats") }
+        if descriptor.pointee.control != nil { names.append("control") }
         return names
     }
 
@@ -91,7 +92,12 @@ public enum PluginLoader {
         guard negotiated <= hostMinor else {
             return .failure(.minorNegotiationFailed(path: path, offered: Int(hostMinor), chosen: Int(negotiated)))
         }
-        let d = descriptor.pointee
+        // Read only what the plugin declared: a descriptor of an older
+        // minor is shorter, and the fields past its size are absent.
+        var d = mmulab_device_plugin()
+        withUnsafeMutableBytes(of: &d) { target in
+            target.copyMemory(from: UnsafeRawBufferPointer(start: descriptor, count: min(size, MemoryLayout<mmulab_device_plugin>.size)))
+        }
         let required: [(String, Bool)] = [
             ("create", d.create != nil), ("destroy", d.destroy != nil), ("attach", d.attach != nil),
             ("detach", d.detach != nil), ("access", d.access != nil),
@@ -99,14 +105,19 @@ public enum PluginLoader {
         if let missing = required.first(where: { !$0.1 }) {
             return .failure(.missingOperation(path: path, operation: missing.0))
         }
-        // Optional operations beyond the declared size are treated as absent.
+        // Optional operations beyond the declared size are absent: `d`
+        // holds zeros (NULL) past `size`. A pointer cut by the size is too.
         var copy = d
         let fullSize = MemoryLayout<mmulab_device_plugin>.size
         if size < fullSize {
-            if size <= MemoryLayout<mmulab_device_plugin>.offset(of: \mmulab_device_plugin.prefetch)! { copy.prefetch = nil }
-            if size <= MemoryLayout<mmulab_device_plugin>.offset(of: \mmulab_device_plugin.migrate)! { copy.migrate = nil }
-            if size <= MemoryLayout<mmulab_device_plugin>.offset(of: \mmulab_device_plugin.stat_count)! { copy.stat_count = nil }
-            if size <= MemoryLayout<mmulab_device_plugin>.offset(of: \mmulab_device_plugin.stat_get)! { copy.stat_get = nil }
+            func cut(_ field: PartialKeyPath<mmulab_device_plugin>) -> Bool {
+                size < MemoryLayout<mmulab_device_plugin>.offset(of: field)! + MemoryLayout<UnsafeRawPointer>.size
+            }
+            if cut(\mmulab_device_plugin.prefetch) { copy.prefetch = nil }
+            if cut(\mmulab_device_plugin.migrate) { copy.migrate = nil }
+            if cut(\mmulab_device_plugin.stat_count) { copy.stat_count = nil }
+            if cut(\mmulab_device_plugin.stat_get) { copy.stat_get = nil }
+            if cut(\mmulab_device_plugin.control) { copy.control = nil }
         }
         let stored = UnsafeMutablePointer<mmulab_device_plugin>.allocate(capacity: 1)
         stored.initialize(to: copy)  // kept for the process's lifetime, like the image

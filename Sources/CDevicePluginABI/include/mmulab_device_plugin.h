@@ -1,8 +1,11 @@
 /*
- * mmulab device plugin ABI, version 1.1.
+ * mmulab device plugin ABI, version 1.2.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
- * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE).
+ * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
+ * adds change_pte_pfn to the subscriber table and the plugin's optional
+ * control operation. Every addition is at the end of its struct: the host
+ * reads only what struct_size covers.
  *
  * This header is the whole contract between the mmulab host and a device
  * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
@@ -57,7 +60,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 1
+#define MMULAB_ABI_MINOR 2
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -180,6 +183,13 @@ typedef struct mmulab_subscriber_ops {
     /* [blockable] The address space is going away: drop everything. No
      * callback follows. Optional. */
     void (*release)(void *data, uint64_t address_space);
+    /* 1.2 [non-blockable] change_pte with the whole translation: `pfn` carries
+     * the new frame's generation, so the device can keep using the entry it
+     * repoints (DMA through a pfn needs its generation). When set, the host
+     * calls it instead of change_pte; MMULAB_CAP_CHANGE_PTE covers both.
+     * Called under the page-table lock: do not wait here for anything that
+     * DMAs through the host (DMA takes that lock). Optional. */
+    void (*change_pte_pfn)(void *data, uint64_t address_space, const mmulab_pfn *pfn);
 } mmulab_subscriber_ops;
 
 typedef struct mmulab_interval mmulab_interval;
@@ -403,6 +413,13 @@ typedef struct mmulab_device_plugin {
     /* [any-thread] Named counters: how many, and the i-th (name valid until destroy). */
     uint32_t (*stat_count)(void *instance);
     mmulab_status (*stat_get)(void *instance, uint32_t index, const char **name, uint64_t *value);
+    /* 1.2 [blockable] A device-specific command on a binding (an ioctl):
+     * `command` and the layout of `argument` (`size` bytes, read and
+     * written in place) are the plugin's to define and document (the KVM
+     * plugin's dirty log: Plugins/KVM/README.md). Answer
+     * MMULAB_ERR_NOT_SUPPORTED for a command you do not know. Optional. */
+    mmulab_status (*control)(void *instance, void *binding, uint32_t command, void *argument, uint64_t size,
+                             mmulab_error *error);
 } mmulab_device_plugin;
 
 /* The entry point. `host_minor`: the highest minor the host supports.

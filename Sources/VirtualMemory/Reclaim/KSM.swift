@@ -109,7 +109,8 @@ public final class SamePageMerger: @unchecked Sendable {
                 guard pte.isPresent, pte.frame == frame else { return }
                 if pte.isDirty { memory.setFlags(.dirty, on: frame) }
                 pte = pte.with(writable: false).with(dirty: false)
-                space.notifiers.changePTE(PrimaryPTE(address: address, frame: PageFrameNumber(frame), writable: false))
+                space.notifiers.changePTE(
+                    PrimaryPTE(address: address, frame: PageFrameNumber(frame), generation: memory.generation(of: frame), writable: false))
                 protected = true
             }
             guard protected, memory.mapcount(of: frame) == 1, memory.pincount(of: frame) == 0, sameContent(frame, target) else { return }
@@ -120,7 +121,8 @@ public final class SamePageMerger: @unchecked Sendable {
                 released.frames.append(frame)
                 memory.addMapping(target)
                 pte = .present(frame: target, writable: false, accessed: pte.isAccessed)
-                space.notifiers.changePTE(PrimaryPTE(address: address, frame: PageFrameNumber(target), writable: false))
+                space.notifiers.changePTE(
+                    PrimaryPTE(address: address, frame: PageFrameNumber(target), generation: memory.generation(of: target), writable: false))
                 merged = true
             }
         }
