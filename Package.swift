@@ -29,6 +29,7 @@ let package = Package(
         .executable(name: "mmulab", targets: ["mmulab"]),
         .library(name: "mmulab-plugin-gpu", type: .dynamic, targets: ["GPUPlugin"]),
         .library(name: "mmulab-plugin-rdma", type: .dynamic, targets: ["RDMAPlugin"]),
+        .library(name: "mmulab-plugin-kvm", type: .dynamic, targets: ["KVMPlugin"]),
         .library(name: "mmulab-plugin-mirror-c", type: .dynamic, targets: ["MirrorPluginC"]),
         .library(name: "mmulab-plugin-mirror-swift", type: .dynamic, targets: ["MirrorPluginSwift"]),
         // Deliberately broken plugins the PluginHost tests load (Tests/Fixtures/Plugins).
@@ -62,6 +63,9 @@ let package = Package(
 
         // The RDMA plugin (Plugins/RDMA): a simulated NIC with on-demand paging (mlx5 ODP).
         .target(name: "RDMAPlugin", dependencies: ["DevicePluginKit"], path: "Plugins/RDMA", swiftSettings: strictSwift6),
+
+        // The KVM plugin (Plugins/KVM): KVM's MMU (memslots, EPT, vCPU TLBs, aging, change_pte, dirty logging).
+        .target(name: "KVMPlugin", dependencies: ["DevicePluginKit"], path: "Plugins/KVM", swiftSettings: strictSwift6),
 
         // Example plugins (Examples/): a plugin author's starting points.
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
@@ -115,6 +119,11 @@ let package = Package(
         ),
         .testTarget(
             name: "RDMAPluginTests",
+            dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport", "PluginTestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "KVMPluginTests",
             dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport", "PluginTestSupport"],
             swiftSettings: strictSwift6
         ),

@@ -16,11 +16,19 @@ extension Machine {
         guard let victim = candidates.max(by: { $0.residentPages.load(ordering: .relaxed) < $1.residentPages.load(ordering: .relaxed) }),
             victim.residentPages.load(ordering: .relaxed) > 0
         else { return }
+        kill(victim)
+    }
+
+    /// Kills `victim` as the OOM killer does (its faults fail from now on)
+    /// and reaps it. Returns false if it was not alive, or if reaping gave
+    /// up on a range a secondary kept refusing.
+    @discardableResult
+    public func kill(_ victim: AddressSpace) -> Bool {
         let (killed, _) = victim.stateWord.compareExchange(
             expected: AddressSpace.State.alive.rawValue, desired: AddressSpace.State.killed.rawValue, ordering: .acquiringAndReleasing)
-        guard killed else { return }
+        guard killed else { return false }
         statistics.oomKills.add(1, ordering: .relaxed)
-        reap(victim)
+        return reap(victim)
     }
 
     /// Frees a killed address space's private anonymous memory with
