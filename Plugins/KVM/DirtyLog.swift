@@ -18,13 +18,15 @@ enum KVMCommand: UInt32 {
 }
 
 extension VM {
+    /// Starts logging. Already on, it changes nothing: the bits not yet
+    /// read stay (KVM keeps the old bitmap on a flags-only update).
     func enableDirtyLog(_ slot: Memslot) {
-        mmuLock.withLock {
+        changeEntriesThenFlush {
+            guard !slot.dirtyLogging else { return 0 }
             slot.dirtyLogging = true
             for index in slot.dirtyBitmap.indices { slot.dirtyBitmap[index] = 0 }
-            for index in 0..<Int(slot.pages) { writeProtect(slot, index) }
+            return (0..<Int(slot.pages)).filter { writeProtect(slot, $0) }.count
         }
-        flushRemoteTLBs()
     }
 
     func disableDirtyLog(_ slot: Memslot) {
@@ -41,9 +43,12 @@ extension VM {
         guard argument.count >= words * 8, let base = argument.baseAddress else {
             throw .invalid("the dirty log of a \(slot.pages)-page memslot needs \(words * 8) bytes, got \(argument.count)")
         }
-        let reported = try mmuLock.withLock { () throws(PluginError) -> Int in
-            guard slot.dirtyLogging else { throw .invalid("dirty logging is off for this memslot") }
-            var reported = 0
+        guard mmuLock.withLock({ slot.dirtyLogging }) else { throw .invalid("dirty logging is off for this memslot") }
+        var reported = 0
+        // Always flushed before returning, whatever changed: see above.
+        changeEntriesThenFlush(always: true) {
+            guard slot.dirtyLogging else { return 0 }  // turned off meanwhile: nothing to report
+            var protected = 0
             for word in 0..<words {
                 let bits = slot.dirtyBitmap[word]
                 base.storeBytes(of: bits.littleEndian, toByteOffset: word * 8, as: UInt64.self)
@@ -52,29 +57,29 @@ extension VM {
                 while rest != 0 {
                     let bit = rest.trailingZeroBitCount
                     rest &= rest - 1
-                    writeProtect(slot, word * 64 + bit)
+                    if writeProtect(slot, word * 64 + bit) { protected += 1 }
                     reported += 1
                 }
             }
-            return reported
+            return protected
         }
-        flushRemoteTLBs()
         counters.dirtyPagesReported.bump(UInt64(reported))
     }
 
     /// Clears the writable bit of a present entry (MMU lock held), telling
     /// the primary the page may have been written (KVM's `mmu_spte_update`
     /// marks the pfn dirty when a writable spte loses write access).
-    private func writeProtect(_ slot: Memslot, _ index: Int) {
+    /// Returns whether the entry changed.
+    private func writeProtect(_ slot: Memslot, _ index: Int) -> Bool {
         var current = slot.entries[index].load(ordering: .acquiring)
         while true {
             let old = EPTEntry(bits: current)
-            guard old.isPresent, old.isWritable || old.isDirty else { return }
+            guard old.isPresent, old.isWritable || old.isDirty else { return false }
             let (exchanged, seen) = slot.entries[index].compareExchange(
                 expected: current, desired: current & ~(EPTEntry.writable | EPTEntry.dirty), ordering: .acquiringAndReleasing)
             if exchanged {
                 reportDirtyIfWritten(old, slot, index)
-                return
+                return true
             }
             current = seen
         }

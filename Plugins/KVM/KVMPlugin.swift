@@ -26,12 +26,19 @@ final class KVM: DevicePlugin {
         /// Threads that may act as vCPUs over a VM's life.
         var vcpus = 64
         var tlbEntries = 64
+        /// A testing aid: blockable invalidations sleep this long between
+        /// their zap and their TLB flush, widening the window in which a
+        /// racing invalidation must still not let a stale TLB line outlive
+        /// the page.
+        var flushDelayMicroseconds: UInt64 = 0
 
         init(parsing options: String) throws(PluginError) {
-            let given = try PluginOptions(options, keys: ["change-pte": 0...1, "vcpus": 1...1024, "tlb-entries": 1...4096])
+            let given = try PluginOptions(
+                options, keys: ["change-pte": 0...1, "vcpus": 1...1024, "tlb-entries": 1...4096, "flush-delay-us": 0...1_000_000])
             changePTE = given["change-pte", default: 1] == 1
             vcpus = given["vcpus", default: vcpus]
             tlbEntries = given["tlb-entries", default: tlbEntries]
+            flushDelayMicroseconds = UInt64(given["flush-delay-us", default: 0])
             guard tlbEntries & (tlbEntries - 1) == 0 else { throw .invalid("option tlb-entries must be a power of two") }
         }
     }
@@ -41,7 +48,7 @@ final class KVM: DevicePlugin {
             name: "kvm", version: "1.0",
             summary: "KVM's MMU as a secondary MMU: memslots, an EPT with accessed/dirty bits and a reverse map, vCPUs with "
                 + "TLBs flushed by request, mmu_invalidate_retry_gfn, aging (clear/test_young), change_pte for KSM, dirty "
-                + "logging. Options: change-pte (0/1), vcpus, tlb-entries.",
+                + "logging. Options: change-pte (0/1), vcpus, tlb-entries, flush-delay-us (testing).",
             capabilities: UInt32(MMULAB_CAP_CHANGE_PTE | MMULAB_CAP_YOUNG), operations: [.control])
     }
 

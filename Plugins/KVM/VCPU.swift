@@ -168,8 +168,13 @@ final class VCPUTable: @unchecked Sendable {
         var ticket = Ticket()
         for vcpu in vcpus.prefix(count) {
             vcpu.requests.bitwiseOr(VCPU.flushRequest, ordering: .sequentiallyConsistent)
-            let exits = vcpu.exits.load(ordering: .acquiring)
-            if vcpu.mode.load(ordering: .sequentiallyConsistent) == VCPU.inGuest { ticket.waits.append((vcpu, exits)) }
+            // The exit count is read after the mode: the load that saw "in
+            // guest" synchronises with that entry, which came after the
+            // exit before it, so the count read now is at least that one's
+            // (read first, it could be older, and the wait end too early).
+            if vcpu.mode.load(ordering: .sequentiallyConsistent) == VCPU.inGuest {
+                ticket.waits.append((vcpu, vcpu.exits.load(ordering: .acquiring)))
+            }
         }
         return ticket
     }

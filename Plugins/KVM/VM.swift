@@ -19,6 +19,8 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     let handlesChangePTE: Bool
     let mmuLock: HostLock
     let vcpus: VCPUTable
+    /// Option `flush-delay-us` (testing).
+    let flushDelayNanoseconds: UInt64
 
     var slots: [Memslot] = []
     private var nextSlotID: UInt32 = 1
@@ -30,8 +32,15 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     let sequence = Atomic<UInt64>(0)
     var rmap = ReverseMap()
     /// Flush requests change_pte made and the end of the `ksm` invalidation
-    /// still has to wait for.
+    /// still has to wait for, and how many change_pte calls made them.
     var pendingKSMFlush = VCPUTable.Ticket()
+    var pendingKSMFlushers = 0
+    /// Zappers that changed entries under the lock and have not finished
+    /// their flush yet (KVM's old `tlbs_dirty`). A zapper that finds nothing
+    /// left to zap must still flush while this is not zero: the entries are
+    /// gone, but a vCPU may still hold them in its TLB, and the primary may
+    /// free the page as soon as this invalidation ends.
+    var flushesOutstanding = 0
     /// The address space went away (`release`): nothing maps any more.
     var released = false
 
@@ -43,6 +52,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
         self.addressSpace = addressSpace
         self.counters = counters
         handlesChangePTE = configuration.changePTE
+        flushDelayNanoseconds = configuration.flushDelayMicroseconds * 1_000
         mmuLock = host.makeLock("kvm mmu_lock", spin: true)
         vcpus = VCPUTable(capacity: configuration.vcpus, tlbEntries: configuration.tlbEntries)
         var capabilities = UInt32(MMULAB_CAP_YOUNG)
@@ -72,13 +82,36 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     /// Deleting a slot (`kvm_invalidate_memslot`): its entries go, faults in
     /// flight on it retry and find it gone, every vCPU flushes.
     func removeMemslot(_ slot: Memslot) {
-        mmuLock.withLock {
+        changeEntriesThenFlush(always: true) {
             slots.removeAll { $0 === slot }
             slot.deleted = true
-            counters.entriesZapped.bump(UInt64(zap(slot, 0..<Int(slot.pages), byKSM: false)))
+            let zapped = zap(slot, 0..<Int(slot.pages), byKSM: false)
+            counters.entriesZapped.bump(UInt64(zapped))
             sequence.add(1, ordering: .releasing)
+            return zapped
         }
-        flushRemoteTLBs()
+    }
+
+    /// Runs `body` under the MMU lock (it zaps or write-protects entries and
+    /// returns how many it changed), then flushes remote TLBs outside the
+    /// lock if it changed any, if `always`, or if another zapper's flush is
+    /// still outstanding (see `flushesOutstanding`). Real KVM flushes before
+    /// it unlocks; the model cannot, as a vCPU in guest mode takes the lock
+    /// to walk the EPT, so the flush is announced under the lock instead.
+    @discardableResult
+    func changeEntriesThenFlush(always: Bool = false, _ body: () -> Int) -> Int {
+        let (changed, flush) = mmuLock.withLock { () -> (Int, Bool) in
+            let changed = body()
+            let flush = always || changed > 0 || flushesOutstanding > 0
+            if flush { flushesOutstanding += 1 }
+            return (changed, flush)
+        }
+        if flush {
+            if flushDelayNanoseconds > 0 && !host.isNonBlockable { host.sleep(nanoseconds: flushDelayNanoseconds) }
+            flushRemoteTLBs()
+            mmuLock.withLock { flushesOutstanding -= 1 }
+        }
+        return changed
     }
 
     /// The slot mapping a guest frame (MMU lock held).
@@ -107,7 +140,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
             counters.ksmStartsSkipped.bump()
             return true
         }
-        let zapped = mmuLock.withLock { () -> Int in
+        changeEntriesThenFlush {
             invalidationsInProgress += 1
             if invalidationsInProgress == 1 {
                 rangeStart = range.start
@@ -118,7 +151,6 @@ final class VM: SpaceSubscription, @unchecked Sendable {
             }
             return zap(hvaStart: range.start, hvaEnd: range.end, byKSM: range.event == MMULAB_EVENT_KSM.rawValue)
         }
-        if zapped > 0 { flushRemoteTLBs() }
         return true
     }
 
@@ -131,11 +163,18 @@ final class VM: SpaceSubscription, @unchecked Sendable {
             // there (Linux's IPIs interrupt a spinning CPU; the model cannot).
             // It asked them to flush; this waits for the acknowledgements,
             // before the primary frees the old page.
-            let ticket = mmuLock.withLock { () -> VCPUTable.Ticket in
-                defer { pendingKSMFlush = VCPUTable.Ticket() }
-                return pendingKSMFlush
+            // Another zapper's flush may also be outstanding (it emptied an
+            // entry this change_pte then found absent): flush for it too.
+            let (ticket, othersOutstanding) = mmuLock.withLock { () -> (VCPUTable.Ticket, Bool) in
+                defer {
+                    flushesOutstanding -= pendingKSMFlushers
+                    pendingKSMFlushers = 0
+                    pendingKSMFlush = VCPUTable.Ticket()
+                }
+                return (pendingKSMFlush, flushesOutstanding > pendingKSMFlushers)
             }
             counters.flushWaits.bump(UInt64(vcpus.wait(ticket)))
+            if othersOutstanding { flushRemoteTLBs() }
             return
         }
         mmuLock.withLock {
@@ -221,7 +260,11 @@ final class VM: SpaceSubscription, @unchecked Sendable {
                 }
             }
             sequence.add(1, ordering: .releasing)
-            if changed { pendingKSMFlush.merge(vcpus.requestFlush()) }
+            if changed {
+                pendingKSMFlush.merge(vcpus.requestFlush())
+                pendingKSMFlushers += 1
+                flushesOutstanding += 1  // until the ksm end has waited
+            }
         }
     }
 
@@ -289,12 +332,11 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     /// The address space is going away (`kvm_mmu_notifier_release`): every
     /// entry goes; guest accesses fail from now on.
     override func release(addressSpace: UInt64) {
-        mmuLock.withLock {
+        changeEntriesThenFlush(always: true) {
             released = true
-            _ = zap(hvaStart: 0, hvaEnd: UInt64.max, byKSM: false)
             sequence.add(1, ordering: .releasing)
+            return zap(hvaStart: 0, hvaEnd: UInt64.max, byKSM: false)
         }
-        flushRemoteTLBs()
         counters.releases.bump()
     }
 }

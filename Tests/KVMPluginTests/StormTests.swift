@@ -171,3 +171,51 @@ struct KVMStormTests {
         #expect(f.finish() == [], "seed \(testSeed)")
     }
 }
+
+/// Regressions found in review.
+@Suite("KVM plugin: review regressions")
+struct KVMRegressionTests {
+    /// Two overlapping MADV_DONTNEEDs: the first zaps the entry and, slowed
+    /// down between its zap and its flush (`flush-delay-us`), has not
+    /// flushed yet when the second finds nothing left to zap, ends, and
+    /// frees the page. The second must flush anyway (KVM's `tlbs_dirty`),
+    /// or a vCPU reading in a loop keeps using the freed page from its TLB.
+    @Test func anInvalidationThatFindsNothingToZapStillFlushesAnOutstandingZap() throws {
+        let f = try KVMFixture(options: "flush-delay-us=20000")
+        let (hva, slot) = try f.memslot(pages: 4)
+        try f.guestWrite(slot, guestBase, tag(0, 1))
+        let stop = Atomic<Bool>(false)
+        let reads = Atomic<Int>(0)
+        let vcpu = f.machine.sync.spawnThread(named: "vcpu") {
+            while !stop.load(ordering: .relaxed) {
+                _ = try? f.guestRead(slot, guestBase)
+                reads.add(1, ordering: .relaxed)
+            }
+        }
+        while reads.load(ordering: .relaxed) < 100 { f.machine.sync.sleep(for: .microseconds(100)) }
+        let first = f.machine.sync.spawnThread(named: "dontneed-1") { try? f.space.adviseDontNeed(start: hva, length: page) }
+        while f.stat("entries zapped") == 0 { f.machine.sync.sleep(for: .microseconds(100)) }
+        try f.space.adviseDontNeed(start: hva, length: page)  // finds nothing to zap
+        // Reuse the freed frame, so a stale read would see someone else's data.
+        let other = try f.space.map(length: 4 * page, kind: .anonymousPrivate)
+        for i in 0..<4 { try f.space.write(other + UInt64(i) * page, tag(99, 9)) }
+        let readsBefore = reads.load(ordering: .relaxed)
+        while reads.load(ordering: .relaxed) < readsBefore + 100 { f.machine.sync.sleep(for: .microseconds(100)) }
+        first.join()
+        stop.store(true, ordering: .relaxed)
+        vcpu.join()
+        #expect(f.finish() == [], "seed \(testSeed)")
+    }
+
+    /// Enabling dirty logging again while it is on keeps the pages logged
+    /// and not yet read (KVM keeps the bitmap on a flags-only update).
+    @Test func enablingDirtyLoggingTwiceKeepsTheLog() throws {
+        let f = try KVMFixture()
+        let (_, slot) = try f.memslot(pages: 8)
+        try f.command(slot, .enableDirtyLog)
+        try f.guestWrite(slot, guestBase + 3 * page, tag(3, 1))
+        try f.command(slot, .enableDirtyLog)
+        #expect(try f.dirtyPages(slot, pages: 8) == [3])
+        #expect(f.finish() == [])
+    }
+}
