@@ -47,6 +47,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .target(name: "CLabSyncShims"),
@@ -55,6 +56,8 @@ let package = Package(
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
         .target(name: "DevicePluginKit", dependencies: ["CDevicePluginABI"], swiftSettings: strictSwift6),
+        // The reclaim lab (issue 8, in progress): scenario files so far.
+        .target(name: "ReclaimLab", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strictSwift6),
 
         // The GPU plugin (Plugins/GPU): libdrm device discovery and the simulated GPU MMU.
         .systemLibrary(name: "CLibDRM", path: "Plugins/GPU/CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
@@ -91,6 +94,7 @@ let package = Package(
             name: "mmulab",
             dependencies: [
                 "LabSync",
+                "ReclaimLab",
                 "MMUNotifier",
                 "VirtualMemory",
                 "PluginHost",
@@ -106,6 +110,7 @@ let package = Package(
             path: "Tests/PluginTestSupport",
             swiftSettings: strictSwift6
         ),
+        .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab"], swiftSettings: strictSwift6),
         .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(
             name: "MMUNotifierTests",

@@ -13,11 +13,12 @@ struct MMULab: ParsableCommand {
             Today the lab has its notifier core, the primary MMU model and the device \
             plugin ABI. `mmulab demo` storms the notifier core with mirror devices and \
             checks that no device keeps a stale translation; `mmulab plugins` lists and \
-            inspects device plugins. The reclaim scenarios arrive in a later release.
+            inspects device plugins; `mmulab scenarios check` reads scenario files \
+            (running them arrives with the reclaim lab).
 
             Exit status: 0 clean, 1 violations found, 2 bad input.
             """,
-        subcommands: [DemoCommand.self, PluginsCommand.self, EventsCommand.self],
+        subcommands: [DemoCommand.self, PluginsCommand.self, ScenariosCommand.self, EventsCommand.self],
         defaultSubcommand: DemoCommand.self
     )
 

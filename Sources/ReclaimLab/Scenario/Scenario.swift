@@ -1,0 +1,187 @@
+/// A reclaim scenario: the machine, the address spaces and their mappings,
+/// the plugins with their bindings, the workloads, the pressure, how long,
+/// the seed, and which checks are on. Read from YAML by `ScenarioReader`;
+/// every field has the default a scenario file may leave out.
+public struct Scenario: Sendable, Equatable {
+    public var name: String
+    public var summary: String = ""
+    public var seed: UInt64 = 1
+    public var length: Length = .operations(100_000)
+    public var machine = MachineSpec()
+    public var spaces: [SpaceSpec] = []
+    public var plugins: [PluginSpec] = []
+    public var workloads: [WorkloadSpec] = []
+    public var pressure = PressureSpec()
+    public var checks: Set<Check> = Set(Check.allCases)
+
+    public init(name: String) { self.name = name }
+
+    /// How long a run lasts: checked accesses (CPU and device together), or
+    /// wall-clock seconds.
+    public enum Length: Sendable, Equatable {
+        case operations(Int)
+        case seconds(Double)
+    }
+
+    /// The oracle's invariants (DESIGN.md, "The oracle").
+    public enum Check: String, Sendable, CaseIterable, Hashable {
+        case staleTranslation = "stale-translation"
+        case useAfterFree = "use-after-free"
+        case crossSpaceLeak = "cross-space-leak"
+        case lostWrite = "lost-write"
+        case pinLeak = "pin-leak"
+        case contexts
+        case pairing
+        case watchdog
+    }
+}
+
+/// The primary MMU's machine.
+public struct MachineSpec: Sendable, Equatable {
+    public var frames = 4_096
+    public var nodes = 1
+    /// Bytes of each page the model stores (the oracle's tags need 16).
+    public var payloadSize = 16
+    public var swapSlots = 8_192
+    /// Free-frame watermarks per node; nil: the model's defaults.
+    public var lowWatermark: Int? = nil
+    public var highWatermark: Int? = nil
+
+    public init() {}
+}
+
+/// An address space and its mappings.
+public struct SpaceSpec: Sendable, Equatable {
+    public var name: String
+    public var mappings: [MappingSpec] = []
+
+    public init(name: String, mappings: [MappingSpec] = []) {
+        self.name = name
+        self.mappings = mappings
+    }
+}
+
+public struct MappingSpec: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable { case anonymous, file }
+    public var name: String
+    public var kind: Kind = .anonymous
+    public var pages: Int
+    /// `MADV_MERGEABLE`: KSM may merge its pages.
+    public var mergeable = false
+
+    public init(name: String, kind: Kind = .anonymous, pages: Int, mergeable: Bool = false) {
+        self.name = name
+        self.kind = kind
+        self.pages = pages
+        self.mergeable = mergeable
+    }
+}
+
+/// A plugin to load, its instances and their bindings.
+public struct PluginSpec: Sendable, Equatable {
+    /// A bundled plugin's name (`gpu`, `rdma`, `kvm`) or a path to a `.so`.
+    public var plugin: String
+    /// The name workloads use for it (defaults to `plugin`).
+    public var name: String
+    public var options = ""
+    public var instances = 1
+    public var bindings: [BindingSpec] = []
+
+    public init(plugin: String, name: String) {
+        self.plugin = plugin
+        self.name = name
+    }
+}
+
+/// One binding of each instance of a plugin: a mapping, or a window of it.
+public struct BindingSpec: Sendable, Equatable {
+    public var space: String
+    public var mapping: String
+    /// Where the window starts in the device's address space; nil: the
+    /// mapping's own address (GPU SVM style).
+    public var deviceAddress: UInt64? = nil
+    public var write = true
+    public var pinned = false
+
+    public init(space: String, mapping: String) {
+        self.space = space
+        self.mapping = mapping
+    }
+}
+
+/// Threads that access a mapping: the CPU, or a plugin's device.
+public struct WorkloadSpec: Sendable, Equatable {
+    public enum Actor: Sendable, Equatable {
+        case cpu
+        case device(plugin: String)
+    }
+    public enum Pattern: Sendable, Equatable {
+        case uniform
+        case sequential
+        /// Zipf's law with exponent `s` (about 1: a few hot pages).
+        case zipfian(s: Double)
+    }
+    public var name: String
+    public var actor: Actor
+    public var space: String
+    public var mapping: String
+    public var threads = 1
+    public var pattern: Pattern = .uniform
+    /// The fraction of accesses that write, 0...1.
+    public var writes = 0.5
+    /// Accesses per second per thread; 0: as fast as it can.
+    public var rate = 0
+
+    public init(name: String, actor: Actor, space: String, mapping: String) {
+        self.name = name
+        self.actor = actor
+        self.space = space
+        self.mapping = mapping
+    }
+}
+
+/// What the run does to memory besides the workloads. Each is off unless
+/// the scenario names it.
+public struct PressureSpec: Sendable, Equatable {
+    /// Keep free memory this low with a balloon (frames taken by a hog
+    /// address space), so reclaim runs all the time.
+    public var balloonPages: Int? = nil
+    /// kswapd on.
+    public var backgroundReclaim = true
+    /// Page migrations per second across nodes.
+    public var migrationRate: Int? = nil
+    /// KSM scans per second, and the fraction of pages the CPU workloads
+    /// write with duplicate content.
+    public var ksmScansPerSecond: Int? = nil
+    public var ksmDuplicates = 0.0
+    /// munmap + mmap of a mapping's pages, per second.
+    public var churn: [RatedTarget] = []
+    /// mprotect read-only and back, per second.
+    public var mprotect: [RatedTarget] = []
+    /// fork + exit of a child of a space, per second.
+    public var forkRate: [RatedTarget] = []
+    /// An OOM kill of a space after this many milliseconds.
+    public var oomKill: OOMKill? = nil
+
+    public init() {}
+
+    public struct RatedTarget: Sendable, Equatable {
+        public var space: String
+        public var mapping: String?
+        public var rate: Int
+        public init(space: String, mapping: String?, rate: Int) {
+            self.space = space
+            self.mapping = mapping
+            self.rate = rate
+        }
+    }
+
+    public struct OOMKill: Sendable, Equatable {
+        public var space: String
+        public var afterMilliseconds: Int
+        public init(space: String, afterMilliseconds: Int) {
+            self.space = space
+            self.afterMilliseconds = afterMilliseconds
+        }
+    }
+}

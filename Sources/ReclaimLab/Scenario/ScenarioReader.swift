@@ -1,0 +1,259 @@
+import Foundation
+import Yams
+
+/// Reads a scenario from YAML, checking every field's type and range and
+/// every reference between them (a binding's mapping, a workload's plugin).
+/// The first problem is thrown as a `ScenarioError` naming the file, line
+/// and field; nothing of a bad scenario is returned.
+public enum ScenarioReader {
+    /// Plugins the lab ships, usable by name.
+    public static let bundledPlugins = ["gpu", "rdma", "kvm"]
+
+    /// Reads the scenario file at `path`.
+    public static func read(path: String) throws(ScenarioError) -> Scenario {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ScenarioError(file: path, line: nil, column: nil, field: "", message: "cannot read the file (\(error.localizedDescription))")
+        }
+        return try read(yaml: text, file: path)
+    }
+
+    public static func read(yaml: String, file: String) throws(ScenarioError) -> Scenario {
+        let root: Node
+        do {
+            guard let composed = try Yams.compose(yaml: yaml) else {
+                throw ScenarioError(file: file, line: nil, column: nil, field: "", message: "the file is empty")
+            }
+            root = composed
+        } catch let error as ScenarioError {
+            throw error
+        } catch let error as YamlError {
+            throw yamlError(error, file: file)
+        } catch {
+            throw ScenarioError(file: file, line: nil, column: nil, field: "", message: "not YAML: \(error)")
+        }
+        return try scenario(YAMLField(node: root, path: "", file: file))
+    }
+
+    private static func yamlError(_ error: YamlError, file: String) -> ScenarioError {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return ScenarioError(file: file, line: mark.line, column: mark.column, field: "", message: "YAML syntax: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ScenarioError(
+                file: file, line: context.mark.line, column: context.mark.column, field: "",
+                message: "duplicate keys: \(duplicates.joined(separator: ", "))")
+        default:
+            return ScenarioError(file: file, line: nil, column: nil, field: "", message: "not YAML: \(error)")
+        }
+    }
+
+    // MARK: - The document
+
+    private static func scenario(_ root: YAMLField) throws(ScenarioError) -> Scenario {
+        let top = try root.mapping(keys: ["name", "summary", "seed", "length", "machine", "spaces", "plugins", "workloads", "pressure", "checks"])
+        var scenario = Scenario(name: try top.required("name").name())
+        if let summary = top["summary"] { scenario.summary = try summary.string() }
+        if let seed = top["seed"] { scenario.seed = try seed.unsigned() }
+        if let length = top["length"] { scenario.length = try self.length(length) }
+        if let machine = top["machine"] { scenario.machine = try self.machine(machine) }
+        let spaceFields = try top["spaces"]?.sequence() ?? []
+        scenario.spaces = try spaceFields.map { (field) throws(ScenarioError) in try space(field) }
+        try unique(scenario.spaces.map(\.name), spaceFields, what: "address space")
+        let pluginFields = try top["plugins"]?.sequence() ?? []
+        scenario.plugins = try pluginFields.map { (field) throws(ScenarioError) in try plugin(field, spaces: scenario.spaces) }
+        try unique(scenario.plugins.map(\.name), pluginFields, what: "plugin")
+        let workloadFields = try top.required("workloads").sequence()
+        guard !workloadFields.isEmpty else { throw try top.required("workloads").error("a scenario needs at least one workload") }
+        scenario.workloads = try workloadFields.map { (field) throws(ScenarioError) in
+            try workload(field, spaces: scenario.spaces, plugins: scenario.plugins)
+        }
+        try unique(scenario.workloads.map(\.name), workloadFields, what: "workload")
+        if let pressure = top["pressure"] { scenario.pressure = try self.pressure(pressure, spaces: scenario.spaces) }
+        if let checks = top["checks"] { scenario.checks = try self.checks(checks) }
+        try checkMachine(scenario, top)
+        return scenario
+    }
+
+    private static func unique(_ names: [String], _ fields: [YAMLField], what: String) throws(ScenarioError) {
+        var seen: Set<String> = []
+        for (name, field) in zip(names, fields) where !seen.insert(name).inserted {
+            throw field.error("a second \(what) named '\(name)'")
+        }
+    }
+
+    private static func length(_ field: YAMLField) throws(ScenarioError) -> Scenario.Length {
+        let fields = try field.mapping(keys: ["operations", "seconds"])
+        switch (fields["operations"], fields["seconds"]) {
+        case (let operations?, nil): return .operations(try operations.integer(in: 1...Int.max))
+        case (nil, let seconds?): return .seconds(try seconds.number(in: 0.001...86_400))
+        default: throw field.error("give either 'operations' or 'seconds'")
+        }
+    }
+
+    private static func machine(_ field: YAMLField) throws(ScenarioError) -> MachineSpec {
+        let fields = try field.mapping(keys: ["frames", "nodes", "payload-size", "swap-slots", "low-watermark", "high-watermark"])
+        var machine = MachineSpec()
+        if let frames = fields["frames"] { machine.frames = try frames.integer(in: 64...(1 << 24)) }
+        if let nodes = fields["nodes"] { machine.nodes = try nodes.integer(in: 1...8) }
+        if let payload = fields["payload-size"] { machine.payloadSize = try payload.integer(in: 16...4_096) }
+        if let swap = fields["swap-slots"] { machine.swapSlots = try swap.integer(in: 0...(1 << 24)) }
+        if let low = fields["low-watermark"] { machine.lowWatermark = try low.integer(in: 0...(1 << 24)) }
+        if let high = fields["high-watermark"] { machine.highWatermark = try high.integer(in: 1...(1 << 24)) }
+        let perNode = machine.frames / machine.nodes
+        if let low = machine.lowWatermark, let high = machine.highWatermark, low >= high {
+            throw fields["low-watermark"]!.error("the low watermark (\(low)) must be below the high one (\(high))")
+        }
+        if let high = machine.highWatermark, high >= perNode {
+            throw fields["high-watermark"]!.error("the high watermark (\(high)) must be below the frames of a node (\(perNode))")
+        }
+        return machine
+    }
+
+    private static func space(_ field: YAMLField) throws(ScenarioError) -> SpaceSpec {
+        let fields = try field.mapping(keys: ["name", "mappings"])
+        var space = SpaceSpec(name: try fields.required("name").name())
+        let mappingFields = try fields.required("mappings").sequence()
+        for item in mappingFields {
+            let m = try item.mapping(keys: ["name", "kind", "pages", "mergeable"])
+            var mapping = MappingSpec(name: try m.required("name").name(), pages: try m.required("pages").integer(in: 1...(1 << 24)))
+            if let kind = m["kind"] { mapping.kind = try kind.choice(MappingSpec.Kind.self) }
+            if let mergeable = m["mergeable"] { mapping.mergeable = try mergeable.boolean() }
+            space.mappings.append(mapping)
+        }
+        try unique(space.mappings.map(\.name), mappingFields, what: "mapping in '\(space.name)'")
+        return space
+    }
+
+    /// The space and mapping named by `fields` (keys `space`, `mapping`).
+    private static func target(
+        _ fields: YAMLMapping, spaces: [SpaceSpec], mappingRequired: Bool = true
+    ) throws(ScenarioError) -> (space: String, mapping: String?) {
+        let spaceField = try fields.required("space")
+        let spaceName = try spaceField.name()
+        guard let space = spaces.first(where: { $0.name == spaceName }) else {
+            throw spaceField.error("no address space named '\(spaceName)' (spaces: \(spaces.map(\.name).joined(separator: ", ")))")
+        }
+        guard let mappingField = mappingRequired ? try fields.required("mapping") : fields["mapping"] else { return (spaceName, nil) }
+        let mappingName = try mappingField.name()
+        guard space.mappings.contains(where: { $0.name == mappingName }) else {
+            throw mappingField.error(
+                "'\(spaceName)' has no mapping named '\(mappingName)' (mappings: \(space.mappings.map(\.name).joined(separator: ", ")))")
+        }
+        return (spaceName, mappingName)
+    }
+
+    private static func plugin(_ field: YAMLField, spaces: [SpaceSpec]) throws(ScenarioError) -> PluginSpec {
+        let fields = try field.mapping(keys: ["plugin", "name", "options", "instances", "bindings"])
+        let pluginField = try fields.required("plugin")
+        let plugin = try pluginField.string()
+        guard bundledPlugins.contains(plugin) || plugin.contains("/") else {
+            throw pluginField.error("'\(plugin)' is neither a bundled plugin (\(bundledPlugins.joined(separator: ", "))) nor a path to a .so")
+        }
+        let defaultName = plugin.contains("/") ? String(plugin.split(separator: "/").last!) : plugin
+        var spec = PluginSpec(plugin: plugin, name: try fields["name"]?.name() ?? defaultName)
+        if let options = fields["options"] { spec.options = try options.string() }
+        if let instances = fields["instances"] { spec.instances = try instances.integer(in: 1...64) }
+        for item in try fields["bindings"]?.sequence() ?? [] {
+            let b = try item.mapping(keys: ["space", "mapping", "device-address", "write", "pinned"])
+            let (space, mapping) = try target(b, spaces: spaces)
+            var binding = BindingSpec(space: space, mapping: mapping!)
+            if let address = b["device-address"] {
+                let value = try address.unsigned()
+                guard value % 4096 == 0 else { throw address.error("0x\(String(value, radix: 16)) is not page aligned") }
+                binding.deviceAddress = value
+            }
+            if let write = b["write"] { binding.write = try write.boolean() }
+            if let pinned = b["pinned"] { binding.pinned = try pinned.boolean() }
+            spec.bindings.append(binding)
+        }
+        return spec
+    }
+
+    private static func workload(_ field: YAMLField, spaces: [SpaceSpec], plugins: [PluginSpec]) throws(ScenarioError) -> WorkloadSpec {
+        let fields = try field.mapping(keys: ["name", "actor", "space", "mapping", "threads", "pattern", "zipf-s", "writes", "rate"])
+        let (space, mapping) = try target(fields, spaces: spaces)
+        let actorField = try fields.required("actor")
+        let actorName = try actorField.name()
+        let actor: WorkloadSpec.Actor
+        if actorName == "cpu" {
+            actor = .cpu
+        } else {
+            guard let plugin = plugins.first(where: { $0.name == actorName }) else {
+                throw actorField.error("'\(actorName)' is neither 'cpu' nor a plugin of this scenario (plugins: \(plugins.map(\.name).joined(separator: ", ")))")
+            }
+            guard plugin.bindings.contains(where: { $0.space == space && $0.mapping == mapping }) else {
+                throw actorField.error("plugin '\(actorName)' has no binding on \(space)/\(mapping!): its device cannot reach that mapping")
+            }
+            actor = .device(plugin: actorName)
+        }
+        var workload = WorkloadSpec(name: try fields.required("name").name(), actor: actor, space: space, mapping: mapping!)
+        if let threads = fields["threads"] { workload.threads = try threads.integer(in: 1...64) }
+        if let pattern = fields["pattern"] {
+            switch try pattern.string() {
+            case "uniform": workload.pattern = .uniform
+            case "sequential": workload.pattern = .sequential
+            case "zipfian": workload.pattern = .zipfian(s: try fields["zipf-s"]?.number(in: 0.01...10) ?? 1.0)
+            case let other: throw pattern.error("'\(other)' is not one of uniform, sequential, zipfian")
+            }
+        }
+        if let s = fields["zipf-s"], workload.pattern == .uniform || workload.pattern == .sequential {
+            throw s.error("zipf-s applies to pattern: zipfian only")
+        }
+        if let writes = fields["writes"] { workload.writes = try writes.number(in: 0...1) }
+        if let rate = fields["rate"] { workload.rate = try rate.integer(in: 0...100_000_000) }
+        return workload
+    }
+
+    private static func pressure(_ field: YAMLField, spaces: [SpaceSpec]) throws(ScenarioError) -> PressureSpec {
+        let fields = try field.mapping(keys: ["balloon-pages", "background-reclaim", "migration-rate", "ksm", "churn", "mprotect", "fork", "oom-kill"])
+        var pressure = PressureSpec()
+        if let balloon = fields["balloon-pages"] { pressure.balloonPages = try balloon.integer(in: 1...(1 << 24)) }
+        if let kswapd = fields["background-reclaim"] { pressure.backgroundReclaim = try kswapd.boolean() }
+        if let migration = fields["migration-rate"] { pressure.migrationRate = try migration.integer(in: 1...10_000_000) }
+        if let ksm = fields["ksm"] {
+            let k = try ksm.mapping(keys: ["scans-per-second", "duplicates"])
+            pressure.ksmScansPerSecond = try k.required("scans-per-second").integer(in: 1...10_000)
+            if let duplicates = k["duplicates"] { pressure.ksmDuplicates = try duplicates.number(in: 0...1) }
+        }
+        func rated(_ key: String, mappingRequired: Bool) throws(ScenarioError) -> [PressureSpec.RatedTarget] {
+            var targets: [PressureSpec.RatedTarget] = []
+            for item in try fields[key]?.sequence() ?? [] {
+                let t = try item.mapping(keys: mappingRequired ? ["space", "mapping", "rate"] : ["space", "rate"])
+                let (space, mapping) = try target(t, spaces: spaces, mappingRequired: mappingRequired)
+                targets.append(.init(space: space, mapping: mapping, rate: try t.required("rate").integer(in: 1...1_000_000)))
+            }
+            return targets
+        }
+        pressure.churn = try rated("churn", mappingRequired: true)
+        pressure.mprotect = try rated("mprotect", mappingRequired: true)
+        pressure.forkRate = try rated("fork", mappingRequired: false)
+        if let oom = fields["oom-kill"] {
+            let o = try oom.mapping(keys: ["space", "after-ms"])
+            let (space, _) = try target(o, spaces: spaces, mappingRequired: false)
+            pressure.oomKill = .init(space: space, afterMilliseconds: try o.required("after-ms").integer(in: 0...86_400_000))
+        }
+        return pressure
+    }
+
+    private static func checks(_ field: YAMLField) throws(ScenarioError) -> Set<Scenario.Check> {
+        if field.node.scalar?.string == "all" { return Set(Scenario.Check.allCases) }
+        var checks: Set<Scenario.Check> = []
+        for item in try field.sequence() { checks.insert(try item.choice(Scenario.Check.self)) }
+        return checks
+    }
+
+    /// Whole-scenario sanity: the anonymous memory must fit in frames plus
+    /// swap, or the run is an OOM test it does not say it is.
+    private static func checkMachine(_ scenario: Scenario, _ top: YAMLMapping) throws(ScenarioError) {
+        let anonymous = scenario.spaces.flatMap(\.mappings).filter { $0.kind == .anonymous }.reduce(0) { $0 + $1.pages }
+        let room = scenario.machine.frames + scenario.machine.swapSlots
+        if anonymous + (scenario.pressure.balloonPages ?? 0) > room && scenario.pressure.oomKill == nil {
+            throw (top["spaces"] ?? top.owner).error(
+                "\(anonymous) anonymous pages\(scenario.pressure.balloonPages.map { " and a \($0)-page balloon" } ?? "") do not fit in "
+                    + "\(scenario.machine.frames) frames and \(scenario.machine.swapSlots) swap slots (add swap, or say oom-kill)")
+        }
+    }
+}
