@@ -57,7 +57,11 @@ let package = Package(
         .target(name: "CDevicePluginABI"),
         .target(name: "DevicePluginKit", dependencies: ["CDevicePluginABI"], swiftSettings: strictSwift6),
         // The reclaim lab (issue 8, in progress): scenario files so far.
-        .target(name: "ReclaimLab", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strictSwift6),
+        .target(
+            name: "ReclaimLab",
+            dependencies: ["LabSync", "MMUNotifier", "VirtualMemory", "PluginHost", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strictSwift6
+        ),
 
         // The GPU plugin (Plugins/GPU): libdrm device discovery and the simulated GPU MMU.
         .systemLibrary(name: "CLibDRM", path: "Plugins/GPU/CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
@@ -110,7 +114,7 @@ let package = Package(
             path: "Tests/PluginTestSupport",
             swiftSettings: strictSwift6
         ),
-        .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab"], swiftSettings: strictSwift6),
+        .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab", "VirtualMemory", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(
             name: "MMUNotifierTests",

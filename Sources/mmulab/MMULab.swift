@@ -18,7 +18,7 @@ struct MMULab: ParsableCommand {
 
             Exit status: 0 clean, 1 violations found, 2 bad input.
             """,
-        subcommands: [DemoCommand.self, PluginsCommand.self, ScenariosCommand.self, EventsCommand.self],
+        subcommands: [DemoCommand.self, RunCommand.self, PluginsCommand.self, ScenariosCommand.self, EventsCommand.self],
         defaultSubcommand: DemoCommand.self
     )
 

@@ -1,0 +1,91 @@
+import Synchronization
+
+/// The data half of the oracle (DESIGN.md, "The oracle"): every page a
+/// workload writes carries a tag (address space, mapping, page, version),
+/// each page has exactly one writer thread, and the writer publishes the
+/// versions it completed. A read must find its own page's tag (anything
+/// else is another page's or another address space's data: a use after
+/// free or a cross-address-space leak) at a version no older than the one
+/// completed before the read began (older: a lost write).
+///
+/// A mapping's epoch moves when munmap churn replaces its memory; checks
+/// that straddle an epoch change are skipped, as the data legitimately went.
+final class TrackedMapping: @unchecked Sendable {
+    // @unchecked: the arrays are atomics, allocated once.
+    let spaceIndex: Int
+    let mappingIndex: Int
+    let address: UInt64
+    let pages: Int
+    /// Pages `0..<duplicates` hold the same fixed content (KSM's food) and
+    /// are never written.
+    let duplicates: Int
+    let completed: UnsafeMutablePointer<Atomic<UInt32>>
+    /// Odd while the memory is being replaced.
+    let epoch = Atomic<UInt64>(0)
+
+    init(spaceIndex: Int, mappingIndex: Int, address: UInt64, pages: Int, duplicates: Int) {
+        self.spaceIndex = spaceIndex
+        self.mappingIndex = mappingIndex
+        self.address = address
+        self.pages = pages
+        self.duplicates = duplicates
+        completed = .allocate(capacity: pages)
+        for index in 0..<pages { (completed + index).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        completed.deinitialize(count: pages)
+        completed.deallocate()
+    }
+
+    static let magic: UInt8 = 0xA5
+
+    /// The 16-byte tag of a version of a page of this mapping.
+    func tag(page: Int, version: UInt32) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        put(UInt32(page), at: 0, in: &bytes)
+        put(version, at: 4, in: &bytes)
+        put(UInt32(spaceIndex), at: 8, in: &bytes)
+        put(UInt32(mappingIndex), at: 12, in: &bytes)
+        bytes[15] = Self.magic
+        return bytes
+    }
+
+    /// What every duplicate page holds.
+    var duplicateContent: [UInt8] { [UInt8](repeating: 0xD0, count: 15) + [Self.magic] }
+
+    private func put(_ value: UInt32, at offset: Int, in bytes: inout [UInt8]) {
+        for i in 0..<(offset == 12 ? 3 : 4) { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
+    }
+
+    struct Decoded: Equatable {
+        var page: UInt32
+        var version: UInt32
+        var space: UInt32
+        var mapping: UInt32
+    }
+
+    static func decode(_ bytes: [UInt8]) -> Decoded? {
+        guard bytes.count >= 16, bytes[15] == magic else { return nil }
+        func word(_ at: Int, _ count: Int) -> UInt32 { (0..<count).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * UInt32($1)) } }
+        return Decoded(page: word(0, 4), version: word(4, 4), space: word(8, 4), mapping: word(12, 3))
+    }
+}
+
+/// One thing the oracle found, named by the invariant it breaks.
+public struct Finding: Sendable, CustomStringConvertible {
+    public enum Invariant: String, Sendable, CaseIterable {
+        case staleTranslation = "stale translation"
+        case useAfterFree = "use after free"
+        case crossSpaceLeak = "cross-address-space leak"
+        case lostWrite = "lost write"
+        case pinLeak = "pin leak"
+        case contextViolation = "context violation"
+        case unpairedStartEnd = "unpaired start/end"
+        case stuck = "stuck (watchdog)"
+    }
+
+    public var invariant: Invariant
+    public var detail: String
+    public var description: String { "\(invariant.rawValue): \(detail)" }
+}

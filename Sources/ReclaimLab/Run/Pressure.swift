@@ -1,0 +1,92 @@
+import LabSync
+import VirtualMemory
+
+/// The pressure actors of a scenario: each a thread doing one thing to
+/// memory at its rate until the run stops.
+enum Pressure {
+    /// The actors `spec` asks for, as (name, body) pairs.
+    static func actors(_ lab: Lab, _ spec: PressureSpec, seed: UInt64, stop: StopFlag) -> [(String, @Sendable (Heartbeat) -> Void)] {
+        var actors: [(String, @Sendable (Heartbeat) -> Void)] = []
+        let machine = lab.machine
+        let tracked = lab.mappings.flatMap { $0 }
+        if let rate = spec.migrationRate, machine.memory.nodes.count > 1, !tracked.isEmpty {
+            actors.append(("migrate", { heartbeat in
+                var rng = SplitMix64.stream(1_000, of: seed)
+                repeatEvery(rate, stop, machine, heartbeat) {
+                    let mapping = tracked[Int(rng.next() % UInt64(tracked.count))]
+                    let address = mapping.address + (rng.next() % UInt64(mapping.pages)) * 4096
+                    _ = machine.migrate(lab.spaces[mapping.spaceIndex], address: address, to: Int(rng.next() % UInt64(machine.memory.nodes.count)))
+                }
+            }))
+        }
+        if let rate = spec.ksmScansPerSecond {
+            actors.append(("ksm", { heartbeat in repeatEvery(rate, stop, machine, heartbeat) { _ = machine.samePageMerger.scan() } }))
+        }
+        for target in spec.churn {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
+            let space = lab.spaces[spaceIndex]
+            actors.append(("churn \(target.space)/\(target.mapping!)", { heartbeat in
+                repeatEvery(target.rate, stop, machine, heartbeat) {
+                    // munmap + mmap at the same place: the data goes, fresh
+                    // zero pages come; the epoch tells readers not to check
+                    // across it.
+                    let length = UInt64(mapping.pages) * 4096
+                    mapping.epoch.add(1, ordering: .acquiringAndReleasing)
+                    try? space.unmap(start: mapping.address, length: length)
+                    _ = try? space.map(length: length, kind: .anonymousPrivate, at: mapping.address)
+                    if mapping.duplicates > 0 { try? space.adviseMergeable(start: mapping.address, length: length) }
+                    for page in 0..<mapping.pages { mapping.completed[page].store(0, ordering: .relaxed) }
+                    for page in 0..<mapping.duplicates { try? space.write(mapping.address + UInt64(page) * 4096, mapping.duplicateContent) }
+                    mapping.epoch.add(1, ordering: .acquiringAndReleasing)
+                }
+            }))
+        }
+        for target in spec.mprotect {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
+            let space = lab.spaces[spaceIndex]
+            actors.append(("mprotect \(target.space)/\(target.mapping!)", { heartbeat in
+                var readOnly = false
+                repeatEvery(target.rate * 2, stop, machine, heartbeat) {
+                    readOnly.toggle()
+                    try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, readOnly ? .read : .readWrite)
+                }
+                try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, .readWrite)
+            }))
+        }
+        for target in spec.forkRate {
+            let space = lab.spaces[lab.scenario.spaces.firstIndex { $0.name == target.space }!]
+            actors.append(("fork \(target.space)", { heartbeat in
+                repeatEvery(target.rate, stop, machine, heartbeat) {
+                    // A child that touches nothing and exits: the parent's
+                    // pages go copy-on-write and back.
+                    if let child = try? space.fork() { child.exit() }
+                }
+            }))
+        }
+        if let kill = spec.oomKill {
+            let space = lab.spaces[lab.scenario.spaces.firstIndex { $0.name == kill.space }!]
+            actors.append(("oom-kill \(kill.space)", { heartbeat in
+                var waited = 0
+                while !stop.isSet && waited < kill.afterMilliseconds {
+                    heartbeat.beat()
+                    machine.sync.sleep(for: .milliseconds(1))
+                    waited += 1
+                }
+                if !stop.isSet { machine.kill(space) }
+                heartbeat.finish()
+            }))
+        }
+        return actors
+    }
+
+    /// Runs `body` `rate` times a second until `stop`.
+    private static func repeatEvery(_ rate: Int, _ stop: StopFlag, _ machine: Machine, _ heartbeat: Heartbeat, _ body: () -> Void) {
+        let interval = Duration.nanoseconds(1_000_000_000 / max(rate, 1))
+        while !stop.isSet {
+            heartbeat.beat()
+            body()
+            machine.sync.sleep(for: interval)
+        }
+        heartbeat.finish()
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import LabSync
+import PluginHost
+import Synchronization
+import VirtualMemory
+
+/// Chooses pages the way a workload says: uniform, sequential, or Zipf
+/// (inverse CDF, precomputed once per workload).
+struct PagePicker {
+    private let pages: Int
+    private let pattern: WorkloadSpec.Pattern
+    private var next = 0
+    private let cdf: [Double]
+
+    init(pages: Int, pattern: WorkloadSpec.Pattern, start: Int) {
+        self.pages = pages
+        self.pattern = pattern
+        next = start % max(pages, 1)
+        if case .zipfian(let s) = pattern {
+            var sums = [Double](repeating: 0, count: pages)
+            var total = 0.0
+            for rank in 0..<pages {
+                total += 1 / pow(Double(rank + 1), s)
+                sums[rank] = total
+            }
+            cdf = sums.map { $0 / total }
+        } else {
+            cdf = []
+        }
+    }
+
+    mutating func pick(_ rng: inout SplitMix64) -> Int {
+        switch pattern {
+        case .uniform: return Int(rng.next() % UInt64(pages))
+        case .sequential:
+            defer { next = (next + 1) % pages }
+            return next
+        case .zipfian:
+            let u = Double(rng.next() >> 11) / Double(1 << 53)
+            var low = 0
+            var high = pages - 1
+            while low < high {
+                let middle = (low + high) / 2
+                if cdf[middle] < u { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
+    }
+}
+
+/// Counts shared by every actor of a run.
+final class RunCounters: Sendable {
+    let cpuReads = Atomic<Int>(0)
+    let cpuWrites = Atomic<Int>(0)
+    let deviceReads = Atomic<Int>(0)
+    let deviceWrites = Atomic<Int>(0)
+    let failedAccesses = Atomic<Int>(0)
+    let checkedReads = Atomic<Int>(0)
+
+    var operations: Int {
+        cpuReads.load(ordering: .relaxed) + cpuWrites.load(ordering: .relaxed) + deviceReads.load(ordering: .relaxed)
+            + deviceWrites.load(ordering: .relaxed)
+    }
+}
+
+/// One thread of a workload: picks pages, reads and writes them through
+/// the CPU or its device, and checks every read against the oracle.
+struct WorkloadThread {
+    let lab: Lab
+    let spec: WorkloadSpec
+    let mapping: TrackedMapping
+    let space: AddressSpace
+    /// This thread's place among the mapping's writer threads (it writes
+    /// only the pages that are its own), if it writes.
+    let writerIndex: Int?
+    let writers: Int
+    let device: (instance: PluginInstance, binding: PluginInstance.Binding)?
+    let counters: RunCounters
+    let findings: FindingLog
+    let heartbeat: Heartbeat
+
+    func run(seed: UInt64, stop: StopFlag) {
+        var rng = SplitMix64(seed: seed)
+        var picker = PagePicker(pages: mapping.pages, pattern: spec.pattern, start: Int(rng.next() % UInt64(mapping.pages)))
+        let interval: Duration? = spec.rate > 0 ? .nanoseconds(1_000_000_000 / spec.rate) : nil
+        while !stop.isSet {
+            heartbeat.beat()
+            var page = picker.pick(&rng)
+            let wantsWrite = writerIndex != nil && Double(rng.next() >> 11) / Double(1 << 53) < spec.writes
+            if wantsWrite, let own = ownPage(near: page) {
+                page = own
+                write(page)
+            } else {
+                read(page)
+            }
+            if let interval { lab.machine.sync.sleep(for: interval) }
+        }
+        heartbeat.finish()
+    }
+
+    /// The page of this writer nearest `page` (outside the duplicates).
+    private func ownPage(near page: Int) -> Int? {
+        guard let k = writerIndex else { return nil }
+        let first = mapping.duplicates
+        guard mapping.pages - first > k else { return nil }
+        let offset = max(page - first, 0)
+        var own = first + offset - offset % writers + k
+        if own >= mapping.pages { own -= writers }
+        return own >= first ? own : nil
+    }
+
+    private func access(_ page: Int, write: Bool, _ bytes: inout [UInt8]) -> Bool {
+        let address = mapping.address + UInt64(page) * 4096
+        do {
+            if let device {
+                let target = device.binding.deviceAddress + UInt64(page) * 4096
+                try bytes.withUnsafeMutableBytes { try device.instance.access(device.binding, deviceAddress: target, write: write, buffer: $0) }
+                if write { counters.deviceWrites.add(1, ordering: .relaxed) } else { counters.deviceReads.add(1, ordering: .relaxed) }
+            } else if write {
+                try space.write(address, bytes)
+                counters.cpuWrites.add(1, ordering: .relaxed)
+            } else {
+                bytes = try space.read(address)
+                counters.cpuReads.add(1, ordering: .relaxed)
+            }
+            return true
+        } catch {
+            // munmap churn, mprotect flips, an OOM kill: the access fails
+            // cleanly, which is allowed; what it returns is never checked.
+            counters.failedAccesses.add(1, ordering: .relaxed)
+            return false
+        }
+    }
+
+    private func write(_ page: Int) {
+        let epoch = mapping.epoch.load(ordering: .acquiring)
+        let version = mapping.completed[page].load(ordering: .relaxed) + 1
+        var bytes = mapping.tag(page: page, version: version)
+        guard access(page, write: true, &bytes) else { return }
+        // Published only if the memory was not replaced meanwhile.
+        if epoch % 2 == 0 && mapping.epoch.load(ordering: .acquiring) == epoch {
+            mapping.completed[page].store(version, ordering: .releasing)
+        }
+    }
+
+    private func read(_ page: Int) {
+        let epoch = mapping.epoch.load(ordering: .acquiring)
+        let before = mapping.completed[page].load(ordering: .acquiring)
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard access(page, write: false, &bytes) else { return }
+        guard epoch % 2 == 0, mapping.epoch.load(ordering: .acquiring) == epoch else { return }
+        counters.checkedReads.add(1, ordering: .relaxed)
+        check(bytes, page: page, before: before)
+    }
+
+    private func check(_ bytes: [UInt8], page: Int, before: UInt32) {
+        let who = "\(spec.name) (\(device == nil ? "CPU" : "device")) read \(lab.scenario.spaces[mapping.spaceIndex].name)/"
+            + "\(lab.scenario.spaces[mapping.spaceIndex].mappings[mapping.mappingIndex].name) page \(page) at 0x"
+            + String(mapping.address + UInt64(page) * 4096, radix: 16)
+        if page < mapping.duplicates {
+            if bytes != mapping.duplicateContent { findings.note(.useAfterFree, "\(who): a duplicate page holds \(bytes)") }
+            return
+        }
+        if bytes.allSatisfy({ $0 == 0 }) {
+            if before > 0 { findings.note(.lostWrite, "\(who): zeros, but version \(before) was written before the read") }
+            return
+        }
+        guard let tag = TrackedMapping.decode(bytes) else {
+            findings.note(.useAfterFree, "\(who): \(bytes) is no page's data")
+            return
+        }
+        if tag.space != UInt32(mapping.spaceIndex) {
+            findings.note(.crossSpaceLeak, "\(who): it holds page \(tag.page) of address space #\(tag.space)'s data")
+        } else if tag.mapping != UInt32(mapping.mappingIndex) || tag.page != UInt32(page) {
+            findings.note(.useAfterFree, "\(who): it holds mapping #\(tag.mapping) page \(tag.page)'s data")
+        } else if tag.version < before {
+            findings.note(.lostWrite, "\(who): version \(tag.version), but version \(before) was written before the read")
+        }
+    }
+}
+
+/// Findings of a run, from any thread (bounded: a storm of one bug need
+/// not be kept in full).
+final class FindingLog: Sendable {
+    private let log = ReportLog<Finding>(capacity: 1_000)
+    let total = Atomic<Int>(0)
+
+    func note(_ invariant: Finding.Invariant, _ detail: String) {
+        total.add(1, ordering: .relaxed)
+        log.record(Finding(invariant: invariant, detail: detail))
+    }
+
+    var all: [Finding] { log.snapshot }
+}
+
+/// An actor's sign of life for the watchdog.
+final class Heartbeat: Sendable {
+    let name: String
+    let beats = Atomic<Int>(0)
+    let finished = Atomic<Bool>(false)
+    init(name: String) { self.name = name }
+    func beat() { beats.add(1, ordering: .relaxed) }
+    func finish() { finished.store(true, ordering: .releasing) }
+}
+
+/// Tells every actor to finish.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}
