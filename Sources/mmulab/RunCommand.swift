@@ -22,7 +22,7 @@ struct RunCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "A scenario file (YAML).")
+    @Argument(help: "A scenario file (YAML), or the name of a built-in one (mmulab scenarios list).")
     var scenario: String
 
     @Option(help: "Seed (replaces the scenario's; a finding's seed replays it).")
@@ -41,7 +41,18 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let parsed: Scenario
         do {
-            parsed = try ScenarioReader.read(path: scenario)
+            if !scenario.contains("/") && !scenario.hasSuffix(".yaml") && !scenario.hasSuffix(".yml") {
+                guard let builtIn = try Catalogue.scenario(named: scenario) else {
+                    writeToStandardError(
+                        "mmulab: no built-in scenario '\(scenario)' (built in: \(Catalogue.entries.map(\.name).joined(separator: ", "))); a file needs a path\n")
+                    throw ExitCode(2)
+                }
+                parsed = builtIn
+            } else {
+                parsed = try ScenarioReader.read(path: scenario)
+            }
+        } catch let error as ExitCode {
+            throw error
         } catch {
             writeToStandardError("mmulab: \(error)\n")
             throw ExitCode(2)

@@ -5,8 +5,19 @@ struct ScenariosCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scenarios",
         abstract: "Reclaim scenario files.",
-        subcommands: [Check.self]
+        subcommands: [List.self, Check.self]
     )
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The built-in scenarios (run one with `mmulab run NAME`).")
+
+        func run() throws {
+            for entry in Catalogue.entries {
+                let summary = (try? Catalogue.scenario(named: entry.name))??.summary ?? "(does not read: a bug)"
+                print(entry.name.padded(to: 16) + summary)
+            }
+        }
+    }
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -9,6 +9,8 @@ public struct RunOptions: Sendable {
     public var seed: UInt64? = nil
     /// Replaces the scenario's length with a number of seconds.
     public var seconds: Double? = nil
+    /// Replaces the scenario's length with a number of checked accesses.
+    public var operations: Int? = nil
     /// Where the bundled plugins are (default: beside the executable).
     public var pluginDirectory: String? = nil
     /// Break the primary on purpose (the oracle must then find something).
@@ -97,14 +99,15 @@ public enum ScenarioRunner {
         var lastBeats = heartbeats.map { $0.beats.load(ordering: .relaxed) }
         var lastChange = [ContinuousClock.Instant](repeating: start, count: heartbeats.count)
         var reportedStuck = Set<Int>()
-        let seconds = options.seconds ?? { if case .seconds(let s) = scenario.length { return s } else { return nil } }()
+        var length = scenario.length
+        if let seconds = options.seconds { length = .seconds(seconds) }
+        if let operations = options.operations { length = .operations(operations) }
         while true {
             machine.sync.sleep(for: .milliseconds(5))
             let now = clock.now
             let elapsed = Double((now - start).components.attoseconds) / 1e18 + Double((now - start).components.seconds)
-            if let seconds { if elapsed >= seconds { break } } else if case .operations(let limit) = scenario.length, counters.operations >= limit {
-                break
-            }
+            if case .seconds(let seconds) = length, elapsed >= seconds { break }
+            if case .operations(let limit) = length, counters.operations >= limit { break }
             for (index, heartbeat) in heartbeats.enumerated() where !heartbeat.finished.load(ordering: .acquiring) {
                 let beats = heartbeat.beats.load(ordering: .relaxed)
                 if beats != lastBeats[index] {

@@ -1,0 +1,138 @@
+/// The built-in scenarios (`mmulab scenarios list`, `mmulab run NAME`),
+/// written in the same YAML a user writes, so each is also an example.
+public enum Catalogue {
+    public struct Entry: Sendable {
+        public let name: String
+        public let yaml: String
+    }
+
+    /// The scenario named `name`, read and checked.
+    public static func scenario(named name: String) throws(ScenarioError) -> Scenario? {
+        guard let entry = entries.first(where: { $0.name == name }) else { return nil }
+        return try ScenarioReader.read(yaml: entry.yaml, file: "<built-in \(name)>")
+    }
+
+    public static let entries: [Entry] = [
+        Entry(name: "reclaim-storm", yaml: """
+            name: reclaim-storm
+            summary: memory oversubscribed 2x, the three bundled plugins active, every kind of pressure
+            length: { seconds: 30 }
+            machine: { frames: 1024, nodes: 2, swap-slots: 8192 }
+            spaces:
+              - name: vm
+                mappings: [ { name: guest, pages: 768, mergeable: true } ]
+              - name: app
+                mappings: [ { name: heap, pages: 768 }, { name: data, kind: file, pages: 128 } ]
+              - name: gpu-app
+                mappings: [ { name: buffers, pages: 512 } ]
+            plugins:
+              - { plugin: kvm, bindings: [ { space: vm, mapping: guest, device-address: 0x100000000 } ] }
+              - { plugin: rdma, name: nic, options: "dma-us=10", bindings: [ { space: app, mapping: heap } ] }
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: gpu-app, mapping: buffers } ] }
+            workloads:
+              - { name: guest, actor: kvm, space: vm, mapping: guest, threads: 2, pattern: zipfian, writes: 0.3 }
+              - { name: app-cpu, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: heap, writes: 0.5 }
+              - { name: files, actor: cpu, space: app, mapping: data, pattern: sequential }
+              - { name: shader, actor: gpu, space: gpu-app, mapping: buffers, writes: 0.3 }
+              - { name: host-side, actor: cpu, space: gpu-app, mapping: buffers, writes: 0 }
+            pressure:
+              migration-rate: 1000
+              ksm: { scans-per-second: 10, duplicates: 0.1 }
+            """),
+        Entry(name: "munmap-race", yaml: """
+            name: munmap-race
+            summary: devices reading and writing a mapping that is unmapped and mapped again under them
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: churned, pages: 64 }, { name: steady, pages: 256 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: churned }, { space: app, mapping: steady } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: churned } ] }
+            workloads:
+              - { name: shader, actor: gpu, space: app, mapping: churned, threads: 2 }
+              - { name: peer, actor: nic, space: app, mapping: churned }
+              - { name: steady, actor: gpu, space: app, mapping: steady }
+            pressure:
+              churn: [ { space: app, mapping: churned, rate: 200 } ]
+            """),
+        Entry(name: "ksm-merge", yaml: """
+            name: ksm-merge
+            summary: KVM guests over mergeable memory, one VM with change_pte and one without
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: with
+                mappings: [ { name: guest, pages: 256, mergeable: true } ]
+              - name: without
+                mappings: [ { name: guest, pages: 256, mergeable: true } ]
+            plugins:
+              - { plugin: kvm, name: kvm-change-pte, options: "change-pte=1", bindings: [ { space: with, mapping: guest, device-address: 0 } ] }
+              - { plugin: kvm, name: kvm-zap, options: "change-pte=0", bindings: [ { space: without, mapping: guest, device-address: 0 } ] }
+            workloads:
+              - { name: guest-a, actor: kvm-change-pte, space: with, mapping: guest, writes: 0.05 }
+              - { name: guest-b, actor: kvm-zap, space: without, mapping: guest, writes: 0.05 }
+            pressure:
+              background-reclaim: false
+              ksm: { scans-per-second: 100, duplicates: 0.5 }
+            """),
+        Entry(name: "oom-reaper", yaml: """
+            name: oom-reaper
+            summary: an address space with an RDMA region (which refuses every non-blockable start) and a KVM memslot is OOM-killed under traffic
+            length: { seconds: 5 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: victim
+                mappings: [ { name: heap, pages: 256 }, { name: guest, pages: 256 } ]
+              - name: bystander
+                mappings: [ { name: heap, pages: 128 } ]
+            plugins:
+              - { plugin: rdma, name: nic, options: "dma-us=50", bindings: [ { space: victim, mapping: heap } ] }
+              - { plugin: kvm, bindings: [ { space: victim, mapping: guest, device-address: 0 } ] }
+            workloads:
+              - { name: peer, actor: nic, space: victim, mapping: heap, threads: 2 }
+              - { name: guest, actor: kvm, space: victim, mapping: guest }
+              - { name: other, actor: cpu, space: bystander, mapping: heap }
+            pressure:
+              oom-kill: { space: victim, after-ms: 500 }
+            """),
+        Entry(name: "mprotect-flip", yaml: """
+            name: mprotect-flip
+            summary: a mapping flipped read-only and back while the CPU and devices write it
+            length: { seconds: 5 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: heap, pages: 256 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: heap } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: heap } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: heap }
+              - { name: shader, actor: gpu, space: app, mapping: heap }
+              - { name: peer, actor: nic, space: app, mapping: heap }
+            pressure:
+              mprotect: [ { space: app, mapping: heap, rate: 200 } ]
+            """),
+        Entry(name: "fork-cow", yaml: """
+            name: fork-cow
+            summary: a process forks children (copy-on-write) while its devices write its memory
+            length: { seconds: 5 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: heap, pages: 256 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: heap } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: heap } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: heap }
+              - { name: shader, actor: gpu, space: app, mapping: heap }
+              - { name: peer, actor: nic, space: app, mapping: heap }
+            pressure:
+              fork: [ { space: app, rate: 100 } ]
+            """),
+    ]
+}
