@@ -19,9 +19,30 @@ final class TrackedMapping: @unchecked Sendable {
     /// Pages `0..<duplicates` hold the same fixed content (KSM's food) and
     /// are never written.
     let duplicates: Int
-    let completed: UnsafeMutablePointer<Atomic<UInt32>>
+    /// Per page: the epoch (high half) and the last version its writer
+    /// completed in it (low half). Published with a compare-and-exchange
+    /// from the value the writer started from, so a publish that lost a
+    /// race with churn's reset fails instead of landing in the new epoch.
+    let completed: UnsafeMutablePointer<Atomic<UInt64>>
     /// Odd while the memory is being replaced.
     let epoch = Atomic<UInt64>(0)
+
+    /// The version completed for `page` in `epoch` (0 if none yet).
+    func version(of page: Int, in epoch: UInt64) -> (word: UInt64, version: UInt32) {
+        let word = completed[page].load(ordering: .acquiring)
+        return (word, word >> 32 == epoch & 0xFFFF_FFFF ? UInt32(truncatingIfNeeded: word) : 0)
+    }
+
+    /// Publishes `version` for `page` if nothing changed since `word`.
+    func publish(_ version: UInt32, of page: Int, in epoch: UInt64, replacing word: UInt64) {
+        _ = completed[page].compareExchange(
+            expected: word, desired: (epoch & 0xFFFF_FFFF) << 32 | UInt64(version), ordering: .acquiringAndReleasing)
+    }
+
+    /// Forgets every version (the memory was replaced), marking `epoch`.
+    func reset(to epoch: UInt64) {
+        for page in 0..<pages { completed[page].store((epoch & 0xFFFF_FFFF) << 32, ordering: .releasing) }
+    }
 
     init(spaceIndex: Int, mappingIndex: Int, address: UInt64, pages: Int, duplicates: Int) {
         self.spaceIndex = spaceIndex
@@ -30,7 +51,7 @@ final class TrackedMapping: @unchecked Sendable {
         self.pages = pages
         self.duplicates = duplicates
         completed = .allocate(capacity: pages)
-        for index in 0..<pages { (completed + index).initialize(to: Atomic(0)) }
+        for index in 0..<pages { (completed + index).initialize(to: Atomic(0)) }  // epoch 0, version 0
     }
 
     deinit {

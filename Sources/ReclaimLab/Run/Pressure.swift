@@ -31,11 +31,11 @@ enum Pressure {
                     // zero pages come; the epoch tells readers not to check
                     // across it.
                     let length = UInt64(mapping.pages) * 4096
-                    mapping.epoch.add(1, ordering: .acquiringAndReleasing)
+                    let next = mapping.epoch.add(1, ordering: .acquiringAndReleasing).newValue + 1
                     try? space.unmap(start: mapping.address, length: length)
                     _ = try? space.map(length: length, kind: .anonymousPrivate, at: mapping.address)
                     if mapping.duplicates > 0 { try? space.adviseMergeable(start: mapping.address, length: length) }
-                    for page in 0..<mapping.pages { mapping.completed[page].store(0, ordering: .relaxed) }
+                    mapping.reset(to: next)
                     for page in 0..<mapping.duplicates { try? space.write(mapping.address + UInt64(page) * 4096, mapping.duplicateContent) }
                     mapping.epoch.add(1, ordering: .acquiringAndReleasing)
                 }

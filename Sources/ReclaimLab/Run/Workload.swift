@@ -134,18 +134,20 @@ struct WorkloadThread {
 
     private func write(_ page: Int) {
         let epoch = mapping.epoch.load(ordering: .acquiring)
-        let version = mapping.completed[page].load(ordering: .relaxed) + 1
+        let (word, last) = mapping.version(of: page, in: epoch)
+        let version = last + 1
         var bytes = mapping.tag(page: page, version: version)
         guard access(page, write: true, &bytes) else { return }
-        // Published only if the memory was not replaced meanwhile.
+        // Published only if the memory was not replaced meanwhile (the
+        // exchange fails if churn reset the page after `word` was read).
         if epoch % 2 == 0 && mapping.epoch.load(ordering: .acquiring) == epoch {
-            mapping.completed[page].store(version, ordering: .releasing)
+            mapping.publish(version, of: page, in: epoch, replacing: word)
         }
     }
 
     private func read(_ page: Int) {
         let epoch = mapping.epoch.load(ordering: .acquiring)
-        let before = mapping.completed[page].load(ordering: .acquiring)
+        let before = mapping.version(of: page, in: epoch).version
         var bytes = [UInt8](repeating: 0, count: 16)
         guard access(page, write: false, &bytes) else { return }
         guard epoch % 2 == 0, mapping.epoch.load(ordering: .acquiring) == epoch else { return }
