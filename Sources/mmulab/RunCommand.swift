@@ -34,8 +34,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
     var pluginDirectory: String?
 
+    @Option(help: "Write the result as JSON to this file.")
+    var json: String?
+
     func validate() throws {
         if let duration, !(duration > 0 && duration <= 86_400) { throw ValidationError("--duration must be in (0, 86400] seconds") }
+        if let json, !JSONReport.canWrite(to: json) { throw ValidationError("--json \(json): its directory does not exist or is not writable") }
     }
 
     func run() throws {
@@ -78,6 +82,14 @@ struct RunCommand: ParsableCommand {
         }
         line.finish()
         print(summary(result))
+        if let json {
+            do {
+                try JSONReport.write(result, to: json)
+            } catch {
+                writeToStandardError("mmulab: could not write the JSON report to \(json): \(error)\n")
+                throw ExitCode(2)
+            }
+        }
         if !result.isClean { throw ExitCode(1) }
     }
 

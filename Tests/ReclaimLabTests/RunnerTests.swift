@@ -1,3 +1,4 @@
+import Foundation
 import ReclaimLab
 import Testing
 import TestSupport
@@ -66,5 +67,24 @@ struct RunnerTests {
             workloads: [ { name: w, actor: x, space: a, mapping: m } ]
             """)
         #expect(throws: ScenarioRunner.SetupFailure.self) { try ScenarioRunner.run(broken) }
+    }
+}
+
+@Suite("Run reports")
+struct ReportTests {
+    @Test func theJSONReportIsValidJSONWithTheFindings() throws {
+        let result = RunResult(
+            scenario: "s \"quoted\"", seed: 7, elapsedSeconds: 1.5, cpuReads: 1, cpuWrites: 2, deviceReads: 3, deviceWrites: 4,
+            checkedReads: 5, failedAccesses: 0,
+            findings: [Finding(invariant: .lostWrite, detail: "page 3\nline two")], findingsTotal: 1,
+            machineStatistics: [("faults", 9)], pluginStatistics: [("kvm#0", [(name: "tlb hits", value: 11)])])
+        let text = JSONReport.render(result)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        #expect(object["scenario"] as? String == "s \"quoted\"")
+        #expect(object["seed"] as? Int == 7 && object["clean"] as? Bool == false)
+        let findings = try #require(object["findings"] as? [[String: String]])
+        #expect(findings == [["invariant": "lost write", "detail": "page 3\nline two"]])
+        let plugins = try #require(object["plugins"] as? [String: [String: Int]])
+        #expect(plugins["kvm#0"]?["tlb hits"] == 11)
     }
 }

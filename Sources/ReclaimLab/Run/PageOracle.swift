@@ -108,5 +108,9 @@ public struct Finding: Sendable, CustomStringConvertible {
 
     public var invariant: Invariant
     public var detail: String
+    public init(invariant: Invariant, detail: String) {
+        self.invariant = invariant
+        self.detail = detail
+    }
     public var description: String { "\(invariant.rawValue): \(detail)" }
 }

@@ -51,6 +51,26 @@ public struct RunResult: Sendable {
     /// By plugin spec name and instance: the plugin's counters.
     public var pluginStatistics: [(String, [(name: String, value: UInt64)])]
 
+    public init(
+        scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,
+        checkedReads: Int, failedAccesses: Int, findings: [Finding], findingsTotal: Int, machineStatistics: [(String, Int)],
+        pluginStatistics: [(String, [(name: String, value: UInt64)])]
+    ) {
+        self.scenario = scenario
+        self.seed = seed
+        self.elapsedSeconds = elapsedSeconds
+        self.cpuReads = cpuReads
+        self.cpuWrites = cpuWrites
+        self.deviceReads = deviceReads
+        self.deviceWrites = deviceWrites
+        self.checkedReads = checkedReads
+        self.failedAccesses = failedAccesses
+        self.findings = findings
+        self.findingsTotal = findingsTotal
+        self.machineStatistics = machineStatistics
+        self.pluginStatistics = pluginStatistics
+    }
+
     public var operations: Int { cpuReads + cpuWrites + deviceReads + deviceWrites }
     public var isClean: Bool { findings.isEmpty }
 }

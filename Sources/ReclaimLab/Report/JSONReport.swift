@@ -1,0 +1,62 @@
+import Foundation
+
+/// A run's result as JSON (`mmulab run --json FILE`): the scenario and
+/// seed to replay it, the access counts, every finding with its invariant,
+/// the primary's counters and each plugin's.
+public enum JSONReport {
+    public static func render(_ result: RunResult) -> String {
+        var out = "{\n"
+        out += "  \"scenario\": \(quote(result.scenario)),\n"
+        out += "  \"seed\": \(result.seed),\n"
+        out += "  \"elapsed_seconds\": \(result.elapsedSeconds),\n"
+        out += "  \"clean\": \(result.isClean),\n"
+        out += "  \"accesses\": { \"cpu_reads\": \(result.cpuReads), \"cpu_writes\": \(result.cpuWrites), "
+            + "\"device_reads\": \(result.deviceReads), \"device_writes\": \(result.deviceWrites), "
+            + "\"checked_reads\": \(result.checkedReads), \"failed_cleanly\": \(result.failedAccesses) },\n"
+        out += "  \"findings_total\": \(result.findingsTotal),\n"
+        out += "  \"findings\": [\n"
+        out += result.findings.map { "    { \"invariant\": \(quote($0.invariant.rawValue)), \"detail\": \(quote($0.detail)) }" }
+            .joined(separator: ",\n")
+        out += result.findings.isEmpty ? "  ],\n" : "\n  ],\n"
+        out += "  \"primary\": { " + result.machineStatistics.map { "\(quote($0.0)): \($0.1)" }.joined(separator: ", ") + " },\n"
+        out += "  \"plugins\": {\n"
+        out += result.pluginStatistics.map { name, stats in
+            "    \(quote(name)): { " + stats.map { "\(quote($0.name)): \($0.value)" }.joined(separator: ", ") + " }"
+        }.joined(separator: ",\n")
+        out += result.pluginStatistics.isEmpty ? "  }\n" : "\n  }\n"
+        out += "}\n"
+        return out
+    }
+
+    /// Writes the report next to `path` and renames it into place, so a
+    /// reader never sees half a file.
+    public static func write(_ result: RunResult, to path: String) throws {
+        let temporary = path + ".partial"
+        try render(result).write(toFile: temporary, atomically: false, encoding: .utf8)
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.moveItem(atPath: temporary, toPath: path)
+    }
+
+    /// Whether a report could be written at `path` (its directory exists
+    /// and is writable): checked before a run, so a typo costs nothing.
+    public static func canWrite(to path: String) -> Bool {
+        let directory = (path as NSString).deletingLastPathComponent
+        return FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory)
+    }
+
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
