@@ -169,7 +169,7 @@ public enum ScenarioRunner {
             cpuReads: counters.cpuReads.load(ordering: .relaxed), cpuWrites: counters.cpuWrites.load(ordering: .relaxed),
             deviceReads: counters.deviceReads.load(ordering: .relaxed), deviceWrites: counters.deviceWrites.load(ordering: .relaxed),
             checkedReads: counters.checkedReads.load(ordering: .relaxed), failedAccesses: counters.failedAccesses.load(ordering: .relaxed),
-            findings: kept, findingsTotal: kept.count < findings.all.count ? kept.count : findings.total.load(ordering: .relaxed),
+            findings: kept, findingsTotal: findings.count(of: Set(Finding.Invariant.allCases.filter { enabled.contains($0.check) })),
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
     }
 

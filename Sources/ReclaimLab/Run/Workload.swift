@@ -183,13 +183,33 @@ struct WorkloadThread {
 
 /// Findings of a run, from any thread (bounded: a storm of one bug need
 /// not be kept in full).
-final class FindingLog: Sendable {
+final class FindingLog: @unchecked Sendable {
+    // @unchecked: `counts` is an array of atomics, allocated once.
     private let log = ReportLog<Finding>(capacity: 1_000)
     let total = Atomic<Int>(0)
+    /// By `Finding.Invariant.allCases` index: every finding, kept or not.
+    private let counts: UnsafeMutablePointer<Atomic<Int>>
+
+    init() {
+        counts = .allocate(capacity: Finding.Invariant.allCases.count)
+        for index in Finding.Invariant.allCases.indices { (counts + index).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        counts.deinitialize(count: Finding.Invariant.allCases.count)
+        counts.deallocate()
+    }
 
     func note(_ invariant: Finding.Invariant, _ detail: String) {
         total.add(1, ordering: .relaxed)
+        counts[Finding.Invariant.allCases.firstIndex(of: invariant)!].add(1, ordering: .relaxed)
         log.record(Finding(invariant: invariant, detail: detail))
+    }
+
+    /// How many findings of these invariants were noted (kept or not).
+    func count(of invariants: Set<Finding.Invariant>) -> Int {
+        Finding.Invariant.allCases.enumerated().filter { invariants.contains($0.element) }
+            .reduce(0) { $0 + counts[$1.offset].load(ordering: .relaxed) }
     }
 
     var all: [Finding] { log.snapshot }
