@@ -323,7 +323,12 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     override func testYoung(addressSpace: UInt64, address: UInt64) -> Bool {
         counters.youngChecks.bump()
         return mmuLock.withLock {
-            slots.contains { slot in slot.indices(hvaStart: address, hvaEnd: address + 4096).contains { slot.entry($0).isAccessed && slot.entry($0).isPresent } }
+            slots.contains { slot in
+                slot.indices(hvaStart: address, hvaEnd: address + 4096).contains {
+                    let entry = slot.entry($0)
+                    return entry.isPresent && entry.isAccessed
+                }
+            }
         }
     }
 

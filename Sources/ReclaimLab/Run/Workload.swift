@@ -156,28 +156,35 @@ struct WorkloadThread {
     }
 
     private func check(_ bytes: [UInt8], page: Int, before: UInt32) {
-        let who = "\(spec.name) (\(device == nil ? "CPU" : "device")) read \(lab.scenario.spaces[mapping.spaceIndex].name)/"
-            + "\(lab.scenario.spaces[mapping.spaceIndex].mappings[mapping.mappingIndex].name) page \(page) at 0x"
-            + String(mapping.address + UInt64(page) * 4096, radix: 16)
         if page < mapping.duplicates {
-            if bytes != mapping.duplicateContent { findings.note(.useAfterFree, "\(who): a duplicate page holds \(bytes)") }
+            if bytes != mapping.duplicateContent { report(.useAfterFree, page, "a duplicate page holds \(bytes)") }
             return
         }
         if bytes.allSatisfy({ $0 == 0 }) {
-            if before > 0 { findings.note(.lostWrite, "\(who): zeros, but version \(before) was written before the read") }
+            if before > 0 { report(.lostWrite, page, "zeros, but version \(before) was written before the read") }
             return
         }
         guard let tag = TrackedMapping.decode(bytes) else {
-            findings.note(.useAfterFree, "\(who): \(bytes) is no page's data")
+            report(.useAfterFree, page, "\(bytes) is no page's data")
             return
         }
         if tag.space != UInt32(mapping.spaceIndex) {
-            findings.note(.crossSpaceLeak, "\(who): it holds page \(tag.page) of address space #\(tag.space)'s data")
+            report(.crossSpaceLeak, page, "it holds page \(tag.page) of address space #\(tag.space)'s data")
         } else if tag.mapping != UInt32(mapping.mappingIndex) || tag.page != UInt32(page) {
-            findings.note(.useAfterFree, "\(who): it holds mapping #\(tag.mapping) page \(tag.page)'s data")
+            report(.useAfterFree, page, "it holds mapping #\(tag.mapping) page \(tag.page)'s data")
         } else if tag.version < before {
-            findings.note(.lostWrite, "\(who): version \(tag.version), but version \(before) was written before the read")
+            report(.lostWrite, page, "version \(tag.version), but version \(before) was written before the read")
         }
+    }
+
+    /// Notes a finding about a read of `page` (the description is built
+    /// only here, off the path of the reads that pass).
+    private func report(_ invariant: Finding.Invariant, _ page: Int, _ what: String) {
+        let space = lab.scenario.spaces[mapping.spaceIndex]
+        findings.note(
+            invariant,
+            "\(spec.name) (\(device == nil ? "CPU" : "device")) read \(space.name)/\(space.mappings[mapping.mappingIndex].name) page \(page) at 0x"
+                + String(mapping.address + UInt64(page) * 4096, radix: 16) + ": " + what)
     }
 }
 

@@ -28,21 +28,19 @@ struct YAMLField {
     }
 
     func integer(in range: ClosedRange<Int>) throws(ScenarioError) -> Int {
-        guard let text = scalarText, let value = Self.parseInteger(text), value >= 0 || text.hasPrefix("-") else {
-            throw error("expected an integer, found \(describe)")
-        }
+        guard let text = scalarText, let value = Self.parseInteger(text) else { throw error("expected an integer, found \(kindName)") }
         guard range.contains(value) else { throw error("\(value) is out of range \(Self.describe(range))") }
         return value
     }
 
     func unsigned() throws(ScenarioError) -> UInt64 {
-        guard let text = scalarText, let value = Self.parseUnsigned(text) else { throw error("expected an unsigned integer, found \(describe)") }
+        guard let text = scalarText, let value = Self.parseUnsigned(text) else { throw error("expected an unsigned integer, found \(kindName)") }
         return value
     }
 
     func number(in range: ClosedRange<Double>) throws(ScenarioError) -> Double {
         guard let text = scalarText, let value = Double(text.replacingUnderscores), value.isFinite else {
-            throw error("expected a number, found \(describe)")
+            throw error("expected a number, found \(kindName)")
         }
         guard range.contains(value) else { throw error("\(value) is out of range \(range.lowerBound)...\(range.upperBound)") }
         return value
@@ -52,7 +50,7 @@ struct YAMLField {
         switch scalarText {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
-        default: throw error("expected true or false, found \(describe)")
+        default: throw error("expected true or false, found \(kindName)")
         }
     }
 
@@ -94,8 +92,6 @@ struct YAMLField {
         case .alias: return "an alias"
         }
     }
-
-    private var describe: String { kindName }
 
     static func describe(_ range: ClosedRange<Int>) -> String {
         range.upperBound == Int.max ? ">= \(range.lowerBound)" : "\(range.lowerBound)...\(range.upperBound)"

@@ -1,0 +1,67 @@
+@testable import ReclaimLab
+import Testing
+import TestSupport
+
+/// The oracle's own rules, one at a time.
+@Suite("The oracle")
+struct OracleTests {
+    /// A writer's publish that loses the race with munmap churn's reset
+    /// must not claim a version in the new memory (it would make the next
+    /// read of the fresh zero page look like a lost write).
+    @Test func aPublishAfterAResetIsDropped() {
+        let mapping = TrackedMapping(spaceIndex: 0, mappingIndex: 0, address: 0x1000, pages: 4, duplicates: 0)
+        let (word, last) = mapping.version(of: 2, in: 0)
+        #expect(last == 0)
+        mapping.publish(1, of: 2, in: 0, replacing: word)
+        #expect(mapping.version(of: 2, in: 0).version == 1)
+        // A writer reads the version, churn replaces the memory, then the writer publishes.
+        let (stale, _) = mapping.version(of: 2, in: 0)
+        mapping.reset(to: 2)
+        mapping.publish(2, of: 2, in: 0, replacing: stale)
+        #expect(mapping.version(of: 2, in: 2).version == 0, "the late publish landed in the new epoch")
+        #expect(mapping.version(of: 2, in: 0).version == 0, "a reader of the old epoch sees nothing completed")
+    }
+
+    @Test func tagsDecodeToWhatTheyName() {
+        let mapping = TrackedMapping(spaceIndex: 3, mappingIndex: 5, address: 0, pages: 1, duplicates: 0)
+        #expect(TrackedMapping.decode(mapping.tag(page: 77, version: 9)) == .init(page: 77, version: 9, space: 3, mapping: 5))
+        #expect(TrackedMapping.decode([UInt8](repeating: 0, count: 16)) == nil, "zeros are no tag")
+    }
+
+    /// An actor that shows no progress for longer than the watchdog allows
+    /// is reported stuck, by name. (Here a workload that sleeps a second
+    /// between accesses against a 0.1 s watchdog.)
+    @Test func theWatchdogNamesAnActorThatStopsMoving() throws {
+        let scenario = try ScenarioReader.read(yaml: """
+            name: slow
+            length: { seconds: 0.5 }
+            spaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]
+            workloads:
+              - { name: sleeper, actor: cpu, space: a, mapping: m, rate: 1 }
+              - { name: busy, actor: cpu, space: a, mapping: m, writes: 0 }
+            pressure: { background-reclaim: false }
+            """, file: "slow.yaml")
+        var options = RunOptions()
+        options.seed = testSeed
+        options.watchdogSeconds = 0.1
+        let result = try ScenarioRunner.run(scenario, options: options)
+        #expect(result.findings.map(\.invariant) == [.stuck], "\(result.findings)")
+        #expect(result.findings.first?.detail.hasPrefix("sleeper-0 made no progress") == true)
+    }
+
+    /// Only the checks a scenario turns on are reported.
+    @Test func findingsOfChecksThatAreOffAreNotReported() throws {
+        let scenario = try ScenarioReader.read(yaml: """
+            name: slow
+            length: { seconds: 0.3 }
+            spaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]
+            workloads: [ { name: sleeper, actor: cpu, space: a, mapping: m, rate: 1 } ]
+            pressure: { background-reclaim: false }
+            checks: [lost-write]
+            """, file: "slow.yaml")
+        var options = RunOptions()
+        options.watchdogSeconds = 0.1
+        let result = try ScenarioRunner.run(scenario, options: options)
+        #expect(result.findings.isEmpty && result.findingsTotal == 0, "the watchdog is off in this scenario: \(result.findings)")
+    }
+}
