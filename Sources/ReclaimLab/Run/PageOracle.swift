@@ -100,17 +100,44 @@ public struct Finding: Sendable, CustomStringConvertible {
         case useAfterFree = "use after free"
         case crossSpaceLeak = "cross-address-space leak"
         case lostWrite = "lost write"
+        case hotPageEvicted = "hot page evicted"
         case pinLeak = "pin leak"
         case contextViolation = "context violation"
         case unpairedStartEnd = "unpaired start/end"
         case stuck = "stuck (watchdog)"
     }
 
+    /// The page a finding is about, as it was when the finding was made.
+    public struct Place: Sendable {
+        /// Address space and mapping, by their scenario names.
+        public var space: String
+        public var mapping: String
+        public var page: Int
+        public var address: UInt64
+        /// What the primary maps there now (a frame, a swap slot, nothing).
+        public var frame: String
+
+        public init(space: String, mapping: String, page: Int, address: UInt64, frame: String) {
+            self.space = space
+            self.mapping = mapping
+            self.page = page
+            self.address = address
+            self.frame = frame
+        }
+    }
+
     public var invariant: Invariant
     public var detail: String
-    public init(invariant: Invariant, detail: String) {
+    public var place: Place?
+    /// The last events that touched the page, oldest first.
+    public var trail: [String]
+
+    public init(invariant: Invariant, detail: String, place: Place? = nil, trail: [String] = []) {
         self.invariant = invariant
         self.detail = detail
+        self.place = place
+        self.trail = trail
     }
+
     public var description: String { "\(invariant.rawValue): \(detail)" }
 }

@@ -24,57 +24,6 @@ public struct RunOptions: Sendable {
     public init() {}
 }
 
-/// A run in progress, for the live progress line.
-public struct RunProgress: Sendable {
-    public var elapsedSeconds: Double
-    public var operations: Int
-    public var freeFrames: Int
-    public var findings: Int
-}
-
-/// What a run found.
-public struct RunResult: Sendable {
-    public var scenario: String
-    public var seed: UInt64
-    public var elapsedSeconds: Double
-    public var cpuReads: Int
-    public var cpuWrites: Int
-    public var deviceReads: Int
-    public var deviceWrites: Int
-    public var checkedReads: Int
-    public var failedAccesses: Int
-    /// What broke an invariant (only the checks the scenario has on).
-    public var findings: [Finding]
-    /// Findings beyond those kept.
-    public var findingsTotal: Int
-    public var machineStatistics: [(String, Int)]
-    /// By plugin spec name and instance: the plugin's counters.
-    public var pluginStatistics: [(String, [(name: String, value: UInt64)])]
-
-    public init(
-        scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,
-        checkedReads: Int, failedAccesses: Int, findings: [Finding], findingsTotal: Int, machineStatistics: [(String, Int)],
-        pluginStatistics: [(String, [(name: String, value: UInt64)])]
-    ) {
-        self.scenario = scenario
-        self.seed = seed
-        self.elapsedSeconds = elapsedSeconds
-        self.cpuReads = cpuReads
-        self.cpuWrites = cpuWrites
-        self.deviceReads = deviceReads
-        self.deviceWrites = deviceWrites
-        self.checkedReads = checkedReads
-        self.failedAccesses = failedAccesses
-        self.findings = findings
-        self.findingsTotal = findingsTotal
-        self.machineStatistics = machineStatistics
-        self.pluginStatistics = pluginStatistics
-    }
-
-    public var operations: Int { cpuReads + cpuWrites + deviceReads + deviceWrites }
-    public var isClean: Bool { findings.isEmpty }
-}
-
 /// Runs scenarios: sets the lab up, starts the workload and pressure
 /// actors, stops them after the scenario's length, tears everything down
 /// and reports what the oracle found.
@@ -142,7 +91,7 @@ public enum ScenarioRunner {
                 lastProgress = now
                 progress(RunProgress(
                     elapsedSeconds: elapsed, operations: counters.operations, freeFrames: machine.memory.freeFrames,
-                    findings: findings.total.load(ordering: .relaxed) + machine.violations.count))
+                    findings: findings.total.load(ordering: .relaxed) + machine.violations.count, invalidations: []))
             }
         }
         stop.set()
@@ -230,6 +179,7 @@ extension Finding.Invariant {
         case .useAfterFree: return .useAfterFree
         case .crossSpaceLeak: return .crossSpaceLeak
         case .lostWrite: return .lostWrite
+        case .hotPageEvicted: return .hotPages
         case .pinLeak: return .pinLeak
         case .contextViolation: return .contexts
         case .unpairedStartEnd: return .pairing

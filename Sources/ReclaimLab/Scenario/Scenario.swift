@@ -29,6 +29,8 @@ public struct Scenario: Sendable, Equatable {
         case useAfterFree = "use-after-free"
         case crossSpaceLeak = "cross-space-leak"
         case lostWrite = "lost-write"
+        /// A page a device uses hot must not be evicted (seed 003).
+        case hotPages = "hot-pages"
         case pinLeak = "pin-leak"
         case contexts
         case pairing
