@@ -48,6 +48,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(name: "CLabSyncShims"),
@@ -56,10 +57,13 @@ let package = Package(
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
         .target(name: "DevicePluginKit", dependencies: ["CDevicePluginABI"], swiftSettings: strictSwift6),
-        // The reclaim lab (issue 8, in progress): scenario files so far.
+        // The reclaim lab: scenario files, actors, the oracle, reports.
         .target(
             name: "ReclaimLab",
-            dependencies: ["LabSync", "MMUNotifier", "VirtualMemory", "PluginHost", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "LabSync", "MMUNotifier", "VirtualMemory", "PluginHost", .product(name: "Yams", package: "Yams"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
             swiftSettings: strictSwift6
         ),
 

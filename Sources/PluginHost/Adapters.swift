@@ -30,11 +30,13 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let data: UnsafeMutableRawPointer?
     let subscriberName: String
     let capabilities: SubscriberCapabilities
+    let observer: (any CallbackObserver)?
 
-    init(ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String) {
+    init(ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
         self.ops = ops
         self.data = data
         subscriberName = name
+        self.observer = observer
         var capabilities: SubscriberCapabilities = []
         if ops.capabilities & UInt32(MMULAB_CAP_CHANGE_PTE) != 0, ops.change_pte != nil || ops.change_pte_pfn != nil {
             capabilities.insert(.changePTE)
@@ -51,29 +53,33 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     @inline(__always)
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         var r = cRange(range)
-        return ops.invalidate_range_start!(data, &r) == mmulab_status(MMULAB_RETRY) ? .retry : .ok
+        return timed(.invalidateRangeStart, observer) { ops.invalidate_range_start!(data, &r) } == mmulab_status(MMULAB_RETRY) ? .retry : .ok
     }
 
     @inline(__always)
     func invalidateRangeEnd(_ range: InvalidationRange) {
         var r = cRange(range)
-        ops.invalidate_range_end!(data, &r)
+        timed(.invalidateRangeEnd, observer) { ops.invalidate_range_end!(data, &r) }
     }
 
     func invalidateSecondaryTLBs(_ range: InvalidationRange) {
         var r = cRange(range)
-        ops.invalidate_secondary_tlbs?(data, &r)
+        timed(.invalidateSecondaryTLBs, observer) { ops.invalidate_secondary_tlbs?(data, &r) }
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
-        (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0
+        timed(.clearYoung, observer) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
     }
 
     func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {
-        (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0
+        timed(.testYoung, observer) { (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0 }
     }
 
     func changePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
+        timed(.changePTE, observer) { callChangePTE(addressSpace: addressSpace, pte) }
+    }
+
+    private func callChangePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
         if let changeWithPFN = ops.change_pte_pfn {
             var pfn = mmulab_pfn(
                 address: pte.address, pfn: pte.frame.rawValue, generation: pte.generation,
@@ -85,7 +91,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     }
 
     func release(addressSpace: AddressSpaceID) {
-        ops.release?(data, addressSpace.rawValue)
+        timed(.release, observer) { ops.release?(data, addressSpace.rawValue) }
     }
 }
 
@@ -96,16 +102,19 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     let ops: mmulab_interval_ops
     let data: UnsafeMutableRawPointer?
     let intervalName: String
+    let observer: (any CallbackObserver)?
 
-    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String) {
+    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
         self.ops = ops
         self.data = data
         intervalName = name
+        self.observer = observer
     }
 
     func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
         var r = cRange(range)
-        return ops.invalidate!(data, OpaquePointer(Unmanaged.passUnretained(interval).toOpaque()), &r, currentSeq)
+        let handle = OpaquePointer(Unmanaged.passUnretained(interval).toOpaque())
+        return timed(.intervalInvalidate, observer) { ops.invalidate!(data, handle, &r, currentSeq) }
     }
 }
 
@@ -115,17 +124,19 @@ final class CShrinker: Shrinker, @unchecked Sendable {
     let ops: mmulab_shrinker_ops
     let data: UnsafeMutableRawPointer?
     let shrinkerName: String
+    let observer: (any CallbackObserver)?
 
-    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String) {
+    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
         self.ops = ops
         self.data = data
         shrinkerName = name
+        self.observer = observer
     }
 
     func count(_ control: ShrinkControl) -> Int { Int(clamping: ops.count!(data)) }
 
     func scan(_ control: ShrinkControl) -> ShrinkScanResult {
-        let freed = ops.scan!(data, UInt64(control.objectsToScan), control.canBlock)
+        let freed = timed(.shrinkerScan, observer) { ops.scan!(data, UInt64(control.objectsToScan), control.canBlock) }
         return freed == UInt64.max ? .stop : .freed(Int(clamping: freed))  // MMULAB_SHRINK_STOP
     }
 }

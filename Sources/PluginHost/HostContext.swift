@@ -26,9 +26,12 @@ final class HostContext: @unchecked Sendable {
     let subscriptions: SpinLocked<[ObjectIdentifier: CSubscriber]>
     /// The device memories the instance made (ABI 1.1), all with one owner.
     let deviceMemories: SpinLocked<[DeviceMemory]>
+    /// Told how long each callback took, if anyone asked.
+    let observer: (any CallbackObserver)?
 
-    init(machine: Machine, pluginName: String, log: ReportLog<PluginLogEntry>) {
+    init(machine: Machine, pluginName: String, log: ReportLog<PluginLogEntry>, observer: (any CallbackObserver)?) {
         self.machine = machine
+        self.observer = observer
         self.pluginName = pluginName
         self.log = log
         subscriptions = SpinLocked([:], name: "\(pluginName) subscriptions", domain: machine.sync)
@@ -127,7 +130,7 @@ final class HostContext: @unchecked Sendable {
                 return fail(error, MMULAB_ERR_INVALID, "subscribe: no address space \(addressSpace)")
             }
             let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_subscriber_ops())
-            let subscriber = CSubscriber(ops: table, data: data, name: host.pluginName)
+            let subscriber = CSubscriber(ops: table, data: data, name: host.pluginName, observer: host.observer)
             do {
                 try space.notifiers.register(subscriber)
             } catch let failure {
@@ -157,7 +160,7 @@ final class HostContext: @unchecked Sendable {
             let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_interval_ops())
             do {
                 let interval = try space.notifiers.insertInterval(
-                    start: start, end: start + length, ops: CInterval(ops: table, data: data, name: host.pluginName))
+                    start: start, end: start + length, ops: CInterval(ops: table, data: data, name: host.pluginName, observer: host.observer))
                 out?.pointee = OpaquePointer(Unmanaged.passRetained(interval).toOpaque())
                 return mmulab_status(MMULAB_OK)
             } catch let failure {
@@ -223,7 +226,7 @@ final class HostContext: @unchecked Sendable {
             let host = HostContext.from(ctx)
             guard let ops, ops.pointee.count != nil, ops.pointee.scan != nil else { return mmulab_status(MMULAB_ERR_INVALID) }
             let label = name.map { String(cString: $0) } ?? host.pluginName
-            let shrinker = CShrinker(ops: copyTable(ops, sizeField: \.struct_size, empty: mmulab_shrinker_ops()), data: data, name: label)
+            let shrinker = CShrinker(ops: copyTable(ops, sizeField: \.struct_size, empty: mmulab_shrinker_ops()), data: data, name: label, observer: host.observer)
             host.machine.shrinkers.register(shrinker)
             out?.pointee = OpaquePointer(Unmanaged.passRetained(shrinker).toOpaque())
             return mmulab_status(MMULAB_OK)

@@ -2,6 +2,7 @@ import CDevicePluginABI
 public import LabSync
 public import MMUNotifier
 public import VirtualMemory
+import Synchronization
 
 /// A failed call into a plugin: its status code and message.
 public struct PluginCallError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -14,16 +15,16 @@ public struct PluginCallError: Error, Sendable, Hashable, CustomStringConvertibl
 
 /// One instance of a loaded plugin, working on one machine.
 ///
-/// Not thread-safe for attach / detach / destroy (call them from one
-/// thread); `access` and `statistics` may be called from any thread, as the
-/// plugin synchronises its own state.
+/// `attach`, `detach`, `access` and `statistics` may be called from any
+/// thread (the plugin synchronises its own state); `destroy` only once no
+/// other call is under way.
 public final class PluginInstance: @unchecked Sendable {
-    // @unchecked: `bindings` is touched only by attach/detach/destroy,
-    // which callers serialise (documented above).
+    // @unchecked: `bindings` is guarded by its mutex; `destroyed` is set
+    // once, by `destroy`, which callers call last (documented above).
     public let plugin: LoadedPlugin
     let context: HostContext
     let instance: UnsafeMutableRawPointer?
-    private var bindings: [Binding] = []
+    private let bindings = Mutex<[Binding]>([])
     private var destroyed = false
 
     /// One device window onto a range of an address space.
@@ -53,11 +54,14 @@ public final class PluginInstance: @unchecked Sendable {
     }
 
     /// Creates an instance of `plugin` on `machine`; what the plugin logs
-    /// goes to `log`.
+    /// goes to `log`; `observer`, if given, is told how long each of its
+    /// notifier callbacks takes.
     public static func create(
-        _ plugin: LoadedPlugin, machine: Machine, options: String = "", log: ReportLog<PluginLogEntry>? = nil
+        _ plugin: LoadedPlugin, machine: Machine, options: String = "", log: ReportLog<PluginLogEntry>? = nil,
+        observer: (any CallbackObserver)? = nil
     ) -> Result<PluginInstance, PluginLoadError> {
-        let context = HostContext(machine: machine, pluginName: plugin.name, log: log ?? ReportLog(capacity: 1_000))
+        let context = HostContext(
+            machine: machine, pluginName: plugin.name, log: log ?? ReportLog(capacity: 1_000), observer: observer)
         var instance: UnsafeMutableRawPointer? = nil
         var error = mmulab_error()
         let status = options.withCString { plugin.descriptor.pointee.create!(context.table, $0, &instance, &error) }
@@ -89,13 +93,17 @@ public final class PluginInstance: @unchecked Sendable {
         let status = plugin.descriptor.pointee.attach!(instance, &desc, &handle, &error)
         guard status == mmulab_status(MMULAB_OK) else { throw callError("attach", status, error) }
         let binding = Binding(addressSpace: addressSpace, start: start, length: length, deviceAddress: desc.device_address, handle: handle)
-        bindings.append(binding)
+        bindings.withLock { $0.append(binding) }
         return binding
     }
 
     public func detach(_ binding: Binding) {
-        guard let index = bindings.firstIndex(where: { $0 === binding }) else { return }
-        bindings.remove(at: index)
+        let known = bindings.withLock { list in
+            guard let index = list.firstIndex(where: { $0 === binding }) else { return false }
+            list.remove(at: index)
+            return true
+        }
+        guard known else { return }
         plugin.descriptor.pointee.detach!(instance, binding.handle)
     }
 
@@ -157,8 +165,9 @@ public final class PluginInstance: @unchecked Sendable {
     public func destroy() {
         guard !destroyed else { return }
         destroyed = true
-        for binding in bindings.reversed() { plugin.descriptor.pointee.detach!(instance, binding.handle) }
-        bindings.removeAll()
+        for binding in bindings.withLock({ list in defer { list.removeAll() }; return list }).reversed() {
+            plugin.descriptor.pointee.detach!(instance, binding.handle)
+        }
         plugin.descriptor.pointee.destroy!(instance)
         context.bringDeviceMemoryHome()
     }

@@ -134,5 +134,103 @@ public enum Catalogue {
             pressure:
               fork: [ { space: app, rate: 100 } ]
             """),
+        Entry(name: "migrate-churn", yaml: """
+            name: migrate-churn
+            summary: a GPU moves ranges to its VRAM (device-private pages) and back while the CPU, the GPU and a NIC use them, with NUMA migration and reclaim
+            length: { seconds: 10 }
+            machine: { frames: 1024, nodes: 2, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: buffers, pages: 512 }, { name: heap, pages: 768 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=256", bindings: [ { space: app, mapping: buffers } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: buffers } ] }
+            workloads:
+              - { name: shader, actor: gpu, space: app, mapping: buffers, writes: 0.3 }
+              - { name: host-side, actor: cpu, space: app, mapping: buffers, writes: 0.3 }
+              - { name: peer, actor: nic, space: app, mapping: buffers, writes: 0.2 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+            pressure:
+              migration-rate: 500
+              device-migration: [ { plugin: gpu, space: app, mapping: buffers, rate: 500, pages: 16 } ]
+            """),
+        Entry(name: "register-race", yaml: """
+            name: register-race
+            summary: GPU and NIC bindings attached, used and detached over and over while reclaim, NUMA migration and mprotect invalidate the same pages
+            length: { seconds: 10 }
+            machine: { frames: 1024, nodes: 2, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: shared, pages: 256 }, { name: filler, pages: 1024 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0" }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: shared } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: shared, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: shared, writes: 0.3 }
+              - { name: filler, actor: cpu, space: app, mapping: filler, writes: 0.5 }
+            pressure:
+              migration-rate: 500
+              mprotect: [ { space: app, mapping: shared, rate: 50 } ]
+              attach-churn:
+                - { plugin: gpu, space: app, mapping: shared, rate: 500, pages: 16 }
+                - { plugin: nic, space: app, mapping: shared, rate: 500, pages: 16 }
+            """),
+        Entry(name: "dirty-writeback", yaml: """
+            name: dirty-writeback
+            summary: a GPU and a NIC write file-backed pages while writeback cleans them and reclaim evicts them; every device write must reach the file
+            length: { seconds: 10 }
+            machine: { frames: 512, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: file, kind: file, pages: 384 }, { name: heap, pages: 512 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: file } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: file } ] }
+            workloads:
+              - { name: shader, actor: gpu, space: app, mapping: file, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: file, writes: 0.5 }
+              - { name: reader, actor: cpu, space: app, mapping: file, writes: 0 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+            pressure:
+              writeback: [ { space: app, mapping: file, rate: 20 } ]
+            """),
+        Entry(name: "exit-release", yaml: """
+            name: exit-release
+            summary: short-lived address spaces bound to a GPU, a NIC and KVM exit with their bindings in place; release must tear every device view down and every frame must come back
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: heap, pages: 512 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: heap } ] }
+              - { plugin: rdma, name: nic }
+              - { plugin: kvm }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: heap }
+              - { name: shader, actor: gpu, space: app, mapping: heap }
+            pressure:
+              exit-release:
+                - { plugin: gpu, rate: 100, pages: 16 }
+                - { plugin: nic, rate: 100, pages: 16 }
+                - { plugin: kvm, rate: 100, pages: 16 }
+            """),
+        Entry(name: "young-aging", yaml: """
+            name: young-aging
+            summary: KVM guests keep small working sets hot while the CPU streams through cold memory twice the size of RAM; reclaim must ask the devices (clear_young) before it evicts their hot pages
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 8192 }
+            spaces:
+              - name: vm
+                mappings: [ { name: hot, pages: 32, hot: true } ]
+              - name: app
+                mappings: [ { name: stream, pages: 2048 } ]
+            plugins:
+              - { plugin: kvm, options: "vcpus=2", bindings: [ { space: vm, mapping: hot, device-address: 0 } ] }
+            workloads:
+              - { name: guest, actor: kvm, space: vm, mapping: hot, threads: 2, writes: 0.2 }
+              - { name: stream, actor: cpu, space: app, mapping: stream, pattern: sequential, writes: 0.5 }
+            """),
     ]
 }

@@ -1,4 +1,5 @@
 import Synchronization
+import VirtualMemory
 
 /// The data half of the oracle (DESIGN.md, "The oracle"): every page a
 /// workload writes carries a tag (address space, mapping, page, version),
@@ -26,6 +27,18 @@ final class TrackedMapping: @unchecked Sendable {
     let completed: UnsafeMutablePointer<Atomic<UInt64>>
     /// Odd while the memory is being replaced.
     let epoch = Atomic<UInt64>(0)
+    /// The scenario's names for the space and the mapping, and the space.
+    let spaceName: String
+    let mappingName: String
+    let space: AddressSpace
+    /// Set for a mapping devices use hot (the hot-pages check).
+    let hot: HotPages?
+
+    /// Where page `page` is, and what the primary maps there now.
+    func place(of page: Int) -> Finding.Place {
+        let address = address + UInt64(page) * 4096
+        return Finding.Place(space: spaceName, mapping: mappingName, page: page, address: address, frame: "\(space.translate(address))")
+    }
 
     /// The version completed for `page` in `epoch` (0 if none yet).
     func version(of page: Int, in epoch: UInt64) -> (word: UInt64, version: UInt32) {
@@ -44,7 +57,14 @@ final class TrackedMapping: @unchecked Sendable {
         for page in 0..<pages { completed[page].store((epoch & 0xFFFF_FFFF) << 32, ordering: .releasing) }
     }
 
-    init(spaceIndex: Int, mappingIndex: Int, address: UInt64, pages: Int, duplicates: Int) {
+    init(
+        spaceIndex: Int, mappingIndex: Int, address: UInt64, pages: Int, duplicates: Int, names: (space: String, mapping: String),
+        space: AddressSpace, hot: Bool
+    ) {
+        spaceName = names.space
+        mappingName = names.mapping
+        self.space = space
+        self.hot = hot ? HotPages(pages: pages) : nil
         self.spaceIndex = spaceIndex
         self.mappingIndex = mappingIndex
         self.address = address

@@ -5,7 +5,9 @@ import VirtualMemory
 /// memory at its rate until the run stops.
 enum Pressure {
     /// The actors `spec` asks for, as (name, body) pairs.
-    static func actors(_ lab: Lab, _ spec: PressureSpec, seed: UInt64, stop: StopFlag) -> [(String, @Sendable (Heartbeat) -> Void)] {
+    static func actors(
+        _ lab: Lab, _ spec: PressureSpec, seed: UInt64, stop: StopFlag, counters: RunCounters
+    ) -> [(String, @Sendable (Heartbeat) -> Void)] {
         var actors: [(String, @Sendable (Heartbeat) -> Void)] = []
         let machine = lab.machine
         let tracked = lab.mappings.flatMap { $0 }
@@ -76,11 +78,20 @@ enum Pressure {
                 heartbeat.finish()
             }))
         }
-        return actors
+        for target in spec.writeback {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
+            let file = lab.files[spaceIndex][mapping.mappingIndex]!
+            actors.append(("writeback \(target.space)/\(target.mapping!)", { heartbeat in
+                // page_mkclean: devices that keep writing must fault and
+                // report the page dirty again (seed 003).
+                repeatEvery(target.rate, stop, machine, heartbeat) { _ = machine.writeback(file) }
+            }))
+        }
+        return actors + DeviceActors.actors(lab, spec, seed: seed, stop: stop, counters: counters, findings: lab.findings)
     }
 
     /// Runs `body` `rate` times a second until `stop`.
-    private static func repeatEvery(_ rate: Int, _ stop: StopFlag, _ machine: Machine, _ heartbeat: Heartbeat, _ body: () -> Void) {
+    static func repeatEvery(_ rate: Int, _ stop: StopFlag, _ machine: Machine, _ heartbeat: Heartbeat, _ body: () -> Void) {
         let interval = Duration.nanoseconds(1_000_000_000 / max(rate, 1))
         while !stop.isSet {
             heartbeat.beat()

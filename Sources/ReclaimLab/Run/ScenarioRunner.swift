@@ -35,16 +35,16 @@ public enum ScenarioRunner {
 
     public static func run(_ scenario: Scenario, options: RunOptions = RunOptions()) throws(SetupFailure) -> RunResult {
         let seed = options.seed ?? scenario.seed
+        let findings = FindingLog()
         let lab: Lab
         do {
-            lab = try Lab.build(scenario, pluginDirectory: options.pluginDirectory, faults: options.faults)
+            lab = try Lab.build(scenario, pluginDirectory: options.pluginDirectory, faults: options.faults, findings: findings)
         } catch {
             throw SetupFailure(description: error.description)
         }
         let machine = lab.machine
         if scenario.pressure.backgroundReclaim { machine.startBackgroundReclaim() }
         let counters = RunCounters()
-        let findings = FindingLog()
         let stop = StopFlag()
         var heartbeats: [Heartbeat] = []
         var threads: [any ThreadHandle] = []
@@ -55,81 +55,87 @@ public enum ScenarioRunner {
             let threadSeed = SplitMix64.stream(index, of: seed).seedValue
             threads.append(machine.sync.spawnThread(named: body.name) { body.make(heartbeat).run(seed: threadSeed, stop: stop) })
         }
-        for (name, body) in Pressure.actors(lab, scenario.pressure, seed: seed, stop: stop) {
+        for (name, body) in Pressure.actors(lab, scenario.pressure, seed: seed, stop: stop, counters: counters) {
             let heartbeat = Heartbeat(name: name)
             heartbeats.append(heartbeat)
             threads.append(machine.sync.spawnThread(named: name) { body(heartbeat) })
         }
 
-        // The main thread: length, progress, watchdog.
+        // The main thread: length, primary checks, timeline, progress, watchdog.
         let clock = ContinuousClock()
         let start = clock.now
-        var lastProgress = start
-        var lastBeats = heartbeats.map { $0.beats.load(ordering: .relaxed) }
-        var lastChange = [ContinuousClock.Instant](repeating: start, count: heartbeats.count)
-        var reportedStuck = Set<Int>()
+        var lastSample = start
+        var sampleInterval = options.progressInterval
+        var timeline: [TimelineSample] = []
+        var primaryChecks = PrimaryChecks()
+        var watchdog = Watchdog(heartbeats, limit: .milliseconds(Int64(options.watchdogSeconds * 1_000)), start: start)
         var length = scenario.length
         if let seconds = options.seconds { length = .seconds(seconds) }
         if let operations = options.operations { length = .operations(operations) }
+        func sample(at now: ContinuousClock.Instant) -> TimelineSample {
+            TimelineSample(
+                seconds: seconds(now - start), freeFrames: machine.memory.freeFrames, operations: counters.operations,
+                invalidations: Dictionary(uniqueKeysWithValues: lab.trail.invalidationsByEvent.map { ($0.event, $0.count) }))
+        }
+        timeline.append(sample(at: start))
         while true {
             machine.sync.sleep(for: .milliseconds(5))
             let now = clock.now
-            let elapsed = Double((now - start).components.attoseconds) / 1e18 + Double((now - start).components.seconds)
-            if case .seconds(let seconds) = length, elapsed >= seconds { break }
+            if case .seconds(let limit) = length, seconds(now - start) >= limit { break }
             if case .operations(let limit) = length, counters.operations >= limit { break }
-            for (index, heartbeat) in heartbeats.enumerated() where !heartbeat.finished.load(ordering: .acquiring) {
-                let beats = heartbeat.beats.load(ordering: .relaxed)
-                if beats != lastBeats[index] {
-                    lastBeats[index] = beats
-                    lastChange[index] = now
-                } else if now - lastChange[index] > .milliseconds(Int64(options.watchdogSeconds * 1_000)), reportedStuck.insert(index).inserted {
-                    findings.note(.stuck, "\(heartbeat.name) made no progress for \(options.watchdogSeconds) s (a callback that never returns, or a retry loop that never ends)")
-                }
+            primaryChecks.collect(lab, into: findings)
+            for name in watchdog.check(at: now) {
+                findings.note(.stuck, "\(name) made no progress for \(options.watchdogSeconds) s (a callback that never returns, or a retry loop that never ends)")
             }
-            if reportedStuck.count == heartbeats.count && !heartbeats.isEmpty { break }  // nothing moves any more
-            if let progress = options.progress, now - lastProgress >= options.progressInterval {
-                lastProgress = now
-                progress(RunProgress(
-                    elapsedSeconds: elapsed, operations: counters.operations, freeFrames: machine.memory.freeFrames,
-                    findings: findings.total.load(ordering: .relaxed) + machine.violations.count, invalidations: []))
+            if watchdog.nothingMoves { break }
+            if now - lastSample >= sampleInterval {
+                lastSample = now
+                let point = sample(at: now)
+                timeline.append(point)
+                // A long run keeps every other sample and samples half as often: at most ~1000 points.
+                if timeline.count > 1_000 {
+                    timeline = timeline.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+                    sampleInterval *= 2
+                }
+                options.progress?(RunProgress(
+                    elapsedSeconds: point.seconds, operations: point.operations, freeFrames: point.freeFrames,
+                    findings: findings.total.load(ordering: .relaxed), invalidations: lab.trail.invalidationsByEvent))
             }
         }
         stop.set()
         let elapsed = clock.now - start
+        timeline.append(sample(at: clock.now))
         // A stuck actor is left behind rather than joined (the run is over).
-        for (index, thread) in threads.enumerated() where !reportedStuck.contains(index) { thread.join() }
+        for (index, thread) in threads.enumerated() where !watchdog.stuck.contains(index) { thread.join() }
 
         let pluginStatistics = zip(scenario.plugins, lab.instances).flatMap { spec, made in
             made.enumerated().map { ("\(spec.name)#\($0.offset)", $0.element.statistics()) }
         }
         let machineStatistics = machine.statistics.all
-        collectPrimaryFindings(machine, into: findings)
-        if reportedStuck.isEmpty {
+        primaryChecks.collect(lab, into: findings)
+        if watchdog.stuck.isEmpty {
             let left = lab.teardown()
+            primaryChecks.collect(lab, into: findings)
             if !left.isEmpty {
                 findings.note(.pinLeak, "\(left.count) frames still allocated after every plugin and address space went: \(left.prefix(4).joined(separator: ", "))")
             }
         }
         let enabled = scenario.checks
         let kept = findings.all.filter { enabled.contains($0.invariant.check) }
-        return RunResult(
-            scenario: scenario.name, seed: seed,
-            elapsedSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+        var result = RunResult(
+            scenario: scenario.name, seed: seed, elapsedSeconds: seconds(elapsed),
             cpuReads: counters.cpuReads.load(ordering: .relaxed), cpuWrites: counters.cpuWrites.load(ordering: .relaxed),
             deviceReads: counters.deviceReads.load(ordering: .relaxed), deviceWrites: counters.deviceWrites.load(ordering: .relaxed),
             checkedReads: counters.checkedReads.load(ordering: .relaxed), failedAccesses: counters.failedAccesses.load(ordering: .relaxed),
             findings: kept, findingsTotal: findings.count(of: Set(Finding.Invariant.allCases.filter { enabled.contains($0.check) })),
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
+        result.timeline = timeline
+        result.latencies = lab.latencies.joined().flatMap(\.summary)
+        return result
     }
 
-    /// What the primary's own checks, the notifier core and the
-    /// synchronisation layer recorded.
-    private static func collectPrimaryFindings(_ machine: Machine, into findings: FindingLog) {
-        for violation in machine.violations.snapshot {
-            findings.note(violation.kind == .staleTranslation ? .staleTranslation : .useAfterFree, "\(violation)")
-        }
-        for violation in machine.notifierCore.contractViolations.snapshot { findings.note(.unpairedStartEnd, "\(violation)") }
-        for violation in machine.sync.contextViolations.snapshot { findings.note(.contextViolation, "\(violation)") }
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// One maker per workload thread.

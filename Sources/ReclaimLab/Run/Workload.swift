@@ -115,6 +115,7 @@ struct WorkloadThread {
             if let device {
                 let target = device.binding.deviceAddress + UInt64(page) * 4096
                 try bytes.withUnsafeMutableBytes { try device.instance.access(device.binding, deviceAddress: target, write: write, buffer: $0) }
+                mapping.hot?.deviceUsed(page, at: lab.trail.clock.nanoseconds)
                 if write { counters.deviceWrites.add(1, ordering: .relaxed) } else { counters.deviceReads.add(1, ordering: .relaxed) }
             } else if write {
                 try space.write(address, bytes)
@@ -145,7 +146,9 @@ struct WorkloadThread {
         }
     }
 
-    private func read(_ page: Int) {
+    /// Reads `page` once and checks what came back (also used by actors
+    /// that read through a binding of their own).
+    func read(_ page: Int) {
         let epoch = mapping.epoch.load(ordering: .acquiring)
         let before = mapping.version(of: page, in: epoch).version
         var bytes = [UInt8](repeating: 0, count: 16)
@@ -180,11 +183,12 @@ struct WorkloadThread {
     /// Notes a finding about a read of `page` (the description is built
     /// only here, off the path of the reads that pass).
     private func report(_ invariant: Finding.Invariant, _ page: Int, _ what: String) {
-        let space = lab.scenario.spaces[mapping.spaceIndex]
+        let address = mapping.address + UInt64(page) * 4096
         findings.note(
             invariant,
-            "\(spec.name) (\(device == nil ? "CPU" : "device")) read \(space.name)/\(space.mappings[mapping.mappingIndex].name) page \(page) at 0x"
-                + String(mapping.address + UInt64(page) * 4096, radix: 16) + ": " + what)
+            "\(spec.name) (\(device == nil ? "CPU" : "device")) read \(mapping.spaceName)/\(mapping.mappingName) page \(page) at 0x"
+                + String(address, radix: 16) + ": " + what,
+            place: mapping.place(of: page), trail: lab.trail.trail(space: mapping.space.id, address: address))
     }
 }
 
@@ -192,7 +196,8 @@ struct WorkloadThread {
 /// not be kept in full).
 final class FindingLog: @unchecked Sendable {
     // @unchecked: `counts` is an array of atomics, allocated once.
-    private let log = ReportLog<Finding>(capacity: 1_000)
+    static let kept = 1_000
+    private let log = ReportLog<Finding>(capacity: kept)
     let total = Atomic<Int>(0)
     /// By `Finding.Invariant.allCases` index: every finding, kept or not.
     private let counts: UnsafeMutablePointer<Atomic<Int>>
@@ -207,10 +212,16 @@ final class FindingLog: @unchecked Sendable {
         counts.deallocate()
     }
 
-    func note(_ invariant: Finding.Invariant, _ detail: String) {
-        total.add(1, ordering: .relaxed)
+    /// Notes a finding; its place and trail are worked out only while the
+    /// log still keeps findings (a storm of one bug costs little).
+    func note(
+        _ invariant: Finding.Invariant, _ detail: @autoclosure () -> String, place: @autoclosure () -> Finding.Place? = nil,
+        trail: @autoclosure () -> [String] = []
+    ) {
+        let before = total.add(1, ordering: .relaxed).oldValue
         counts[Finding.Invariant.allCases.firstIndex(of: invariant)!].add(1, ordering: .relaxed)
-        log.record(Finding(invariant: invariant, detail: detail))
+        guard before < Self.kept else { return }
+        log.record(Finding(invariant: invariant, detail: detail(), place: place(), trail: trail()))
     }
 
     /// How many findings of these invariants were noted (kept or not).
@@ -237,4 +248,41 @@ final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
     var isSet: Bool { flag.load(ordering: .relaxed) }
     func set() { flag.store(true, ordering: .relaxed) }
+}
+
+/// Finds actors that stopped making progress: a heartbeat that has not
+/// moved for `limit` (a callback that never returns, a retry loop that
+/// never ends). Each stuck actor is reported once.
+struct Watchdog {
+    private let heartbeats: [Heartbeat]
+    private let limit: Duration
+    private var lastBeats: [Int]
+    private var lastChange: [ContinuousClock.Instant]
+    /// Indices of the actors reported stuck.
+    private(set) var stuck = Set<Int>()
+
+    init(_ heartbeats: [Heartbeat], limit: Duration, start: ContinuousClock.Instant) {
+        self.heartbeats = heartbeats
+        self.limit = limit
+        lastBeats = heartbeats.map { $0.beats.load(ordering: .relaxed) }
+        lastChange = [ContinuousClock.Instant](repeating: start, count: heartbeats.count)
+    }
+
+    /// The names of the actors newly found stuck at `now`.
+    mutating func check(at now: ContinuousClock.Instant) -> [String] {
+        var found: [String] = []
+        for (index, heartbeat) in heartbeats.enumerated() where !heartbeat.finished.load(ordering: .acquiring) {
+            let beats = heartbeat.beats.load(ordering: .relaxed)
+            if beats != lastBeats[index] {
+                lastBeats[index] = beats
+                lastChange[index] = now
+            } else if now - lastChange[index] > limit, stuck.insert(index).inserted {
+                found.append(heartbeat.name)
+            }
+        }
+        return found
+    }
+
+    /// Every actor is stuck: the run cannot go on.
+    var nothingMoves: Bool { !heartbeats.isEmpty && stuck.count == heartbeats.count }
 }

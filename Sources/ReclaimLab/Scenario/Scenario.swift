@@ -70,6 +70,8 @@ public struct MappingSpec: Sendable, Equatable {
     public var pages: Int
     /// `MADV_MERGEABLE`: KSM may merge its pages.
     public var mergeable = false
+    /// Devices use it hot: the hot-pages check watches its evictions.
+    public var hot = false
 
     public init(name: String, kind: Kind = .anonymous, pages: Int, mergeable: Bool = false) {
         self.name = name
@@ -164,6 +166,15 @@ public struct PressureSpec: Sendable, Equatable {
     public var forkRate: [RatedTarget] = []
     /// An OOM kill of a space after this many milliseconds.
     public var oomKill: OOMKill? = nil
+    /// A device migrating ranges of a binding to its memory and back.
+    public var deviceMigration: [DeviceTarget] = []
+    /// A fresh binding attached, read through and detached, over and over,
+    /// while the rest of the run invalidates (registration races).
+    public var attachChurn: [DeviceTarget] = []
+    /// Writeback of a file mapping's dirty pages, per second.
+    public var writeback: [RatedTarget] = []
+    /// Short-lived address spaces a device binds and that exit under it.
+    public var exitRelease: [ExitRelease] = []
 
     public init() {}
 
@@ -175,6 +186,33 @@ public struct PressureSpec: Sendable, Equatable {
             self.space = space
             self.mapping = mapping
             self.rate = rate
+        }
+    }
+
+    /// A plugin's binding on a mapping, a rate, and pages per round.
+    public struct DeviceTarget: Sendable, Equatable {
+        public var plugin: String
+        public var space: String
+        public var mapping: String
+        public var rate: Int
+        public var pages: Int
+        public init(plugin: String, space: String, mapping: String, rate: Int, pages: Int) {
+            self.plugin = plugin
+            self.space = space
+            self.mapping = mapping
+            self.rate = rate
+            self.pages = pages
+        }
+    }
+
+    public struct ExitRelease: Sendable, Equatable {
+        public var plugin: String
+        public var rate: Int
+        public var pages: Int
+        public init(plugin: String, rate: Int, pages: Int) {
+            self.plugin = plugin
+            self.rate = rate
+            self.pages = pages
         }
     }
 

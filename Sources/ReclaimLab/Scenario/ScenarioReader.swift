@@ -71,7 +71,7 @@ public enum ScenarioReader {
             try workload(field, spaces: scenario.spaces, plugins: scenario.plugins)
         }
         try unique(scenario.workloads.map(\.name), workloadFields, what: "workload")
-        if let pressure = top["pressure"] { scenario.pressure = try self.pressure(pressure, spaces: scenario.spaces) }
+        if let pressure = top["pressure"] { scenario.pressure = try self.pressure(pressure, spaces: scenario.spaces, plugins: scenario.plugins) }
         if let checks = top["checks"] { scenario.checks = try self.checks(checks) }
         try checkMachine(scenario, top)
         return scenario
@@ -117,10 +117,11 @@ public enum ScenarioReader {
         var space = SpaceSpec(name: try fields.required("name").name())
         let mappingFields = try fields.required("mappings").sequence()
         for item in mappingFields {
-            let m = try item.mapping(keys: ["name", "kind", "pages", "mergeable"])
+            let m = try item.mapping(keys: ["name", "kind", "pages", "mergeable", "hot"])
             var mapping = MappingSpec(name: try m.required("name").name(), pages: try m.required("pages").integer(in: 1...(1 << 24)))
             if let kind = m["kind"] { mapping.kind = try kind.choice(MappingSpec.Kind.self) }
             if let mergeable = m["mergeable"] { mapping.mergeable = try mergeable.boolean() }
+            if let hot = m["hot"] { mapping.hot = try hot.boolean() }
             space.mappings.append(mapping)
         }
         try unique(space.mappings.map(\.name), mappingFields, what: "mapping in '\(space.name)'")
@@ -207,8 +208,11 @@ public enum ScenarioReader {
         return workload
     }
 
-    private static func pressure(_ field: YAMLField, spaces: [SpaceSpec]) throws(ScenarioError) -> PressureSpec {
-        let fields = try field.mapping(keys: ["balloon-pages", "background-reclaim", "migration-rate", "ksm", "churn", "mprotect", "fork", "oom-kill"])
+    private static func pressure(_ field: YAMLField, spaces: [SpaceSpec], plugins: [PluginSpec]) throws(ScenarioError) -> PressureSpec {
+        let fields = try field.mapping(keys: [
+            "balloon-pages", "background-reclaim", "migration-rate", "ksm", "churn", "mprotect", "fork", "oom-kill",
+            "device-migration", "attach-churn", "writeback", "exit-release",
+        ])
         var pressure = PressureSpec()
         if let balloon = fields["balloon-pages"] { pressure.balloonPages = try balloon.integer(in: 1...(1 << 24)) }
         if let kswapd = fields["background-reclaim"] { pressure.backgroundReclaim = try kswapd.boolean() }
@@ -235,7 +239,48 @@ public enum ScenarioReader {
             let (space, _) = try target(o, spaces: spaces, mappingRequired: false)
             pressure.oomKill = .init(space: space, afterMilliseconds: try o.required("after-ms").integer(in: 0...86_400_000))
         }
+        func deviceTargets(_ key: String) throws(ScenarioError) -> [PressureSpec.DeviceTarget] {
+            var targets: [PressureSpec.DeviceTarget] = []
+            for item in try fields[key]?.sequence() ?? [] {
+                let t = try item.mapping(keys: ["plugin", "space", "mapping", "rate", "pages"])
+                let (space, mapping) = try target(t, spaces: spaces)
+                let plugin = try pluginName(t.required("plugin"), plugins: plugins)
+                targets.append(.init(
+                    plugin: plugin, space: space, mapping: mapping!, rate: try t.required("rate").integer(in: 1...1_000_000),
+                    pages: try t["pages"]?.integer(in: 1...(1 << 16)) ?? 8))
+            }
+            return targets
+        }
+        pressure.deviceMigration = try deviceTargets("device-migration")
+        for migration in pressure.deviceMigration where !(plugins.first { $0.name == migration.plugin }!.bindings.contains {
+            $0.space == migration.space && $0.mapping == migration.mapping
+        }) {
+            throw fields["device-migration"]!.error("plugin '\(migration.plugin)' has no binding on \(migration.space)/\(migration.mapping) to migrate")
+        }
+        pressure.attachChurn = try deviceTargets("attach-churn")
+        pressure.writeback = try rated("writeback", mappingRequired: true)
+        for target in pressure.writeback {
+            let mapping = spaces.first { $0.name == target.space }!.mappings.first { $0.name == target.mapping }!
+            if mapping.kind != .file {
+                throw fields["writeback"]!.error("\(target.space)/\(target.mapping ?? "") is not a file mapping; writeback needs kind: file")
+            }
+        }
+        for item in try fields["exit-release"]?.sequence() ?? [] {
+            let e = try item.mapping(keys: ["plugin", "rate", "pages"])
+            pressure.exitRelease.append(.init(
+                plugin: try pluginName(e.required("plugin"), plugins: plugins), rate: try e.required("rate").integer(in: 1...100_000),
+                pages: try e["pages"]?.integer(in: 1...(1 << 16)) ?? 16))
+        }
         return pressure
+    }
+
+    /// A plugin of the scenario, by the name workloads use for it.
+    private static func pluginName(_ field: YAMLField, plugins: [PluginSpec]) throws(ScenarioError) -> String {
+        let name = try field.name()
+        guard plugins.contains(where: { $0.name == name }) else {
+            throw field.error("no plugin named '\(name)' in this scenario (plugins: \(plugins.map(\.name).joined(separator: ", ")))")
+        }
+        return name
     }
 
     private static func checks(_ field: YAMLField) throws(ScenarioError) -> Set<Scenario.Check> {

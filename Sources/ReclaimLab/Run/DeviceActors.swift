@@ -1,0 +1,131 @@
+import LabSync
+import PluginHost
+import VirtualMemory
+
+/// Pressure actors that work through a plugin: device-private migration,
+/// attach/detach races, and address spaces that exit under a device.
+enum DeviceActors {
+    static func actors(
+        _ lab: Lab, _ spec: PressureSpec, seed: UInt64, stop: StopFlag, counters: RunCounters, findings: FindingLog
+    ) -> [(String, @Sendable (Heartbeat) -> Void)] {
+        var actors: [(String, @Sendable (Heartbeat) -> Void)] = []
+        for (index, target) in spec.deviceMigration.enumerated() {
+            let (instance, binding) = lab.binding(of: target.plugin, on: target.space, target.mapping)
+            let (_, mapping) = lab.locate(target.space, target.mapping)
+            actors.append(("migrate to \(target.plugin) \(target.space)/\(target.mapping)", { heartbeat in
+                // Ranges to the device's memory and back (Linux: migrate_vma
+                // as drm_gpusvm drives it); a CPU or another device touching
+                // a device-private page faults it home.
+                var rng = SplitMix64.stream(2_000 + index, of: seed)
+                let pages = min(target.pages, mapping.pages)
+                Pressure.repeatEvery(target.rate, stop, lab.machine, heartbeat) {
+                    let first = rng.next() % UInt64(mapping.pages - pages + 1)
+                    do {
+                        try instance.migrate(
+                            binding, deviceAddress: binding.deviceAddress + first * 4096, length: UInt64(pages) * 4096, toDevice: rng.next() % 4 != 0)
+                    } catch {
+                        counters.failedAccesses.add(1, ordering: .relaxed)  // VRAM full, pages busy: allowed
+                    }
+                }
+            }))
+        }
+        for (index, target) in spec.attachChurn.enumerated() {
+            let instance = lab.instance(of: target.plugin)
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping)
+            let space = lab.spaces[spaceIndex]
+            let reader = WorkloadSpec(name: "attach-churn \(target.plugin)", actor: .device(plugin: target.plugin), space: target.space, mapping: target.mapping)
+            actors.append(("attach-churn \(target.plugin) \(target.space)/\(target.mapping)", { heartbeat in
+                // Seed 000 (mm_lock): a subscription added while invalidations
+                // are in flight must not miss one. Each round attaches a fresh
+                // binding, reads through it at once (checked as any read), and
+                // detaches it while the rest of the run keeps invalidating.
+                var rng = SplitMix64.stream(3_000 + index, of: seed)
+                Pressure.repeatEvery(target.rate, stop, lab.machine, heartbeat) {
+                    let binding: PluginInstance.Binding
+                    do {
+                        binding = try instance.attach(
+                            addressSpace: space.id, start: mapping.address, length: UInt64(mapping.pages) * 4096, write: false)
+                    } catch {
+                        counters.failedAccesses.add(1, ordering: .relaxed)
+                        return
+                    }
+                    let thread = WorkloadThread(
+                        lab: lab, spec: reader, mapping: mapping, space: space, writerIndex: nil, writers: 1, device: (instance, binding),
+                        counters: counters, findings: findings, heartbeat: heartbeat)
+                    for _ in 0..<target.pages { thread.read(Int(rng.next() % UInt64(mapping.pages))) }
+                    instance.detach(binding)
+                }
+            }))
+        }
+        for exits in spec.exitRelease {
+            actors.append(("exit-release \(exits.plugin)", exitRelease(lab, exits, stop: stop, counters: counters, findings: findings)))
+        }
+        return actors
+    }
+
+    /// Seed 002: "everything torn down before the mm goes". Each round makes
+    /// an address space, fills it from the CPU, binds it to the device, reads
+    /// it back through the device, and exits it with the binding still in
+    /// place, so `release` must tear the device's view down; the detach that
+    /// follows must then be harmless. What the device reads must be the
+    /// space's own data; every frame must come back (the pin-leak check at
+    /// the end).
+    private static func exitRelease(
+        _ lab: Lab, _ exits: PressureSpec.ExitRelease, stop: StopFlag, counters: RunCounters, findings: FindingLog
+    ) -> @Sendable (Heartbeat) -> Void {
+        let instance = lab.instance(of: exits.plugin)
+        let machine = lab.machine
+        return { heartbeat in
+            var round: UInt32 = 0
+            Pressure.repeatEvery(exits.rate, stop, machine, heartbeat) {
+                round &+= 1
+                let space = machine.makeAddressSpace()
+                lab.watch(space)
+                let length = UInt64(exits.pages) * 4096
+                guard let base = try? space.map(length: length, kind: .anonymousPrivate) else {
+                    space.exit()
+                    return
+                }
+                for page in 0..<exits.pages { try? space.write(base + UInt64(page) * 4096, shortLivedTag(round, page)) }
+                guard let binding = try? instance.attach(addressSpace: space.id, start: base, length: length) else {
+                    counters.failedAccesses.add(1, ordering: .relaxed)
+                    space.exit()
+                    return
+                }
+                for page in 0..<exits.pages {
+                    var bytes = [UInt8](repeating: 0, count: 16)
+                    do {
+                        try bytes.withUnsafeMutableBytes { try instance.access(binding, deviceAddress: binding.deviceAddress + UInt64(page) * 4096, write: false, buffer: $0) }
+                    } catch {
+                        counters.failedAccesses.add(1, ordering: .relaxed)
+                        continue
+                    }
+                    counters.deviceReads.add(1, ordering: .relaxed)
+                    counters.checkedReads.add(1, ordering: .relaxed)
+                    let expected = shortLivedTag(round, page)
+                    if bytes != expected {
+                        let address = base + UInt64(page) * 4096
+                        findings.note(
+                            bytes[15] == TrackedMapping.magic ? .crossSpaceLeak : .useAfterFree,
+                            "exit-release round \(round): the device read \(bytes) from page \(page) of a short-lived space at 0x"
+                                + String(address, radix: 16) + ", which holds \(expected)",
+                            trail: lab.trail.trail(space: space.id, address: address))
+                    }
+                }
+                space.exit()  // the device is still bound: release tears its view down
+                instance.detach(binding)
+            }
+        }
+    }
+
+    /// What page `page` of a short-lived space of round `round` holds
+    /// (magic 0xE5, unlike the tracked mappings' 0xA5).
+    static func shortLivedTag(_ round: UInt32, _ page: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0xE5, count: 16)
+        for i in 0..<4 {
+            bytes[i] = UInt8(truncatingIfNeeded: round >> (8 * UInt32(i)))
+            bytes[4 + i] = UInt8(truncatingIfNeeded: UInt32(page) >> (8 * UInt32(i)))
+        }
+        return bytes
+    }
+}
