@@ -31,10 +31,7 @@ public enum JSONReport {
     /// Writes the report next to `path` and renames it into place, so a
     /// reader never sees half a file.
     public static func write(_ result: RunResult, to path: String) throws {
-        let temporary = path + ".partial"
-        try render(result).write(toFile: temporary, atomically: false, encoding: .utf8)
-        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-        try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        try writeReportFile(render(result), to: path)
     }
 
     /// Whether a report could be written at `path` (its directory exists
