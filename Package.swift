@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "mmulab-plugin-kvm", type: .dynamic, targets: ["KVMPlugin"]),
         .library(name: "mmulab-plugin-mirror-c", type: .dynamic, targets: ["MirrorPluginC"]),
         .library(name: "mmulab-plugin-mirror-swift", type: .dynamic, targets: ["MirrorPluginSwift"]),
+        .library(name: "mmulab-plugin-mirror-broken", type: .dynamic, targets: ["BrokenMirror"]),
         // Deliberately broken plugins the PluginHost tests load (Tests/Fixtures/Plugins).
         .library(name: "mmulab-fixture-noentry", type: .dynamic, targets: ["FixtureNoEntry"]),
         .library(name: "mmulab-fixture-wrongmajor", type: .dynamic, targets: ["FixtureWrongMajor"]),
@@ -81,6 +82,7 @@ let package = Package(
         // Example plugins (Examples/): a plugin author's starting points.
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
         .target(name: "MirrorPluginSwift", dependencies: ["DevicePluginKit"], path: "Examples/MirrorPluginSwift", swiftSettings: strictSwift6),
+        .target(name: "BrokenMirror", dependencies: ["DevicePluginKit"], path: "Examples/BrokenMirror", swiftSettings: strictSwift6),
         .target(name: "FixtureTemplate", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Template"),
         .target(name: "FixtureNoEntry", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/NoEntry", publicHeadersPath: "."),
         .target(name: "FixtureWrongMajor", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/WrongMajor", publicHeadersPath: "."),

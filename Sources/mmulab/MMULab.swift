@@ -10,15 +10,19 @@ struct MMULab: ParsableCommand {
         commandName: "mmulab",
         abstract: "A user-space lab for secondary MMUs: find MMU-notifier races before the kernel does.",
         discussion: """
-            Today the lab has its notifier core, the primary MMU model and the device \
-            plugin ABI. `mmulab demo` storms the notifier core with mirror devices and \
-            checks that no device keeps a stale translation; `mmulab plugins` lists and \
-            inspects device plugins; `mmulab scenarios check` reads scenario files \
-            (running them arrives with the reclaim lab).
+            `mmulab demo` stress-runs the reclaim-storm scenario against the bundled GPU, RDMA \
+            and KVM plugins. `mmulab run` runs any scenario (built in, or your YAML file) \
+            against any plugin; `mmulab campaign` runs many seeds in child processes; \
+            `mmulab scenarios` lists and checks scenarios; `mmulab plugins` lists and inspects \
+            device plugins; `mmulab events` lists the invalidation events; \
+            `mmulab notifier-storm` storms the notifier core alone.
 
             Exit status: 0 clean, 1 violations found, 2 bad input.
             """,
-        subcommands: [DemoCommand.self, RunCommand.self, PluginsCommand.self, ScenariosCommand.self, EventsCommand.self],
+        subcommands: [
+            DemoCommand.self, RunCommand.self, ScenariosCommand.self, PluginsCommand.self, EventsCommand.self,
+            NotifierStormCommand.self,
+        ],
         defaultSubcommand: DemoCommand.self
     )
 

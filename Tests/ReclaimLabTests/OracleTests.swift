@@ -1,6 +1,15 @@
 @testable import ReclaimLab
 import Testing
 import TestSupport
+import VirtualMemory
+
+/// A tracked mapping of a fresh address space of a small machine.
+private func trackedMapping(space index: Int = 0, mapping: Int = 0, address: UInt64, pages: Int) -> TrackedMapping {
+    let machine = Machine(.init(memory: .init(frames: 64), swapSlots: 0))
+    return TrackedMapping(
+        spaceIndex: index, mappingIndex: mapping, address: address, pages: pages, duplicates: 0, names: ("a", "m"),
+        space: machine.makeAddressSpace(), hot: false)
+}
 
 /// The oracle's own rules, one at a time.
 @Suite("The oracle")
@@ -9,7 +18,7 @@ struct OracleTests {
     /// must not claim a version in the new memory (it would make the next
     /// read of the fresh zero page look like a lost write).
     @Test func aPublishAfterAResetIsDropped() {
-        let mapping = TrackedMapping(spaceIndex: 0, mappingIndex: 0, address: 0x1000, pages: 4, duplicates: 0)
+        let mapping = trackedMapping(address: 0x1000, pages: 4)
         let (word, last) = mapping.version(of: 2, in: 0)
         #expect(last == 0)
         mapping.publish(1, of: 2, in: 0, replacing: word)
@@ -23,7 +32,7 @@ struct OracleTests {
     }
 
     @Test func tagsDecodeToWhatTheyName() {
-        let mapping = TrackedMapping(spaceIndex: 3, mappingIndex: 5, address: 0, pages: 1, duplicates: 0)
+        let mapping = trackedMapping(space: 3, mapping: 5, address: 0, pages: 1)
         #expect(TrackedMapping.decode(mapping.tag(page: 77, version: 9)) == .init(page: 77, version: 9, space: 3, mapping: 5))
         #expect(TrackedMapping.decode([UInt8](repeating: 0, count: 16)) == nil, "zeros are no tag")
     }

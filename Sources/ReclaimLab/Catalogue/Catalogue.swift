@@ -178,22 +178,24 @@ public enum Catalogue {
             """),
         Entry(name: "dirty-writeback", yaml: """
             name: dirty-writeback
-            summary: a GPU and a NIC write file-backed pages while writeback cleans them and reclaim evicts them; every device write must reach the file
+            summary: a GPU, an on-demand-paging NIC and a pinned NIC write file-backed pages while writeback cleans them and reclaim evicts them; every device write must reach the file
             length: { seconds: 10 }
             machine: { frames: 512, swap-slots: 4096 }
             spaces:
               - name: app
-                mappings: [ { name: file, kind: file, pages: 384 }, { name: heap, pages: 512 } ]
+                mappings: [ { name: file, kind: file, pages: 320 }, { name: log, kind: file, pages: 64 }, { name: heap, pages: 512 } ]
             plugins:
               - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: file } ] }
               - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: file } ] }
+              - { plugin: rdma, name: pinned-nic, bindings: [ { space: app, mapping: log, pinned: true } ] }
             workloads:
               - { name: shader, actor: gpu, space: app, mapping: file, writes: 0.5 }
               - { name: peer, actor: nic, space: app, mapping: file, writes: 0.5 }
               - { name: reader, actor: cpu, space: app, mapping: file, writes: 0 }
+              - { name: logger, actor: pinned-nic, space: app, mapping: log, writes: 0.5 }
               - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
             pressure:
-              writeback: [ { space: app, mapping: file, rate: 20 } ]
+              writeback: [ { space: app, mapping: file, rate: 20 }, { space: app, mapping: log, rate: 50 } ]
             """),
         Entry(name: "exit-release", yaml: """
             name: exit-release

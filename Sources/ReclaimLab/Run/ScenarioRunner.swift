@@ -116,6 +116,7 @@ public enum ScenarioRunner {
         if watchdog.stuck.isEmpty {
             let left = lab.teardown()
             primaryChecks.collect(lab, into: findings)
+            lab.checkFilesHoldEveryWrite()
             if !left.isEmpty {
                 findings.note(.pinLeak, "\(left.count) frames still allocated after every plugin and address space went: \(left.prefix(4).joined(separator: ", "))")
             }

@@ -6,8 +6,9 @@ import Yams
 /// The first problem is thrown as a `ScenarioError` naming the file, line
 /// and field; nothing of a bad scenario is returned.
 public enum ScenarioReader {
-    /// Plugins the lab ships, usable by name.
-    public static let bundledPlugins = ["gpu", "rdma", "kvm"]
+    /// Plugins the lab ships, usable by name (built beside mmulab): the
+    /// three device plugins and the examples, one of them broken on purpose.
+    public static let bundledPlugins = ["gpu", "rdma", "kvm", "mirror-c", "mirror-swift", "mirror-broken"]
 
     /// Reads the scenario file at `path`.
     public static func read(path: String) throws(ScenarioError) -> Scenario {

@@ -6,10 +6,10 @@ import MMUNotifier
 import Glibc
 #endif
 
-struct DemoCommand: ParsableCommand {
+struct NotifierStormCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "demo",
-        abstract: "Storm the notifier core with mirror devices and check coherence.",
+        commandName: "notifier-storm",
+        abstract: "Storm the notifier core alone with in-process mirror devices and check coherence.",
         discussion: """
             Several address spaces, each watched by a whole-space mirror device (KVM-like), \
             interval devices that fault with readBegin/readRetry (GPU-like), and a device that \
@@ -47,7 +47,7 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         let faults: NotifierCore.FaultInjection = inject == .none ? [] : .skipRegistrationGracePeriod
         let storm = NotifierStorm(seed: seed, addressSpaces: addressSpaces, faults: faults)
-        print("mmulab demo: \(addressSpaces) address spaces, seed \(seed), \(fixed(seconds)) s"
+        print("mmulab notifier-storm: \(addressSpaces) address spaces, seed \(seed), \(fixed(seconds)) s"
             + (faults.isEmpty ? "" : ", fault injected: \(inject.rawValue)"))
         let progress = ProgressLine(enabled: isatty(STDOUT_FILENO) != 0)
         let outcome = storm.run(for: .milliseconds(Int64(seconds * 1000))) { snapshot in

@@ -1,0 +1,36 @@
+import VirtualMemory
+
+extension Lab {
+    /// After teardown (every space exited, the caches dropped, so every
+    /// dirty page written back): each page of each file mapping must hold,
+    /// on "disk", the last version its writer completed (DESIGN.md: "a page
+    /// reclaimed clean after a device write that was never reported dirty
+    /// loses data"; seed 003, the dirty state must transfer). A pinned
+    /// device's writes reach the file only through the dirty state it
+    /// reports when it unpins, so this is where dropping it shows.
+    func checkFilesHoldEveryWrite() {
+        for (spaceIndex, tracked) in mappings.enumerated() {
+            for mapping in tracked {
+                guard let file = files[spaceIndex][mapping.mappingIndex] else { continue }
+                let epoch = mapping.epoch.load(ordering: .acquiring)
+                guard epoch % 2 == 0 else { continue }
+                for page in mapping.duplicates..<mapping.pages {
+                    let completed = mapping.version(of: page, in: epoch).version
+                    guard completed > 0 else { continue }
+                    let stored = Array(file.storedBytes(at: page).prefix(16))
+                    let held = TrackedMapping.decode(stored)
+                    let version = held.flatMap { $0.page == UInt32(page) && $0.space == UInt32(spaceIndex) ? $0.version : nil } ?? 0
+                    guard version < completed else { continue }
+                    findings.note(
+                        .lostWrite,
+                        "after every space exited and the caches were written back, file \(file.name) page \(page) holds "
+                            + (held == nil ? "\(stored)" : "version \(version)") + ", but version \(completed) was completed",
+                        place: Finding.Place(
+                            space: mapping.spaceName, mapping: mapping.mappingName, page: page,
+                            address: mapping.address + UInt64(page) * 4096, frame: "on disk (the space has exited)"),
+                        trail: trail.trail(space: mapping.space.id, address: mapping.address + UInt64(page) * 4096))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+/// `mmulab run SCENARIO --plugin PATH`: any scenario stresses your plugin.
+extension Scenario {
+    /// The scenario with one more plugin: `plugin` (a bundled plugin's name
+    /// or a path to a `.so`), one instance with `options`, bound to every
+    /// mapping the scenario's plugins bind (every mapping, if it has no
+    /// plugins), and one device workload on each binding (uniform pages,
+    /// one access in five a write). Its name is the file's, made unique.
+    ///
+    /// Throws if `plugin` is neither a bundled name nor a path; whether the
+    /// file loads is found out when the run sets up, as for a scenario's own.
+    public func adding(plugin: String, options: String = "") throws(ScenarioError) -> Scenario {
+        guard ScenarioReader.bundledPlugins.contains(plugin) || plugin.contains("/") else {
+            throw ScenarioError(
+                file: "--plugin", line: nil, column: nil, field: "",
+                message: "'\(plugin)' is neither a bundled plugin (\(ScenarioReader.bundledPlugins.joined(separator: ", "))) nor a path to a .so")
+        }
+        var base = String(plugin.split(separator: "/").last ?? Substring(plugin))
+        if base.hasSuffix(".so") { base.removeLast(3) }
+        if base.hasPrefix("libmmulab-plugin-") { base.removeFirst("libmmulab-plugin-".count) }
+        var name = base
+        var number = 2
+        while plugins.contains(where: { $0.name == name }) || workloads.contains(where: { $0.name.hasPrefix("\(name) on ") }) {
+            name = "\(base)-\(number)"
+            number += 1
+        }
+        var targets: [(space: String, mapping: String)] = []
+        for binding in plugins.flatMap(\.bindings) where !targets.contains(where: { $0 == (binding.space, binding.mapping) }) {
+            targets.append((binding.space, binding.mapping))
+        }
+        if targets.isEmpty { targets = spaces.flatMap { space in space.mappings.map { (space.name, $0.name) } } }
+
+        var scenario = self
+        var spec = PluginSpec(plugin: plugin, name: name)
+        spec.options = options
+        spec.bindings = targets.map { BindingSpec(space: $0.space, mapping: $0.mapping) }
+        scenario.plugins.append(spec)
+        for target in targets {
+            var workload = WorkloadSpec(name: "\(name) on \(target.space)/\(target.mapping)", actor: .device(plugin: name), space: target.space, mapping: target.mapping)
+            workload.writes = 0.2
+            scenario.workloads.append(workload)
+        }
+        return scenario
+    }
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import ReclaimLab
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One scenario run as `mmulab run` and `mmulab demo` do it: the scenario
+/// found by name or path, extra plugins added, a progress line on a
+/// terminal, the summary, the JSON and HTML reports. Exit status: 0
+/// clean, 1 findings, 2 bad input (nothing runs, nothing is written).
+struct RunSession {
+    var scenarioArgument: String
+    var options = RunOptions()
+    var plugins: [String] = []
+    var pluginOptions = ""
+    var jsonPath: String? = nil
+    var reportPath: String? = nil
+    /// Flags the replay command repeats (besides the seed).
+    var replayFlags: [String] = []
+
+    /// Checks what can be checked before anything runs: the report paths.
+    static func validateReportPaths(json: String?, report: String?) throws {
+        if let json, !JSONReport.canWrite(to: json) { throw ValidationError("--json \(json): its directory does not exist or is not writable") }
+        if let report, !JSONReport.canWrite(to: report) {
+            throw ValidationError("--report \(report): its directory does not exist or is not writable")
+        }
+    }
+
+    /// A built-in scenario's name, or a path to a scenario file; exit 2
+    /// with the reason on standard error if it is neither.
+    static func loadScenario(_ argument: String) throws -> Scenario {
+        do {
+            if !argument.contains("/") && !argument.hasSuffix(".yaml") && !argument.hasSuffix(".yml") {
+                guard let builtIn = try Catalogue.scenario(named: argument) else {
+                    writeToStandardError(
+                        "mmulab: no built-in scenario '\(argument)' (built in: \(Catalogue.entries.map(\.name).joined(separator: ", "))); a file needs a path\n")
+                    throw ExitCode(2)
+                }
+                return builtIn
+            }
+            return try ScenarioReader.read(path: argument)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            writeToStandardError("mmulab: \(error)\n")
+            throw ExitCode(2)
+        }
+    }
+
+    func run() throws {
+        var scenario = try Self.loadScenario(scenarioArgument)
+        do {
+            for plugin in plugins { scenario = try scenario.adding(plugin: plugin, options: pluginOptions) }
+        } catch {
+            writeToStandardError("mmulab: \(error)\n")
+            throw ExitCode(2)
+        }
+        var options = options
+        nonisolated(unsafe) let line = ProgressLine(enabled: isatty(STDOUT_FILENO) != 0)
+        options.progress = { progress in line.update(Self.progressText(progress)) }
+        let result: RunResult
+        do {
+            result = try ScenarioRunner.run(scenario, options: options)
+        } catch {
+            line.finish()
+            writeToStandardError("mmulab: \(scenario.name): \(error)\n")
+            throw ExitCode(2)
+        }
+        line.finish()
+        print(RunSummary(result: result, replay: replayCommand(seed: result.seed)).text)
+        if let jsonPath { try write("JSON report", to: jsonPath) { try JSONReport.write(result, to: $0) } }
+        if let reportPath {
+            try write("HTML report", to: reportPath) { try HTMLReport.write(result, to: $0) }
+            print("report    \(reportPath)")
+        }
+        if !result.isClean { throw ExitCode(1) }
+    }
+
+    private func write(_ what: String, to path: String, _ body: (String) throws -> Void) throws {
+        do {
+            try body(path)
+        } catch {
+            writeToStandardError("mmulab: could not write the \(what) to \(path): \(error)\n")
+            throw ExitCode(2)
+        }
+    }
+
+    /// The command that replays this run.
+    func replayCommand(seed: UInt64) -> String {
+        var words = ["mmulab", "run", scenarioArgument, "--seed", "\(seed)"] + replayFlags
+        for plugin in plugins { words += ["--plugin", plugin] }
+        if !pluginOptions.isEmpty { words += ["--plugin-options", pluginOptions] }
+        return words.map(shellQuoted).joined(separator: " ")
+    }
+
+    /// The live line: time, accesses and their rate, free frames,
+    /// invalidations by event, findings.
+    static func progressText(_ progress: RunProgress) -> String {
+        let rate = progress.elapsedSeconds > 0 ? Double(progress.operations) / progress.elapsedSeconds : 0
+        let events = progress.invalidations.sorted { $0.count > $1.count }.prefix(4).map { "\($0.event) \(compact($0.count))" }
+        return "\(fixed(progress.elapsedSeconds)) s  \(compact(progress.operations)) accesses  \(fixed(rate / 1_000_000, digits: 2)) M/s  "
+            + "free \(progress.freeFrames)  inval: \(events.isEmpty ? "none" : events.joined(separator: " "))  findings \(progress.findings)"
+    }
+}
+
+/// 1234 -> "1234", 123456 -> "123k", 12345678 -> "12.3M".
+func compact(_ value: Int) -> String {
+    if value < 100_000 { return "\(value)" }
+    if value < 10_000_000 { return "\(value / 1_000)k" }
+    return "\(fixed(Double(value) / 1_000_000))M"
+}
+
+/// `word` quoted for a POSIX shell if it needs it.
+func shellQuoted(_ word: String) -> String {
+    let plain = word.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
+    return plain && !word.isEmpty ? word : "'" + word.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+}
