@@ -45,6 +45,11 @@ struct RunnerTests {
         let evicted = result.machineStatistics.first { $0.0 == "evicted anonymous" }?.1 ?? 0
         #expect(evicted > 0, "memory was tight enough to reclaim")
         #expect(result.pluginStatistics.map(\.0) == ["kvm#0", "nic#0"])
+        // The report's material: a timeline from start to end, and latencies measured per plugin.
+        #expect(result.timeline.count >= 2 && result.timeline.first!.seconds < result.timeline.last!.seconds)
+        #expect((result.timeline.last?.invalidations["vmscan"] ?? 0) > 0, "reclaim's invalidations counted by event")
+        #expect(result.latencies.contains { $0.plugin == "kvm#0" && $0.callback == "invalidate_range_start" && $0.count > 0 && $0.p50 <= $0.max })
+        #expect(result.latencies.contains { $0.plugin == "nic#0" && $0.count > 0 })
     }
 
     /// The primary frees pages before it invalidates the secondaries (the
@@ -80,17 +85,32 @@ struct RunnerTests {
 @Suite("Run reports")
 struct ReportTests {
     @Test func theJSONReportIsValidJSONWithTheFindings() throws {
-        let result = RunResult(
+        var result = RunResult(
             scenario: "s \"quoted\"", seed: 7, elapsedSeconds: 1.5, cpuReads: 1, cpuWrites: 2, deviceReads: 3, deviceWrites: 4,
             checkedReads: 5, failedAccesses: 0,
-            findings: [Finding(invariant: .lostWrite, detail: "page 3\nline two")], findingsTotal: 1,
-            machineStatistics: [("faults", 9)], pluginStatistics: [("kvm#0", [(name: "tlb hits", value: 11)])])
+            findings: [
+                Finding(invariant: .lostWrite, detail: "page 3\nline two"),
+                Finding(
+                    invariant: .staleTranslation, detail: "d",
+                    place: .init(space: "app", mapping: "heap", page: 4, address: 0x4000, frame: "pfn#9"), trail: ["t=1 µs start", "t=2 µs end"]),
+            ],
+            findingsTotal: 2, machineStatistics: [("faults", 9)], pluginStatistics: [("kvm#0", [(name: "tlb hits", value: 11)])])
+        result.latencies = [CallbackLatency(plugin: "kvm#0", callback: "clear_young", count: 3, p50: 10, p90: 20, p99: 30, p999: 40, max: 50)]
+        result.timeline = [TimelineSample(seconds: 0.25, freeFrames: 12, operations: 100, invalidations: ["vmscan": 5])]
         let text = JSONReport.render(result)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         #expect(object["scenario"] as? String == "s \"quoted\"")
         #expect(object["seed"] as? Int == 7 && object["clean"] as? Bool == false)
-        let findings = try #require(object["findings"] as? [[String: String]])
-        #expect(findings == [["invariant": "lost write", "detail": "page 3\nline two"]])
+        let findings = try #require(object["findings"] as? [[String: Any]])
+        #expect(findings.count == 2)
+        #expect(findings[0]["invariant"] as? String == "lost write" && findings[0]["detail"] as? String == "page 3\nline two")
+        let place = try #require(findings[1]["place"] as? [String: Any])
+        #expect(place["page"] as? Int == 4 && place["address"] as? String == "0x4000" && place["frame"] as? String == "pfn#9")
+        #expect(findings[1]["trail"] as? [String] == ["t=1 µs start", "t=2 µs end"])
+        let latency = try #require((object["callback_latency_ns"] as? [[String: Any]])?.first)
+        #expect(latency["callback"] as? String == "clear_young" && latency["p99"] as? Int == 30)
+        let sample = try #require((object["timeline"] as? [[String: Any]])?.first)
+        #expect((sample["invalidations"] as? [String: Int])?["vmscan"] == 5 && sample["free_frames"] as? Int == 12)
         let plugins = try #require(object["plugins"] as? [String: [String: Int]])
         #expect(plugins["kvm#0"]?["tlb hits"] == 11)
     }

@@ -98,6 +98,15 @@ struct ScenarioReaderTests {
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads:\n  - { name: w, actor: cpu, space: a, mapping: m, zipf-s: 1 }\n",
             4, "workloads[0].zipf-s", "pattern: zipfian only"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: []\n", 3, "workloads", "at least one workload"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  writeback: [ { space: a, mapping: m, rate: 5 } ]\n", 5, "pressure.writeback", "not a file mapping"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  exit-release: [ { plugin: gpu, rate: 5 } ]\n", 5, "pressure.exit-release[0].plugin", "no plugin named 'gpu'"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nplugins: [ { plugin: gpu } ]\n"
+            + "workloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  device-migration: [ { plugin: gpu, space: a, mapping: m, rate: 5 } ]\n", 6, "pressure.device-migration",
+            "no binding on a/m"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8, hot: maybe } ] } ]\n", 2, "spaces[0].mappings[0].hot", "true or false"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\nchecks: [stale]\n",
             4, "checks[0]", "not one of stale-translation"),
         ("name: x\nmachine: { frames: 64, swap-slots: 0 }\nspaces: [ { name: a, mappings: [ { name: m, pages: 65 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n",

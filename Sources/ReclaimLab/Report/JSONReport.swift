@@ -15,17 +15,38 @@ public enum JSONReport {
             + "\"checked_reads\": \(result.checkedReads), \"failed_cleanly\": \(result.failedAccesses) },\n"
         out += "  \"findings_total\": \(result.findingsTotal),\n"
         out += "  \"findings\": [\n"
-        out += result.findings.map { "    { \"invariant\": \(quote($0.invariant.rawValue)), \"detail\": \(quote($0.detail)) }" }
-            .joined(separator: ",\n")
+        out += result.findings.map(finding).joined(separator: ",\n")
         out += result.findings.isEmpty ? "  ],\n" : "\n  ],\n"
         out += "  \"primary\": { " + result.machineStatistics.map { "\(quote($0.0)): \($0.1)" }.joined(separator: ", ") + " },\n"
         out += "  \"plugins\": {\n"
         out += result.pluginStatistics.map { name, stats in
             "    \(quote(name)): { " + stats.map { "\(quote($0.name)): \($0.value)" }.joined(separator: ", ") + " }"
         }.joined(separator: ",\n")
-        out += result.pluginStatistics.isEmpty ? "  }\n" : "\n  }\n"
+        out += result.pluginStatistics.isEmpty ? "  },\n" : "\n  },\n"
+        out += "  \"callback_latency_ns\": [\n"
+        out += result.latencies.map {
+            "    { \"plugin\": \(quote($0.plugin)), \"callback\": \(quote($0.callback)), \"count\": \($0.count), "
+                + "\"p50\": \($0.p50), \"p90\": \($0.p90), \"p99\": \($0.p99), \"p99_9\": \($0.p999), \"max\": \($0.max) }"
+        }.joined(separator: ",\n")
+        out += result.latencies.isEmpty ? "  ],\n" : "\n  ],\n"
+        out += "  \"timeline\": [\n"
+        out += result.timeline.map { sample in
+            "    { \"seconds\": \(sample.seconds), \"free_frames\": \(sample.freeFrames), \"accesses\": \(sample.operations), \"invalidations\": { "
+                + sample.invalidations.sorted { $0.key < $1.key }.map { "\(quote($0.key)): \($0.value)" }.joined(separator: ", ") + " } }"
+        }.joined(separator: ",\n")
+        out += result.timeline.isEmpty ? "  ]\n" : "\n  ]\n"
         out += "}\n"
         return out
+    }
+
+    private static func finding(_ finding: Finding) -> String {
+        var out = "    { \"invariant\": \(quote(finding.invariant.rawValue)), \"detail\": \(quote(finding.detail))"
+        if let place = finding.place {
+            out += ", \"place\": { \"space\": \(quote(place.space)), \"mapping\": \(quote(place.mapping)), \"page\": \(place.page), "
+                + "\"address\": \(quote("0x" + String(place.address, radix: 16))), \"frame\": \(quote(place.frame)) }"
+        }
+        if !finding.trail.isEmpty { out += ", \"trail\": [" + finding.trail.map(quote).joined(separator: ", ") + "]" }
+        return out + " }"
     }
 
     /// Writes the report next to `path` and renames it into place, so a

@@ -1,0 +1,71 @@
+import ReclaimLab
+import Testing
+import TestSupport
+import VirtualMemory
+
+/// Each way to break the contract makes its matching built-in scenario
+/// fail, and the finding names the invariant that breaks. (Every scenario
+/// runs clean unbroken: CatalogueTests.) A timing window may be missed on
+/// a loaded machine, so each case gets up to three seeded runs; the first
+/// that finds anything must name the expected invariant, and only
+/// invariants that breakage can cause.
+@Suite("Breakages are caught and named")
+struct BreakageTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        var name: String
+        var scenario: String
+        var faults: MemoryFaultInjection = []
+        /// A plugin added with `Scenario.adding(plugin:options:)`.
+        var plugin: (name: String, options: String)? = nil
+        var seconds: Double
+        var expected: Finding.Invariant
+        /// What else the same breakage may cause.
+        var allowed: Set<Finding.Invariant> = []
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(
+            name: "skip-range-end on munmap-race", scenario: "munmap-race", faults: .skipRangeEnd, seconds: 1,
+            expected: .unpairedStartEnd, allowed: [.stuck]),
+        Case(
+            name: "skip-young-check on young-aging", scenario: "young-aging", faults: .skipYoungCheck, seconds: 2,
+            expected: .hotPageEvicted),
+        Case(
+            name: "drop-secondary-dirty on dirty-writeback", scenario: "dirty-writeback", faults: .dropSecondaryDirty, seconds: 2,
+            expected: .lostWrite),
+        Case(
+            name: "free-before-invalidate on reclaim-storm", scenario: "reclaim-storm", faults: .freeBeforeInvalidate, seconds: 2,
+            expected: .staleTranslation, allowed: [.useAfterFree, .crossSpaceLeak, .lostWrite]),
+        Case(
+            name: "mirror-broken bug=stale on reclaim-storm", scenario: "reclaim-storm", plugin: ("mirror-broken", "bug=stale"), seconds: 2,
+            expected: .useAfterFree, allowed: [.staleTranslation, .crossSpaceLeak, .lostWrite]),
+        Case(
+            name: "mirror-broken bug=sleep on oom-reaper", scenario: "oom-reaper", plugin: ("mirror-broken", "bug=sleep"), seconds: 1,
+            expected: .contextViolation),
+    ]
+
+    @Test(arguments: cases)
+    func theMatchingScenarioFailsNamingTheInvariant(_ breakage: Case) throws {
+        var scenario = try #require(try Catalogue.scenario(named: breakage.scenario))
+        if let plugin = breakage.plugin { scenario = try scenario.adding(plugin: plugin.name, options: plugin.options) }
+        var options = RunOptions()
+        options.faults = breakage.faults
+        options.seconds = breakage.seconds
+        var found: RunResult? = nil
+        for attempt in 0..<3 where found == nil {
+            options.seed = testSeed &+ UInt64(attempt)
+            let result = try ScenarioRunner.run(scenario, options: options)
+            if !result.findings.isEmpty { found = result }
+        }
+        let result = try #require(found, "\(breakage.name), seeds \(testSeed)...+2: not caught in three runs")
+        let named = Set(result.findings.map(\.invariant))
+        #expect(named.contains(breakage.expected) || (!breakage.allowed.isEmpty && named.isSubset(of: breakage.allowed)),
+                "\(breakage.name), seed \(result.seed): named \(named)")
+        #expect(named.isSubset(of: breakage.allowed.union([breakage.expected])), "\(breakage.name), seed \(result.seed): named \(named)")
+        // A finding about a page says which page and how it got there.
+        if let paged = result.findings.first(where: { $0.place != nil }) {
+            #expect(!paged.trail.isEmpty || paged.invariant == .lostWrite, "\(paged) has no event trail")
+        }
+    }
+}
