@@ -2,7 +2,6 @@ import CDevicePluginABI
 public import LabSync
 public import MMUNotifier
 public import VirtualMemory
-import Synchronization
 
 /// A failed call into a plugin: its status code and message.
 public struct PluginCallError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -19,12 +18,12 @@ public struct PluginCallError: Error, Sendable, Hashable, CustomStringConvertibl
 /// thread (the plugin synchronises its own state); `destroy` only once no
 /// other call is under way.
 public final class PluginInstance: @unchecked Sendable {
-    // @unchecked: `bindings` is guarded by its mutex; `destroyed` is set
+    // @unchecked: `bindings` is guarded by its lock; `destroyed` is set
     // once, by `destroy`, which callers call last (documented above).
     public let plugin: LoadedPlugin
     let context: HostContext
     let instance: UnsafeMutableRawPointer?
-    private let bindings = Mutex<[Binding]>([])
+    private let bindings: SpinLocked<[Binding]>
     private var destroyed = false
 
     /// One device window onto a range of an address space.
@@ -51,6 +50,7 @@ public final class PluginInstance: @unchecked Sendable {
         self.plugin = plugin
         self.context = context
         self.instance = instance
+        bindings = SpinLocked([], name: "\(plugin.name) bindings", domain: context.machine.sync)
     }
 
     /// Creates an instance of `plugin` on `machine`; what the plugin logs

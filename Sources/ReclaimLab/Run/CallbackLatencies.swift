@@ -1,39 +1,37 @@
 import Histogram
+import LabSync
 import PluginHost
-import Synchronization
 
 /// Every callback duration of one plugin instance, per callback kind, in
 /// HdrHistograms (three significant digits, 1 ns to 60 s).
 ///
-/// Recording takes one uncontended-in-practice lock per callback kind;
+/// Recording takes a spin lock of the host's synchronisation layer per
+/// callback kind (callbacks may run where sleeping is not allowed);
 /// a value beyond the histogram's range is clamped to its top, so nothing
 /// is dropped silently.
 final class CallbackLatencies: CallbackObserver {
     let plugin: String
-    private let histograms: [Locked]
-    /// One histogram and its lock (a `Mutex` cannot live in an array).
-    private final class Locked: Sendable {
-        let mutex: Mutex<Histogram<UInt64>>
-        init(_ histogram: Histogram<UInt64>) { mutex = Mutex(histogram) }
-    }
+    private let histograms: [SpinLocked<Histogram<UInt64>>]
     private static let highest: UInt64 = 60_000_000_000
 
-    init(plugin: String) {
+    init(plugin: String, domain: SyncDomain) {
         self.plugin = plugin
-        histograms = PluginCallback.allCases.map { _ in
-            Locked(Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Self.highest, numberOfSignificantValueDigits: .three))
+        histograms = PluginCallback.allCases.map { callback in
+            SpinLocked(
+                Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Self.highest, numberOfSignificantValueDigits: .three),
+                name: "\(plugin) \(callback) latencies", domain: domain)
         }
     }
 
     func callbackReturned(_ callback: PluginCallback, nanoseconds: UInt64) {
         let value = min(max(nanoseconds, 1), Self.highest)
-        histograms[callback.rawValue].mutex.withLock { _ = $0.record(value) }
+        histograms[callback.rawValue].withLock { _ = $0.record(value) }
     }
 
     /// The percentiles of each callback kind that was called at least once.
     var summary: [CallbackLatency] {
         PluginCallback.allCases.compactMap { callback in
-            histograms[callback.rawValue].mutex.withLock { histogram -> CallbackLatency? in
+            histograms[callback.rawValue].withLock { histogram -> CallbackLatency? in
                 guard histogram.totalCount > 0 else { return nil }
                 return CallbackLatency(
                     plugin: plugin, callback: callback.description, count: Int(histogram.totalCount),

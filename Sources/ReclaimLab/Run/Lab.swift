@@ -146,7 +146,7 @@ final class Lab: @unchecked Sendable {
             latencies.append([])
             let p = instances.count - 1
             for _ in 0..<spec.instances {
-                let timing = CallbackLatencies(plugin: "\(spec.name)#\(instances[p].count)")
+                let timing = CallbackLatencies(plugin: "\(spec.name)#\(instances[p].count)", domain: machine.sync)
                 switch PluginInstance.create(plugin, machine: machine, options: spec.options, observer: timing) {
                 case .success(let created):
                     latencies[p].append(timing)
