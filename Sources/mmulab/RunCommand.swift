@@ -45,18 +45,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let parsed: Scenario
         do {
-            if !scenario.contains("/") && !scenario.hasSuffix(".yaml") && !scenario.hasSuffix(".yml") {
-                guard let builtIn = try Catalogue.scenario(named: scenario) else {
-                    writeToStandardError(
-                        "mmulab: no built-in scenario '\(scenario)' (built in: \(Catalogue.entries.map(\.name).joined(separator: ", "))); a file needs a path\n")
-                    throw ExitCode(2)
-                }
-                parsed = builtIn
-            } else {
-                parsed = try ScenarioReader.read(path: scenario)
-            }
-        } catch let error as ExitCode {
-            throw error
+            parsed = try ScenarioLookup.scenario(scenario)
         } catch {
             writeToStandardError("mmulab: \(error)\n")
             throw ExitCode(2)
