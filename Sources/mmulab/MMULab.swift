@@ -13,12 +13,13 @@ struct MMULab: ParsableCommand {
             Today the lab has its notifier core, the primary MMU model and the device \
             plugin ABI. `mmulab demo` storms the notifier core with mirror devices and \
             checks that no device keeps a stale translation; `mmulab plugins` lists and \
-            inspects device plugins; `mmulab scenarios check` reads scenario files \
-            (running them arrives with the reclaim lab).
+            inspects device plugins; `mmulab scenarios check` reads scenario files, \
+            `mmulab run` runs one and `mmulab campaign` runs scenarios over many seeds, \
+            each run a process of its own.
 
-            Exit status: 0 clean, 1 violations found, 2 bad input.
+            Exit status: 0 clean, 1 violations found, 2 bad input (a bad flag included).
             """,
-        subcommands: [DemoCommand.self, RunCommand.self, PluginsCommand.self, ScenariosCommand.self, EventsCommand.self],
+        subcommands: [DemoCommand.self, RunCommand.self, CampaignCommand.self, PluginsCommand.self, ScenariosCommand.self, EventsCommand.self],
         defaultSubcommand: DemoCommand.self
     )
 
