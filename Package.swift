@@ -45,6 +45,8 @@ let package = Package(
         .library(name: "mmulab-fixture-countingc", type: .dynamic, targets: ["FixtureCountingC"]),
         .library(name: "mmulab-fixture-countingswift", type: .dynamic, targets: ["FixtureCountingSwift"]),
         .library(name: "mmulab-fixture-servicesprobe", type: .dynamic, targets: ["FixtureServicesProbe"]),
+        // A plugin that abort()s on its first device access (the CLI tests' crashing campaign run).
+        .library(name: "mmulab-fixture-crashes", type: .dynamic, targets: ["FixtureCrashes"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -91,6 +93,7 @@ let package = Package(
         .target(name: "FixtureCreateFails", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/CreateFails", publicHeadersPath: "."),
         .target(name: "FixtureEntryRefuses", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/EntryRefuses", publicHeadersPath: "."),
         .target(name: "FixtureGreedyMinor", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/GreedyMinor", publicHeadersPath: "."),
+        .target(name: "FixtureCrashes", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/Crashes", publicHeadersPath: "."),
         .target(name: "FixtureSleepy", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Sleepy", publicHeadersPath: "."),
         .target(name: "FixtureCountingC", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/CountingC", publicHeadersPath: "."),
         .target(name: "FixtureServicesProbe", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/ServicesProbe", publicHeadersPath: "."),
@@ -120,6 +123,8 @@ let package = Package(
             path: "Tests/PluginTestSupport",
             swiftSettings: strictSwift6
         ),
+        // Runs the built mmulab executable (and loads fixture plugins beside it): exit statuses, messages, campaigns.
+        .testTarget(name: "MMULabCLITests", swiftSettings: strictSwift6),
         .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab", "VirtualMemory", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(

@@ -17,10 +17,10 @@ struct MMULab: ParsableCommand {
             device plugins; `mmulab events` lists the invalidation events; \
             `mmulab notifier-storm` storms the notifier core alone.
 
-            Exit status: 0 clean, 1 violations found, 2 bad input.
+            Exit status: 0 clean, 1 violations found, 2 bad input (a bad flag included).
             """,
         subcommands: [
-            DemoCommand.self, RunCommand.self, ScenariosCommand.self, PluginsCommand.self, EventsCommand.self,
+            DemoCommand.self, RunCommand.self, CampaignCommand.self, ScenariosCommand.self, PluginsCommand.self, EventsCommand.self,
             NotifierStormCommand.self,
         ],
         defaultSubcommand: DemoCommand.self

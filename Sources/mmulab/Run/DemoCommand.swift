@@ -45,7 +45,7 @@ struct DemoCommand: ParsableCommand {
         session.options.pluginDirectory = pluginDirectory
         session.jsonPath = json
         session.reportPath = report
-        session.replayFlags = ["--duration", "\(duration)"] + (pluginDirectory.map { ["--plugin-directory", $0] } ?? [])
+        session.replayFlags = ["--duration", formatSeconds(duration)] + (pluginDirectory.map { ["--plugin-directory", $0] } ?? [])
         try session.run()
     }
 }

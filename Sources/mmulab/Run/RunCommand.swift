@@ -84,7 +84,7 @@ struct RunCommand: ParsableCommand {
         session.pluginOptions = pluginOptions
         session.jsonPath = json
         session.reportPath = report
-        if let duration { session.replayFlags += ["--duration", "\(duration)"] }
+        if let duration { session.replayFlags += ["--duration", formatSeconds(duration)] }
         if let pluginDirectory { session.replayFlags += ["--plugin-directory", pluginDirectory] }
         for fault in inject { session.replayFlags += ["--inject", fault.rawValue] }
         try session.run()

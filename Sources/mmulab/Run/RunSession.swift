@@ -27,21 +27,11 @@ struct RunSession {
         }
     }
 
-    /// A built-in scenario's name, or a path to a scenario file; exit 2
-    /// with the reason on standard error if it is neither.
+    /// The scenario `argument` names (`ScenarioLookup`); exit 2 with the
+    /// reason on standard error if there is none.
     static func loadScenario(_ argument: String) throws -> Scenario {
         do {
-            if !argument.contains("/") && !argument.hasSuffix(".yaml") && !argument.hasSuffix(".yml") {
-                guard let builtIn = try Catalogue.scenario(named: argument) else {
-                    writeToStandardError(
-                        "mmulab: no built-in scenario '\(argument)' (built in: \(Catalogue.entries.map(\.name).joined(separator: ", "))); a file needs a path\n")
-                    throw ExitCode(2)
-                }
-                return builtIn
-            }
-            return try ScenarioReader.read(path: argument)
-        } catch let error as ExitCode {
-            throw error
+            return try ScenarioLookup.scenario(argument)
         } catch {
             writeToStandardError("mmulab: \(error)\n")
             throw ExitCode(2)
@@ -109,10 +99,4 @@ func compact(_ value: Int) -> String {
     if value < 100_000 { return "\(value)" }
     if value < 10_000_000 { return "\(value / 1_000)k" }
     return "\(fixed(Double(value) / 1_000_000))M"
-}
-
-/// `word` quoted for a POSIX shell if it needs it.
-func shellQuoted(_ word: String) -> String {
-    let plain = word.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
-    return plain && !word.isEmpty ? word : "'" + word.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
 }

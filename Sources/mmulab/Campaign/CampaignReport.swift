@@ -1,0 +1,200 @@
+import Foundation
+
+/// Counts of run outcomes. `crashed` includes runs that exited with a
+/// status `mmulab run` never gives and runs that could not be started.
+struct OutcomeTotals {
+    var runs = 0, clean = 0, findings = 0, crashed = 0, hung = 0, badInput = 0
+
+    /// Runs that failed: findings, crashes, hangs (not bad input).
+    var failed: Int { findings + crashed + hung }
+
+    mutating func add(_ outcome: RunOutcome) {
+        runs += 1
+        switch outcome {
+        case .clean: clean += 1
+        case .findings: findings += 1
+        case .badInput: badInput += 1
+        case .crashed, .exited, .notStarted: crashed += 1
+        case .hung: hung += 1
+        }
+    }
+
+    var json: [String: Any] {
+        ["runs": runs, "clean": clean, "findings": findings, "crashed": crashed, "hung": hung, "bad_input": badInput]
+    }
+}
+
+/// A finished (or interrupted) campaign: what was asked, every run's
+/// record, and the totals. Renders the summary table and the JSON summary.
+struct CampaignReport {
+    let scenarios: [String]
+    let seeds: ClosedRange<UInt64>
+    let jobs: Int
+    let duration: Double?
+    let pluginDirectory: String?
+    let records: [RunRecord]
+    let plannedRuns: Int
+    let elapsedSeconds: Double
+    let interrupted: Bool
+
+    func totals(for scenario: String? = nil) -> OutcomeTotals {
+        var totals = OutcomeTotals()
+        for record in records where scenario == nil || record.run.scenario == scenario { totals.add(record.outcome) }
+        return totals
+    }
+
+    /// 1 if any run failed (findings, crashed, hung); else 2 if any run
+    /// refused its input; else 0.
+    var exitStatus: Int32 {
+        let all = totals()
+        return all.failed > 0 ? 1 : all.badInput > 0 ? 2 : 0
+    }
+
+    /// The command that replays `run` on its own.
+    func replayCommand(_ run: CampaignRun) -> String {
+        var words = ["mmulab", "run", shellQuoted(run.scenario), "--seed", String(run.seed)]
+        if let duration { words += ["--duration", formatSeconds(duration)] }
+        if let pluginDirectory { words += ["--plugin-directory", shellQuoted(pluginDirectory)] }
+        return words.joined(separator: " ")
+    }
+
+    /// The summary table: one line per run that was not clean, then the
+    /// totals per scenario and over all.
+    func text() -> String {
+        let all = totals()
+        let seedText = seeds.count == 1 ? "seed \(seeds.lowerBound)" : "seeds \(seeds.lowerBound)..\(seeds.upperBound)"
+        let scenarioText = scenarios.count == 1 ? "1 scenario" : "\(scenarios.count) scenarios"
+        var lines = ["campaign: \(all.runs) of \(plannedRuns) runs (\(scenarioText), \(seedText)), "
+            + "\(jobs) at a time, \(fixed(elapsedSeconds)) s" + (interrupted ? ", INTERRUPTED" : "")]
+        let bad = records.filter { !$0.outcome.isClean }
+        if !bad.isEmpty {
+            lines.append("")
+            let rows = [["scenario", "seed", "outcome", "first finding / log", "replay"]]
+                + bad.map { [$0.run.scenario, String($0.run.seed), label($0.outcome), clipped(detail($0), to: 72), replayCommand($0.run)] }
+            lines += table(rows)
+        }
+        lines.append("")
+        let header = ["scenario", "runs", "clean", "findings", "crashed", "hung", "bad input"]
+        let perScenario = scenarios.map { name -> [String] in
+            let t = totals(for: name)
+            return [name] + [t.runs, t.clean, t.findings, t.crashed, t.hung, t.badInput].map(String.init)
+        }
+        let sum = ["all"] + [all.runs, all.clean, all.findings, all.crashed, all.hung, all.badInput].map(String.init)
+        lines += table([header] + perScenario + (scenarios.count > 1 ? [sum] : []), rightAligned: 1...)
+        lines.append("")
+        var result = all.failed > 0 ? "\(all.failed) of \(all.runs) runs failed"
+            : all.badInput > 0 ? "\(all.badInput) of \(all.runs) runs refused their input" : "every run clean"
+        if interrupted { result = "interrupted after \(all.runs) of \(plannedRuns) runs; " + (all.runs == 0 ? "none finished" : result) }
+        lines.append("result: " + result)
+        return lines.joined(separator: "\n")
+    }
+
+    /// Writes the summary as JSON to `path`: written aside and renamed into
+    /// place, so a reader never sees half a file.
+    func writeJSON(to path: String) throws {
+        var runs: [[String: Any]] = []
+        for record in records {
+            var entry: [String: Any] = [
+                "scenario": record.run.scenario, "seed": NSNumber(value: record.run.seed),
+                "outcome": kind(record.outcome), "seconds": record.seconds,
+            ]
+            switch record.outcome {
+            case .findings(let total, let first):
+                entry["findings_total"] = total.map { NSNumber(value: $0) } ?? NSNull()
+                entry["first_finding"] = first ?? NSNull()
+            case .crashed(let signal): entry["signal"] = Int(signal)
+            case .exited(let status): entry["exit_status"] = Int(status)
+            case .notStarted(let reason): entry["error"] = reason
+            case .clean, .badInput, .hung: break
+            }
+            if !record.outcome.isClean {
+                entry["log_excerpt"] = record.logExcerpt
+                entry["replay"] = replayCommand(record.run)
+            }
+            runs.append(entry)
+        }
+        let summary: [String: Any] = [
+            "clean": exitStatus == 0 && !interrupted, "interrupted": interrupted,
+            "scenarios": scenarios,
+            "seeds": ["first": NSNumber(value: seeds.lowerBound), "last": NSNumber(value: seeds.upperBound)],
+            "jobs": jobs, "duration_seconds": duration.map { NSNumber(value: $0) } ?? NSNull(),
+            "elapsed_seconds": elapsedSeconds, "runs_planned": plannedRuns,
+            "totals": totals().json,
+            "per_scenario": scenarios.map { name in totals(for: name).json.merging(["scenario": name]) { $1 } },
+            "runs": runs,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    private func kind(_ outcome: RunOutcome) -> String {
+        switch outcome {
+        case .clean: "clean"
+        case .findings: "findings"
+        case .badInput: "bad input"
+        case .crashed, .exited, .notStarted: "crashed"
+        case .hung: "hung"
+        }
+    }
+
+    private func label(_ outcome: RunOutcome) -> String {
+        switch outcome {
+        case .clean: "clean"
+        case .findings(let total, _): total.map { "findings (\($0))" } ?? "findings"
+        case .badInput: "bad input"
+        case .crashed(let signal): "crashed (signal \(signal))"
+        case .exited(let status): "crashed (exit \(status))"
+        case .notStarted: "crashed (not started)"
+        case .hung(let seconds): "hung (killed at \(fixed(seconds)) s)"
+        }
+    }
+
+    private func detail(_ record: RunRecord) -> String {
+        switch record.outcome {
+        case .findings(_, let first?): first
+        case .notStarted(let reason): reason
+        default: RunLog.headline(record.logExcerpt) ?? "(no output)"
+        }
+    }
+
+    private func table(_ rows: [[String]], rightAligned: PartialRangeFrom<Int>? = nil) -> [String] {
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.indices.map { column in
+                let isLast = column == row.count - 1
+                if let rightAligned, rightAligned.contains(column) { return row[column].leftPadded(to: widths[column]) }
+                return isLast ? row[column] : row[column].padded(to: widths[column])
+            }.joined(separator: "  ")
+        }
+    }
+
+    private func clipped(_ text: String, to width: Int) -> String {
+        text.count <= width ? text : String(text.prefix(width - 3)) + "..."
+    }
+}
+
+/// findings_total and the first finding (`invariant: detail`) of the run
+/// report (`mmulab run --json`) at `path`; nil if it is missing or not one.
+func readRunFindings(_ path: String) -> (total: Int, first: String?)? {
+    guard let data = FileManager.default.contents(atPath: path),
+          let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+          let total = object["findings_total"] as? Int
+    else { return nil }
+    let first = (object["findings"] as? [[String: Any]])?.first.map { finding in
+        "\(finding["invariant"] as? String ?? "?"): \(finding["detail"] as? String ?? "")"
+    }
+    return (total, first)
+}
+
+/// `seconds` as short as it reads back exactly: `1`, `2.5`.
+func formatSeconds(_ seconds: Double) -> String {
+    seconds == seconds.rounded() && abs(seconds) < 1e15 ? String(Int(seconds)) : String(seconds)
+}
+
+/// `word` as one shell word: unchanged when it is plain, else single-quoted.
+func shellQuoted(_ word: String) -> String {
+    let plain = !word.isEmpty && word.unicodeScalars.allSatisfy { scalar in
+        (scalar.value < 128 && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar))) || "_-./=:,+@%".unicodeScalars.contains(scalar)
+    }
+    return plain ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}

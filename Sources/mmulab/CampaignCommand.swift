@@ -1,0 +1,154 @@
+import ArgumentParser
+import ReclaimLab
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct CampaignCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "campaign",
+        abstract: "Run scenarios over a range of seeds, each run a process of its own, and report the runs that failed.",
+        discussion: """
+            Every (scenario, seed) pair runs as `mmulab run NAME --seed S` in a child process \
+            of its own (its own process group), up to --jobs at a time, so a plugin that crashes \
+            or hangs costs one run, not the campaign. A run that outlives --timeout is killed and \
+            counted as hung; one killed by a signal counts as crashed. The summary lists every \
+            run that was not clean with the command that replays it, then the totals per scenario.
+
+            Every scenario is read and checked before anything runs. Default timeout: \
+            3 x --duration + 30 s; without --duration, 3 x the scenario's length + 30 s and at \
+            least 300 s. Ctrl-C kills the running children and removes the temporary files.
+
+            Exit status: 0 every run clean, 1 a run failed (findings, crashed, hung), \
+            2 bad input (a bad scenario or flag, or runs that refused their input).
+            """
+    )
+
+    @Argument(help: "Scenario files (YAML) or names of built-in ones (mmulab scenarios list).")
+    var scenarios: [String]
+
+    @Option(help: "Seeds to run: A..B (inclusive) or a single N.")
+    var seeds: String
+
+    @Option(help: "Runs at once (1...64).")
+    var jobs: Int = 1
+
+    @Option(help: "Seconds each run lasts (replaces the scenarios' lengths).")
+    var duration: Double?
+
+    @Option(help: "Seconds before a run counts as hung and is killed.")
+    var timeout: Double?
+
+    @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
+    var pluginDirectory: String?
+
+    @Option(help: "Write the campaign's summary as JSON to this file.")
+    var json: String?
+
+    /// Most runs (scenarios x seeds) one campaign may ask for.
+    static let maximumRuns: UInt64 = 10_000
+
+    func validate() throws {
+        guard !scenarios.isEmpty else { throw ValidationError("name at least one scenario") }
+        let range = try Self.seedRange(seeds)
+        let scenarioCount = UInt64(Set(scenarios).count)
+        let (seedCount, wrapped) = (range.upperBound - range.lowerBound).addingReportingOverflow(1)
+        let (runs, overflow) = seedCount.multipliedReportingOverflow(by: scenarioCount)
+        if wrapped || overflow || runs > Self.maximumRuns {
+            throw ValidationError("--seeds \(seeds) over \(scenarioCount) scenario(s) is more than \(Self.maximumRuns) runs")
+        }
+        guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be 1...64, got \(jobs)") }
+        if let duration, !(duration > 0 && duration <= 86_400) { throw ValidationError("--duration must be in (0, 86400] seconds") }
+        if let timeout, !(timeout > 0 && timeout <= 604_800) { throw ValidationError("--timeout must be in (0, 604800] seconds") }
+        if let pluginDirectory {
+            var info = stat()
+            guard stat(pluginDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                throw ValidationError("--plugin-directory \(pluginDirectory): not a directory")
+            }
+        }
+        if let json, !JSONReport.canWrite(to: json) { throw ValidationError("--json \(json): its directory does not exist or is not writable") }
+    }
+
+    /// `A..B` (inclusive, A <= B) or `N`, as seeds.
+    static func seedRange(_ text: String) throws(ValidationError) -> ClosedRange<UInt64> {
+        let parts = text.split(separator: "..", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let first = UInt64(parts[0]), let last = UInt64(parts.last!) else {
+            throw ValidationError("--seeds must be A..B or N with whole numbers from 0, got '\(text)'")
+        }
+        guard first <= last else { throw ValidationError("--seeds \(text): the last seed is below the first") }
+        return first...last
+    }
+
+    func run() throws {
+        var names: [String] = []
+        for name in scenarios where !names.contains(name) { names.append(name) }
+        var timeouts: [String: Double] = [:]
+        var bad = 0
+        for name in names {
+            do {
+                timeouts[name] = runTimeout(for: try ScenarioLookup.scenario(name))
+            } catch {
+                writeToStandardError("mmulab: \(error)\n")
+                bad += 1
+            }
+        }
+        if bad > 0 { throw ExitCode(2) }
+        guard let executable = currentExecutablePath() else {
+            writeToStandardError("mmulab: cannot find this executable (/proc/self/exe) to run the scenarios\n")
+            throw ExitCode(2)
+        }
+        let range = try Self.seedRange(seeds)
+        let runs = names.flatMap { name in range.map { CampaignRun(scenario: name, seed: $0) } }
+
+        CampaignRunner.installStopHandlers()
+        guard let scratch = ScratchDirectory(prefix: "mmulab-campaign") else {
+            writeToStandardError("mmulab: cannot make a temporary directory: \(String(cString: strerror(errno)))\n")
+            throw ExitCode(2)
+        }
+        var extra: [String] = []
+        if let duration { extra += ["--duration", formatSeconds(duration)] }
+        if let pluginDirectory { extra += ["--plugin-directory", pluginDirectory] }
+        let frozenTimeouts = timeouts
+        let runner = CampaignRunner(
+            executable: executable, environment: processEnvironment(), runs: runs, jobs: jobs, extraArguments: extra,
+            timeout: { frozenTimeouts[$0] ?? 300 }, scratch: scratch, readFindings: readRunFindings)
+
+        let started = ContinuousClock.now
+        let line = ProgressLine(enabled: isatty(STDOUT_FILENO) != 0)
+        let records = runner.execute { done, failed in
+            line.update("campaign  \(done)/\(runs.count) runs done  \(failed) failed")
+        }
+        line.finish()
+        scratch.remove()
+
+        let stopSignal = campaignStopSignal.load(ordering: .relaxed)
+        let report = CampaignReport(
+            scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory,
+            records: records, plannedRuns: runs.count, elapsedSeconds: (ContinuousClock.now - started).seconds,
+            interrupted: stopSignal != 0)
+        print(report.text())
+        if stopSignal != 0 {
+            fflush(nil)
+            signal(stopSignal, SIG_DFL)
+            raise(stopSignal)  // end as the signal would have: the shell sees it
+        }
+        if let json {
+            do {
+                try report.writeJSON(to: json)
+            } catch {
+                writeToStandardError("mmulab: could not write the JSON summary to \(json): \(error)\n")
+                throw ExitCode(2)
+            }
+        }
+        if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
+    }
+
+    /// The time a run of `scenario` gets before it counts as hung.
+    private func runTimeout(for scenario: Scenario) -> Double {
+        if let timeout { return timeout }
+        if let duration { return duration * 3 + 30 }
+        if case .seconds(let seconds) = scenario.length { return max(300, seconds * 3 + 30) }
+        return 300
+    }
+}
