@@ -88,7 +88,9 @@ final class BrokenMirror: DevicePlugin {
     }
 
     func detach(_ object: AnyObject) {
-        host.removeInterval(object as! BrokenBinding)
+        let binding = object as! BrokenBinding
+        host.removeInterval(binding)
+        for entry in binding.pages where entry.written { host.setDirty(entry.pfn) }
     }
 
     func access(_ object: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {

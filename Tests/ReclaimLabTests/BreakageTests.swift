@@ -7,7 +7,7 @@ import VirtualMemory
 /// fail, and the finding names the invariant that breaks. (Every scenario
 /// runs clean unbroken: CatalogueTests.) A timing window may be missed on
 /// a loaded machine, so each case gets up to three seeded runs; the first
-/// that finds anything must name the expected invariant, and only
+/// that finds anything must name one of the expected invariants, and only
 /// invariants that breakage can cause.
 @Suite("Breakages are caught and named")
 struct BreakageTests {
@@ -18,7 +18,8 @@ struct BreakageTests {
         /// A plugin added with `Scenario.adding(plugin:options:)`.
         var plugin: (name: String, options: String)? = nil
         var seconds: Double
-        var expected: Finding.Invariant
+        /// The run must name at least one of these.
+        var expected: Set<Finding.Invariant>
         /// What else the same breakage may cause.
         var allowed: Set<Finding.Invariant> = []
         var testDescription: String { name }
@@ -27,22 +28,22 @@ struct BreakageTests {
     static let cases: [Case] = [
         Case(
             name: "skip-range-end on munmap-race", scenario: "munmap-race", faults: .skipRangeEnd, seconds: 1,
-            expected: .unpairedStartEnd, allowed: [.stuck]),
+            expected: [.unpairedStartEnd]),
         Case(
             name: "skip-young-check on young-aging", scenario: "young-aging", faults: .skipYoungCheck, seconds: 2,
-            expected: .hotPageEvicted),
+            expected: [.hotPageEvicted]),
         Case(
             name: "drop-secondary-dirty on dirty-writeback", scenario: "dirty-writeback", faults: .dropSecondaryDirty, seconds: 2,
-            expected: .lostWrite),
+            expected: [.lostWrite]),
         Case(
             name: "free-before-invalidate on reclaim-storm", scenario: "reclaim-storm", faults: .freeBeforeInvalidate, seconds: 2,
-            expected: .staleTranslation, allowed: [.useAfterFree, .crossSpaceLeak, .lostWrite]),
+            expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
         Case(
             name: "mirror-broken bug=stale on reclaim-storm", scenario: "reclaim-storm", plugin: ("mirror-broken", "bug=stale"), seconds: 2,
-            expected: .useAfterFree, allowed: [.staleTranslation, .crossSpaceLeak, .lostWrite]),
+            expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
         Case(
             name: "mirror-broken bug=sleep on oom-reaper", scenario: "oom-reaper", plugin: ("mirror-broken", "bug=sleep"), seconds: 1,
-            expected: .contextViolation),
+            expected: [.contextViolation]),
     ]
 
     @Test(arguments: cases)
@@ -60,12 +61,17 @@ struct BreakageTests {
         }
         let result = try #require(found, "\(breakage.name), seeds \(testSeed)...+2: not caught in three runs")
         let named = Set(result.findings.map(\.invariant))
-        #expect(named.contains(breakage.expected) || (!breakage.allowed.isEmpty && named.isSubset(of: breakage.allowed)),
-                "\(breakage.name), seed \(result.seed): named \(named)")
-        #expect(named.isSubset(of: breakage.allowed.union([breakage.expected])), "\(breakage.name), seed \(result.seed): named \(named)")
-        // A finding about a page says which page and how it got there.
-        if let paged = result.findings.first(where: { $0.place != nil }) {
-            #expect(!paged.trail.isEmpty || paged.invariant == .lostWrite, "\(paged) has no event trail")
+        #expect(!named.isDisjoint(with: breakage.expected), "\(breakage.name), seed \(result.seed): named \(named)")
+        #expect(named.isSubset(of: breakage.allowed.union(breakage.expected)), "\(breakage.name), seed \(result.seed): named \(named)")
+        // Findings about a page say which page; the primary's and the
+        // readers' say how it got there (a racy window may leave an
+        // individual trail empty, when the page's last events are older
+        // than the ring, so one trail among them is enough).
+        let paged = result.findings.filter { $0.place != nil }
+        #expect(!paged.isEmpty || breakage.expected == [.unpairedStartEnd] || breakage.expected == [.contextViolation],
+                "\(breakage.name): no finding names its page")
+        if paged.contains(where: { $0.invariant != .lostWrite }) {
+            #expect(paged.contains { !$0.trail.isEmpty }, "\(breakage.name): no finding has an event trail")
         }
     }
 }

@@ -57,8 +57,10 @@ enum DeviceActors {
                 }
             }))
         }
-        for exits in spec.exitRelease {
-            actors.append(("exit-release \(exits.plugin)", exitRelease(lab, exits, stop: stop, counters: counters, findings: findings)))
+        for (index, exits) in spec.exitRelease.enumerated() {
+            actors.append((
+                "exit-release \(exits.plugin)", exitRelease(lab, exits, actor: UInt8(truncatingIfNeeded: index), stop: stop, counters: counters, findings: findings)
+            ))
         }
         return actors
     }
@@ -68,10 +70,11 @@ enum DeviceActors {
     /// it back through the device, and exits it with the binding still in
     /// place, so `release` must tear the device's view down; the detach that
     /// follows must then be harmless. What the device reads must be the
-    /// space's own data; every frame must come back (the pin-leak check at
-    /// the end).
+    /// space's own data; after the exit the device must not reach it at all
+    /// (its access fails); every frame must come back (the pin-leak check
+    /// at the end).
     private static func exitRelease(
-        _ lab: Lab, _ exits: PressureSpec.ExitRelease, stop: StopFlag, counters: RunCounters, findings: FindingLog
+        _ lab: Lab, _ exits: PressureSpec.ExitRelease, actor: UInt8, stop: StopFlag, counters: RunCounters, findings: FindingLog
     ) -> @Sendable (Heartbeat) -> Void {
         let instance = lab.instance(of: exits.plugin)
         let machine = lab.machine
@@ -86,13 +89,16 @@ enum DeviceActors {
                     space.exit()
                     return
                 }
-                for page in 0..<exits.pages { try? space.write(base + UInt64(page) * 4096, shortLivedTag(round, page)) }
+                // Pages whose write failed (memory ran out) are not checked.
+                let written = (0..<exits.pages).map { page in
+                    (try? space.write(base + UInt64(page) * 4096, shortLivedTag(actor, round, page))) != nil
+                }
                 guard let binding = try? instance.attach(addressSpace: space.id, start: base, length: length) else {
                     counters.failedAccesses.add(1, ordering: .relaxed)
                     space.exit()
                     return
                 }
-                for page in 0..<exits.pages {
+                for page in 0..<exits.pages where written[page] {
                     var bytes = [UInt8](repeating: 0, count: 16)
                     do {
                         try bytes.withUnsafeMutableBytes { try instance.access(binding, deviceAddress: binding.deviceAddress + UInt64(page) * 4096, write: false, buffer: $0) }
@@ -102,30 +108,46 @@ enum DeviceActors {
                     }
                     counters.deviceReads.add(1, ordering: .relaxed)
                     counters.checkedReads.add(1, ordering: .relaxed)
-                    let expected = shortLivedTag(round, page)
+                    let expected = shortLivedTag(actor, round, page)
                     if bytes != expected {
                         let address = base + UInt64(page) * 4096
+                        let foreign = bytes[15] == TrackedMapping.magic || (bytes[15] == 0xE5 && bytes[14] != actor)
                         findings.note(
-                            bytes[15] == TrackedMapping.magic ? .crossSpaceLeak : .useAfterFree,
+                            foreign ? .crossSpaceLeak : .useAfterFree,
                             "exit-release round \(round): the device read \(bytes) from page \(page) of a short-lived space at 0x"
                                 + String(address, radix: 16) + ", which holds \(expected)",
                             trail: lab.trail.trail(space: space.id, address: address))
                     }
                 }
                 space.exit()  // the device is still bound: release tears its view down
+                // The space is gone: a device that still reaches its memory
+                // kept translations release should have torn down.
+                var after = [UInt8](repeating: 0, count: 16)
+                let reached = (try? after.withUnsafeMutableBytes {
+                    try instance.access(binding, deviceAddress: binding.deviceAddress, write: false, buffer: $0)
+                }) != nil
+                if reached {
+                    findings.note(
+                        .useAfterFree,
+                        "exit-release round \(round): after its address space exited, the \(exits.plugin) device still read \(after) through "
+                            + "its binding (release must tear every translation down, seed 002)",
+                        trail: lab.trail.trail(space: space.id, address: base))
+                }
                 instance.detach(binding)
             }
         }
     }
 
-    /// What page `page` of a short-lived space of round `round` holds
-    /// (magic 0xE5, unlike the tracked mappings' 0xA5).
-    static func shortLivedTag(_ round: UInt32, _ page: Int) -> [UInt8] {
+    /// What page `page` of the short-lived space of exit-release actor
+    /// `actor`'s round `round` holds: round, page, the actor in byte 14,
+    /// magic 0xE5 in byte 15 (unlike the tracked mappings' 0xA5).
+    static func shortLivedTag(_ actor: UInt8, _ round: UInt32, _ page: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0xE5, count: 16)
         for i in 0..<4 {
             bytes[i] = UInt8(truncatingIfNeeded: round >> (8 * UInt32(i)))
             bytes[4 + i] = UInt8(truncatingIfNeeded: UInt32(page) >> (8 * UInt32(i)))
         }
+        bytes[14] = actor
         return bytes
     }
 }

@@ -12,14 +12,15 @@ extension Lab {
         for (spaceIndex, tracked) in mappings.enumerated() {
             for mapping in tracked {
                 guard let file = files[spaceIndex][mapping.mappingIndex] else { continue }
+                // Never churned (the reader allows churn on anonymous mappings only).
                 let epoch = mapping.epoch.load(ordering: .acquiring)
-                guard epoch % 2 == 0 else { continue }
+                guard epoch == 0 else { continue }
                 for page in mapping.duplicates..<mapping.pages {
                     let completed = mapping.version(of: page, in: epoch).version
                     guard completed > 0 else { continue }
                     let stored = Array(file.storedBytes(at: page).prefix(16))
                     let held = TrackedMapping.decode(stored)
-                    let version = held.flatMap { $0.page == UInt32(page) && $0.space == UInt32(spaceIndex) ? $0.version : nil } ?? 0
+                    let version = held.flatMap { $0.page == UInt32(page) && $0.space == UInt32(spaceIndex) && $0.mapping == UInt32(mapping.mappingIndex) ? $0.version : nil } ?? 0
                     guard version < completed else { continue }
                     findings.note(
                         .lostWrite,

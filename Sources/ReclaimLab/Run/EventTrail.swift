@@ -155,7 +155,7 @@ final class TrailSubscriber: AddressSpaceSubscriber {
             guard first < last else { continue }
             let now = trail.clock.nanoseconds
             for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12) {
-                let asked = hot.youngChecks[page].exchange(0, ordering: .acquiringAndReleasing)
+                let asked = hot.takeYoungCheck(page)
                 let used = hot.lastDeviceAccess[page].load(ordering: .acquiring)
                 guard asked == 0, used > 0, now >= used, now - used <= HotPages.window else { continue }
                 findings.note(

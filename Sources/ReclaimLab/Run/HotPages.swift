@@ -35,6 +35,20 @@ final class HotPages: @unchecked Sendable {
         lastDeviceAccess[page].store(max(nanoseconds, 1), ordering: .releasing)
     }
 
+    /// One eviction of `page` uses up one young check of it (if any);
+    /// returns how many there were before. Counted one by one so that the
+    /// evictions of two frames at one index (a forked child's COW copy
+    /// beside its parent's) each find their own check.
+    func takeYoungCheck(_ page: Int) -> UInt32 {
+        var asked = youngChecks[page].load(ordering: .acquiring)
+        while asked > 0 {
+            let (exchanged, current) = youngChecks[page].compareExchange(expected: asked, desired: asked - 1, ordering: .acquiringAndReleasing)
+            if exchanged { break }
+            asked = current
+        }
+        return asked
+    }
+
     /// Reclaim asked the secondaries about `[start, end)` of `mapping`.
     func noteYoungCheck(_ mapping: TrackedMapping, start: UInt64, end: UInt64) {
         let first = max(start, mapping.address)

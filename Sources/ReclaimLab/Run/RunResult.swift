@@ -95,5 +95,6 @@ public struct RunResult: Sendable {
     }
 
     public var operations: Int { cpuReads + cpuWrites + deviceReads + deviceWrites }
-    public var isClean: Bool { findings.isEmpty }
+    /// No finding of an enabled check, kept or not.
+    public var isClean: Bool { findings.isEmpty && findingsTotal == 0 }
 }

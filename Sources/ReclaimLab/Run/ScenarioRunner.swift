@@ -35,7 +35,7 @@ public enum ScenarioRunner {
 
     public static func run(_ scenario: Scenario, options: RunOptions = RunOptions()) throws(SetupFailure) -> RunResult {
         let seed = options.seed ?? scenario.seed
-        let findings = FindingLog()
+        let findings = FindingLog(enabled: Set(Finding.Invariant.allCases.filter { scenario.checks.contains($0.check) }))
         let lab: Lab
         do {
             lab = try Lab.build(scenario, pluginDirectory: options.pluginDirectory, faults: options.faults, findings: findings)
@@ -105,7 +105,17 @@ public enum ScenarioRunner {
         stop.set()
         let elapsed = clock.now - start
         timeline.append(sample(at: clock.now))
-        // A stuck actor is left behind rather than joined (the run is over).
+        // Every actor finishes its step and stops; one that does not within
+        // the watchdog's limit is stuck (a deadlock, a callback that never
+        // returns) and is left behind rather than joined, so the run still
+        // ends with its report.
+        while !watchdog.allFinishedOrStuck {
+            machine.sync.sleep(for: .milliseconds(5))
+            primaryChecks.collect(lab, into: findings)
+            for name in watchdog.check(at: clock.now) {
+                findings.note(.stuck, "\(name) did not stop within \(options.watchdogSeconds) s of the run's end (a deadlock, or a callback that never returns)")
+            }
+        }
         for (index, thread) in threads.enumerated() where !watchdog.stuck.contains(index) { thread.join() }
 
         let pluginStatistics = zip(scenario.plugins, lab.instances).flatMap { spec, made in
@@ -121,14 +131,14 @@ public enum ScenarioRunner {
                 findings.note(.pinLeak, "\(left.count) frames still allocated after every plugin and address space went: \(left.prefix(4).joined(separator: ", "))")
             }
         }
-        let enabled = scenario.checks
-        let kept = findings.all.filter { enabled.contains($0.invariant.check) }
+        primaryChecks.countUnkept(lab, into: findings)
+        let kept = findings.all
         var result = RunResult(
             scenario: scenario.name, seed: seed, elapsedSeconds: seconds(elapsed),
             cpuReads: counters.cpuReads.load(ordering: .relaxed), cpuWrites: counters.cpuWrites.load(ordering: .relaxed),
             deviceReads: counters.deviceReads.load(ordering: .relaxed), deviceWrites: counters.deviceWrites.load(ordering: .relaxed),
             checkedReads: counters.checkedReads.load(ordering: .relaxed), failedAccesses: counters.failedAccesses.load(ordering: .relaxed),
-            findings: kept, findingsTotal: findings.count(of: Set(Finding.Invariant.allCases.filter { enabled.contains($0.check) })),
+            findings: kept, findingsTotal: findings.count(of: findings.enabled),
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
         result.timeline = timeline
         result.latencies = lab.latencies.joined().flatMap(\.summary)

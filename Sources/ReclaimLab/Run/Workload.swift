@@ -202,7 +202,12 @@ final class FindingLog: @unchecked Sendable {
     /// By `Finding.Invariant.allCases` index: every finding, kept or not.
     private let counts: UnsafeMutablePointer<Atomic<Int>>
 
-    init() {
+    /// The invariants whose checks the scenario has on: only their
+    /// findings are kept (and counted in `total`).
+    let enabled: Set<Finding.Invariant>
+
+    init(enabled: Set<Finding.Invariant> = Set(Finding.Invariant.allCases)) {
+        self.enabled = enabled
         counts = .allocate(capacity: Finding.Invariant.allCases.count)
         for index in Finding.Invariant.allCases.indices { (counts + index).initialize(to: Atomic(0)) }
     }
@@ -218,10 +223,19 @@ final class FindingLog: @unchecked Sendable {
         _ invariant: Finding.Invariant, _ detail: @autoclosure () -> String, place: @autoclosure () -> Finding.Place? = nil,
         trail: @autoclosure () -> [String] = []
     ) {
-        let before = total.add(1, ordering: .relaxed).oldValue
         counts[Finding.Invariant.allCases.firstIndex(of: invariant)!].add(1, ordering: .relaxed)
+        guard enabled.contains(invariant) else { return }
+        let before = total.add(1, ordering: .relaxed).oldValue
         guard before < Self.kept else { return }
         log.record(Finding(invariant: invariant, detail: detail(), place: place(), trail: trail()))
+    }
+
+    /// Counts `extra` findings of `invariant` that were recorded elsewhere
+    /// and not kept (a full log of the primary's).
+    func countUnkept(_ invariant: Finding.Invariant, _ extra: Int) {
+        guard extra > 0 else { return }
+        counts[Finding.Invariant.allCases.firstIndex(of: invariant)!].add(extra, ordering: .relaxed)
+        if enabled.contains(invariant) { total.add(extra, ordering: .relaxed) }
     }
 
     /// How many findings of these invariants were noted (kept or not).
@@ -281,6 +295,11 @@ struct Watchdog {
             }
         }
         return found
+    }
+
+    /// Every actor either finished or is stuck.
+    var allFinishedOrStuck: Bool {
+        heartbeats.indices.allSatisfy { stuck.contains($0) || heartbeats[$0].finished.load(ordering: .acquiring) }
     }
 
     /// Every actor is stuck: the run cannot go on.

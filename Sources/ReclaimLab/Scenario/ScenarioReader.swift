@@ -233,6 +233,9 @@ public enum ScenarioReader {
             return targets
         }
         pressure.churn = try rated("churn", mappingRequired: true)
+        for target in pressure.churn where spaces.first(where: { $0.name == target.space })!.mappings.first(where: { $0.name == target.mapping })!.kind != .anonymous {
+            throw fields["churn"]!.error("\(target.space)/\(target.mapping ?? "") is a file mapping; churn remaps anonymous memory only")
+        }
         pressure.mprotect = try rated("mprotect", mappingRequired: true)
         pressure.forkRate = try rated("fork", mappingRequired: false)
         if let oom = fields["oom-kill"] {

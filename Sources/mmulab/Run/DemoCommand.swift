@@ -38,7 +38,7 @@ struct DemoCommand: ParsableCommand {
     }
 
     func run() throws {
-        print("mmulab demo: reclaim-storm with the gpu, rdma and kvm plugins for \(fixed(duration)) s (Ctrl-C to stop early)")
+        print("mmulab demo: reclaim-storm with the gpu, rdma and kvm plugins for \(fixed(duration)) s")
         var session = RunSession(scenarioArgument: "reclaim-storm")
         session.options.seed = seed
         session.options.seconds = duration

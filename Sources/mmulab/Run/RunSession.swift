@@ -59,20 +59,24 @@ struct RunSession {
         }
         line.finish()
         print(RunSummary(result: result, replay: replayCommand(seed: result.seed)).text)
-        if let jsonPath { try write("JSON report", to: jsonPath) { try JSONReport.write(result, to: $0) } }
+        // A report that cannot be written is an error (exit 2), but never
+        // hides findings (exit 1 wins).
+        var written = true
+        if let jsonPath { written = write("JSON report", to: jsonPath) { try JSONReport.write(result, to: $0) } && written }
         if let reportPath {
-            try write("HTML report", to: reportPath) { try HTMLReport.write(result, to: $0) }
-            print("report    \(reportPath)")
+            if write("HTML report", to: reportPath, { try HTMLReport.write(result, to: $0) }) { print("report    \(reportPath)") } else { written = false }
         }
         if !result.isClean { throw ExitCode(1) }
+        if !written { throw ExitCode(2) }
     }
 
-    private func write(_ what: String, to path: String, _ body: (String) throws -> Void) throws {
+    private func write(_ what: String, to path: String, _ body: (String) throws -> Void) -> Bool {
         do {
             try body(path)
+            return true
         } catch {
             writeToStandardError("mmulab: could not write the \(what) to \(path): \(error)\n")
-            throw ExitCode(2)
+            return false
         }
     }
 

@@ -35,7 +35,7 @@ struct RunSummary {
             lines.append("result    clean: no invariant broken")
             return lines.joined(separator: "\n")
         }
-        lines.append("result    \(r.findingsTotal) findings; replay: \(replay)")
+        lines.append("result    \(r.findingsTotal) findings; rerun with its seed: \(replay)")
         var byInvariant: [String: Int] = [:]
         for finding in r.findings { byInvariant[finding.invariant.rawValue, default: 0] += 1 }
         lines.append("          kept by invariant: " + byInvariant.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
