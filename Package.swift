@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "VirtualMemory", targets: ["VirtualMemory"]),
         .library(name: "PluginHost", targets: ["PluginHost"]),
         .library(name: "DevicePluginKit", targets: ["DevicePluginKit"]),
+        .library(name: "ReclaimLab", targets: ["ReclaimLab"]),
         .executable(name: "mmulab", targets: ["mmulab"]),
         .library(name: "mmulab-plugin-gpu", type: .dynamic, targets: ["GPUPlugin"]),
         .library(name: "mmulab-plugin-rdma", type: .dynamic, targets: ["RDMAPlugin"]),

@@ -54,5 +54,20 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "ReclaimLabBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "ReclaimLab", package: "mmulab"),
+                .product(name: "PluginHost", package: "mmulab"),
+                // The reclaim-storm scenario's plugins, built beside the benchmark so the lab can dlopen them.
+                .product(name: "mmulab-plugin-gpu", package: "mmulab"),
+                .product(name: "mmulab-plugin-rdma", package: "mmulab"),
+                .product(name: "mmulab-plugin-kvm", package: "mmulab"),
+            ],
+            path: "Benchmarks/ReclaimLabBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )
