@@ -393,11 +393,15 @@ typedef struct mmulab_device_plugin {
     mmulab_status (*create)(const mmulab_host *host, const char *options, void **instance, mmulab_error *error);
     /* [blockable] Tear an instance down; every binding is detached first. Required. */
     void (*destroy)(void *instance);
-    /* [blockable] Map a window. Typically subscribes an interval over the range. Required. */
+    /* [blockable] [any-thread] Map a window. Typically subscribes an interval over the range.
+     * May run concurrently with access, detach and other attaches on the same instance (the
+     * lab's attach-churn and exit-release actors do). Required. */
     mmulab_status (*attach)(void *instance, const mmulab_binding_desc *desc, void **binding, mmulab_error *error);
-    /* [blockable] Unmap a window; no callback for it may run after this returns. Required. */
+    /* [blockable] [any-thread] Unmap a window; no callback for it may run after this returns.
+     * May run concurrently with access and attach on other bindings. Also called for a binding
+     * whose address space has exited (after release): it must then only free what is left. Required. */
     void (*detach)(void *instance, void *binding);
-    /* [blockable] The device reads or writes `length` bytes at the start of
+    /* [blockable] [any-thread] The device reads or writes `length` bytes at the start of
      * the page at `device_address` through its own page table, faulting the
      * translation in if needed (the lab's device workloads call this). Required. */
     mmulab_status (*access)(void *instance, void *binding, uint64_t device_address, uint32_t flags, void *buffer,

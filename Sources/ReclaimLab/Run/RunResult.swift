@@ -12,7 +12,7 @@ public struct RunProgress: Sendable {
 public struct TimelineSample: Sendable {
     public var seconds: Double
     public var freeFrames: Int
-    /// Checked accesses so far.
+    /// Accesses so far (CPU and device, reads and writes).
     public var operations: Int
     /// Invalidation starts so far, by event reason (cumulative).
     public var invalidations: [String: Int]
