@@ -74,4 +74,26 @@ struct BreakageTests {
             #expect(paged.contains { !$0.trail.isEmpty }, "\(breakage.name): no finding has an event trail")
         }
     }
+
+    /// A device whose view survives its address space's exit (the broken
+    /// mirror keeps its translations through the exit invalidation) is
+    /// caught by exit-release: the device still reaches the exited
+    /// space's memory.
+    @Test func aDeviceViewThatOutlivesExitIsCaught() throws {
+        let scenario = try ScenarioReader.read(yaml: """
+            name: exit-release-broken
+            length: { seconds: 1 }
+            machine: { frames: 512, swap-slots: 1024 }
+            spaces: [ { name: app, mappings: [ { name: heap, pages: 64 } ] } ]
+            plugins: [ { plugin: mirror-broken, name: broken, options: "bug=stale" } ]
+            workloads: [ { name: cpu, actor: cpu, space: app, mapping: heap } ]
+            pressure:
+              exit-release: [ { plugin: broken, rate: 200, pages: 8 } ]
+            """, file: "exit-release-broken.yaml")
+        var options = RunOptions()
+        options.seed = testSeed
+        let result = try ScenarioRunner.run(scenario, options: options)
+        #expect(result.findings.contains { $0.invariant == .useAfterFree && $0.detail.contains("after its address space exited") },
+                "seed \(testSeed): \(result.findings.prefix(3))")
+    }
 }

@@ -107,6 +107,8 @@ struct ScenarioReaderTests {
             + "pressure:\n  device-migration: [ { plugin: gpu, space: a, mapping: m, rate: 5 } ]\n", 6, "pressure.device-migration",
             "no binding on a/m"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8, hot: maybe } ] } ]\n", 2, "spaces[0].mappings[0].hot", "true or false"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, kind: file, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  churn: [ { space: a, mapping: m, rate: 5 } ]\n", 5, "pressure.churn", "anonymous memory only"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\nchecks: [stale]\n",
             4, "checks[0]", "not one of stale-translation"),
         ("name: x\nmachine: { frames: 64, swap-slots: 0 }\nspaces: [ { name: a, mappings: [ { name: m, pages: 65 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n",

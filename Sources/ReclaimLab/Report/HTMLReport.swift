@@ -262,7 +262,7 @@ public enum HTMLReport {
 
     /// A nanosecond count with a unit that keeps it short: `850 ns`,
     /// `12.3 µs`, `4.56 ms`, `1.20 s`.
-    private static func nanoseconds(_ ns: Double) -> String {
+    static func nanoseconds(_ ns: Double) -> String {
         if ns < 999.5 { return fixed(ns, 0) + " ns" }
         for (unit, scale) in [("µs", 1e3), ("ms", 1e6)] where ns / scale < 999.5 {
             return significant(ns / scale) + " " + unit
@@ -340,4 +340,9 @@ public enum HTMLReport {
         svg{display:block;max-width:100%;height:auto;margin:8px 0}svg text{font:11px system-ui,sans-serif;fill:#333}
         svg .title{font-size:13px;font-weight:600}svg .grid{stroke:#e6e6e6}svg .axis{stroke:#888}
         """
+}
+
+extension CallbackLatency {
+    /// A latency as every report prints it: `850 ns`, `12.3 µs`, `4.56 ms`.
+    public static func text(nanoseconds: UInt64) -> String { HTMLReport.nanoseconds(Double(nanoseconds)) }
 }

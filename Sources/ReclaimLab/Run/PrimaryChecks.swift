@@ -7,57 +7,54 @@ import VirtualMemory
 /// findings. Polled by the run loop as they appear, so a finding's event
 /// trail is the one that led there, not what came after.
 struct PrimaryChecks {
-    /// Per log: entries taken from its snapshot, and its count then.
-    private var violationsSeen = 0
-    private var contractSeen = 0
-    private var contextSeen = 0
-    private var violationsCounted = 0
-    private var contractCounted = 0
-    private var contextCounted = 0
+    /// How far one of those logs has been read.
+    private struct Cursor {
+        /// Kept entries already turned into findings.
+        var taken = 0
+        /// The log's count (kept or not) when last looked at.
+        var counted = 0
+
+        /// The kept entries recorded since the last call (none, without
+        /// copying the log, once it is full or nothing is new).
+        mutating func newEntries<Entry>(_ log: ReportLog<Entry>) -> ArraySlice<Entry> {
+            counted = max(counted, log.count)
+            guard taken < min(counted, log.capacity) else { return [] }
+            let kept = log.snapshot
+            defer { taken = kept.count }
+            return kept.dropFirst(taken)
+        }
+
+        /// Entries the log counted but did not keep.
+        var unkept: Int { counted - taken }
+    }
+
+    private var violations = Cursor()
+    private var contract = Cursor()
+    private var context = Cursor()
 
     /// Notes the entries recorded since the last call.
     mutating func collect(_ lab: Lab, into findings: FindingLog) {
-        let machine = lab.machine
-        let violations = machine.violations.count
-        violationsCounted = max(violationsCounted, violations)
-        if violationsSeen < min(violations, machine.violations.capacity) {
-            let kept = machine.violations.snapshot
-            for violation in kept.dropFirst(violationsSeen) {
-                let place = lab.place(violation.addressSpace, violation.address).map { place in
-                    var place = place
-                    place.frame = "the device used \(violation.devicePage.map { "\($0)" } ?? "\(violation.frame)"); the primary maps "
-                        + (violation.primaryFrame.map { "\($0)" } ?? "nothing")
-                    return place
-                }
-                findings.note(
-                    violation.kind == .staleTranslation ? .staleTranslation : .useAfterFree, "\(violation)", place: place,
-                    trail: lab.trail.trail(space: violation.addressSpace, address: violation.address))
+        for violation in violations.newEntries(lab.machine.violations) {
+            let place = lab.place(violation.addressSpace, violation.address).map { place in
+                var place = place
+                place.frame = "the device used \(violation.devicePage.map { "\($0)" } ?? "\(violation.frame)"); the primary maps "
+                    + (violation.primaryFrame.map { "\($0)" } ?? "nothing")
+                return place
             }
-            violationsSeen = kept.count
+            findings.note(
+                violation.kind == .staleTranslation ? .staleTranslation : .useAfterFree, "\(violation)", place: place,
+                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address))
         }
-        let contract = machine.notifierCore.contractViolations.count
-        contractCounted = max(contractCounted, contract)
-        if contractSeen < min(contract, machine.notifierCore.contractViolations.capacity) {
-            let kept = machine.notifierCore.contractViolations.snapshot
-            for violation in kept.dropFirst(contractSeen) { findings.note(.unpairedStartEnd, "\(violation)") }
-            contractSeen = kept.count
-        }
-        let context = machine.sync.contextViolations.count
-        contextCounted = max(contextCounted, context)
-        if contextSeen < min(context, machine.sync.contextViolations.capacity) {
-            let kept = machine.sync.contextViolations.snapshot
-            for violation in kept.dropFirst(contextSeen) { findings.note(.contextViolation, "\(violation)") }
-            contextSeen = kept.count
-        }
+        for violation in contract.newEntries(lab.machine.notifierCore.contractViolations) { findings.note(.unpairedStartEnd, "\(violation)") }
+        for violation in context.newEntries(lab.machine.sync.contextViolations) { findings.note(.contextViolation, "\(violation)") }
     }
 
-    /// At the end: the entries the primary's full logs counted but did not keep.
-    func countUnkept(_ lab: Lab, into findings: FindingLog) {
-        // Each kind of machine violation is a stale translation or a use after
-        // free; the ones not kept are counted as the first kind kept was.
-        let kinds = lab.machine.violations.snapshot.first.map { $0.kind == .staleTranslation ? Finding.Invariant.staleTranslation : .useAfterFree }
-        findings.countUnkept(kinds ?? .staleTranslation, violationsCounted - violationsSeen)
-        findings.countUnkept(.unpairedStartEnd, contractCounted - contractSeen)
-        findings.countUnkept(.contextViolation, contextCounted - contextSeen)
+    /// At the end: the entries the primary's full logs counted but did not
+    /// keep. (A machine violation not kept is counted as a stale
+    /// translation: its kind is gone with it.)
+    func countUnkept(into findings: FindingLog) {
+        findings.countUnkept(.staleTranslation, violations.unkept)
+        findings.countUnkept(.unpairedStartEnd, contract.unkept)
+        findings.countUnkept(.contextViolation, context.unkept)
     }
 }

@@ -131,7 +131,7 @@ public enum ScenarioRunner {
                 findings.note(.pinLeak, "\(left.count) frames still allocated after every plugin and address space went: \(left.prefix(4).joined(separator: ", "))")
             }
         }
-        primaryChecks.countUnkept(lab, into: findings)
+        primaryChecks.countUnkept(into: findings)
         let kept = findings.all
         var result = RunResult(
             scenario: scenario.name, seed: seed, elapsedSeconds: seconds(elapsed),

@@ -28,7 +28,7 @@ struct RunSummary {
             lines.append("latency   invalidation callbacks, p50 / p99 / max:")
             for latency in starts {
                 lines.append("          \(latency.plugin.padded(to: 18)) \(latency.callback.padded(to: 23)) "
-                    + "\(nanoseconds(latency.p50)) / \(nanoseconds(latency.p99)) / \(nanoseconds(latency.max))  (\(latency.count) calls)")
+                    + [latency.p50, latency.p99, latency.max].map(CallbackLatency.text).joined(separator: " / ") + "  (\(latency.count) calls)")
             }
         }
         if r.isClean {
@@ -48,11 +48,5 @@ struct RunSummary {
         }
         if r.findings.count > 10 { lines.append("  ... \(r.findings.count - 10) more kept (--json or --report for all)") }
         return lines.joined(separator: "\n")
-    }
-
-    private func nanoseconds(_ value: UInt64) -> String {
-        if value < 10_000 { return "\(value) ns" }
-        if value < 10_000_000 { return "\(value / 1_000) µs" }
-        return "\(value / 1_000_000) ms"
     }
 }

@@ -1,0 +1,60 @@
+import Synchronization
+
+/// An actor's sign of life for the watchdog.
+final class Heartbeat: Sendable {
+    let name: String
+    let beats = Atomic<Int>(0)
+    let finished = Atomic<Bool>(false)
+    init(name: String) { self.name = name }
+    func beat() { beats.add(1, ordering: .relaxed) }
+    func finish() { finished.store(true, ordering: .releasing) }
+}
+
+/// Tells every actor to finish.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}
+
+/// Finds actors that stopped making progress: a heartbeat that has not
+/// moved for `limit` (a callback that never returns, a retry loop that
+/// never ends). Each stuck actor is reported once.
+struct Watchdog {
+    private let heartbeats: [Heartbeat]
+    private let limit: Duration
+    private var lastBeats: [Int]
+    private var lastChange: [ContinuousClock.Instant]
+    /// Indices of the actors reported stuck.
+    private(set) var stuck = Set<Int>()
+
+    init(_ heartbeats: [Heartbeat], limit: Duration, start: ContinuousClock.Instant) {
+        self.heartbeats = heartbeats
+        self.limit = limit
+        lastBeats = heartbeats.map { $0.beats.load(ordering: .relaxed) }
+        lastChange = [ContinuousClock.Instant](repeating: start, count: heartbeats.count)
+    }
+
+    /// The names of the actors newly found stuck at `now`.
+    mutating func check(at now: ContinuousClock.Instant) -> [String] {
+        var found: [String] = []
+        for (index, heartbeat) in heartbeats.enumerated() where !heartbeat.finished.load(ordering: .acquiring) {
+            let beats = heartbeat.beats.load(ordering: .relaxed)
+            if beats != lastBeats[index] {
+                lastBeats[index] = beats
+                lastChange[index] = now
+            } else if now - lastChange[index] > limit, stuck.insert(index).inserted {
+                found.append(heartbeat.name)
+            }
+        }
+        return found
+    }
+
+    /// Every actor either finished or is stuck.
+    var allFinishedOrStuck: Bool {
+        heartbeats.indices.allSatisfy { stuck.contains($0) || heartbeats[$0].finished.load(ordering: .acquiring) }
+    }
+
+    /// Every actor is stuck: the run cannot go on.
+    var nothingMoves: Bool { !heartbeats.isEmpty && stuck.count == heartbeats.count }
+}
