@@ -67,7 +67,6 @@ struct CampaignCommand: ParsableCommand {
                 throw ValidationError("--plugin-directory \(pluginDirectory): not a directory")
             }
         }
-        if let json, !JSONReport.canWrite(to: json) { throw ValidationError("--json \(json): its directory does not exist or is not writable") }
     }
 
     /// `A..B` (inclusive, A <= B) or `N`, as seeds.
@@ -81,6 +80,9 @@ struct CampaignCommand: ParsableCommand {
     }
 
     func run() throws {
+        let (jsonDestination, _) = try RunSession.destinations(json: json, report: nil)
+        // With the JSON summary on standard output, the table goes to standard error.
+        let human: Int32 = jsonDestination?.isStandardOutput == true ? STDERR_FILENO : STDOUT_FILENO
         var names: [String] = []
         for name in scenarios where !names.contains(name) { names.append(name) }
         var timeouts: [String: Double] = [:]
@@ -101,7 +103,7 @@ struct CampaignCommand: ParsableCommand {
         let range = try Self.seedRange(seeds)
         let runs = names.flatMap { name in range.map { CampaignRun(scenario: name, seed: $0) } }
 
-        CampaignRunner.installStopHandlers()
+        StopSignals.install(secondEndsProcess: false)
         guard let scratch = ScratchDirectory(prefix: "mmulab-campaign") else {
             writeToStandardError("mmulab: cannot make a temporary directory: \(String(cString: strerror(errno)))\n")
             throw ExitCode(2)
@@ -115,33 +117,35 @@ struct CampaignCommand: ParsableCommand {
             timeout: { frozenTimeouts[$0] ?? 300 }, scratch: scratch, readFindings: readRunFindings)
 
         let started = ContinuousClock.now
-        let line = ProgressLine(enabled: isatty(STDOUT_FILENO) != 0)
+        let line = ProgressLine(descriptor: human)
         let records = runner.execute { done, failed in
             line.update("campaign  \(done)/\(runs.count) runs done  \(failed) failed")
         }
         line.finish()
         scratch.remove()
 
-        let stopSignal = campaignStopSignal.load(ordering: .relaxed)
+        let stopped = StopSignals.received
         let report = CampaignReport(
             scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory,
             records: records, plannedRuns: runs.count, elapsedSeconds: (ContinuousClock.now - started).seconds,
-            interrupted: stopSignal != 0)
-        print(report.text())
-        if stopSignal != 0 {
-            fflush(nil)
-            signal(stopSignal, SIG_DFL)
-            raise(stopSignal)  // end as the signal would have: the shell sees it
-        }
-        if let json {
+            interrupted: stopped != nil)
+        writeText(report.text() + "\n", to: human)
+        // The JSON summary is written on interruption too: what ran is not lost.
+        var written = true
+        if let jsonDestination {
             do {
-                try report.writeJSON(to: json)
+                try jsonDestination.write(report.jsonText())
             } catch {
-                writeToStandardError("mmulab: could not write the JSON summary to \(json): \(error)\n")
-                throw ExitCode(2)
+                writeToStandardError("mmulab: \(error)\n")
+                written = false
             }
         }
+        if let stopped {
+            signal(stopped, SIG_DFL)
+            raise(stopped)  // end as the signal would have: the shell sees it
+        }
         if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
+        if !written { throw ExitCode(2) }
     }
 
     /// The time a run of `scenario` gets before it counts as hung.

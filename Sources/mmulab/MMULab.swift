@@ -45,6 +45,20 @@ struct MMULab: ParsableCommand {
 
 /// Writes `text` to file descriptor 2.
 func writeToStandardError(_ text: String) {
+    writeText(text, to: STDERR_FILENO)
+}
+
+/// Writes all of `text` to `descriptor` (after what `print` buffered).
+func writeText(_ text: String, to descriptor: Int32) {
+    fflush(nil)
     var text = text
-    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+    text.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
 }

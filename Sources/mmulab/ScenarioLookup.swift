@@ -2,7 +2,8 @@ import ReclaimLab
 
 /// How `mmulab run` and `mmulab campaign` turn a SCENARIO argument into a
 /// scenario: a path (it has a `/` or ends in `.yaml`/`.yml`) is read as a
-/// file; anything else must be a built-in name (`mmulab scenarios list`).
+/// file; `-` is read from standard input; anything else must be a built-in
+/// name (`mmulab scenarios list`).
 enum ScenarioLookup {
     /// Why an argument names no usable scenario; `description` is the
     /// message for stderr (without the `mmulab: ` prefix): a malformed file
@@ -19,6 +20,7 @@ enum ScenarioLookup {
     /// The scenario `argument` names, read and fully checked; nothing runs.
     static func scenario(_ argument: String) throws(Failure) -> Scenario {
         do {
+            if argument == "-" { return try ScenarioReader.readStandardInput() }
             if isFile(argument) { return try ScenarioReader.read(path: argument) }
             guard let builtIn = try Catalogue.scenario(named: argument) else {
                 let names = Catalogue.entries.map(\.name).joined(separator: ", ")

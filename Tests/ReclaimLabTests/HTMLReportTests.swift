@@ -93,10 +93,10 @@ struct HTMLReportTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("report.html").path
-        #expect(JSONReport.canWrite(to: path))
         try "old".write(toFile: path, atomically: false, encoding: .utf8)
+        let destination = try ReportDestination.checked(path, option: "--report")
         let result = Self.result(timeline: Self.timeline, latencies: Self.latencies)
-        try HTMLReport.write(result, to: path)
+        try HTMLReport.write(result, to: destination)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == HTMLReport.render(result))
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["report.html"])
     }

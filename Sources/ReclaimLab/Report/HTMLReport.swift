@@ -39,11 +39,9 @@ public enum HTMLReport {
         return out
     }
 
-    /// Writes the page next to `path` and renames it into place, so a
-    /// reader never sees half a file. Check the path first with
-    /// `JSONReport.canWrite(to:)`.
-    public static func write(_ result: RunResult, to path: String) throws {
-        try writeReportFile(render(result), to: path)
+    /// Writes the page to `destination` (a file replaced whole, or standard output).
+    public static func write(_ result: RunResult, to destination: ReportDestination) throws(ReportDestination.Failure) {
+        try destination.write(render(result))
     }
 
     // MARK: Sections
@@ -54,7 +52,7 @@ public enum HTMLReport {
         return """
             <h1>\(escape(r.scenario))</h1>
             <p>seed \(r.seed) · \(fixed(r.elapsedSeconds, 2)) s elapsed · \
-            <span class="badge \(r.isClean ? "clean" : "bad")">\(verdict)</span></p>
+            <span class="badge \(r.isClean ? "clean" : "bad")">\(verdict)</span>\(r.interrupted ? " · <strong>interrupted</strong> before its length" : "")</p>
             <p>Replay: <code>\(escape("mmulab run \(shellWord(r.scenario)) --seed \(r.seed)"))</code></p>
 
             """

@@ -10,6 +10,7 @@ public enum JSONReport {
         out += "  \"seed\": \(result.seed),\n"
         out += "  \"elapsed_seconds\": \(result.elapsedSeconds),\n"
         out += "  \"clean\": \(result.isClean),\n"
+        out += "  \"interrupted\": \(result.interrupted),\n"
         out += "  \"accesses\": { \"cpu_reads\": \(result.cpuReads), \"cpu_writes\": \(result.cpuWrites), "
             + "\"device_reads\": \(result.deviceReads), \"device_writes\": \(result.deviceWrites), "
             + "\"checked_reads\": \(result.checkedReads), \"failed_cleanly\": \(result.failedAccesses) },\n"
@@ -49,17 +50,9 @@ public enum JSONReport {
         return out + " }"
     }
 
-    /// Writes the report next to `path` and renames it into place, so a
-    /// reader never sees half a file.
-    public static func write(_ result: RunResult, to path: String) throws {
-        try writeReportFile(render(result), to: path)
-    }
-
-    /// Whether a report could be written at `path` (its directory exists
-    /// and is writable): checked before a run, so a typo costs nothing.
-    public static func canWrite(to path: String) -> Bool {
-        let directory = (path as NSString).deletingLastPathComponent
-        return FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory)
+    /// Writes the report to `destination` (a file replaced whole, or standard output).
+    public static func write(_ result: RunResult, to destination: ReportDestination) throws(ReportDestination.Failure) {
+        try destination.write(render(result))
     }
 
     static func quote(_ text: String) -> String {

@@ -73,6 +73,9 @@ public struct RunResult: Sendable {
     public var timeline: [TimelineSample] = []
     /// Callback latency percentiles, per plugin instance and callback.
     public var latencies: [CallbackLatency] = []
+    /// Stopped before its length by a request (Ctrl-C): what ran is
+    /// reported and checked, but the run is shorter than asked.
+    public var interrupted = false
 
     public init(
         scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,

@@ -20,6 +20,11 @@ public struct RunOptions: Sendable {
     /// Called about every `progressInterval` with the run so far.
     public var progress: (@Sendable (RunProgress) -> Void)? = nil
     public var progressInterval: Duration = .milliseconds(250)
+    /// Polled every few milliseconds while the actors run: once it answers
+    /// true the run stops early (the actors finish their step, teardown and
+    /// the checks after it run as usual) and the result says `interrupted`.
+    /// Answering true during teardown changes nothing.
+    public var stopRequested: (@Sendable () -> Bool)? = nil
 
     public init() {}
 }
@@ -78,9 +83,14 @@ public enum ScenarioRunner {
                 invalidations: Dictionary(uniqueKeysWithValues: lab.trail.invalidationsByEvent.map { ($0.event, $0.count) }))
         }
         timeline.append(sample(at: start))
+        var interrupted = false
         while true {
             machine.sync.sleep(for: .milliseconds(5))
             let now = clock.now
+            if options.stopRequested?() == true {
+                interrupted = true
+                break
+            }
             if case .seconds(let limit) = length, seconds(now - start) >= limit { break }
             if case .operations(let limit) = length, counters.operations >= limit { break }
             primaryChecks.collect(lab, into: findings)
@@ -141,6 +151,7 @@ public enum ScenarioRunner {
             findings: kept, findingsTotal: findings.count(of: findings.enabled),
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
         result.timeline = timeline
+        result.interrupted = interrupted
         result.latencies = lab.latencies.joined().flatMap(\.summary)
         return result
     }

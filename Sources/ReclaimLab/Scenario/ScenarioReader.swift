@@ -14,11 +14,22 @@ public enum ScenarioReader {
     public static func read(path: String) throws(ScenarioError) -> Scenario {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = try TextFile.read(path)
         } catch {
-            throw ScenarioError(file: path, line: nil, column: nil, field: "", message: "cannot read the file (\(error.localizedDescription))")
+            throw ScenarioError(file: path, line: nil, column: nil, field: "", message: error.description)
         }
         return try read(yaml: text, file: path)
+    }
+
+    /// Reads a scenario from standard input (named `<stdin>` in messages).
+    public static func readStandardInput() throws(ScenarioError) -> Scenario {
+        let text: String
+        do {
+            text = try TextFile.readStandardInput()
+        } catch {
+            throw ScenarioError(file: "<stdin>", line: nil, column: nil, field: "", message: error.description)
+        }
+        return try read(yaml: text, file: "<stdin>")
     }
 
     public static func read(yaml: String, file: String) throws(ScenarioError) -> Scenario {

@@ -89,9 +89,8 @@ struct CampaignReport {
         return lines.joined(separator: "\n")
     }
 
-    /// Writes the summary as JSON to `path`: written aside and renamed into
-    /// place, so a reader never sees half a file.
-    func writeJSON(to path: String) throws {
+    /// The summary as JSON.
+    func jsonText() throws -> String {
         var runs: [[String: Any]] = []
         for record in records {
             var entry: [String: Any] = [
@@ -124,7 +123,7 @@ struct CampaignReport {
             "runs": runs,
         ]
         let data = try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        return String(decoding: data, as: UTF8.self) + "\n"
     }
 
     private func kind(_ outcome: RunOutcome) -> String {

@@ -41,14 +41,11 @@ struct RunRecord: Sendable {
     let logExcerpt: [String]
 }
 
-/// The signal that asked the campaign to stop (SIGINT, SIGTERM, SIGHUP), or 0.
-let campaignStopSignal = Atomic<Int32>(0)
-
 /// Runs a campaign's runs as child processes of this executable, at most
 /// `jobs` at a time, in order. Guarantees: every child started is reaped
 /// before `execute` returns; a child past its timeout is SIGKILLed with its
 /// process group and recorded as hung; one run's failure never stops the
-/// others; on SIGINT, SIGTERM or SIGHUP (after `installStopHandlers`) every running
+/// others; on SIGINT, SIGTERM or SIGHUP (after `StopSignals.install`) every running
 /// child is killed and reaped and `execute` returns the runs finished so far.
 struct CampaignRunner {
     let executable: String
@@ -63,24 +60,6 @@ struct CampaignRunner {
     let scratch: ScratchDirectory
     /// Reads a run's JSON report after exit 1: findings_total and the first finding.
     let readFindings: @Sendable (String) -> (total: Int, first: String?)?
-
-    /// Makes SIGINT, SIGTERM and SIGHUP set `campaignStopSignal` instead of
-    /// ending the process, so the runner can end its children first. A
-    /// signal the process was started ignoring (`nohup`, a background job)
-    /// stays ignored. The three are unblocked: a parent may have started
-    /// us with them blocked (Foundation's `Process` on Linux does), and a
-    /// blocked SIGINT would leave the children running.
-    static func installStopHandlers() {
-        let ignore = unsafeBitCast(SIG_IGN, to: Int.self)
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        for number in [SIGINT, SIGTERM, SIGHUP] {
-            let previous = signal(number) { received in campaignStopSignal.store(received, ordering: .relaxed) }
-            if let previous, unsafeBitCast(previous, to: Int.self) == ignore { _ = signal(number, SIG_IGN) }
-            sigaddset(&stopSignals, number)
-        }
-        pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
-    }
 
     /// Sleeps between polls of the children (through LabSync, as every sleep outside it).
     private let scheduler = FreeRunningScheduler()
@@ -109,7 +88,7 @@ struct CampaignRunner {
         }
         progress(0, 0)
         while next < runs.count || !running.isEmpty {
-            if campaignStopSignal.load(ordering: .relaxed) != 0 {
+            if stopSignal.load(ordering: .relaxed) != 0 {
                 for job in running { job.child.kill() }
                 for job in running { _ = job.child.wait() }
                 break

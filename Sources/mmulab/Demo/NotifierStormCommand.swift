@@ -49,7 +49,7 @@ struct NotifierStormCommand: ParsableCommand {
         let storm = NotifierStorm(seed: seed, addressSpaces: addressSpaces, faults: faults)
         print("mmulab notifier-storm: \(addressSpaces) address spaces, seed \(seed), \(fixed(seconds)) s"
             + (faults.isEmpty ? "" : ", fault injected: \(inject.rawValue)"))
-        let progress = ProgressLine(enabled: isatty(STDOUT_FILENO) != 0)
+        let progress = ProgressLine()
         let outcome = storm.run(for: .milliseconds(Int64(seconds * 1000))) { snapshot in
             progress.update(snapshot.progressText)
         }
@@ -59,24 +59,3 @@ struct NotifierStormCommand: ParsableCommand {
     }
 }
 
-/// A single status line rewritten in place on a terminal; silent otherwise.
-final class ProgressLine {
-    private let enabled: Bool
-    private var lastLength = 0
-
-    init(enabled: Bool) { self.enabled = enabled }
-
-    func update(_ text: String) {
-        guard enabled else { return }
-        let padded = text.count < lastLength ? text + String(repeating: " ", count: lastLength - text.count) : text
-        lastLength = text.count
-        print("\r" + padded, terminator: "")
-        fflush(nil)
-    }
-
-    func finish() {
-        guard enabled, lastLength > 0 else { return }
-        print("\r" + String(repeating: " ", count: lastLength) + "\r", terminator: "")
-        fflush(nil)
-    }
-}

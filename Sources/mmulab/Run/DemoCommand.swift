@@ -38,8 +38,8 @@ struct DemoCommand: ParsableCommand {
     }
 
     func run() throws {
-        print("mmulab demo: reclaim-storm with the gpu, rdma and kvm plugins for \(fixed(duration)) s")
         var session = RunSession(scenarioArgument: "reclaim-storm")
+        session.banner = "mmulab demo: reclaim-storm with the gpu, rdma and kvm plugins for \(fixed(duration)) s"
         session.options.seed = seed
         session.options.seconds = duration
         session.options.pluginDirectory = pluginDirectory

@@ -18,13 +18,14 @@ struct RunSession {
     var reportPath: String? = nil
     /// Flags the replay command repeats (besides the seed).
     var replayFlags: [String] = []
+    /// A line printed once the input is checked, before the run.
+    var banner: String? = nil
 
-    /// Checks what can be checked before anything runs: the report paths.
+    /// Checks what can be checked while parsing: at most one report on
+    /// standard output (the paths themselves are checked by `run`, before
+    /// anything runs).
     static func validateReportPaths(json: String?, report: String?) throws {
-        if let json, !JSONReport.canWrite(to: json) { throw ValidationError("--json \(json): its directory does not exist or is not writable") }
-        if let report, !JSONReport.canWrite(to: report) {
-            throw ValidationError("--report \(report): its directory does not exist or is not writable")
-        }
+        if json == "-" && report == "-" { throw ValidationError("--json and --report cannot both go to standard output (-)") }
     }
 
     /// The scenario `argument` names (`ScenarioLookup`); exit 2 with the
@@ -38,8 +39,27 @@ struct RunSession {
         }
     }
 
+    /// The report destinations, checked before anything runs; exit 2 with
+    /// the reason if one cannot be written.
+    static func destinations(json: String?, report: String?) throws -> (json: ReportDestination?, report: ReportDestination?) {
+        do {
+            var destinations: (json: ReportDestination?, report: ReportDestination?) = (nil, nil)
+            if let json { destinations.json = try ReportDestination.checked(json, option: "--json") }
+            if let report { destinations.report = try ReportDestination.checked(report, option: "--report") }
+            return destinations
+        } catch {
+            writeToStandardError("mmulab: \(error)\n")
+            throw ExitCode(2)
+        }
+    }
+
     func run() throws {
+        let (json, report) = try Self.destinations(json: jsonPath, report: reportPath)
+        // With a report on standard output, everything meant for a person
+        // goes to standard error, so the report can be piped.
+        let human: Int32 = json?.isStandardOutput == true || report?.isStandardOutput == true ? STDERR_FILENO : STDOUT_FILENO
         var scenario = try Self.loadScenario(scenarioArgument)
+        if let banner { writeText(banner + "\n", to: human) }
         do {
             for plugin in plugins { scenario = try scenario.adding(plugin: plugin, options: pluginOptions) }
         } catch {
@@ -47,8 +67,10 @@ struct RunSession {
             throw ExitCode(2)
         }
         var options = options
-        nonisolated(unsafe) let line = ProgressLine(enabled: isatty(STDOUT_FILENO) != 0)
+        nonisolated(unsafe) let line = ProgressLine(descriptor: human)
         options.progress = { progress in line.update(Self.progressText(progress)) }
+        options.stopRequested = { StopSignals.received != nil }
+        StopSignals.install(secondEndsProcess: true)
         let result: RunResult
         do {
             result = try ScenarioRunner.run(scenario, options: options)
@@ -58,24 +80,29 @@ struct RunSession {
             throw ExitCode(2)
         }
         line.finish()
-        print(RunSummary(result: result, replay: replayCommand(seed: result.seed)).text)
+        writeText(RunSummary(result: result, replay: replayCommand(seed: result.seed)).text + "\n", to: human)
         // A report that cannot be written is an error (exit 2), but never
-        // hides findings (exit 1 wins).
+        // hides findings (exit 1 wins) or an interruption.
         var written = true
-        if let jsonPath { written = write("JSON report", to: jsonPath) { try JSONReport.write(result, to: $0) } && written }
-        if let reportPath {
-            if write("HTML report", to: reportPath, { try HTMLReport.write(result, to: $0) }) { print("report    \(reportPath)") } else { written = false }
+        if let json { written = write(json, JSONReport.render(result)) && written }
+        if let report {
+            if write(report, HTMLReport.render(result)) {
+                if !report.isStandardOutput { writeText("report    \(report)\n", to: human) }
+            } else {
+                written = false
+            }
         }
+        if result.interrupted, let number = StopSignals.received { throw ExitCode(StopSignals.exitStatus(for: number)) }
         if !result.isClean { throw ExitCode(1) }
         if !written { throw ExitCode(2) }
     }
 
-    private func write(_ what: String, to path: String, _ body: (String) throws -> Void) -> Bool {
+    private func write(_ destination: ReportDestination, _ text: String) -> Bool {
         do {
-            try body(path)
+            try destination.write(text)
             return true
         } catch {
-            writeToStandardError("mmulab: could not write the \(what) to \(path): \(error)\n")
+            writeToStandardError("mmulab: \(error)\n")
             return false
         }
     }

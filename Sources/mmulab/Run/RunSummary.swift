@@ -11,7 +11,8 @@ struct RunSummary {
         let r = result
         var lines: [String] = []
         let rate = r.elapsedSeconds > 0 ? Double(r.operations) / r.elapsedSeconds : 0
-        lines.append("scenario  \(r.scenario), seed \(r.seed), \(fixed(r.elapsedSeconds)) s")
+        lines.append("scenario  \(r.scenario), seed \(r.seed), \(fixed(r.elapsedSeconds)) s"
+            + (r.interrupted ? " (INTERRUPTED: stopped early; what ran was checked)" : ""))
         lines.append("accesses  CPU reads \(r.cpuReads), CPU writes \(r.cpuWrites), device reads \(r.deviceReads), device writes \(r.deviceWrites)")
         lines.append("          \(r.operations) in all (\(fixed(rate / 1_000_000, digits: 2)) M/s), \(r.checkedReads) reads checked, \(r.failedAccesses) failed cleanly")
         if let last = r.timeline.last, !last.invalidations.isEmpty {
@@ -32,7 +33,7 @@ struct RunSummary {
             }
         }
         if r.isClean {
-            lines.append("result    clean: no invariant broken")
+            lines.append(r.interrupted ? "result    interrupted; no invariant broken in what ran" : "result    clean: no invariant broken")
             return lines.joined(separator: "\n")
         }
         lines.append("result    \(r.findingsTotal) findings; rerun with its seed: \(replay)")
