@@ -148,7 +148,8 @@ final class HostContext: @unchecked Sendable {
                 return fail(error, MMULAB_ERR_INVALID, "subscribe: no address space \(addressSpace)")
             }
             let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_subscriber_ops())
-            let subscriber = CSubscriber(ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer)
+            let subscriber = CSubscriber(
+                ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer, clock: host.machine.sync)
             do {
                 try space.notifiers.register(subscriber)
             } catch let failure {

@@ -11,6 +11,7 @@ public enum JSONReport {
         out += "  \"elapsed_seconds\": \(result.elapsedSeconds),\n"
         out += "  \"clean\": \(result.isClean),\n"
         out += "  \"interrupted\": \(result.interrupted),\n"
+        out += "  \"notes\": [" + result.notes.map(quote).joined(separator: ", ") + "],\n"
         out += "  \"accesses\": { \"cpu_reads\": \(result.cpuReads), \"cpu_writes\": \(result.cpuWrites), "
             + "\"device_reads\": \(result.deviceReads), \"device_writes\": \(result.deviceWrites), "
             + "\"checked_reads\": \(result.checkedReads), \"failed_cleanly\": \(result.failedAccesses) },\n"

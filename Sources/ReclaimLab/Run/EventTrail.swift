@@ -112,21 +112,29 @@ final class TrailSubscriber: AddressSpaceSubscriber {
     /// Declared so reclaim's young checks reach it (it always answers "not young").
     let capabilities: SubscriberCapabilities = [.youngTracking]
 
-    init(trail: EventTrail, space: AddressSpaceID, hotMappings: [TrackedMapping], findings: FindingLog) {
+    /// The aging checks, told of every eviction.
+    let aging: AgingChecks
+
+    init(trail: EventTrail, space: AddressSpaceID, hotMappings: [TrackedMapping], findings: FindingLog, aging: AgingChecks) {
         self.trail = trail
         self.space = space
         self.hotMappings = hotMappings
         self.findings = findings
+        self.aging = aging
     }
 
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         trail.record(.start, range.addressSpace, range.start, range.end, event: range.event, blockable: range.blockable)
-        if range.event == .vmscan { checkHotPages(range) }
+        if range.event == .vmscan {
+            checkHotPages(range)
+            aging.evicting(space: range.addressSpace, start: range.start, end: range.end)
+        }
         return .ok
     }
 
     func invalidateRangeEnd(_ range: InvalidationRange) {
         trail.record(.end, range.addressSpace, range.start, range.end, event: range.event, blockable: range.blockable)
+        aging.invalidated(space: range.addressSpace, start: range.start, end: range.end)
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {

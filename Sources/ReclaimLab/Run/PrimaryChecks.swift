@@ -42,7 +42,7 @@ struct PrimaryChecks {
                 return place
             }
             findings.note(
-                violation.kind == .staleTranslation ? .staleTranslation : .useAfterFree, "\(violation)", place: place,
+                Finding.Invariant(violation.kind), "\(violation)", place: place,
                 trail: lab.trail.trail(space: violation.addressSpace, address: violation.address))
         }
         for violation in contract.newEntries(lab.machine.notifierCore.contractViolations) { findings.note(.unpairedStartEnd, "\(violation)") }
@@ -56,5 +56,17 @@ struct PrimaryChecks {
         findings.countUnkept(.staleTranslation, violations.unkept)
         findings.countUnkept(.unpairedStartEnd, contract.unkept)
         findings.countUnkept(.contextViolation, context.unkept)
+    }
+}
+
+extension Finding.Invariant {
+    /// The invariant a violation the primary's access check recorded breaks.
+    init(_ kind: MemoryViolation.Kind) {
+        switch kind {
+        case .staleTranslation: self = .staleTranslation
+        case .useAfterFree, .accessAfterExit: self = .useAfterFree
+        case .writeThroughReadOnly: self = .writeThroughReadOnly
+        case .protNoneAccess: self = .protNoneAccess
+        }
     }
 }

@@ -76,6 +76,9 @@ public struct RunResult: Sendable {
     /// Stopped before its length by a request (Ctrl-C): what ran is
     /// reported and checked, but the run is shorter than asked.
     public var interrupted = false
+    /// What the run could not do as the scenario asked (an actor left out
+    /// because a plugin lacks the operation it drives).
+    public var notes: [String] = []
 
     public init(
         scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,

@@ -152,6 +152,7 @@ public enum ScenarioRunner {
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
         result.timeline = timeline
         result.interrupted = interrupted
+        result.notes = lab.notes
         result.latencies = lab.latencies.joined().flatMap(\.summary)
         return result
     }
@@ -207,8 +208,9 @@ extension Finding.Invariant {
         case .useAfterFree: return .useAfterFree
         case .crossSpaceLeak: return .crossSpaceLeak
         case .lostWrite: return .lostWrite
-        case .hotPageEvicted: return .hotPages
+        case .hotPageEvicted, .youngLost: return .hotPages
         case .pinLeak: return .pinLeak
+        case .writeThroughReadOnly, .protNoneAccess: return .permissions
         case .contextViolation: return .contexts
         case .unpairedStartEnd: return .pairing
         case .stuck: return .watchdog

@@ -75,9 +75,30 @@ struct WorkloadThread {
     let writerIndex: Int?
     let writers: Int
     let device: (instance: PluginInstance, binding: PluginInstance.Binding)?
+    /// The device's aging check on this mapping (it times accesses once the
+    /// device has answered a young check).
+    let aging: (check: AgingCheck, mapping: Int)?
     let counters: RunCounters
     let findings: FindingLog
     let heartbeat: Heartbeat
+
+    init(
+        lab: Lab, spec: WorkloadSpec, mapping: TrackedMapping, space: AddressSpace, writerIndex: Int?, writers: Int,
+        device: (instance: PluginInstance, binding: PluginInstance.Binding)?, counters: RunCounters, findings: FindingLog,
+        heartbeat: Heartbeat
+    ) {
+        self.lab = lab
+        self.spec = spec
+        self.mapping = mapping
+        self.space = space
+        self.writerIndex = writerIndex
+        self.writers = writers
+        self.device = device
+        aging = device.flatMap { lab.aging(of: $0.instance, on: mapping) }
+        self.counters = counters
+        self.findings = findings
+        self.heartbeat = heartbeat
+    }
 
     func run(seed: UInt64, stop: StopFlag) {
         var rng = SplitMix64(seed: seed)
@@ -114,8 +135,10 @@ struct WorkloadThread {
         do {
             if let device {
                 let target = device.binding.deviceAddress + UInt64(page) * 4096
+                let began = aging.flatMap { $0.check.isActive ? $0.check.now : nil }
                 try bytes.withUnsafeMutableBytes { try device.instance.access(device.binding, deviceAddress: target, write: write, buffer: $0) }
                 mapping.hot?.deviceUsed(page, at: lab.trail.clock.nanoseconds)
+                if let aging, let began { aging.check.deviceUsed(mapping: aging.mapping, page: page, start: began) }
                 if write { counters.deviceWrites.add(1, ordering: .relaxed) } else { counters.deviceReads.add(1, ordering: .relaxed) }
             } else if write {
                 try space.write(address, bytes)

@@ -32,6 +32,9 @@ struct CampaignReport {
     let jobs: Int
     let duration: Double?
     let pluginDirectory: String?
+    /// `--plugin` and `--plugin-options`, passed to every run.
+    let plugins: [String]
+    let pluginOptions: String
     let records: [RunRecord]
     let plannedRuns: Int
     let elapsedSeconds: Double
@@ -55,6 +58,8 @@ struct CampaignReport {
         var words = ["mmulab", "run", shellQuoted(run.scenario), "--seed", String(run.seed)]
         if let duration { words += ["--duration", formatSeconds(duration)] }
         if let pluginDirectory { words += ["--plugin-directory", shellQuoted(pluginDirectory)] }
+        for plugin in plugins { words += ["--plugin", shellQuoted(plugin)] }
+        if !pluginOptions.isEmpty { words += ["--plugin-options", shellQuoted(pluginOptions)] }
         return words.joined(separator: " ")
     }
 

@@ -19,6 +19,7 @@ struct RunSummary {
             let events = last.invalidations.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }
             lines.append("invalid.  " + events.joined(separator: ", "))
         }
+        for note in r.notes { lines.append("note      \(note)") }
         let interesting = r.machineStatistics.filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }
         lines.append("primary   " + interesting.joined(separator: ", "))
         for (name, stats) in r.pluginStatistics {
