@@ -140,6 +140,13 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             active.end()
             return
         }
+        if event == .mprotect && machine.faults.contains(.skipMprotectInvalidation) {
+            // Fault injection: the PTEs change with no range start or end
+            // (only the secondary-TLB hook inside `rewrite` still runs).
+            rewrite(range, &released, update)
+            release(released)
+            return
+        }
         ptl.withLock { activeRanges.append(range) }
         let active: ActiveInvalidation
         do {
