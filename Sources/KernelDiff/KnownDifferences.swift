@@ -8,8 +8,9 @@ public struct KnownDifference: Sendable, Hashable, CustomStringConvertible {
     public let step: Int?
     /// An observable name; a trailing `*` matches any ending (`pagemap *`, `*`).
     public let observable: String
-    /// The key of the reason (`reason KEY: text` in the same file).
-    public let reason: String
+    /// The keys of the reasons (`reason KEY: text` in the same file); a
+    /// row may cite several, comma-separated, when causes overlap.
+    public let reasons: [String]
     /// Where the row is (for messages).
     public let line: Int
 
@@ -19,14 +20,16 @@ public struct KnownDifference: Sendable, Hashable, CustomStringConvertible {
         return candidate == observable
     }
 
-    public var description: String { "\(script) \(step.map(String.init) ?? "*") \(reason) \(observable)" }
+    public var description: String {
+        "\(script) \(step.map(String.init) ?? "*") \(reasons.joined(separator: ",")) \(observable)"
+    }
 }
 
 /// The known-differences list: the reasons, and the rows that cite them.
 ///
 ///     # comment
 ///     reason KEY: why the model and Linux differ here
-///     SCRIPT STEP KEY OBSERVABLE      (SCRIPT or STEP may be *; OBSERVABLE may end in *)
+///     SCRIPT STEP KEY[,KEY] OBSERVABLE      (SCRIPT or STEP may be *; OBSERVABLE may end in *)
 public struct KnownDifferences: Sendable {
     public let reasons: [String: String]
     public let rows: [KnownDifference]
@@ -69,11 +72,13 @@ public struct KnownDifferences: Sendable {
             } else {
                 throw ScriptError(path: path, line: line, message: "a step is a number from 1 or *, not `\(words[1])`")
             }
-            rows.append(
-                KnownDifference(script: words[0], step: step, observable: words[3...].joined(separator: " "), reason: words[2], line: line))
+            let keys = words[2].split(separator: ",").map(String.init)
+            rows.append(KnownDifference(script: words[0], step: step, observable: words[3...].joined(separator: " "), reasons: keys, line: line))
         }
-        for row in rows where reasons[row.reason] == nil {
-            throw ScriptError(path: path, line: row.line, message: "no `reason \(row.reason):` line for this row")
+        for row in rows {
+            for key in row.reasons where reasons[key] == nil {
+                throw ScriptError(path: path, line: row.line, message: "no `reason \(key):` line for this row")
+            }
         }
         return KnownDifferences(reasons: reasons, rows: rows, path: path)
     }

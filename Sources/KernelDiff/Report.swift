@@ -47,7 +47,7 @@ public enum Report {
             if skipped > 0 { out += ", \(skipped) skipped" }
             out += "\n\n"
         }
-        let usedReasons = Set(results.flatMap { $0.steps.flatMap { $0.observables.compactMap(\.known?.reason) } })
+        let usedReasons = Set(results.flatMap { $0.steps.flatMap { $0.observables.flatMap { $0.known?.reasons ?? [] } } })
         if !usedReasons.isEmpty {
             out += "Known differences seen:\n"
             for key in usedReasons.sorted() { out += "  \(key): \(reasons[key] ?? "?")\n" }
@@ -76,7 +76,7 @@ public enum Report {
         switch step.status {
         case .agree: return "agree"
         case .knownDifference:
-            let reasons = Set(step.differences.compactMap(\.known?.reason)).sorted().joined(separator: ", ")
+            let reasons = Set(step.differences.flatMap { $0.known?.reasons ?? [] }).sorted().joined(separator: ", ")
             return "differ, known (\(reasons))"
         case .differ: return "DIFFER"
         case .skipped(let why): return "skipped: \(why)"

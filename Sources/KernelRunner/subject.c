@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,6 +347,17 @@ static uint64_t zero_pfn(void) {
 static void do_init(void) {
     char why[256];
     access_install_handlers();
+    /* One CPU for the subject (and its child): pages faulted in wait in a
+     * per-CPU batch before they reach the LRU, and MADV_PAGEOUT drains only
+     * the local CPU's batch (lru_add_drain); a page left in another CPU's
+     * batch cannot be isolated and would be skipped, at random. */
+    int cpu = sched_getcpu();
+    if (cpu >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        sched_setaffinity(0, sizeof one, &one);
+    }
     uint64_t zero = zero_pfn();
     if (!zero) {
         reply("unavailable /proc/self/pagemap hides PFNs (needs CAP_SYS_ADMIN)");
