@@ -30,11 +30,13 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let data: UnsafeMutableRawPointer?
     let subscriberName: String
     let capabilities: SubscriberCapabilities
+    let device: DeviceID?
     let observer: (any CallbackObserver)?
 
-    init(ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
+    init(ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?) {
         self.ops = ops
         self.data = data
+        self.device = device
         subscriberName = name
         self.observer = observer
         var capabilities: SubscriberCapabilities = []
@@ -102,11 +104,13 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     let ops: mmulab_interval_ops
     let data: UnsafeMutableRawPointer?
     let intervalName: String
+    let device: DeviceID?
     let observer: (any CallbackObserver)?
 
-    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
+    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?) {
         self.ops = ops
         self.data = data
+        self.device = device
         intervalName = name
         self.observer = observer
     }

@@ -74,8 +74,6 @@ extension AddressSpace {
 
 extension Machine {
     /// Whether `frame` is the shared zero page a read fault on untouched
-    /// private anonymous memory maps (Linux: `is_zero_pfn`). The model maps
-    /// no zero page today (a read fault zero-fills a frame of its own), so
-    /// no frame is; the zero-page change of issue 15 must answer here.
-    public func isSharedZeroFrame(_ frame: Int32) -> Bool { false }
+    /// private anonymous memory maps (Linux: `is_zero_pfn`).
+    public func isSharedZeroFrame(_ frame: Int32) -> Bool { frame == zeroFrame }
 }
