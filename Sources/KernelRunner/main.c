@@ -190,7 +190,7 @@ static void drain_trace(void) {
 /* Sends `command` to the subject and copies its reply block to stdout
  * (without the final "." when `keep_open`). */
 static int relay(const char *command, int keep_open) {
-    char line[LINE_MAX_LEN * 8];
+    char line[MAX_PAGES * 20 + 64]; /* a pagemap line: 17 characters a page at most */
     if (fd_printf(to_subject, "%s\n", command) < 0) return -1;
     for (;;) {
         if (read_line(from_subject, line, sizeof line) != 1) return -1;

@@ -12,9 +12,27 @@
  * The split exists so that `exit` can be a real process exit
  * (`exit_mmap`) whose invalidations the monitor still collects.
  *
- * The protocol (one command per line; every reply is a block of lines
- * ended by a line holding only "."), documented in the README section
- * "The differential harness" and parsed by Sources/KernelDiff/KernelRunner.swift.
+ * The protocol: one command per line on stdin; every reply is a block of
+ * lines on stdout ended by a line holding only ".". Written by
+ * Sources/KernelDiff/Primitive.swift, read by Sources/KernelDiff/KernelSide.swift.
+ *
+ *   (greeting)  hello kernel=R nodes=N swap=N zero-pfn=HEX ksmd=yes|no
+ *               or: unavailable REASON       (then exit status 3)
+ *   map ID anon|shared|file PAGES rw|r|none
+ *   read|gread|cread ID PAGE                 -> value 0xV | fault | error TEXT
+ *   write|gwrite|cwrite ID PAGE HEXVALUE     -> ok | fault | error TEXT
+ *   munmap|dontneed|pageout|mergeable ID FIRST COUNT
+ *   mprotect ID FIRST COUNT rw|r|none
+ *   migrate ID FIRST COUNT NODE
+ *   mremap ID | fork | cexit | ksm | exit    -> ok | error TEXT
+ *   snap  -> inval START END self|ksmd|other   (every kvm_unmap_hva_range since the last snap)
+ *            age START END self|ksmd|other     (every kvm_age_hva)
+ *            layout ID START PAGES             (while the subject lives)
+ *            pm ID ENTRY...   cpm ID ENTRY...  (pagemap entries, hex; cpm: the child's)
+ *            mc ID 1|0|-...                    (mincore of shared and file mappings)
+ *   quit
+ * IDs are the script's mapping indices; g* is the guest's vCPU, c* the
+ * forked child.
  */
 #ifndef MMULAB_KERNEL_RUNNER_H
 #define MMULAB_KERNEL_RUNNER_H

@@ -298,7 +298,8 @@ static void snap_pagemap(const char *tag, pid_t pid) {
         char line[MAX_PAGES * 18 + 32];
         int used = snprintf(line, sizeof line, "%s %d", tag, id);
         for (int p = 0; p < maps[id].pages; p++) used += snprintf(line + used, sizeof line - (size_t)used, " %llx", (unsigned long long)entries[p]);
-        fd_printf(reply_fd, "%s\n", line);
+        line[used++] = '\n';
+        write_all(reply_fd, line, (size_t)used); /* longer than fd_printf's buffer */
     }
     close(fd);
 }
@@ -315,7 +316,8 @@ static void snap_mincore(void) {
             const char *s = mincore(page_at(&maps[id], p), 4096, &v) < 0 ? "-" : (v & 1) ? "1" : "0";
             used += snprintf(line + used, sizeof line - (size_t)used, " %s", s);
         }
-        fd_printf(reply_fd, "%s\n", line);
+        line[used++] = '\n';
+        write_all(reply_fd, line, (size_t)used);
     }
 }
 
