@@ -27,6 +27,29 @@ struct ModelSideTests {
 
     func value(_ step: [Observable], _ name: String) -> String? { step.first { $0.name == name }?.value }
 
+    /// The guest subscriber is a correct secondary MMU: over the whole
+    /// library the model's checks (stale translation, use after free, write
+    /// through a read-only translation...) record nothing, and the notifier
+    /// core no contract violation. With mprotect's invalidation skipped, the
+    /// guest's writes through the translation it kept are caught by the model too.
+    @Test func theGuestBreaksNoRuleOfTheModel() throws {
+        for faults in [MemoryFaultInjection(), .skipMprotectInvalidation] {
+            var violations: [String] = []
+            for script in try libraryScripts() {
+                let model = ModelSide(facts: Self.facts, faults: faults)
+                for step in script.steps { _ = step.primitives(nodes: 1).map(model.perform) }
+                model.finish()
+                violations += model.machine.violations.snapshot.map { "\(script.name): \($0)" }
+                violations += model.machine.notifierCore.contractViolations.snapshot.map { "\(script.name): \($0)" }
+            }
+            if faults.isEmpty {
+                #expect(violations.isEmpty, "\(violations)")
+            } else {
+                #expect(violations.contains { $0.hasPrefix("mprotect-readonly-then-write: ") }, "\(violations)")
+            }
+        }
+    }
+
     @Test func forkThenParentWrite() throws {
         let steps = try run("map a anon 2\nwrite a all 1\nguest-read a 0\nfork\nwrite a 0 2\nchild-read a 0\nguest-read a 0\nchild-exit\nexit\n")
         #expect(value(steps[2], "guest-read a[0]") == "0x1")
