@@ -96,7 +96,7 @@ extension AddressSpace {
         // Locked and on the LRU before they are mapped, as in `zeroFill`.
         var byNode: [[Int32]] = Array(repeating: [], count: memory.nodes.count)
         for (i, frame) in frames.enumerated() {
-            memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: start + UInt64(i) * 4096))
+            vma.own(frame, at: start + UInt64(i) * 4096, memory: memory)
             let locked = memory.tryLock(frame)
             precondition(locked, "a fresh frame is unlocked")
             byNode[memory.node(of: frame).id].append(frame)
@@ -210,7 +210,7 @@ extension AddressSpace {
             return
         }
         let frame = try allocateFrame(flags: .anonymous)
-        memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: page))
+        vma.own(frame, at: page, memory: memory)
         // On the LRU while we still own it, locked so reclaim leaves it be:
         // once the PTE is set, an unmap may free it at any moment.
         let locked = memory.tryLock(frame)
@@ -278,7 +278,7 @@ extension AddressSpace {
             return  // mapped, or the PTE or the cache changed: the caller retries
         }
         let fresh = try allocateFrame(flags: [.anonymous, .swapCache])
-        memory.setOwner(fresh, owner: vma.rmapOwner, index: vma.index(of: page))
+        vma.own(fresh, at: page, memory: memory)
         let read = ptl.withLock { () -> Bool in
             // `readIntoCache` takes the swap cache's reference as it
             // publishes the frame, under the swap lock: a fault that finds
@@ -330,7 +330,7 @@ extension AddressSpace {
         }
         if try reuseIfExclusive(page, pte) { return }
         let copy = try allocateFrame(flags: .anonymous)
-        memory.setOwner(copy, owner: vma.rmapOwner, index: vma.index(of: page))
+        vma.own(copy, at: page, memory: memory)
         let locked = memory.tryLock(copy)
         precondition(locked, "a fresh frame is unlocked")
         memory.node(of: copy).addToLRU(copy, memory: memory)
