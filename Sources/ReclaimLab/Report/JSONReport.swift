@@ -16,6 +16,8 @@ public enum JSONReport {
             + "\"device_reads\": \(result.deviceReads), \"device_writes\": \(result.deviceWrites), "
             + "\"checked_reads\": \(result.checkedReads), \"failed_cleanly\": \(result.failedAccesses) },\n"
         out += "  \"findings_total\": \(result.findingsTotal),\n"
+        out += "  \"findings_by_invariant\": { "
+            + result.totalsByInvariant.map { "\(quote($0.invariant.rawValue)): \($0.count)" }.joined(separator: ", ") + " },\n"
         out += "  \"findings\": [\n"
         out += result.findings.map(finding).joined(separator: ",\n")
         out += result.findings.isEmpty ? "  ],\n" : "\n  ],\n"

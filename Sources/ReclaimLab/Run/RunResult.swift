@@ -66,6 +66,9 @@ public struct RunResult: Sendable {
     public var findings: [Finding]
     /// Findings beyond those kept.
     public var findingsTotal: Int
+    /// Every finding of an enabled check, kept or not, by invariant (only
+    /// the invariants with at least one).
+    public var totalsByInvariant: [(invariant: Finding.Invariant, count: Int)] = []
     public var machineStatistics: [(String, Int)]
     /// By plugin spec name and instance: the plugin's counters.
     public var pluginStatistics: [(String, [(name: String, value: UInt64)])]

@@ -152,6 +152,10 @@ public enum ScenarioRunner {
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
         result.timeline = timeline
         result.interrupted = interrupted
+        result.totalsByInvariant = Finding.Invariant.allCases.compactMap { invariant in
+            let count = findings.count(of: [invariant])
+            return findings.enabled.contains(invariant) && count > 0 ? (invariant, count) : nil
+        }
         result.notes = lab.notes
         result.latencies = lab.latencies.joined().flatMap(\.summary)
         return result

@@ -44,10 +44,12 @@ extension AddressSpace {
     }
 
     /// Faults in every page of `[start, start + length)` (Linux:
-    /// `MAP_POPULATE`, `MADV_POPULATE_WRITE`). Runs of empty private
-    /// anonymous pages are zero-filled in batches (one lock hold each for
-    /// allocation, the LRU and the page table, as Linux's fault-around
-    /// batches work); anything else goes through the ordinary fault path.
+    /// `MADV_POPULATE_WRITE`, or `MADV_POPULATE_READ` when `write` is
+    /// false). For a write, runs of empty private anonymous pages are
+    /// zero-filled in batches (one lock hold each for allocation, the LRU
+    /// and the page table, as Linux's fault-around batches work); anything
+    /// else goes through the ordinary fault path (a read of untouched
+    /// private memory maps the zero page).
     public func populate(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) {
         try checkRange(start, length)
         try mmapLock.withShared { () throws(MemoryError) in
@@ -55,9 +57,9 @@ extension AddressSpace {
             let end = start + length
             var address = start
             while address < end {
-                if let vma = vma(containing: address), vma.kind == .anonymousPrivate,
-                    vma.protection.contains(write ? .write : .read)
-                {
+                // A read populate of untouched private memory maps the zero
+                // page (MADV_POPULATE_READ), through the ordinary fault.
+                if write, let vma = vma(containing: address), vma.kind == .anonymousPrivate, vma.protection.contains(.write) {
                     let leafEnd = (address | (512 * 4096 - 1)) + 1
                     let done = zeroFillRun(vma, from: address, to: min(end, vma.end, leafEnd), write: write)
                     if done > 0 {

@@ -38,6 +38,7 @@ struct RunSummary {
             return lines.joined(separator: "\n")
         }
         lines.append("result    \(r.findingsTotal) findings; rerun with its seed: \(replay)")
+        lines.append("          by invariant: " + r.totalsByInvariant.map { "\($0.invariant.rawValue) \($0.count)" }.joined(separator: ", "))
         var byInvariant: [String: Int] = [:]
         for finding in r.findings { byInvariant[finding.invariant.rawValue, default: 0] += 1 }
         lines.append("          kept by invariant: " + byInvariant.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
