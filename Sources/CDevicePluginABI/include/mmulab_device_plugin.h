@@ -320,7 +320,14 @@ typedef struct mmulab_host {
                          mmulab_pfn *pfns, mmulab_error *error);
     /* [any-thread] `dirty`: the device wrote the pages. */
     void (*unpin)(void *ctx, const mmulab_pfn *pfns, uint64_t count, bool dirty);
-    /* [any-thread] The device wrote the page: it must reach the backing store. */
+    /* [any-thread] The device wrote the page: it must reach the backing store.
+     * Report it before the invalidation callback that drops the translation
+     * lets anyone else proceed: under the lock a concurrent invalidation of
+     * the same page takes. A report made after that lock is dropped can
+     * arrive after another invalidation (a migration) has already copied
+     * the page it believed clean, and the write is lost with the old frame.
+     * A page mapped writable may be clean (a swapped-in page): a device write
+     * through it is recorded nowhere but here. */
     void (*set_dirty)(void *ctx, const mmulab_pfn *pfn);
     /* [any-thread] The device used the page. */
     void (*mark_accessed)(void *ctx, const mmulab_pfn *pfn);
