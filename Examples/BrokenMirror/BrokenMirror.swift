@@ -12,7 +12,8 @@
 //   bug=sleep          sleeps inside a non-blockable invalidation. Context
 //                      violation.
 //   bug=zap-at-end     a whole-space subscriber that zaps in
-//                      invalidate_range_end instead of _start: Linux frees
+//                      invalidate_range_end instead of _start (after a
+//                      device TLB shootdown that takes 50 µs): Linux frees
 //                      gathered pages in between (zap_pte_range's
 //                      mmu_gather). Stale translation / use after free.
 //   bug=ignore-wp      ignores protection invalidations (mprotect, fork's
