@@ -14,6 +14,9 @@ final class CallbackLatencies: CallbackObserver {
     private let histograms: [SpinLocked<Histogram<UInt64>>]
     private static let highest: UInt64 = 60_000_000_000
 
+    /// A context violation in one of this instance's callbacks names it so.
+    var sectionSubjectName: String { plugin }
+
     init(plugin: String, domain: SyncDomain) {
         self.plugin = plugin
         histograms = PluginCallback.allCases.map { callback in

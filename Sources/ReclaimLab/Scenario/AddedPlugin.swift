@@ -32,6 +32,8 @@ extension Scenario {
         var scenario = self
         var spec = PluginSpec(plugin: plugin, name: name)
         spec.options = options
+        spec.mark = SourceMark(file: "--plugin \(plugin)")
+        spec.optionsMark = SourceMark(file: options.isEmpty ? "--plugin \(plugin)" : "--plugin-options \(options)")
         spec.bindings = targets.map { BindingSpec(space: $0.space, mapping: $0.mapping) }
         scenario.plugins.append(spec)
         for target in targets {

@@ -13,6 +13,8 @@ public struct Scenario: Sendable, Equatable {
     public var workloads: [WorkloadSpec] = []
     public var pressure = PressureSpec()
     public var checks: Set<Check> = Set(Check.allCases)
+    /// Where the machine was written (for set-up errors).
+    public var machineMark: SourceMark? = nil
 
     public init(name: String) { self.name = name }
 
@@ -33,8 +35,11 @@ public struct Scenario: Sendable, Equatable {
         case hotPages = "hot-pages"
         case pinLeak = "pin-leak"
         case contexts
+        /// Successful starts paired with one end; retry only from a non-blockable start.
         case pairing
         case watchdog
+        /// What plugins report about themselves (`MMULAB_LOG_MISBEHAVING`).
+        case pluginReports = "plugin-reports"
     }
 }
 
@@ -90,6 +95,9 @@ public struct PluginSpec: Sendable, Equatable {
     public var options = ""
     public var instances = 1
     public var bindings: [BindingSpec] = []
+    /// Where the plugin, and its options, were written (for set-up errors).
+    public var mark: SourceMark? = nil
+    public var optionsMark: SourceMark? = nil
 
     public init(plugin: String, name: String) {
         self.plugin = plugin
@@ -106,6 +114,8 @@ public struct BindingSpec: Sendable, Equatable {
     public var deviceAddress: UInt64? = nil
     public var write = true
     public var pinned = false
+    /// Where the binding was written (for set-up errors).
+    public var mark: SourceMark? = nil
 
     public init(space: String, mapping: String) {
         self.space = space

@@ -70,7 +70,10 @@ public enum ScenarioReader {
         if let summary = top["summary"] { scenario.summary = try summary.string() }
         if let seed = top["seed"] { scenario.seed = try seed.unsigned() }
         if let length = top["length"] { scenario.length = try self.length(length) }
-        if let machine = top["machine"] { scenario.machine = try self.machine(machine) }
+        if let machine = top["machine"] {
+            scenario.machine = try self.machine(machine)
+            scenario.machineMark = machine.mark
+        }
         let spaceFields = try top["spaces"]?.sequence() ?? []
         scenario.spaces = try spaceFields.map { (field) throws(ScenarioError) in try space(field) }
         try unique(scenario.spaces.map(\.name), spaceFields, what: "address space")
@@ -96,11 +99,13 @@ public enum ScenarioReader {
         }
     }
 
+    /// `length: 30s` (a duration), or `{ seconds: 30 }` (also `{ seconds: 2m }`), or `{ operations: N }`.
     private static func length(_ field: YAMLField) throws(ScenarioError) -> Scenario.Length {
+        if field.node.scalar != nil { return .seconds(try field.duration(in: 0.001...86_400)) }
         let fields = try field.mapping(keys: ["operations", "seconds"])
         switch (fields["operations"], fields["seconds"]) {
         case (let operations?, nil): return .operations(try operations.integer(in: 1...Int.max))
-        case (nil, let seconds?): return .seconds(try seconds.number(in: 0.001...86_400))
+        case (nil, let seconds?): return .seconds(try seconds.duration(in: 0.001...86_400))
         default: throw field.error("give either 'operations' or 'seconds'")
         }
     }
@@ -167,12 +172,18 @@ public enum ScenarioReader {
         }
         let defaultName = plugin.contains("/") ? String(plugin.split(separator: "/").last!) : plugin
         var spec = PluginSpec(plugin: plugin, name: try fields["name"]?.name() ?? defaultName)
-        if let options = fields["options"] { spec.options = try options.string() }
+        spec.mark = pluginField.mark
+        spec.optionsMark = pluginField.mark
+        if let options = fields["options"] {
+            spec.options = try options.string()
+            spec.optionsMark = options.mark
+        }
         if let instances = fields["instances"] { spec.instances = try instances.integer(in: 1...64) }
         for item in try fields["bindings"]?.sequence() ?? [] {
             let b = try item.mapping(keys: ["space", "mapping", "device-address", "write", "pinned"])
             let (space, mapping) = try target(b, spaces: spaces)
             var binding = BindingSpec(space: space, mapping: mapping!)
+            binding.mark = item.mark
             if let address = b["device-address"] {
                 let value = try address.unsigned()
                 guard value % 4096 == 0 else { throw address.error("0x\(String(value, radix: 16)) is not page aligned") }
