@@ -76,7 +76,7 @@ final class Lab: @unchecked Sendable {
         let spec = scenario.machine
         let memory = PhysicalMemory.Configuration(
             frames: spec.frames, nodes: spec.nodes, payloadSize: spec.payloadSize, lowFree: spec.lowWatermark, highFree: spec.highWatermark)
-        if let problem = memory.problem { throw SetupError(message: "machine: \(problem)", mark: scenario.machineMark) }
+        if let problem = memory.problem { throw SetupError(message: "machine: \(problem)", mark: scenario.machineMark.known) }
         let lab = Lab(
             scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults)), enabled: enabled)
         do {
@@ -172,7 +172,7 @@ final class Lab: @unchecked Sendable {
             let plugin: LoadedPlugin
             switch PluginLoader.load(path) {
             case .success(let loaded): plugin = loaded
-            case .failure(let error): throw SetupError(message: "plugin \(spec.name): \(error)", mark: spec.mark)
+            case .failure(let error): throw SetupError(message: "plugin \(spec.name): \(error)", mark: spec.mark.known)
             }
             // Recorded as they are made, so a failure part way tears down what exists.
             instances.append([])
@@ -189,7 +189,7 @@ final class Lab: @unchecked Sendable {
                     instances[p].append(created)
                     bindings[p].append([])
                     instanceLabels[p].append(label)
-                case .failure(let error): throw SetupError(message: "plugin \(spec.name): \(error)", mark: spec.optionsMark ?? spec.mark)
+                case .failure(let error): throw SetupError(message: "plugin \(spec.name): \(error)", mark: spec.optionsMark.known ?? spec.mark.known)
                 }
                 let i = instances[p].count - 1
                 for binding in spec.bindings {
@@ -200,7 +200,7 @@ final class Lab: @unchecked Sendable {
                             deviceAddress: binding.deviceAddress, write: binding.write, pinned: binding.pinned))
                     } catch {
                         throw SetupError(
-                            message: "plugin \(spec.name): binding \(binding.space)/\(binding.mapping): \(error)", mark: binding.mark ?? spec.mark)
+                            message: "plugin \(spec.name): binding \(binding.space)/\(binding.mapping): \(error)", mark: binding.mark.known ?? spec.mark.known)
                     }
                 }
             }

@@ -14,7 +14,7 @@ public struct Scenario: Sendable, Equatable {
     public var pressure = PressureSpec()
     public var checks: Set<Check> = Set(Check.allCases)
     /// Where the machine was written (for set-up errors).
-    public var machineMark: SourceMark? = nil
+    public var machineMark = SourceMark.unknown
 
     public init(name: String) { self.name = name }
 
@@ -96,8 +96,8 @@ public struct PluginSpec: Sendable, Equatable {
     public var instances = 1
     public var bindings: [BindingSpec] = []
     /// Where the plugin, and its options, were written (for set-up errors).
-    public var mark: SourceMark? = nil
-    public var optionsMark: SourceMark? = nil
+    public var mark = SourceMark.unknown
+    public var optionsMark = SourceMark.unknown
 
     public init(plugin: String, name: String) {
         self.plugin = plugin
@@ -115,7 +115,7 @@ public struct BindingSpec: Sendable, Equatable {
     public var write = true
     public var pinned = false
     /// Where the binding was written (for set-up errors).
-    public var mark: SourceMark? = nil
+    public var mark = SourceMark.unknown
 
     public init(space: String, mapping: String) {
         self.space = space

@@ -46,6 +46,12 @@ public struct SourceMark: Sendable, Equatable, CustomStringConvertible {
 
     public static func == (_: SourceMark, _: SourceMark) -> Bool { true }
 
+    /// No place known (a scenario built in code).
+    public static let unknown = SourceMark(file: "")
+
+    /// The mark, if it names a place.
+    public var known: SourceMark? { file.isEmpty ? nil : self }
+
     /// The error `message` at this place.
     public func error(_ message: String) -> ScenarioError {
         ScenarioError(file: file, line: line, column: column, field: field, message: message)

@@ -191,6 +191,9 @@ public enum ScenarioReader {
             }
             if let write = b["write"] { binding.write = try write.boolean() }
             if let pinned = b["pinned"] { binding.pinned = try pinned.boolean() }
+            if let other = overlapping(binding, spec.bindings, spaces: spaces) {
+                throw item.error("this binding overlaps bindings[\(other)] in the device's address space (a device address reaches one page)")
+            }
             spec.bindings.append(binding)
         }
         return spec
@@ -213,7 +216,7 @@ public enum ScenarioReader {
             }
             actor = .device(plugin: actorName)
         }
-        var workload = WorkloadSpec(name: try fields.required("name").name(), actor: actor, space: space, mapping: mapping!)
+        var workload = WorkloadSpec(name: try fields.required("name").label(), actor: actor, space: space, mapping: mapping!)
         if let threads = fields["threads"] { workload.threads = try threads.integer(in: 1...64) }
         if let pattern = fields["pattern"] {
             switch try pattern.string() {
@@ -298,6 +301,24 @@ public enum ScenarioReader {
                 pages: try e["pages"]?.integer(in: 1...(1 << 16)) ?? 16))
         }
         return pressure
+    }
+
+    /// The index of a binding among `earlier` whose device window overlaps
+    /// `binding`'s, if one does: both at explicit device addresses whose
+    /// ranges meet, or both at their mapping's own address (GPU SVM style)
+    /// on the same mapping. (One at its mapping's address and one explicit
+    /// cannot be compared before the mappings are placed; the plugin judges.)
+    private static func overlapping(_ binding: BindingSpec, _ earlier: [BindingSpec], spaces: [SpaceSpec]) -> Int? {
+        func pages(_ b: BindingSpec) -> UInt64 {
+            UInt64(spaces.first { $0.name == b.space }!.mappings.first { $0.name == b.mapping }!.pages)
+        }
+        return earlier.firstIndex { other in
+            switch (binding.deviceAddress, other.deviceAddress) {
+            case (let a?, let b?): return a < b + pages(other) * 4096 && b < a + pages(binding) * 4096
+            case (nil, nil): return binding.space == other.space && binding.mapping == other.mapping
+            default: return false
+            }
+        }
     }
 
     /// A plugin of the scenario, by the name workloads use for it.

@@ -40,6 +40,18 @@ struct YAMLField {
         return text
     }
 
+    /// A workload's name: a name that may also hold spaces and `/` (`mine
+    /// on app/heap`, as `--plugin` names the workloads it adds).
+    func label() throws(ScenarioError) -> String {
+        let text = try string()
+        guard !text.isEmpty, text.first != " ", text.last != " ",
+            text.allSatisfy({ $0.isLetter || $0.isNumber || "-_./ ".contains($0) })
+        else {
+            throw error("'\(text)' is not a workload name (letters, digits, spaces, '-', '_', '.', '/')")
+        }
+        return text
+    }
+
     func integer(in range: ClosedRange<Int>) throws(ScenarioError) -> Int {
         guard let text = scalarText, let value = Self.parseInteger(text) else { throw error("expected an integer, found \(kindName)") }
         guard range.contains(value) else { throw error("\(value) is out of range \(Self.describe(range))") }
