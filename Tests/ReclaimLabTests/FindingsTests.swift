@@ -82,5 +82,10 @@ struct FindingsTests {
         #expect(throws: DurationText.Problem.self) { try DurationText.seconds("2d") }
         #expect(throws: DurationText.Problem.self) { try DurationText.seconds("25h") }
         #expect(ReplayCommand.secondsText(30) == "30s" && ReplayCommand.secondsText(0.5) == "500ms" && ReplayCommand.secondsText(2.25) == "2.25s")
+        for text in ["700ms", "1ms", "999ms", "0.3", "1.1s", "90m"] {
+            let seconds = try DurationText.seconds(text)
+            #expect(try DurationText.seconds(ReplayCommand.secondsText(seconds)) == seconds, "\(text) reads back exactly")
+        }
+        #expect(try DurationText.seconds("700ms") == 0.7)
     }
 }

@@ -66,8 +66,8 @@ public struct ReplayCommand: Sendable, Equatable {
 
     /// `seconds` as short as it reads back exactly: `30s`, `2.5s`, `500ms`.
     public static func secondsText(_ seconds: Double) -> String {
-        let milliseconds = seconds * 1_000
-        if seconds < 1, milliseconds == milliseconds.rounded() { return "\(Int(milliseconds))ms" }
+        let milliseconds = (seconds * 1_000).rounded()
+        if seconds < 1, milliseconds / 1_000 == seconds { return "\(Int(milliseconds))ms" }
         if seconds == seconds.rounded(), abs(seconds) < 1e15 { return "\(Int(seconds))s" }
         return "\(seconds)s"
     }
