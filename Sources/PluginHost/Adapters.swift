@@ -30,11 +30,19 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let data: UnsafeMutableRawPointer?
     let subscriberName: String
     let capabilities: SubscriberCapabilities
+    let device: DeviceID?
     let observer: (any CallbackObserver)?
+    /// The clock young answers are timed by (the host's synchronisation domain).
+    let clock: SyncDomain
 
-    init(ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
+    init(
+        ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?,
+        clock: SyncDomain
+    ) {
         self.ops = ops
         self.data = data
+        self.device = device
+        self.clock = clock
         subscriberName = name
         self.observer = observer
         var capabilities: SubscriberCapabilities = []
@@ -68,7 +76,11 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
-        timed(.clearYoung, observer) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        guard let observer else { return (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        let asked = clock.now()
+        let young = timed(.clearYoung, observer) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        observer.youngAnswered(addressSpace: addressSpace, start: start, end: end, askedAt: asked, young: young)
+        return young
     }
 
     func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {
@@ -102,11 +114,13 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     let ops: mmulab_interval_ops
     let data: UnsafeMutableRawPointer?
     let intervalName: String
+    let device: DeviceID?
     let observer: (any CallbackObserver)?
 
-    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
+    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?) {
         self.ops = ops
         self.data = data
+        self.device = device
         intervalName = name
         self.observer = observer
     }

@@ -1,4 +1,5 @@
 public import LabSync
+public import MMUNotifier
 
 /// The notifier callbacks of a plugin that the host can time.
 public enum PluginCallback: Int, Sendable, CaseIterable, CustomStringConvertible {
@@ -44,6 +45,14 @@ public enum PluginCallback: Int, Sendable, CaseIterable, CustomStringConvertible
 /// is reported as in "`sectionSubjectName` `invalidate_range_start`".
 public protocol CallbackObserver: SectionSubject, Sendable {
     func callbackReturned(_ callback: PluginCallback, nanoseconds: UInt64)
+    /// A `clear_young` of `[start, end)` in `addressSpace`, asked at
+    /// `askedAt` (the synchronisation domain's clock, read just before the
+    /// call), answered `young`. Same contexts as `callbackReturned`.
+    func youngAnswered(addressSpace: AddressSpaceID, start: UInt64, end: UInt64, askedAt: Duration, young: Bool)
+}
+
+extension CallbackObserver {
+    public func youngAnswered(addressSpace: AddressSpaceID, start: UInt64, end: UInt64, askedAt: Duration, young: Bool) {}
 }
 
 extension CallbackObserver {

@@ -61,7 +61,8 @@ public final class PluginInstance: @unchecked Sendable {
         observer: (any CallbackObserver)? = nil
     ) -> Result<PluginInstance, PluginLoadError> {
         let context = HostContext(
-            machine: machine, pluginName: plugin.name, log: log ?? ReportLog(capacity: 1_000), observer: observer)
+            machine: machine, pluginName: plugin.name, negotiatedMinor: plugin.minor, log: log ?? ReportLog(capacity: 1_000),
+            observer: observer)
         var instance: UnsafeMutableRawPointer? = nil
         var error = mmulab_error()
         let status = options.withCString { plugin.descriptor.pointee.create!(context.table, $0, &instance, &error) }
@@ -77,6 +78,16 @@ public final class PluginInstance: @unchecked Sendable {
 
     /// What the plugin logged.
     public var log: ReportLog<PluginLogEntry> { context.log }
+
+    /// The instance's identity as a device: what its subscriptions carry
+    /// and its accesses are checked under (`MemoryViolation.issuer`).
+    public var device: DeviceID { context.device }
+
+    /// Whether the plugin provides the optional `migrate` operation.
+    public var canMigrate: Bool { plugin.descriptor.pointee.migrate != nil }
+
+    /// The capabilities the plugin declared (`MMULAB_CAP_*`).
+    public var capabilities: UInt32 { plugin.capabilities }
 
     /// Maps `[start, start + length)` of `addressSpace` into the device at `deviceAddress`.
     public func attach(

@@ -47,6 +47,12 @@ struct CampaignCommand: ParsableCommand {
     @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
     var pluginDirectory: String?
 
+    @Option(help: ArgumentHelp("Add a plugin (a .so path or a bundled name) to every run, as `mmulab run --plugin`; repeatable.", valueName: "path"))
+    var plugin: [String] = []
+
+    @Option(help: "Options for the plugins --plugin adds.")
+    var pluginOptions: String = ""
+
     @Option(help: "Write the campaign's summary as JSON to this file.")
     var json: String?
 
@@ -91,7 +97,9 @@ struct CampaignCommand: ParsableCommand {
         var bad = 0
         for name in names {
             do {
-                timeouts[name] = runTimeout(for: try ScenarioLookup.scenario(name))
+                var scenario = try ScenarioLookup.scenario(name)
+                for added in plugin { scenario = try scenario.adding(plugin: added, options: pluginOptions) }
+                timeouts[name] = runTimeout(for: scenario)
             } catch {
                 writeToStandardError("mmulab: \(error)\n")
                 bad += 1
@@ -113,6 +121,8 @@ struct CampaignCommand: ParsableCommand {
         var extra: [String] = []
         if let duration { extra += ["--duration", ReplayCommand.secondsText(duration)] }
         if let pluginDirectory { extra += ["--plugin-directory", pluginDirectory] }
+        for added in plugin { extra += ["--plugin", added] }
+        if !pluginOptions.isEmpty { extra += ["--plugin-options", pluginOptions] }
         let frozenTimeouts = timeouts
         let runner = CampaignRunner(
             executable: executable, environment: processEnvironment(), runs: runs, jobs: jobs, extraArguments: extra,
@@ -128,7 +138,8 @@ struct CampaignCommand: ParsableCommand {
 
         let stopped = StopSignals.received
         let report = CampaignReport(
-            scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory,
+            scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory, plugins: plugin,
+            pluginOptions: pluginOptions,
             records: records, plannedRuns: runs.count, elapsedSeconds: (ContinuousClock.now - started).seconds,
             interrupted: stopped != nil)
         writeText(report.text() + "\n", to: human)

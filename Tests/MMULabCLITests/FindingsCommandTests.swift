@@ -33,7 +33,11 @@ struct FindingsCommandTests {
         let byInvariant = try #require(json["findings_by_invariant"] as? [String: Int])
         #expect(byInvariant.values.reduce(0, +) == total, "the totals per invariant add up: \(byInvariant)")
         #expect(total >= 100, "a storm: \(total) findings")
-        #expect(!bugs.isEmpty && bugs.count <= 12, "a handful of bugs, not \(bugs.count): \(bugs.map { $0["title"] ?? "" })")
+        // A handful: the broken device's stale translations and uses after free, one bug per event that
+        // preceded them (vmscan, migrate, ksm, cowBreak, none), and a few symptoms no root cause explains.
+        #expect(!bugs.isEmpty && bugs.count <= 16, "a handful of bugs, not \(bugs.count): \(bugs.map { $0["title"] ?? "" })")
+        let others = bugs.filter { $0["plugin_instance"] as? String != "mirror-broken#0" }
+        #expect(others.count <= 4, "bugs not about the broken device: \(others.map { $0["title"] ?? "" })")
         // The root cause is the bug with most findings, and its symptoms are attached to it.
         let biggest = try #require(bugs.max { Self.total($0) < Self.total($1) })
         #expect(["stale translation", "use after free"].contains(biggest["invariant"] as? String), "\(biggest["title"] ?? "")")

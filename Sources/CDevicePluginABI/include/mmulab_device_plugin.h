@@ -1,11 +1,16 @@
 /*
- * mmulab device plugin ABI, version 1.2.
+ * mmulab device plugin ABI, version 1.3.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
  * adds change_pte_pfn to the subscriber table and the plugin's optional
- * control operation. Every addition is at the end of its struct: the host
- * reads only what struct_size covers.
+ * control operation. 1.3 changes no struct: migrate_to_host announces the
+ * device memory's owner in its migrate invalidation, as Linux's
+ * migrate_to_ram does, so the owning device skips it and must drop its own
+ * translations of the range before it calls; to an instance that
+ * negotiated 1.2 or less the host still announces no owner. Every
+ * addition is at the end of its struct: the host reads only what
+ * struct_size covers.
  *
  * This header is the whole contract between the mmulab host and a device
  * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
@@ -60,7 +65,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 2
+#define MMULAB_ABI_MINOR 3
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -168,20 +173,33 @@ typedef struct mmulab_subscriber_ops {
     mmulab_status (*invalidate_range_start)(void *data, const mmulab_range *range);
     /* [range-dependent] The matching end; only after a start that answered OK. Required. */
     void (*invalidate_range_end)(void *data, const mmulab_range *range);
-    /* [non-blockable] Called under the primary's page-table lock right after
-     * the PTEs changed. Do not take a lock here that you hold across DMA calls
-     * to the host (those take the page-table lock). Optional. */
+    /* [non-blockable] Called where the primary flushes its TLB after the PTEs
+     * changed (Linux: arch_invalidate_secondary_tlbs): for a single flush,
+     * under the primary's page-table lock right after the change; during a
+     * zap, once per mmu_gather flush (before that batch's pages are freed),
+     * without it; for reclaim's deferred flush, over the whole address space.
+     * Do not take a lock here that you hold across DMA calls to the host
+     * (those take the page-table lock). Optional. */
     void (*invalidate_secondary_tlbs)(void *data, const mmulab_range *range);
     /* [non-blockable][reclaim] Test and clear the device's accessed bits in
-     * [start, end); return nonzero if any was set. Optional. */
+     * [start, end); return nonzero if any was set. Reclaim calls this as
+     * Linux's clear_flush_young: a device that caches translations (a TLB)
+     * must also flush the entries it found young, so that its next access
+     * to the page sets the bit again. A plugin that declares MMULAB_CAP_YOUNG
+     * is held to it: if its device used a page after the previous
+     * clear_young of that page returned and before this one began, the
+     * answer must be nonzero. Optional. */
     int (*clear_young)(void *data, uint64_t address_space, uint64_t start, uint64_t end);
     /* [non-blockable] Whether the device used `address` recently. Optional. */
     int (*test_young)(void *data, uint64_t address_space, uint64_t address);
     /* [non-blockable] The primary PTE at `address` now maps `pfn` (KSM merge),
      * under the page-table lock, inside a ksm invalidation. Optional. */
     void (*change_pte)(void *data, uint64_t address_space, uint64_t address, uint64_t pfn, int writable);
-    /* [blockable] The address space is going away: drop everything. No
-     * callback follows. Optional. */
+    /* [blockable] The address space is going away: drop everything. It runs
+     * while the subscription is still listed (Linux's mn_hlist_release): an
+     * invalidation may still start, before or after it, and must be
+     * answered. Once every release of the address space has returned, the
+     * subscription is unhooked: no callback starts after that. Optional. */
     void (*release)(void *data, uint64_t address_space);
     /* 1.2 [non-blockable] change_pte with the whole translation: `pfn` carries
      * the new frame's generation, so the device can keep using the entry it
@@ -344,8 +362,14 @@ typedef struct mmulab_host {
     mmulab_status (*migrate_to_device)(void *ctx, mmulab_device_memory *memory, uint64_t address_space, uint64_t start,
                                        uint64_t length, uint64_t *moved, mmulab_error *error);
     /* [blockable] Bring the range's pages in `memory` home to system memory.
-     * A CPU access to a device page does this by itself (one page). The
-     * invalidation carries no owner: every device lets go of the pages. */
+     * From 1.3 the invalidation carries the memory's owner (Linux:
+     * migrate_to_ram migrates with the device's pgmap owner): the calling
+     * device must already have dropped its own translations of the range,
+     * every other device lets go through the invalidation. (1.2 and older:
+     * no owner; every device, the caller included, is told.) A CPU access
+     * to a device page brings it home by itself, with no owner: this ABI
+     * has no migrate_to_ram callback, so the owner learns of it through
+     * the invalidation like everyone else. */
     mmulab_status (*migrate_to_host)(void *ctx, mmulab_device_memory *memory, uint64_t address_space, uint64_t start,
                                      uint64_t length, uint64_t *moved, mmulab_error *error);
     /* [blockable] Device memory pressure: bring up to `pages` of the pages

@@ -91,23 +91,27 @@ final class Attribution: @unchecked Sendable {
         // the device was still stale.
         let access = actor?.history?.latest(violation.address)
         let at = access?.nanoseconds ?? now
-        let invariant = Finding.Invariant(memoryViolation: violation.kind)
+        let invariant = Finding.Invariant(violation.kind)
         let event = lab.lastInvalidation(violation.addressSpace, violation.address, atOrBefore: at)
+        // The instance: the device that issued the access, when it said;
+        // else the one the thread drives.
+        let instance = violation.issuer.flatMap { lab.instanceLabel(of: $0) } ?? actor?.instance
         let key = BugKey(
-            invariant: invariant, kind: violation.kind.rawValue, instance: actor?.instance, path: actor?.path ?? "device access",
+            invariant: invariant, kind: violation.kind.rawValue, instance: instance, path: actor?.path ?? "device access",
             event: event.map { "\($0.event)" })
         lab.findings.note(key, at: at) {
             var place = lab.place(violation.addressSpace, violation.address)
             place?.frame = violation.primaryFrame.map { "\($0)" } ?? "nothing"
             let used = violation.devicePage.map { "\($0)" } ?? "\(violation.frame)"
-            let what = access.map { $0.write ? "wrote" : "read" } ?? "used"
-            let who = actor.map { "\($0.name) (device \($0.instance ?? "?"))" } ?? "thread \(violation.thread)"
+            let what = violation.write ? "wrote" : "read"
+            let who = actor.map { "\($0.name) (device \(instance ?? "?"))" } ?? "thread \(violation.thread) (device \(instance ?? "?"))"
             return Finding(
                 invariant: invariant,
                 detail: "\(who) \(what) \(used) at \(violation.addressSpace) 0x\(String(violation.address, radix: 16)) through a translation "
-                    + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there",
+                    + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
+                    + (violation.acknowledged.map { "; the device had acknowledged the invalidation \($0)" } ?? ""),
                 place: place,
-                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: access.map { ($0.write, at) }),
+                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.write, at)),
                 seconds: lab.clock.seconds(at), actor: actor?.name ?? violation.thread.name,
                 deviceTranslation: Self.deviceTranslation(violation, lab))
         }
@@ -116,25 +120,17 @@ final class Attribution: @unchecked Sendable {
         }
     }
 
-    /// The device translation's frame, and what is known of its generation
-    /// (the violation does not carry the generation the device took; the
-    /// frame's generation now shows whether it was freed and reused).
+    /// The device translation's frame (or device page) and generation,
+    /// and the frame's generation now when it moved on (freed since).
     private static func deviceTranslation(_ violation: MemoryViolation, _ lab: Lab) -> String {
-        if let page = violation.devicePage { return "device page \(page)" }
+        if let page = violation.devicePage { return "device page \(page) generation \(violation.generation)" }
         let frame = violation.frame
-        guard frame.rawValue < UInt64(lab.machine.memory.frameCount) else { return "\(frame)" }
-        let generation = lab.machine.memory.generation(of: Int32(truncatingIfNeeded: frame.rawValue))
-        return "\(frame) (the frame is in generation \(generation) now"
-            + (violation.kind == .useAfterFree ? ", not the one the device translated: freed since" : "") + ")"
+        var text = "\(frame) generation \(violation.generation)"
+        if frame.rawValue < UInt64(lab.machine.memory.frameCount) {
+            let now = lab.machine.memory.generation(of: Int32(truncatingIfNeeded: frame.rawValue))
+            if now != violation.generation { text += " (the frame is in generation \(now) now: freed since)" }
+        }
+        return text
     }
 }
 
-extension Finding.Invariant {
-    /// The invariant a kind of the primary's DMA-check violation breaks: its
-    /// own when one has the same name, else a stale translation (a new kind,
-    /// such as a write through a read-only translation, keeps its name as the
-    /// bug's kind).
-    init(memoryViolation kind: MemoryViolation.Kind) {
-        self = Finding.Invariant(rawValue: kind.rawValue) ?? .staleTranslation
-    }
-}

@@ -7,7 +7,10 @@ public struct Finding: Sendable, CustomStringConvertible {
         case useAfterFree = "use after free"
         case crossSpaceLeak = "cross-address-space leak"
         case lostWrite = "lost write"
+        case writeThroughReadOnly = "write through a read-only translation"
+        case protNoneAccess = "access to a PROT_NONE page"
         case hotPageEvicted = "hot page evicted"
+        case youngLost = "used page reported not young"
         case pinLeak = "pin leak"
         case contextViolation = "context violation"
         /// A subscriber answered retry to a blockable start (only a

@@ -9,6 +9,10 @@ enum DeviceActors {
         var actors: [(String, @Sendable (Heartbeat) -> Void)] = []
         for (index, target) in spec.deviceMigration.enumerated() {
             let (instance, binding) = lab.binding(of: target.plugin, on: target.space, target.mapping)
+            guard instance.canMigrate else {
+                lab.notes.append("no device migration for \(target.plugin) on \(target.space)/\(target.mapping): the plugin has no migrate operation")
+                continue
+            }
             let (_, mapping) = lab.locate(target.space, target.mapping)
             actors.append(("migrate to \(target.plugin) \(target.space)/\(target.mapping)", { heartbeat in
                 // Ranges to the device's memory and back (Linux: migrate_vma

@@ -173,24 +173,32 @@ final class TrailSubscriber: AddressSpaceSubscriber {
     /// Declared so reclaim's young checks reach it (it always answers "not young").
     let capabilities: SubscriberCapabilities = [.youngTracking]
 
-    init(trail: EventTrail, space: AddressSpaceID, mappings: [TrackedMapping], findings: BugTracker) {
+    /// The aging checks, told of every eviction.
+    let aging: AgingChecks
+
+    init(trail: EventTrail, space: AddressSpaceID, mappings: [TrackedMapping], findings: BugTracker, aging: AgingChecks) {
         self.trail = trail
         self.space = space
         self.mappings = mappings
         hotMappings = mappings.filter { $0.hot != nil }
         self.findings = findings
+        self.aging = aging
     }
 
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         trail.record(.start, range.addressSpace, range.start, range.end, event: range.event, blockable: range.blockable)
         let now = trail.clock.nanoseconds
         for mapping in mappings { mapping.noteInvalidation(range.event, start: range.start, end: range.end, at: now) }
-        if range.event == .vmscan { checkHotPages(range) }
+        if range.event == .vmscan {
+            checkHotPages(range)
+            aging.evicting(space: range.addressSpace, start: range.start, end: range.end)
+        }
         return .ok
     }
 
     func invalidateRangeEnd(_ range: InvalidationRange) {
         trail.record(.end, range.addressSpace, range.start, range.end, event: range.event, blockable: range.blockable)
+        aging.invalidated(space: range.addressSpace, start: range.start, end: range.end)
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {

@@ -32,6 +32,20 @@ final class Lab: @unchecked Sendable {
     let actors: ActorRegistry
     /// Root causes first: the primary's DMA-check violations, and the symptoms filed against them.
     let attribution: Attribution
+    /// What the run could not do as the scenario asked, for the summary
+    /// (set up before the actors start).
+    var notes: [String] = []
+    /// The aging checks, one per instance.
+    let aging = AgingChecks()
+    /// The same, by instance.
+    private var agingByInstance: [ObjectIdentifier: AgingCheck] = [:]
+
+    /// The aging check of `instance` and the index of `mapping` in it, if
+    /// the instance binds the mapping.
+    func aging(of instance: PluginInstance, on mapping: TrackedMapping) -> (check: AgingCheck, mapping: Int)? {
+        guard let check = agingByInstance[ObjectIdentifier(instance)], let index = check.index(of: mapping) else { return nil }
+        return (check, index)
+    }
 
     private init(scenario: Scenario, machine: Machine, enabled: Set<Finding.Invariant>) {
         self.scenario = scenario
@@ -141,7 +155,7 @@ final class Lab: @unchecked Sendable {
     /// Puts the lab's trail subscriber on `space`, whose tracked mappings
     /// are `mappings` (from any thread; the space's exit releases it).
     func watch(_ space: AddressSpace, mappings: [TrackedMapping] = []) {
-        try? space.notifiers.register(TrailSubscriber(trail: trail, space: space.id, mappings: mappings, findings: findings))
+        try? space.notifiers.register(TrailSubscriber(trail: trail, space: space.id, mappings: mappings, findings: findings, aging: aging))
     }
 
     /// The tracked mapping that holds `address` of `space`, if any.
@@ -182,9 +196,13 @@ final class Lab: @unchecked Sendable {
             let p = instances.count - 1
             for _ in 0..<spec.instances {
                 let label = "\(spec.name)#\(instances[p].count)"
-                let timing = CallbackLatencies(plugin: label, domain: machine.sync)
+                let bound = spec.bindings.map { locate($0.space, $0.mapping).1 }
+                let aging = AgingCheck(instance: label, mappings: bound, clock: machine.sync, findings: findings, trail: trail)
+                self.aging.all.append(aging)
+                let timing = CallbackLatencies(plugin: label, domain: machine.sync, aging: aging)
                 switch PluginInstance.create(plugin, machine: machine, options: spec.options, observer: timing) {
                 case .success(let created):
+                    agingByInstance[ObjectIdentifier(created)] = aging
                     latencies[p].append(timing)
                     instances[p].append(created)
                     bindings[p].append([])
@@ -230,11 +248,15 @@ final class Lab: @unchecked Sendable {
         return (instances[p][0], bindings[p][0][b])
     }
 
-    /// Detaches and destroys every instance, exits every address space,
-    /// drops the caches, and returns the frames still allocated (a leak:
-    /// a pin not returned, a page-table page not freed).
+    /// Exits every address space with the plugins still bound (so each
+    /// plugin's `release` and the exit's zap of its intervals run, as when
+    /// a process exits under a device), then detaches and destroys every
+    /// instance (what a plugin keeps past release, detach must free), drops
+    /// the caches, and returns the frames still allocated (a leak: a pin
+    /// not returned, a page-table page not freed).
     func teardown() -> [String] {
         machine.stopBackgroundReclaim()
+        for space in machine.addressSpaces { space.exit() }
         for (pluginIndex, made) in instances.enumerated() {
             for (instanceIndex, instance) in made.enumerated() {
                 if pluginIndex < bindings.count, instanceIndex < bindings[pluginIndex].count {
@@ -243,7 +265,6 @@ final class Lab: @unchecked Sendable {
                 instance.destroy()
             }
         }
-        for space in machine.addressSpaces { space.exit() }
         _ = machine.dropCaches()
         return machine.memory.allocatedFrames().map { "\($0)" }
     }

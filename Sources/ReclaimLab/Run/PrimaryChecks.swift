@@ -139,6 +139,14 @@ struct PrimaryChecks {
 }
 
 extension Lab {
+    /// How the run names the plugin instance that is device `device`.
+    func instanceLabel(of device: DeviceID) -> String? {
+        for (p, made) in instances.enumerated() {
+            for (i, instance) in made.enumerated() where instance.device == device { return instanceLabels[p][i] }
+        }
+        return nil
+    }
+
     /// How the run names the instance of the loaded plugin called `name`
     /// (the name it gives itself), if exactly one instance has that name.
     func instanceLabel(forPluginNamed name: String) -> String? {
@@ -147,5 +155,17 @@ extension Lab {
             for (i, instance) in made.enumerated() where instance.plugin.name == name { found.append(instanceLabels[p][i]) }
         }
         return found.count == 1 ? found[0] : nil
+    }
+}
+
+extension Finding.Invariant {
+    /// The invariant a violation the primary's access check recorded breaks.
+    init(_ kind: MemoryViolation.Kind) {
+        switch kind {
+        case .staleTranslation: self = .staleTranslation
+        case .useAfterFree, .accessAfterExit: self = .useAfterFree
+        case .writeThroughReadOnly: self = .writeThroughReadOnly
+        case .protNoneAccess: self = .protNoneAccess
+        }
     }
 }

@@ -141,9 +141,6 @@ public struct RunResult: Sendable {
     public var scenarioYAML = ""
     /// Frames and watermarks, for the free-frames chart.
     public var memory: MemorySummary? = nil
-    /// Notes about what the report cannot show in full (a log of the
-    /// primary's that overflowed between two reads, say).
-    public var notes: [String] = []
     public var machineStatistics: [(String, Int)]
     /// By plugin spec name and instance: the plugin's counters.
     public var pluginStatistics: [(String, [(name: String, value: UInt64)])]
@@ -154,6 +151,11 @@ public struct RunResult: Sendable {
     /// Stopped before its length by a request (Ctrl-C): what ran is
     /// reported and checked, but the run is shorter than asked.
     public var interrupted = false
+    /// What the run could not do as the scenario asked (an actor left out
+    /// because a plugin lacks the operation it drives), and what the report
+    /// cannot show in full (findings that came faster than the run loop
+    /// could read them: counted, not filed in a bug).
+    public var notes: [String] = []
 
     public init(
         scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,

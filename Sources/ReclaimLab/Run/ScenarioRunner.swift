@@ -191,7 +191,7 @@ public enum ScenarioRunner {
         result.timeline = timeline
         result.interrupted = interrupted
         result.latencies = lab.latencies.joined().flatMap(\.summary)
-        result.notes = primaryChecks.notes(lab)
+        result.notes = lab.notes + primaryChecks.notes(lab)
         var configured = scenario
         configured.seed = seed
         configured.length = length
@@ -274,8 +274,9 @@ extension Finding.Invariant {
         case .useAfterFree: return .useAfterFree
         case .crossSpaceLeak: return .crossSpaceLeak
         case .lostWrite: return .lostWrite
-        case .hotPageEvicted: return .hotPages
+        case .hotPageEvicted, .youngLost: return .hotPages
         case .pinLeak: return .pinLeak
+        case .writeThroughReadOnly, .protNoneAccess: return .permissions
         case .contextViolation: return .contexts
         case .unpairedStartEnd, .retryFromBlockableStart: return .pairing
         case .pluginReported: return .pluginReports

@@ -78,6 +78,9 @@ struct WorkloadThread {
     /// The device it drives, how the run names that instance (`gpu#0`), and
     /// the path its accesses are reported under.
     let device: (instance: PluginInstance, binding: PluginInstance.Binding, label: String)?
+    /// The device's aging check on this mapping (it times accesses once the
+    /// device has answered a young check).
+    let aging: (check: AgingCheck, mapping: Int)?
     let counters: RunCounters
     let heartbeat: Heartbeat
     /// Its device accesses, for the run loop's reading of the primary's checks.
@@ -97,6 +100,7 @@ struct WorkloadThread {
         self.writerIndex = writerIndex
         self.writers = writers
         self.device = device
+        aging = device.flatMap { lab.aging(of: $0.instance, on: mapping) }
         self.counters = counters
         self.heartbeat = heartbeat
         self.history = device == nil ? nil : history ?? AccessHistory()
@@ -150,8 +154,10 @@ struct WorkloadThread {
                 began = lab.clock.nanoseconds
                 let pumpAfter = history?.record(address, write: write, at: began) ?? false
                 let target = device.binding.deviceAddress + UInt64(page) * 4096
+                let agingBegan = aging.flatMap { $0.check.isActive ? $0.check.now : nil }
                 try bytes.withUnsafeMutableBytes { try device.instance.access(device.binding, deviceAddress: target, write: write, buffer: $0) }
                 mapping.hot?.deviceUsed(page, at: lab.clock.nanoseconds)
+                if let aging, let agingBegan { aging.check.deviceUsed(mapping: aging.mapping, page: page, start: agingBegan) }
                 if write { counters.deviceWrites.add(1, ordering: .relaxed) } else { counters.deviceReads.add(1, ordering: .relaxed) }
                 if pumpAfter { lab.attribution.collectIfFilling(lab) }
             } else if write {

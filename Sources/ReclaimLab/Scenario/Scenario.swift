@@ -34,6 +34,9 @@ public struct Scenario: Sendable, Equatable {
         /// A page a device uses hot must not be evicted (seed 003).
         case hotPages = "hot-pages"
         case pinLeak = "pin-leak"
+        /// Device accesses keep the primary's permissions (no write through
+        /// a read-only translation, no access to a PROT_NONE page).
+        case permissions
         case contexts
         /// Successful starts paired with one end; retry only from a non-blockable start.
         case pairing

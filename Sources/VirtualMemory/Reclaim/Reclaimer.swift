@@ -192,7 +192,12 @@ extension Machine {
     /// The body of `reclaim(isolated:)`, with the frame locked.
     private func evict(_ frame: Int32, ignoreReferences: Bool) -> Eviction {
         let flags = memory.flags(of: frame)
-        if memory.pincount(of: frame) > 0 {
+        // Linux's `shrink_folio_list` keeps a pinned anonymous page before
+        // giving it a swap slot. One already in the swap cache, and a file
+        // page, go on to be unmapped: the secondaries are told, then
+        // `try_to_unmap_one` restores a pinned anonymous page's PTE, and a
+        // pinned file page, unmapped, fails the reference check below.
+        if memory.pincount(of: frame) > 0 && flags.contains(.anonymous) && !flags.contains(.swapCache) {
             statistics.pinnedSkips.add(1, ordering: .relaxed)
             return .kept(active: true)
         }
@@ -201,20 +206,32 @@ extension Machine {
 
         let anonymous = flags.contains(.anonymous)
         var slot: Int? = nil
-        var freshSlot = false
         if anonymous {
             slot = swap.slot(of: frame)
             if slot == nil {
                 guard let fresh = swap.addToCache(frame) else { return .kept(active: true) }  // swap is full
                 memory.get(frame)
-                memory.setFlags(.swapCache, on: frame)
+                // Dirty, as Linux's `add_to_swap` marks it: the new slot
+                // holds nothing of this page yet (a former page's bytes,
+                // maybe) until it is written. If this eviction stops short
+                // of the write (a fault maps the page again), the page stays
+                // in the swap cache linked to the slot; it must still be
+                // written whenever it is next evicted, even if nobody dirties
+                // it meanwhile. (Trusting the unwritten slot gave a page
+                // another address space's old data: a cross-address-space
+                // leak on a CPU read.)
+                memory.setFlags([.swapCache, .dirty], on: frame)
                 slot = fresh
-                freshSlot = true
             }
         }
         forEachMapping(of: frame) { vma, address in
-            vma.space.invalidateBlocking(address, address + 4096, .vmscan) { _, pte, released in
+            vma.space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
                 guard pte.isPresent, pte.frame == frame else { return }
+                // A pinned anonymous page cannot be unshared: its PTE stays.
+                if anonymous && memory.pincount(of: frame) > 0 {
+                    statistics.pinnedSkips.add(1, ordering: .relaxed)
+                    return
+                }
                 if pte.isDirty { memory.setFlags(.dirty, on: frame) }
                 memory.removeMapping(frame)
                 released.frames.append(frame)
@@ -230,7 +247,7 @@ extension Machine {
         guard memory.mapcount(of: frame) == 0 else { return .kept(active: false) }  // a fault mapped it again
 
         if anonymous, let slot {
-            if freshSlot || memory.flags(of: frame).contains(.dirty) {
+            if memory.flags(of: frame).contains(.dirty) {
                 swap.write(frame, to: slot, memory: memory)
                 memory.clearFlags(.dirty, on: frame)
             }

@@ -33,6 +33,9 @@ struct CampaignReport {
     let jobs: Int
     let duration: Double?
     let pluginDirectory: String?
+    /// `--plugin` and `--plugin-options`, passed to every run.
+    let plugins: [String]
+    let pluginOptions: String
     let records: [RunRecord]
     let plannedRuns: Int
     let elapsedSeconds: Double
@@ -53,7 +56,9 @@ struct CampaignReport {
 
     /// The command that replays `run` on its own.
     func replayCommand(_ run: CampaignRun) -> String {
-        ReplayCommand(scenario: run.scenario, seed: run.seed, seconds: duration, pluginDirectory: pluginDirectory).commandLine
+        ReplayCommand(
+            scenario: run.scenario, seed: run.seed, seconds: duration, plugins: plugins, pluginOptions: pluginOptions, pluginDirectory: pluginDirectory
+        ).commandLine
     }
 
     /// The summary table: one line per run that was not clean, then the
