@@ -61,6 +61,9 @@ struct CampaignCommand: ParsableCommand {
 
     func validate() throws {
         guard !scenarios.isEmpty else { throw ValidationError("name at least one scenario") }
+        if !pluginOptions.isEmpty && plugin.isEmpty {
+            throw ValidationError("--plugin-options applies to the plugins --plugin adds, and there is no --plugin")
+        }
         let range = try Self.seedRange(seeds)
         let scenarioCount = UInt64(Set(scenarios).count)
         let (seedCount, wrapped) = (range.upperBound - range.lowerBound).addingReportingOverflow(1)
