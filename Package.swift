@@ -50,6 +50,8 @@ let package = Package(
         .library(name: "mmulab-fixture-servicesprobe", type: .dynamic, targets: ["FixtureServicesProbe"]),
         // A plugin that abort()s on its first device access (the CLI tests' crashing campaign run).
         .library(name: "mmulab-fixture-crashes", type: .dynamic, targets: ["FixtureCrashes"]),
+        // A plugin that answers retry to blockable starts and logs MMULAB_LOG_MISBEHAVING (the CLI tests' contract findings).
+        .library(name: "mmulab-fixture-misbehaving", type: .dynamic, targets: ["FixtureMisbehaving"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -103,6 +105,7 @@ let package = Package(
         .target(name: "FixtureCrashes", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/Crashes", publicHeadersPath: "."),
         .target(name: "FixtureSleepy", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Sleepy", publicHeadersPath: "."),
         .target(name: "FixtureCountingC", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/CountingC", publicHeadersPath: "."),
+        .target(name: "FixtureMisbehaving", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Misbehaving", publicHeadersPath: "."),
         .target(name: "FixtureServicesProbe", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/ServicesProbe", publicHeadersPath: "."),
         .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
         .target(
@@ -133,7 +136,7 @@ let package = Package(
         ),
         // Runs the built mmulab executable (and loads fixture plugins beside it): exit statuses, messages, campaigns.
         .testTarget(name: "MMULabCLITests", swiftSettings: strictSwift6),
-        .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab", "VirtualMemory", "TestSupport"], swiftSettings: strictSwift6),
+        .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab", "VirtualMemory", "MMUNotifier", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(name: "KernelDiffTests", dependencies: ["KernelDiff", "VirtualMemory", "MMUNotifier", "LabSync"], swiftSettings: strictSwift6),
         .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(

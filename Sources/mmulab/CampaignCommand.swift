@@ -28,16 +28,20 @@ struct CampaignCommand: ParsableCommand {
     @Argument(help: "Scenario files (YAML) or names of built-in ones (mmulab scenarios list).")
     var scenarios: [String]
 
-    @Option(help: "Seeds to run: A..B (inclusive) or a single N.")
+    @Option(parsing: .unconditional, help: "Seeds to run: A..B (inclusive) or a single N, from 0.")
     var seeds: String
 
-    @Option(help: "Runs at once (1...64).")
+    @Option(parsing: .unconditional, help: "Runs at once (1...64).", transform: { try ArgumentValues.count($0, in: 1...64) })
     var jobs: Int = 1
 
-    @Option(help: "Seconds each run lasts (replaces the scenarios' lengths).")
+    @Option(
+        parsing: .unconditional, help: "How long each run lasts: seconds, or 500ms, 10s, 2m (replaces the scenarios' lengths).",
+        transform: ArgumentValues.duration)
     var duration: Double?
 
-    @Option(help: "Seconds before a run counts as hung and is killed.")
+    @Option(
+        parsing: .unconditional, help: "How long before a run counts as hung and is killed: seconds, or 30s, 5m.",
+        transform: { try DurationText.seconds($0, in: 0.001...604_800) })
     var timeout: Double?
 
     @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
@@ -57,6 +61,9 @@ struct CampaignCommand: ParsableCommand {
 
     func validate() throws {
         guard !scenarios.isEmpty else { throw ValidationError("name at least one scenario") }
+        if !pluginOptions.isEmpty && plugin.isEmpty {
+            throw ValidationError("--plugin-options applies to the plugins --plugin adds, and there is no --plugin")
+        }
         let range = try Self.seedRange(seeds)
         let scenarioCount = UInt64(Set(scenarios).count)
         let (seedCount, wrapped) = (range.upperBound - range.lowerBound).addingReportingOverflow(1)
@@ -64,9 +71,6 @@ struct CampaignCommand: ParsableCommand {
         if wrapped || overflow || runs > Self.maximumRuns {
             throw ValidationError("--seeds \(seeds) over \(scenarioCount) scenario(s) is more than \(Self.maximumRuns) runs")
         }
-        guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be 1...64, got \(jobs)") }
-        if let duration, !(duration > 0 && duration <= 86_400) { throw ValidationError("--duration must be in (0, 86400] seconds") }
-        if let timeout, !(timeout > 0 && timeout <= 604_800) { throw ValidationError("--timeout must be in (0, 604800] seconds") }
         if let pluginDirectory {
             var info = stat()
             guard stat(pluginDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
@@ -77,6 +81,7 @@ struct CampaignCommand: ParsableCommand {
 
     /// `A..B` (inclusive, A <= B) or `N`, as seeds.
     static func seedRange(_ text: String) throws(ValidationError) -> ClosedRange<UInt64> {
+        if text.hasPrefix("-") { throw ValidationError("--seeds \(text): seeds are 0 or more") }
         let parts = text.split(separator: "..", omittingEmptySubsequences: false)
         guard parts.count <= 2, let first = UInt64(parts[0]), let last = UInt64(parts.last!) else {
             throw ValidationError("--seeds must be A..B or N with whole numbers from 0, got '\(text)'")
@@ -117,7 +122,7 @@ struct CampaignCommand: ParsableCommand {
             throw ExitCode(2)
         }
         var extra: [String] = []
-        if let duration { extra += ["--duration", formatSeconds(duration)] }
+        if let duration { extra += ["--duration", ReplayCommand.secondsText(duration)] }
         if let pluginDirectory { extra += ["--plugin-directory", pluginDirectory] }
         for added in plugin { extra += ["--plugin", added] }
         if !pluginOptions.isEmpty { extra += ["--plugin-options", pluginOptions] }

@@ -18,8 +18,10 @@ struct MMULab: ParsableCommand {
             `mmulab notifier-storm` storms the notifier core alone; `mmulab kernel-diff` checks \
             the model against this machine's Linux.
 
-            Exit status: 0 clean, 1 violations found, 2 bad input (a bad flag included).
+            Exit status: 0 clean (or SKIP: a run that checked no read), 1 violations found, 2 bad \
+            input (a bad flag included).
             """,
+        version: Version.text,
         subcommands: [
             DemoCommand.self, RunCommand.self, CampaignCommand.self, ScenariosCommand.self, PluginsCommand.self, EventsCommand.self,
             NotifierStormCommand.self, KernelDiffCommand.self,

@@ -25,7 +25,7 @@ final class AgingCheck: @unchecked Sendable {
     /// The instance, as `RunResult.pluginStatistics` names it.
     let instance: String
     private let clock: SyncDomain
-    private let findings: FindingLog
+    private let findings: BugTracker
     private let trail: EventTrail
     private let mappings: [TrackedMapping]
     /// Per mapping, per page: (start, end) of the last device access that
@@ -41,7 +41,7 @@ final class AgingCheck: @unchecked Sendable {
     /// Whether device accesses are worth timing (the instance answers young checks).
     var isActive: Bool { active.load(ordering: .relaxed) }
 
-    init(instance: String, mappings: [TrackedMapping], clock: SyncDomain, findings: FindingLog, trail: EventTrail) {
+    init(instance: String, mappings: [TrackedMapping], clock: SyncDomain, findings: BugTracker, trail: EventTrail) {
         self.instance = instance
         self.mappings = mappings
         self.clock = clock
@@ -105,12 +105,16 @@ final class AgingCheck: @unchecked Sendable {
                 guard done != 0, used > previous, done < asked else { continue }
                 misjudged[index][page].store(true, ordering: .releasing)
                 let address = mapping.address + UInt64(page) * 4096
-                findings.note(
-                    .youngLost,
-                    "\(instance) answered clear_young \"not young\" for page \(page) of \(mapping.spaceName)/\(mapping.mappingName) at 0x"
-                        + String(address, radix: 16) + ", but its device used the page \((asked - done) / 1_000) µs before the check "
-                        + "(after the previous check of the page ended): an accessed bit lost, or a TLB not flushed (clear_flush_young)",
-                    place: mapping.place(of: page), trail: trail.trail(space: space, address: address))
+                let at = trail.clock.nanoseconds
+                findings.note(BugKey(invariant: .youngLost, instance: instance, path: "clear_young"), at: at) {
+                    Finding(
+                        invariant: .youngLost,
+                        detail: "\(instance) answered clear_young \"not young\" for page \(page) of \(mapping.spaceName)/\(mapping.mappingName) at 0x"
+                            + String(address, radix: 16) + ", but its device used the page \((asked - done) / 1_000) µs before the check "
+                            + "(after the previous check of the page ended): an accessed bit lost, or a TLB not flushed (clear_flush_young)",
+                        place: mapping.place(of: page), trail: trail.trail(space: space, address: address), seconds: trail.clock.seconds(at),
+                        actor: ThreadIdentity.current.name)
+                }
             }
         }
     }
@@ -141,11 +145,16 @@ final class AgingCheck: @unchecked Sendable {
             for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12)
             where misjudged[index][page].exchange(false, ordering: .acquiringAndReleasing) {
                 let address = mapping.address + UInt64(page) * 4096
-                findings.note(
-                    .hotPageEvicted,
-                    "reclaim evicted page \(page) of \(mapping.spaceName)/\(mapping.mappingName) at 0x" + String(address, radix: 16)
-                        + ", which \(instance)'s device was using but reported not young",
-                    place: mapping.place(of: page), trail: trail.trail(space: space, address: address))
+                let at = trail.clock.nanoseconds
+                let key = BugKey(invariant: .hotPageEvicted, instance: instance, path: "vmscan after a wrong \"not young\"")
+                findings.note(key, at: at) {
+                    Finding(
+                        invariant: .hotPageEvicted,
+                        detail: "reclaim evicted page \(page) of \(mapping.spaceName)/\(mapping.mappingName) at 0x" + String(address, radix: 16)
+                            + ", which \(instance)'s device was using but reported not young",
+                        place: mapping.place(of: page), trail: trail.trail(space: space, address: address), seconds: trail.clock.seconds(at),
+                        actor: ThreadIdentity.current.name)
+                }
             }
         }
     }

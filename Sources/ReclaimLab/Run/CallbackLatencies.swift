@@ -17,6 +17,9 @@ final class CallbackLatencies: CallbackObserver {
     /// The instance's aging check: told every young answer.
     let aging: AgingCheck?
 
+    /// A context violation in one of this instance's callbacks names it so.
+    var sectionSubjectName: String { plugin }
+
     init(plugin: String, domain: SyncDomain, aging: AgingCheck? = nil) {
         self.plugin = plugin
         self.aging = aging

@@ -20,6 +20,9 @@ extension Scenario {
         var base = String(plugin.split(separator: "/").last ?? Substring(plugin))
         if base.hasSuffix(".so") { base.removeLast(3) }
         if base.hasPrefix("libmmulab-plugin-") { base.removeFirst("libmmulab-plugin-".count) }
+        // A name a scenario file can hold (the scenario as it ran is written out).
+        base = String(base.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "-" })
+        if base.isEmpty { base = "plugin" }
         var name = base
         var number = 2
         while plugins.contains(where: { $0.name == name }) || workloads.contains(where: { $0.name.hasPrefix("\(name) on ") }) {
@@ -35,6 +38,8 @@ extension Scenario {
         var scenario = self
         var spec = PluginSpec(plugin: plugin, name: name)
         spec.options = options
+        spec.mark = SourceMark(file: "--plugin \(plugin)")
+        spec.optionsMark = SourceMark(file: options.isEmpty ? "--plugin \(plugin)" : "--plugin-options \(options)")
         spec.bindings = targets.map { BindingSpec(space: $0.space, mapping: $0.mapping) }
         scenario.plugins.append(spec)
         for target in targets {
