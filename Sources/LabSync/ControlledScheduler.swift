@@ -293,6 +293,12 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
 
     public func currentStep() -> UInt64? { stepCount.load(ordering: .relaxed) }
 
+    /// The thread's index + 1 (a foreign thread's context serial, above 2^32).
+    public func currentThreadID() -> UInt64 {
+        guard let me = scheduledSelf() else { return ExecutionContext.current.serial }
+        return UInt64(me.index) + 1
+    }
+
     // MARK: Threads
 
     /// The calling thread's record, if this scheduler made it.

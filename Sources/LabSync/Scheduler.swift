@@ -53,6 +53,10 @@ public protocol Scheduler: Sendable {
 
     /// How many scheduling points have passed (nil: the scheduler does not count).
     func currentStep() -> UInt64?
+
+    /// A number naming the calling thread, never 0, distinct among live
+    /// threads; a controlled scheduler's are the same in every replay.
+    func currentThreadID() -> UInt64
 }
 
 extension Scheduler {
@@ -61,6 +65,7 @@ extension Scheduler {
     public var isControlled: Bool { false }
     public func schedulesCurrentThread() -> Bool { true }
     public func currentStep() -> UInt64? { nil }
+    public func currentThreadID() -> UInt64 { ExecutionContext.current.serial }
 }
 
 /// What the running thread was doing at a scheduling point (a schedule trace

@@ -67,6 +67,9 @@ public final class SyncDomain: Sendable {
     /// The lab reads no other clock.
     public func now() -> Duration { scheduler.now() }
 
+    /// A number naming the calling thread (see `Scheduler.currentThreadID`).
+    public var currentThreadID: UInt64 { scheduler.currentThreadID() }
+
     /// The scheduling step the run has reached (nil when free-running).
     public var currentStep: UInt64? { isControlled ? scheduler.currentStep() : nil }
 

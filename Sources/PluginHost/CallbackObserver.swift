@@ -1,3 +1,5 @@
+import LabSync
+
 /// The notifier callbacks of a plugin that the host can time.
 public enum PluginCallback: Int, Sendable, CaseIterable, CustomStringConvertible {
     case invalidateRangeStart
@@ -36,13 +38,15 @@ public protocol CallbackObserver: AnyObject, Sendable {
     func callbackReturned(_ callback: PluginCallback, nanoseconds: UInt64)
 }
 
-/// Times `body` for `observer` (nothing extra when there is none).
+/// Times `body` for `observer` (nothing extra when there is none) on the
+/// host's clock (`clock.now()`: virtual under a controlled scheduler, so a
+/// callback's latency there is the steps it took and the sleeps it slept).
 @inline(__always)
-func timed<Result>(_ callback: PluginCallback, _ observer: (any CallbackObserver)?, _ body: () -> Result) -> Result {
+func timed<Result>(_ callback: PluginCallback, _ observer: (any CallbackObserver)?, _ clock: SyncDomain, _ body: () -> Result) -> Result {
     guard let observer else { return body() }
-    let start = ContinuousClock.now
+    let start = clock.now()
     let result = body()
-    let elapsed = (ContinuousClock.now - start).components
+    let elapsed = (clock.now() - start).components
     observer.callbackReturned(callback, nanoseconds: UInt64(elapsed.seconds) &* 1_000_000_000 &+ UInt64(elapsed.attoseconds / 1_000_000_000))
     return result
 }

@@ -11,7 +11,7 @@ struct VMTests {
     @Test func theKVMPluginLoadsAndSaysWhatItDoes() throws {
         let plugin = try PluginLoader.load(kvmPluginPath).get()
         #expect(plugin.name == "kvm")
-        #expect(plugin.minor == 2, "built against ABI 1.2 (change_pte_pfn, control)")
+        #expect(plugin.minor == 3, "built against ABI 1.3 (change_pte_pfn, control, thread services)")
         #expect(plugin.capabilityNames == ["changePTE", "youngTracking"])
         #expect(plugin.optionalOperations == ["stats", "control"])
     }

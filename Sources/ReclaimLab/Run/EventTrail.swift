@@ -90,11 +90,17 @@ final class EventTrail: Sendable {
     }
 }
 
-/// Monotonic nanoseconds since the run began, shared by every actor.
+/// Monotonic nanoseconds since the run began, shared by every actor: the
+/// synchronisation domain's clock (virtual under a controlled scheduler).
 struct LabClock: Sendable {
-    let origin = ContinuousClock.now
+    let domain: SyncDomain
+    let origin: Duration
+    init(domain: SyncDomain) {
+        self.domain = domain
+        origin = domain.now()
+    }
     var nanoseconds: UInt64 {
-        let elapsed = (ContinuousClock.now - origin).components
+        let elapsed = (domain.now() - origin).components
         return UInt64(elapsed.seconds) &* 1_000_000_000 &+ UInt64(elapsed.attoseconds / 1_000_000_000)
     }
 }

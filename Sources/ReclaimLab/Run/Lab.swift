@@ -31,7 +31,7 @@ final class Lab: @unchecked Sendable {
         self.scenario = scenario
         self.machine = machine
         self.findings = findings
-        trail = EventTrail(clock: LabClock(), domain: machine.sync)
+        trail = EventTrail(clock: LabClock(domain: machine.sync), domain: machine.sync)
     }
 
     /// Why a scenario could not be set up (bad input: exit status 2).

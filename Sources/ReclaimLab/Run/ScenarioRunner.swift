@@ -67,8 +67,8 @@ public enum ScenarioRunner {
         }
 
         // The main thread: length, primary checks, timeline, progress, watchdog.
-        let clock = ContinuousClock()
-        let start = clock.now
+        let clock = machine.sync  // the lab's only clock (virtual under --schedule)
+        let start = clock.now()
         var lastSample = start
         var sampleInterval = options.progressInterval
         var timeline: [TimelineSample] = []
@@ -77,7 +77,7 @@ public enum ScenarioRunner {
         var length = scenario.length
         if let seconds = options.seconds { length = .seconds(seconds) }
         if let operations = options.operations { length = .operations(operations) }
-        func sample(at now: ContinuousClock.Instant) -> TimelineSample {
+        func sample(at now: Duration) -> TimelineSample {
             TimelineSample(
                 seconds: seconds(now - start), freeFrames: machine.memory.freeFrames, operations: counters.operations,
                 invalidations: Dictionary(uniqueKeysWithValues: lab.trail.invalidationsByEvent.map { ($0.event, $0.count) }))
@@ -86,7 +86,7 @@ public enum ScenarioRunner {
         var interrupted = false
         while true {
             machine.sync.sleep(for: .milliseconds(5))
-            let now = clock.now
+            let now = clock.now()
             if options.stopRequested?() == true {
                 interrupted = true
                 break
@@ -113,8 +113,8 @@ public enum ScenarioRunner {
             }
         }
         stop.set()
-        let elapsed = clock.now - start
-        timeline.append(sample(at: clock.now))
+        let elapsed = clock.now() - start
+        timeline.append(sample(at: clock.now()))
         // Every actor finishes its step and stops; one that does not within
         // the watchdog's limit is stuck (a deadlock, a callback that never
         // returns) and is left behind rather than joined, so the run still
@@ -122,7 +122,7 @@ public enum ScenarioRunner {
         while !watchdog.allFinishedOrStuck {
             machine.sync.sleep(for: .milliseconds(5))
             primaryChecks.collect(lab, into: findings)
-            for name in watchdog.check(at: clock.now) {
+            for name in watchdog.check(at: clock.now()) {
                 findings.note(.stuck, "\(name) did not stop within \(options.watchdogSeconds) s of the run's end (a deadlock, or a callback that never returns)")
             }
         }
