@@ -62,7 +62,7 @@ final class KVM: DevicePlugin {
     init(host: Host, options: String) throws(PluginError) {
         // vCPUs are found by the host's thread ids, and flushes wait by yielding through the host.
         guard host.offersThreadServices else {
-            throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the KVM plugin needs the host's thread services (ABI 1.3)")
+            throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the KVM plugin needs the host's thread services (ABI 1.4)")
         }
         self.host = host
         configuration = try Configuration(parsing: options)

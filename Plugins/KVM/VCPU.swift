@@ -97,7 +97,7 @@ struct TLB {
 }
 
 /// The VM's vCPUs, one per thread that ever called `access`, found by the
-/// host's id of the calling thread (ABI 1.3 `thread_id`, the same in every
+/// host's id of the calling thread (ABI 1.4 `thread_id`, the same in every
 /// replay of a deterministic run) in an open-addressing table (no lock on
 /// the access path). At most `capacity` threads over the VM's life.
 final class VCPUTable: @unchecked Sendable {
@@ -135,7 +135,7 @@ final class VCPUTable: @unchecked Sendable {
     /// vCPU is taken.
     func current() -> VCPU? {
         let me = UInt(truncatingIfNeeded: host.currentThreadID ?? 0)
-        precondition(me != 0, "the KVM plugin needs the host's thread ids (ABI 1.3)")
+        precondition(me != 0, "the KVM plugin needs the host's thread ids (ABI 1.4)")
         var probe = Int(truncatingIfNeeded: (me &* 0x9E37_79B9_7F4A_7C15) >> 17) % tableSize
         for _ in 0..<tableSize {
             let owner = owners[probe].load(ordering: .relaxed)

@@ -1,6 +1,6 @@
 import DevicePluginKit
 
-/// The NIC's DMA engines: threads of the host's (ABI 1.3 `thread_create`,
+/// The NIC's DMA engines: threads of the host's (ABI 1.4 `thread_create`,
 /// so the host schedules them with everything else) that carry out transfers,
 /// each taking `latency` of simulated time before it touches memory. A
 /// transfer is in flight from the moment the NIC read its translation until

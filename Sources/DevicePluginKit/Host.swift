@@ -276,12 +276,17 @@ extension Host {
     /// [any-thread] Pages of `memory` in use.
     public func usedPages(of memory: DeviceMemoryHandle) -> UInt64 { table.pointee.device_memory_used(memory.handle) }
 
-    /// [blockable] Moves what can move of the range into `memory`; returns how many pages moved.
+    /// [blockable] Moves what can move of the range into `memory`; returns
+    /// how many pages moved. The invalidation announces `memory`'s owner:
+    /// drop your own translations of the range before calling.
     public func migrateToDevice(_ memory: DeviceMemoryHandle, addressSpace: UInt64, start: UInt64, length: UInt64) throws(PluginError) -> UInt64 {
         try migrate(table.pointee.migrate_to_device, memory, addressSpace, start, length)
     }
 
-    /// [blockable] Brings the range's pages in `memory` home; returns how many moved.
+    /// [blockable] Brings the range's pages in `memory` home; returns how
+    /// many moved. The invalidation announces `memory`'s owner (ABI 1.3,
+    /// as Linux's `migrate_to_ram`): drop your own translations of the
+    /// range before calling; every other device is told.
     public func migrateToHost(_ memory: DeviceMemoryHandle, addressSpace: UInt64, start: UInt64, length: UInt64) throws(PluginError) -> UInt64 {
         try migrate(table.pointee.migrate_to_host, memory, addressSpace, start, length)
     }

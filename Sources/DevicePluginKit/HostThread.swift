@@ -1,6 +1,6 @@
 import CDevicePluginABI
 
-/// A thread the host made for the plugin (ABI 1.3 `thread_create`): the
+/// A thread the host made for the plugin (ABI 1.4 `thread_create`): the
 /// host schedules it with its own actors (one at a time, from a seed, under
 /// `mmulab run --schedule`). Join it exactly once, before the instance is
 /// destroyed.
@@ -32,19 +32,19 @@ public final class HostThread: @unchecked Sendable {
 }
 
 extension Host {
-    /// Whether the host offers the thread services (ABI 1.3): threads,
+    /// Whether the host offers the thread services (ABI 1.4): threads,
     /// `yield`, the host's clock and thread ids.
     public var offersThreadServices: Bool {
-        table.pointee.abi_minor >= 3
+        table.pointee.abi_minor >= 4
             && Int(table.pointee.struct_size) >= MemoryLayout<mmulab_host>.offset(of: \.thread_id)! + MemoryLayout<UnsafeRawPointer>.size
     }
 
     /// [blockable] Starts `body` on a thread of the host's named `name`.
-    /// Throws `MMULAB_ERR_NOT_SUPPORTED` on a host older than ABI 1.3 (a
+    /// Throws `MMULAB_ERR_NOT_SUPPORTED` on a host older than ABI 1.4 (a
     /// plugin must not make threads of its own: see the header).
     public func spawnThread(named name: String, _ body: @escaping @Sendable () -> Void) throws(PluginError) -> HostThread {
         guard offersThreadServices else {
-            throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the host offers no threads (ABI 1.3)")
+            throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the host offers no threads (ABI 1.4)")
         }
         let argument = Unmanaged.passRetained(HostThread.Body(body)).toOpaque()
         var handle: OpaquePointer? = nil
@@ -63,21 +63,21 @@ extension Host {
 
     /// [any-thread] Lets another thread run; never sleeps. Every loop that
     /// polls memory for another thread's progress must call it (on a host
-    /// older than 1.3 it does nothing).
+    /// older than 1.4 it does nothing).
     public func yield() {
         guard offersThreadServices else { return }
         table.pointee.yield(context)
     }
 
     /// [any-thread] The host's monotonic clock in nanoseconds (virtual under
-    /// `--schedule`); nil on a host older than 1.3.
+    /// `--schedule`); nil on a host older than 1.4.
     public var nowNanoseconds: UInt64? {
         guard offersThreadServices else { return nil }
         return table.pointee.now_ns(context)
     }
 
     /// [any-thread] The host's number for the calling thread (never 0);
-    /// nil on a host older than 1.3.
+    /// nil on a host older than 1.4.
     public var currentThreadID: UInt64? {
         guard offersThreadServices else { return nil }
         return table.pointee.thread_id(context)

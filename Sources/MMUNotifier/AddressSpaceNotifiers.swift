@@ -67,12 +67,15 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     // MARK: - Invalidation
 
     /// Starts a blockable invalidation (Linux:
-    /// `mmu_notifier_invalidate_range_start`). Cannot fail.
-    public func startInvalidation(_ range: InvalidationRange, file: StaticString = #fileID, line: UInt = #line) -> ActiveInvalidation {
+    /// `mmu_notifier_invalidate_range_start`). Cannot fail. `recorder`, if
+    /// given, hears each device's acknowledgement as its callback returns.
+    public func startInvalidation(
+        _ range: InvalidationRange, recorder: (any AcknowledgementRecorder)? = nil, file: StaticString = #fileID, line: UInt = #line
+    ) -> ActiveInvalidation {
         let site = SourceSite(file: file, line: line)
         precondition(range.blockable, "use tryStartInvalidation for a non-blockable range")
         do {
-            return try begin(range, site: site)
+            return try begin(range, recorder: recorder, site: site)
         } catch {
             preconditionFailure("a blockable invalidation cannot be refused: \(error)")
         }
@@ -82,20 +85,25 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// `mmu_notifier_invalidate_range_start_nonblock`). On refusal nothing
     /// is left started and the caller must not end anything.
     public func tryStartInvalidation(
-        _ range: InvalidationRange, file: StaticString = #fileID, line: UInt = #line
+        _ range: InvalidationRange, recorder: (any AcknowledgementRecorder)? = nil, file: StaticString = #fileID, line: UInt = #line
     ) throws(InvalidationRefused) -> ActiveInvalidation {
         let site = SourceSite(file: file, line: line)
-        return try begin(range, site: site)
+        return try begin(range, recorder: recorder, site: site)
     }
 
-    private func begin(_ range: InvalidationRange, site: SourceSite) throws(InvalidationRefused) -> ActiveInvalidation {
+    /// The start. `intervalsOnly`: the whole-space subscribers are left
+    /// out (the release's invalidation of the interval tree).
+    private func begin(
+        _ range: InvalidationRange, recorder: (any AcknowledgementRecorder)?, site: SourceSite, intervalsOnly: Bool = false
+    ) throws(InvalidationRefused) -> ActiveInvalidation {
         precondition(range.addressSpace == addressSpace, "\(range) dispatched to \(addressSpace)")
         let (list, currentSeq, hasIntervals) = lock.withLock { () -> (SubscriberList, UInt64, Bool) in
             activeInvalidations += 1
             if activeInvalidations == 1 { invalidateSeq += 1 }  // odd: invalidating
             startsByEvent[Int(range.event.rawValue)] += 1
-            subscribers.readers.add(1, ordering: .sequentiallyConsistent)
-            return (subscribers, invalidateSeq, !tree.isEmpty)
+            let list = intervalsOnly ? SubscriberList([]) : subscribers
+            list.readers.add(1, ordering: .sequentiallyConsistent)
+            return (list, invalidateSeq, !tree.isEmpty)
         }
 
         if !range.blockable {
@@ -104,14 +112,49 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         }
         defer { if !range.blockable { ExecutionContext.exitCurrentNonBlockable() } }
 
+        // The recorder first hears every callback to a device this start
+        // will make; `expected` maps the position of a callback (intervals
+        // in tree order, then the whole-space list) to its entry.
+        var expected: [Int] = []
+        if let recorder {
+            var callbacks: [DeviceCallback] = []
+            var position = 0
+            if hasIntervals {
+                tree.forEachOverlap(start: range.start, end: range.end) { handle in
+                    defer { position += 1 }
+                    guard let interval = intervals[Int(handle)], let device = interval.ops?.device else { return }
+                    expected.append(position)
+                    callbacks.append(DeviceCallback(device: device, start: max(range.start, interval.start), end: min(range.end, interval.end)))
+                }
+            }
+            for subscriber in list.all {
+                defer { position += 1 }
+                guard let device = subscriber.device, !Self.mayKeepTranslations(subscriber, range) else { continue }
+                expected.append(position)
+                callbacks.append(DeviceCallback(device: device, start: range.start, end: range.end))
+            }
+            recorder.expect(callbacks)
+        }
+        var position = 0
+        var nextExpected = 0
+        /// Tells the recorder that the callback at the current position returned having stopped.
+        func acknowledge() {
+            while nextExpected < expected.count && expected[nextExpected] < position { nextExpected += 1 }
+            if let recorder, nextExpected < expected.count, expected[nextExpected] == position { recorder.acknowledged(nextExpected) }
+        }
+
         // Intervals first, as Linux does. The tree cannot change under us:
         // we are counted in `activeInvalidations`, so inserts and removals
         // are deferred until we end.
         if hasIntervals {
             var refusal: String? = nil
             tree.forEachOverlap(start: range.start, end: range.end) { handle in
+                defer { position += 1 }
                 guard refusal == nil, let interval = intervals[Int(handle)], let ops = interval.ops else { return }
-                if ops.invalidate(interval, range: range, currentSeq: currentSeq) { return }
+                if ops.invalidate(interval, range: range, currentSeq: currentSeq) {
+                    acknowledge()  // from here the device may no longer use the overlap through this interval
+                    return
+                }
                 if range.blockable {
                     core.contractViolations.record(
                         ContractViolation(kind: .retryFromBlockableStart(subscriber: ops.intervalName), range: range, site: site))
@@ -127,7 +170,11 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
         var skipped: UInt64 = 0
         for (index, subscriber) in list.all.enumerated() {
-            guard subscriber.invalidateRangeStart(range) == .retry else { continue }
+            defer { position += 1 }
+            guard subscriber.invalidateRangeStart(range) == .retry else {
+                acknowledge()  // from here the device may no longer use the range
+                continue
+            }
             if range.blockable {
                 core.contractViolations.record(
                     ContractViolation(kind: .retryFromBlockableStart(subscriber: subscriber.subscriberName), range: range, site: site))
@@ -143,6 +190,15 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             throw InvalidationRefused(range: range, refusedBy: subscriber.subscriberName)
         }
         return ActiveInvalidation(range: range, notifiers: self, list: list, skipped: skipped, site: site)
+    }
+
+    /// Whether `subscriber` may keep its translations through this start:
+    /// one that handles change_pte may skip a `ksm` start and repoint its
+    /// translations in change_pte instead (Andrea Arcangeli, linux-kernel,
+    /// 2014-04-02, "Re: [PATCH] mm/mmu_notifier: restore set_pte_at_notify
+    /// semantics": event reasons are what make change_pte work).
+    private static func mayKeepTranslations(_ subscriber: any AddressSpaceSubscriber, _ range: InvalidationRange) -> Bool {
+        range.event == .ksm && subscriber.capabilities.contains(.changePTE)
     }
 
     /// The end half, called by `ActiveInvalidation.end()` (Linux:
@@ -295,26 +351,37 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         waitForGracePeriod(of: old, site: site)
     }
 
-    /// The address space is exiting (Linux: `mmu_notifier_release`). In
+    /// The address space is exiting (Linux: `__mmu_notifier_release`). In
     /// Linux's order: every interval is invalidated over the whole space
-    /// with the `exit` event (Linux: `mn_itree_release`,
-    /// `MMU_NOTIFY_RELEASE`); every whole-space subscriber is unhooked,
-    /// in-flight dispatches drain, then each gets `release` (seed 002: all
-    /// torn down before the mm goes). No whole-space callback follows a
-    /// release, and no new subscription is accepted. May sleep.
+    /// with the `exit` event (`mn_itree_release`, `MMU_NOTIFY_RELEASE`);
+    /// then every whole-space subscriber gets `release` *while it is still
+    /// listed* (`mn_hlist_release`), so an invalidation started meanwhile
+    /// (reclaim, the OOM reaper) may still reach it, before or after its
+    /// release: subscribers must cope. Then they are unhooked and in-flight
+    /// dispatches drain; no whole-space callback starts after `release`
+    /// returns. Interval subscriptions stay in the tree: the teardown's zap
+    /// (`exit_mmap` -> `unmap_vmas`) reaches them with an UNMAP-type event.
+    /// No new subscription is accepted once this begins. May sleep.
     public func release(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier release", site: site)
-        let old = lock.withLock { () -> SubscriberList? in
+        let listed = lock.withLock { () -> SubscriberList? in
             guard !released else { return nil }
             released = true
-            return publish(SubscriberList([]))
+            subscribers.readers.add(1, ordering: .sequentiallyConsistent)
+            return subscribers
         }
-        guard let old else { return }
+        guard let listed else { return }
         let everything = InvalidationRange(addressSpace: addressSpace, start: 0, end: .max, event: .exit)
-        startInvalidation(everything, file: file, line: line).end()
+        do {
+            try begin(everything, recorder: nil, site: site, intervalsOnly: true).end()
+        } catch {
+            preconditionFailure("a blockable invalidation cannot be refused: \(error)")
+        }
+        for subscriber in listed.all { subscriber.release(addressSpace: addressSpace) }
+        releaseReader(listed)
+        let old = lock.withLock { publish(SubscriberList([])) }
         waitForGracePeriod(of: old, site: site)
-        for subscriber in old.all { subscriber.release(addressSpace: addressSpace) }
     }
 
     /// Whether `release` has run.

@@ -44,6 +44,10 @@ public protocol AddressSpaceSubscriber: AnyObject, Sendable {
     var subscriberName: String { get }
     /// Declared abilities; read once at registration.
     var capabilities: SubscriberCapabilities { get }
+    /// The device this subscription belongs to, if it issues device
+    /// accesses the primary checks (nil: an observer such as the lab's
+    /// trail, or a device whose accesses carry no identity).
+    var device: DeviceID? { get }
 
     /// Stop using translations in `range` and create none until the matching
     /// end (seed 002: the "block" that closes the race). For a non-blockable
@@ -71,6 +75,7 @@ public protocol AddressSpaceSubscriber: AnyObject, Sendable {
 extension AddressSpaceSubscriber {
     public var subscriberName: String { String(describing: type(of: self)) }
     public var capabilities: SubscriberCapabilities { [] }
+    public var device: DeviceID? { nil }
     public func invalidateSecondaryTLBs(_ range: InvalidationRange) {}
     public func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool { false }
     public func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool { false }

@@ -42,3 +42,15 @@ public struct PrimaryPTE: Sendable, Hashable {
         self.writable = writable
     }
 }
+
+/// Names one secondary MMU: the device (a plugin instance, an in-process
+/// mirror) that subscriptions belong to and that issues device accesses.
+/// The primary uses it to hold each device to what *its own* callbacks
+/// promised: once a device's callback for an invalidation has returned,
+/// that device may no longer use the range (see `AcknowledgementRecorder`).
+public struct DeviceID: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public var description: String { "device#\(rawValue)" }
+}

@@ -6,6 +6,8 @@ import Synchronization
 public protocol IntervalInvalidator: AnyObject, Sendable {
     /// Shown in reports.
     var intervalName: String { get }
+    /// The device the interval belongs to (see `AddressSpaceSubscriber.device`).
+    var device: DeviceID? { get }
 
     /// An invalidation overlaps the interval. The device must take the lock
     /// that its fault path holds around `readRetry`, call
@@ -20,6 +22,7 @@ public protocol IntervalInvalidator: AnyObject, Sendable {
 
 extension IntervalInvalidator {
     public var intervalName: String { String(describing: type(of: self)) }
+    public var device: DeviceID? { nil }
 }
 
 /// One interval subscription: a device's interest in `[start, end)` of one

@@ -30,13 +30,18 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let data: UnsafeMutableRawPointer?
     let subscriberName: String
     let capabilities: SubscriberCapabilities
+    let device: DeviceID?
     let observer: (any CallbackObserver)?
     /// The host's clock, for the observer's timings.
     let clock: SyncDomain
 
-    init(ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?, clock: SyncDomain) {
+    init(
+        ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?,
+        clock: SyncDomain
+    ) {
         self.ops = ops
         self.data = data
+        self.device = device
         subscriberName = name
         self.observer = observer
         self.clock = clock
@@ -105,12 +110,17 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     let ops: mmulab_interval_ops
     let data: UnsafeMutableRawPointer?
     let intervalName: String
+    let device: DeviceID?
     let observer: (any CallbackObserver)?
     let clock: SyncDomain
 
-    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?, clock: SyncDomain) {
+    init(
+        ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?,
+        clock: SyncDomain
+    ) {
         self.ops = ops
         self.data = data
+        self.device = device
         intervalName = name
         self.observer = observer
         self.clock = clock

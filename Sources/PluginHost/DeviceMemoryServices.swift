@@ -34,8 +34,10 @@ enum DeviceMemoryServices {
             }
         }
         t.migrate_to_host = { ctx, handle, addressSpace, start, length, moved, errorOut in
-            migrate("migrate_to_host", ctx, addressSpace, start, moved, errorOut) { machine, space throws(MemoryError) in
-                try machine.migrateToHost(space, start: start, length: length, from: memory(handle))
+            // From 1.3 the owner is announced, as migrate_to_ram does.
+            let announce = HostContext.from(ctx).negotiatedMinor >= 3
+            return migrate("migrate_to_host", ctx, addressSpace, start, moved, errorOut) { machine, space throws(MemoryError) in
+                try machine.migrateToHost(space, start: start, length: length, from: memory(handle), announcingOwner: announce)
             }
         }
         t.device_memory_evict = { ctx, handle, pages in

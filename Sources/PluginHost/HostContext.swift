@@ -35,10 +35,17 @@ final class HostContext: @unchecked Sendable {
     let foreignCallers: SpinLocked<[Int32]>
     /// The threads the plugin made (`thread_create`) and has not joined, by handle address.
     let threads: SpinLocked<[UInt]>
+    /// The instance's identity as a device: its subscriptions carry it and
+    /// its DMA names it, so the primary holds it to what it acknowledged.
+    let device: DeviceID
+    /// The ABI minor the plugin and the host agreed on.
+    let negotiatedMinor: Int
 
-    init(machine: Machine, pluginName: String, log: ReportLog<PluginLogEntry>, observer: (any CallbackObserver)?) {
+    init(machine: Machine, pluginName: String, negotiatedMinor: Int, log: ReportLog<PluginLogEntry>, observer: (any CallbackObserver)?) {
+        self.negotiatedMinor = negotiatedMinor
         self.machine = machine
         self.observer = observer
+        device = machine.makeDeviceID()
         self.pluginName = pluginName
         self.log = log
         deterministic = machine.sync.isControlled
@@ -58,6 +65,17 @@ final class HostContext: @unchecked Sendable {
     }
 
     func space(_ id: UInt64) -> AddressSpace? { machine.addressSpace(AddressSpaceID(id)) }
+
+    /// The address space a DMA goes to. One that has exited is not there
+    /// to reach: the access is recorded as one after exit (the plugin kept
+    /// a translation its `release` should have dropped) and does not happen.
+    func liveSpace(_ id: UInt64, _ pfn: mmulab_pfn, write: Bool) -> AddressSpace? {
+        if let space = space(id) { return space }
+        if machine.hasMade(AddressSpaceID(id)) {
+            machine.recordAccessAfterExit(AddressSpaceID(id), translation(pfn), issuer: device, write: write)
+        }
+        return nil
+    }
 
     /// The migration owner of the instance's device memory, if it made any.
     var devicePrivateOwner: OwnerCookie? { deviceMemories.withLock { $0.first?.owner } }
@@ -157,7 +175,8 @@ final class HostContext: @unchecked Sendable {
                 return fail(error, MMULAB_ERR_INVALID, "subscribe: no address space \(addressSpace)")
             }
             let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_subscriber_ops())
-            let subscriber = CSubscriber(ops: table, data: data, name: host.pluginName, observer: host.observer, clock: host.machine.sync)
+            let subscriber = CSubscriber(
+                ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer, clock: host.machine.sync)
             do {
                 try space.notifiers.register(subscriber)
             } catch let failure {
@@ -188,7 +207,8 @@ final class HostContext: @unchecked Sendable {
             let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_interval_ops())
             do {
                 let interval = try space.notifiers.insertInterval(
-                    start: start, end: start + length, ops: CInterval(ops: table, data: data, name: host.pluginName, observer: host.observer, clock: host.machine.sync))
+                    start: start, end: start + length,
+                    ops: CInterval(ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer, clock: host.machine.sync))
                 out?.pointee = OpaquePointer(Unmanaged.passRetained(interval).toOpaque())
                 return mmulab_status(MMULAB_OK)
             } catch let failure {
@@ -234,16 +254,16 @@ final class HostContext: @unchecked Sendable {
         t.dma_read = { ctx, addressSpace, pfn, buffer, length in
             let host = HostContext.from(ctx)
             host.checkCaller("dma_read")
-            guard let space = host.space(addressSpace), let pfn, let buffer else { return }
-            host.machine.dmaAccess(space, translation(pfn.pointee)) { page in
+            guard let pfn, let buffer, let space = host.liveSpace(addressSpace, pfn.pointee, write: false) else { return }
+            host.machine.dmaAccess(space, translation(pfn.pointee), issuer: host.device, write: false) { page in
                 buffer.copyMemory(from: page.baseAddress!, byteCount: min(Int(length), page.count))
             }
         }
         t.dma_write = { ctx, addressSpace, pfn, buffer, length in
             let host = HostContext.from(ctx)
             host.checkCaller("dma_write")
-            guard let space = host.space(addressSpace), let pfn, let buffer else { return }
-            host.machine.dmaAccess(space, translation(pfn.pointee)) { page in
+            guard let pfn, let buffer, let space = host.liveSpace(addressSpace, pfn.pointee, write: true) else { return }
+            host.machine.dmaAccess(space, translation(pfn.pointee), issuer: host.device, write: true) { page in
                 page.baseAddress!.copyMemory(from: buffer, byteCount: min(Int(length), page.count))
             }
         }

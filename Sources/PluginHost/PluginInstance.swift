@@ -61,7 +61,8 @@ public final class PluginInstance: @unchecked Sendable {
         observer: (any CallbackObserver)? = nil
     ) -> Result<PluginInstance, PluginLoadError> {
         let context = HostContext(
-            machine: machine, pluginName: plugin.name, log: log ?? ReportLog(capacity: 1_000), observer: observer)
+            machine: machine, pluginName: plugin.name, negotiatedMinor: plugin.minor, log: log ?? ReportLog(capacity: 1_000),
+            observer: observer)
         var instance: UnsafeMutableRawPointer? = nil
         var error = mmulab_error()
         let status = options.withCString { plugin.descriptor.pointee.create!(context.table, $0, &instance, &error) }

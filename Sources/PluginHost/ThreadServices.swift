@@ -1,7 +1,7 @@
 import CDevicePluginABI
 import LabSync
 
-/// The thread services of ABI 1.3 (`thread_create`, `thread_join`, `yield`,
+/// The thread services of ABI 1.4 (`thread_create`, `thread_join`, `yield`,
 /// `now_ns`, `thread_id`): a plugin's own threads are started through the
 /// machine's scheduler, so they are scheduled (deterministically, when the
 /// lab runs with `--schedule`) with the lab's actors, and its clock is the

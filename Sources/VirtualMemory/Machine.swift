@@ -21,36 +21,6 @@ public struct MemoryFaultInjection: OptionSet, Sendable, Hashable {
     public static let dropSecondaryDirty = MemoryFaultInjection(rawValue: 1 << 3)
 }
 
-/// A broken rule of the primary MMU's contract with its secondaries, found
-/// by the checks built into the host services.
-public struct MemoryViolation: Sendable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable {
-        /// A device reached a frame the primary does not map at that address
-        /// and no invalidation of the address was in progress.
-        case staleTranslation = "stale translation"
-        /// A device reached a frame that was freed (and maybe reused) since
-        /// the device translated it.
-        case useAfterFree = "use after free"
-    }
-
-    public let kind: Kind
-    public let addressSpace: AddressSpaceID
-    public let address: UInt64
-    /// The frame the device used.
-    public let frame: PageFrameNumber
-    /// What the primary maps there now (nil: nothing).
-    public let primaryFrame: PageFrameNumber?
-    /// Set when the device used a page of device memory, not a frame.
-    public let devicePage: DevicePage?
-    public let thread: ThreadIdentity
-
-    public var description: String {
-        let now = primaryFrame.map { "the primary maps \($0)" } ?? "the primary maps nothing"
-        let used = devicePage.map { "\($0)" } ?? "\(frame)"
-        return "\(kind.rawValue): device used \(used) at \(addressSpace) 0x\(String(address, radix: 16)); \(now) (thread \(thread))"
-    }
-}
-
 /// The primary MMU: physical memory, swap, files, address spaces, reclaim,
 /// migration, KSM and the OOM killer, calling the notifier core in the
 /// order the contract requires.
@@ -95,7 +65,11 @@ public final class Machine: @unchecked Sendable {
     /// long as the machine, as a device's `dev_pagemap` lives as long as the device).
     let deviceMemories: SpinLocked<[DeviceMemory]>
 
+    /// Where a device write to the zero page lands instead (never read).
+    let scratchPage: UnsafeMutableRawPointer
+
     public init(_ configuration: Configuration, notifierCore: NotifierCore = NotifierCore()) {
+        scratchPage = .allocate(byteCount: configuration.memory.payloadSize, alignment: 16)
         self.configuration = configuration
         self.notifierCore = notifierCore
         sync = notifierCore.sync
@@ -109,6 +83,8 @@ public final class Machine: @unchecked Sendable {
         ksmBox = SpinLocked(nil, name: "ksm", domain: sync)
         deviceMemories = SpinLocked([], name: "device memories", domain: sync)
     }
+
+    deinit { scratchPage.deallocate() }
 
     /// A new, empty address space.
     public func makeAddressSpace() -> AddressSpace {
@@ -132,15 +108,29 @@ public final class Machine: @unchecked Sendable {
 
     public func addressSpace(_ id: AddressSpaceID) -> AddressSpace? { registryLock.withLock { spaces[id] } }
 
+    /// Whether `id` names an address space this machine made (alive or exited).
+    public func hasMade(_ id: AddressSpaceID) -> Bool { registryLock.withLock { id.rawValue >= 1 && id.rawValue < nextSpace } }
+
     func forget(_ space: AddressSpace) { _ = registryLock.withLock { spaces.removeValue(forKey: space.id) } }
 
     func record(_ violation: MemoryViolation) { violations.record(violation) }
+
+    /// The shared zero page (see `PhysicalMemory.zeroFrame`).
+    public var zeroFrame: Int32 { memory.zeroFrame }
+
+    private let nextDevice = Atomic<UInt64>(1)
+
+    /// A new identity for a device (a plugin instance, an in-process
+    /// mirror): its subscriptions carry it, and its accesses name it, so
+    /// each device is held to what its own callbacks acknowledged.
+    public func makeDeviceID() -> DeviceID { DeviceID(nextDevice.add(1, ordering: .relaxed).oldValue) }
 }
 
 /// Counts of what the machine did, for reports and tests.
 public final class MachineStatistics: Sendable {
     public let faults = Atomic<Int>(0)
     public let zeroFills = Atomic<Int>(0)
+    public let zeroPageMaps = Atomic<Int>(0)
     public let cowCopies = Atomic<Int>(0)
     public let cowReuses = Atomic<Int>(0)
     public let swapIns = Atomic<Int>(0)
@@ -167,7 +157,7 @@ public final class MachineStatistics: Sendable {
     public var all: [(String, Int)] {
         func v(_ counter: borrowing Atomic<Int>) -> Int { counter.load(ordering: .relaxed) }
         return [
-            ("faults", v(faults)), ("zero fills", v(zeroFills)), ("COW copies", v(cowCopies)), ("COW reuses", v(cowReuses)),
+            ("faults", v(faults)), ("zero fills", v(zeroFills)), ("zero-page maps", v(zeroPageMaps)), ("COW copies", v(cowCopies)), ("COW reuses", v(cowReuses)),
             ("swap-ins", v(swapIns)), ("file reads", v(fileReads)), ("evicted anonymous", v(evictedAnonymous)),
             ("evicted file", v(evictedFile)), ("writebacks", v(writebacks)), ("kept young (CPU)", v(keptYoung)),
             ("kept young (device)", v(keptBySecondaryYoung)), ("pinned skips", v(pinnedSkips)), ("migrations", v(migrations)),

@@ -60,6 +60,9 @@ struct SchedulerSeamTests {
         contender.join()
         #expect(scheduler.spawns.load(ordering: .relaxed) == 2)
         #expect(scheduler.spins.load(ordering: .relaxed) > 0, "a contended spin lock waits through spinWait")
+        // The wait loop above may not have slept (the contender can be seen
+        // spinning at once): sleep once for sure.
+        domain.sleep(for: .microseconds(10))
         #expect(scheduler.sleeps.load(ordering: .relaxed) >= 1)
 
         mutex.withLock {}

@@ -1,3 +1,4 @@
+import Synchronization
 import LabSync
 import MMUNotifier
 import Testing
@@ -147,18 +148,49 @@ struct DispatchTests {
         #expect(second.statistics.startsByEvent.isEmpty)
     }
 
-    @Test func releaseUnhooksEverySubscriberThenCallsReleaseOnce() throws {
+    @Test func releaseCallsReleaseOnceThenUnhooksEverySubscriber() throws {
         let notifiers = core.makeAddressSpaceNotifiers(for: mm)
         let s = RecordingSubscriber("s", domain: core.sync)
         try notifiers.register(s)
         notifiers.release()
         notifiers.release()  // idempotent
         notifiers.startInvalidation(range(mm, pages: 0..<1, .exit)).end()
-        #expect(s.calls == [.release], "no callback follows a release")
+        #expect(s.calls == [.release], "the release's interval invalidation is for intervals only, and no callback follows a release")
         #expect(notifiers.isReleased)
         #expect(throws: SubscriptionError.addressSpaceReleased(mm)) {
             try notifiers.register(RecordingSubscriber("late", domain: core.sync))
         }
+    }
+
+    /// Linux's `mn_hlist_release` calls `release` while the subscription
+    /// is still listed: an invalidation that starts meanwhile (reclaim, the
+    /// OOM reaper) still reaches a subscriber whose release has run.
+    @Test func releaseRunsWhileSubscriptionsAreStillListed() throws {
+        final class Racing: AddressSpaceSubscriber, @unchecked Sendable {
+            let notifiers: AddressSpaceNotifiers
+            let range: InvalidationRange
+            let log = Mutex<[String]>([])
+            init(_ notifiers: AddressSpaceNotifiers, _ range: InvalidationRange) {
+                self.notifiers = notifiers
+                self.range = range
+            }
+            func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
+                log.withLock { $0.append("start") }
+                return .ok
+            }
+            func invalidateRangeEnd(_ range: InvalidationRange) { log.withLock { $0.append("end") } }
+            func release(addressSpace: AddressSpaceID) {
+                log.withLock { $0.append("release") }
+                notifiers.startInvalidation(range).end()  // reclaim racing the exit
+            }
+        }
+        let notifiers = core.makeAddressSpaceNotifiers(for: mm)
+        let racing = Racing(notifiers, range(mm, pages: 0..<1, .vmscan))
+        try notifiers.register(racing)
+        notifiers.release()
+        #expect(racing.log.withLock { $0 } == ["release", "start", "end"])
+        notifiers.startInvalidation(range(mm, pages: 0..<1, .vmscan)).end()
+        #expect(racing.log.withLock { $0 }.count == 3, "unhooked once release returned")
     }
 
     @Test func unregisterStopsCallbacksAndRejectsStrangers() throws {

@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 import VirtualMemory
 
-/// ABI 1.3: a plugin's threads, yields, clock reads and thread ids go
+/// ABI 1.4: a plugin's threads, yields, clock reads and thread ids go
 /// through the host, so a controlled scheduler schedules them too.
 @Suite("Thread services through the ABI")
 struct ThreadServicesTests {

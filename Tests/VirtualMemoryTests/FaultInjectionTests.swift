@@ -16,7 +16,10 @@ struct FaultInjectionTests {
         device.drainOnStart.store(true, ordering: .relaxed)
         try space.notifiers.register(device)
         let base = try space.map(length: 4 * page, kind: .anonymousPrivate)
-        for i in 0..<4 { _ = try device.read(base + UInt64(i) * page) }
+        for i in 0..<4 {
+            try space.write(base + UInt64(i) * page, [UInt8(i + 1)])  // real frames, not the zero page
+            _ = try device.read(base + UInt64(i) * page)
+        }
         // Reuse the freed frames at once, as a busy machine would.
         let other = machine.makeAddressSpace()
         try space.unmap(start: base, length: 4 * page)

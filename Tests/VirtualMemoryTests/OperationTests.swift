@@ -56,11 +56,15 @@ struct OperationTests {
         try space.notifiers.register(probe)
         let base = try space.map(length: 8 * page, kind: .anonymousPrivate)
         #expect(try space.read(base) == [UInt8](repeating: 0, count: 16), "anonymous memory reads as zeroes")
+        let zeroMapped = space.translate(base)
+        #expect(zeroMapped.isPresent && !zeroMapped.isWritable && zeroMapped.frame == machine.zeroFrame,
+            "a read of untouched memory maps the shared zero page read-only (do_anonymous_page)")
+        #expect(space.residentPages.load(ordering: .relaxed) == 0 && machine.memory.freeFrames == 256, "the zero page is nobody's frame")
         for i in 0..<8 { try space.write(base + UInt64(i) * page, Tag(space: 1, page: UInt32(i), writer: 0, version: 1).bytes) }
         for i in 0..<8 { #expect(Tag(try space.read(base + UInt64(i) * page)) == Tag(space: 1, page: UInt32(i), writer: 0, version: 1)) }
         #expect(space.residentPages.load(ordering: .relaxed) == 8)
         try space.unmap(start: base, length: 8 * page)
-        #expect(probe.events == [.munmap])
+        #expect(probe.events == [.cowBreak, .munmap], "the first write replaced the zero page under a CLEAR-type invalidation")
         #expect(probe.problems.isEmpty, "\(probe.problems)")
         #expect(space.residentPages.load(ordering: .relaxed) == 0)
         #expect(machine.memory.freeFrames == 256)

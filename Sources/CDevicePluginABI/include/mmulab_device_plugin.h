@@ -1,15 +1,20 @@
 /*
- * mmulab device plugin ABI, version 1.3.
+ * mmulab device plugin ABI, version 1.4.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
  * adds change_pte_pfn to the subscriber table and the plugin's optional
- * control operation; 1.3 adds the host's thread services (thread_create,
- * thread_join, yield, now_ns, thread_id) at the end of the host table, so
- * a plugin's own engines run on threads the host schedules and read the
- * host's clock. Every addition is at the end of its struct: the host
- * reads only what struct_size covers, and a plugin reads a host field only
- * if the host table's struct_size covers it.
+ * control operation. 1.3 changes no struct: migrate_to_host announces the
+ * device memory's owner in its migrate invalidation, as Linux's
+ * migrate_to_ram does, so the owning device skips it and must drop its own
+ * translations of the range before it calls; to an instance that
+ * negotiated 1.2 or less the host still announces no owner. 1.4 adds the
+ * host's thread services (thread_create, thread_join, yield, now_ns,
+ * thread_id) at the end of the host table, so a plugin's own engines run
+ * on threads the host schedules and read the host's clock. Every addition
+ * is at the end of its struct: the host reads only what struct_size
+ * covers, and a plugin reads a host field only if the host table's
+ * struct_size covers it.
  *
  * This header is the whole contract between the mmulab host and a device
  * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
@@ -43,7 +48,7 @@
  *   [any-thread]     any thread; the callee synchronises itself.
  * Every lock, wait, sleep, thread, spin-wait and clock read a plugin does
  * must go through the host (host->lock_*, host->completion_*,
- * host->sleep_ns, and from 1.3 host->thread_create / thread_join / yield /
+ * host->sleep_ns, and from 1.4 host->thread_create / thread_join / yield /
  * now_ns / thread_id): that is how the host sees context violations, and
  * how `mmulab run --schedule` runs every thread one at a time from a seed
  * on a virtual clock, so a failure replays exactly. In that deterministic
@@ -70,7 +75,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 3
+#define MMULAB_ABI_MINOR 4
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -355,8 +360,14 @@ typedef struct mmulab_host {
     mmulab_status (*migrate_to_device)(void *ctx, mmulab_device_memory *memory, uint64_t address_space, uint64_t start,
                                        uint64_t length, uint64_t *moved, mmulab_error *error);
     /* [blockable] Bring the range's pages in `memory` home to system memory.
-     * A CPU access to a device page does this by itself (one page). The
-     * invalidation carries no owner: every device lets go of the pages. */
+     * From 1.3 the invalidation carries the memory's owner (Linux:
+     * migrate_to_ram migrates with the device's pgmap owner): the calling
+     * device must already have dropped its own translations of the range,
+     * every other device lets go through the invalidation. (1.2 and older:
+     * no owner; every device, the caller included, is told.) A CPU access
+     * to a device page brings it home by itself, with no owner: this ABI
+     * has no migrate_to_ram callback, so the owner learns of it through
+     * the invalidation like everyone else. */
     mmulab_status (*migrate_to_host)(void *ctx, mmulab_device_memory *memory, uint64_t address_space, uint64_t start,
                                      uint64_t length, uint64_t *moved, mmulab_error *error);
     /* [blockable] Device memory pressure: bring up to `pages` of the pages
@@ -364,7 +375,7 @@ typedef struct mmulab_host {
      * migrate_device_range). Returns how many moved. */
     uint64_t (*device_memory_evict)(void *ctx, mmulab_device_memory *memory, uint64_t pages);
 
-    /* Thread services, ABI 1.3 (a host that offers only 1.2 has a shorter
+    /* Thread services, ABI 1.4 (a host that offers only 1.3 has a shorter
      * table: check struct_size, or the negotiated minor). A plugin that runs
      * work on threads of its own (DMA engines, fault handlers, garbage
      * collectors) makes them here: the host schedules them with its own

@@ -29,14 +29,6 @@ public enum MemoryError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// What an invalidation took out of the page table, released only after
-/// the secondaries have let go (after the range end).
-struct Released {
-    var frames: [Int32] = []
-    var swapSlots: [Int] = []
-    var devicePages: [DevicePage] = []
-}
-
 /// One process's virtual memory (Linux: `struct mm_struct`): its VMAs, its
 /// page table and its notifier subscriptions.
 ///
@@ -45,7 +37,7 @@ struct Released {
 /// page-table spin lock, `mm->page_table_lock`), a node's lock.
 public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     // @unchecked: `vmas`, `cursor` are guarded by `mmapLock`; `pageTable`
-    // and `activeRanges` by `ptl`; the rest is atomic or immutable.
+    // and `inFlight` by `ptl`; the rest is atomic or immutable.
 
     public let id: AddressSpaceID
     /// The secondaries' subscriptions to this address space.
@@ -58,9 +50,10 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     let pageTable = PageTable()
     var vmas: [VMA] = []
     private var cursor: UInt64 = 0x10_0000_0000
-    /// Ranges whose invalidation has started and not yet ended: a device
-    /// may still reach the old frames there (the DMA check allows it).
-    var activeRanges: [InvalidationRange] = []
+    /// Invalidations between their start and their end, with what each
+    /// device acknowledged (guarded by `ptl`): what the device-access check
+    /// holds each device to.
+    var inFlight: [InFlightInvalidation] = []
 
     enum State: UInt8 { case alive, killed, exited }
     let stateWord = Atomic<UInt8>(State.alive.rawValue)
@@ -111,121 +104,6 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// The primary PTE for `address` right now.
     public func translate(_ address: UInt64) -> PTE {
         ptl.withLock { pageTable.entry(address >> 12) }
-    }
-
-    // MARK: - The one place the primary MMU invalidates
-
-    /// Invalidates `[start, end)` in the order the contract requires
-    /// (seed 003, the TLB analogy): the range start goes to every secondary;
-    /// then, under the page-table lock, `update` rewrites each PTE and the
-    /// atomic secondary-TLB hook runs; then the TLB flush; then the range
-    /// end; and only then are the unmapped frames and swap slots released.
-    /// A page is never freed while a secondary may still reach it.
-    ///
-    /// For a non-blockable range the secondaries may refuse; nothing is
-    /// changed then and the caller gets `InvalidationRefused`.
-    func invalidate(
-        _ start: UInt64, _ end: UInt64, _ event: NotifierEvent, blockable: Bool = true, owner: OwnerCookie? = nil,
-        file: StaticString = #fileID, line: UInt = #line,
-        _ update: (UInt64, inout PTE, inout Released) -> Void
-    ) throws(InvalidationRefused) {
-        let range = InvalidationRange(addressSpace: id, start: start, end: end, event: event, blockable: blockable, owner: owner)
-        var released = Released()
-        if machine.faults.contains(.freeBeforeInvalidate) {
-            // Fault injection: clear, free, and only then tell the secondaries.
-            rewrite(range, &released, update)
-            release(released)
-            let active = blockable ? notifiers.startInvalidation(range, file: file, line: line)
-                : try notifiers.tryStartInvalidation(range, file: file, line: line)
-            active.end()
-            return
-        }
-        ptl.withLock { activeRanges.append(range) }
-        let active: ActiveInvalidation
-        do {
-            active = blockable ? notifiers.startInvalidation(range, file: file, line: line)
-                : try notifiers.tryStartInvalidation(range, file: file, line: line)
-        } catch {
-            ptl.withLock { removeActive(range) }
-            throw error
-        }
-        rewrite(range, &released, update)
-        if machine.faults.contains(.skipRangeEnd) {
-            _ = consume active  // dropped: the notifier core records it as unpaired
-        } else {
-            active.end()
-        }
-        ptl.withLock { removeActive(range) }
-        release(released)
-    }
-
-    /// `invalidate` for a blockable range, which cannot be refused.
-    func invalidateBlocking(
-        _ start: UInt64, _ end: UInt64, _ event: NotifierEvent, owner: OwnerCookie? = nil,
-        file: StaticString = #fileID, line: UInt = #line,
-        _ update: (UInt64, inout PTE, inout Released) -> Void
-    ) {
-        do {
-            try invalidate(start, end, event, blockable: true, owner: owner, file: file, line: line, update)
-        } catch {
-            preconditionFailure("a blockable invalidation was refused: \(error)")
-        }
-    }
-
-    private func rewrite(_ range: InvalidationRange, _ released: inout Released, _ update: (UInt64, inout PTE, inout Released) -> Void) {
-        ptl.withLock {
-            pageTable.forEachEntry(from: range.start >> 12, to: (range.end + 4095) >> 12) { vpn, pte in
-                guard !pte.isNone else { return }
-                update(vpn << 12, &pte, &released)
-            }
-            // Under the page-table lock, right after the PTEs changed (seed 002: GRU).
-            notifiers.invalidateSecondaryTLBs(range)
-        }
-    }
-
-    private func removeActive(_ range: InvalidationRange) {
-        if let i = activeRanges.firstIndex(of: range) { activeRanges.remove(at: i) }
-    }
-
-    /// Puts what an invalidation unmapped, after the secondaries let go.
-    /// A swap-cache page nobody maps or swaps to any more leaves the swap
-    /// cache too, or it would never be freed.
-    func release(_ released: Released) {
-        var plain: [Int32] = []
-        plain.reserveCapacity(released.frames.count)
-        for frame in released.frames {
-            let lastMapping = memory.mapcount(of: frame) == 0 && memory.flags(of: frame).contains(.swapCache)
-            if lastMapping && memory.tryGet(frame) {
-                memory.put(frame)  // the mapping's reference
-                machine.dropSwapCacheIfUnused(frame, holding: true)
-            } else {
-                plain.append(frame)
-            }
-        }
-        memory.put(plain)
-        for slot in released.swapSlots {
-            if let cached = machine.swap.release(slot), memory.tryGet(cached) {
-                machine.dropSwapCacheIfUnused(cached, holding: true)
-            }
-        }
-        for page in released.devicePages { machine.deviceMemory(of: page)!.free(page) }
-    }
-
-    /// The common `update` for a zap: the PTE goes away, its dirty bit
-    /// moves to the frame, its mapping is dropped (the reference is put
-    /// later, by `release`), a swap entry's slot is released.
-    func zap(_ pte: inout PTE, _ released: inout Released) {
-        if pte.isPresent {
-            if pte.isDirty { memory.setFlags(.dirty, on: pte.frame) }
-            memory.removeMapping(pte.frame)
-            released.frames.append(pte.frame)
-            residentPages.subtract(1, ordering: .relaxed)
-        } else if pte.isSwap {
-            released.swapSlots.append(pte.swapSlot)
-        } else if pte.isDevicePrivate {
-            released.devicePages.append(pte.devicePage)
-        }
-        pte = .none
     }
 
     // MARK: - Mapping
@@ -351,7 +229,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         try checkRange(start, length)
         mmapLock.withExclusive {
             let end = start + length
-            invalidateBlocking(start, end, .munmap) { _, pte, released in zap(&pte, &released) }
+            invalidateBlocking(start, end, .munmap, flush: .gathered) { _, pte, released in zap(&pte, &released) }
             for vma in carve(start, end) {
                 vmas.removeAll { $0 === vma }
                 unlink(vma)
@@ -359,17 +237,29 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
-    /// Changes the protection of `[start, start + length)` (Linux: `mprotect`).
-    /// Removing write access write-protects the PTEs under an `mprotect`
-    /// invalidation; adding it lets the next write fault upgrade them.
+    /// Changes the protection of `[start, start + length)` (Linux: `mprotect`)
+    /// under an `mprotect` invalidation. Removing write access
+    /// write-protects the PTEs (migration entries and device-private
+    /// entries too, so the mapping comes back read-only); `.none` makes
+    /// present PTEs PROT_NONE (mapped, but no access for the CPU or a
+    /// device); adding access back clears PROT_NONE, and a write fault
+    /// upgrades to writable.
     public func protect(start: UInt64, length: UInt64, _ protection: Protection) throws(MemoryError) {
         try checkRange(start, length)
         try mmapLock.withExclusive { () throws(MemoryError) in
             let end = start + length
             guard covered(start, end) else { throw .segmentationFault(start) }
             for vma in carve(start, end) { vma.protection = protection }
+            let none = protection.isEmpty
+            let readOnly = !protection.contains(.write)
             invalidateBlocking(start, end, .mprotect) { _, pte, _ in
-                if (pte.isPresent || pte.isDevicePrivate) && !protection.contains(.write) { pte = pte.with(writable: false) }
+                if pte.isPresent {
+                    pte = (readOnly ? pte.with(writable: false) : pte).with(protNone: none)
+                } else if pte.isMigration {
+                    pte = .migration(frame: pte.frame, writable: pte.isWritable && !readOnly, protNone: none)
+                } else if pte.isDevicePrivate && readOnly {
+                    pte = pte.with(writable: false)
+                }
             }
         }
     }
@@ -428,7 +318,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     public func adviseDontNeed(start: UInt64, length: UInt64) throws(MemoryError) {
         try checkRange(start, length)
         mmapLock.withShared {
-            invalidateBlocking(start, start + length, .madviseDontNeed) { _, pte, released in zap(&pte, &released) }
+            invalidateBlocking(start, start + length, .madviseDontNeed, flush: .gathered) { _, pte, released in zap(&pte, &released) }
         }
     }
 

@@ -17,7 +17,7 @@ extension AddressSpace {
                 let done = ptl.withLock { () -> R? in
                     let vpn = address >> 12
                     let pte = pageTable.entry(vpn)
-                    guard pte.isPresent, !write || pte.isWritable else { return nil }
+                    guard pte.isAccessible, !write || pte.isWritable else { return nil }
                     var updated = pte.with(accessed: true)
                     if write { updated = updated.with(dirty: true).with(softDirty: true) }
                     if updated != pte { pageTable.set(vpn, updated) }
@@ -148,7 +148,7 @@ extension AddressSpace {
             memory.put(pte.frame)
             return
         }
-        if pte.isSwap { return try swapIn(vma, page, pte) }
+        if pte.isSwap { return try swapIn(vma, page, pte, write: write) }
         if pte.isDevicePrivate {
             // Linux: do_swap_page -> pgmap->ops->migrate_to_ram.
             _ = try bringHome(page, page + 4096, from: nil)
@@ -193,7 +193,22 @@ extension AddressSpace {
 
     // MARK: - Fault kinds
 
+    /// A fault on untouched private anonymous memory (Linux:
+    /// `do_anonymous_page`): a read maps the shared zero page read-only
+    /// (no frame, no reference, not resident); a write, a fresh zeroed
+    /// frame. The first write to a zero-page mapping then replaces it with
+    /// a copy under a `cowBreak` (CLEAR-type) invalidation (`wp_page_copy`).
     private func zeroFill(_ vma: VMA, _ page: UInt64, write: Bool) throws(MemoryError) {
+        if !write {
+            let zero = machine.zeroFrame
+            let mapped = ptl.withLock { () -> Bool in
+                guard pageTable.entry(page >> 12).isNone else { return false }
+                pageTable.set(page >> 12, .present(frame: zero, writable: false))
+                return true
+            }
+            if mapped { machine.statistics.zeroPageMaps.add(1, ordering: .relaxed) }
+            return
+        }
         let frame = try allocateFrame(flags: .anonymous)
         memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: page))
         // On the LRU while we still own it, locked so reclaim leaves it be:
@@ -242,14 +257,23 @@ extension AddressSpace {
     /// only our PTE still refers to, and mapping a cached frame only while
     /// it is still that slot's, is what keeps another's data out (a helper
     /// found both windows: a frame mapped after its slot had been reused).
-    private func swapIn(_ vma: VMA, _ page: UInt64, _ pte: PTE) throws(MemoryError) {
+    ///
+    /// A read fault maps a page only this PTE refers to writable and clean
+    /// (Linux's `do_swap_page` for an exclusive page): it stays in the swap
+    /// cache with its slot, so reclaim may drop it again without a write
+    /// unless someone marks it dirty. A CPU write sets the PTE's dirty bit;
+    /// a device that writes through such a translation must report the
+    /// page dirty itself, or its write is lost (mlx5 marks every writable
+    /// mapping dirty on unmap for this reason).
+    private func swapIn(_ vma: VMA, _ page: UInt64, _ pte: PTE, write: Bool) throws(MemoryError) {
         let slot = pte.swapSlot
         let swap = machine.swap
+        let writableIfExclusive = !write && vma.protection.contains(.write)
         if let cached = swap.cachedFrame(slot, memory: memory) {
             defer { memory.put(cached) }  // the lookup's reference
             ptl.withLock {
                 guard pageTable.entry(page >> 12) == pte, swap.slot(of: cached) == slot else { return }
-                mapSwapped(cached, at: page, releasing: slot)
+                mapSwapped(cached, at: page, releasing: slot, writableIfExclusive: writableIfExclusive)
             }
             return  // mapped, or the PTE or the cache changed: the caller retries
         }
@@ -261,7 +285,7 @@ extension AddressSpace {
             // the frame in the cache a moment later cannot mistake our
             // allocation reference for the cache's.
             guard pageTable.entry(page >> 12) == pte, swap.readIntoCache(slot, frame: fresh, memory: memory) else { return false }
-            mapSwapped(fresh, at: page, releasing: slot)
+            mapSwapped(fresh, at: page, releasing: slot, writableIfExclusive: writableIfExclusive)
             return true
         }
         guard read else {
@@ -277,12 +301,16 @@ extension AddressSpace {
         machine.statistics.swapIns.add(1, ordering: .relaxed)
     }
 
-    /// Maps a swap-cache frame read-only in place of its swap entry (PTL
-    /// held). Read-only until written: a write fault then decides between
-    /// reusing this page (dropping the stale slot) and copying it.
-    private func mapSwapped(_ frame: Int32, at page: UInt64, releasing slot: Int) {
+    /// Maps a swap-cache frame in place of its swap entry (PTL held),
+    /// clean. With `writableIfExclusive`, writable if this PTE is the only
+    /// user of the page and its slot; otherwise read-only until written: a
+    /// write fault then decides between reusing this page (dropping the
+    /// stale slot) and copying it.
+    private func mapSwapped(_ frame: Int32, at page: UInt64, releasing slot: Int, writableIfExclusive: Bool) {
+        let exclusive = writableIfExclusive && !memory.flags(of: frame).contains(.ksm) && memory.mapcount(of: frame) == 0
+            && machine.swap.swapReferences(of: frame) == 1
         memory.addMapping(frame)
-        pageTable.set(page >> 12, .present(frame: frame, writable: false))
+        pageTable.set(page >> 12, .present(frame: frame, writable: exclusive))
         residentPages.add(1, ordering: .relaxed)
         machine.swap.release(slot)  // the cache still links the slot, so it stays allocated
     }
@@ -308,18 +336,22 @@ extension AddressSpace {
         memory.node(of: copy).addToLRU(copy, memory: memory)
         var replaced = false
         let wasKSM = memory.flags(of: old).contains(.ksm)
+        let fromZeroPage = old == machine.zeroFrame
         invalidateBlocking(page, page + 4096, .cowBreak) { _, current, released in
             guard current == pte else { return }
             // Copied under the page-table lock, while the PTE still maps
             // `old`: the frame is alive and nobody can write it.
             memory.copyPayload(from: old, to: copy)
-            memory.removeMapping(old)
-            released.frames.append(old)
+            if !fromZeroPage {
+                memory.removeMapping(old)
+                released.frames.append(old)
+            }
             memory.mapcounts[Int(copy)].add(1, ordering: .relaxed)
             current = .present(frame: copy, writable: true, dirty: true)
             replaced = true
         }
         memory.unlock(copy)
+        if replaced && fromZeroPage { residentPages.add(1, ordering: .relaxed) }
         if replaced {
             machine.statistics.cowCopies.add(1, ordering: .relaxed)
             if wasKSM { machine.statistics.ksmBreaks.add(1, ordering: .relaxed) }
@@ -341,17 +373,24 @@ extension AddressSpace {
     private func reuseIfExclusive(_ page: UInt64, _ pte: PTE) throws(MemoryError) -> Bool {
         let frame = pte.frame
         let flags = memory.flags(of: frame)
-        guard !flags.contains(.ksm), memory.pincount(of: frame) == 0, memory.mapcount(of: frame) == 1 else { return false }
+        // A pinned page is reused as any exclusive page is (Linux: a pinned
+        // anonymous page is always PageAnonExclusive), so the device's pin
+        // and the CPU keep sharing it.
+        guard !flags.contains(.ksm), frame != machine.zeroFrame, memory.mapcount(of: frame) == 1 else { return false }
         guard memory.tryGet(frame) else { return false }
         defer { memory.put(frame) }  // runs last: after the unlock below
         guard memory.tryLock(frame) else { return false }
         defer { memory.unlock(frame) }
         guard ptl.withLock({ pageTable.entry(page >> 12) == pte }) else { return false }  // still ours, now that it is locked
         let inSwapCache = memory.flags(of: frame).contains(.swapCache)
-        // References: the mapping's, ours, and the swap cache's if cached.
-        guard memory.refcount(of: frame) == 2 + (inSwapCache ? 1 : 0), memory.mapcount(of: frame) == 1 else { return false }
+        // References: the mapping's, ours, the swap cache's if cached, and
+        // one per pin.
+        let pins = memory.pincount(of: frame)
+        guard memory.refcount(of: frame) == 2 + (inSwapCache ? 1 : 0) + pins, memory.mapcount(of: frame) == 1 else { return false }
         if inSwapCache {
-            guard machine.swap.removeFromCacheIfUnused(frame, expectedReferences: 3, expectedMappings: 1, memory: memory) else { return false }
+            guard machine.swap.removeFromCacheIfUnused(frame, expectedReferences: 3 + pins, expectedMappings: 1, memory: memory) else {
+                return false
+            }
             memory.clearFlags(.swapCache, on: frame)
             memory.put(frame)  // the swap cache's reference
         }

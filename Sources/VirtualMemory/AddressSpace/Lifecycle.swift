@@ -6,12 +6,33 @@ extension AddressSpace {
     /// A copy of this address space (Linux: `fork`). Private anonymous
     /// pages become copy-on-write: the parent's PTEs are write-protected
     /// under a `writeProtect` invalidation (so secondaries drop their
-    /// writable translations) and both sides share the frames read-only.
+    /// writable translations) and both sides share the frames read-only;
+    /// except a pinned page, which the child gets a copy of at once while
+    /// the parent keeps its page and its PTE as they were (Linux:
+    /// `copy_present_page`, since a device may be writing the pinned page).
     /// Shared mappings are shared. The child starts with no subscribers.
     public func fork() throws(MemoryError) -> AddressSpace {
         try checkAlive()
         let child = machine.makeAddressSpace()
         try mmapLock.withExclusive { () throws(MemoryError) in
+            // Copies for the pinned pages first (this may reclaim). Pins are
+            // taken with the mmap lock held shared, so none appears while
+            // we hold it exclusively.
+            var copies: [UInt64: Int32] = [:]
+            do throws(MemoryError) {
+                copies = try copiesOfPinnedPages()
+            } catch {
+                child.exit()
+                throw error
+            }
+            var mapped: [Int32] = []
+            defer {
+                for frame in mapped { memory.unlock(frame) }  // mapped in the child: unlocked once the walk is done
+                for frame in copies.values {  // not used after all: the page went meanwhile
+                    memory.unlock(frame)
+                    memory.put(frame)
+                }
+            }
             // Device-private pages come home first, so parent and child
             // share system frames copy-on-write. (Linux instead shares the
             // device page read-only; the lab keeps one mapping per device
@@ -34,8 +55,10 @@ extension AddressSpace {
                 // child's included.
                 let share = { (address: UInt64, pte: PTE) in
                     if pte.isPresent {
-                        self.memory.addMapping(pte.frame)
-                        child.residentPages.add(1, ordering: .relaxed)
+                        if pte.frame != self.machine.zeroFrame {
+                            self.memory.addMapping(pte.frame)
+                            child.residentPages.add(1, ordering: .relaxed)
+                        }
                     } else if pte.isSwap {
                         self.machine.swap.retain(pte.swapSlot)
                     }
@@ -43,6 +66,18 @@ extension AddressSpace {
                 }
                 if vma.kind == .anonymousPrivate {
                     invalidateBlocking(vma.start, vma.end, .writeProtect) { address, pte, _ in
+                        if pte.isPresent, memory.pincount(of: pte.frame) > 0, let copy = copies.removeValue(forKey: address) {
+                            // Copied under the page-table lock while the
+                            // parent still maps the pinned page.
+                            memory.copyPayload(from: pte.frame, to: copy)
+                            memory.mapcounts[Int(copy)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+                            child.residentPages.add(1, ordering: .relaxed)
+                            let copied = PTE.present(
+                                frame: copy, writable: vma.protection.contains(.write), dirty: true, protNone: pte.isProtNone)
+                            child.ptl.withLock { child.pageTable.set(address >> 12, copied) }
+                            mapped.append(copy)
+                            return
+                        }
                         if pte.isPresent { pte = pte.with(writable: false) }
                         if pte.isMigration { pte = .migration(frame: pte.frame, writable: false) }
                         share(address, pte)
@@ -59,16 +94,51 @@ extension AddressSpace {
         return child
     }
 
+    /// A fresh frame for each pinned private anonymous page (mmap lock
+    /// held exclusively), locked and on the LRU, by address: fork's copies.
+    private func copiesOfPinnedPages() throws(MemoryError) -> [UInt64: Int32] {
+        var pinned: [(UInt64, VMA)] = []
+        for vma in vmas where vma.kind == .anonymousPrivate {
+            ptl.withLock {
+                pageTable.forEachEntry(from: vma.start >> 12, to: vma.end >> 12) { vpn, pte in
+                    if pte.isPresent, memory.pincount(of: pte.frame) > 0 { pinned.append((vpn << 12, vma)) }
+                }
+            }
+        }
+        var copies: [UInt64: Int32] = [:]
+        do {
+            for (address, vma) in pinned {
+                let frame = try allocateFrame(flags: .anonymous)
+                memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: address))
+                let locked = memory.tryLock(frame)
+                precondition(locked, "a fresh frame is unlocked")
+                memory.node(of: frame).addToLRU(frame, memory: memory)
+                copies[address] = frame
+            }
+        } catch {
+            for frame in copies.values {
+                memory.unlock(frame)
+                memory.put(frame)
+            }
+            throw error
+        }
+        return copies
+    }
+
     /// Tears the address space down (Linux: `exit_mmap`): first the
-    /// notifier release (seed 002: every secondary lets go before the mm
-    /// goes), then every mapping is unmapped with the `exit` event and every
-    /// frame and swap slot it held is returned. Idempotent.
+    /// notifier release (every secondary lets go before the mm goes:
+    /// Andrea Arcangeli, linux-kernel, 2008-01-30, "Re: [patch 2/6]
+    /// mmu_notifier: Callbacks to invalidate address ranges"), then every
+    /// mapping is zapped as `unmap_vmas` does, with the UNMAP-type
+    /// `munmap` event, which reaches the interval subscriptions (the
+    /// whole-space ones were unhooked by the release), freeing in gather
+    /// batches; every frame and swap slot is returned. Idempotent.
     public func exit() {
         guard stateWord.exchange(State.exited.rawValue, ordering: .acquiringAndReleasing) != State.exited.rawValue else { return }
         notifiers.release()
         mmapLock.withExclusive {
             for vma in vmas {
-                invalidateBlocking(vma.start, vma.end, .exit) { _, pte, released in zap(&pte, &released) }
+                invalidateBlocking(vma.start, vma.end, .munmap, flush: .gathered) { _, pte, released in zap(&pte, &released) }
                 unlink(vma)
             }
             vmas.removeAll()
@@ -83,8 +153,13 @@ extension AddressSpace {
         try checkAlive()
         mmapLock.withShared {
             for vma in vmas {
+                // Linux's `clear_soft_dirty` leaves a pinned page of a
+                // copy-on-write mapping alone: write-protecting it would
+                // make the next write copy it away from the device's pin.
+                let skipPinned = vma.kind == .anonymousPrivate
                 invalidateBlocking(vma.start, vma.end, .softDirty) { _, pte, _ in
-                    if pte.isPresent { pte = pte.with(softDirty: false).with(writable: false) }
+                    guard pte.isPresent, !(skipPinned && memory.pincount(of: pte.frame) > 0) else { return }
+                    pte = pte.with(softDirty: false).with(writable: false)
                 }
             }
         }

@@ -25,12 +25,18 @@ extension Machine {
     }
 
     /// Brings the device-private pages of `[start, start + length)` home to
-    /// system memory (all devices' if `device` is nil). Returns how many moved.
-    public func migrateToHost(_ space: AddressSpace, start: UInt64, length: UInt64, from device: DeviceMemory? = nil) throws(MemoryError) -> Int {
+    /// system memory (all devices' if `device` is nil). With
+    /// `announcingOwner`, the invalidation carries `device`'s owner, as
+    /// Linux's `migrate_to_ram` migrates with the device's pgmap owner:
+    /// the owning device skips it, having dropped its own translations
+    /// first. Returns how many moved.
+    public func migrateToHost(
+        _ space: AddressSpace, start: UInt64, length: UInt64, from device: DeviceMemory? = nil, announcingOwner: Bool = false
+    ) throws(MemoryError) -> Int {
         try space.checkRange(start, length)
         return try space.mmapLock.withShared { () throws(MemoryError) -> Int in
             try space.checkAlive()
-            return try space.bringHome(start, start + length, from: device)
+            return try space.bringHome(start, start + length, from: device, owner: announcingOwner ? device?.owner : nil)
         }
     }
 
@@ -106,12 +112,15 @@ extension AddressSpace {
 
     /// Brings device-private pages of `[start, end)` home (mmap lock held):
     /// `Machine.migrateToHost`, a CPU fault on a device-private entry, and
-    /// fork. The invalidation carries no owner: every device, the owner
-    /// included, must drop its translations of the device page before it
-    /// is freed. (In Linux the owner's `migrate_to_ram` does this copy with
-    /// its own DMA engine and fixes its own tables; the lab holds device
-    /// memory's contents itself, so it tells the owner as it tells anyone.)
-    func bringHome(_ start: UInt64, _ end: UInt64, from device: DeviceMemory?) throws(MemoryError) -> Int {
+    /// fork. The invalidation carries `owner` when the owning device asked
+    /// for the move (it dropped its own translations first); otherwise
+    /// none, and every device, the owner included, must drop its
+    /// translations of the device page before it is freed. (In Linux a CPU
+    /// fault calls the owner's `migrate_to_ram`, which copies with its own
+    /// DMA engine and fixes its own tables; the lab has no such callback
+    /// and holds device memory's contents itself, so it tells the owner as
+    /// it tells anyone.)
+    func bringHome(_ start: UInt64, _ end: UInt64, from device: DeviceMemory?, owner: OwnerCookie? = nil) throws(MemoryError) -> Int {
         var entries: [UInt64: DevicePage] = [:]
         ptl.withLock {
             pageTable.forEachEntry(from: start >> 12, to: (end + 4095) >> 12) { vpn, pte in
@@ -142,7 +151,7 @@ extension AddressSpace {
             throw error
         }
         var used: Set<UInt64> = []
-        invalidateBlocking(start, end, .migrate) { address, pte, released in
+        invalidateBlocking(start, end, .migrate, owner: owner) { address, pte, released in
             guard pte.isDevicePrivate, let frame = frames[address], pte.devicePage == entries[address] else { return }
             let page = pte.devicePage
             let home = machine.deviceMemory(of: page)!

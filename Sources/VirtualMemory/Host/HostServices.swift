@@ -95,8 +95,8 @@ extension AddressSpace {
                         if pte.isDevicePrivate, !pin, let owner = devicePrivateOwner {
                             return ownDevicePage(address, pte, owner: owner, write: write)
                         }
-                        guard pte.isPresent, !write || pte.isWritable else { return nil }
-                        if pin { memory.addPin(pte.frame) }
+                        guard pte.isAccessible, !write || pte.isWritable else { return nil }
+                        if pin && pte.frame != machine.zeroFrame { memory.addPin(pte.frame) }  // the zero page needs no pin
                         pageTable.set(address >> 12, pte.with(accessed: true))
                         return DeviceTranslation(
                             address: address, frame: PageFrameNumber(pte.frame), generation: memory.generation(of: pte.frame),
@@ -112,7 +112,7 @@ extension AddressSpace {
             } catch {
                 // All or nothing: a pin that fails part way keeps none of the
                 // pages it took (Linux: pin_user_pages unpins them on error).
-                if pin { for t in result { memory.removePin(t.frame.frame) } }
+                if pin { for t in result where t.frame.frame != machine.zeroFrame { memory.removePin(t.frame.frame) } }
                 throw error
             }
             return result
@@ -146,6 +146,7 @@ extension Machine {
     public func unpin(_ translations: [DeviceTranslation], dirty: Bool = false) {
         for t in translations {
             precondition(t.pinned, "unpin of an unpinned translation \(t)")
+            if t.frame.frame == zeroFrame { continue }  // pinning the zero page takes nothing
             if dirty { setDirty(t.frame) }
             memory.removePin(t.frame.frame)
         }
@@ -156,64 +157,13 @@ extension Machine {
     /// 003, the dirty state must transfer).
     public func setDirty(_ frame: PageFrameNumber) {
         precondition(frame.rawValue <= UInt64(Int32.max), "setDirty of \(frame), which is not a frame (device pages need no dirty bit)")
-        if faults.contains(.dropSecondaryDirty) { return }
+        if faults.contains(.dropSecondaryDirty) || frame.frame == zeroFrame { return }
         memory.setFlags(.dirty, on: frame.frame)
     }
 
     /// A device used the frame (Linux: `mark_page_accessed`).
     public func markAccessed(_ frame: PageFrameNumber) {
         memory.setFlags(.referenced, on: frame.frame)
-    }
-
-    /// A device reads the page through `translation` (DMA). The access is
-    /// checked against the primary: it must reach the frame the primary
-    /// maps at that address now, or the old frame while an invalidation of
-    /// the address is in progress, or a frame the device pinned. Anything
-    /// else is recorded as a stale translation or a use after free, and the
-    /// read still happens, as it would on hardware.
-    public func dmaRead(_ space: AddressSpace, _ translation: DeviceTranslation) -> [UInt8] {
-        dmaAccess(space, translation) { Array($0) }
-    }
-
-    /// A device writes `bytes` at the start of the page through `translation`,
-    /// checked as `dmaRead` is. The caller reports the page dirty separately.
-    public func dmaWrite(_ space: AddressSpace, _ translation: DeviceTranslation, _ bytes: [UInt8]) {
-        dmaAccess(space, translation) { page in
-            bytes.withUnsafeBytes { page.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: min(bytes.count, page.count)) }
-        }
-    }
-
-    /// Runs a device access with the check of `dmaRead`; returns what
-    /// `body` returned.
-    public func dmaAccess<R>(_ space: AddressSpace, _ t: DeviceTranslation, _ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
-        // A translation to device memory must reach the device page the
-        // primary's entry names now, in the generation the device took.
-        let home = t.devicePage.map { deviceMemory(of: $0)! }
-        return space.ptl.withLock {
-            let pte = space.pageTable.entry(t.address >> 12)
-            let inFlight = space.activeRanges.contains { $0.contains(t.address) }
-            let sameGeneration: Bool
-            let current: Bool
-            let target: UnsafeMutableRawBufferPointer
-            if let page = t.devicePage, let home {
-                sameGeneration = home.generation(of: page) == t.generation
-                current = pte.isDevicePrivate && pte.devicePage == page
-                target = home.payload(of: page)
-            } else {
-                let frame = t.frame.frame
-                sameGeneration = memory.generation(of: frame) == t.generation
-                current = pte.isPresent && pte.frame == frame || t.pinned && memory.pincount(of: frame) > 0
-                target = memory.payload(of: frame)
-            }
-            if !sameGeneration || !(current || inFlight) {
-                violations.record(
-                    MemoryViolation(
-                        kind: sameGeneration ? .staleTranslation : .useAfterFree, addressSpace: space.id, address: t.address,
-                        frame: t.frame, primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, devicePage: t.devicePage,
-                        thread: .current))
-            }
-            return body(target)
-        }
     }
 
     /// A frame for a device's page-table page, charged to physical memory.

@@ -1,9 +1,14 @@
 /// A primary page-table entry, packed in 64 bits like a hardware PTE.
 ///
-/// Present:      bit 0 set; bits 12... hold the frame; W/A/D/SD bits below.
+/// Present:      bit 0 set; bits 12... hold the frame; W/A/D/SD bits below;
+///               with bit 8 (PROT_NONE) set the frame stays mapped (the
+///               rmap, reclaim and migration see it) but no access is
+///               allowed (Linux: `_PAGE_PROTNONE`, which `pte_present`
+///               counts as present).
 /// Swap entry:   bit 0 clear, bit 5 set; bits 12... hold the swap slot.
 /// Migration:    bit 0 clear, bit 6 set; bits 12... hold the frame being
-///               migrated (faults on it wait for the migration to finish).
+///               migrated (faults on it wait for the migration to finish);
+///               W and PROT_NONE say how the mapping comes back.
 /// Device-private: bit 0 clear, bit 7 set; bits 12... hold a page of a
 ///               device's memory (`DevicePage`); the CPU cannot reach it and
 ///               a CPU fault brings the page home (Linux: a device-private
@@ -21,12 +26,16 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     static let swapBit: UInt64 = 1 << 5
     static let migrationBit: UInt64 = 1 << 6
     static let devicePrivateBit: UInt64 = 1 << 7
+    static let protNoneBit: UInt64 = 1 << 8
     static let payloadShift: UInt64 = 12
 
     public static let none = PTE(rawValue: 0)
 
-    public static func present(frame: Int32, writable: Bool, accessed: Bool = true, dirty: Bool = false, softDirty: Bool = true) -> PTE {
+    public static func present(
+        frame: Int32, writable: Bool, accessed: Bool = true, dirty: Bool = false, softDirty: Bool = true, protNone: Bool = false
+    ) -> PTE {
         var raw = (UInt64(UInt32(bitPattern: frame)) << payloadShift) | presentBit
+        if protNone { raw |= protNoneBit }
         if writable { raw |= writableBit }
         if accessed { raw |= accessedBit }
         if dirty { raw |= dirtyBit }
@@ -37,9 +46,13 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     public static func swap(slot: Int) -> PTE { PTE(rawValue: (UInt64(slot) << payloadShift) | swapBit) }
     /// A migration entry remembers whether the page was writable, so the
     /// mapping comes back the same on the new frame.
-    public static func migration(frame: Int32, writable: Bool) -> PTE {
-        PTE(rawValue: (UInt64(UInt32(bitPattern: frame)) << payloadShift) | migrationBit | (writable ? writableBit : 0))
+    public static func migration(frame: Int32, writable: Bool, protNone: Bool = false) -> PTE {
+        PTE(rawValue: (UInt64(UInt32(bitPattern: frame)) << payloadShift) | migrationBit | (writable ? writableBit : 0)
+            | (protNone ? protNoneBit : 0))
     }
+
+    /// Whether a migration entry restores a PROT_NONE mapping.
+    var migrationIsProtNone: Bool { rawValue & Self.protNoneBit != 0 }
 
     /// The entry of a page that lives in device memory; `writable` as the
     /// page was when it moved.
@@ -51,6 +64,10 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     public var isDevicePrivate: Bool { rawValue & (Self.presentBit | Self.devicePrivateBit) == Self.devicePrivateBit }
     public var devicePage: DevicePage { DevicePage(rawValue: rawValue >> Self.payloadShift) }
     public var isPresent: Bool { rawValue & Self.presentBit != 0 }
+    /// Mapped, but PROT_NONE: neither the CPU nor a device may use it.
+    public var isProtNone: Bool { rawValue & (Self.presentBit | Self.protNoneBit) == Self.presentBit | Self.protNoneBit }
+    /// Present and accessible (not PROT_NONE).
+    public var isAccessible: Bool { rawValue & (Self.presentBit | Self.protNoneBit) == Self.presentBit }
     public var isSwap: Bool { rawValue & (Self.presentBit | Self.swapBit) == Self.swapBit }
     public var isMigration: Bool { rawValue & (Self.presentBit | Self.migrationBit) == Self.migrationBit }
     public var frame: Int32 { Int32(truncatingIfNeeded: rawValue >> Self.payloadShift) }
@@ -64,6 +81,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     func with(accessed: Bool) -> PTE { PTE(rawValue: accessed ? rawValue | Self.accessedBit : rawValue & ~Self.accessedBit) }
     func with(dirty: Bool) -> PTE { PTE(rawValue: dirty ? rawValue | Self.dirtyBit : rawValue & ~Self.dirtyBit) }
     func with(softDirty: Bool) -> PTE { PTE(rawValue: softDirty ? rawValue | Self.softDirtyBit : rawValue & ~Self.softDirtyBit) }
+    func with(protNone: Bool) -> PTE { PTE(rawValue: protNone ? rawValue | Self.protNoneBit : rawValue & ~Self.protNoneBit) }
 
     public var description: String {
         if isNone { return "none" }
@@ -75,6 +93,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
         if isAccessed { bits += " A" }
         if isDirty { bits += " D" }
         if isSoftDirty { bits += " SD" }
+        if isProtNone { bits += " PROT_NONE" }
         return bits
     }
 }

@@ -98,4 +98,27 @@ final class PageTable {
             vpn = tableEnd
         }
     }
+
+    /// `forEachEntry`, stopping before the next page once `stop()` answers
+    /// true (asked after each page `body` saw). Returns the page it stopped
+    /// at: `end` if it went through.
+    func forEachEntry(from first: UInt64, to end: UInt64, until stop: () -> Bool, _ body: (UInt64, inout PTE) -> Void) -> UInt64 {
+        var vpn = first
+        while vpn < end {
+            let tableEnd = min((vpn | 511) + 1, end)
+            guard let table = leaf(forPage: vpn, create: false) else {
+                vpn = tableEnd
+                continue
+            }
+            while vpn < tableEnd {
+                var pte = PTE(rawValue: table[Int(vpn & 511)])
+                let before = pte
+                body(vpn, &pte)
+                if pte != before { table[Int(vpn & 511)] = pte.rawValue }
+                vpn += 1
+                if vpn < end && stop() { return vpn }
+            }
+        }
+        return end
+    }
 }

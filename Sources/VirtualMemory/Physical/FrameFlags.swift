@@ -28,12 +28,15 @@ public struct FrameFlags: OptionSet, Sendable, Hashable, CustomStringConvertible
     public static let devicePageTable = FrameFlags(rawValue: 1 << 10)
     /// Device-private memory stands in for this page's contents.
     public static let devicePrivate = FrameFlags(rawValue: 1 << 11)
+    /// The shared zero page: never freed, never written, never on an LRU.
+    public static let zeroPage = FrameFlags(rawValue: 1 << 12)
 
     public var description: String {
         let names: [(FrameFlags, String)] = [
             (.allocated, "allocated"), (.locked, "locked"), (.waiters, "waiters"), (.dirty, "dirty"),
             (.referenced, "referenced"), (.onLRU, "lru"), (.active, "active"), (.anonymous, "anon"),
             (.swapCache, "swapcache"), (.ksm, "ksm"), (.devicePageTable, "device-pt"), (.devicePrivate, "device-private"),
+            (.zeroPage, "zero-page"),
         ]
         let set = names.filter { contains($0.0) }.map(\.1)
         return set.isEmpty ? "[]" : "[" + set.joined(separator: ",") + "]"

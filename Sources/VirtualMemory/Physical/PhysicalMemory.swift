@@ -68,7 +68,15 @@ public final class PhysicalMemory: @unchecked Sendable {
     }
 
     public let configuration: Configuration
+    /// The machine's frames, `0..<frameCount` (the zero page is not one of them).
     public var frameCount: Int { configuration.frames }
+    /// The shared zero page (Linux: `ZERO_PAGE(0)`, reserved at boot): a
+    /// frame of its own just past the machine's frames, so it is never
+    /// free, never counted, on no node's lists, and always zero. A read
+    /// fault on untouched private anonymous memory maps it read-only; it
+    /// holds no reference or mapping count for its mappings (Linux maps it
+    /// with a special PTE), and nothing frees or writes it.
+    public let zeroFrame: Int32
     public var payloadSize: Int { configuration.payloadSize }
     public let nodes: [MemoryNode]
     let sync: SyncDomain
@@ -93,26 +101,32 @@ public final class PhysicalMemory: @unchecked Sendable {
         self.configuration = configuration
         self.sync = sync
         let n = configuration.frames
-        refcounts = .allocate(capacity: n)
-        mapcounts = .allocate(capacity: n)
-        pincounts = .allocate(capacity: n)
-        flagWords = .allocate(capacity: n)
-        generations = .allocate(capacity: n)
-        lruPrev = .allocate(capacity: n)
-        lruNext = .allocate(capacity: n)
-        owners = .allocate(capacity: n)
-        indices = .allocate(capacity: n)
-        payloads = .allocate(byteCount: n * configuration.payloadSize, alignment: 16)
-        for f in 0..<n {
+        // One more entry than frames: the zero page's.
+        let entries = n + 1
+        zeroFrame = Int32(n)
+        refcounts = .allocate(capacity: entries)
+        mapcounts = .allocate(capacity: entries)
+        pincounts = .allocate(capacity: entries)
+        flagWords = .allocate(capacity: entries)
+        generations = .allocate(capacity: entries)
+        lruPrev = .allocate(capacity: entries)
+        lruNext = .allocate(capacity: entries)
+        owners = .allocate(capacity: entries)
+        indices = .allocate(capacity: entries)
+        payloads = .allocate(byteCount: entries * configuration.payloadSize, alignment: 16)
+        for f in 0..<entries {
             (refcounts + f).initialize(to: Atomic(0))
             (mapcounts + f).initialize(to: Atomic(0))
             (pincounts + f).initialize(to: Atomic(0))
             (flagWords + f).initialize(to: Atomic(0))
             (generations + f).initialize(to: Atomic(1))
         }
-        owners.initialize(repeating: 0, count: n)
-        indices.initialize(repeating: 0, count: n)
-        payloads.initializeMemory(as: UInt8.self, repeating: 0, count: n * configuration.payloadSize)
+        owners.initialize(repeating: 0, count: entries)
+        indices.initialize(repeating: 0, count: entries)
+        payloads.initializeMemory(as: UInt8.self, repeating: 0, count: entries * configuration.payloadSize)
+        // The zero page holds one reference for ever and is allocated.
+        refcounts[n].store(1, ordering: .relaxed)
+        flagWords[n].store(FrameFlags([.allocated, .zeroPage]).rawValue, ordering: .relaxed)
         let perNode = n / configuration.nodes
         var built: [MemoryNode] = []
         for id in 0..<configuration.nodes {
@@ -126,7 +140,7 @@ public final class PhysicalMemory: @unchecked Sendable {
     }
 
     deinit {
-        let n = configuration.frames
+        let n = configuration.frames + 1
         refcounts.deinitialize(count: n).deallocate()
         mapcounts.deinitialize(count: n).deallocate()
         pincounts.deinitialize(count: n).deallocate()

@@ -31,7 +31,7 @@ public final class SamePageMerger: @unchecked Sendable {
                 space.ptl.withLock {
                     for vma in space.vmas where vma.mergeable {
                         space.pageTable.forEachEntry(from: vma.start >> 12, to: vma.end >> 12) { vpn, pte in
-                            if pte.isPresent { found.append((vpn << 12, pte.frame)) }
+                            if pte.isAccessible { found.append((vpn << 12, pte.frame)) }
                         }
                     }
                 }
@@ -40,7 +40,7 @@ public final class SamePageMerger: @unchecked Sendable {
             for (address, frame) in candidates {
                 let memory = machine.memory
                 let flags = memory.flags(of: frame)
-                guard flags.contains(.anonymous), !flags.contains(.ksm), memory.pincount(of: frame) == 0 else { continue }
+                guard flags.contains(.anonymous), !flags.contains(.ksm) else { continue }
                 let hash = contentHash(frame)
                 if let target = stableMatch(hash, frame) {
                     if merge(space, address, frame, into: target) { merged += 1 }
@@ -106,7 +106,10 @@ public final class SamePageMerger: @unchecked Sendable {
             // 1. Write-protect, so the content cannot change under the compare.
             var protected = false
             space.invalidateBlocking(address, address + 4096, .ksm) { _, pte, _ in
-                guard pte.isPresent, pte.frame == frame else { return }
+                guard pte.isAccessible, pte.frame == frame else { return }
+                // `write_protect_page`'s reference check: a pinned page
+                // (someone may DMA into it) keeps its PTE as it was.
+                guard memory.pincount(of: frame) == 0 else { return }
                 if pte.isDirty { memory.setFlags(.dirty, on: frame) }
                 pte = pte.with(writable: false).with(dirty: false)
                 space.notifiers.changePTE(

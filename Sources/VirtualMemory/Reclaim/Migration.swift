@@ -44,8 +44,17 @@ extension Machine {
         guard memory.tryLock(frame) else { return .busy }
         defer { memory.unlock(frame) }
         let flags = memory.flags(of: frame)
-        guard !flags.contains(.ksm), !flags.contains(.devicePageTable), flags.contains(.allocated) else { return .unsupported }
+        guard !flags.contains(.ksm), !flags.contains(.devicePageTable), !flags.contains(.zeroPage), flags.contains(.allocated) else {
+            return .unsupported
+        }
         if memory.pincount(of: frame) > 0 {
+            // Linux tries, and fails only after telling the secondaries:
+            // `try_to_migrate_one` cannot unshare a pinned anonymous page
+            // (and a pinned file page fails the reference check), so the
+            // mapping is restored. The secondaries still saw the range.
+            forEachMapping(of: frame) { vma, mapped in
+                vma.space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, _, _ in }
+            }
             statistics.migrationsRefusedPinned.add(1, ordering: .relaxed)
             return .pinned(PageFrameNumber(frame))
         }
@@ -62,7 +71,7 @@ extension Machine {
                 memory.removeMapping(frame)
                 released.frames.append(frame)
                 vma.space.residentPages.subtract(1, ordering: .relaxed)
-                pte = .migration(frame: frame, writable: pte.isWritable)
+                pte = .migration(frame: frame, writable: pte.isWritable, protNone: pte.isProtNone)
             }
         }
         memory.copyPayload(from: frame, to: target)
@@ -94,7 +103,8 @@ extension Machine {
                 let pte = vma.space.pageTable.entry(mapped >> 12)
                 guard pte.isMigration, pte.frame == frame else { return }
                 memory.addMapping(target)
-                vma.space.pageTable.set(mapped >> 12, .present(frame: target, writable: pte.isWritable, accessed: false))
+                vma.space.pageTable.set(
+                    mapped >> 12, .present(frame: target, writable: pte.isWritable, accessed: false, protNone: pte.migrationIsProtNone))
                 vma.space.residentPages.add(1, ordering: .relaxed)
             }
         }

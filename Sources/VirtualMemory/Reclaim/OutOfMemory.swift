@@ -55,7 +55,7 @@ extension Machine {
             var refused: [(UInt64, UInt64)] = []
             for (start, end) in pending! {
                 do {
-                    try victim.invalidate(start, end, .oomReap, blockable: false) { _, pte, released in
+                    try victim.invalidate(start, end, .oomReap, blockable: false, flush: .gathered) { _, pte, released in
                         victim.zap(&pte, &released)
                     }
                 } catch {

@@ -192,7 +192,12 @@ extension Machine {
     /// The body of `reclaim(isolated:)`, with the frame locked.
     private func evict(_ frame: Int32, ignoreReferences: Bool) -> Eviction {
         let flags = memory.flags(of: frame)
-        if memory.pincount(of: frame) > 0 {
+        // Linux's `shrink_folio_list` keeps a pinned anonymous page before
+        // giving it a swap slot. One already in the swap cache, and a file
+        // page, go on to be unmapped: the secondaries are told, then
+        // `try_to_unmap_one` restores a pinned anonymous page's PTE, and a
+        // pinned file page, unmapped, fails the reference check below.
+        if memory.pincount(of: frame) > 0 && flags.contains(.anonymous) && !flags.contains(.swapCache) {
             statistics.pinnedSkips.add(1, ordering: .relaxed)
             return .kept(active: true)
         }
@@ -213,8 +218,13 @@ extension Machine {
             }
         }
         forEachMapping(of: frame) { vma, address in
-            vma.space.invalidateBlocking(address, address + 4096, .vmscan) { _, pte, released in
+            vma.space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
                 guard pte.isPresent, pte.frame == frame else { return }
+                // A pinned anonymous page cannot be unshared: its PTE stays.
+                if anonymous && memory.pincount(of: frame) > 0 {
+                    statistics.pinnedSkips.add(1, ordering: .relaxed)
+                    return
+                }
                 if pte.isDirty { memory.setFlags(.dirty, on: frame) }
                 memory.removeMapping(frame)
                 released.frames.append(frame)

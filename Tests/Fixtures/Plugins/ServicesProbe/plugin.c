@@ -1,6 +1,6 @@
 /* Test fixture: a plugin that uses the host services a mirror does not:
  * pinned bindings (pin / unpin with dirty), a shrinker, page-table pages,
- * completions, logging, and (ABI 1.3) a thread of the host's, yield, the
+ * completions, logging, and (ABI 1.4) a thread of the host's, yield, the
  * host's clock and thread ids. The PluginHost tests check each one's effect.
  * Option "bad-threads": also hand the thread services bad input (a NULL
  * entry, a NULL and a repeated join), which the host must refuse or report. */
@@ -28,7 +28,7 @@ static void worker(void *argument) {
 }
 
 static bool has_thread_services(const mmulab_host *host) {
-    return host->abi_minor >= 3 && host->struct_size >= offsetof(mmulab_host, thread_id) + sizeof(host->thread_id);
+    return host->abi_minor >= 4 && host->struct_size >= offsetof(mmulab_host, thread_id) + sizeof(host->thread_id);
 }
 
 static mmulab_status probe_threads(probe *p, const char *options, mmulab_error *error) {
