@@ -78,6 +78,8 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     var threads: [ScheduledThread] = []
     /// Threads made so far (the records are dropped when a run ends clean).
     var threadsMade = 0
+    /// Every thread's name, by index (kept when the records go).
+    var names: [String] = []
     var current: ScheduledThread? = nil
     var enabledCount = 0
     var rng: SplitMix64
@@ -88,6 +90,10 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     var recent: [ScheduleStep] = []
     var recentNext = 0
     var nextMonitorSerial: UInt32 = 0
+    /// Names of monitors by serial and of spin locks by name hash, for
+    /// describing kept steps (filled only when steps are kept).
+    var monitorNames: [UInt32: String] = [:]
+    var spinNames: [UInt32: String] = [:]
     /// Consecutive steps in which every runnable thread was spinning.
     var spinOnlySteps: UInt64 = 0
     var started = false
@@ -190,11 +196,41 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         return Array(recent[recentNext...] + recent[..<recentNext])
     }
 
+    public func state(ofThreadNamed name: String) -> String? {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard let thread = threads.first(where: { $0.name == name }) else { return nil }
+        let state: String
+        switch thread.status {
+        case .finished: state = "finished"
+        case .blocked: state = "blocked"
+        case .enabled: state = thread.yielded ? "spinning" : (current === thread ? "running" : "runnable")
+        }
+        guard let waitingFor = thread.waitingFor else { return state }
+        return "\(state) in \(waitingFor)"
+    }
+
+    /// A kept step as a person reads it: "'shader-0' lock 'gpu vm'".
+    public func describe(_ step: ScheduleStep) -> String {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        let thread = Int(step.thread) < names.count ? names[Int(step.thread)] : "thread #\(step.thread)"
+        let object: String
+        switch step.kind {
+        case .lock, .tryLock, .unlock, .wait, .timedWait: object = monitorNames[step.object].map { " '\($0)'" } ?? ""
+        case .spinLock, .spinTryLock, .spinUnlock, .spin, .yield: object = spinNames[step.object].map { $0.isEmpty ? "" : " '\($0)'" } ?? ""
+        case .spawn, .join, .start, .exit:
+            object = Int(step.object) < names.count ? " '\(names[Int(step.object)])'" : ""
+        case .sleep: object = ""
+        }
+        return "step \(step.step): '\(thread)' \(step.kind)\(object)"
+    }
+
     /// The names of the threads, by index (a trace's `thread`).
     public var threadNames: [String] {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return threads.map(\.name)
+        return names
     }
 
     // MARK: Scheduler
@@ -207,6 +243,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         pthread_mutex_lock(mutex)
         nextMonitorSerial &+= 1
         let serial = nextMonitorSerial
+        if configuration.keptSteps > 0 { monitorNames[serial] = name }
         pthread_mutex_unlock(mutex)
         return ControlledMonitor(name: name, serial: serial, scheduler: self)
     }
@@ -282,7 +319,9 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         }
         let spinning = kind == .spin || kind == .yield
         if spinning { me.waitingFor = WaitSite(kind: kind, object: object, site: site) }
-        point(me, kind, object: Self.nameHash(object), yielding: spinning)
+        let hash = Self.nameHash(object)
+        if configuration.keptSteps > 0, spinNames[hash] == nil { spinNames[hash] = object }
+        point(me, kind, object: hash, yielding: spinning)
         if spinning { me.waitingFor = nil }
         pthread_mutex_unlock(mutex)
     }
@@ -313,6 +352,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     func makeThread(named name: String) -> ScheduledThread {
         let thread = ScheduledThread(index: threads.count, name: name, scheduler: self)
         threads.append(thread)
+        names.append(name)
         threadsMade += 1
         if case .pct(let depth) = configuration.strategy {
             // Distinct with overwhelming probability; ties go to the lower index.
@@ -342,7 +382,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     private func threadMain(_ thread: ScheduledThread, _ body: @Sendable () -> Void) {
         pthread_setspecific(scheduledThreadKey, Unmanaged.passUnretained(thread).toOpaque())
         // Named before it first runs: its context exists before any primitive asks.
-        ExecutionContext.current.setThreadName(thread.name)
+        ExecutionContext.current.setScheduledIdentity(name: thread.name, index: thread.index)
         mmulab_set_thread_name(thread.name)
         pthread_mutex_lock(mutex)
         while current !== thread { pthread_cond_wait(thread.gate, mutex) }

@@ -134,6 +134,9 @@ public final class ExecutionContext {
     /// Whether the calling thread may not sleep now.
     public static var isCurrentNonBlockable: Bool { withCurrent { $0.isNonBlockable } }
 
+    /// The calling thread's serial (read without retaining the context).
+    public static var currentSerial: UInt64 { withCurrent { $0.serial } }
+
     /// Whether the calling thread is in reclaim context (read without retaining the context).
     public static var isCurrentInReclaim: Bool { withCurrent { $0.isInReclaim } }
 
@@ -149,6 +152,11 @@ public final class ExecutionContext {
     /// Renames the calling thread for reports (done by `SyncDomain.spawnThread`).
     public func setThreadName(_ name: String) {
         thread = ThreadIdentity(tid: thread.tid, name: name)
+    }
+
+    /// Names the calling thread as a controlled scheduler's `index`-th.
+    func setScheduledIdentity(name: String, index: Int) {
+        thread = ThreadIdentity(tid: thread.tid, name: name, scheduledIndex: index)
     }
 
     /// Opens a non-blockable section. Pair with `exitNonBlockable()`.

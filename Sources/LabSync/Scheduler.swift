@@ -57,6 +57,11 @@ public protocol Scheduler: Sendable {
     /// A number naming the calling thread, never 0, distinct among live
     /// threads; a controlled scheduler's are the same in every replay.
     func currentThreadID() -> UInt64
+
+    /// What the thread of that name is doing now ("blocked in lock 'x' at
+    /// file:line", "spinning on ...", "runnable"), if the scheduler knows
+    /// (a watchdog report names it).
+    func state(ofThreadNamed name: String) -> String?
 }
 
 extension Scheduler {
@@ -65,7 +70,8 @@ extension Scheduler {
     public var isControlled: Bool { false }
     public func schedulesCurrentThread() -> Bool { true }
     public func currentStep() -> UInt64? { nil }
-    public func currentThreadID() -> UInt64 { ExecutionContext.current.serial }
+    public func currentThreadID() -> UInt64 { ExecutionContext.currentSerial }
+    public func state(ofThreadNamed name: String) -> String? { nil }
 }
 
 /// What the running thread was doing at a scheduling point (a schedule trace

@@ -1,4 +1,5 @@
 import ArgumentParser
+import LabSync
 import ReclaimLab
 
 #if canImport(Glibc)
@@ -45,6 +46,9 @@ struct CampaignCommand: ParsableCommand {
 
     @Option(help: "Write the campaign's summary as JSON to this file.")
     var json: String?
+
+    @Option(help: scheduleHelp)
+    var schedule: ScheduleArgument?
 
     /// Most runs (scenarios x seeds) one campaign may ask for.
     static let maximumRuns: UInt64 = 10_000
@@ -111,6 +115,7 @@ struct CampaignCommand: ParsableCommand {
         var extra: [String] = []
         if let duration { extra += ["--duration", formatSeconds(duration)] }
         if let pluginDirectory { extra += ["--plugin-directory", pluginDirectory] }
+        if let schedule { extra += ["--schedule", schedule.strategy.description] }
         let frozenTimeouts = timeouts
         let runner = CampaignRunner(
             executable: executable, environment: processEnvironment(), runs: runs, jobs: jobs, extraArguments: extra,
@@ -126,7 +131,7 @@ struct CampaignCommand: ParsableCommand {
 
         let stopped = StopSignals.received
         let report = CampaignReport(
-            scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory,
+            scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory, schedule: schedule?.strategy.description,
             records: records, plannedRuns: runs.count, elapsedSeconds: (ContinuousClock.now - started).seconds,
             interrupted: stopped != nil)
         writeText(report.text() + "\n", to: human)

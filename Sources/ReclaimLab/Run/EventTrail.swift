@@ -29,6 +29,8 @@ final class EventTrail: Sendable {
         var entries: [Entry] = []
         var next = 0
         var startsByEvent = [Int](repeating: 0, count: NotifierEvent.allCases.count)
+        /// Every entry ever recorded, folded in order (not only the kept ones).
+        var digest: UInt64 = 0xcbf2_9ce4_8422_2325
     }
 
     static let capacity = 32_768
@@ -44,6 +46,11 @@ final class EventTrail: Sendable {
         let entry = Entry(nanoseconds: clock.nanoseconds, space: space, start: start, end: end, kind: kind, event: event, blockable: blockable)
         ring.withLock { ring in
             if kind == .start { ring.startsByEvent[Int(event.rawValue)] += 1 }
+            Self.fold(&ring.digest, entry.nanoseconds)
+            Self.fold(&ring.digest, entry.space.rawValue)
+            Self.fold(&ring.digest, entry.start)
+            Self.fold(&ring.digest, entry.end)
+            Self.fold(&ring.digest, UInt64(kind.rawValue) << 16 | UInt64(event.rawValue) << 1 | (blockable ? 1 : 0))
             if ring.entries.count < Self.capacity {
                 ring.entries.append(entry)
             } else {
@@ -52,6 +59,15 @@ final class EventTrail: Sendable {
             ring.next = (ring.next + 1) % Self.capacity
         }
     }
+
+    @inline(__always)
+    private static func fold(_ digest: inout UInt64, _ word: UInt64) {
+        digest = (digest ^ word) &* 0x0000_0100_0000_01B3
+        digest ^= digest >> 31
+    }
+
+    /// The digest of every entry recorded so far, in order.
+    var digest: UInt64 { ring.withLock { $0.digest } }
 
     /// Invalidation starts so far, by event, for the events seen at least once.
     var invalidationsByEvent: [(event: String, count: Int)] {

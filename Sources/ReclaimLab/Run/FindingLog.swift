@@ -15,8 +15,13 @@ final class FindingLog: @unchecked Sendable {
     /// findings are kept (and counted in `total`).
     let enabled: Set<Finding.Invariant>
 
-    init(enabled: Set<Finding.Invariant> = Set(Finding.Invariant.allCases)) {
+    /// Where the run's scheduling step comes from (a finding of a
+    /// deterministic run records the step it was noted at).
+    let sync: SyncDomain?
+
+    init(enabled: Set<Finding.Invariant> = Set(Finding.Invariant.allCases), sync: SyncDomain? = nil) {
         self.enabled = enabled
+        self.sync = sync
         counts = .allocate(capacity: Finding.Invariant.allCases.count)
         for index in Finding.Invariant.allCases.indices { (counts + index).initialize(to: Atomic(0)) }
     }
@@ -36,7 +41,9 @@ final class FindingLog: @unchecked Sendable {
         guard enabled.contains(invariant) else { return }
         let before = total.add(1, ordering: .relaxed).oldValue
         guard before < Self.kept else { return }
-        log.record(Finding(invariant: invariant, detail: detail(), place: place(), trail: trail()))
+        var finding = Finding(invariant: invariant, detail: detail(), place: place(), trail: trail())
+        finding.step = sync?.currentStep
+        log.record(finding)
     }
 
     /// Counts `extra` findings of `invariant` that were recorded elsewhere

@@ -48,14 +48,15 @@ final class Lab: @unchecked Sendable {
     }
 
     static func build(
-        _ scenario: Scenario, pluginDirectory: String?, faults: MemoryFaultInjection, findings: FindingLog
+        _ scenario: Scenario, pluginDirectory: String?, faults: MemoryFaultInjection, findings: FindingLog, sync: SyncDomain = SyncDomain()
     ) throws(SetupError) -> Lab {
         let spec = scenario.machine
         let memory = PhysicalMemory.Configuration(
             frames: spec.frames, nodes: spec.nodes, payloadSize: spec.payloadSize, lowFree: spec.lowWatermark, highFree: spec.highWatermark)
         if let problem = memory.problem { throw SetupError(description: "machine: \(problem)") }
         let lab = Lab(
-            scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults)), findings: findings)
+            scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults), notifierCore: NotifierCore(sync: sync)),
+            findings: findings)
         do {
             try lab.makeSpaces()
             try lab.loadPlugins(pluginDirectory: pluginDirectory)

@@ -151,6 +151,8 @@ public struct Finding: Sendable, CustomStringConvertible {
     public var place: Place?
     /// The last events that touched the page, oldest first.
     public var trail: [String]
+    /// The scheduling step it was noted at, in a deterministic run (`--schedule`).
+    public var step: UInt64? = nil
 
     public init(invariant: Invariant, detail: String, place: Place? = nil, trail: [String] = []) {
         self.invariant = invariant

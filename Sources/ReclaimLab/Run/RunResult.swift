@@ -76,6 +76,13 @@ public struct RunResult: Sendable {
     /// Stopped before its length by a request (Ctrl-C): what ran is
     /// reported and checked, but the run is shorter than asked.
     public var interrupted = false
+    /// A digest of every entry of the event trail, in order (times
+    /// included): two deterministic runs with equal digests saw the same events.
+    public var trailDigest: UInt64 = 0
+    /// How a deterministic run (`--schedule`) was scheduled; nil when free-running.
+    public var schedule: ScheduleSummary? = nil
+    /// Plugins' calls into the host from threads the scheduler did not make.
+    var scheduleEscapes: [String] = []
 
     public init(
         scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,

@@ -1,4 +1,4 @@
-import LabSync
+public import LabSync
 import PluginHost
 import Synchronization
 public import VirtualMemory
@@ -20,6 +20,10 @@ public struct RunOptions: Sendable {
     /// Called about every `progressInterval` with the run so far.
     public var progress: (@Sendable (RunProgress) -> Void)? = nil
     public var progressInterval: Duration = .milliseconds(250)
+    /// Run deterministically under a controlled scheduler with this
+    /// strategy, seeded with the run's seed (nil: free-running, as the
+    /// operating system schedules). See `ScenarioRunner+Schedule.swift`.
+    public var schedule: ScheduleStrategy? = nil
     /// Polled every few milliseconds while the actors run: once it answers
     /// true the run stops early (the actors finish their step, teardown and
     /// the checks after it run as usual) and the result says `interrupted`.
@@ -39,11 +43,17 @@ public enum ScenarioRunner {
     }
 
     public static func run(_ scenario: Scenario, options: RunOptions = RunOptions()) throws(SetupFailure) -> RunResult {
+        if let schedule = options.schedule { return try runScheduled(scenario, options: options, strategy: schedule) }
+        return try run(scenario, options: options, sync: SyncDomain())
+    }
+
+    /// The run itself, on the calling thread, with every primitive made from `sync`.
+    static func run(_ scenario: Scenario, options: RunOptions, sync: SyncDomain) throws(SetupFailure) -> RunResult {
         let seed = options.seed ?? scenario.seed
-        let findings = FindingLog(enabled: Set(Finding.Invariant.allCases.filter { scenario.checks.contains($0.check) }))
+        let findings = FindingLog(enabled: Set(Finding.Invariant.allCases.filter { scenario.checks.contains($0.check) }), sync: sync)
         let lab: Lab
         do {
-            lab = try Lab.build(scenario, pluginDirectory: options.pluginDirectory, faults: options.faults, findings: findings)
+            lab = try Lab.build(scenario, pluginDirectory: options.pluginDirectory, faults: options.faults, findings: findings, sync: sync)
         } catch {
             throw SetupFailure(description: error.description)
         }
@@ -95,7 +105,8 @@ public enum ScenarioRunner {
             if case .operations(let limit) = length, counters.operations >= limit { break }
             primaryChecks.collect(lab, into: findings)
             for name in watchdog.check(at: now) {
-                findings.note(.stuck, "\(name) made no progress for \(options.watchdogSeconds) s (a callback that never returns, or a retry loop that never ends)")
+                findings.note(.stuck, "\(name) made no progress for \(options.watchdogSeconds) s (a callback that never returns, or a retry loop that never ends)"
+                    + (sync.scheduler.state(ofThreadNamed: name).map { "; it is \($0)" } ?? ""))
             }
             if watchdog.nothingMoves { break }
             if now - lastSample >= sampleInterval {
@@ -123,7 +134,8 @@ public enum ScenarioRunner {
             machine.sync.sleep(for: .milliseconds(5))
             primaryChecks.collect(lab, into: findings)
             for name in watchdog.check(at: clock.now()) {
-                findings.note(.stuck, "\(name) did not stop within \(options.watchdogSeconds) s of the run's end (a deadlock, or a callback that never returns)")
+                findings.note(.stuck, "\(name) did not stop within \(options.watchdogSeconds) s of the run's end (a deadlock, or a callback that never returns)"
+                    + (sync.scheduler.state(ofThreadNamed: name).map { "; it is \($0)" } ?? ""))
             }
         }
         for (index, thread) in threads.enumerated() where !watchdog.stuck.contains(index) { thread.join() }
@@ -153,6 +165,8 @@ public enum ScenarioRunner {
         result.timeline = timeline
         result.interrupted = interrupted
         result.latencies = lab.latencies.joined().flatMap(\.summary)
+        result.trailDigest = lab.trail.digest
+        if sync.isControlled { result.scheduleEscapes = lab.instances.joined().flatMap(\.scheduleEscapes) }
         return result
     }
 

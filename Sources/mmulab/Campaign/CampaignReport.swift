@@ -32,6 +32,8 @@ struct CampaignReport {
     let jobs: Int
     let duration: Double?
     let pluginDirectory: String?
+    /// `--schedule`, passed to every run (nil: free-running).
+    var schedule: String? = nil
     let records: [RunRecord]
     let plannedRuns: Int
     let elapsedSeconds: Double
@@ -55,6 +57,7 @@ struct CampaignReport {
         var words = ["mmulab", "run", shellQuoted(run.scenario), "--seed", String(run.seed)]
         if let duration { words += ["--duration", formatSeconds(duration)] }
         if let pluginDirectory { words += ["--plugin-directory", shellQuoted(pluginDirectory)] }
+        if let schedule { words += ["--schedule", schedule] }
         return words.joined(separator: " ")
     }
 

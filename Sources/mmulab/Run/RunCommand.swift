@@ -1,4 +1,5 @@
 import ArgumentParser
+import LabSync
 import ReclaimLab
 import VirtualMemory
 
@@ -48,6 +49,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write a self-contained HTML report (charts, latencies, findings) to this file.", valueName: "file"))
     var report: String?
 
+    @Option(help: scheduleHelp)
+    var schedule: ScheduleArgument?
+
     @Option(help: ArgumentHelp(
         "Break the primary on purpose, to see the oracle catch it: \(Injection.allCases.map(\.rawValue).joined(separator: ", ")); repeatable.",
         valueName: "fault"))
@@ -80,6 +84,7 @@ struct RunCommand: ParsableCommand {
         session.options.seconds = duration
         session.options.pluginDirectory = pluginDirectory
         session.options.faults = MemoryFaultInjection(inject.map(\.fault))
+        session.options.schedule = schedule?.strategy
         session.plugins = plugin
         session.pluginOptions = pluginOptions
         session.jsonPath = json
@@ -87,6 +92,7 @@ struct RunCommand: ParsableCommand {
         if let duration { session.replayFlags += ["--duration", formatSeconds(duration)] }
         if let pluginDirectory { session.replayFlags += ["--plugin-directory", pluginDirectory] }
         for fault in inject { session.replayFlags += ["--inject", fault.rawValue] }
+        if let schedule { session.replayFlags += ["--schedule", schedule.strategy.description] }
         try session.run()
     }
 }

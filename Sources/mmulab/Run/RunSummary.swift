@@ -32,6 +32,7 @@ struct RunSummary {
                     + [latency.p50, latency.p99, latency.max].map(CallbackLatency.text).joined(separator: " / ") + "  (\(latency.count) calls)")
             }
         }
+        if let schedule = r.schedule { lines += Self.scheduleLines(schedule, trailDigest: r.trailDigest) }
         if r.isClean {
             lines.append(r.interrupted ? "result    interrupted; no invariant broken in what ran" : "result    clean: no invariant broken")
             return lines.joined(separator: "\n")
@@ -41,7 +42,7 @@ struct RunSummary {
         for finding in r.findings { byInvariant[finding.invariant.rawValue, default: 0] += 1 }
         lines.append("          kept by invariant: " + byInvariant.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         for finding in r.findings.prefix(10) {
-            lines.append("  - \(finding)")
+            lines.append("  - \(finding)" + (finding.step.map { " [step \($0)]" } ?? ""))
             if let place = finding.place {
                 lines.append("    page \(place.page) of \(place.space)/\(place.mapping) at 0x\(String(place.address, radix: 16)); \(place.frame)")
             }
@@ -50,4 +51,22 @@ struct RunSummary {
         if r.findings.count > 10 { lines.append("  ... \(r.findings.count - 10) more kept (--json or --report for all)") }
         return lines.joined(separator: "\n")
     }
+
+    /// How a deterministic run was scheduled, its digests, and what broke its reproducibility.
+    static func scheduleLines(_ s: ScheduleSummary, trailDigest: UInt64) -> [String] {
+        var lines = [
+            "schedule  \(s.strategy), deterministic: \(s.steps) steps, \(s.switches) switches, \(s.threads) threads, "
+                + "\(fixed(s.virtualSeconds)) s virtual in \(fixed(s.wallSeconds)) s",
+            "          trail digest \(hexDigest(trailDigest)), schedule digest \(hexDigest(s.scheduleDigest))",
+        ]
+        for escape in s.escapes { lines.append("          NOT REPRODUCIBLE: \(escape)") }
+        if let deadlock = s.deadlock { lines += deadlock.split(separator: "\n").map { "          \($0)" } }
+        return lines
+    }
+}
+
+/// A 64-bit digest as 16 hex digits.
+func hexDigest(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
 }

@@ -1,0 +1,95 @@
+import Glibc
+public import LabSync
+
+/// How a deterministic run was scheduled, for the summary, the JSON report
+/// and the replay command.
+public struct ScheduleSummary: Sendable {
+    /// The strategy, as `--schedule` takes it (`pct:3`, `random:0.1`).
+    public var strategy: String
+    /// Scheduling points passed, times the running thread changed, threads made.
+    public var steps: UInt64
+    public var switches: UInt64
+    public var threads: Int
+    /// A digest of every step (thread, operation, object): equal digests, equal interleavings.
+    public var scheduleDigest: UInt64
+    /// The virtual time the run took, in seconds.
+    public var virtualSeconds: Double
+    /// Real time from the start of the controlled run to its end, in seconds
+    /// (setup and teardown included): what a deterministic run costs.
+    public var wallSeconds: Double
+    /// What escaped the schedule (threads the scheduler did not make, and
+    /// plugins that called the host from them): each makes the run irreproducible.
+    public var escapes: [String]
+    /// Set when the run could not go on: every thread blocked with nothing to wake it.
+    public var deadlock: String?
+}
+
+extension ScenarioRunner {
+    /// Virtual time each scheduling point costs in the lab (about what a
+    /// lock round trip costs a real thread, so rates keep their proportions).
+    public static let nanosecondsPerStep: UInt64 = 100
+
+    /// The run under a controlled scheduler seeded with the run's seed: its
+    /// every thread (the main one, the actors, kswapd, the plugins' own
+    /// threads made through the host) runs one at a time, in the order the
+    /// strategy picks, on a virtual clock. The same scenario, seed and
+    /// strategy give the same run: the same event trail, counters and
+    /// findings, at the same steps.
+    static func runScheduled(_ scenario: Scenario, options: RunOptions, strategy: ScheduleStrategy) throws(SetupFailure) -> RunResult {
+        let seed = options.seed ?? scenario.seed
+        var configuration = ControlledScheduler.Configuration(strategy: strategy, seed: seed)
+        configuration.nanosecondsPerStep = nanosecondsPerStep
+        configuration.horizon = expectedSteps(scenario, options: options)
+        if let raw = getenv("MMULAB_DEBUG_STEPS") { configuration.keptSteps = Int(String(cString: raw)) ?? 0 }
+        let scheduler = ControlledScheduler(configuration)
+        let sync = SyncDomain(scheduler: scheduler)
+        let started = FreeRunningScheduler().now()
+        let outcome = scheduler.run(named: "main") { () -> Result<RunResult, SetupFailure> in
+            do throws(SetupFailure) {
+                return .success(try run(scenario, options: options, sync: sync))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let wall = FreeRunningScheduler().now() - started
+        let statistics = scheduler.statistics
+        var summary = ScheduleSummary(
+            strategy: strategy.description, steps: statistics.steps, switches: statistics.switches, threads: statistics.threads,
+            scheduleDigest: statistics.digest, virtualSeconds: Double(statistics.virtualNanoseconds) / 1e9,
+            wallSeconds: Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18,
+            escapes: statistics.foreignThreads.map { "thread \($0) used the lab's primitives without being scheduled" }, deadlock: nil)
+        switch outcome {
+        case .finished(.failure(let failure), _):
+            throw failure
+        case .finished(.success(var result), let leftBehind):
+            if configuration.keptSteps > 0 { for step in scheduler.recentSteps.suffix(3_000_000) { print(scheduler.describe(step)) } }
+            summary.escapes = result.scheduleEscapes + summary.escapes
+            if !leftBehind.isEmpty { summary.escapes.append("left parked at the end (stuck): \(leftBehind.joined(separator: ", "))") }
+            result.schedule = summary
+            return result
+        case .deadlocked(let report):
+            // Nothing can run again; what the run had gathered is out of reach.
+            summary.deadlock = report.description
+            var result = RunResult(
+                scenario: scenario.name, seed: seed, elapsedSeconds: summary.virtualSeconds, cpuReads: 0, cpuWrites: 0, deviceReads: 0,
+                deviceWrites: 0, checkedReads: 0, failedAccesses: 0,
+                findings: [Finding(invariant: .stuck, detail: report.description)], findingsTotal: 1, machineStatistics: [],
+                pluginStatistics: [])
+            result.findings[0].step = report.step
+            result.schedule = summary
+            return result
+        }
+    }
+
+    /// PCT's `k`: the steps the run is expected to take (its length in
+    /// virtual time over the cost of a step, or about 20 steps a checked access).
+    static func expectedSteps(_ scenario: Scenario, options: RunOptions) -> UInt64 {
+        var length = scenario.length
+        if let seconds = options.seconds { length = .seconds(seconds) }
+        if let operations = options.operations { length = .operations(operations) }
+        switch length {
+        case .seconds(let seconds): return max(1_000, UInt64(min(seconds, 1e6) * 1e9) / nanosecondsPerStep)
+        case .operations(let count): return max(1_000, UInt64(count) * 20)
+        }
+    }
+}
