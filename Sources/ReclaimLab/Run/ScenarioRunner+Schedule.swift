@@ -1,4 +1,3 @@
-import Glibc
 public import LabSync
 
 /// How a deterministic run was scheduled, for the summary, the JSON report
@@ -40,7 +39,6 @@ extension ScenarioRunner {
         var configuration = ControlledScheduler.Configuration(strategy: strategy, seed: seed)
         configuration.nanosecondsPerStep = nanosecondsPerStep
         configuration.horizon = expectedSteps(scenario, options: options)
-        if let raw = getenv("MMULAB_DEBUG_STEPS") { configuration.keptSteps = Int(String(cString: raw)) ?? 0 }
         let scheduler = ControlledScheduler(configuration)
         let sync = SyncDomain(scheduler: scheduler)
         let started = FreeRunningScheduler().now()
@@ -62,7 +60,6 @@ extension ScenarioRunner {
         case .finished(.failure(let failure), _):
             throw failure
         case .finished(.success(var result), let leftBehind):
-            if configuration.keptSteps > 0 { for step in scheduler.recentSteps.suffix(3_000_000) { print(scheduler.describe(step)) } }
             summary.escapes = result.scheduleEscapes + summary.escapes
             if !leftBehind.isEmpty { summary.escapes.append("left parked at the end (stuck): \(leftBehind.joined(separator: ", "))") }
             result.schedule = summary
