@@ -50,6 +50,10 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         public var livelockSteps: UInt64 = 200_000
         /// How many of the last steps `recentSteps` keeps (0: none).
         public var keptSteps: Int = 0
+        /// Real seconds without a scheduling point after which standard
+        /// error is told which thread is running without calling in (it
+        /// cannot be preempted: every other thread waits); 0: never.
+        public var stallWarningSeconds: Int = 10
 
         public init(strategy: ScheduleStrategy, seed: UInt64) {
             self.strategy = strategy
@@ -165,6 +169,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             rootResult = value
             pthread_mutex_unlock(mutex)
         }
+        if configuration.stallWarningSeconds > 0 { startStallWatch() }
         while deadlock == nil && !rootFinished { pthread_cond_wait(runEnded, mutex) }
         let outcome: Outcome<Result>
         if let deadlock {
@@ -221,7 +226,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         case .spinLock, .spinTryLock, .spinUnlock, .spin, .yield: object = spinNames[step.object].map { $0.isEmpty ? "" : " '\($0)'" } ?? ""
         case .spawn, .join, .start, .exit:
             object = Int(step.object) < names.count ? " '\(names[Int(step.object)])'" : ""
-        case .sleep: object = ""
+        case .sleep, .preemption: object = ""
         }
         return "step \(step.step): '\(thread)' \(step.kind)\(object)"
     }
@@ -393,6 +398,33 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         finish(thread)
         pthread_mutex_unlock(mutex)
         pthread_setspecific(scheduledThreadKey, nil)
+    }
+
+    /// A real thread that watches the step count while the run lasts and
+    /// says, once, which thread has run `stallWarningSeconds` without a
+    /// scheduling point (a loop that calls no primitive cannot be preempted).
+    private func startStallWatch() {
+        let seconds = configuration.stallWarningSeconds
+        _ = FreeRunningScheduler().spawn(name: "schedule stall watch") { [self] in
+            var last = stepCount.load(ordering: .relaxed)
+            var still = 0
+            while true {
+                FreeRunningScheduler().sleep(for: .seconds(1))
+                pthread_mutex_lock(mutex)
+                let over = stopped
+                let running = current?.name
+                pthread_mutex_unlock(mutex)
+                if over { return }
+                let now = stepCount.load(ordering: .relaxed)
+                still = now == last ? still + 1 : 0
+                last = now
+                guard still == seconds, let running else { continue }
+                let message = "mmulab: controlled schedule: thread '\(running)' has run \(seconds) s (real time) without reaching a "
+                    + "scheduling point; it cannot be preempted, so every other thread waits. A loop that calls no lock, wait, sleep "
+                    + "or yield must call SyncDomain.preemptionPoint() (a plugin: host->yield).\n"
+                _ = message.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+            }
+        }
     }
 
     /// Records a foreign thread's use of the scheduler (mutex held).

@@ -78,6 +78,9 @@ extension Scheduler {
 /// records it with the thread and the object).
 public enum SchedulingPointKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case lock, tryLock, unlock, wait, timedWait, spinLock, spinTryLock, spinUnlock, spin, sleep, spawn, join, yield, start, exit
+    /// A loop's turn (`SyncDomain.preemptionPoint`): the thread may be
+    /// preempted, but waits for nothing.
+    case preemption
 
     public var description: String {
         switch self {
@@ -96,6 +99,7 @@ public enum SchedulingPointKind: UInt8, Sendable, CaseIterable, CustomStringConv
         case .yield: "yield"
         case .start: "start"
         case .exit: "exit"
+        case .preemption: "preemption point"
         }
     }
 }

@@ -63,6 +63,17 @@ public final class SyncDomain: Sendable {
     /// else would let that thread run.
     public func yield() { scheduler.yield() }
 
+    /// A point where a controlled scheduler may run another thread first
+    /// (nothing when free-running, where the operating system preempts).
+    /// A loop that may go round without any other primitive of this layer
+    /// (a workload whose device access takes no host lock, say) calls it
+    /// once a round: a controlled scheduler cannot preempt a thread that
+    /// never calls in, and everyone else would wait for ever.
+    @inline(__always)
+    public func preemptionPoint(file: StaticString = #fileID, line: UInt = #line) {
+        if isControlled { scheduler.schedulingPoint(.preemption, object: "", site: SourceSite(file: file, line: line)) }
+    }
+
     /// Monotonic time from the scheduler (virtual under a controlled one).
     /// The lab reads no other clock.
     public func now() -> Duration { scheduler.now() }
