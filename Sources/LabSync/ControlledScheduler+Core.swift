@@ -19,6 +19,7 @@ extension ControlledScheduler {
     func tick(_ me: ScheduledThread, _ kind: SchedulingPointKind, object: UInt32) {
         let step = stepCount.load(ordering: .relaxed) &+ 1
         stepCount.store(step, ordering: .relaxed)
+        me.stepsSinceDrop &+= 1
         let now = clock.load(ordering: .relaxed) &+ configuration.nanosecondsPerStep
         clock.store(now, ordering: .relaxed)
         // The digest folds (thread, kind, object) of every step in order.
@@ -183,12 +184,14 @@ extension ControlledScheduler {
                 priorityOrderChanged = true
             }
             let slice = configuration.timeSlice
-            if yielding || (slice > 0 && enabledCount > 1 && step &- me.runSince >= slice) {
+            if yielding || (slice > 0 && enabledCount > 1 && me.stepsSinceDrop >= slice) {
                 // Below everything: a spinner waits for others, and a thread
-                // that used its time slice lets the others have theirs.
+                // that used its time slice lets the others have theirs (every
+                // thread that runs drops in turn, so none starves for more
+                // than about one slice per thread).
                 lowestPriority -= 1
                 me.priority = lowestPriority
-                me.runSince = step
+                me.stepsSinceDrop = 0
                 priorityOrderChanged = true
             }
             guard priorityOrderChanged else { return me }

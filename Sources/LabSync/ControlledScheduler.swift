@@ -43,8 +43,9 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         /// PCT: the number of steps `k` the change points are drawn over (the
         /// run's expected length; a longer run has no change point past it).
         public var horizon: UInt64 = 100_000
-        /// PCT: a thread that runs this many steps while another is runnable
-        /// goes below every other (as a preempted thread would); 0 turns it off.
+        /// PCT: a thread that has run this many steps (in all, since its
+        /// priority last dropped) while another is runnable goes below every
+        /// other, as a preempted thread would; 0 turns it off.
         public var timeSlice: UInt64 = 10_000
         /// Steps in which only spinning threads run before the run is called a livelock.
         public var livelockSteps: UInt64 = 200_000

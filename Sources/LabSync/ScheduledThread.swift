@@ -34,6 +34,10 @@ final class ScheduledThread: @unchecked Sendable {
     var yielded = false
     /// The step at which it last became current.
     var runSince: UInt64 = 0
+    /// Steps it ran since its priority last dropped (PCT's time slice
+    /// counts these, across switches: a thread that runs a little between
+    /// every other thread's turns still uses its slice up).
+    var stepsSinceDrop: UInt64 = 0
     /// Threads blocked in `join` on it.
     var joiners: [ScheduledThread] = []
     /// Threads the scheduler did not make, waiting in `join` on it.

@@ -265,6 +265,50 @@ struct ControlledSchedulerTests {
         }
     }
 
+    /// PCT never starves a runnable thread: two threads that hand a token
+    /// back and forth (each running a little between the other's turns)
+    /// still use up their time slices, so a third, lower-priority thread
+    /// gets to run within a few slices.
+    @Test func pctStarvesNobody() {
+        for seed in testSeed..<testSeed + 20 {
+            var configuration = ControlledScheduler.Configuration(strategy: .pct(depth: 1), seed: seed)
+            configuration.timeSlice = 1_000
+            let scheduler = ControlledScheduler(configuration)
+            let domain = SyncDomain(scheduler: scheduler)
+            let outcome = scheduler.run { () -> Int in
+                let stop = Atomic<Bool>(false)
+                let rounds = Atomic<Int>(0)
+                let ping = Completion("ping", domain: domain)
+                let pong = Completion("pong", domain: domain)
+                let a = domain.spawnThread(named: "a") {
+                    // Bounded, so a starving scheduler fails the test instead of hanging it.
+                    while !stop.load(ordering: .relaxed) && rounds.add(1, ordering: .relaxed).newValue < 200_000 {
+                        ping.complete()
+                        pong.wait()
+                    }
+                    ping.completeAll()
+                }
+                let b = domain.spawnThread(named: "b") {
+                    while !stop.load(ordering: .relaxed) && rounds.load(ordering: .relaxed) < 200_000 {
+                        ping.wait()
+                        pong.complete()
+                    }
+                    pong.completeAll()
+                }
+                let c = domain.spawnThread(named: "c") { stop.store(true, ordering: .relaxed) }
+                c.join()
+                a.join()
+                b.join()
+                return rounds.load(ordering: .relaxed)
+            }
+            guard case .finished(let rounds, _) = outcome else {
+                Issue.record("seed \(seed): \(outcome)")
+                continue
+            }
+            #expect(rounds < 20_000, "seed \(seed): the third thread waited \(rounds) rounds of the other two")
+        }
+    }
+
     /// A thread the scheduler did not make still gets mutual exclusion, and
     /// is named in the statistics (the run is not reproducible).
     @Test func aForeignThreadIsRecordedAndExcluded() {
