@@ -26,7 +26,7 @@ extension ControlledScheduler {
         let word = UInt64(me.index) << 40 | UInt64(kind.rawValue) << 32 | UInt64(object)
         digest = (digest ^ word) &* 0x0000_0100_0000_01B3
         digest ^= digest >> 29
-        if configuration.keptSteps > 0 {
+        if configuration.keptSteps > 0, step <= configuration.keepStepsUntil ?? .max {
             let entry = ScheduleStep(step: step, thread: UInt32(me.index), kind: kind, object: object)
             if recent.count < configuration.keptSteps {
                 recent.append(entry)

@@ -51,6 +51,9 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         public var livelockSteps: UInt64 = 200_000
         /// How many of the last steps `recentSteps` keeps (0: none).
         public var keptSteps: Int = 0
+        /// Steps past this one are not kept (nil: the ring keeps the run's
+        /// last steps): a replay keeps the steps before a finding.
+        public var keepStepsUntil: UInt64? = nil
         /// Real seconds without a scheduling point after which standard
         /// error is told which thread is running without calling in (it
         /// cannot be preempted: every other thread waits); 0: never.
@@ -216,8 +219,14 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         return "\(state) in \(waitingFor)"
     }
 
-    /// A kept step as a person reads it: "'shader-0' lock 'gpu vm'".
+    /// A kept step as a person reads it: "step 12: 'shader-0' lock 'gpu vm'".
     public func describe(_ step: ScheduleStep) -> String {
+        let (thread, operation) = describeParts(step)
+        return "step \(step.step): '\(thread)' \(operation)"
+    }
+
+    /// A kept step's thread name and operation ("lock 'gpu vm'").
+    public func describeParts(_ step: ScheduleStep) -> (thread: String, operation: String) {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         let thread = Int(step.thread) < names.count ? names[Int(step.thread)] : "thread #\(step.thread)"
@@ -229,7 +238,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             object = Int(step.object) < names.count ? " '\(names[Int(step.object)])'" : ""
         case .sleep, .preemption: object = ""
         }
-        return "step \(step.step): '\(thread)' \(step.kind)\(object)"
+        return (thread, "\(step.kind)\(object)")
     }
 
     /// The names of the threads, by index (a trace's `thread`).

@@ -20,8 +20,8 @@ struct MMULab: ParsableCommand {
             Exit status: 0 clean, 1 violations found, 2 bad input (a bad flag included).
             """,
         subcommands: [
-            DemoCommand.self, RunCommand.self, CampaignCommand.self, ScenariosCommand.self, PluginsCommand.self, EventsCommand.self,
-            NotifierStormCommand.self,
+            DemoCommand.self, RunCommand.self, CampaignCommand.self, ReplayCommand.self, ScenariosCommand.self, PluginsCommand.self,
+            EventsCommand.self, NotifierStormCommand.self,
         ],
         defaultSubcommand: DemoCommand.self
     )

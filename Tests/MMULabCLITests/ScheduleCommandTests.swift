@@ -37,6 +37,29 @@ struct ScheduleCommandTests {
         #expect(findings.first?["step"] as? Int != nil && findings.first?["step"] as? Int == again.first?["step"] as? Int)
         #expect(findings.first?["detail"] as? String == again.first?["detail"] as? String)
         #expect(first["findings_total"] as? Int == second["findings_total"] as? Int)
+
+        // mmulab replay: the first finding comes back at its step, and the steps before it show as a race diagram.
+        let replay = try sandbox.mmulab(["replay", sandbox.path("first.json"), "--trail", "--steps", "60", "--plugin-directory", buildDirectory], limit: 300)
+        #expect(replay.status == 0, "\(replay.transcript)")
+        #expect(replay.stdout.contains("replayed: the same first finding at the same step"), "\(replay.transcript)")
+        #expect(replay.stdout.contains("the last 60 steps up to the first finding"), "\(replay.transcript)")
+        #expect(replay.stdout.contains("●") && replay.stdout.contains("▶ step"), "\(replay.transcript)")
+        // A report whose finding is not what the run finds is not replayed (exit 1).
+        let text = try String(contentsOfFile: sandbox.path("first.json"), encoding: .utf8)
+        let step = try #require(findings.first?["step"] as? Int)
+        let forged = try sandbox.write("forged.json", text.replacingOccurrences(of: "\"step\": \(step)", with: "\"step\": \(step + 1)"))
+        let refused = try sandbox.mmulab(["replay", forged, "--plugin-directory", buildDirectory], limit: 300)
+        #expect(refused.status == 1 && refused.stdout.contains("NOT REPLAYED"), "\(refused.transcript)")
+    }
+
+    @Test("replaying a free run's report, or one that is not there: exit 2")
+    func replayRefusesWhatItCannotReplay() throws {
+        let sandbox = try Sandbox()
+        let report = sandbox.path("free.json")
+        _ = try sandbox.mmulab(["run", "munmap-race", "--seed", "3", "--duration", "0.1", "--plugin-directory", buildDirectory, "--json", report])
+        expectBadInput(try sandbox.mmulab(["replay", report, "--trail"]), mentions: ["not deterministic"])
+        expectBadInput(try sandbox.mmulab(["replay", sandbox.path("absent.json")]), mentions: ["absent.json", "cannot read"])
+        expectBadInput(try sandbox.mmulab(["replay", report, "--steps", "0"]), mentions: ["--steps"])
     }
 
     @Test("a free run's JSON has a trail digest and no schedule")

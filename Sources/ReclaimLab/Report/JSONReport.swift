@@ -13,6 +13,9 @@ public enum JSONReport {
         out += "  \"interrupted\": \(result.interrupted),\n"
         out += "  \"trail_digest\": \(quote(digest(result.trailDigest))),\n"
         if let schedule = result.schedule { out += "  \"schedule\": \(scheduleObject(schedule)),\n" }
+        if !result.replayArguments.isEmpty {
+            out += "  \"replay_arguments\": [" + result.replayArguments.map(quote).joined(separator: ", ") + "],\n"
+        }
         out += "  \"accesses\": { \"cpu_reads\": \(result.cpuReads), \"cpu_writes\": \(result.cpuWrites), "
             + "\"device_reads\": \(result.deviceReads), \"device_writes\": \(result.deviceWrites), "
             + "\"checked_reads\": \(result.checkedReads), \"failed_cleanly\": \(result.failedAccesses) },\n"

@@ -23,6 +23,8 @@ final class EventTrail: Sendable {
         var kind: Kind
         var event: NotifierEvent
         var blockable: Bool
+        /// The scheduling step it was recorded at (0 when free-running).
+        var step: UInt64 = 0
     }
 
     private struct Ring {
@@ -31,20 +33,27 @@ final class EventTrail: Sendable {
         var startsByEvent = [Int](repeating: 0, count: NotifierEvent.allCases.count)
         /// Every entry ever recorded, folded in order (not only the kept ones).
         var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+        /// The entries recorded at the steps of `window` (a replay's trace).
+        var windowEntries: [Entry] = []
     }
 
     static let capacity = 32_768
     let clock: LabClock
     private let ring: SpinLocked<Ring>
+    /// Steps whose entries are kept aside for a replay's trace (nil: none).
+    let window: ClosedRange<UInt64>?
 
-    init(clock: LabClock, domain: SyncDomain) {
+    init(clock: LabClock, domain: SyncDomain, window: ClosedRange<UInt64>? = nil) {
         self.clock = clock
+        self.window = window
         ring = SpinLocked(Ring(), name: "event trail", domain: domain)
     }
 
     func record(_ kind: Entry.Kind, _ space: AddressSpaceID, _ start: UInt64, _ end: UInt64, event: NotifierEvent = .exit, blockable: Bool = true) {
-        let entry = Entry(nanoseconds: clock.nanoseconds, space: space, start: start, end: end, kind: kind, event: event, blockable: blockable)
+        var entry = Entry(nanoseconds: clock.nanoseconds, space: space, start: start, end: end, kind: kind, event: event, blockable: blockable)
+        if let step = clock.domain.currentStep { entry.step = step }
         ring.withLock { ring in
+            if let window, window.contains(entry.step), ring.windowEntries.count < 65_536 { ring.windowEntries.append(entry) }
             if kind == .start { ring.startsByEvent[Int(event.rawValue)] += 1 }
             Self.fold(&ring.digest, entry.nanoseconds)
             Self.fold(&ring.digest, entry.space.rawValue)
@@ -90,18 +99,23 @@ final class EventTrail: Sendable {
             }
             return found
         }
-        return found.reversed().map(Self.describe)
+        return found.reversed().map { Self.describe($0) }
     }
 
-    private static func describe(_ entry: Entry) -> String {
-        let at = "t=\(entry.nanoseconds / 1_000) µs"
+    /// The entries kept for the replay window, as (step, text), in order.
+    var windowLines: [(step: UInt64, text: String)] {
+        ring.withLock { $0.windowEntries }.map { ($0.step, "\(Self.describe($0, timed: false)) on \($0.space)") }
+    }
+
+    private static func describe(_ entry: Entry, timed: Bool = true) -> String {
+        let at = timed ? "t=\(entry.nanoseconds / 1_000) µs " : ""
         let range = "[0x\(String(entry.start, radix: 16)), 0x\(String(entry.end, radix: 16)))"
         switch entry.kind {
-        case .start: return "\(at) invalidate start \(entry.event) \(range)\(entry.blockable ? "" : " non-blockable")"
-        case .end: return "\(at) invalidate end \(entry.event) \(range)"
-        case .changePTE: return "\(at) change_pte (KSM merge) \(range)"
-        case .youngCheck: return "\(at) clear_young (reclaim asked the devices) \(range)"
-        case .release: return "\(at) release (address space exit)"
+        case .start: return "\(at)invalidate start \(entry.event) \(range)\(entry.blockable ? "" : " non-blockable")"
+        case .end: return "\(at)invalidate end \(entry.event) \(range)"
+        case .changePTE: return "\(at)change_pte (KSM merge) \(range)"
+        case .youngCheck: return "\(at)clear_young (reclaim asked the devices) \(range)"
+        case .release: return "\(at)release (address space exit)"
         }
     }
 }

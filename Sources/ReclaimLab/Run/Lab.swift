@@ -27,11 +27,11 @@ final class Lab: @unchecked Sendable {
     /// Where findings go (the hot-pages check notes them from a callback).
     let findings: FindingLog
 
-    private init(scenario: Scenario, machine: Machine, findings: FindingLog) {
+    private init(scenario: Scenario, machine: Machine, findings: FindingLog, window: ClosedRange<UInt64>?) {
         self.scenario = scenario
         self.machine = machine
         self.findings = findings
-        trail = EventTrail(clock: LabClock(domain: machine.sync), domain: machine.sync)
+        trail = EventTrail(clock: LabClock(domain: machine.sync), domain: machine.sync, window: window)
     }
 
     /// Why a scenario could not be set up (bad input: exit status 2).
@@ -48,7 +48,8 @@ final class Lab: @unchecked Sendable {
     }
 
     static func build(
-        _ scenario: Scenario, pluginDirectory: String?, faults: MemoryFaultInjection, findings: FindingLog, sync: SyncDomain = SyncDomain()
+        _ scenario: Scenario, pluginDirectory: String?, faults: MemoryFaultInjection, findings: FindingLog, sync: SyncDomain = SyncDomain(),
+        traceWindow: ClosedRange<UInt64>? = nil
     ) throws(SetupError) -> Lab {
         let spec = scenario.machine
         let memory = PhysicalMemory.Configuration(
@@ -56,7 +57,7 @@ final class Lab: @unchecked Sendable {
         if let problem = memory.problem { throw SetupError(description: "machine: \(problem)") }
         let lab = Lab(
             scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults), notifierCore: NotifierCore(sync: sync)),
-            findings: findings)
+            findings: findings, window: traceWindow)
         do {
             try lab.makeSpaces()
             try lab.loadPlugins(pluginDirectory: pluginDirectory)

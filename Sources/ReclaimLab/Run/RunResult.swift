@@ -83,6 +83,12 @@ public struct RunResult: Sendable {
     public var schedule: ScheduleSummary? = nil
     /// Plugins' calls into the host from threads the scheduler did not make.
     var scheduleEscapes: [String] = []
+    /// With `RunOptions.trace`: the kept steps and the event-trail entries
+    /// recorded at them, in order.
+    public var trace: [TraceLine] = []
+    /// The arguments of `mmulab run` that replay this run (set by the CLI;
+    /// the JSON report carries them, and `mmulab replay` reads them).
+    public var replayArguments: [String] = []
 
     public init(
         scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,
@@ -107,4 +113,21 @@ public struct RunResult: Sendable {
     public var operations: Int { cpuReads + cpuWrites + deviceReads + deviceWrites }
     /// No finding of an enabled check, kept or not.
     public var isClean: Bool { findings.isEmpty && findingsTotal == 0 }
+}
+
+/// One line of a replayed run's trace: at a scheduling step, a thread did
+/// an operation of the synchronisation layer, or the event trail recorded
+/// what the primary did to the devices.
+public struct TraceLine: Sendable, Hashable {
+    public var step: UInt64
+    /// The thread running at that step.
+    public var thread: String
+    /// "lock 'gpu vm 1'", "invalidate start vmscan [0x..., 0x...) on mm#2".
+    public var text: String
+
+    public init(step: UInt64, thread: String, text: String) {
+        self.step = step
+        self.thread = thread
+        self.text = text
+    }
 }

@@ -39,6 +39,10 @@ extension ScenarioRunner {
         var configuration = ControlledScheduler.Configuration(strategy: strategy, seed: seed)
         configuration.nanosecondsPerStep = nanosecondsPerStep
         configuration.horizon = expectedSteps(scenario, options: options)
+        if let trace = options.trace {
+            configuration.keptSteps = max(trace.steps, 1)
+            configuration.keepStepsUntil = trace.lastStep
+        }
         let scheduler = ControlledScheduler(configuration)
         let sync = SyncDomain(scheduler: scheduler)
         let started = FreeRunningScheduler().now()
@@ -63,6 +67,7 @@ extension ScenarioRunner {
             summary.escapes = result.scheduleEscapes + summary.escapes
             if !leftBehind.isEmpty { summary.escapes.append("left parked at the end (stuck): \(leftBehind.joined(separator: ", "))") }
             result.schedule = summary
+            if options.trace != nil { result.trace = Self.trace(scheduler, trailLines: result.trace) }
             return result
         case .deadlocked(let report):
             // Nothing can run again; what the run had gathered is out of reach.
@@ -76,6 +81,32 @@ extension ScenarioRunner {
             result.schedule = summary
             return result
         }
+    }
+
+    /// The kept steps with the trail entries recorded at them, each entry
+    /// after its step and given that step's thread.
+    static func trace(_ scheduler: ControlledScheduler, trailLines: [TraceLine]) -> [TraceLine] {
+        let steps = scheduler.recentSteps
+        guard let first = steps.first?.step else { return [] }
+        var threadAt: [UInt64: String] = [:]
+        var lines: [TraceLine] = []
+        for step in steps {
+            let (thread, operation) = scheduler.describeParts(step)
+            threadAt[step.step] = thread
+            lines.append(TraceLine(step: step.step, thread: thread, text: operation))
+        }
+        // A stable merge: an entry follows the step it was recorded at.
+        var merged: [TraceLine] = []
+        var pending = trailLines.filter { $0.step >= first }[...]
+        for line in lines {
+            merged.append(line)
+            while let next = pending.first, next.step == line.step {
+                merged.append(TraceLine(step: next.step, thread: threadAt[next.step] ?? "", text: next.text))
+                pending = pending.dropFirst()
+            }
+            while let next = pending.first, next.step < line.step { pending = pending.dropFirst() }
+        }
+        return merged
     }
 
     /// PCT's `k`: the steps the run is expected to take (its length in

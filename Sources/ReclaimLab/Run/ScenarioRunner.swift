@@ -24,6 +24,10 @@ public struct RunOptions: Sendable {
     /// strategy, seeded with the run's seed (nil: free-running, as the
     /// operating system schedules). See `ScenarioRunner+Schedule.swift`.
     public var schedule: ScheduleStrategy? = nil
+    /// With `schedule`: keep the last `steps` scheduling steps up to and
+    /// including `lastStep` (a finding's), and the event-trail entries
+    /// recorded at them, for `RunResult.trace` (`mmulab replay --trail`).
+    public var trace: (lastStep: UInt64, steps: Int)? = nil
     /// Polled every few milliseconds while the actors run: once it answers
     /// true the run stops early (the actors finish their step, teardown and
     /// the checks after it run as usual) and the result says `interrupted`.
@@ -53,7 +57,9 @@ public enum ScenarioRunner {
         let findings = FindingLog(enabled: Set(Finding.Invariant.allCases.filter { scenario.checks.contains($0.check) }), sync: sync)
         let lab: Lab
         do {
-            lab = try Lab.build(scenario, pluginDirectory: options.pluginDirectory, faults: options.faults, findings: findings, sync: sync)
+            let window = options.trace.map { $0.lastStep - min($0.lastStep, UInt64($0.steps))...$0.lastStep }
+            lab = try Lab.build(
+                scenario, pluginDirectory: options.pluginDirectory, faults: options.faults, findings: findings, sync: sync, traceWindow: window)
         } catch {
             throw SetupFailure(description: error.description)
         }
@@ -167,6 +173,7 @@ public enum ScenarioRunner {
         result.latencies = lab.latencies.joined().flatMap(\.summary)
         result.trailDigest = lab.trail.digest
         if sync.isControlled { result.scheduleEscapes = lab.instances.joined().flatMap(\.scheduleEscapes) }
+        if options.trace != nil { result.trace = lab.trail.windowLines.map { TraceLine(step: $0.step, thread: "", text: $0.text) } }
         return result
     }
 

@@ -78,7 +78,10 @@ struct RunCommand: ParsableCommand {
         try RunSession.validateReportPaths(json: json, report: report)
     }
 
-    func run() throws {
+    func run() throws { try session().run() }
+
+    /// The run these flags ask for (also what `mmulab replay` reruns).
+    func session() -> RunSession {
         var session = RunSession(scenarioArgument: scenario)
         session.options.seed = seed
         session.options.seconds = duration
@@ -93,6 +96,6 @@ struct RunCommand: ParsableCommand {
         if let pluginDirectory { session.replayFlags += ["--plugin-directory", pluginDirectory] }
         for fault in inject { session.replayFlags += ["--inject", fault.rawValue] }
         if let schedule { session.replayFlags += ["--schedule", schedule.strategy.description] }
-        try session.run()
+        return session
     }
 }

@@ -71,7 +71,7 @@ struct RunSession {
         options.progress = { progress in line.update(Self.progressText(progress)) }
         options.stopRequested = { StopSignals.received != nil }
         StopSignals.install(secondEndsProcess: true)
-        let result: RunResult
+        var result: RunResult
         do {
             result = try ScenarioRunner.run(scenario, options: options)
         } catch {
@@ -80,6 +80,7 @@ struct RunSession {
             throw ExitCode(2)
         }
         line.finish()
+        result.replayArguments = replayArguments(seed: result.seed)
         writeText(RunSummary(result: result, replay: replayCommand(seed: result.seed)).text + "\n", to: human)
         // A report that cannot be written is an error (exit 2), but never
         // hides findings (exit 1 wins) or an interruption.
@@ -109,10 +110,15 @@ struct RunSession {
 
     /// The command that replays this run.
     func replayCommand(seed: UInt64) -> String {
-        var words = ["mmulab", "run", scenarioArgument, "--seed", "\(seed)"] + replayFlags
+        (["mmulab", "run"] + replayArguments(seed: seed)).map(shellQuoted).joined(separator: " ")
+    }
+
+    /// The arguments of `mmulab run` that replay this run.
+    func replayArguments(seed: UInt64) -> [String] {
+        var words = [scenarioArgument, "--seed", "\(seed)"] + replayFlags
         for plugin in plugins { words += ["--plugin", plugin] }
         if !pluginOptions.isEmpty { words += ["--plugin-options", pluginOptions] }
-        return words.map(shellQuoted).joined(separator: " ")
+        return words
     }
 
     /// The live line: time, accesses and their rate, free frames,
