@@ -55,7 +55,11 @@ enum ThreadServices {
             let (seconds, attoseconds) = host.machine.sync.now().components
             return UInt64(max(seconds, 0)) &* 1_000_000_000 &+ UInt64(max(attoseconds, 0) / 1_000_000_000)
         }
-        t.thread_id = { ctx in HostContext.from(ctx).machine.sync.currentThreadID }
+        t.thread_id = { ctx in
+            let host = HostContext.from(ctx)
+            host.checkCaller("thread_id")
+            return host.machine.sync.currentThreadID
+        }
     }
 }
 
