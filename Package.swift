@@ -28,6 +28,8 @@ let package = Package(
         .library(name: "DevicePluginKit", targets: ["DevicePluginKit"]),
         .library(name: "ReclaimLab", targets: ["ReclaimLab"]),
         .executable(name: "mmulab", targets: ["mmulab"]),
+        // The kernel-diff harness's real-kernel side: run beside mmulab (Sources/KernelRunner, C).
+        .executable(name: "mmulab-kernel-runner", targets: ["KernelRunner"]),
         .library(name: "mmulab-plugin-gpu", type: .dynamic, targets: ["GPUPlugin"]),
         .library(name: "mmulab-plugin-rdma", type: .dynamic, targets: ["RDMAPlugin"]),
         .library(name: "mmulab-plugin-kvm", type: .dynamic, targets: ["KVMPlugin"]),
@@ -48,6 +50,8 @@ let package = Package(
         .library(name: "mmulab-fixture-servicesprobe", type: .dynamic, targets: ["FixtureServicesProbe"]),
         // A plugin that abort()s on its first device access (the CLI tests' crashing campaign run).
         .library(name: "mmulab-fixture-crashes", type: .dynamic, targets: ["FixtureCrashes"]),
+        // A plugin that answers retry to blockable starts and logs MMULAB_LOG_MISBEHAVING (the CLI tests' contract findings).
+        .library(name: "mmulab-fixture-misbehaving", type: .dynamic, targets: ["FixtureMisbehaving"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -60,6 +64,10 @@ let package = Package(
         .target(name: "MMUNotifier", dependencies: ["LabSync"], swiftSettings: strictSwift6),
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
+        // The model checked against the real kernel: scripts, the model side, the comparison.
+        .target(name: "KernelDiff", dependencies: ["LabSync", "MMUNotifier", "VirtualMemory"], swiftSettings: strictSwift6),
+        // Performs a kernel-diff script on the real kernel with a KVM guest watching (C, Linux only).
+        .executableTarget(name: "KernelRunner", path: "Sources/KernelRunner"),
         .target(name: "DevicePluginKit", dependencies: ["CDevicePluginABI"], swiftSettings: strictSwift6),
         // The reclaim lab: scenario files, actors, the oracle, reports.
         .target(
@@ -97,6 +105,7 @@ let package = Package(
         .target(name: "FixtureCrashes", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/Crashes", publicHeadersPath: "."),
         .target(name: "FixtureSleepy", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Sleepy", publicHeadersPath: "."),
         .target(name: "FixtureCountingC", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/CountingC", publicHeadersPath: "."),
+        .target(name: "FixtureMisbehaving", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Misbehaving", publicHeadersPath: "."),
         .target(name: "FixtureServicesProbe", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/ServicesProbe", publicHeadersPath: "."),
         .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
         .target(
@@ -112,6 +121,7 @@ let package = Package(
                 "MMUNotifier",
                 "VirtualMemory",
                 "PluginHost",
+                "KernelDiff",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSwift6
@@ -126,7 +136,8 @@ let package = Package(
         ),
         // Runs the built mmulab executable (and loads fixture plugins beside it): exit statuses, messages, campaigns.
         .testTarget(name: "MMULabCLITests", swiftSettings: strictSwift6),
-        .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab", "VirtualMemory", "TestSupport"], swiftSettings: strictSwift6),
+        .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab", "VirtualMemory", "MMUNotifier", "TestSupport"], swiftSettings: strictSwift6),
+        .testTarget(name: "KernelDiffTests", dependencies: ["KernelDiff", "VirtualMemory", "MMUNotifier", "LabSync"], swiftSettings: strictSwift6),
         .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(
             name: "MMUNotifierTests",

@@ -27,6 +27,29 @@ mmulab_require_libdrm() {
     exit 1
 }
 
+# chromium: the tests render the HTML report in a real browser (headless).
+# Installed with apt-get when missing and we are root; otherwise the
+# browser test fails, naming the package.
+mmulab_chromium() {
+    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+}
+
+mmulab_require_chromium() {
+    if mmulab_chromium; then
+        return 0
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "mmulab: installing chromium (headless, for the HTML report test) with apt-get..." >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+        if mmulab_chromium; then return 0; fi
+        echo "mmulab: apt-get could not install chromium; the HTML report test will fail." >&2
+        return 0
+    fi
+    echo "mmulab: chromium is missing; the HTML report test will fail. Install it first, for example:" >&2
+    echo "    sudo apt-get install chromium" >&2
+}
+
 mmulab_setup() {
     cd "$(dirname "$0")/.." || exit 1
     mmulab_require_swift

@@ -1,67 +1,84 @@
-// A deliberately broken device plugin: the Swift mirror of
-// Examples/MirrorPluginSwift with one classic secondary-MMU bug switched on
-// by its options, so you can watch `mmulab run` catch it. Never copy it.
+// A deliberately broken device plugin: a test_hmm-style mirror (as
+// Examples/MirrorPluginSwift) with exactly one classic secondary-MMU bug,
+// chosen by its options, so you can watch `mmulab run` catch it. Never
+// copy it. Each bug, the Linux rule it breaks, and what catches it:
 //
-//     bug=stale     the invalidate callback bumps the sequence but keeps its
-//                   translations: the device goes on using frames the primary
-//                   unmapped, freed and reused (seed 003, the "backwards"
-//                   order). Caught as stale translation / use after free.
-//     bug=sleep     sleeps inside a non-blockable invalidation (seeds 000,
-//                   001). Caught as context violation.
+//   bug=stale          the invalidate callback sets the sequence but keeps
+//                      its translations: the device goes on using frames
+//                      the primary unmapped, freed and reused (the
+//                      "backwards" order of Andrea Arcangeli, linux-kernel,
+//                      2008-01-24, "Re: [kvm-devel] [PATCH] export notifier
+//                      #1"). Stale translation / use after free.
+//   bug=sleep          sleeps inside a non-blockable invalidation. Context
+//                      violation.
+//   bug=zap-at-end     a whole-space subscriber that zaps in
+//                      invalidate_range_end instead of _start (after a
+//                      device TLB shootdown that takes 50 µs): Linux frees
+//                      gathered pages in between (zap_pte_range's
+//                      mmu_gather). Stale translation / use after free.
+//   bug=ignore-wp      ignores protection invalidations (mprotect, fork's
+//                      and writeback's write-protect, soft-dirty) and keeps
+//                      writing through its writable translations. Write
+//                      through a read-only translation.
+//   bug=no-dirty       never reports a page it wrote dirty; a page mapped
+//                      writable but clean (a swapped-in page) is then
+//                      dropped by reclaim with the write. Lost write.
+//   bug=not-young      declares MMULAB_CAP_YOUNG and always answers "not
+//                      young", so reclaim evicts pages it uses hot. Young
+//                      answer wrong (the lab knows what the device touched).
+//   bug=ignore-release a whole-space subscriber whose release does nothing:
+//                      once released it hears nothing more, and keeps its
+//                      translations past the exit. Use after free.
+//   bug=zero-page      treats every translation of private memory as
+//                      writable (it takes the shared zero page a read fault
+//                      gives for its own page) and writes through it.
+//                      Write through a read-only translation.
 
 public import DevicePluginKit
 import Synchronization
 
-final class BrokenBinding: IntervalSubscription, @unchecked Sendable {
-    struct Entry {
-        var pfn = PFN()
-        var valid = false
-        var writable = false
-        var written = false
-    }
+/// One mirror entry: the translation and what the device did with it.
+struct MirrorEntry {
+    var pfn = PFN()
+    var valid = false
+    var writable = false
+    var written = false
+    var young = false
+}
 
-    unowned let device: BrokenMirror
-    let request: BindingRequest
-    /// Guarded by `device.lock`.
-    var pages: [Entry]
-
-    init(device: BrokenMirror, request: BindingRequest) {
-        self.device = device
-        self.request = request
-        pages = Array(repeating: Entry(), count: Int(request.length / 4096))
-    }
-
-    /// [range-dependent] Where the bugs live.
-    override func invalidate(range: InvalidationRange, currentSeq: UInt64) -> Bool {
-        if device.bug == .sleep && !range.isBlockable { device.host.sleep(nanoseconds: 10_000) }  // BUG: must not sleep here
-        device.lock.lock()
-        setSeq(currentSeq)
-        if device.bug != .stale {  // BUG (stale): the translations stay
-            let first = max(range.start, request.start)
-            let end = min(range.end, request.start + request.length)
-            var address = first
-            while address < end {
-                let index = Int((address - request.start) / 4096)
-                if pages[index].written { device.host.setDirty(pages[index].pfn) }
-                pages[index] = Entry()
-                address += 4096
-            }
-        }
-        device.lock.unlock()
-        return true
-    }
+/// A binding's page table, whichever way it hears of invalidations.
+protocol BrokenTable: AnyObject {
+    var request: BindingRequest { get }
+    /// Guarded by the device lock.
+    var pages: [MirrorEntry] { get set }
+    /// [blockable] Without the device lock: a token for the fault, or nil
+    /// if an invalidation of `address` is in progress (the fault must wait).
+    func faultBegin(_ address: UInt64) -> UInt64?
+    /// Under the device lock: whether an invalidation raced the fault.
+    func faultRaced(_ token: UInt64, _ address: UInt64) -> Bool
+    /// [blockable] Unhooks the table from the host (detach).
+    func unhook()
 }
 
 final class BrokenMirror: DevicePlugin {
-    enum Bug: String { case stale, sleep }
+    enum Bug: String, CaseIterable {
+        case stale, sleep
+        case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
+        case ignoreRelease = "ignore-release", zeroPage = "zero-page"
+
+        /// The bugs that live in a whole-space subscriber (start, end,
+        /// young, release); the others in an interval subscription.
+        var wantsWholeSpace: Bool { self == .zapAtEnd || self == .notYoung || self == .ignoreRelease }
+    }
 
     static let info = PluginInfo(
-        name: "mirror-broken", version: "1.0",
-        summary: "A mirror device with a deliberate bug (options: bug=stale|sleep), to show what mmulab catches.",
+        name: "mirror-broken", version: "2.0",
+        summary: "A mirror device with one deliberate bug (options: bug=\(Bug.allCases.map(\.rawValue).joined(separator: "|"))), to show what mmulab catches.",
         capabilities: 0)
 
     let host: Host
     let bug: Bug
+    /// A spin lock: DMA under it never sleeps.
     let lock: HostLock
 
     init(host: Host, options: String) throws(PluginError) {
@@ -70,7 +87,7 @@ final class BrokenMirror: DevicePlugin {
         for pair in options.split(separator: ",") {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, parts[0] == "bug", let chosen = Bug(rawValue: parts[1]) else {
-                throw .invalid("unknown option '\(pair)' (options: bug=stale|sleep)")
+                throw .invalid("unknown option '\(pair)' (options: bug=\(Bug.allCases.map(\.rawValue).joined(separator: "|")))")
             }
             bug = chosen
         }
@@ -82,49 +99,76 @@ final class BrokenMirror: DevicePlugin {
         guard request.length > 0, request.start % 4096 == 0, request.length % 4096 == 0 else {
             throw .invalid("a binding must be page aligned and not empty")
         }
-        let binding = BrokenBinding(device: self, request: request)
-        try host.insertInterval(addressSpace: request.addressSpace, start: request.start, length: request.length, binding)
-        return binding
+        if bug.wantsWholeSpace {
+            let table = SpaceTable(device: self, request: request)
+            try host.subscribe(addressSpace: request.addressSpace, table)
+            return table
+        }
+        let table = IntervalTable(device: self, request: request)
+        try host.insertInterval(addressSpace: request.addressSpace, start: request.start, length: request.length, table)
+        return table
     }
 
     func detach(_ object: AnyObject) {
-        let binding = object as! BrokenBinding
-        host.removeInterval(binding)
-        for entry in binding.pages where entry.written { host.setDirty(entry.pfn) }
+        let table = object as! any BrokenTable
+        table.unhook()  // no callback runs after this
+        for entry in table.pages where entry.valid && entry.written { reportDirty(entry.pfn) }
+    }
+
+    /// The dirty state transfers (except with bug=no-dirty).
+    func reportDirty(_ pfn: PFN) {
+        if bug != .noDirty { host.setDirty(pfn) }
+    }
+
+    /// Drops the entries of `table` in `[start, end)`, reporting written
+    /// pages dirty (device lock held).
+    func zap(_ table: any BrokenTable, _ start: UInt64, _ end: UInt64) {
+        let request = table.request
+        var address = max(start, request.start)
+        while address < min(end, request.start + request.length) {
+            let index = Int((address - request.start) / 4096)
+            if table.pages[index].valid && table.pages[index].written { reportDirty(table.pages[index].pfn) }
+            table.pages[index] = MirrorEntry()
+            address += 4096
+        }
     }
 
     func access(_ object: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
-        let binding = object as! BrokenBinding
-        let request = binding.request
+        let table = object as! any BrokenTable
+        let request = table.request
         guard deviceAddress >= request.deviceAddress, deviceAddress < request.deviceAddress + request.length else {
             throw .fault("device address outside the binding")
         }
         guard !write || request.writable else { throw .fault("write to a read-only binding") }
         let index = Int((deviceAddress - request.deviceAddress) / 4096)
+        let address = request.start + UInt64(index) * 4096
         for attempt in 0..<1_000 {
             let done = lock.withLock { () -> Bool in
-                let entry = binding.pages[index]
+                let entry = table.pages[index]
                 guard entry.valid, !write || entry.writable else { return false }
+                table.pages[index].young = true
                 if write {
                     host.dmaWrite(addressSpace: request.addressSpace, entry.pfn, from: UnsafeRawBufferPointer(buffer))
-                    binding.pages[index].written = true
+                    table.pages[index].written = true
                 } else {
                     host.dmaRead(addressSpace: request.addressSpace, entry.pfn, into: buffer)
                 }
                 return true
             }
             if done { return }
-            if attempt > 2 { host.sleep(nanoseconds: 20_000) }
-            let seq = binding.readBegin()
-            let pfn = try host.faultRange(addressSpace: request.addressSpace, start: request.start + UInt64(index) * 4096, length: 4096, write: write)[0]
+            if attempt > 2 { host.sleep(nanoseconds: 20_000) }  // let an invalidation finish
+            guard let token = table.faultBegin(address) else { continue }
+            let pfn = try host.faultRange(addressSpace: request.addressSpace, start: address, length: 4096, write: write)[0]
             lock.withLock {
-                if !binding.readRetry(seq) { binding.pages[index] = BrokenBinding.Entry(pfn: pfn, valid: true, writable: pfn.isWritable) }
+                guard !table.faultRaced(token, address) else { return }
+                // BUG (zero-page): a read fault of private memory may give the
+                // shared zero page, read-only; this device takes it as its own.
+                let writable = pfn.isWritable || (bug == .zeroPage && request.writable)
+                table.pages[index] = MirrorEntry(pfn: pfn, valid: true, writable: writable, young: true)
             }
         }
         throw .busy("could not fault the page in")
     }
-
-    var statistics: [(name: String, value: UInt64)] { [] }
 }
 
 @_cdecl("mmulab_device_plugin_v1")

@@ -296,9 +296,12 @@ final class VM: SpaceSubscription, @unchecked Sendable {
 
     // MARK: - Aging
 
-    /// `kvm_mmu_notifier_clear_young`: clears the accessed bits of the
-    /// entries mapping `[start, end)`; true if any was set. No TLB flush, as
-    /// in KVM: the vCPUs set the bit again on their next access.
+    /// `kvm_mmu_notifier_clear_flush_young`, as reclaim calls it: clears the
+    /// accessed bits of the entries mapping `[start, end)`; true if any was
+    /// set, and then the vCPUs' TLBs are flushed, so a vCPU that keeps using
+    /// the page walks the EPT again and sets the bit again (a TLB hit sets
+    /// nothing: without the flush, a page the guest uses hot would look
+    /// cold to the next check).
     override func clearYoung(addressSpace: UInt64, start: UInt64, end: UInt64) -> Bool {
         let young = mmuLock.withLock { () -> Bool in
             var young = false
@@ -314,7 +317,10 @@ final class VM: SpaceSubscription, @unchecked Sendable {
             return young
         }
         counters.youngChecks.bump()
-        if young { counters.youngAnswers.bump() }
+        if young {
+            counters.youngAnswers.bump()
+            flushRemoteTLBs()  // spins, never sleeps: allowed here
+        }
         return young
     }
 

@@ -59,9 +59,17 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
     /// mlx5's policy: a range that may not sleep always gets retry (the
     /// region's mutex is a sleeping lock and the zap waits for the device).
     /// A blockable one takes the mutex, sets the sequence, zaps the
-    /// entries, waits for DMA in flight on them to drain, then reports the
-    /// pages the NIC wrote dirty before the primary may clean or free them
-    /// (seed 003: the dirty state must transfer).
+    /// entries and reports the pages the NIC wrote dirty, all under the
+    /// mutex (as `mlx5_ib_invalidate_range` does `ib_umem_odp_unmap_dma_pages`
+    /// under `umem_mutex`), then waits for DMA in flight on them to drain.
+    ///
+    /// Why the dirty report is under the mutex: another invalidation of
+    /// the same pages (a migration racing an mprotect, say) finds the
+    /// entries already gone and returns as soon as the DMA has drained;
+    /// reporting dirty after dropping the mutex let that migration copy a
+    /// page the primary believed clean, and the NIC's write was lost with
+    /// the old frame (found by the lab's register-race once a swapped-in
+    /// page is mapped writable but clean, as Linux maps it).
     override func invalidate(range: InvalidationRange, currentSeq: UInt64) -> Bool {
         guard range.isBlockable else {
             // Seed 001: the OOM reaper must not wait for us; it skips the
@@ -76,28 +84,31 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
             lock.withLock { setSeq(currentSeq) }
             return true
         }
-        var dirty: [PFN] = []
         let pages = index(first)..<index(last - 1) + 1
         let (emptied, busy) = lock.withLock { () -> (Bool, Bool) in
             setSeq(currentSeq)
             var zapped: UInt64 = 0
+            var dirtied: UInt64 = 0
             for i in pages {
                 guard let pfn = entries[i] else { continue }
-                if written[i] { dirty.append(pfn) }
+                if written[i] {
+                    nic.host.setDirty(pfn)  // a write still in flight lands on a page already marked dirty
+                    dirtied += 1
+                }
                 entries[i] = nil
                 written[i] = false
                 zapped += 1
             }
             let left = mappedPages.subtract(Int(zapped), ordering: .relaxed).newValue
             nic.counters.pagesZapped.bump(zapped)
+            nic.counters.pagesDirtied.bump(dirtied)
             return (left == 0, inFlight[pages].contains { $0 > 0 })
         }
         // No new transfer can start on the range now (its entries are gone
         // and a new fault waits in read_begin until the range ends); the
-        // ones already started must finish before the pages may go.
+        // ones already started must finish before the pages may go. A
+        // second invalidation of these pages waits here too, whoever zapped.
         if busy { waitForDrain(pages) }
-        for pfn in dirty { nic.host.setDirty(pfn) }
-        nic.counters.pagesDirtied.bump(UInt64(dirty.count))
         // An implicit child left empty is freed later, outside the callback
         // (removing an interval waits for callbacks: mlx5 defers it to a work).
         if emptied, let parent { parent.retire(self) }

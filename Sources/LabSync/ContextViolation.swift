@@ -25,10 +25,13 @@ public struct ContextViolation: Sendable, CustomStringConvertible {
     public let depth: Int
     /// The offending thread.
     public let thread: ThreadIdentity
+    /// Whose code the thread was running (a plugin's callback), if its
+    /// caller said so (`ExecutionContext.enterCurrentCallee`).
+    public var callee: CalleeDescription? = nil
 
     public var description: String {
         let what = object.isEmpty ? operation.rawValue : "\(operation.rawValue) on '\(object)'"
-        return "sleeping function called from invalid context: \(what) at \(site) "
+        return "sleeping function called from invalid context: \(what)\(callee.map { " in \($0)" } ?? "") at \(site) "
             + "on thread \(thread), inside \(context) (non-blockable depth \(depth))"
     }
 }

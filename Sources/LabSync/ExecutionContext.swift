@@ -92,6 +92,8 @@ public final class ExecutionContext {
     // acquisition (measured: a fifth of a notifier dispatch).
     @exclusivity(unchecked) private var depth = 0
     @exclusivity(unchecked) private var reclaimDepthStorage = 0
+    /// The callee the thread runs now (`CalleeFrame`), if any.
+    @exclusivity(unchecked) private(set) var callee: CalleeFrame? = nil
     private let sections: UnsafeMutablePointer<NonBlockableSection>
 
     private init() {
@@ -148,6 +150,14 @@ public final class ExecutionContext {
 
     /// The innermost open non-blockable section, if any.
     public var innermostSection: NonBlockableSection? { depth > 0 ? sections[depth - 1] : nil }
+
+    /// Sets the thread's callee and returns the previous one.
+    @inline(__always)
+    func swapCallee(_ frame: CalleeFrame?) -> CalleeFrame? {
+        let previous = callee
+        callee = frame
+        return previous
+    }
 
     /// Renames the calling thread for reports (done by `SyncDomain.spawnThread`).
     public func setThreadName(_ name: String) {

@@ -31,16 +31,16 @@ public final class SyncDomain: Sendable {
         guard ExecutionContext.isCurrentNonBlockable else { return false }
         let context = ExecutionContext.current
         guard let section = context.innermostSection else { return false }
-        contextViolations.record(
-            ContextViolation(
-                operation: operation,
-                object: object,
-                site: site,
-                context: section.described,
-                depth: context.nonBlockableDepth,
-                thread: context.thread
-            )
+        var violation = ContextViolation(
+            operation: operation,
+            object: object,
+            site: site,
+            context: section.described,
+            depth: context.nonBlockableDepth,
+            thread: context.thread
         )
+        violation.callee = context.currentCallee
+        contextViolations.record(violation)
         return true
     }
 

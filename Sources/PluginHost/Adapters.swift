@@ -32,7 +32,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let capabilities: SubscriberCapabilities
     let device: DeviceID?
     let observer: (any CallbackObserver)?
-    /// The host's clock, for the observer's timings.
+    /// The host's clock: callback timings and young answers read it.
     let clock: SyncDomain
 
     init(
@@ -76,7 +76,11 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
-        timed(.clearYoung, observer, clock) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        guard let observer else { return (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        let asked = clock.now()
+        let young = timed(.clearYoung, observer, clock) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        observer.youngAnswered(addressSpace: addressSpace, start: start, end: end, askedAt: asked, young: young)
+        return young
     }
 
     func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {

@@ -1,4 +1,5 @@
-import LabSync
+public import LabSync
+public import MMUNotifier
 
 /// The notifier callbacks of a plugin that the host can time.
 public enum PluginCallback: Int, Sendable, CaseIterable, CustomStringConvertible {
@@ -13,7 +14,11 @@ public enum PluginCallback: Int, Sendable, CaseIterable, CustomStringConvertible
     case shrinkerScan
 
     /// The C ABI's name for it (`invalidate_range_start`, ...).
-    public var description: String {
+    public var description: String { "\(name)" }
+
+    /// The same, as a static string (what a context violation inside the
+    /// callback names: `CalleeFrame`).
+    public var name: StaticString {
         switch self {
         case .invalidateRangeStart: "invalidate_range_start"
         case .invalidateRangeEnd: "invalidate_range_end"
@@ -29,21 +34,33 @@ public enum PluginCallback: Int, Sendable, CaseIterable, CustomStringConvertible
 }
 
 /// Told how long each notifier callback of one plugin instance took
-/// (the reclaim lab's latency histograms).
+/// (the reclaim lab's latency histograms), and names the instance in
+/// reports of what its callbacks do wrong.
 ///
-/// Called on the thread that made the callback, right after it returned,
-/// possibly inside a non-blockable section: it must not sleep, and should
-/// be cheap, since it runs on every invalidation.
-public protocol CallbackObserver: AnyObject, Sendable {
+/// `callbackReturned` is called on the thread that made the callback, right
+/// after it returned, possibly inside a non-blockable section: it must not
+/// sleep, and should be cheap, since it runs on every invalidation.
+/// `sectionSubjectName` (by default the observer's type) is asked only when
+/// a context violation happens inside an observed callback: a sleep there
+/// is reported as in "`sectionSubjectName` `invalidate_range_start`".
+public protocol CallbackObserver: SectionSubject, Sendable {
     func callbackReturned(_ callback: PluginCallback, nanoseconds: UInt64)
+    /// A `clear_young` of `[start, end)` in `addressSpace`, asked at
+    /// `askedAt` (the synchronisation domain's clock, read just before the
+    /// call), answered `young`. Same contexts as `callbackReturned`.
+    func youngAnswered(addressSpace: AddressSpaceID, start: UInt64, end: UInt64, askedAt: Duration, young: Bool)
 }
 
-/// Times `body` for `observer` (nothing extra when there is none) on the
-/// host's clock (`clock.now()`: virtual under a controlled scheduler, so a
-/// callback's latency there is the steps it took and the sleeps it slept).
+/// Times `body` for `observer` on the host's clock (`clock.now()`: virtual
+/// under a controlled scheduler, so a callback's latency there is the steps
+/// it took and the sleeps it slept) and marks the thread as running the
+/// observed plugin's `callback` meanwhile (nothing extra when there is no
+/// observer: the unobserved path stays one indirect call).
 @inline(__always)
 func timed<Result>(_ callback: PluginCallback, _ observer: (any CallbackObserver)?, _ clock: SyncDomain, _ body: () -> Result) -> Result {
     guard let observer else { return body() }
+    let previous = ExecutionContext.enterCurrentCallee(CalleeFrame(callee: observer, operation: callback.name))
+    defer { ExecutionContext.restoreCurrentCallee(previous) }
     let start = clock.now()
     let result = body()
     let elapsed = (clock.now() - start).components

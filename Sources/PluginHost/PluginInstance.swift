@@ -79,6 +79,16 @@ public final class PluginInstance: @unchecked Sendable {
     /// What the plugin logged (broken rules at `.misbehaving`).
     public var log: ReportLog<PluginLogEntry> { context.log }
 
+    /// The instance's identity as a device: what its subscriptions carry
+    /// and its accesses are checked under (`MemoryViolation.issuer`).
+    public var device: DeviceID { context.device }
+
+    /// Whether the plugin provides the optional `migrate` operation.
+    public var canMigrate: Bool { plugin.descriptor.pointee.migrate != nil }
+
+    /// The capabilities the plugin declared (`MMULAB_CAP_*`).
+    public var capabilities: UInt32 { plugin.capabilities }
+
     /// Maps `[start, start + length)` of `addressSpace` into the device at `deviceAddress`.
     public func attach(
         addressSpace: AddressSpaceID, start: UInt64, length: UInt64, deviceAddress: UInt64? = nil,

@@ -19,6 +19,11 @@ public struct MemoryFaultInjection: OptionSet, Sendable, Hashable {
     /// Dirty state reported by a secondary is lost (seed 003: "the dirty
     /// state must transfer"), so a device write can be dropped with a clean page.
     public static let dropSecondaryDirty = MemoryFaultInjection(rawValue: 1 << 3)
+    /// mprotect changes the PTEs without the `mprotect` invalidation's range
+    /// start and end: a device keeps a writable translation to a
+    /// page the primary made read-only or inaccessible. The kernel-diff
+    /// harness catches it against the real kernel's invalidations.
+    public static let skipMprotectInvalidation = MemoryFaultInjection(rawValue: 1 << 16)
 }
 
 /// The primary MMU: physical memory, swap, files, address spaces, reclaim,

@@ -29,20 +29,30 @@ struct CampaignCommand: ParsableCommand {
     @Argument(help: "Scenario files (YAML) or names of built-in ones (mmulab scenarios list).")
     var scenarios: [String]
 
-    @Option(help: "Seeds to run: A..B (inclusive) or a single N.")
+    @Option(parsing: .unconditional, help: "Seeds to run: A..B (inclusive) or a single N, from 0.")
     var seeds: String
 
-    @Option(help: "Runs at once (1...64).")
+    @Option(parsing: .unconditional, help: "Runs at once (1...64).", transform: { try ArgumentValues.count($0, in: 1...64) })
     var jobs: Int = 1
 
-    @Option(help: "Seconds each run lasts (replaces the scenarios' lengths).")
+    @Option(
+        parsing: .unconditional, help: "How long each run lasts: seconds, or 500ms, 10s, 2m (replaces the scenarios' lengths).",
+        transform: ArgumentValues.duration)
     var duration: Double?
 
-    @Option(help: "Seconds before a run counts as hung and is killed.")
+    @Option(
+        parsing: .unconditional, help: "How long before a run counts as hung and is killed: seconds, or 30s, 5m.",
+        transform: { try DurationText.seconds($0, in: 0.001...604_800) })
     var timeout: Double?
 
     @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
     var pluginDirectory: String?
+
+    @Option(help: ArgumentHelp("Add a plugin (a .so path or a bundled name) to every run, as `mmulab run --plugin`; repeatable.", valueName: "path"))
+    var plugin: [String] = []
+
+    @Option(help: "Options for the plugins --plugin adds.")
+    var pluginOptions: String = ""
 
     @Option(help: "Write the campaign's summary as JSON to this file.")
     var json: String?
@@ -55,6 +65,9 @@ struct CampaignCommand: ParsableCommand {
 
     func validate() throws {
         guard !scenarios.isEmpty else { throw ValidationError("name at least one scenario") }
+        if !pluginOptions.isEmpty && plugin.isEmpty {
+            throw ValidationError("--plugin-options applies to the plugins --plugin adds, and there is no --plugin")
+        }
         let range = try Self.seedRange(seeds)
         let scenarioCount = UInt64(Set(scenarios).count)
         let (seedCount, wrapped) = (range.upperBound - range.lowerBound).addingReportingOverflow(1)
@@ -62,9 +75,6 @@ struct CampaignCommand: ParsableCommand {
         if wrapped || overflow || runs > Self.maximumRuns {
             throw ValidationError("--seeds \(seeds) over \(scenarioCount) scenario(s) is more than \(Self.maximumRuns) runs")
         }
-        guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be 1...64, got \(jobs)") }
-        if let duration, !(duration > 0 && duration <= 86_400) { throw ValidationError("--duration must be in (0, 86400] seconds") }
-        if let timeout, !(timeout > 0 && timeout <= 604_800) { throw ValidationError("--timeout must be in (0, 604800] seconds") }
         if let pluginDirectory {
             var info = stat()
             guard stat(pluginDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
@@ -75,6 +85,7 @@ struct CampaignCommand: ParsableCommand {
 
     /// `A..B` (inclusive, A <= B) or `N`, as seeds.
     static func seedRange(_ text: String) throws(ValidationError) -> ClosedRange<UInt64> {
+        if text.hasPrefix("-") { throw ValidationError("--seeds \(text): seeds are 0 or more") }
         let parts = text.split(separator: "..", omittingEmptySubsequences: false)
         guard parts.count <= 2, let first = UInt64(parts[0]), let last = UInt64(parts.last!) else {
             throw ValidationError("--seeds must be A..B or N with whole numbers from 0, got '\(text)'")
@@ -93,7 +104,9 @@ struct CampaignCommand: ParsableCommand {
         var bad = 0
         for name in names {
             do {
-                timeouts[name] = runTimeout(for: try ScenarioLookup.scenario(name))
+                var scenario = try ScenarioLookup.scenario(name)
+                for added in plugin { scenario = try scenario.adding(plugin: added, options: pluginOptions) }
+                timeouts[name] = runTimeout(for: scenario)
             } catch {
                 writeToStandardError("mmulab: \(error)\n")
                 bad += 1
@@ -113,8 +126,10 @@ struct CampaignCommand: ParsableCommand {
             throw ExitCode(2)
         }
         var extra: [String] = []
-        if let duration { extra += ["--duration", formatSeconds(duration)] }
+        if let duration { extra += ["--duration", ReplayCommand.secondsText(duration)] }
         if let pluginDirectory { extra += ["--plugin-directory", pluginDirectory] }
+        for added in plugin { extra += ["--plugin", added] }
+        if !pluginOptions.isEmpty { extra += ["--plugin-options", pluginOptions] }
         if let schedule { extra += ["--schedule", schedule.strategy.description] }
         let frozenTimeouts = timeouts
         let runner = CampaignRunner(
@@ -131,7 +146,8 @@ struct CampaignCommand: ParsableCommand {
 
         let stopped = StopSignals.received
         let report = CampaignReport(
-            scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory, schedule: schedule?.strategy.description,
+            scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory, plugins: plugin,
+            pluginOptions: pluginOptions, schedule: schedule?.strategy.description,
             records: records, plannedRuns: runs.count, elapsedSeconds: (ContinuousClock.now - started).seconds,
             interrupted: stopped != nil)
         writeText(report.text() + "\n", to: human)

@@ -15,13 +15,16 @@ struct MMULab: ParsableCommand {
             against any plugin; `mmulab campaign` runs many seeds in child processes; \
             `mmulab scenarios` lists and checks scenarios; `mmulab plugins` lists and inspects \
             device plugins; `mmulab events` lists the invalidation events; \
-            `mmulab notifier-storm` storms the notifier core alone.
+            `mmulab notifier-storm` storms the notifier core alone; `mmulab kernel-diff` checks \
+            the model against this machine's Linux.
 
-            Exit status: 0 clean, 1 violations found, 2 bad input (a bad flag included).
+            Exit status: 0 clean (or SKIP: a run that checked no read), 1 violations found, 2 bad \
+            input (a bad flag included).
             """,
+        version: Version.text,
         subcommands: [
-            DemoCommand.self, RunCommand.self, CampaignCommand.self, ReplayCommand.self, ScenariosCommand.self, PluginsCommand.self,
-            EventsCommand.self, NotifierStormCommand.self,
+            DemoCommand.self, RunCommand.self, CampaignCommand.self, ReplayRunCommand.self, ScenariosCommand.self, PluginsCommand.self,
+            EventsCommand.self, NotifierStormCommand.self, KernelDiffCommand.self,
         ],
         defaultSubcommand: DemoCommand.self
     )

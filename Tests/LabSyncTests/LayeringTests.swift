@@ -26,9 +26,13 @@ struct LayeringTests {
     ]
 
     /// Where a raw primitive or clock is allowed: the layer itself and its C
-    /// shims, and the CLI's campaign, which times child processes (outside
-    /// any run) in real time.
-    static let exempt = ["/Sources/LabSync/", "/Sources/CLabSyncShims/", "/Sources/mmulab/Campaign/", "/Sources/mmulab/CampaignCommand.swift"]
+    /// shims, the CLI's campaign, which times child processes (outside any
+    /// run) in real time, and the kernel-diff harness's runner, a process of
+    /// its own that drives the real kernel, not the lab.
+    static let exempt = [
+        "/Sources/LabSync/", "/Sources/CLabSyncShims/", "/Sources/mmulab/Campaign/", "/Sources/mmulab/CampaignCommand.swift",
+        "/Sources/KernelRunner/",
+    ]
 
     static var packageRoot: String {
         // .../Tests/LabSyncTests/LayeringTests.swift -> ...

@@ -68,7 +68,7 @@ struct RunnerTests {
         }
         let result = try #require(found, "seeds \(testSeed)...+4: the broken order went unnoticed in five runs")
         let named = Set(result.findings.map(\.invariant))
-        #expect(named.isSubset(of: [.useAfterFree, .staleTranslation, .crossSpaceLeak, .lostWrite]), "\(named)")
+        #expect(named.isSubset(of: [.useAfterFree, .staleTranslation, .crossSpaceLeak, .lostWrite, .writeThroughReadOnly]), "\(named)")
     }
 
     @Test func aScenarioWhosePluginDoesNotLoadFailsBeforeRunning() throws {
@@ -97,6 +97,16 @@ struct ReportTests {
             findingsTotal: 2, machineStatistics: [("faults", 9)], pluginStatistics: [("kvm#0", [(name: "tlb hits", value: 11)])])
         result.latencies = [CallbackLatency(plugin: "kvm#0", callback: "clear_young", count: 3, p50: 10, p90: 20, p99: 30, p999: 40, max: 50)]
         result.timeline = [TimelineSample(seconds: 0.25, freeFrames: 12, operations: 100, invalidations: ["vmscan": 5])]
+        result.bugs = [
+            Bug(
+                key: BugKey(invariant: .staleTranslation, kind: "use after free", instance: "gpu#0", path: "device access", event: "vmscan"),
+                count: 3, firstSeenSeconds: 0.125, first: result.findings[1], examples: [result.findings[1]],
+                symptoms: [(invariant: .lostWrite, count: 2)], symptomExamples: [result.findings[0]]),
+        ]
+        result.findingsByInvariant = [(.staleTranslation, 3), (.lostWrite, 2), (.pinLeak, 0)]
+        result.replay = ReplayCommand(
+            scenario: "my file.yaml", seed: 7, seconds: 1.5, injections: [.skipRangeEnd], plugins: ["/p/x.so"], pluginOptions: "a=1")
+        result.actors = [ActorActivity(name: "cpu-0", role: .workload, successes: 0, steps: 10)]
         let text = JSONReport.render(result)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         #expect(object["scenario"] as? String == "s \"quoted\"")
@@ -113,5 +123,24 @@ struct ReportTests {
         #expect((sample["invalidations"] as? [String: Int])?["vmscan"] == 5 && sample["free_frames"] as? Int == 12)
         let plugins = try #require(object["plugins"] as? [String: [String: Int]])
         #expect(plugins["kvm#0"]?["tlb hits"] == 11)
+        // Bugs, totals per invariant, the replay command, the actors and their warnings.
+        #expect(object["verdict"] as? String == "fail")
+        let bug = try #require((object["bugs"] as? [[String: Any]])?.first)
+        #expect(bug["title"] as? String == "stale translation (use after free): gpu#0 device access after vmscan")
+        #expect(bug["plugin_instance"] as? String == "gpu#0" && bug["event"] as? String == "vmscan" && bug["kind"] as? String == "use after free")
+        #expect(bug["count"] as? Int == 3 && bug["first_seen_seconds"] as? Double == 0.125)
+        #expect((bug["symptoms"] as? [String: Int])?["lost write"] == 2)
+        #expect(((bug["first"] as? [String: Any])?["place"] as? [String: Any])?["frame"] as? String == "pfn#9")
+        #expect((bug["examples"] as? [[String: Any]])?.count == 1 && (bug["symptom_examples"] as? [[String: Any]])?.count == 1)
+        #expect(object["findings_by_invariant"] as? [String: Int] == ["stale translation": 3, "lost write": 2, "pin leak": 0])
+        let replay = try #require(object["replay"] as? [String: Any])
+        #expect(
+            replay["command"] as? String
+                == "mmulab run 'my file.yaml' --seed 7 --duration 1.5s --inject skip-range-end --plugin /p/x.so --plugin-options a=1")
+        #expect(
+            replay["arguments"] as? [String]
+                == ["run", "my file.yaml", "--seed", "7", "--duration", "1.5s", "--inject", "skip-range-end", "--plugin", "/p/x.so", "--plugin-options", "a=1"])
+        #expect((object["actors"] as? [[String: Any]])?.first?["idle"] as? Bool == true)
+        #expect((object["warnings"] as? [String])?.first?.contains("'cpu-0' never succeeded") == true)
     }
 }

@@ -127,3 +127,78 @@ struct ScenarioReaderTests {
         }
     }
 }
+
+/// A scenario written out (`ScenarioWriter`, what the report shows as the
+/// scenario as it ran) reads back as the same scenario; durations are
+/// spelled as on the command line; overlapping bindings are refused.
+@Suite("Scenario files, written and read back")
+struct ScenarioWriterTests {
+    @Test(arguments: Catalogue.entries.map(\.name))
+    func everyBuiltInScenarioReadsBackAsWritten(name: String) throws {
+        let scenario = try #require(try Catalogue.scenario(named: name))
+        #expect(try ScenarioReader.read(yaml: ScenarioWriter.yaml(scenario), file: "written.yaml") == scenario)
+        let added = try scenario.adding(plugin: "/some where/lib\"odd\".so", options: "bug=stale, more: yes")
+        #expect(try ScenarioReader.read(yaml: ScenarioWriter.yaml(added), file: "written.yaml") == added)
+    }
+
+    @Test func everyFieldReadsBackAsWritten() throws {
+        var scenario = try ScenarioReader.read(yaml: ScenarioReaderTests.storm, file: "storm.yaml")
+        scenario.summary = "quotes \" and \\ and a\ttab"
+        scenario.length = .operations(1_234)
+        scenario.pressure.oomKill = .init(space: "app", afterMilliseconds: 250)
+        scenario.pressure.mprotect = [.init(space: "app", mapping: "heap", rate: 3)]
+        scenario.pressure.writeback = [.init(space: "app", mapping: "data", rate: 4)]
+        scenario.pressure.deviceMigration = [.init(plugin: "nic", space: "app", mapping: "heap", rate: 5, pages: 6)]
+        scenario.pressure.attachChurn = [.init(plugin: "nic", space: "app", mapping: "heap", rate: 7, pages: 8)]
+        scenario.pressure.exitRelease = [.init(plugin: "kvm", rate: 9, pages: 10)]
+        scenario.pressure.backgroundReclaim = false
+        #expect(try ScenarioReader.read(yaml: ScenarioWriter.yaml(scenario), file: "written.yaml") == scenario)
+    }
+
+    @Test(arguments: [("length: 2m", 120.0), ("length: 500ms", 0.5), ("length: { seconds: 10s }", 10), ("length: { seconds: 1.5 }", 1.5)])
+    func aLengthIsADuration(line: String, seconds: Double) throws {
+        let scenario = try ScenarioReader.read(yaml: """
+            name: t
+            \(line)
+            spaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]
+            workloads: [ { name: w, actor: cpu, space: a, mapping: m } ]
+            """, file: "t.yaml")
+        #expect(scenario.length == .seconds(seconds))
+    }
+
+    @Test(arguments: [
+        ("length: -5s", "more than 0"), ("length: 5 minutes", "not a duration"), ("length: 2d", "not a duration"), ("length: 25h", "out of range"),
+    ])
+    func aBadLengthIsAnError(line: String, message: String) {
+        #expect {
+            try ScenarioReader.read(yaml: "name: t\n\(line)\nspaces: []\nworkloads: []\n", file: "t.yaml")
+        } throws: { error in
+            let error = error as? ScenarioError
+            return error?.line == 2 && error?.field == "length" && error?.message.contains(message) == true
+        }
+    }
+
+    @Test(arguments: [
+        ("[ { space: a, mapping: m, device-address: 0x10000 }, { space: a, mapping: n, device-address: 0x17000 } ]", true),
+        ("[ { space: a, mapping: m, device-address: 0x10000 }, { space: a, mapping: n, device-address: 0x18000 } ]", false),
+        ("[ { space: a, mapping: m }, { space: a, mapping: m } ]", true),
+        ("[ { space: a, mapping: m }, { space: a, mapping: n } ]", false),
+    ])
+    func overlappingBindingsOfOnePluginAreRefused(bindings: String, overlaps: Bool) {
+        let yaml = """
+            name: t
+            spaces: [ { name: a, mappings: [ { name: m, pages: 8 }, { name: n, pages: 8 } ] } ]
+            plugins:
+              - plugin: mirror-c
+                bindings: \(bindings)
+            workloads: [ { name: w, actor: cpu, space: a, mapping: m } ]
+            """
+        do {
+            _ = try ScenarioReader.read(yaml: yaml, file: "t.yaml")
+            #expect(!overlaps, "accepted overlapping bindings \(bindings)")
+        } catch {
+            #expect(overlaps, "\(error)")
+            #expect(error.field == "plugins[0].bindings[1]" && error.line == 5 && error.message.contains("overlaps bindings[0]"), "\(error)")
+        }
+    }
+}

@@ -122,6 +122,62 @@ struct ReclaimTests {
         #expect(try space.read(base)[0] == 4)
     }
 
+    /// An eviction that gives a page a fresh swap slot and is then stopped
+    /// by a refault before it writes the slot leaves the page in the swap
+    /// cache linked to a slot holding a former page's bytes. The page must
+    /// still be written when it is next evicted, even if nobody wrote it
+    /// meanwhile (Linux's `add_to_swap` marks it dirty). Trusting the
+    /// unwritten slot gave a page another address space's old data (issue
+    /// 15's "rare wrong mapping": a cross-address-space leak on a CPU read).
+    @Test func aFreshSlotIsWrittenEvenWhenItsFirstEvictionIsInterrupted() throws {
+        final class RefaultAfterUnmap: AddressSpaceSubscriber, @unchecked Sendable {
+            let space: AddressSpace
+            let address: UInt64
+            let armed = Atomic<Bool>(false)
+            let refaulted = Atomic<Bool>(false)
+            init(_ space: AddressSpace, _ address: UInt64) {
+                self.space = space
+                self.address = address
+            }
+            func invalidateRangeStart(_ range: InvalidationRange) -> StartResult { .ok }
+            func invalidateRangeEnd(_ range: InvalidationRange) {
+                // Between reclaim's unmap and its check that nobody mapped
+                // the page again: a fault maps it again from the swap cache.
+                guard range.event == .vmscan, range.contains(address), armed.exchange(false, ordering: .relaxed) else { return }
+                refaulted.store((try? space.read(address)) != nil, ordering: .relaxed)
+            }
+        }
+        let machine = makeMachine(frames: 64)
+        let other = machine.makeAddressSpace()
+        let space = machine.makeAddressSpace()
+        // A former page leaves its bytes in a slot that is then freed.
+        let former = try other.map(length: page, kind: .anonymousPrivate)
+        try other.write(former, [9, 9, 9])
+        #expect(try machine.pageOut(other, start: former, length: page) == 1)
+        #expect(try other.read(former)[0...2] == [9, 9, 9])
+        try other.unmap(start: former, length: page)
+        #expect(machine.swap.usedSlots == 0, "the former page's slot is free again, its bytes still in it")
+
+        let base = try space.map(length: page, kind: .anonymousPrivate)
+        try space.write(base, [1, 2, 3])
+        // Clean, as a page is that no CPU write dirtied (in the first model
+        // a read fault zero-filled such a frame; a device that never reports
+        // dirty leaves the same state): nothing says it must be written.
+        space.ptl.withLock {
+            let pte = space.pageTable.entry(base >> 12)
+            space.pageTable.set(base >> 12, pte.with(dirty: false))
+            machine.memory.clearFlags(.dirty, on: pte.frame)
+        }
+        let refault = RefaultAfterUnmap(space, base)
+        try space.notifiers.register(refault)
+        refault.armed.store(true, ordering: .relaxed)
+        #expect(try machine.pageOut(space, start: base, length: page) == 0, "the refault stopped the eviction")
+        #expect(refault.refaulted.load(ordering: .relaxed) && space.translate(base).isPresent)
+        #expect(try machine.pageOut(space, start: base, length: page) == 1)
+        #expect(try space.read(base)[0...2] == [1, 2, 3], "the page came back with its own data, not the slot's former bytes")
+        #expect(machine.violations.count == 0)
+    }
+
     @Test func dirtyFilePagesAreWrittenBackCleanOnesDropped() throws {
         let machine = makeMachine(frames: 64)
         let space = machine.makeAddressSpace()

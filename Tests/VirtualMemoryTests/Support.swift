@@ -188,7 +188,13 @@ final class MirrorDevice: AddressSpaceSubscriber, @unchecked Sendable {
                 guard pte.isPresent, UInt64(pte.frame) == translations[0].frame.rawValue,
                     machine.memory.generation(of: pte.frame) == generationBefore, !wantWrite || pte.isWritable
                 else { return }
-                s.entries[address] = Entry(translation: translations[0], written: false, young: true)
+                // Writable only if it still is: a read fault may have taken a
+                // writable translation that a finished invalidation (fork's
+                // write-protect, say) has made read-only since.
+                let t = translations[0]
+                let translation = DeviceTranslation(
+                    address: t.address, frame: t.frame, generation: t.generation, writable: t.writable && pte.isWritable, pinned: t.pinned)
+                s.entries[address] = Entry(translation: translation, written: false, young: true)
             }
         }
         throw .invalidArgument("device could not fault 0x\(String(address, radix: 16)) in 1,000 tries")

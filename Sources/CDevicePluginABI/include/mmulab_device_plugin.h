@@ -183,20 +183,33 @@ typedef struct mmulab_subscriber_ops {
     mmulab_status (*invalidate_range_start)(void *data, const mmulab_range *range);
     /* [range-dependent] The matching end; only after a start that answered OK. Required. */
     void (*invalidate_range_end)(void *data, const mmulab_range *range);
-    /* [non-blockable] Called under the primary's page-table lock right after
-     * the PTEs changed. Do not take a lock here that you hold across DMA calls
-     * to the host (those take the page-table lock). Optional. */
+    /* [non-blockable] Called where the primary flushes its TLB after the PTEs
+     * changed (Linux: arch_invalidate_secondary_tlbs): for a single flush,
+     * under the primary's page-table lock right after the change; during a
+     * zap, once per mmu_gather flush (before that batch's pages are freed),
+     * without it; for reclaim's deferred flush, over the whole address space.
+     * Do not take a lock here that you hold across DMA calls to the host
+     * (those take the page-table lock). Optional. */
     void (*invalidate_secondary_tlbs)(void *data, const mmulab_range *range);
     /* [non-blockable][reclaim] Test and clear the device's accessed bits in
-     * [start, end); return nonzero if any was set. Optional. */
+     * [start, end); return nonzero if any was set. Reclaim calls this as
+     * Linux's clear_flush_young: a device that caches translations (a TLB)
+     * must also flush the entries it found young, so that its next access
+     * to the page sets the bit again. A plugin that declares MMULAB_CAP_YOUNG
+     * is held to it: if its device used a page after the previous
+     * clear_young of that page returned and before this one began, the
+     * answer must be nonzero. Optional. */
     int (*clear_young)(void *data, uint64_t address_space, uint64_t start, uint64_t end);
     /* [non-blockable] Whether the device used `address` recently. Optional. */
     int (*test_young)(void *data, uint64_t address_space, uint64_t address);
     /* [non-blockable] The primary PTE at `address` now maps `pfn` (KSM merge),
      * under the page-table lock, inside a ksm invalidation. Optional. */
     void (*change_pte)(void *data, uint64_t address_space, uint64_t address, uint64_t pfn, int writable);
-    /* [blockable] The address space is going away: drop everything. No
-     * callback follows. Optional. */
+    /* [blockable] The address space is going away: drop everything. It runs
+     * while the subscription is still listed (Linux's mn_hlist_release): an
+     * invalidation may still start, before or after it, and must be
+     * answered. Once every release of the address space has returned, the
+     * subscription is unhooked: no callback starts after that. Optional. */
     void (*release)(void *data, uint64_t address_space);
     /* 1.2 [non-blockable] change_pte with the whole translation: `pfn` carries
      * the new frame's generation, so the device can keep using the entry it
@@ -318,7 +331,14 @@ typedef struct mmulab_host {
                          mmulab_pfn *pfns, mmulab_error *error);
     /* [any-thread] `dirty`: the device wrote the pages. */
     void (*unpin)(void *ctx, const mmulab_pfn *pfns, uint64_t count, bool dirty);
-    /* [any-thread] The device wrote the page: it must reach the backing store. */
+    /* [any-thread] The device wrote the page: it must reach the backing store.
+     * Report it before the invalidation callback that drops the translation
+     * lets anyone else proceed: under the lock a concurrent invalidation of
+     * the same page takes. A report made after that lock is dropped can
+     * arrive after another invalidation (a migration) has already copied
+     * the page it believed clean, and the write is lost with the old frame.
+     * A page mapped writable may be clean (a swapped-in page): a device write
+     * through it is recorded nowhere but here. */
     void (*set_dirty)(void *ctx, const mmulab_pfn *pfn);
     /* [any-thread] The device used the page. */
     void (*mark_accessed)(void *ctx, const mmulab_pfn *pfn);

@@ -1,28 +1,46 @@
 import Foundation
 
-/// A run's result as JSON (`mmulab run --json FILE`): the scenario and
-/// seed to replay it, the access counts, every finding with its invariant,
-/// the primary's counters and each plugin's.
+/// A run's result as JSON (`mmulab run --json FILE`): the verdict and the
+/// command that replays the run, the access counts, the findings as bugs
+/// (`bugs`: title, key, count, when first seen, the first occurrence with
+/// its evidence, examples, the symptoms attached), the totals per
+/// invariant, what each actor got done, the scenario as it ran, the
+/// primary's counters and each plugin's. `findings` (the first occurrence
+/// of each bug) and `findings_total` keep their meaning for older readers.
 public enum JSONReport {
     public static func render(_ result: RunResult) -> String {
         var out = "{\n"
         out += "  \"scenario\": \(quote(result.scenario)),\n"
         out += "  \"seed\": \(result.seed),\n"
         out += "  \"elapsed_seconds\": \(result.elapsedSeconds),\n"
+        out += "  \"verdict\": \(quote(result.verdict.rawValue)),\n"
         out += "  \"clean\": \(result.isClean),\n"
         out += "  \"interrupted\": \(result.interrupted),\n"
         out += "  \"trail_digest\": \(quote(digest(result.trailDigest))),\n"
         if let schedule = result.schedule { out += "  \"schedule\": \(scheduleObject(schedule)),\n" }
-        if !result.replayArguments.isEmpty {
-            out += "  \"replay_arguments\": [" + result.replayArguments.map(quote).joined(separator: ", ") + "],\n"
-        }
+        out += "  \"replay\": { \"command\": \(quote(result.replay.commandLine)), \"arguments\": "
+            + array(result.replay.arguments.map(quote)) + " },\n"
         out += "  \"accesses\": { \"cpu_reads\": \(result.cpuReads), \"cpu_writes\": \(result.cpuWrites), "
             + "\"device_reads\": \(result.deviceReads), \"device_writes\": \(result.deviceWrites), "
             + "\"checked_reads\": \(result.checkedReads), \"failed_cleanly\": \(result.failedAccesses) },\n"
         out += "  \"findings_total\": \(result.findingsTotal),\n"
+        out += "  \"findings_by_invariant\": { "
+            + result.findingsByInvariant.map { "\(quote($0.invariant.rawValue)): \($0.count)" }.joined(separator: ", ") + " },\n"
+        out += "  \"bugs\": [\n" + result.bugs.map(bug).joined(separator: ",\n") + (result.bugs.isEmpty ? "  ],\n" : "\n  ],\n")
         out += "  \"findings\": [\n"
-        out += result.findings.map(finding).joined(separator: ",\n")
+        out += result.findings.map { "    " + finding($0) }.joined(separator: ",\n")
         out += result.findings.isEmpty ? "  ],\n" : "\n  ],\n"
+        out += "  \"actors\": [\n" + result.actors.map {
+            "    { \"name\": \(quote($0.name)), \"role\": \(quote($0.role.rawValue)), \"successes\": \($0.successes), \"steps\": \($0.steps), "
+                + "\"idle\": \($0.isIdle) }"
+        }.joined(separator: ",\n") + (result.actors.isEmpty ? "  ],\n" : "\n  ],\n")
+        out += "  \"warnings\": " + array(result.warnings.map(quote)) + ",\n"
+        out += "  \"notes\": " + array(result.notes.map(quote)) + ",\n"
+        if let memory = result.memory {
+            out += "  \"memory\": { \"frames\": \(memory.frames), \"nodes\": \(memory.nodes), \"min_free_per_node\": \(memory.minFree), "
+                + "\"low_free_per_node\": \(memory.lowFree), \"high_free_per_node\": \(memory.highFree) },\n"
+        }
+        out += "  \"scenario_yaml\": \(quote(result.scenarioYAML)),\n"
         out += "  \"primary\": { " + result.machineStatistics.map { "\(quote($0.0)): \($0.1)" }.joined(separator: ", ") + " },\n"
         out += "  \"plugins\": {\n"
         out += result.pluginStatistics.map { name, stats in
@@ -45,8 +63,28 @@ public enum JSONReport {
         return out
     }
 
+    private static func array(_ items: [String]) -> String { "[" + items.joined(separator: ", ") + "]" }
+
+    private static func optional(_ text: String?) -> String { text.map(quote) ?? "null" }
+
+    private static func bug(_ bug: Bug) -> String {
+        var out = "    { \"title\": \(quote(bug.title)), \"invariant\": \(quote(bug.key.invariant.rawValue)), \"kind\": \(optional(bug.key.kind)), "
+        out += "\"plugin_instance\": \(optional(bug.key.instance)), \"path\": \(quote(bug.key.path)), \"event\": \(optional(bug.key.event)),\n"
+        out += "      \"count\": \(bug.count), \"first_seen_seconds\": \(number(bug.firstSeenSeconds)), \"symptoms\": { "
+            + bug.symptoms.map { "\(quote($0.invariant.rawValue)): \($0.count)" }.joined(separator: ", ") + " },\n"
+        out += "      \"first\": \(finding(bug.first)),\n"
+        out += "      \"examples\": " + array(bug.examples.map(finding)) + ",\n"
+        out += "      \"symptom_examples\": " + array(bug.symptomExamples.map(finding)) + " }"
+        return out
+    }
+
+    private static func number(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
+
     private static func finding(_ finding: Finding) -> String {
-        var out = "    { \"invariant\": \(quote(finding.invariant.rawValue)), \"detail\": \(quote(finding.detail))"
+        var out = "{ \"invariant\": \(quote(finding.invariant.rawValue)), \"detail\": \(quote(finding.detail))"
+        if let seconds = finding.seconds { out += ", \"seconds\": \(number(seconds))" }
+        if let actor = finding.actor { out += ", \"actor\": \(quote(actor))" }
+        if let translation = finding.deviceTranslation { out += ", \"device_translation\": \(quote(translation))" }
         if let place = finding.place {
             out += ", \"place\": { \"space\": \(quote(place.space)), \"mapping\": \(quote(place.mapping)), \"page\": \(place.page), "
                 + "\"address\": \(quote("0x" + String(place.address, radix: 16))), \"frame\": \(quote(place.frame)) }"

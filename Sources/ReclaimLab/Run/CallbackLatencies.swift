@@ -1,5 +1,6 @@
 import Histogram
 import LabSync
+import MMUNotifier
 import PluginHost
 
 /// Every callback duration of one plugin instance, per callback kind, in
@@ -13,9 +14,15 @@ final class CallbackLatencies: CallbackObserver {
     let plugin: String
     private let histograms: [SpinLocked<Histogram<UInt64>>]
     private static let highest: UInt64 = 60_000_000_000
+    /// The instance's aging check: told every young answer.
+    let aging: AgingCheck?
 
-    init(plugin: String, domain: SyncDomain) {
+    /// A context violation in one of this instance's callbacks names it so.
+    var sectionSubjectName: String { plugin }
+
+    init(plugin: String, domain: SyncDomain, aging: AgingCheck? = nil) {
         self.plugin = plugin
+        self.aging = aging
         histograms = PluginCallback.allCases.map { callback in
             SpinLocked(
                 Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Self.highest, numberOfSignificantValueDigits: .three),
@@ -26,6 +33,10 @@ final class CallbackLatencies: CallbackObserver {
     func callbackReturned(_ callback: PluginCallback, nanoseconds: UInt64) {
         let value = min(max(nanoseconds, 1), Self.highest)
         histograms[callback.rawValue].withLock { _ = $0.record(value) }
+    }
+
+    func youngAnswered(addressSpace: AddressSpaceID, start: UInt64, end: UInt64, askedAt: Duration, young: Bool) {
+        aging?.answered(space: addressSpace, start: start, end: end, askedAt: askedAt, young: young)
     }
 
     /// The percentiles of each callback kind that was called at least once.

@@ -5,12 +5,14 @@ import VirtualMemory
 /// Pressure actors that work through a plugin: device-private migration,
 /// attach/detach races, and address spaces that exit under a device.
 enum DeviceActors {
-    static func actors(
-        _ lab: Lab, _ spec: PressureSpec, seed: UInt64, stop: StopFlag, counters: RunCounters, findings: FindingLog
-    ) -> [(String, @Sendable (Heartbeat) -> Void)] {
+    static func actors(_ lab: Lab, _ spec: PressureSpec, seed: UInt64, stop: StopFlag, counters: RunCounters) -> [(String, @Sendable (Heartbeat) -> Void)] {
         var actors: [(String, @Sendable (Heartbeat) -> Void)] = []
         for (index, target) in spec.deviceMigration.enumerated() {
             let (instance, binding) = lab.binding(of: target.plugin, on: target.space, target.mapping)
+            guard instance.canMigrate else {
+                lab.notes.append("no device migration for \(target.plugin) on \(target.space)/\(target.mapping): the plugin has no migrate operation")
+                continue
+            }
             let (_, mapping) = lab.locate(target.space, target.mapping)
             actors.append(("migrate to \(target.plugin) \(target.space)/\(target.mapping)", { heartbeat in
                 // Ranges to the device's memory and back (Linux: migrate_vma
@@ -23,8 +25,10 @@ enum DeviceActors {
                     do {
                         try instance.migrate(
                             binding, deviceAddress: binding.deviceAddress + first * 4096, length: UInt64(pages) * 4096, toDevice: rng.next() % 4 != 0)
+                        return true
                     } catch {
                         counters.failedAccesses.add(1, ordering: .relaxed)  // VRAM full, pages busy: allowed
+                        return false
                     }
                 }
             }))
@@ -34,12 +38,16 @@ enum DeviceActors {
             let (spaceIndex, mapping) = lab.locate(target.space, target.mapping)
             let space = lab.spaces[spaceIndex]
             let reader = WorkloadSpec(name: "attach-churn \(target.plugin)", actor: .device(plugin: target.plugin), space: target.space, mapping: target.mapping)
+            let label = lab.label(of: target.plugin)
             actors.append(("attach-churn \(target.plugin) \(target.space)/\(target.mapping)", { heartbeat in
                 // Seed 000 (mm_lock): a subscription added while invalidations
                 // are in flight must not miss one. Each round attaches a fresh
                 // binding, reads through it at once (checked as any read), and
                 // detaches it while the rest of the run keeps invalidating.
                 var rng = SplitMix64.stream(3_000 + index, of: seed)
+                let history = AccessHistory()
+                let path = "attach-churn read"
+                lab.actors.registerCurrentThread(ActorIdentity(name: heartbeat.name, instance: label, path: path, history: history))
                 Pressure.repeatEvery(target.rate, stop, lab.machine, heartbeat) {
                     let binding: PluginInstance.Binding
                     do {
@@ -47,19 +55,20 @@ enum DeviceActors {
                             addressSpace: space.id, start: mapping.address, length: UInt64(mapping.pages) * 4096, write: false)
                     } catch {
                         counters.failedAccesses.add(1, ordering: .relaxed)
-                        return
+                        return false
                     }
                     let thread = WorkloadThread(
-                        lab: lab, spec: reader, mapping: mapping, space: space, writerIndex: nil, writers: 1, device: (instance, binding),
-                        counters: counters, findings: findings, heartbeat: heartbeat)
+                        lab: lab, spec: reader, mapping: mapping, space: space, writerIndex: nil, writers: 1, device: (instance, binding, label),
+                        counters: counters, heartbeat: heartbeat, path: path, history: history)
                     for _ in 0..<target.pages { thread.read(Int(rng.next() % UInt64(mapping.pages))) }
                     instance.detach(binding)
+                    return false  // the reads counted the actor's successes
                 }
             }))
         }
         for (index, exits) in spec.exitRelease.enumerated() {
             actors.append((
-                "exit-release \(exits.plugin)", exitRelease(lab, exits, actor: UInt8(truncatingIfNeeded: index), stop: stop, counters: counters, findings: findings)
+                "exit-release \(exits.plugin)", exitRelease(lab, exits, actor: UInt8(truncatingIfNeeded: index), stop: stop, counters: counters)
             ))
         }
         return actors
@@ -74,11 +83,14 @@ enum DeviceActors {
     /// (its access fails); every frame must come back (the pin-leak check
     /// at the end).
     private static func exitRelease(
-        _ lab: Lab, _ exits: PressureSpec.ExitRelease, actor: UInt8, stop: StopFlag, counters: RunCounters, findings: FindingLog
+        _ lab: Lab, _ exits: PressureSpec.ExitRelease, actor: UInt8, stop: StopFlag, counters: RunCounters
     ) -> @Sendable (Heartbeat) -> Void {
         let instance = lab.instance(of: exits.plugin)
+        let label = lab.label(of: exits.plugin)
         let machine = lab.machine
         return { heartbeat in
+            let history = AccessHistory()
+            lab.actors.registerCurrentThread(ActorIdentity(name: heartbeat.name, instance: label, path: "exit-release read", history: history))
             var round: UInt32 = 0
             Pressure.repeatEvery(exits.rate, stop, machine, heartbeat) {
                 round &+= 1
@@ -87,7 +99,7 @@ enum DeviceActors {
                 let length = UInt64(exits.pages) * 4096
                 guard let base = try? space.map(length: length, kind: .anonymousPrivate) else {
                     space.exit()
-                    return
+                    return false
                 }
                 // Pages whose write failed (memory ran out) are not checked.
                 let written = (0..<exits.pages).map { page in
@@ -96,10 +108,12 @@ enum DeviceActors {
                 guard let binding = try? instance.attach(addressSpace: space.id, start: base, length: length) else {
                     counters.failedAccesses.add(1, ordering: .relaxed)
                     space.exit()
-                    return
+                    return false
                 }
                 for page in 0..<exits.pages where written[page] {
                     var bytes = [UInt8](repeating: 0, count: 16)
+                    let began = lab.clock.nanoseconds
+                    history.record(base + UInt64(page) * 4096, write: false, at: began)
                     do {
                         try bytes.withUnsafeMutableBytes { try instance.access(binding, deviceAddress: binding.deviceAddress + UInt64(page) * 4096, write: false, buffer: $0) }
                     } catch {
@@ -111,38 +125,58 @@ enum DeviceActors {
                     let expected = shortLivedTag(actor, round, page)
                     if bytes != expected {
                         let address = base + UInt64(page) * 4096
-                        let foreign = bytes[15] == TrackedMapping.magic || (bytes[15] == 0xE5 && bytes[14] != actor)
-                        findings.note(
-                            foreign ? .crossSpaceLeak : .useAfterFree,
-                            "exit-release round \(round): the device read \(bytes) from page \(page) of a short-lived space at 0x"
-                                + String(address, radix: 16) + ", which holds \(expected)",
-                            trail: lab.trail.trail(space: space.id, address: address))
+                        let content = PageContent(bytes, mappings: lab.mappings)
+                        var foreign = false
+                        if case .tag = content { foreign = true }
+                        if case .shortLived(let other, _, _) = content, other != actor { foreign = true }
+                        let invariant: Finding.Invariant = foreign ? .crossSpaceLeak : .useAfterFree
+                        let event = lab.lastInvalidation(space.id, address, atOrBefore: began)
+                        let key = BugKey(invariant: invariant, instance: label, path: "exit-release read", event: event.map { "\($0.event)" })
+                        lab.noteSymptom(Symptom(key: key, page: PageID(space.id, address), found: nil, nanoseconds: began, reader: ThreadIdentity.current.tid)) {
+                            Finding(
+                                invariant: invariant,
+                                detail: "exit-release round \(round): the device read " + content.describe(mappings: lab.mappings)
+                                    + " from page \(page) of a short-lived space at 0x" + String(address, radix: 16) + ", which holds its own tag",
+                                trail: lab.trail.trail(space: space.id, address: address), seconds: lab.clock.seconds(began), actor: heartbeat.name)
+                        }
                     }
                 }
                 space.exit()  // the device is still bound: release tears its view down
                 // The space is gone: a device that still reaches its memory
                 // kept translations release should have torn down.
                 var after = [UInt8](repeating: 0, count: 16)
+                let tried = lab.clock.nanoseconds
+                history.record(base, write: false, at: tried)
                 let reached = (try? after.withUnsafeMutableBytes {
                     try instance.access(binding, deviceAddress: binding.deviceAddress, write: false, buffer: $0)
                 }) != nil
                 if reached {
-                    findings.note(
-                        .useAfterFree,
-                        "exit-release round \(round): after its address space exited, the \(exits.plugin) device still read \(after) through "
-                            + "its binding (release must tear every translation down, seed 002)",
-                        trail: lab.trail.trail(space: space.id, address: base))
+                    // Not a symptom of anything the primary flags: the exited
+                    // space's pages are gone, so this is the root finding.
+                    let key = BugKey(invariant: .useAfterFree, kind: "device view outlived exit", instance: label, path: "read after exit", event: "exit")
+                    lab.findings.note(key, at: tried) {
+                        Finding(
+                            invariant: .useAfterFree,
+                            detail: "exit-release round \(round): after its address space exited, the \(exits.plugin) device still read "
+                                + PageContent(after, mappings: lab.mappings).describe(mappings: lab.mappings)
+                                + " through its binding (release must tear every translation down, seed 002)",
+                            trail: lab.trail.trail(space: space.id, address: base), seconds: lab.clock.seconds(tried), actor: heartbeat.name)
+                    }
                 }
                 instance.detach(binding)
+                return true
             }
         }
     }
 
+    /// The last byte of a short-lived space's tag (the tracked mappings' is 0xA5).
+    static let shortLivedMagic: UInt8 = 0xE5
+
     /// What page `page` of the short-lived space of exit-release actor
     /// `actor`'s round `round` holds: round, page, the actor in byte 14,
-    /// magic 0xE5 in byte 15 (unlike the tracked mappings' 0xA5).
+    /// magic `shortLivedMagic` in byte 15.
     static func shortLivedTag(_ actor: UInt8, _ round: UInt32, _ page: Int) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0xE5, count: 16)
+        var bytes = [UInt8](repeating: shortLivedMagic, count: 16)
         for i in 0..<4 {
             bytes[i] = UInt8(truncatingIfNeeded: round >> (8 * UInt32(i)))
             bytes[4 + i] = UInt8(truncatingIfNeeded: UInt32(page) >> (8 * UInt32(i)))

@@ -1,3 +1,4 @@
+import MMUNotifier
 import VirtualMemory
 
 extension Lab {
@@ -22,14 +23,28 @@ extension Lab {
                     let held = TrackedMapping.decode(stored)
                     let version = held.flatMap { $0.page == UInt32(page) && $0.space == UInt32(spaceIndex) && $0.mapping == UInt32(mapping.mappingIndex) ? $0.version : nil } ?? 0
                     guard version < completed else { continue }
-                    findings.note(
-                        .lostWrite,
-                        "after every space exited and the caches were written back, file \(file.name) page \(page) holds "
-                            + (held == nil ? "\(stored)" : "version \(version)") + ", but version \(completed) was completed",
-                        place: Finding.Place(
-                            space: mapping.spaceName, mapping: mapping.mappingName, page: page,
-                            address: mapping.address + UInt64(page) * 4096, frame: "on disk (the space has exited)"),
-                        trail: trail.trail(space: mapping.space.id, address: mapping.address + UInt64(page) * 4096))
+                    let address = mapping.address + UInt64(page) * 4096
+                    let content = PageContent(stored, mappings: mappings)
+                    // What the file holds instead may be another page's data,
+                    // written there through a stale translation: then it is a
+                    // symptom of the root cause the primary flagged for that page.
+                    var found: PageID? = nil
+                    if case .tag(let tag) = content {
+                        let other = mappings[Int(tag.space)][Int(tag.mapping)]
+                        found = PageID(other.space.id, other.address + UInt64(tag.page) * 4096)
+                    }
+                    let key = BugKey(invariant: .lostWrite, path: "file \(mapping.spaceName)/\(mapping.mappingName) after teardown")
+                    let now = clock.nanoseconds
+                    noteSymptom(Symptom(key: key, page: PageID(mapping.space.id, address), found: found, nanoseconds: now)) {
+                        Finding(
+                            invariant: .lostWrite,
+                            detail: "after every space exited and the caches were written back, file \(file.name) page \(page) holds "
+                                + (held == nil ? content.describe(mappings: mappings) : "version \(version)") + ", but version \(completed) was completed",
+                            place: Finding.Place(
+                                space: mapping.spaceName, mapping: mapping.mappingName, page: page, address: address,
+                                frame: "on disk (the space has exited)"),
+                            trail: trail.trail(space: mapping.space.id, address: address), seconds: clock.seconds(now))
+                    }
                 }
             }
         }

@@ -53,9 +53,9 @@ final class EventTrail: Sendable {
         var entry = Entry(nanoseconds: clock.nanoseconds, space: space, start: start, end: end, kind: kind, event: event, blockable: blockable)
         if let step = clock.domain.currentStep { entry.step = step }
         ring.withLock { ring in
-            if let window, window.contains(entry.step), ring.windowEntries.count < 65_536 { ring.windowEntries.append(entry) }
             if kind == .start { ring.startsByEvent[Int(event.rawValue)] += 1 }
-            Self.fold(&ring.digest, entry.nanoseconds)
+            if let window, window.contains(entry.step), ring.windowEntries.count < 65_536 { ring.windowEntries.append(entry) }
+            Self.fold(&ring.digest, entry.nanoseconds &- clock.origin)
             Self.fold(&ring.digest, entry.space.rawValue)
             Self.fold(&ring.digest, entry.start)
             Self.fold(&ring.digest, entry.end)
@@ -75,8 +75,15 @@ final class EventTrail: Sendable {
         digest ^= digest >> 31
     }
 
-    /// The digest of every entry recorded so far, in order.
+    /// The digest of every entry recorded so far, in order (times relative
+    /// to the lab clock's making): two deterministic runs with equal
+    /// digests saw the same events at the same virtual times.
     var digest: UInt64 { ring.withLock { $0.digest } }
+
+    /// The entries kept for the replay window, as (step, text), in order.
+    var windowLines: [(step: UInt64, text: String)] {
+        ring.withLock { $0.windowEntries }.map { ($0.step, "\(Self.describeUntimed($0)) on \($0.space)") }
+    }
 
     /// Invalidation starts so far, by event, for the events seen at least once.
     var invalidationsByEvent: [(event: String, count: Int)] {
@@ -85,8 +92,10 @@ final class EventTrail: Sendable {
     }
 
     /// The last `limit` entries that touched the page at `address` of
-    /// `space`, oldest first, as lines a person reads.
-    func trail(space: AddressSpaceID, address: UInt64, limit: Int = 10) -> [String] {
+    /// `space` up to `upTo` (absolute lab clock; default: now), oldest first,
+    /// as lines a person reads; with `access`, a last line for the bad
+    /// access itself (a write or a read, and when it began).
+    func trail(space: AddressSpaceID, address: UInt64, upTo: UInt64 = .max, access: (write: Bool, at: UInt64)? = nil, limit: Int = 10) -> [String] {
         let page = address & ~4095
         let found: [Entry] = ring.withLock { ring in
             var found: [Entry] = []
@@ -95,43 +104,106 @@ final class EventTrail: Sendable {
             for _ in 0..<count where found.count < limit {
                 index = (index - 1 + count) % count
                 let entry = ring.entries[index]
-                if entry.space == space, entry.start < page + 4096, entry.end > page { found.append(entry) }
+                if entry.space == space, entry.start < page + 4096, entry.end > page, entry.nanoseconds <= upTo { found.append(entry) }
             }
             return found
         }
-        return found.reversed().map { Self.describe($0) }
+        // Oldest first by time: an entry's time is read before the ring's
+        // lock, so two threads may record in the other order.
+        var lines = found.sorted { $0.nanoseconds < $1.nanoseconds }.map(describe)
+        if let access { lines.append("\(clock.text(access.at)) device \(access.write ? "write" : "read") through the stale translation (the bad access)") }
+        return lines
     }
 
-    /// The entries kept for the replay window, as (step, text), in order.
-    var windowLines: [(step: UInt64, text: String)] {
-        ring.withLock { $0.windowEntries }.map { ($0.step, "\(Self.describe($0, timed: false)) on \($0.space)") }
+    /// The event of the last invalidation start (or release) of the page at
+    /// `address` of `space` at or before `nanoseconds`, if the ring still
+    /// holds one (a scan of the ring: for pages the lab does not track).
+    func lastInvalidation(space: AddressSpaceID, address: UInt64, atOrBefore nanoseconds: UInt64) -> InvalidationMark? {
+        let page = address & ~4095
+        return ring.withLock { ring -> InvalidationMark? in
+            let count = ring.entries.count
+            var index = ring.next
+            for _ in 0..<count {
+                index = (index - 1 + count) % count
+                let entry = ring.entries[index]
+                guard entry.kind == .start || entry.kind == .release, entry.nanoseconds <= nanoseconds else { continue }
+                if entry.space == space, entry.start < page + 4096, entry.end > page {
+                    return InvalidationMark(event: entry.kind == .release ? .exit : entry.event, nanoseconds: entry.nanoseconds)
+                }
+            }
+            return nil
+        }
     }
 
-    private static func describe(_ entry: Entry, timed: Bool = true) -> String {
-        let at = timed ? "t=\(entry.nanoseconds / 1_000) µs " : ""
+    private static func describeUntimed(_ entry: Entry) -> String {
         let range = "[0x\(String(entry.start, radix: 16)), 0x\(String(entry.end, radix: 16)))"
         switch entry.kind {
-        case .start: return "\(at)invalidate start \(entry.event) \(range)\(entry.blockable ? "" : " non-blockable")"
-        case .end: return "\(at)invalidate end \(entry.event) \(range)"
-        case .changePTE: return "\(at)change_pte (KSM merge) \(range)"
-        case .youngCheck: return "\(at)clear_young (reclaim asked the devices) \(range)"
-        case .release: return "\(at)release (address space exit)"
+        case .start: return "invalidate start \(entry.event) \(range)\(entry.blockable ? "" : " non-blockable")"
+        case .end: return "invalidate end \(entry.event) \(range)"
+        case .changePTE: return "change_pte (KSM merge) \(range)"
+        case .youngCheck: return "clear_young (reclaim asked the devices) \(range)"
+        case .release: return "release (address space exit)"
+        }
+    }
+
+    private func describe(_ entry: Entry) -> String {
+        let at = clock.text(entry.nanoseconds)
+        let range = "[0x\(String(entry.start, radix: 16)), 0x\(String(entry.end, radix: 16)))"
+        switch entry.kind {
+        case .start: return "\(at) invalidate start \(entry.event) \(range)\(entry.blockable ? "" : " non-blockable")"
+        case .end: return "\(at) invalidate end \(entry.event) \(range)"
+        case .changePTE: return "\(at) change_pte (KSM merge) \(range)"
+        case .youngCheck: return "\(at) clear_young (reclaim asked the devices) \(range)"
+        case .release: return "\(at) release (address space exit)"
         }
     }
 }
 
-/// Monotonic nanoseconds since the run began, shared by every actor: the
-/// synchronisation domain's clock (virtual under a controlled scheduler).
-struct LabClock: Sendable {
+/// An invalidation of a page: its event, and when it started (absolute lab clock).
+struct InvalidationMark: Sendable {
+    var event: NotifierEvent
+    var nanoseconds: UInt64
+}
+
+/// The lab's clock, shared by every actor: monotonic nanoseconds on one
+/// scale for the whole run (`now`), and the instant the run began, set by
+/// `start` as the actors start; reports give times relative to it
+/// (what happened while the lab was set up comes out negative). It reads
+/// the synchronisation domain's clock, the lab's only one (virtual under
+/// a controlled scheduler, so a replay sees the same times).
+final class LabClock: Sendable {
     let domain: SyncDomain
-    let origin: Duration
+    /// When the clock was made (on its scale): the trail digest's zero.
+    let origin: UInt64
+    private let runStart = Atomic<UInt64>(0)
+
     init(domain: SyncDomain) {
         self.domain = domain
-        origin = domain.now()
+        origin = Self.absolute(domain)
+        runStart.store(origin, ordering: .relaxed)
     }
-    var nanoseconds: UInt64 {
-        let elapsed = (domain.now() - origin).components
-        return UInt64(elapsed.seconds) &* 1_000_000_000 &+ UInt64(elapsed.attoseconds / 1_000_000_000)
+
+    private static func absolute(_ domain: SyncDomain) -> UInt64 {
+        let elapsed = domain.now().components
+        return UInt64(max(elapsed.seconds, 0)) &* 1_000_000_000 &+ UInt64(max(elapsed.attoseconds, 0) / 1_000_000_000)
+    }
+
+    /// Nanoseconds now, on the clock's scale.
+    var nanoseconds: UInt64 { Self.absolute(domain) }
+
+    /// The run begins now.
+    func start() { runStart.store(Self.absolute(domain), ordering: .releasing) }
+
+    /// `absolute` (from `nanoseconds`) in seconds since the run began.
+    func seconds(_ absolute: UInt64) -> Double {
+        let origin = runStart.load(ordering: .acquiring)
+        return absolute >= origin ? Double(absolute - origin) / 1e9 : -Double(origin - absolute) / 1e9
+    }
+
+    /// `t=1234 µs`: `absolute` in whole microseconds since the run began.
+    func text(_ absolute: UInt64) -> String {
+        let origin = runStart.load(ordering: .acquiring)
+        return absolute >= origin ? "t=\((absolute - origin) / 1_000) µs" : "t=-\((origin - absolute) / 1_000) µs (set-up)"
     }
 }
 
@@ -141,28 +213,41 @@ struct LabClock: Sendable {
 final class TrailSubscriber: AddressSpaceSubscriber {
     let trail: EventTrail
     let space: AddressSpaceID
-    /// The space's mappings whose pages devices use hot.
+    /// The space's tracked mappings: each keeps, per page, its last invalidation.
+    let mappings: [TrackedMapping]
+    /// Those whose pages devices use hot.
     let hotMappings: [TrackedMapping]
-    let findings: FindingLog
+    let findings: BugTracker
     let subscriberName = "mmulab event trail"
     /// Declared so reclaim's young checks reach it (it always answers "not young").
     let capabilities: SubscriberCapabilities = [.youngTracking]
 
-    init(trail: EventTrail, space: AddressSpaceID, hotMappings: [TrackedMapping], findings: FindingLog) {
+    /// The aging checks, told of every eviction.
+    let aging: AgingChecks
+
+    init(trail: EventTrail, space: AddressSpaceID, mappings: [TrackedMapping], findings: BugTracker, aging: AgingChecks) {
         self.trail = trail
         self.space = space
-        self.hotMappings = hotMappings
+        self.mappings = mappings
+        hotMappings = mappings.filter { $0.hot != nil }
         self.findings = findings
+        self.aging = aging
     }
 
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         trail.record(.start, range.addressSpace, range.start, range.end, event: range.event, blockable: range.blockable)
-        if range.event == .vmscan { checkHotPages(range) }
+        let now = trail.clock.nanoseconds
+        for mapping in mappings { mapping.noteInvalidation(range.event, start: range.start, end: range.end, at: now) }
+        if range.event == .vmscan {
+            checkHotPages(range)
+            aging.evicting(space: range.addressSpace, start: range.start, end: range.end)
+        }
         return .ok
     }
 
     func invalidateRangeEnd(_ range: InvalidationRange) {
         trail.record(.end, range.addressSpace, range.start, range.end, event: range.event, blockable: range.blockable)
+        aging.invalidated(space: range.addressSpace, start: range.start, end: range.end)
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
@@ -176,6 +261,8 @@ final class TrailSubscriber: AddressSpaceSubscriber {
 
     func release(addressSpace: AddressSpaceID) {
         trail.record(.release, addressSpace, 0, UInt64.max)
+        let now = trail.clock.nanoseconds
+        for mapping in mappings { mapping.noteInvalidation(.exit, start: 0, end: .max, at: now) }
     }
 
     /// Reclaim is unmapping `range` to evict it: a page of a hot mapping
@@ -194,11 +281,15 @@ final class TrailSubscriber: AddressSpaceSubscriber {
                 let asked = hot.takeYoungCheck(page)
                 let used = hot.lastDeviceAccess[page].load(ordering: .acquiring)
                 guard asked == 0, used > 0, now >= used, now - used <= HotPages.window else { continue }
-                findings.note(
-                    .hotPageEvicted,
-                    "reclaim evicted page \(page) of a hot mapping at 0x\(String(mapping.address + UInt64(page) * 4096, radix: 16)) "
-                        + "\((now - used) / 1_000) µs after a device used it, without asking the devices whether it was young (clear_young)",
-                    place: mapping.place(of: page), trail: trail.trail(space: space, address: mapping.address + UInt64(page) * 4096))
+                let key = BugKey(invariant: .hotPageEvicted, path: "vmscan of \(mapping.spaceName)/\(mapping.mappingName)")
+                findings.note(key, at: now) {
+                    Finding(
+                        invariant: .hotPageEvicted,
+                        detail: "reclaim evicted page \(page) of a hot mapping at 0x\(String(mapping.address + UInt64(page) * 4096, radix: 16)) "
+                            + "\((now - used) / 1_000) µs after a device used it, without asking the devices whether it was young (clear_young)",
+                        place: mapping.place(of: page), trail: trail.trail(space: space, address: mapping.address + UInt64(page) * 4096),
+                        seconds: trail.clock.seconds(now), actor: ThreadIdentity.current.name)
+                }
             }
         }
     }

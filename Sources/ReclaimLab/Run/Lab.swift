@@ -22,21 +22,58 @@ final class Lab: @unchecked Sendable {
     var latencies: [[CallbackLatencies]] = []
     /// By space index, then mapping index: the file of a file mapping.
     var files: [[BackingFile?]] = []
+    /// By plugin spec index, instance index: how the run names the instance (`gpu#0`).
+    var instanceLabels: [[String]] = []
     /// What the primary did to the lab's spaces, for findings' trails.
     let trail: EventTrail
     /// Where findings go (the hot-pages check notes them from a callback).
-    let findings: FindingLog
+    let findings: BugTracker
+    /// Who each thread of the run is, for violations that name only a thread.
+    let actors: ActorRegistry
+    /// Root causes first: the primary's DMA-check violations, and the symptoms filed against them.
+    let attribution: Attribution
+    /// What the run could not do as the scenario asked, for the summary
+    /// (set up before the actors start).
+    var notes: [String] = []
+    /// The aging checks, one per instance.
+    let aging = AgingChecks()
+    /// The same, by instance.
+    private var agingByInstance: [ObjectIdentifier: AgingCheck] = [:]
 
-    private init(scenario: Scenario, machine: Machine, findings: FindingLog, window: ClosedRange<UInt64>?) {
-        self.scenario = scenario
-        self.machine = machine
-        self.findings = findings
-        trail = EventTrail(clock: LabClock(domain: machine.sync), domain: machine.sync, window: window)
+    /// The aging check of `instance` and the index of `mapping` in it, if
+    /// the instance binds the mapping.
+    func aging(of instance: PluginInstance, on mapping: TrackedMapping) -> (check: AgingCheck, mapping: Int)? {
+        guard let check = agingByInstance[ObjectIdentifier(instance)], let index = check.index(of: mapping) else { return nil }
+        return (check, index)
     }
 
-    /// Why a scenario could not be set up (bad input: exit status 2).
+    private init(scenario: Scenario, machine: Machine, enabled: Set<Finding.Invariant>, window: ClosedRange<UInt64>?) {
+        self.scenario = scenario
+        self.machine = machine
+        let clock = LabClock(domain: machine.sync)
+        trail = EventTrail(clock: clock, domain: machine.sync, window: window)
+        findings = BugTracker(enabled: enabled, clock: clock, domain: machine.sync)
+        actors = ActorRegistry(domain: machine.sync)
+        attribution = Attribution(domain: machine.sync)
+    }
+
+    var clock: LabClock { trail.clock }
+
+    /// Notes a symptom the tag oracle saw (counted at once; `evidence` is
+    /// worked out for the first few of its key) and files it: against the
+    /// root cause the primary flagged for it, or as a bug of its own.
+    /// Blockable threads only.
+    func noteSymptom(_ symptom: Symptom, evidence: () -> Finding) {
+        guard let counted = findings.noteSymptom(symptom, evidence: evidence) else { return }
+        attribution.file(counted, self)
+    }
+
+    /// Why a scenario could not be set up (bad input: exit status 2), and
+    /// where in the scenario the cause is written, if known.
     struct SetupError: Error, CustomStringConvertible {
-        var description: String
+        var message: String
+        var mark: SourceMark? = nil
+        var description: String { mark.map { $0.error(message).description } ?? message }
     }
 
     /// Where the bundled plugins are: beside the executable, or in
@@ -48,16 +85,17 @@ final class Lab: @unchecked Sendable {
     }
 
     static func build(
-        _ scenario: Scenario, pluginDirectory: String?, faults: MemoryFaultInjection, findings: FindingLog, sync: SyncDomain = SyncDomain(),
-        traceWindow: ClosedRange<UInt64>? = nil
+        _ scenario: Scenario, pluginDirectory: String?, faults: MemoryFaultInjection, enabled: Set<Finding.Invariant>,
+        sync: SyncDomain = SyncDomain(), traceWindow: ClosedRange<UInt64>? = nil
     ) throws(SetupError) -> Lab {
         let spec = scenario.machine
         let memory = PhysicalMemory.Configuration(
             frames: spec.frames, nodes: spec.nodes, payloadSize: spec.payloadSize, lowFree: spec.lowWatermark, highFree: spec.highWatermark)
-        if let problem = memory.problem { throw SetupError(description: "machine: \(problem)") }
+        if let problem = memory.problem { throw SetupError(message: "machine: \(problem)", mark: scenario.machineMark.known) }
         let lab = Lab(
-            scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults), notifierCore: NotifierCore(sync: sync)),
-            findings: findings, window: traceWindow)
+            scenario: scenario,
+            machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults), notifierCore: NotifierCore(sync: sync)),
+            enabled: enabled, window: traceWindow)
         do {
             try lab.makeSpaces()
             try lab.loadPlugins(pluginDirectory: pluginDirectory)
@@ -98,12 +136,12 @@ final class Lab: @unchecked Sendable {
                     for page in 0..<duplicates { try space.write(address + UInt64(page) * 4096, entry.duplicateContent) }
                     tracked.append(entry)
                 } catch {
-                    throw SetupError(description: "\(spaceSpec.name)/\(mapping.name): \(error)")
+                    throw SetupError(message: "\(spaceSpec.name)/\(mapping.name): \(error)")
                 }
             }
             mappings.append(tracked)
             // Registered before any plugin, so the trail misses nothing a plugin sees.
-            watch(space, hotMappings: tracked.filter { $0.hot != nil })
+            watch(space, mappings: tracked)
         }
         if let pages = scenario.pressure.balloonPages {
             let hog = machine.makeAddressSpace()
@@ -112,26 +150,37 @@ final class Lab: @unchecked Sendable {
                 let base = try hog.map(length: UInt64(pages) * 4096, kind: .anonymousPrivate)
                 try hog.populate(start: base, length: UInt64(pages) * 4096, write: true)
             } catch {
-                throw SetupError(description: "balloon of \(pages) pages: \(error)")
+                throw SetupError(message: "balloon of \(pages) pages: \(error)")
             }
         }
     }
 
-    /// Puts the lab's trail subscriber on `space` (from any thread; the
-    /// space's exit releases it).
-    func watch(_ space: AddressSpace, hotMappings: [TrackedMapping] = []) {
-        try? space.notifiers.register(TrailSubscriber(trail: trail, space: space.id, hotMappings: hotMappings, findings: findings))
+    /// Puts the lab's trail subscriber on `space`, whose tracked mappings
+    /// are `mappings` (from any thread; the space's exit releases it).
+    func watch(_ space: AddressSpace, mappings: [TrackedMapping] = []) {
+        try? space.notifiers.register(TrailSubscriber(trail: trail, space: space.id, mappings: mappings, findings: findings, aging: aging))
+    }
+
+    /// The tracked mapping that holds `address` of `space`, if any.
+    func mapping(_ space: AddressSpaceID, _ address: UInt64) -> TrackedMapping? {
+        mappings.joined().first { $0.space.id == space && $0.contains(address) }
+    }
+
+    /// The last invalidation of the page at `address` of `space` at or
+    /// before `nanoseconds` (nil: none known).
+    func lastInvalidation(_ space: AddressSpaceID, _ address: UInt64, atOrBefore nanoseconds: UInt64) -> InvalidationMark? {
+        if let mapping = mapping(space, address),
+            case .known(let mark) = mapping.lastInvalidation(of: Int((address - mapping.address) >> 12), atOrBefore: nanoseconds)
+        {
+            return mark
+        }
+        return trail.lastInvalidation(space: space, address: address, atOrBefore: nanoseconds)
     }
 
     /// The lab's place for a finding about `address` of `space` (nil if
     /// the address is in none of the lab's tracked mappings).
     func place(_ space: AddressSpaceID, _ address: UInt64) -> Finding.Place? {
-        for mapping in mappings.joined() where mapping.space.id == space {
-            if address >= mapping.address, address < mapping.address + UInt64(mapping.pages) * 4096 {
-                return mapping.place(of: Int((address - mapping.address) >> 12))
-            }
-        }
-        return nil
+        mapping(space, address).map { $0.place(of: Int((address - $0.address) >> 12)) }
     }
 
     private func loadPlugins(pluginDirectory: String?) throws(SetupError) {
@@ -140,21 +189,28 @@ final class Lab: @unchecked Sendable {
             let plugin: LoadedPlugin
             switch PluginLoader.load(path) {
             case .success(let loaded): plugin = loaded
-            case .failure(let error): throw SetupError(description: "plugin \(spec.name): \(error)")
+            case .failure(let error): throw SetupError(message: "plugin \(spec.name): \(error)", mark: spec.mark.known)
             }
             // Recorded as they are made, so a failure part way tears down what exists.
             instances.append([])
             bindings.append([])
             latencies.append([])
+            instanceLabels.append([])
             let p = instances.count - 1
             for _ in 0..<spec.instances {
-                let timing = CallbackLatencies(plugin: "\(spec.name)#\(instances[p].count)", domain: machine.sync)
+                let label = "\(spec.name)#\(instances[p].count)"
+                let bound = spec.bindings.map { locate($0.space, $0.mapping).1 }
+                let aging = AgingCheck(instance: label, mappings: bound, clock: machine.sync, findings: findings, trail: trail)
+                self.aging.all.append(aging)
+                let timing = CallbackLatencies(plugin: label, domain: machine.sync, aging: aging)
                 switch PluginInstance.create(plugin, machine: machine, options: spec.options, observer: timing) {
                 case .success(let created):
+                    agingByInstance[ObjectIdentifier(created)] = aging
                     latencies[p].append(timing)
                     instances[p].append(created)
                     bindings[p].append([])
-                case .failure(let error): throw SetupError(description: "plugin \(spec.name): \(error)")
+                    instanceLabels[p].append(label)
+                case .failure(let error): throw SetupError(message: "plugin \(spec.name): \(error)", mark: spec.optionsMark.known ?? spec.mark.known)
                 }
                 let i = instances[p].count - 1
                 for binding in spec.bindings {
@@ -164,7 +220,8 @@ final class Lab: @unchecked Sendable {
                             addressSpace: spaces[space].id, start: mapping.address, length: UInt64(mapping.pages) * 4096,
                             deviceAddress: binding.deviceAddress, write: binding.write, pinned: binding.pinned))
                     } catch {
-                        throw SetupError(description: "plugin \(spec.name): binding \(binding.space)/\(binding.mapping): \(error)")
+                        throw SetupError(
+                            message: "plugin \(spec.name): binding \(binding.space)/\(binding.mapping): \(error)", mark: binding.mark.known ?? spec.mark.known)
                     }
                 }
             }
@@ -183,6 +240,9 @@ final class Lab: @unchecked Sendable {
         instances[scenario.plugins.firstIndex { $0.name == name }!][0]
     }
 
+    /// How the run names instance 0 of the plugin the scenario calls `name`.
+    func label(of name: String) -> String { "\(name)#0" }
+
     /// Instance 0 of plugin `name` and its binding on `space`/`mapping`
     /// (checked by the reader).
     func binding(of name: String, on space: String, _ mapping: String) -> (PluginInstance, PluginInstance.Binding) {
@@ -191,11 +251,15 @@ final class Lab: @unchecked Sendable {
         return (instances[p][0], bindings[p][0][b])
     }
 
-    /// Detaches and destroys every instance, exits every address space,
-    /// drops the caches, and returns the frames still allocated (a leak:
-    /// a pin not returned, a page-table page not freed).
+    /// Exits every address space with the plugins still bound (so each
+    /// plugin's `release` and the exit's zap of its intervals run, as when
+    /// a process exits under a device), then detaches and destroys every
+    /// instance (what a plugin keeps past release, detach must free), drops
+    /// the caches, and returns the frames still allocated (a leak: a pin
+    /// not returned, a page-table page not freed).
     func teardown() -> [String] {
         machine.stopBackgroundReclaim()
+        for space in machine.addressSpaces { space.exit() }
         for (pluginIndex, made) in instances.enumerated() {
             for (instanceIndex, instance) in made.enumerated() {
                 if pluginIndex < bindings.count, instanceIndex < bindings[pluginIndex].count {
@@ -204,7 +268,6 @@ final class Lab: @unchecked Sendable {
                 instance.destroy()
             }
         }
-        for space in machine.addressSpaces { space.exit() }
         _ = machine.dropCaches()
         return machine.memory.allocatedFrames().map { "\($0)" }
     }

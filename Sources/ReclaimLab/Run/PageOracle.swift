@@ -1,3 +1,4 @@
+import MMUNotifier
 import Synchronization
 import VirtualMemory
 
@@ -33,6 +34,25 @@ final class TrackedMapping: @unchecked Sendable {
     let space: AddressSpace
     /// Set for a mapping devices use hot (the hot-pages check).
     let hot: HotPages?
+    /// The mapping's writer threads, by writer index (set as the run is set
+    /// up, before any thread starts; read-only after): page `p` (past the
+    /// duplicates) is written by `writers[(p - duplicates) % writers.count]` only.
+    var writers: [ActorIdentity] = []
+
+    /// Who writes `page` (nil: nobody; a duplicate page, or no writer).
+    func writer(of page: Int) -> ActorIdentity? {
+        guard page >= duplicates, !writers.isEmpty else { return nil }
+        return writers[(page - duplicates) % writers.count]
+    }
+
+    /// Per page, two words: the last invalidation start that covered it
+    /// and the one before, each as the lab clock's nanoseconds (high 56
+    /// bits) and the event's raw value + 1 (low 8 bits); 0 if none. Written
+    /// by the lab's trail subscriber (the two stores are not one atomic
+    /// step: a reader racing them may see the new word twice, which only
+    /// makes it ask the trail's ring), read to name the event that
+    /// preceded a finding (a bug's key).
+    let lastInvalidations: UnsafeMutablePointer<Atomic<UInt64>>
 
     /// Where page `page` is, and what the primary maps there now.
     func place(of page: Int) -> Finding.Place {
@@ -72,12 +92,51 @@ final class TrackedMapping: @unchecked Sendable {
         self.duplicates = duplicates
         completed = .allocate(capacity: pages)
         for index in 0..<pages { (completed + index).initialize(to: Atomic(0)) }  // epoch 0, version 0
+        lastInvalidations = .allocate(capacity: 2 * pages)
+        for index in 0..<2 * pages { (lastInvalidations + index).initialize(to: Atomic(0)) }
     }
 
     deinit {
         completed.deinitialize(count: pages)
         completed.deallocate()
+        lastInvalidations.deinitialize(count: 2 * pages)
+        lastInvalidations.deallocate()
     }
+
+    /// An invalidation of `event` started on `[start, end)` at `nanoseconds`.
+    func noteInvalidation(_ event: NotifierEvent, start: UInt64, end: UInt64, at nanoseconds: UInt64) {
+        let first = max(start, address)
+        let last = min(end, address + UInt64(pages) * 4096)
+        guard first < last else { return }
+        let word = nanoseconds << 8 | UInt64(event.rawValue + 1)
+        for page in Int((first - address) >> 12)..<Int((last - address + 4095) >> 12) {
+            // The previous word first, so a reader never loses both.
+            lastInvalidations[2 * page + 1].store(lastInvalidations[2 * page].load(ordering: .relaxed), ordering: .relaxed)
+            lastInvalidations[2 * page].store(word, ordering: .releasing)
+        }
+    }
+
+    /// The last invalidation of `page` at or before `nanoseconds`:
+    /// `.known(nil)` if there was none, `.unknown` if two later ones have
+    /// overwritten it (ask the trail's ring).
+    func lastInvalidation(of page: Int, atOrBefore nanoseconds: UInt64) -> LastInvalidation {
+        for slot in 0..<2 {
+            let word = lastInvalidations[2 * page + slot].load(ordering: .acquiring)
+            if word == 0 { return .known(nil) }
+            if word >> 8 <= nanoseconds, let event = NotifierEvent(rawValue: UInt8(truncatingIfNeeded: word & 0xFF) &- 1) {
+                return .known(InvalidationMark(event: event, nanoseconds: word >> 8))
+            }
+        }
+        return .unknown
+    }
+
+    enum LastInvalidation {
+        case known(InvalidationMark?)
+        case unknown
+    }
+
+    /// Whether `address` is a page of this mapping.
+    func contains(_ address: UInt64) -> Bool { address >= self.address && address < self.address + UInt64(pages) * 4096 }
 
     static let magic: UInt8 = 0xA5
 
@@ -111,55 +170,4 @@ final class TrackedMapping: @unchecked Sendable {
         func word(_ at: Int, _ count: Int) -> UInt32 { (0..<count).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * UInt32($1)) } }
         return Decoded(page: word(0, 4), version: word(4, 4), space: word(8, 4), mapping: word(12, 3))
     }
-}
-
-/// One thing the oracle found, named by the invariant it breaks.
-public struct Finding: Sendable, CustomStringConvertible {
-    public enum Invariant: String, Sendable, CaseIterable {
-        case staleTranslation = "stale translation"
-        case useAfterFree = "use after free"
-        case crossSpaceLeak = "cross-address-space leak"
-        case lostWrite = "lost write"
-        case hotPageEvicted = "hot page evicted"
-        case pinLeak = "pin leak"
-        case contextViolation = "context violation"
-        case unpairedStartEnd = "unpaired start/end"
-        case stuck = "stuck (watchdog)"
-    }
-
-    /// The page a finding is about, as it was when the finding was made.
-    public struct Place: Sendable {
-        /// Address space and mapping, by their scenario names.
-        public var space: String
-        public var mapping: String
-        public var page: Int
-        public var address: UInt64
-        /// What the primary maps there now (a frame, a swap slot, nothing).
-        public var frame: String
-
-        public init(space: String, mapping: String, page: Int, address: UInt64, frame: String) {
-            self.space = space
-            self.mapping = mapping
-            self.page = page
-            self.address = address
-            self.frame = frame
-        }
-    }
-
-    public var invariant: Invariant
-    public var detail: String
-    public var place: Place?
-    /// The last events that touched the page, oldest first.
-    public var trail: [String]
-    /// The scheduling step it was noted at, in a deterministic run (`--schedule`).
-    public var step: UInt64? = nil
-
-    public init(invariant: Invariant, detail: String, place: Place? = nil, trail: [String] = []) {
-        self.invariant = invariant
-        self.detail = detail
-        self.place = place
-        self.trail = trail
-    }
-
-    public var description: String { "\(invariant.rawValue): \(detail)" }
 }

@@ -17,12 +17,19 @@ enum Pressure {
                 repeatEvery(rate, stop, machine, heartbeat) {
                     let mapping = tracked[Int(rng.next() % UInt64(tracked.count))]
                     let address = mapping.address + (rng.next() % UInt64(mapping.pages)) * 4096
-                    _ = machine.migrate(lab.spaces[mapping.spaceIndex], address: address, to: Int(rng.next() % UInt64(machine.memory.nodes.count)))
+                    let result = machine.migrate(lab.spaces[mapping.spaceIndex], address: address, to: Int(rng.next() % UInt64(machine.memory.nodes.count)))
+                    if case .migrated = result { return true }
+                    return false
                 }
             }))
         }
         if let rate = spec.ksmScansPerSecond {
-            actors.append(("ksm", { heartbeat in repeatEvery(rate, stop, machine, heartbeat) { _ = machine.samePageMerger.scan() } }))
+            actors.append(("ksm", { heartbeat in
+                repeatEvery(rate, stop, machine, heartbeat) {
+                    _ = machine.samePageMerger.scan()
+                    return true  // a scan that merges nothing still scanned
+                }
+            }))
         }
         for target in spec.churn {
             let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
@@ -34,12 +41,13 @@ enum Pressure {
                     // across it.
                     let length = UInt64(mapping.pages) * 4096
                     let next = mapping.epoch.add(1, ordering: .acquiringAndReleasing).newValue + 1
-                    try? space.unmap(start: mapping.address, length: length)
-                    _ = try? space.map(length: length, kind: .anonymousPrivate, at: mapping.address)
+                    let unmapped = (try? space.unmap(start: mapping.address, length: length)) != nil
+                    let mapped = (try? space.map(length: length, kind: .anonymousPrivate, at: mapping.address)) != nil
                     if mapping.duplicates > 0 { try? space.adviseMergeable(start: mapping.address, length: length) }
                     mapping.reset(to: next)
                     for page in 0..<mapping.duplicates { try? space.write(mapping.address + UInt64(page) * 4096, mapping.duplicateContent) }
                     mapping.epoch.add(1, ordering: .acquiringAndReleasing)
+                    return unmapped && mapped
                 }
             }))
         }
@@ -50,7 +58,7 @@ enum Pressure {
                 var readOnly = false
                 repeatEvery(target.rate * 2, stop, machine, heartbeat) {
                     readOnly.toggle()
-                    try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, readOnly ? .read : .readWrite)
+                    return (try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, readOnly ? .read : .readWrite)) != nil
                 }
                 try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, .readWrite)
             }))
@@ -61,7 +69,9 @@ enum Pressure {
                 repeatEvery(target.rate, stop, machine, heartbeat) {
                     // A child that touches nothing and exits: the parent's
                     // pages go copy-on-write and back.
-                    if let child = try? space.fork() { child.exit() }
+                    guard let child = try? space.fork() else { return false }
+                    child.exit()
+                    return true
                 }
             }))
         }
@@ -74,7 +84,14 @@ enum Pressure {
                     machine.sync.sleep(for: .milliseconds(1))
                     waited += 1
                 }
-                if !stop.isSet { machine.kill(space) }
+                // Killed (whether or not the reaper got everything: a
+                // secondary may refuse it). Not killed before the run's end:
+                // the actor never did its one step, and the report says so.
+                if !stop.isSet {
+                    let kills = machine.statistics.oomKills.load(ordering: .relaxed)
+                    machine.kill(space)
+                    if machine.statistics.oomKills.load(ordering: .relaxed) > kills { heartbeat.succeeded() }
+                }
                 heartbeat.finish()
             }))
         }
@@ -84,18 +101,22 @@ enum Pressure {
             actors.append(("writeback \(target.space)/\(target.mapping!)", { heartbeat in
                 // page_mkclean: devices that keep writing must fault and
                 // report the page dirty again (seed 003).
-                repeatEvery(target.rate, stop, machine, heartbeat) { _ = machine.writeback(file) }
+                repeatEvery(target.rate, stop, machine, heartbeat) {
+                    _ = machine.writeback(file)
+                    return true  // a pass with nothing dirty still ran
+                }
             }))
         }
-        return actors + DeviceActors.actors(lab, spec, seed: seed, stop: stop, counters: counters, findings: lab.findings)
+        return actors + DeviceActors.actors(lab, spec, seed: seed, stop: stop, counters: counters)
     }
 
-    /// Runs `body` `rate` times a second until `stop`.
-    static func repeatEvery(_ rate: Int, _ stop: StopFlag, _ machine: Machine, _ heartbeat: Heartbeat, _ body: () -> Void) {
+    /// Runs `body` `rate` times a second until `stop`; `body` says whether
+    /// the step took effect (counted as the actor's success).
+    static func repeatEvery(_ rate: Int, _ stop: StopFlag, _ machine: Machine, _ heartbeat: Heartbeat, _ body: () -> Bool) {
         let interval = Duration.nanoseconds(1_000_000_000 / max(rate, 1))
         while !stop.isSet {
             heartbeat.beat()
-            body()
+            if body() { heartbeat.succeeded() }
             machine.sync.sleep(for: interval)
         }
         heartbeat.finish()

@@ -51,6 +51,66 @@ public struct CallbackLatency: Sendable {
     }
 }
 
+/// What one actor of a run got done: a workload thread's accesses that
+/// went through, a pressure actor's operations that took effect. An actor
+/// with no success at all checked nothing (every attach refused, its
+/// space killed before it began, migration to a device with no memory, an
+/// OOM kill scheduled after the run's end) and is named in the summary.
+public struct ActorActivity: Sendable {
+    public enum Role: String, Sendable {
+        /// A workload thread: reads and writes, every read checked.
+        case workload
+        /// A pressure actor: reclaim, migration, churn, attach churn, ...
+        case pressure
+    }
+    public var name: String
+    public var role: Role
+    /// Steps that did what the actor is there for.
+    public var successes: Int
+    /// Steps tried.
+    public var steps: Int
+
+    public init(name: String, role: Role, successes: Int, steps: Int) {
+        self.name = name
+        self.role = role
+        self.successes = successes
+        self.steps = steps
+    }
+
+    /// It never once succeeded.
+    public var isIdle: Bool { successes == 0 }
+}
+
+/// The machine's memory as the run's charts draw it: total frames and the
+/// per-node watermarks.
+public struct MemorySummary: Sendable {
+    public var frames: Int
+    public var nodes: Int
+    /// Free frames per node below which only reclaim may allocate.
+    public var minFree: Int
+    /// Free frames per node below which kswapd wakes.
+    public var lowFree: Int
+    /// Free frames per node kswapd works up to.
+    public var highFree: Int
+
+    public init(frames: Int, nodes: Int, minFree: Int, lowFree: Int, highFree: Int) {
+        self.frames = frames
+        self.nodes = nodes
+        self.minFree = minFree
+        self.lowFree = lowFree
+        self.highFree = highFree
+    }
+}
+
+/// How a run ended, as kselftest has it: a finding fails it; a run that
+/// checked no read at all is skipped (it proves nothing, so it is never
+/// called clean); otherwise it is clean.
+public enum Verdict: String, Sendable {
+    case clean
+    case fail
+    case skip
+}
+
 /// What a run found.
 public struct RunResult: Sendable {
     public var scenario: String
@@ -62,10 +122,25 @@ public struct RunResult: Sendable {
     public var deviceWrites: Int
     public var checkedReads: Int
     public var failedAccesses: Int
-    /// What broke an invariant (only the checks the scenario has on).
+    /// The first occurrence of each bug, in the bugs' order (only the
+    /// checks the scenario has on).
     public var findings: [Finding]
-    /// Findings beyond those kept.
+    /// Every finding of the enabled checks, including those attached to a
+    /// bug as symptoms and those whose details were not kept.
     public var findingsTotal: Int
+    /// The findings as a bug tracker lists them, in the order first seen.
+    public var bugs: [Bug] = []
+    /// Findings per enabled invariant (every one of them, zero or not).
+    public var findingsByInvariant: [(invariant: Finding.Invariant, count: Int)] = []
+    /// What each actor got done.
+    public var actors: [ActorActivity] = []
+    /// The command that replays the run.
+    public var replay: ReplayCommand
+    /// The scenario as it ran (with added plugins, the seed and length of
+    /// the run), in the YAML a scenario file takes.
+    public var scenarioYAML = ""
+    /// Frames and watermarks, for the free-frames chart.
+    public var memory: MemorySummary? = nil
     public var machineStatistics: [(String, Int)]
     /// By plugin spec name and instance: the plugin's counters.
     public var pluginStatistics: [(String, [(name: String, value: UInt64)])]
@@ -76,6 +151,11 @@ public struct RunResult: Sendable {
     /// Stopped before its length by a request (Ctrl-C): what ran is
     /// reported and checked, but the run is shorter than asked.
     public var interrupted = false
+    /// What the run could not do as the scenario asked (an actor left out
+    /// because a plugin lacks the operation it drives), and what the report
+    /// cannot show in full (findings that came faster than the run loop
+    /// could read them: counted, not filed in a bug).
+    public var notes: [String] = []
     /// A digest of every entry of the event trail, in order (times
     /// included): two deterministic runs with equal digests saw the same events.
     public var trailDigest: UInt64 = 0
@@ -86,9 +166,6 @@ public struct RunResult: Sendable {
     /// With `RunOptions.trace`: the kept steps and the event-trail entries
     /// recorded at them, in order.
     public var trace: [TraceLine] = []
-    /// The arguments of `mmulab run` that replay this run (set by the CLI;
-    /// the JSON report carries them, and `mmulab replay` reads them).
-    public var replayArguments: [String] = []
 
     public init(
         scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,
@@ -108,11 +185,30 @@ public struct RunResult: Sendable {
         self.findingsTotal = findingsTotal
         self.machineStatistics = machineStatistics
         self.pluginStatistics = pluginStatistics
+        replay = ReplayCommand(scenario: scenario, seed: seed)
     }
 
     public var operations: Int { cpuReads + cpuWrites + deviceReads + deviceWrites }
-    /// No finding of an enabled check, kept or not.
-    public var isClean: Bool { findings.isEmpty && findingsTotal == 0 }
+    /// A finding of an enabled check, kept or not.
+    public var hasFindings: Bool { !findings.isEmpty || findingsTotal > 0 || !bugs.isEmpty }
+    /// Fail with a finding, skip when no read was checked, else clean.
+    public var verdict: Verdict { hasFindings ? .fail : checkedReads == 0 ? .skip : .clean }
+    /// No finding, and something was checked.
+    public var isClean: Bool { verdict == .clean }
+    /// The actors that never succeeded.
+    public var idleActors: [ActorActivity] { actors.filter(\.isIdle) }
+
+    /// What a person should know besides the findings: every actor that
+    /// never succeeded, and a run that checked no read at all.
+    public var warnings: [String] {
+        var warnings = idleActors.map { actor in
+            "\(actor.role == .workload ? "workload thread" : "actor") '\(actor.name)' never succeeded "
+                + (actor.steps == 0 ? "(it never ran a step)" : "in \(actor.steps) step\(actor.steps == 1 ? "" : "s")")
+                + (actor.role == .workload ? ": none of its accesses went through, so it checked nothing" : ": it put no pressure on the run")
+        }
+        if checkedReads == 0 { warnings.append("no read was checked: the run proves nothing (SKIP)") }
+        return warnings
+    }
 }
 
 /// One line of a replayed run's trace: at a scheduling step, a thread did

@@ -71,14 +71,26 @@ extension ScenarioRunner {
             return result
         case .deadlocked(let report):
             // Nothing can run again; what the run had gathered is out of reach.
+            // Nothing can run again; what the run had gathered is out of
+            // reach: the result is the deadlock, filed as a bug of its own.
             summary.deadlock = report.description
+            var finding = Finding(
+                invariant: .stuck, detail: report.description, seconds: Double(report.virtualNanoseconds) / 1e9, actor: report.threads.first?.name)
+            finding.step = report.step
             var result = RunResult(
                 scenario: scenario.name, seed: seed, elapsedSeconds: summary.virtualSeconds, cpuReads: 0, cpuWrites: 0, deviceReads: 0,
-                deviceWrites: 0, checkedReads: 0, failedAccesses: 0,
-                findings: [Finding(invariant: .stuck, detail: report.description)], findingsTotal: 1, machineStatistics: [],
+                deviceWrites: 0, checkedReads: 0, failedAccesses: 0, findings: [finding], findingsTotal: 1, machineStatistics: [],
                 pluginStatistics: [])
-            result.findings[0].step = report.step
+            result.bugs = [Bug(key: BugKey(invariant: .stuck, path: "\(report.kind.rawValue) of every thread"), count: 1,
+                firstSeenSeconds: finding.seconds ?? 0, first: finding)]
+            result.findingsByInvariant = [(.stuck, 1)]
             result.schedule = summary
+            var replay = options.replay ?? ReplayCommand(
+                scenario: scenario.name, seed: seed, seconds: options.seconds, injections: Injection.named(in: options.faults),
+                pluginDirectory: options.pluginDirectory)
+            replay.seed = seed
+            replay.schedule = strategy.description
+            result.replay = replay
             return result
         }
     }

@@ -33,6 +33,11 @@ public struct RunOptions: Sendable {
     /// the checks after it run as usual) and the result says `interrupted`.
     /// Answering true during teardown changes nothing.
     public var stopRequested: (@Sendable () -> Bool)? = nil
+    /// The command that replays the run, as the command line has it (the
+    /// scenario as the user named it, the plugins added); its seed is set
+    /// to the run's. Without one, the result's replays the scenario by name
+    /// with this run's seed, length, faults and plugin directory.
+    public var replay: ReplayCommand? = nil
 
     public init() {}
 }
@@ -41,9 +46,30 @@ public struct RunOptions: Sendable {
 /// actors, stops them after the scenario's length, tears everything down
 /// and reports what the oracle found.
 public enum ScenarioRunner {
-    /// A scenario that could not be set up (bad input).
+    /// A scenario that could not be set up (bad input), and where in the
+    /// scenario the cause is written, if known (`file:line:column: field:
+    /// message` then).
     public struct SetupFailure: Error, CustomStringConvertible {
-        public var description: String
+        public var message: String
+        public var mark: SourceMark?
+        public var description: String { mark.map { $0.error(message).description } ?? message }
+        /// As a scenario error (at the mark, or naming the scenario).
+        public func scenarioError(_ scenario: Scenario) -> ScenarioError {
+            mark?.error(message) ?? ScenarioError(file: scenario.name, line: nil, column: nil, field: "", message: message)
+        }
+    }
+
+    /// Sets `scenario` up as `run` would (the machine, its spaces, every
+    /// plugin loaded with its options, every binding attached) and tears
+    /// it down again, running nothing: `mmulab scenarios check` accepts
+    /// exactly what `run` accepts.
+    public static func check(_ scenario: Scenario, pluginDirectory: String? = nil) throws(SetupFailure) {
+        do {
+            let lab = try Lab.build(scenario, pluginDirectory: pluginDirectory, faults: [], enabled: [])
+            _ = lab.teardown()
+        } catch {
+            throw SetupFailure(message: error.message, mark: error.mark)
+        }
     }
 
     public static func run(_ scenario: Scenario, options: RunOptions = RunOptions()) throws(SetupFailure) -> RunResult {
@@ -54,15 +80,16 @@ public enum ScenarioRunner {
     /// The run itself, on the calling thread, with every primitive made from `sync`.
     static func run(_ scenario: Scenario, options: RunOptions, sync: SyncDomain) throws(SetupFailure) -> RunResult {
         let seed = options.seed ?? scenario.seed
-        let findings = FindingLog(enabled: Set(Finding.Invariant.allCases.filter { scenario.checks.contains($0.check) }), sync: sync)
         let lab: Lab
         do {
             let window = options.trace.map { $0.lastStep - min($0.lastStep, UInt64($0.steps))...$0.lastStep }
             lab = try Lab.build(
-                scenario, pluginDirectory: options.pluginDirectory, faults: options.faults, findings: findings, sync: sync, traceWindow: window)
+                scenario, pluginDirectory: options.pluginDirectory, faults: options.faults,
+                enabled: Set(Finding.Invariant.allCases.filter { scenario.checks.contains($0.check) }), sync: sync, traceWindow: window)
         } catch {
-            throw SetupFailure(description: error.description)
+            throw SetupFailure(message: error.message, mark: error.mark)
         }
+        let findings = lab.findings
         let machine = lab.machine
         if scenario.pressure.backgroundReclaim { machine.startBackgroundReclaim() }
         let counters = RunCounters()
@@ -70,14 +97,15 @@ public enum ScenarioRunner {
         var heartbeats: [Heartbeat] = []
         var threads: [any ThreadHandle] = []
 
-        for (index, body) in workloadThreads(lab, counters: counters, findings: findings).enumerated() {
-            let heartbeat = Heartbeat(name: body.name)
+        lab.clock.start()
+        for (index, body) in workloadThreads(lab, counters: counters).enumerated() {
+            let heartbeat = Heartbeat(name: body.name, role: .workload)
             heartbeats.append(heartbeat)
             let threadSeed = SplitMix64.stream(index, of: seed).seedValue
             threads.append(machine.sync.spawnThread(named: body.name) { body.make(heartbeat).run(seed: threadSeed, stop: stop) })
         }
         for (name, body) in Pressure.actors(lab, scenario.pressure, seed: seed, stop: stop, counters: counters) {
-            let heartbeat = Heartbeat(name: name)
+            let heartbeat = Heartbeat(name: name, role: .pressure)
             heartbeats.append(heartbeat)
             threads.append(machine.sync.spawnThread(named: name) { body(heartbeat) })
         }
@@ -109,10 +137,9 @@ public enum ScenarioRunner {
             }
             if case .seconds(let limit) = length, seconds(now - start) >= limit { break }
             if case .operations(let limit) = length, counters.operations >= limit { break }
-            primaryChecks.collect(lab, into: findings)
+            primaryChecks.collect(lab)
             for name in watchdog.check(at: now) {
-                findings.note(.stuck, "\(name) made no progress for \(options.watchdogSeconds) s (a callback that never returns, or a retry loop that never ends)"
-                    + (sync.scheduler.state(ofThreadNamed: name).map { "; it is \($0)" } ?? ""))
+                noteStuck(lab, name, "made no progress for \(options.watchdogSeconds) s (a callback that never returns, or a retry loop that never ends)")
             }
             if watchdog.nothingMoves { break }
             if now - lastSample >= sampleInterval {
@@ -138,10 +165,9 @@ public enum ScenarioRunner {
         // ends with its report.
         while !watchdog.allFinishedOrStuck {
             machine.sync.sleep(for: .milliseconds(5))
-            primaryChecks.collect(lab, into: findings)
+            primaryChecks.collect(lab)
             for name in watchdog.check(at: clock.now()) {
-                findings.note(.stuck, "\(name) did not stop within \(options.watchdogSeconds) s of the run's end (a deadlock, or a callback that never returns)"
-                    + (sync.scheduler.state(ofThreadNamed: name).map { "; it is \($0)" } ?? ""))
+                noteStuck(lab, name, "did not stop within \(options.watchdogSeconds) s of the run's end (a deadlock, or a callback that never returns)")
             }
         }
         for (index, thread) in threads.enumerated() where !watchdog.stuck.contains(index) { thread.join() }
@@ -150,31 +176,67 @@ public enum ScenarioRunner {
             made.enumerated().map { ("\(spec.name)#\($0.offset)", $0.element.statistics()) }
         }
         let machineStatistics = machine.statistics.all
-        primaryChecks.collect(lab, into: findings)
+        primaryChecks.collect(lab)
         if watchdog.stuck.isEmpty {
             let left = lab.teardown()
-            primaryChecks.collect(lab, into: findings)
+            primaryChecks.collect(lab)
             lab.checkFilesHoldEveryWrite()
             if !left.isEmpty {
-                findings.note(.pinLeak, "\(left.count) frames still allocated after every plugin and address space went: \(left.prefix(4).joined(separator: ", "))")
+                let now = lab.clock.nanoseconds
+                findings.note(BugKey(invariant: .pinLeak, path: "teardown"), at: now) {
+                    Finding(
+                        invariant: .pinLeak,
+                        detail: "\(left.count) frames still allocated after every plugin and address space went: \(left.prefix(4).joined(separator: ", "))",
+                        seconds: lab.clock.seconds(now))
+                }
             }
         }
-        primaryChecks.countUnkept(into: findings)
-        let kept = findings.all
+        primaryChecks.collect(lab)
+        let bugs = findings.all
         var result = RunResult(
             scenario: scenario.name, seed: seed, elapsedSeconds: seconds(elapsed),
             cpuReads: counters.cpuReads.load(ordering: .relaxed), cpuWrites: counters.cpuWrites.load(ordering: .relaxed),
             deviceReads: counters.deviceReads.load(ordering: .relaxed), deviceWrites: counters.deviceWrites.load(ordering: .relaxed),
             checkedReads: counters.checkedReads.load(ordering: .relaxed), failedAccesses: counters.failedAccesses.load(ordering: .relaxed),
-            findings: kept, findingsTotal: findings.count(of: findings.enabled),
+            findings: bugs.map(\.first), findingsTotal: findings.count(of: findings.enabled),
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
+        result.bugs = bugs
+        result.findingsByInvariant = findings.byInvariant
+        result.actors = heartbeats.map(\.activity)
         result.timeline = timeline
         result.interrupted = interrupted
         result.latencies = lab.latencies.joined().flatMap(\.summary)
+        result.notes = lab.notes + primaryChecks.notes(lab)
+        var configured = scenario
+        configured.seed = seed
+        configured.length = length
+        result.scenarioYAML = ScenarioWriter.yaml(configured)
+        let memory = machine.memory.configuration
+        result.memory = MemorySummary(
+            frames: memory.frames, nodes: memory.nodes, minFree: memory.minFree, lowFree: memory.lowFree, highFree: memory.highFree)
+        if var replay = options.replay {
+            replay.seed = seed
+            result.replay = replay
+        } else {
+            result.replay = ReplayCommand(
+                scenario: scenario.name, seed: seed, seconds: options.seconds, injections: Injection.named(in: options.faults),
+                pluginDirectory: options.pluginDirectory)
+        }
+        result.replay.schedule = options.schedule?.description
         result.trailDigest = lab.trail.digest
         if sync.isControlled { result.scheduleEscapes = lab.instances.joined().flatMap(\.scheduleEscapes) }
         if options.trace != nil { result.trace = lab.trail.windowLines.map { TraceLine(step: $0.step, thread: "", text: $0.text) } }
         return result
+    }
+
+    /// The watchdog found actor `name` stuck.
+    private static func noteStuck(_ lab: Lab, _ name: String, _ what: String) {
+        let now = lab.clock.nanoseconds
+        lab.findings.note(BugKey(invariant: .stuck, path: name), at: now) {
+            // Under a controlled scheduler, what the actor is blocked on (or that it runs).
+            let state = lab.machine.sync.scheduler.state(ofThreadNamed: name).map { "; it is \($0)" } ?? ""
+            return Finding(invariant: .stuck, detail: "\(name) \(what)\(state)", seconds: lab.clock.seconds(now), actor: name)
+        }
     }
 
     private static func seconds(_ duration: Duration) -> Double {
@@ -182,7 +244,7 @@ public enum ScenarioRunner {
     }
 
     /// One maker per workload thread.
-    private static func workloadThreads(_ lab: Lab, counters: RunCounters, findings: FindingLog) -> [(name: String, make: @Sendable (Heartbeat) -> WorkloadThread)] {
+    private static func workloadThreads(_ lab: Lab, counters: RunCounters) -> [(name: String, make: @Sendable (Heartbeat) -> WorkloadThread)] {
         // Writer threads per mapping, so each page has exactly one writer.
         var writersOf: [String: Int] = [:]
         for workload in lab.scenario.workloads where workload.writes > 0 {
@@ -199,20 +261,25 @@ public enum ScenarioRunner {
                     writerIndex = nextWriter[key, default: 0]
                     nextWriter[key, default: 0] += 1
                 }
-                var device: (PluginInstance, PluginInstance.Binding)? = nil
+                var device: (PluginInstance, PluginInstance.Binding, String)? = nil
                 if case .device(let name) = workload.actor {
                     let p = lab.scenario.plugins.firstIndex { $0.name == name }!
                     let b = lab.scenario.plugins[p].bindings.firstIndex { $0.space == workload.space && $0.mapping == workload.mapping }!
                     let i = thread % lab.instances[p].count
-                    device = (lab.instances[p][i], lab.bindings[p][i][b])
+                    device = (lab.instances[p][i], lab.bindings[p][i][b], lab.instanceLabels[p][i])
                 }
                 let writers = writersOf[key] ?? 1
                 let index = writerIndex
                 let chosen = device
+                if writerIndex != nil {
+                    // In writer-index order: the page's writer, for findings about its data.
+                    mapping.writers.append(
+                        ActorIdentity(name: "\(workload.name)-\(thread)", instance: device?.2, path: device == nil ? "CPU write" : "device write"))
+                }
                 made.append(("\(workload.name)-\(thread)", { heartbeat in
                     WorkloadThread(
                         lab: lab, spec: workload, mapping: mapping, space: lab.spaces[spaceIndex], writerIndex: index, writers: writers,
-                        device: chosen, counters: counters, findings: findings, heartbeat: heartbeat)
+                        device: chosen, counters: counters, heartbeat: heartbeat)
                 }))
             }
         }
@@ -228,10 +295,12 @@ extension Finding.Invariant {
         case .useAfterFree: return .useAfterFree
         case .crossSpaceLeak: return .crossSpaceLeak
         case .lostWrite: return .lostWrite
-        case .hotPageEvicted: return .hotPages
+        case .hotPageEvicted, .youngLost: return .hotPages
         case .pinLeak: return .pinLeak
+        case .writeThroughReadOnly, .protNoneAccess: return .permissions
         case .contextViolation: return .contexts
-        case .unpairedStartEnd: return .pairing
+        case .unpairedStartEnd, .retryFromBlockableStart: return .pairing
+        case .pluginReported: return .pluginReports
         case .stuck: return .watchdog
         }
     }

@@ -1,13 +1,25 @@
 import Synchronization
 
-/// An actor's sign of life for the watchdog.
+/// An actor's sign of life for the watchdog, and of use for the report:
+/// how often it did what it is there for (an access that went through, a
+/// migration, an attach), so an actor that never once did is named.
 final class Heartbeat: Sendable {
     let name: String
+    let role: ActorActivity.Role
     let beats = Atomic<Int>(0)
+    let successes = Atomic<Int>(0)
     let finished = Atomic<Bool>(false)
-    init(name: String) { self.name = name }
+    init(name: String, role: ActorActivity.Role) {
+        self.name = name
+        self.role = role
+    }
     func beat() { beats.add(1, ordering: .relaxed) }
+    func succeeded() { successes.add(1, ordering: .relaxed) }
     func finish() { finished.store(true, ordering: .releasing) }
+
+    var activity: ActorActivity {
+        ActorActivity(name: name, role: role, successes: successes.load(ordering: .relaxed), steps: beats.load(ordering: .relaxed))
+    }
 }
 
 /// Tells every actor to finish.
@@ -19,8 +31,7 @@ final class StopFlag: Sendable {
 
 /// Finds actors that stopped making progress: a heartbeat that has not
 /// moved for `limit` (a callback that never returns, a retry loop that
-/// never ends). Each stuck actor is reported once. Times are the lab's
-/// clock (`SyncDomain.now`).
+/// never ends). Each stuck actor is reported once.
 struct Watchdog {
     private let heartbeats: [Heartbeat]
     private let limit: Duration

@@ -1,5 +1,6 @@
 import Foundation
 import LabSync
+import MMUNotifier
 import PluginHost
 import Synchronization
 import VirtualMemory
@@ -74,12 +75,45 @@ struct WorkloadThread {
     /// only the pages that are its own), if it writes.
     let writerIndex: Int?
     let writers: Int
-    let device: (instance: PluginInstance, binding: PluginInstance.Binding)?
+    /// The device it drives, how the run names that instance (`gpu#0`), and
+    /// the path its accesses are reported under.
+    let device: (instance: PluginInstance, binding: PluginInstance.Binding, label: String)?
+    /// The device's aging check on this mapping (it times accesses once the
+    /// device has answered a young check).
+    let aging: (check: AgingCheck, mapping: Int)?
     let counters: RunCounters
-    let findings: FindingLog
     let heartbeat: Heartbeat
+    /// Its device accesses, for the run loop's reading of the primary's checks.
+    let history: AccessHistory?
+    /// `device access`, `attach-churn read`: how its findings name the way it got there.
+    let path: String
+
+    init(
+        lab: Lab, spec: WorkloadSpec, mapping: TrackedMapping, space: AddressSpace, writerIndex: Int?, writers: Int,
+        device: (instance: PluginInstance, binding: PluginInstance.Binding, label: String)?, counters: RunCounters, heartbeat: Heartbeat,
+        path: String? = nil, history: AccessHistory? = nil
+    ) {
+        self.lab = lab
+        self.spec = spec
+        self.mapping = mapping
+        self.space = space
+        self.writerIndex = writerIndex
+        self.writers = writers
+        self.device = device
+        aging = device.flatMap { lab.aging(of: $0.instance, on: mapping) }
+        self.counters = counters
+        self.heartbeat = heartbeat
+        self.history = device == nil ? nil : history ?? AccessHistory()
+        self.path = path ?? (device == nil ? "CPU access" : "device access")
+    }
+
+    /// Tells the run who the calling thread is (call on the thread, first).
+    func register() {
+        lab.actors.registerCurrentThread(ActorIdentity(name: heartbeat.name, instance: device?.label, path: path, history: history))
+    }
 
     func run(seed: UInt64, stop: StopFlag) {
+        register()
         var rng = SplitMix64(seed: seed)
         var picker = PagePicker(pages: mapping.pages, pattern: spec.pattern, start: Int(rng.next() % UInt64(mapping.pages)))
         let interval: Duration? = spec.rate > 0 ? .nanoseconds(1_000_000_000 / spec.rate) : nil
@@ -113,14 +147,23 @@ struct WorkloadThread {
         return own >= first ? own : nil
     }
 
-    private func access(_ page: Int, write: Bool, _ bytes: inout [UInt8]) -> Bool {
+    /// One access; returns when it began (lab clock; 0 for a CPU access,
+    /// which is not timed: reading the clock would cost a CPU access a
+    /// fifth of its time), or nil if it failed cleanly.
+    private func access(_ page: Int, write: Bool, _ bytes: inout [UInt8]) -> UInt64? {
         let address = mapping.address + UInt64(page) * 4096
+        var began: UInt64 = 0
         do {
             if let device {
+                began = lab.clock.nanoseconds
+                let pumpAfter = history?.record(address, write: write, at: began) ?? false
                 let target = device.binding.deviceAddress + UInt64(page) * 4096
+                let agingBegan = aging.flatMap { $0.check.isActive ? $0.check.now : nil }
                 try bytes.withUnsafeMutableBytes { try device.instance.access(device.binding, deviceAddress: target, write: write, buffer: $0) }
-                mapping.hot?.deviceUsed(page, at: lab.trail.clock.nanoseconds)
+                mapping.hot?.deviceUsed(page, at: lab.clock.nanoseconds)
+                if let aging, let agingBegan { aging.check.deviceUsed(mapping: aging.mapping, page: page, start: agingBegan) }
                 if write { counters.deviceWrites.add(1, ordering: .relaxed) } else { counters.deviceReads.add(1, ordering: .relaxed) }
+                if pumpAfter { lab.attribution.collectIfFilling(lab) }
             } else if write {
                 try space.write(address, bytes)
                 counters.cpuWrites.add(1, ordering: .relaxed)
@@ -128,12 +171,13 @@ struct WorkloadThread {
                 bytes = try space.read(address)
                 counters.cpuReads.add(1, ordering: .relaxed)
             }
-            return true
+            heartbeat.succeeded()
+            return began
         } catch {
             // munmap churn, mprotect flips, an OOM kill: the access fails
             // cleanly, which is allowed; what it returns is never checked.
             counters.failedAccesses.add(1, ordering: .relaxed)
-            return false
+            return nil
         }
     }
 
@@ -142,7 +186,7 @@ struct WorkloadThread {
         let (word, last) = mapping.version(of: page, in: epoch)
         let version = last + 1
         var bytes = mapping.tag(page: page, version: version)
-        guard access(page, write: true, &bytes) else { return }
+        guard access(page, write: true, &bytes) != nil else { return }
         // Published only if the memory was not replaced meanwhile (the
         // exchange fails if churn reset the page after `word` was read).
         if epoch % 2 == 0 && mapping.epoch.load(ordering: .acquiring) == epoch {
@@ -156,42 +200,88 @@ struct WorkloadThread {
         let epoch = mapping.epoch.load(ordering: .acquiring)
         let before = mapping.version(of: page, in: epoch).version
         var bytes = [UInt8](repeating: 0, count: 16)
-        guard access(page, write: false, &bytes) else { return }
+        guard let began = access(page, write: false, &bytes) else { return }
         guard epoch % 2 == 0, mapping.epoch.load(ordering: .acquiring) == epoch else { return }
         counters.checkedReads.add(1, ordering: .relaxed)
-        check(bytes, page: page, before: before)
+        check(bytes, page: page, before: before, began: began)
     }
 
-    private func check(_ bytes: [UInt8], page: Int, before: UInt32) {
+    private func check(_ bytes: [UInt8], page: Int, before: UInt32, began: UInt64) {
+        // The common case first, with no classification: its own tag, new enough.
+        if page >= mapping.duplicates, let tag = TrackedMapping.decode(bytes), tag.space == UInt32(mapping.spaceIndex),
+            tag.mapping == UInt32(mapping.mappingIndex), tag.page == UInt32(page), tag.version >= before
+        {
+            return
+        }
+        let content = PageContent(bytes, mappings: lab.mappings)
         if page < mapping.duplicates {
-            if bytes != mapping.duplicateContent { report(.useAfterFree, page, "a duplicate page holds \(bytes)") }
+            if content != .duplicate { report(.useAfterFree, page, "a duplicate page holds", content, began) }
             return
         }
-        if bytes.allSatisfy({ $0 == 0 }) {
-            if before > 0 { report(.lostWrite, page, "zeros, but version \(before) was written before the read") }
-            return
-        }
-        guard let tag = TrackedMapping.decode(bytes) else {
-            report(.useAfterFree, page, "\(bytes) is no page's data")
-            return
-        }
-        if tag.space != UInt32(mapping.spaceIndex) {
-            report(.crossSpaceLeak, page, "it holds page \(tag.page) of address space #\(tag.space)'s data")
-        } else if tag.mapping != UInt32(mapping.mappingIndex) || tag.page != UInt32(page) {
-            report(.useAfterFree, page, "it holds mapping #\(tag.mapping) page \(tag.page)'s data")
-        } else if tag.version < before {
-            report(.lostWrite, page, "version \(tag.version), but version \(before) was written before the read")
+        switch content {
+        case .zeros:
+            if before > 0 { report(.lostWrite, page, "zeros, but version \(before) was written before the read", nil, began) }
+        case .tag(let tag):
+            if tag.space != UInt32(mapping.spaceIndex) {
+                report(.crossSpaceLeak, page, "another address space's data:", content, began)
+            } else if tag.mapping != UInt32(mapping.mappingIndex) || tag.page != UInt32(page) {
+                report(.useAfterFree, page, "another page's data:", content, began)
+            } else if tag.version < before {
+                report(.lostWrite, page, "version \(tag.version), but version \(before) was written before the read", nil, began)
+            }
+        case .shortLived:
+            report(.crossSpaceLeak, page, "another address space's data:", content, began)
+        case .duplicate, .unrecognised:
+            report(.useAfterFree, page, "no data of this page:", content, began)
         }
     }
 
-    /// Notes a finding about a read of `page` (the description is built
-    /// only here, off the path of the reads that pass).
-    private func report(_ invariant: Finding.Invariant, _ page: Int, _ what: String) {
+    /// Notes a symptom seen on a read of `page` (the description is built
+    /// only for the first few of its kind, off the path of the reads that pass).
+    ///
+    /// A CPU read goes through the primary's own page table, so what it
+    /// finds wrong is in the page's frame: the bug is keyed to the writer
+    /// whose data went astray, when the data says who that is. For another
+    /// page's data, that page's writer (its write landed in a frame that is
+    /// not its page's: through a stale translation); for a lost write, this
+    /// page's writer (its write did not reach this page's frame, or was
+    /// dropped). Every page has one writer, so the many reads that notice
+    /// one writer's lost data make one bug. A device read may itself have
+    /// gone astray (through a stale translation: then the primary flagged it
+    /// and it is attached to that), so it is keyed to the reader.
+    private func report(_ invariant: Finding.Invariant, _ page: Int, _ what: String, _ content: PageContent?, _ timed: UInt64) {
+        let began = timed != 0 ? timed : lab.clock.nanoseconds
         let address = mapping.address + UInt64(page) * 4096
-        findings.note(
-            invariant,
-            "\(spec.name) (\(device == nil ? "CPU" : "device")) read \(mapping.spaceName)/\(mapping.mappingName) page \(page) at 0x"
-                + String(address, radix: 16) + ": " + what,
-            place: mapping.place(of: page), trail: lab.trail.trail(space: mapping.space.id, address: address))
+        var found: PageID? = nil
+        var culprit: (writer: ActorIdentity, space: AddressSpaceID, address: UInt64)? = nil
+        if case .tag(let tag) = content {
+            let other = lab.mappings[Int(tag.space)][Int(tag.mapping)]
+            let otherAddress = other.address + UInt64(tag.page) * 4096
+            found = PageID(other.space.id, otherAddress)
+            if device == nil { culprit = other.writer(of: Int(tag.page)).map { ($0, other.space.id, otherAddress) } }
+        } else if invariant == .lostWrite, device == nil {
+            culprit = mapping.writer(of: page).map { ($0, mapping.space.id, address) }
+        }
+        let key: BugKey
+        if let culprit {
+            let event = lab.lastInvalidation(culprit.space, culprit.address, atOrBefore: began)
+            let path = culprit.writer.path + (invariant == .lostWrite ? ", lost" : ", found in another page")
+            key = BugKey(invariant: invariant, instance: culprit.writer.instance, path: path, event: event.map { "\($0.event)" })
+        } else {
+            let event = lab.lastInvalidation(mapping.space.id, address, atOrBefore: began)
+            let reading = device == nil ? "CPU read" : path == "device access" ? "device read" : path
+            key = BugKey(invariant: invariant, instance: device?.label, path: reading, event: event.map { "\($0.event)" })
+        }
+        let symptom = Symptom(
+            key: key, page: PageID(mapping.space.id, address), found: found, nanoseconds: began, reader: device == nil ? nil : ThreadIdentity.current.tid)
+        lab.noteSymptom(symptom) {
+            let reader = "\(heartbeat.name) (" + (device.map { "device \($0.label)" } ?? "CPU") + ")"
+            let data = content.map { " " + $0.describe(mappings: lab.mappings) } ?? ""
+            let writer = culprit.map { ", written by \($0.writer.name)" } ?? ""
+            let detail = "\(reader) read \(mapping.spaceName)/\(mapping.mappingName) page \(page) at 0x\(String(address, radix: 16)): \(what)\(data)\(writer)"
+            return Finding(
+                invariant: invariant, detail: detail, place: mapping.place(of: page), trail: lab.trail.trail(space: mapping.space.id, address: address),
+                seconds: lab.clock.seconds(began), actor: heartbeat.name)
+        }
     }
 }

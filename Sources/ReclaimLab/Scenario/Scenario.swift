@@ -13,6 +13,8 @@ public struct Scenario: Sendable, Equatable {
     public var workloads: [WorkloadSpec] = []
     public var pressure = PressureSpec()
     public var checks: Set<Check> = Set(Check.allCases)
+    /// Where the machine was written (for set-up errors).
+    public var machineMark = SourceMark.unknown
 
     public init(name: String) { self.name = name }
 
@@ -32,9 +34,15 @@ public struct Scenario: Sendable, Equatable {
         /// A page a device uses hot must not be evicted (seed 003).
         case hotPages = "hot-pages"
         case pinLeak = "pin-leak"
+        /// Device accesses keep the primary's permissions (no write through
+        /// a read-only translation, no access to a PROT_NONE page).
+        case permissions
         case contexts
+        /// Successful starts paired with one end; retry only from a non-blockable start.
         case pairing
         case watchdog
+        /// What plugins report about themselves (`MMULAB_LOG_MISBEHAVING`).
+        case pluginReports = "plugin-reports"
     }
 }
 
@@ -90,6 +98,9 @@ public struct PluginSpec: Sendable, Equatable {
     public var options = ""
     public var instances = 1
     public var bindings: [BindingSpec] = []
+    /// Where the plugin, and its options, were written (for set-up errors).
+    public var mark = SourceMark.unknown
+    public var optionsMark = SourceMark.unknown
 
     public init(plugin: String, name: String) {
         self.plugin = plugin
@@ -106,6 +117,8 @@ public struct BindingSpec: Sendable, Equatable {
     public var deviceAddress: UInt64? = nil
     public var write = true
     public var pinned = false
+    /// Where the binding was written (for set-up errors).
+    public var mark = SourceMark.unknown
 
     public init(space: String, mapping: String) {
         self.space = space

@@ -70,7 +70,10 @@ public enum ScenarioReader {
         if let summary = top["summary"] { scenario.summary = try summary.string() }
         if let seed = top["seed"] { scenario.seed = try seed.unsigned() }
         if let length = top["length"] { scenario.length = try self.length(length) }
-        if let machine = top["machine"] { scenario.machine = try self.machine(machine) }
+        if let machine = top["machine"] {
+            scenario.machine = try self.machine(machine)
+            scenario.machineMark = machine.mark
+        }
         let spaceFields = try top["spaces"]?.sequence() ?? []
         scenario.spaces = try spaceFields.map { (field) throws(ScenarioError) in try space(field) }
         try unique(scenario.spaces.map(\.name), spaceFields, what: "address space")
@@ -96,11 +99,13 @@ public enum ScenarioReader {
         }
     }
 
+    /// `length: 30s` (a duration), or `{ seconds: 30 }` (also `{ seconds: 2m }`), or `{ operations: N }`.
     private static func length(_ field: YAMLField) throws(ScenarioError) -> Scenario.Length {
+        if field.node.scalar != nil { return .seconds(try field.duration(in: 0.001...86_400)) }
         let fields = try field.mapping(keys: ["operations", "seconds"])
         switch (fields["operations"], fields["seconds"]) {
         case (let operations?, nil): return .operations(try operations.integer(in: 1...Int.max))
-        case (nil, let seconds?): return .seconds(try seconds.number(in: 0.001...86_400))
+        case (nil, let seconds?): return .seconds(try seconds.duration(in: 0.001...86_400))
         default: throw field.error("give either 'operations' or 'seconds'")
         }
     }
@@ -167,12 +172,18 @@ public enum ScenarioReader {
         }
         let defaultName = plugin.contains("/") ? String(plugin.split(separator: "/").last!) : plugin
         var spec = PluginSpec(plugin: plugin, name: try fields["name"]?.name() ?? defaultName)
-        if let options = fields["options"] { spec.options = try options.string() }
+        spec.mark = pluginField.mark
+        spec.optionsMark = pluginField.mark
+        if let options = fields["options"] {
+            spec.options = try options.string()
+            spec.optionsMark = options.mark
+        }
         if let instances = fields["instances"] { spec.instances = try instances.integer(in: 1...64) }
         for item in try fields["bindings"]?.sequence() ?? [] {
             let b = try item.mapping(keys: ["space", "mapping", "device-address", "write", "pinned"])
             let (space, mapping) = try target(b, spaces: spaces)
             var binding = BindingSpec(space: space, mapping: mapping!)
+            binding.mark = item.mark
             if let address = b["device-address"] {
                 let value = try address.unsigned()
                 guard value % 4096 == 0 else { throw address.error("0x\(String(value, radix: 16)) is not page aligned") }
@@ -180,6 +191,9 @@ public enum ScenarioReader {
             }
             if let write = b["write"] { binding.write = try write.boolean() }
             if let pinned = b["pinned"] { binding.pinned = try pinned.boolean() }
+            if let other = overlapping(binding, spec.bindings, spaces: spaces) {
+                throw item.error("this binding overlaps bindings[\(other)] in the device's address space (a device address reaches one page)")
+            }
             spec.bindings.append(binding)
         }
         return spec
@@ -202,7 +216,7 @@ public enum ScenarioReader {
             }
             actor = .device(plugin: actorName)
         }
-        var workload = WorkloadSpec(name: try fields.required("name").name(), actor: actor, space: space, mapping: mapping!)
+        var workload = WorkloadSpec(name: try fields.required("name").label(), actor: actor, space: space, mapping: mapping!)
         if let threads = fields["threads"] { workload.threads = try threads.integer(in: 1...64) }
         if let pattern = fields["pattern"] {
             switch try pattern.string() {
@@ -287,6 +301,24 @@ public enum ScenarioReader {
                 pages: try e["pages"]?.integer(in: 1...(1 << 16)) ?? 16))
         }
         return pressure
+    }
+
+    /// The index of a binding among `earlier` whose device window overlaps
+    /// `binding`'s, if one does: both at explicit device addresses whose
+    /// ranges meet, or both at their mapping's own address (GPU SVM style)
+    /// on the same mapping. (One at its mapping's address and one explicit
+    /// cannot be compared before the mappings are placed; the plugin judges.)
+    private static func overlapping(_ binding: BindingSpec, _ earlier: [BindingSpec], spaces: [SpaceSpec]) -> Int? {
+        func pages(_ b: BindingSpec) -> UInt64 {
+            UInt64(spaces.first { $0.name == b.space }!.mappings.first { $0.name == b.mapping }!.pages)
+        }
+        return earlier.firstIndex { other in
+            switch (binding.deviceAddress, other.deviceAddress) {
+            case (let a?, let b?): return a < b + pages(other) * 4096 && b < a + pages(binding) * 4096
+            case (nil, nil): return binding.space == other.space && binding.mapping == other.mapping
+            default: return false
+            }
+        }
     }
 
     /// A plugin of the scenario, by the name workloads use for it.

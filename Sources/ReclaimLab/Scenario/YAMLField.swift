@@ -14,6 +14,19 @@ struct YAMLField {
 
     private var scalarText: String? { node.scalar?.string }
 
+    /// Where this field is written.
+    var mark: SourceMark { SourceMark(file: file, line: node.mark?.line, column: node.mark?.column, field: path) }
+
+    /// A length of time: seconds, or a number with a unit (`DurationText`).
+    func duration(in range: ClosedRange<Double>) throws(ScenarioError) -> Double {
+        guard let text = scalarText else { throw error("expected a duration (10s, 2m, 500ms), found \(kindName)") }
+        do {
+            return try DurationText.seconds(text, in: range)
+        } catch {
+            throw self.error(error.description)
+        }
+    }
+
     func string() throws(ScenarioError) -> String {
         guard let text = scalarText else { throw error("expected a string, found \(kindName)") }
         return text
@@ -23,6 +36,18 @@ struct YAMLField {
         let text = try string()
         guard !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
             throw error("'\(text)' is not a name (letters, digits, '-', '_', '.')")
+        }
+        return text
+    }
+
+    /// A workload's name: a name that may also hold spaces and `/` (`mine
+    /// on app/heap`, as `--plugin` names the workloads it adds).
+    func label() throws(ScenarioError) -> String {
+        let text = try string()
+        guard !text.isEmpty, text.first != " ", text.last != " ",
+            text.allSatisfy({ $0.isLetter || $0.isNumber || "-_./ ".contains($0) })
+        else {
+            throw error("'\(text)' is not a workload name (letters, digits, spaces, '-', '_', '.', '/')")
         }
         return text
     }

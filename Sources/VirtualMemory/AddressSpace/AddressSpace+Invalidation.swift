@@ -60,6 +60,15 @@ extension AddressSpace {
             active.end()
             return
         }
+        if event == .mprotect && machine.faults.contains(.skipMprotectInvalidation) {
+            // Fault injection: the PTEs change with no range start or end
+            // (only the secondary-TLB hook inside `rewrite` still runs).
+            let tracked = InFlightInvalidation(range, ptl: ptl)
+            var released = Released()
+            rewrite(tracked, flush: flush, &released, update)
+            release(released)
+            return
+        }
         let tracked = InFlightInvalidation(range, ptl: ptl)
         ptl.withLock { inFlight.append(tracked) }
         let active: ActiveInvalidation

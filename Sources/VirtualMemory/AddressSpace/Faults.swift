@@ -44,10 +44,12 @@ extension AddressSpace {
     }
 
     /// Faults in every page of `[start, start + length)` (Linux:
-    /// `MAP_POPULATE`, `MADV_POPULATE_WRITE`). Runs of empty private
-    /// anonymous pages are zero-filled in batches (one lock hold each for
-    /// allocation, the LRU and the page table, as Linux's fault-around
-    /// batches work); anything else goes through the ordinary fault path.
+    /// `MADV_POPULATE_WRITE`, or `MADV_POPULATE_READ` when `write` is
+    /// false). For a write, runs of empty private anonymous pages are
+    /// zero-filled in batches (one lock hold each for allocation, the LRU
+    /// and the page table, as Linux's fault-around batches work); anything
+    /// else goes through the ordinary fault path (a read of untouched
+    /// private memory maps the zero page).
     public func populate(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) {
         try checkRange(start, length)
         try mmapLock.withShared { () throws(MemoryError) in
@@ -55,9 +57,9 @@ extension AddressSpace {
             let end = start + length
             var address = start
             while address < end {
-                if let vma = vma(containing: address), vma.kind == .anonymousPrivate,
-                    vma.protection.contains(write ? .write : .read)
-                {
+                // A read populate of untouched private memory maps the zero
+                // page (MADV_POPULATE_READ), through the ordinary fault.
+                if write, let vma = vma(containing: address), vma.kind == .anonymousPrivate, vma.protection.contains(.write) {
                     let leafEnd = (address | (512 * 4096 - 1)) + 1
                     let done = zeroFillRun(vma, from: address, to: min(end, vma.end, leafEnd), write: write)
                     if done > 0 {
@@ -96,7 +98,7 @@ extension AddressSpace {
         // Locked and on the LRU before they are mapped, as in `zeroFill`.
         var byNode: [[Int32]] = Array(repeating: [], count: memory.nodes.count)
         for (i, frame) in frames.enumerated() {
-            memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: start + UInt64(i) * 4096))
+            vma.own(frame, at: start + UInt64(i) * 4096, memory: memory)
             let locked = memory.tryLock(frame)
             precondition(locked, "a fresh frame is unlocked")
             byNode[memory.node(of: frame).id].append(frame)
@@ -210,7 +212,7 @@ extension AddressSpace {
             return
         }
         let frame = try allocateFrame(flags: .anonymous)
-        memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: page))
+        vma.own(frame, at: page, memory: memory)
         // On the LRU while we still own it, locked so reclaim leaves it be:
         // once the PTE is set, an unmap may free it at any moment.
         let locked = memory.tryLock(frame)
@@ -278,7 +280,7 @@ extension AddressSpace {
             return  // mapped, or the PTE or the cache changed: the caller retries
         }
         let fresh = try allocateFrame(flags: [.anonymous, .swapCache])
-        memory.setOwner(fresh, owner: vma.rmapOwner, index: vma.index(of: page))
+        vma.own(fresh, at: page, memory: memory)
         let read = ptl.withLock { () -> Bool in
             // `readIntoCache` takes the swap cache's reference as it
             // publishes the frame, under the swap lock: a fault that finds
@@ -330,7 +332,7 @@ extension AddressSpace {
         }
         if try reuseIfExclusive(page, pte) { return }
         let copy = try allocateFrame(flags: .anonymous)
-        memory.setOwner(copy, owner: vma.rmapOwner, index: vma.index(of: page))
+        vma.own(copy, at: page, memory: memory)
         let locked = memory.tryLock(copy)
         precondition(locked, "a fresh frame is unlocked")
         memory.node(of: copy).addToLRU(copy, memory: memory)

@@ -64,7 +64,11 @@ extension AddressSpace {
                     }
                     child.ptl.withLock { child.pageTable.set(address >> 12, pte.with(accessed: false)) }
                 }
-                if vma.kind == .anonymousPrivate {
+                if vma.kind == .anonymousPrivate && vma.region?.hasPages.load(ordering: .relaxed) != true {
+                    // Never held an anonymous page (at most the zero page):
+                    // Linux copies nothing (`vma_needs_copy`), no notifier
+                    // hears of it, and the child faults its own.
+                } else if vma.kind == .anonymousPrivate {
                     invalidateBlocking(vma.start, vma.end, .writeProtect) { address, pte, _ in
                         if pte.isPresent, memory.pincount(of: pte.frame) > 0, let copy = copies.removeValue(forKey: address) {
                             // Copied under the page-table lock while the
@@ -109,7 +113,7 @@ extension AddressSpace {
         do {
             for (address, vma) in pinned {
                 let frame = try allocateFrame(flags: .anonymous)
-                memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: address))
+                vma.own(frame, at: address, memory: memory)
                 let locked = memory.tryLock(frame)
                 precondition(locked, "a fresh frame is unlocked")
                 memory.node(of: frame).addToLRU(frame, memory: memory)

@@ -62,6 +62,14 @@ final class VMA: @unchecked Sendable, CustomStringConvertible {
     }
 
     var pages: Int { Int((end - start) >> 12) }
+
+    /// Makes `frame` this mapping's page at `address` for the reverse map
+    /// (and, for private anonymous memory, marks the mapping as having had
+    /// an anonymous page: Linux's `anon_vma_prepare`).
+    func own(_ frame: Int32, at address: UInt64, memory: PhysicalMemory) {
+        memory.setOwner(frame, owner: rmapOwner, index: index(of: address))
+        if let region, !region.hasPages.load(ordering: .relaxed) { region.hasPages.store(true, ordering: .relaxed) }
+    }
     var rmapOwner: UInt32 { region?.id ?? file!.id }
 
     func contains(_ address: UInt64) -> Bool { address >= start && address < end }

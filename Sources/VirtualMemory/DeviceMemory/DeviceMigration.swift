@@ -137,7 +137,7 @@ extension AddressSpace {
             for address in entries.keys.sorted() {  // in address order, for replays
                 guard let vma = vma(containing: address) else { continue }
                 let frame = try allocateFrame(flags: .anonymous)
-                memory.setOwner(frame, owner: vma.rmapOwner, index: vma.index(of: address))
+                vma.own(frame, at: address, memory: memory)
                 let locked = memory.tryLock(frame)
                 precondition(locked, "a fresh frame is unlocked")
                 memory.node(of: frame).addToLRU(frame, memory: memory)

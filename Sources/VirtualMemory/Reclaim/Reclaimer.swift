@@ -206,15 +206,22 @@ extension Machine {
 
         let anonymous = flags.contains(.anonymous)
         var slot: Int? = nil
-        var freshSlot = false
         if anonymous {
             slot = swap.slot(of: frame)
             if slot == nil {
                 guard let fresh = swap.addToCache(frame) else { return .kept(active: true) }  // swap is full
                 memory.get(frame)
-                memory.setFlags(.swapCache, on: frame)
+                // Dirty, as Linux's `add_to_swap` marks it: the new slot
+                // holds nothing of this page yet (a former page's bytes,
+                // maybe) until it is written. If this eviction stops short
+                // of the write (a fault maps the page again), the page stays
+                // in the swap cache linked to the slot; it must still be
+                // written whenever it is next evicted, even if nobody dirties
+                // it meanwhile. (Trusting the unwritten slot gave a page
+                // another address space's old data: a cross-address-space
+                // leak on a CPU read.)
+                memory.setFlags([.swapCache, .dirty], on: frame)
                 slot = fresh
-                freshSlot = true
             }
         }
         forEachMapping(of: frame) { vma, address in
@@ -240,7 +247,7 @@ extension Machine {
         guard memory.mapcount(of: frame) == 0 else { return .kept(active: false) }  // a fault mapped it again
 
         if anonymous, let slot {
-            if freshSlot || memory.flags(of: frame).contains(.dirty) {
+            if memory.flags(of: frame).contains(.dirty) {
                 swap.write(frame, to: slot, memory: memory)
                 memory.clearFlags(.dirty, on: frame)
             }

@@ -1,3 +1,4 @@
+import Synchronization
 import LabSync
 
 /// The reverse-map owner of anonymous pages (Linux: `struct anon_vma`):
@@ -15,6 +16,10 @@ final class AnonymousRegion: @unchecked Sendable {
     /// Linux: `anon_vma->root->rwsem`. Shared by rmap walks, exclusive to link/unlink.
     let lock: SleepingRWLock
     var vmas: [VMA] = []
+    /// Whether an anonymous page was ever installed in its mappings (Linux:
+    /// the VMA has an `anon_vma`; a zero-page read makes none). fork copies
+    /// nothing of a mapping without (`vma_needs_copy`).
+    let hasPages = Atomic<Bool>(false)
 
     init(id: UInt32, sync: SyncDomain) {
         self.id = id

@@ -1,4 +1,5 @@
 import Foundation
+import ReclaimLab
 
 /// Counts of run outcomes. `crashed` includes runs that exited with a
 /// status `mmulab run` never gives and runs that could not be started.
@@ -32,6 +33,9 @@ struct CampaignReport {
     let jobs: Int
     let duration: Double?
     let pluginDirectory: String?
+    /// `--plugin` and `--plugin-options`, passed to every run.
+    let plugins: [String]
+    let pluginOptions: String
     /// `--schedule`, passed to every run (nil: free-running).
     var schedule: String? = nil
     let records: [RunRecord]
@@ -54,11 +58,10 @@ struct CampaignReport {
 
     /// The command that replays `run` on its own.
     func replayCommand(_ run: CampaignRun) -> String {
-        var words = ["mmulab", "run", shellQuoted(run.scenario), "--seed", String(run.seed)]
-        if let duration { words += ["--duration", formatSeconds(duration)] }
-        if let pluginDirectory { words += ["--plugin-directory", shellQuoted(pluginDirectory)] }
-        if let schedule { words += ["--schedule", schedule] }
-        return words.joined(separator: " ")
+        var command = ReplayCommand(
+            scenario: run.scenario, seed: run.seed, seconds: duration, plugins: plugins, pluginOptions: pluginOptions, pluginDirectory: pluginDirectory)
+        command.schedule = schedule
+        return command.commandLine
     }
 
     /// The summary table: one line per run that was not clean, then the
@@ -175,28 +178,21 @@ struct CampaignReport {
     }
 }
 
-/// findings_total and the first finding (`invariant: detail`) of the run
-/// report (`mmulab run --json`) at `path`; nil if it is missing or not one.
+/// findings_total and the first bug (its title, and how many bugs there
+/// are) of the run report (`mmulab run --json`) at `path`; for a report
+/// from before bugs, the first finding (`invariant: detail`). nil if it is
+/// missing or not one.
 func readRunFindings(_ path: String) -> (total: Int, first: String?)? {
     guard let data = FileManager.default.contents(atPath: path),
           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
           let total = object["findings_total"] as? Int
     else { return nil }
+    if let bugs = object["bugs"] as? [[String: Any]], let title = bugs.first?["title"] as? String {
+        return (total, bugs.count == 1 ? title : "\(title) (and \(bugs.count - 1) more bug\(bugs.count == 2 ? "" : "s"))")
+    }
     let first = (object["findings"] as? [[String: Any]])?.first.map { finding in
         "\(finding["invariant"] as? String ?? "?"): \(finding["detail"] as? String ?? "")"
     }
     return (total, first)
 }
 
-/// `seconds` as short as it reads back exactly: `1`, `2.5`.
-func formatSeconds(_ seconds: Double) -> String {
-    seconds == seconds.rounded() && abs(seconds) < 1e15 ? String(Int(seconds)) : String(seconds)
-}
-
-/// `word` as one shell word: unchanged when it is plain, else single-quoted.
-func shellQuoted(_ word: String) -> String {
-    let plain = !word.isEmpty && word.unicodeScalars.allSatisfy { scalar in
-        (scalar.value < 128 && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar))) || "_-./=:,+@%".unicodeScalars.contains(scalar)
-    }
-    return plain ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
-}

@@ -17,10 +17,10 @@ struct DemoCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Seconds to run.")
+    @Option(parsing: .unconditional, help: "How long to run: seconds, or 500ms, 10s, 2m.", transform: ArgumentValues.duration)
     var duration: Double = 30
 
-    @Option(help: "Seed (a finding's seed replays it).")
+    @Option(parsing: .unconditional, help: "Seed: a whole number from 0 (a finding's seed replays it).", transform: ArgumentValues.seed)
     var seed: UInt64?
 
     @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
@@ -33,7 +33,6 @@ struct DemoCommand: ParsableCommand {
     var report: String?
 
     func validate() throws {
-        guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be in (0, 86400] seconds") }
         try RunSession.validateReportPaths(json: json, report: report)
     }
 
@@ -45,7 +44,6 @@ struct DemoCommand: ParsableCommand {
         session.options.pluginDirectory = pluginDirectory
         session.jsonPath = json
         session.reportPath = report
-        session.replayFlags = ["--duration", formatSeconds(duration)] + (pluginDirectory.map { ["--plugin-directory", $0] } ?? [])
         try session.run()
     }
 }

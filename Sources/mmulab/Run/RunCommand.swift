@@ -20,33 +20,39 @@ struct RunCommand: ParsableCommand {
             --plugin adds your plugin to any scenario: one instance bound to every mapping the \
             scenario's plugins bind, with a device workload on each.
 
-            Exit status: 0 clean, 1 findings, 2 bad input (a malformed scenario, a plugin that \
-            does not load, a bad flag).
+            Findings are gathered into bugs (the invariant, the plugin instance, the callback or \
+            access path, the invalidation before it), each with a count, the time it was first \
+            seen, its first occurrence in full and a few more; the oracle's symptoms of an access \
+            the primary already flagged are attached to that bug.
+
+            Exit status: 0 clean, 0 SKIP (no read was checked: the run proves nothing), 1 \
+            findings, 2 bad input (a malformed scenario, a plugin that does not load, a bad flag).
             """
     )
 
     @Argument(help: "A scenario file (YAML), or the name of a built-in one (mmulab scenarios list).")
     var scenario: String
 
-    @Option(help: "Seed (replaces the scenario's; a finding's seed replays it).")
+    @Option(parsing: .unconditional, help: "Seed: a whole number from 0 (replaces the scenario's; a finding's seed replays it).", transform: ArgumentValues.seed)
     var seed: UInt64?
 
-    @Option(help: "Seconds to run (replaces the scenario's length).")
+    @Option(
+        parsing: .unconditional, help: "How long to run: seconds, or 500ms, 10s, 2m (replaces the scenario's length).", transform: ArgumentValues.duration)
     var duration: Double?
 
     @Option(help: ArgumentHelp("Add a plugin (a .so path or a bundled name) to the scenario; repeatable.", valueName: "path"))
     var plugin: [String] = []
 
-    @Option(help: "Options for the plugins --plugin adds.")
-    var pluginOptions: String = ""
+    @Option(help: "Options for the plugins --plugin adds (needs --plugin).")
+    var pluginOptions: String?
 
     @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
     var pluginDirectory: String?
 
-    @Option(help: ArgumentHelp("Write the result as JSON to this file.", valueName: "file"))
+    @Option(help: ArgumentHelp("Write the result as JSON to this file ('-': standard output).", valueName: "file"))
     var json: String?
 
-    @Option(help: ArgumentHelp("Write a self-contained HTML report (charts, latencies, findings) to this file.", valueName: "file"))
+    @Option(help: ArgumentHelp("Write a self-contained HTML report (bugs, charts, latencies) to this file ('-': standard output).", valueName: "file"))
     var report: String?
 
     @Option(help: scheduleHelp)
@@ -54,27 +60,20 @@ struct RunCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp(
         "Break the primary on purpose, to see the oracle catch it: \(Injection.allCases.map(\.rawValue).joined(separator: ", ")); repeatable.",
-        valueName: "fault"))
+        valueName: "fault"), transform: Self.injection)
     var inject: [Injection] = []
 
-    enum Injection: String, ExpressibleByArgument, CaseIterable {
-        case freeBeforeInvalidate = "free-before-invalidate"
-        case skipRangeEnd = "skip-range-end"
-        case skipYoungCheck = "skip-young-check"
-        case dropSecondaryDirty = "drop-secondary-dirty"
-
-        var fault: MemoryFaultInjection {
-            switch self {
-            case .freeBeforeInvalidate: .freeBeforeInvalidate
-            case .skipRangeEnd: .skipRangeEnd
-            case .skipYoungCheck: .skipYoungCheck
-            case .dropSecondaryDirty: .dropSecondaryDirty
-            }
+    static func injection(_ text: String) throws -> Injection {
+        guard let injection = Injection(rawValue: text) else {
+            throw ValidationError("'\(text)' is not a fault injection (\(Injection.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
+        return injection
     }
 
     func validate() throws {
-        if let duration, !(duration > 0 && duration <= 86_400) { throw ValidationError("--duration must be in (0, 86400] seconds") }
+        if pluginOptions != nil && plugin.isEmpty {
+            throw ValidationError("--plugin-options applies to the plugins --plugin adds, and there is no --plugin (a scenario file's plugins take 'options:')")
+        }
         try RunSession.validateReportPaths(json: json, report: report)
     }
 
@@ -87,15 +86,12 @@ struct RunCommand: ParsableCommand {
         session.options.seconds = duration
         session.options.pluginDirectory = pluginDirectory
         session.options.faults = MemoryFaultInjection(inject.map(\.fault))
-        session.options.schedule = schedule?.strategy
         session.plugins = plugin
-        session.pluginOptions = pluginOptions
+        session.pluginOptions = pluginOptions ?? ""
         session.jsonPath = json
         session.reportPath = report
-        if let duration { session.replayFlags += ["--duration", formatSeconds(duration)] }
-        if let pluginDirectory { session.replayFlags += ["--plugin-directory", pluginDirectory] }
-        for fault in inject { session.replayFlags += ["--inject", fault.rawValue] }
-        if let schedule { session.replayFlags += ["--schedule", schedule.strategy.description] }
+        session.injections = inject
+        session.options.schedule = schedule?.strategy
         return session
     }
 }

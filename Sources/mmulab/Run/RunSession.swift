@@ -16,8 +16,8 @@ struct RunSession {
     var pluginOptions = ""
     var jsonPath: String? = nil
     var reportPath: String? = nil
-    /// Flags the replay command repeats (besides the seed).
-    var replayFlags: [String] = []
+    /// The `--inject` names given (the replay repeats them).
+    var injections: [Injection] = []
     /// A line printed once the input is checked, before the run.
     var banner: String? = nil
 
@@ -67,21 +67,23 @@ struct RunSession {
             throw ExitCode(2)
         }
         var options = options
+        options.replay = ReplayCommand(
+            scenario: scenarioArgument, seed: options.seed ?? scenario.seed, seconds: options.seconds, injections: injections, plugins: plugins,
+            pluginOptions: pluginOptions, pluginDirectory: options.pluginDirectory)
         nonisolated(unsafe) let line = ProgressLine(descriptor: human)
         options.progress = { progress in line.update(Self.progressText(progress)) }
         options.stopRequested = { StopSignals.received != nil }
         StopSignals.install(secondEndsProcess: true)
-        var result: RunResult
+        let result: RunResult
         do {
             result = try ScenarioRunner.run(scenario, options: options)
         } catch {
             line.finish()
-            writeToStandardError("mmulab: \(scenario.name): \(error)\n")
+            writeToStandardError("mmulab: \(error.mark == nil ? "\(scenario.name): " : "")\(error)\n")
             throw ExitCode(2)
         }
         line.finish()
-        result.replayArguments = replayArguments(seed: result.seed)
-        writeText(RunSummary(result: result, replay: replayCommand(seed: result.seed)).text + "\n", to: human)
+        writeText(RunSummary(result: result).text + "\n", to: human)
         // A report that cannot be written is an error (exit 2), but never
         // hides findings (exit 1 wins) or an interruption.
         var written = true
@@ -94,7 +96,7 @@ struct RunSession {
             }
         }
         if result.interrupted, let number = StopSignals.received { throw ExitCode(StopSignals.exitStatus(for: number)) }
-        if !result.isClean { throw ExitCode(1) }
+        if result.hasFindings { throw ExitCode(1) }
         if !written { throw ExitCode(2) }
     }
 
@@ -106,19 +108,6 @@ struct RunSession {
             writeToStandardError("mmulab: \(error)\n")
             return false
         }
-    }
-
-    /// The command that replays this run.
-    func replayCommand(seed: UInt64) -> String {
-        (["mmulab", "run"] + replayArguments(seed: seed)).map(shellQuoted).joined(separator: " ")
-    }
-
-    /// The arguments of `mmulab run` that replay this run.
-    func replayArguments(seed: UInt64) -> [String] {
-        var words = [scenarioArgument, "--seed", "\(seed)"] + replayFlags
-        for plugin in plugins { words += ["--plugin", plugin] }
-        if !pluginOptions.isEmpty { words += ["--plugin-options", pluginOptions] }
-        return words
     }
 
     /// The live line: time, accesses and their rate, free frames,

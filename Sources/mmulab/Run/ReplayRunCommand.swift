@@ -3,10 +3,10 @@ import Foundation
 import ReclaimLab
 
 /// `mmulab replay REPORT.json [--trail]`: reruns the deterministic run a
-/// JSON report describes (its `replay_arguments`), checks that the first
+/// JSON report describes (its `replay.arguments`), checks that the first
 /// finding comes back at the same step, and with `--trail` prints the steps
 /// before it as a race diagram.
-struct ReplayCommand: ParsableCommand {
+struct ReplayRunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Replay a deterministic run from its JSON report and show the interleaving that led to its first finding.",
@@ -39,7 +39,7 @@ struct ReplayCommand: ParsableCommand {
         guard (1...100_000).contains(steps) else { throw ValidationError("--steps must be 1...100000, got \(steps)") }
     }
 
-    /// What the report says about the run and its first finding.
+    /// What the report says about the run and the first finding of its first bug.
     struct Recorded {
         var arguments: [String]
         var invariant: String
@@ -54,9 +54,10 @@ struct ReplayCommand: ParsableCommand {
         }
         guard let data = FileManager.default.contents(atPath: path) else { throw bad("cannot read it") }
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw bad("not a JSON report") }
-        guard let arguments = json["replay_arguments"] as? [String], !arguments.isEmpty else {
-            throw bad("no replay_arguments (a report of mmulab run --json from this version is needed)")
+        guard let replay = json["replay"] as? [String: Any], let words = replay["arguments"] as? [String], words.first == "run" else {
+            throw bad("no replay.arguments (a report of mmulab run --json from this version is needed)")
         }
+        let arguments = Array(words.dropFirst())
         guard json["schedule"] != nil, arguments.contains("--schedule") else {
             throw bad("the run was not deterministic (run it with --schedule to replay it step by step)")
         }
@@ -75,7 +76,7 @@ struct ReplayCommand: ParsableCommand {
         do {
             command = try RunCommand.parse(arguments)
         } catch {
-            writeToStandardError("mmulab: \(report): replay_arguments: \(RunCommand.message(for: error))\n")
+            writeToStandardError("mmulab: \(report): replay.arguments: \(RunCommand.message(for: error))\n")
             throw ExitCode(2)
         }
         let session = command.session()
@@ -95,7 +96,7 @@ struct ReplayCommand: ParsableCommand {
             writeToStandardError("mmulab: \(scenario.name): \(error)\n")
             throw ExitCode(2)
         }
-        print("replay    mmulab run " + recorded.arguments.map(shellQuoted).joined(separator: " "))
+        print("replay    " + (["mmulab", "run"] + recorded.arguments).map(ReplayCommand.quoted).joined(separator: " "))
         if trail {
             print("the last \(result.trace.filter { TraceDiagram.isOperation($0.text) }.count) steps up to the first finding (step \(recorded.step)), a lane per thread:")
             print(TraceDiagram(lines: result.trace).text, terminator: "")

@@ -1,0 +1,33 @@
+import DevicePluginKit
+
+/// A binding heard through an interval subscription (bugs stale, sleep,
+/// ignore-wp, no-dirty, zero-page; correct otherwise): the canonical fault
+/// loop with `read_begin` / `read_retry`.
+final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendable {
+    unowned let device: BrokenMirror
+    let request: BindingRequest
+    var pages: [MirrorEntry]
+
+    init(device: BrokenMirror, request: BindingRequest) {
+        self.device = device
+        self.request = request
+        pages = Array(repeating: MirrorEntry(), count: Int(request.length / 4096))
+    }
+
+    /// [range-dependent] Where most of the bugs live.
+    override func invalidate(range: InvalidationRange, currentSeq: UInt64) -> Bool {
+        if device.bug == .sleep && !range.isBlockable { device.host.sleep(nanoseconds: 10_000) }  // BUG (sleep): must not sleep here
+        device.lock.lock()
+        setSeq(currentSeq)
+        let protection = range.event == MMULAB_EVENT_MPROTECT.rawValue || range.event == MMULAB_EVENT_WRITE_PROTECT.rawValue
+            || range.event == MMULAB_EVENT_SOFT_DIRTY.rawValue
+        let keep = device.bug == .stale || (device.bug == .ignoreWriteProtect && protection)  // BUG (stale, ignore-wp)
+        if !keep { device.zap(self, range.start, range.end) }
+        device.lock.unlock()
+        return true
+    }
+
+    func faultBegin(_ address: UInt64) -> UInt64? { readBegin() }
+    func faultRaced(_ token: UInt64, _ address: UInt64) -> Bool { readRetry(token) }
+    func unhook() { device.host.removeInterval(self) }
+}

@@ -1,0 +1,136 @@
+import LabSync
+import MMUNotifier
+import VirtualMemory
+
+/// Root cause first: turns the primary's DMA-check violations (stale
+/// translations, uses after free at device access) into findings, and
+/// files each symptom the tag oracle sees on a read (a lost write, another
+/// page's data) either as a symptom of the root cause the primary flagged
+/// for the same bad access (`RootCauses`), or as a bug of its own.
+///
+/// The threads that produce the findings do the work: a workload thread
+/// that sees a symptom files it at once, and a device thread whose
+/// accesses fill the machine's violation log (1,000 entries, the rest only
+/// counted) drains it; the run loop drains it too. Everything happens under
+/// one sleeping lock, and every filing of a symptom first drains the log:
+/// the violation of the symptom's own access was recorded during the
+/// access, before the symptom, so it is counted by the time the symptom is
+/// matched, however the threads are scheduled. A storm of one bug slows
+/// the threads that cause it, not the run loop, so a run still ends on
+/// time. Only blockable threads call in (never from a callback).
+final class Attribution: @unchecked Sendable {
+    // @unchecked: every var is guarded by `lock`.
+    /// A device thread drains the machine's log when it holds this many.
+    static let drainAt = 256
+
+    private let lock: SleepingLock
+    private var roots = RootCauses()
+    /// Threads already looked up in the actor registry.
+    private var identities: [Int32: ActorIdentity] = [:]
+    /// Violations the machine's log counted but did not keep.
+    private var lostViolations = 0
+
+    init(domain: SyncDomain) {
+        lock = SleepingLock("finding attribution", domain: domain)
+    }
+
+    /// Drains the machine's violation log (run loop, and at the end).
+    func collect(_ lab: Lab) {
+        lock.withLock { drainLocked(lab) }
+    }
+
+    /// Drains the machine's violation log if it is filling and no other
+    /// thread is at it (device threads, now and then).
+    func collectIfFilling(_ lab: Lab) {
+        guard lab.machine.violations.count >= Self.drainAt else { return }
+        _ = lock.withLockIfAvailable { drainLocked(lab) }
+    }
+
+    /// Files a symptom (already counted by the tracker).
+    func file(_ symptom: Symptom, _ lab: Lab) {
+        lock.withLock {
+            drainLocked(lab)
+            if let root = roots.cause(of: symptom) {
+                lab.findings.attach(symptom, to: root)
+            } else {
+                lab.findings.fileAlone(symptom)
+            }
+        }
+    }
+
+    /// Violations counted but not kept, for the report's notes.
+    var lost: Int { lock.withLock { lostViolations } }
+
+    private func drainLocked(_ lab: Lab) {
+        // A record between the two calls is either kept (and drained) or
+        // lost uncounted: `lost` may fall short, never over.
+        let counted = lab.machine.violations.count
+        guard counted > 0 else { return }
+        let violations = lab.machine.violations.drain()
+        let lost = max(0, counted - violations.count)
+        if lost > 0 {
+            // A violation not kept has lost its kind: counted as a stale translation.
+            lostViolations += lost
+            lab.findings.countUnkept(.staleTranslation, lost)
+        }
+        let now = lab.clock.nanoseconds
+        for violation in violations { record(violation, lab, now: now) }
+    }
+
+    private func identity(of thread: ThreadIdentity, _ lab: Lab) -> ActorIdentity? {
+        if let known = identities[thread.tid] { return known }
+        let found = lab.actors.identity(of: thread)
+        if let found { identities[thread.tid] = found }
+        return found
+    }
+
+    private func record(_ violation: MemoryViolation, _ lab: Lab, now: UInt64) {
+        let actor = identity(of: violation.thread, lab)
+        // The thread's latest access of the page: the bad one, or one just
+        // after it (the run loop reads the log within milliseconds), when
+        // the device was still stale.
+        let access = actor?.history?.latest(violation.address)
+        let at = access?.nanoseconds ?? now
+        let invariant = Finding.Invariant(violation.kind)
+        let event = lab.lastInvalidation(violation.addressSpace, violation.address, atOrBefore: at)
+        // The instance: the device that issued the access, when it said;
+        // else the one the thread drives.
+        let instance = violation.issuer.flatMap { lab.instanceLabel(of: $0) } ?? actor?.instance
+        let key = BugKey(
+            invariant: invariant, kind: violation.kind.rawValue, instance: instance, path: actor?.path ?? "device access",
+            event: event.map { "\($0.event)" })
+        lab.findings.note(key, at: at) {
+            var place = lab.place(violation.addressSpace, violation.address)
+            place?.frame = violation.primaryFrame.map { "\($0)" } ?? "nothing"
+            let used = violation.devicePage.map { "\($0)" } ?? "\(violation.frame)"
+            let what = violation.write ? "wrote" : "read"
+            let who = actor.map { "\($0.name) (device \(instance ?? "?"))" } ?? "thread \(violation.thread) (device \(instance ?? "?"))"
+            return Finding(
+                invariant: invariant,
+                detail: "\(who) \(what) \(used) at \(violation.addressSpace) 0x\(String(violation.address, radix: 16)) through a translation "
+                    + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
+                    + (violation.acknowledged.map { "; the device had acknowledged the invalidation \($0)" } ?? ""),
+                place: place,
+                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.write, at)),
+                seconds: lab.clock.seconds(at), actor: actor?.name ?? violation.thread.name,
+                deviceTranslation: Self.deviceTranslation(violation, lab))
+        }
+        if lab.findings.enabled.contains(invariant) {
+            roots.record(PageID(violation.addressSpace, violation.address), key, at: at, by: violation.thread.tid)
+        }
+    }
+
+    /// The device translation's frame (or device page) and generation,
+    /// and the frame's generation now when it moved on (freed since).
+    private static func deviceTranslation(_ violation: MemoryViolation, _ lab: Lab) -> String {
+        if let page = violation.devicePage { return "device page \(page) generation \(violation.generation)" }
+        let frame = violation.frame
+        var text = "\(frame) generation \(violation.generation)"
+        if frame.rawValue < UInt64(lab.machine.memory.frameCount) {
+            let now = lab.machine.memory.generation(of: Int32(truncatingIfNeeded: frame.rawValue))
+            if now != violation.generation { text += " (the frame is in generation \(now) now: freed since)" }
+        }
+        return text
+    }
+}
+

@@ -1,0 +1,176 @@
+import LabSync
+import MMUNotifier
+import Synchronization
+
+/// Aging that is checked, not trusted. Reclaim asks every secondary
+/// `clear_young` (Linux: `clear_flush_young`) before it evicts a page; the
+/// hot-pages check only proves it *asked*. For a plugin instance whose
+/// subscriptions declare MMULAB_CAP_YOUNG (it becomes active at the first
+/// answer; until then device accesses are not timed) this checks the
+/// *answers*: the lab knows when
+/// its device workloads used each page, so a check that answers "not young"
+/// although the device used the page after the previous check of it ended
+/// and before this one began is a finding (the device lost its accessed
+/// bit, or never flushed the TLB that hid its accesses), and so is the
+/// eviction that follows (the hot page it then lost).
+///
+/// Checks of one page are serialised (reclaim holds the frame's lock
+/// across its young check), so "the previous check" is well defined; an
+/// access counts only if it began after that check ended (or after the
+/// last invalidation of the page ended, which may have taken the device's
+/// translation and its accessed bit) and ended before this one began, so a
+/// concurrent access never makes a false alarm.
+final class AgingCheck: @unchecked Sendable {
+    // @unchecked: arrays of atomics, allocated once; the rest immutable.
+    /// The instance, as `RunResult.pluginStatistics` names it.
+    let instance: String
+    private let clock: SyncDomain
+    private let findings: BugTracker
+    private let trail: EventTrail
+    private let mappings: [TrackedMapping]
+    /// Per mapping, per page: (start, end) of the last device access that
+    /// completed (clock nanoseconds), stored as one word pair.
+    private let lastAccess: [UnsafeMutablePointer<Atomic<WordPair>>]
+    /// Per mapping, per page: when the last young check of it ended.
+    private let lastCheckEnd: [UnsafeMutablePointer<Atomic<UInt64>>]
+    /// Per mapping, per page: the last check answered "not young" wrongly.
+    private let misjudged: [UnsafeMutablePointer<Atomic<Bool>>]
+    /// Set at the first young answer: the instance tracks accessed bits.
+    private let active = Atomic<Bool>(false)
+
+    /// Whether device accesses are worth timing (the instance answers young checks).
+    var isActive: Bool { active.load(ordering: .relaxed) }
+
+    init(instance: String, mappings: [TrackedMapping], clock: SyncDomain, findings: BugTracker, trail: EventTrail) {
+        self.instance = instance
+        self.mappings = mappings
+        self.clock = clock
+        self.findings = findings
+        self.trail = trail
+        lastAccess = mappings.map { mapping in
+            let pages = UnsafeMutablePointer<Atomic<WordPair>>.allocate(capacity: mapping.pages)
+            for page in 0..<mapping.pages { (pages + page).initialize(to: Atomic(WordPair(first: 0, second: 0))) }
+            return pages
+        }
+        lastCheckEnd = mappings.map { mapping in
+            let pages = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: mapping.pages)
+            for page in 0..<mapping.pages { (pages + page).initialize(to: Atomic(0)) }
+            return pages
+        }
+        misjudged = mappings.map { mapping in
+            let pages = UnsafeMutablePointer<Atomic<Bool>>.allocate(capacity: mapping.pages)
+            for page in 0..<mapping.pages { (pages + page).initialize(to: Atomic(false)) }
+            return pages
+        }
+    }
+
+    deinit {
+        for (index, mapping) in mappings.enumerated() {
+            lastAccess[index].deinitialize(count: mapping.pages).deallocate()
+            lastCheckEnd[index].deinitialize(count: mapping.pages).deallocate()
+            misjudged[index].deinitialize(count: mapping.pages).deallocate()
+        }
+    }
+
+    /// The clock's nanoseconds now (never 0).
+    var now: UInt64 { Self.nanoseconds(clock.now()) }
+
+    static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return max(UInt64(max(seconds, 0)) &* 1_000_000_000 &+ UInt64(max(attoseconds, 0) / 1_000_000_000), 1)
+    }
+
+    /// Which of this check's mappings `mapping` is, if any.
+    func index(of mapping: TrackedMapping) -> Int? { mappings.firstIndex { $0 === mapping } }
+
+    /// The device finished using `page` of mapping `index`, having begun at `start`.
+    func deviceUsed(mapping index: Int, page: Int, start: UInt64) {
+        lastAccess[index][page].store(WordPair(first: UInt(start), second: UInt(now)), ordering: .releasing)
+    }
+
+    /// A young check of `[start, end)` asked at `askedAt` answered `young`.
+    func answered(space: AddressSpaceID, start: UInt64, end: UInt64, askedAt: Duration, young: Bool) {
+        if !active.load(ordering: .relaxed) { active.store(true, ordering: .relaxed) }
+        let asked = Self.nanoseconds(askedAt)
+        let ended = now
+        for (index, mapping) in mappings.enumerated() where mapping.space.id == space {
+            let first = max(start, mapping.address)
+            let last = min(end, mapping.address + UInt64(mapping.pages) * 4096)
+            guard first < last else { continue }
+            for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12) {
+                let previous = lastCheckEnd[index][page].exchange(ended, ordering: .acquiringAndReleasing)
+                guard !young else { continue }
+                let access = lastAccess[index][page].load(ordering: .acquiring)
+                let (used, done) = (UInt64(access.first), UInt64(access.second))
+                guard done != 0, used > previous, done < asked else { continue }
+                misjudged[index][page].store(true, ordering: .releasing)
+                let address = mapping.address + UInt64(page) * 4096
+                let at = trail.clock.nanoseconds
+                findings.note(BugKey(invariant: .youngLost, instance: instance, path: "clear_young"), at: at) {
+                    Finding(
+                        invariant: .youngLost,
+                        detail: "\(instance) answered clear_young \"not young\" for page \(page) of \(mapping.spaceName)/\(mapping.mappingName) at 0x"
+                            + String(address, radix: 16) + ", but its device used the page \((asked - done) / 1_000) µs before the check "
+                            + "(after the previous check of the page ended): an accessed bit lost, or a TLB not flushed (clear_flush_young)",
+                        place: mapping.place(of: page), trail: trail.trail(space: space, address: address), seconds: trail.clock.seconds(at),
+                        actor: ThreadIdentity.current.name)
+                }
+            }
+        }
+    }
+
+    /// An invalidation of `[start, end)` of `space` ended: a device may have
+    /// dropped its translations there and their accessed bits with them
+    /// (KVM moves them to the old page as it zaps), so accesses before now
+    /// no longer bind the next answer. Treated as a check of those pages.
+    func invalidated(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        let ended = now
+        for (index, mapping) in mappings.enumerated() where mapping.space.id == space {
+            let first = max(start, mapping.address)
+            let last = min(end, mapping.address + UInt64(mapping.pages) * 4096)
+            guard first < last else { continue }
+            for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12) {
+                lastCheckEnd[index][page].store(ended, ordering: .releasing)
+            }
+        }
+    }
+
+    /// Reclaim is evicting `[start, end)` of `space`: a page this check
+    /// saw misjudged is a hot page lost.
+    func evicting(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        for (index, mapping) in mappings.enumerated() where mapping.space.id == space {
+            let first = max(start, mapping.address)
+            let last = min(end, mapping.address + UInt64(mapping.pages) * 4096)
+            guard first < last else { continue }
+            for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12)
+            where misjudged[index][page].exchange(false, ordering: .acquiringAndReleasing) {
+                let address = mapping.address + UInt64(page) * 4096
+                let at = trail.clock.nanoseconds
+                let key = BugKey(invariant: .hotPageEvicted, instance: instance, path: "vmscan after a wrong \"not young\"")
+                findings.note(key, at: at) {
+                    Finding(
+                        invariant: .hotPageEvicted,
+                        detail: "reclaim evicted page \(page) of \(mapping.spaceName)/\(mapping.mappingName) at 0x" + String(address, radix: 16)
+                            + ", which \(instance)'s device was using but reported not young",
+                        place: mapping.place(of: page), trail: trail.trail(space: space, address: address), seconds: trail.clock.seconds(at),
+                        actor: ThreadIdentity.current.name)
+                }
+            }
+        }
+    }
+}
+
+/// The aging checks of a run, one per plugin instance; filled while the
+/// plugins load, read-only once the actors start.
+final class AgingChecks: @unchecked Sendable {
+    // @unchecked: written during setup only.
+    var all: [AgingCheck] = []
+
+    func evicting(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        for check in all { check.evicting(space: space, start: start, end: end) }
+    }
+
+    func invalidated(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        for check in all { check.invalidated(space: space, start: start, end: end) }
+    }
+}
