@@ -14,14 +14,14 @@ public final class SleepingLock: Sendable {
     public init(_ name: String, domain: SyncDomain) {
         self.name = name
         self.domain = domain
-        self.monitor = domain.scheduler.makeMonitor()
+        self.monitor = domain.scheduler.makeMonitor(named: name)
     }
 
     /// Acquires the lock, sleeping while another thread holds it.
     public func lock(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
-        monitor.lock()
+        monitor.lock(at: site)
     }
 
     /// Acquires the lock if it is free; never sleeps.

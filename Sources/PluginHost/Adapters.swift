@@ -32,7 +32,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let capabilities: SubscriberCapabilities
     let device: DeviceID?
     let observer: (any CallbackObserver)?
-    /// The clock young answers are timed by (the host's synchronisation domain).
+    /// The host's clock: callback timings and young answers read it.
     let clock: SyncDomain
 
     init(
@@ -42,9 +42,9 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
         self.ops = ops
         self.data = data
         self.device = device
-        self.clock = clock
         subscriberName = name
         self.observer = observer
+        self.clock = clock
         var capabilities: SubscriberCapabilities = []
         if ops.capabilities & UInt32(MMULAB_CAP_CHANGE_PTE) != 0, ops.change_pte != nil || ops.change_pte_pfn != nil {
             capabilities.insert(.changePTE)
@@ -61,34 +61,34 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     @inline(__always)
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         var r = cRange(range)
-        return timed(.invalidateRangeStart, observer) { ops.invalidate_range_start!(data, &r) } == mmulab_status(MMULAB_RETRY) ? .retry : .ok
+        return timed(.invalidateRangeStart, observer, clock) { ops.invalidate_range_start!(data, &r) } == mmulab_status(MMULAB_RETRY) ? .retry : .ok
     }
 
     @inline(__always)
     func invalidateRangeEnd(_ range: InvalidationRange) {
         var r = cRange(range)
-        timed(.invalidateRangeEnd, observer) { ops.invalidate_range_end!(data, &r) }
+        timed(.invalidateRangeEnd, observer, clock) { ops.invalidate_range_end!(data, &r) }
     }
 
     func invalidateSecondaryTLBs(_ range: InvalidationRange) {
         var r = cRange(range)
-        timed(.invalidateSecondaryTLBs, observer) { ops.invalidate_secondary_tlbs?(data, &r) }
+        timed(.invalidateSecondaryTLBs, observer, clock) { ops.invalidate_secondary_tlbs?(data, &r) }
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
         guard let observer else { return (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
         let asked = clock.now()
-        let young = timed(.clearYoung, observer) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        let young = timed(.clearYoung, observer, clock) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
         observer.youngAnswered(addressSpace: addressSpace, start: start, end: end, askedAt: asked, young: young)
         return young
     }
 
     func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {
-        timed(.testYoung, observer) { (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0 }
+        timed(.testYoung, observer, clock) { (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0 }
     }
 
     func changePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
-        timed(.changePTE, observer) { callChangePTE(addressSpace: addressSpace, pte) }
+        timed(.changePTE, observer, clock) { callChangePTE(addressSpace: addressSpace, pte) }
     }
 
     private func callChangePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
@@ -103,7 +103,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     }
 
     func release(addressSpace: AddressSpaceID) {
-        timed(.release, observer) { ops.release?(data, addressSpace.rawValue) }
+        timed(.release, observer, clock) { ops.release?(data, addressSpace.rawValue) }
     }
 }
 
@@ -116,19 +116,24 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     let intervalName: String
     let device: DeviceID?
     let observer: (any CallbackObserver)?
+    let clock: SyncDomain
 
-    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?) {
+    init(
+        ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?,
+        clock: SyncDomain
+    ) {
         self.ops = ops
         self.data = data
         self.device = device
         intervalName = name
         self.observer = observer
+        self.clock = clock
     }
 
     func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
         var r = cRange(range)
         let handle = OpaquePointer(Unmanaged.passUnretained(interval).toOpaque())
-        return timed(.intervalInvalidate, observer) { ops.invalidate!(data, handle, &r, currentSeq) }
+        return timed(.intervalInvalidate, observer, clock) { ops.invalidate!(data, handle, &r, currentSeq) }
     }
 }
 
@@ -139,18 +144,20 @@ final class CShrinker: Shrinker, @unchecked Sendable {
     let data: UnsafeMutableRawPointer?
     let shrinkerName: String
     let observer: (any CallbackObserver)?
+    let clock: SyncDomain
 
-    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
+    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?, clock: SyncDomain) {
         self.ops = ops
         self.data = data
         shrinkerName = name
         self.observer = observer
+        self.clock = clock
     }
 
     func count(_ control: ShrinkControl) -> Int { Int(clamping: ops.count!(data)) }
 
     func scan(_ control: ShrinkControl) -> ShrinkScanResult {
-        let freed = timed(.shrinkerScan, observer) { ops.scan!(data, UInt64(control.objectsToScan), control.canBlock) }
+        let freed = timed(.shrinkerScan, observer, clock) { ops.scan!(data, UInt64(control.objectsToScan), control.canBlock) }
         return freed == UInt64.max ? .stop : .freed(Int(clamping: freed))  // MMULAB_SHRINK_STOP
     }
 }
@@ -159,13 +166,30 @@ final class CShrinker: Shrinker, @unchecked Sendable {
 final class HostLock: @unchecked Sendable {
     let sleeping: SleepingLock?
     let spin: SpinLock?
-    init(sleeping: SleepingLock) {
+    /// The instance that made it (its calls are checked for foreign threads).
+    let host: HostContext
+    init(sleeping: SleepingLock, host: HostContext) {
         self.sleeping = sleeping
         spin = nil
+        self.host = host
     }
-    init(spin: SpinLock) {
+    init(spin: SpinLock, host: HostContext) {
         sleeping = nil
         self.spin = spin
+        self.host = host
+    }
+}
+
+/// What a C handle to a completion stands for.
+final class HostCompletion: @unchecked Sendable {
+    let completion: Completion
+    let host: HostContext
+    init(_ completion: Completion, host: HostContext) {
+        self.completion = completion
+        self.host = host
+    }
+    static func from(_ handle: OpaquePointer?) -> HostCompletion {
+        Unmanaged<HostCompletion>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue()
     }
 }
 

@@ -76,7 +76,7 @@ public final class PluginInstance: @unchecked Sendable {
     /// core sees them (each callback on these goes through the C ABI).
     public var subscribers: [any AddressSpaceSubscriber] { context.subscriptions.withLock { Array($0.values) } }
 
-    /// What the plugin logged.
+    /// What the plugin logged (broken rules at `.misbehaving`).
     public var log: ReportLog<PluginLogEntry> { context.log }
 
     /// The instance's identity as a device: what its subscriptions carry
@@ -180,8 +180,15 @@ public final class PluginInstance: @unchecked Sendable {
             plugin.descriptor.pointee.detach!(instance, binding.handle)
         }
         plugin.descriptor.pointee.destroy!(instance)
+        let unjoined = context.threads.withLock { $0.count }
+        if unjoined > 0 { context.misbehaving("destroy returned with \(unjoined) thread(s) from thread_create not joined") }
         context.bringDeviceMemoryHome()
     }
+
+    /// Calls the plugin made into the host from threads the host did not
+    /// make while the machine ran under a controlled scheduler (each makes
+    /// the run irreproducible), one line per thread, naming the plugin.
+    public var scheduleEscapes: [String] { context.scheduleEscapes }
 
     deinit { destroy() }
 

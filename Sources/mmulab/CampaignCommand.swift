@@ -1,6 +1,7 @@
 import ArgumentParser
 import BugDatabase
 import Foundation
+import LabSync
 import ReclaimLab
 
 #if canImport(Glibc)
@@ -104,6 +105,9 @@ struct CampaignRunCommand: ParsableCommand {
     @Option(help: "Write the campaign's summary as JSON to this file.")
     var json: String?
 
+    @Option(help: scheduleHelp)
+    var schedule: ScheduleArgument?
+
     /// Most runs (scenarios x seeds) one campaign may ask for.
     static let maximumRuns: UInt64 = 10_000
 
@@ -175,7 +179,7 @@ struct CampaignRunCommand: ParsableCommand {
             engine: engine.rawValue, scenarios: names, firstSeed: range.lowerBound, lastSeed: range.upperBound, jobs: jobs, duration: duration,
             pluginDirectory: pluginDirectory.map(absolutePath), plugins: plugin.map { $0.contains("/") ? absolutePath($0) : $0 },
             pluginOptions: pluginOptions, timeouts: timeouts, executable: executable, database: absolutePath(db ?? outputDir + "/bugs.sqlite"),
-            createdAt: Date(), workingDirectory: FileManager.default.currentDirectoryPath, jobID: nil)
+            createdAt: Date(), workingDirectory: FileManager.default.currentDirectoryPath, schedule: schedule?.strategy.description, jobID: nil)
         let database: BugDatabase
         do {
             campaign = try CampaignDirectory.create(in: output)

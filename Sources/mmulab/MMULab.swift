@@ -24,8 +24,8 @@ struct MMULab: ParsableCommand {
             """,
         version: Version.text,
         subcommands: [
-            DemoCommand.self, RunCommand.self, CampaignCommand.self, ScenariosCommand.self, PluginsCommand.self, EventsCommand.self,
-            NotifierStormCommand.self, KernelDiffCommand.self, BugsCommand.self,
+            DemoCommand.self, RunCommand.self, CampaignCommand.self, ReplayRunCommand.self, ScenariosCommand.self, PluginsCommand.self,
+            EventsCommand.self, NotifierStormCommand.self, KernelDiffCommand.self, BugsCommand.self,
         ],
         defaultSubcommand: DemoCommand.self
     )

@@ -112,6 +112,8 @@ struct CampaignPlan: Codable {
     /// The directory the campaign was started in: relative scenario and
     /// plugin paths are relative to it (a Slurm task starts there too).
     var workingDirectory: String
+    /// `--schedule` for every run (nil: free-running).
+    var schedule: String?
     /// The Slurm job, once submitted.
     var jobID: String?
 
@@ -127,6 +129,7 @@ struct CampaignPlan: Codable {
         if let pluginDirectory { words += ["--plugin-directory", pluginDirectory] }
         for plugin in plugins { words += ["--plugin", plugin] }
         if !pluginOptions.isEmpty { words += ["--plugin-options", pluginOptions] }
+        if let schedule { words += ["--schedule", schedule] }
         return words
     }
 

@@ -36,6 +36,8 @@ struct CampaignReport {
     /// `--plugin` and `--plugin-options`, passed to every run.
     let plugins: [String]
     let pluginOptions: String
+    /// `--schedule`, passed to every run (nil: free-running).
+    var schedule: String? = nil
     let records: [RunRecord]
     let plannedRuns: Int
     let elapsedSeconds: Double
@@ -58,9 +60,10 @@ struct CampaignReport {
 
     /// The command that replays `run` on its own.
     func replayCommand(_ run: CampaignRun) -> String {
-        ReplayCommand(
-            scenario: run.scenario, seed: run.seed, seconds: duration, plugins: plugins, pluginOptions: pluginOptions, pluginDirectory: pluginDirectory
-        ).commandLine
+        var command = ReplayCommand(
+            scenario: run.scenario, seed: run.seed, seconds: duration, plugins: plugins, pluginOptions: pluginOptions, pluginDirectory: pluginDirectory)
+        command.schedule = schedule
+        return command.commandLine
     }
 
     /// The summary table: one line per run that was not clean, then the
@@ -175,8 +178,8 @@ extension CampaignReport {
     init(plan: CampaignPlan, records: [RunRecord?], elapsedSeconds: Double, interrupted: Bool, running: Bool = false) {
         self.init(
             scenarios: plan.scenarios, seeds: plan.seeds, jobs: plan.jobs, duration: plan.duration, pluginDirectory: plan.pluginDirectory,
-            plugins: plan.plugins, pluginOptions: plan.pluginOptions, records: records.compactMap { $0 }, plannedRuns: plan.runs.count,
-            elapsedSeconds: elapsedSeconds, interrupted: interrupted, running: running)
+            plugins: plan.plugins, pluginOptions: plan.pluginOptions, schedule: plan.schedule, records: records.compactMap { $0 },
+            plannedRuns: plan.runs.count, elapsedSeconds: elapsedSeconds, interrupted: interrupted, running: running)
     }
 }
 
