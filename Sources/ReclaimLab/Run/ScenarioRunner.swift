@@ -28,6 +28,19 @@ public struct RunOptions: Sendable {
     /// including `lastStep` (a finding's), and the event-trail entries
     /// recorded at them, for `RunResult.trace` (`mmulab replay --trail`).
     public var trace: (lastStep: UInt64, steps: Int)? = nil
+    /// With `schedule`: follow these scheduling choices up to their
+    /// `through` step, then the strategy (`mmulab run --schedule-file`).
+    public var scheduleChoices: ScheduleChoices? = nil
+    /// With `schedule`: write down the run's choices (`RunResult.recordedChoices`).
+    public var recordsChoices = false
+    /// With `schedule`: the run ends, as if its length ran out, once the
+    /// scheduler is past this step (the actors stop at the end of their
+    /// round, teardown and its checks run): a run cut at a finding's step.
+    public var stopAtStep: UInt64? = nil
+    /// With `schedule`: a run that reaches this step ends there, as a
+    /// deadlock does, with a `stuck` finding (a bound on a run that might
+    /// not end; nil: none).
+    public var stepLimit: UInt64? = nil
     /// Polled every few milliseconds while the actors run: once it answers
     /// true the run stops early (the actors finish their step, teardown and
     /// the checks after it run as usual) and the result says `interrupted`.
@@ -93,7 +106,7 @@ public enum ScenarioRunner {
         let machine = lab.machine
         if scenario.pressure.backgroundReclaim { machine.startBackgroundReclaim() }
         let counters = RunCounters()
-        let stop = StopFlag()
+        let stop = StopFlag(afterStep: sync.isControlled ? options.stopAtStep : nil, sync: sync)
         var heartbeats: [Heartbeat] = []
         var threads: [any ThreadHandle] = []
 
@@ -135,6 +148,7 @@ public enum ScenarioRunner {
                 interrupted = true
                 break
             }
+            if stop.isSet { break }  // past `stopAtStep`: the run's end, as its length's
             if case .seconds(let limit) = length, seconds(now - start) >= limit { break }
             if case .operations(let limit) = length, counters.operations >= limit { break }
             primaryChecks.collect(lab)
@@ -223,6 +237,7 @@ public enum ScenarioRunner {
                 pluginDirectory: options.pluginDirectory)
         }
         result.replay.schedule = options.schedule?.description
+        result.replay.stopAtStep = sync.isControlled ? options.stopAtStep : nil
         result.trailDigest = lab.trail.digest
         if sync.isControlled { result.scheduleEscapes = lab.instances.joined().flatMap(\.scheduleEscapes) }
         if options.trace != nil { result.trace = lab.trail.windowLines.map { TraceLine(step: $0.step, thread: "", text: $0.text) } }

@@ -59,6 +59,23 @@ struct RunCommand: ParsableCommand {
     var schedule: ScheduleArgument?
 
     @Option(help: ArgumentHelp(
+        "Run deterministically, following the scheduling choices in this file (from --record-schedule or mmulab shrink), then "
+            + "its strategy (the file names it: no --schedule).", valueName: "file"))
+    var scheduleFile: String?
+
+    @Option(help: ArgumentHelp(
+        "With --schedule or --schedule-file: write the run's scheduling choices to this file, for --schedule-file.", valueName: "file"))
+    var recordSchedule: String?
+
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "With --schedule or --schedule-file: end the run once it is past this scheduling step (the actors finish their round; "
+                + "teardown and its checks run), as at a finding's step.", valueName: "step"),
+        transform: { UInt64(try ArgumentValues.count($0, in: 1...Int.max)) })
+    var stopAtStep: UInt64?
+
+    @Option(help: ArgumentHelp(
         "Break the primary on purpose, to see the oracle catch it: \(Injection.allCases.map(\.rawValue).joined(separator: ", ")); repeatable.",
         valueName: "fault"), transform: Self.injection)
     var inject: [Injection] = []
@@ -73,6 +90,13 @@ struct RunCommand: ParsableCommand {
     func validate() throws {
         if pluginOptions != nil && plugin.isEmpty {
             throw ValidationError("--plugin-options applies to the plugins --plugin adds, and there is no --plugin (a scenario file's plugins take 'options:')")
+        }
+        if schedule != nil && scheduleFile != nil {
+            throw ValidationError("--schedule-file names its strategy: give --schedule-file or --schedule, not both")
+        }
+        if schedule == nil && scheduleFile == nil {
+            if recordSchedule != nil { throw ValidationError("--record-schedule needs a deterministic run: add --schedule (or --schedule-file)") }
+            if stopAtStep != nil { throw ValidationError("--stop-at-step needs a deterministic run: add --schedule (or --schedule-file)") }
         }
         try RunSession.validateReportPaths(json: json, report: report)
     }
@@ -92,6 +116,10 @@ struct RunCommand: ParsableCommand {
         session.reportPath = report
         session.injections = inject
         session.options.schedule = schedule?.strategy
+        session.scheduleFilePath = scheduleFile
+        session.recordSchedulePath = recordSchedule
+        session.options.stopAtStep = stopAtStep
+        if let stopAtStep { session.options.stepLimit = stopAtStep.addingReportingOverflow(ScenarioRunner.stepsAfterStop).partialValue }
         return session
     }
 }
