@@ -47,20 +47,26 @@ extension ControlledScheduler {
         return nil
     }
 
-    /// The listed choice for the decision being made (`decisions`), if the
-    /// list names one whose thread can run; else `fallback`. Consumes it.
-    func listedChoice(or fallback: ScheduledThread) -> ScheduledThread {
+    /// The listed choice for the decision being made (`decisions`, at
+    /// `site`), if the pending one is due here; else `fallback`.
+    ///
+    /// The list is consumed in order. The pending choice is due from its
+    /// decision number on, at the first decision at its site (any site, if
+    /// it names none) where its thread can run; it is skipped once the next
+    /// choice's number comes first. So an unedited recording applies each
+    /// choice at its own decision, and an edited one keeps each choice at
+    /// the same point of the same thread's code.
+    func listedChoice(at site: ScheduleSite, or fallback: ScheduledThread) -> ScheduledThread {
         guard let list = configuration.choices?.choices else { return fallback }
-        // The list is sorted by decision; entries for earlier decisions were
-        // consumed or skipped already, so at most the next one matches.
-        guard nextListed < list.count, list[nextListed].decision == decisions else { return fallback }
-        let choice = list[nextListed]
-        nextListed += 1
-        let index = Int(choice.thread)
-        guard index < threads.count, threads[index].status == .enabled else {
-            choicesSkipped += 1
-            return fallback
+        while nextListed + 1 < list.count, list[nextListed + 1].decision <= decisions {
+            nextListed += 1  // its window ended before it found its site
         }
+        guard nextListed < list.count, list[nextListed].decision <= decisions else { return fallback }
+        let choice = list[nextListed]
+        if let wanted = choice.site, wanted != site { return fallback }
+        let index = Int(choice.thread)
+        guard index < threads.count, threads[index].status == .enabled else { return fallback }
+        nextListed += 1
         choicesFollowed += 1
         return threads[index]
     }
@@ -74,11 +80,11 @@ extension ControlledScheduler {
         priorityOrderChanged = true
     }
 
-    /// Writes down decision `decisions` if it went to another thread than
-    /// the default rule's.
-    func record(_ chosen: ScheduledThread, default fallback: ScheduledThread?) {
+    /// Writes down decision `decisions` (at `site`) if it went to another
+    /// thread than the default rule's.
+    func record(_ chosen: ScheduledThread, default fallback: ScheduledThread?, at site: ScheduleSite) {
         guard configuration.recordsChoices, chosen !== fallback else { return }
-        recorded.append(ScheduleChoice(decision: decisions, step: stepCount.load(ordering: .relaxed), thread: UInt32(chosen.index)))
+        recorded.append(ScheduleChoice(decision: decisions, step: stepCount.load(ordering: .relaxed), thread: UInt32(chosen.index), site: site))
     }
 
     /// The decisions of the run so far that differed from the default rule,

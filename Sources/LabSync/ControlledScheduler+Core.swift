@@ -20,6 +20,8 @@ extension ControlledScheduler {
         let step = stepCount.load(ordering: .relaxed) &+ 1
         stepCount.store(step, ordering: .relaxed)
         me.stepsSinceDrop &+= 1
+        me.lastKind = kind
+        me.lastObject = object
         let now = clock.load(ordering: .relaxed) &+ configuration.nanosecondsPerStep
         clock.store(now, ordering: .relaxed)
         // The digest folds (thread, kind, object) of every step in order.
@@ -182,13 +184,14 @@ extension ControlledScheduler {
         guard following || configuration.recordsChoices else { return strategyAfterPoint(me, yielding: yielding) }
         let fallback = defaultAfterPoint(me, yielding: yielding)
         let next: ScheduledThread
+        let site = ScheduleSite(thread: me.index, kind: me.lastKind, object: me.lastObject, stopped: false)
         if following {
-            next = listedChoice(or: fallback)
+            next = listedChoice(at: site, or: fallback)
             passOverChangePoints()
         } else {
             next = strategyAfterPoint(me, yielding: yielding)
         }
-        record(next, default: fallback)
+        record(next, default: fallback, at: site)
         return next
     }
 
@@ -234,13 +237,14 @@ extension ControlledScheduler {
                 guard following || configuration.recordsChoices else { return strategyWhenStopped() }
                 let fallback = defaultWhenStopped(me)
                 let next: ScheduledThread?
+                let site = ScheduleSite(thread: me.index, kind: me.lastKind, object: me.lastObject, stopped: true)
                 if following, let fallback {
-                    next = listedChoice(or: fallback)
+                    next = listedChoice(at: site, or: fallback)
                     passOverChangePoints()
                 } else {
                     next = strategyWhenStopped()
                 }
-                if let next { record(next, default: fallback) }
+                if let next { record(next, default: fallback, at: site) }
                 return next
             }
             if nextDeadline != .max {

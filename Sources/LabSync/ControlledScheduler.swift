@@ -130,7 +130,6 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     var decisions: UInt64 = 0
     var nextListed = 0
     var choicesFollowed = 0
-    var choicesSkipped = 0
     var recorded: [ScheduleChoice] = []
 
     let clock = Atomic<UInt64>(0)
@@ -211,7 +210,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         return ScheduleStatistics(
             steps: stepCount.load(ordering: .relaxed), switches: switches, virtualNanoseconds: clock.load(ordering: .relaxed),
             threads: threadsMade, digest: digest, foreignThreads: foreignNames, decisions: decisions, choicesFollowed: choicesFollowed,
-            choicesSkipped: choicesSkipped)
+            choicesSkipped: (configuration.choices?.choices.count ?? 0) - choicesFollowed)
     }
 
     /// The last `configuration.keptSteps` steps, oldest first.

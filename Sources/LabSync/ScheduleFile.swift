@@ -5,16 +5,18 @@
 ///     mmulab-schedule 1
 ///     strategy random:0.1
 ///     through 4210
-///     # decision step thread
-///     17 12 3        # shader-0
-///     230 198 0      # main
+///     # decision step thread site
+///     17 12 3 0x0000010f00000000     # shader-0 preemption point -> churn
+///     230 198 0                      # main
 ///
 /// The first line names the format and its version. `strategy` is what
 /// `--schedule` takes; `through` the last step the choices govern; then one
 /// line per choice, by decision number (ascending), with the step it came
-/// after and the index of the thread that runs next. A thread's name in a
-/// comment is for people; the index is what counts. The file does not say
-/// the scenario or the seed: it replays only with the run it came from.
+/// after, the index of the thread that runs next, and, optionally, the site
+/// (`ScheduleSite`) it waits for (without one, it applies at its decision
+/// wherever that is). Names in comments are for people; the numbers are
+/// what count. The file does not say the scenario or the seed: it replays
+/// only with the run it came from.
 public struct ScheduleFile: Sendable, Hashable {
     public var strategy: ScheduleStrategy
     public var choices: ScheduleChoices
@@ -67,8 +69,17 @@ public struct ScheduleFile: Sendable, Hashable {
                 guard strategy != nil, let through else {
                     throw ParseError(line: number, message: "'strategy' and 'through' come before the choices")
                 }
-                guard words.count == 3, let decision = UInt64(words[0]), let step = UInt64(words[1]), let thread = UInt32(words[2]) else {
-                    throw ParseError(line: number, message: "a choice is three whole numbers: decision, step, thread (got '\(line)')")
+                guard words.count == 3 || words.count == 4, let decision = UInt64(words[0]), let step = UInt64(words[1]),
+                    let thread = UInt32(words[2])
+                else {
+                    throw ParseError(line: number, message: "a choice is decision, step, thread and an optional site (got '\(line)')")
+                }
+                var site: ScheduleSite? = nil
+                if words.count == 4 {
+                    guard words[3].hasPrefix("0x"), let raw = UInt64(words[3].dropFirst(2), radix: 16) else {
+                        throw ParseError(line: number, message: "a site is 0x and hex digits (got '\(words[3])')")
+                    }
+                    site = ScheduleSite(rawValue: raw)
                 }
                 guard decision >= 1 else { throw ParseError(line: number, message: "decisions are numbered from 1") }
                 if let last = choices.last, last.decision >= decision {
@@ -77,7 +88,7 @@ public struct ScheduleFile: Sendable, Hashable {
                 guard step <= through else {
                     throw ParseError(line: number, message: "decision \(decision) is at step \(step), after 'through' (\(through))")
                 }
-                choices.append(ScheduleChoice(decision: decision, step: step, thread: thread))
+                choices.append(ScheduleChoice(decision: decision, step: step, thread: thread, site: site))
             }
         }
         guard sawHeader else { throw ParseError(line: 0, message: "empty: expected '\(Self.header)'") }
@@ -88,20 +99,28 @@ public struct ScheduleFile: Sendable, Hashable {
         self.choices = ScheduleChoices(choices, through: through)!
     }
 
-    /// The file's text; `threadNames` (by index) go into comments, and
-    /// `comments` (lines without their `#`) after the header.
+    /// The file's text; `threadNames` (by index) go into comments (where
+    /// each choice is made, and who runs), and `comments` (lines without
+    /// their `#`) after the header.
     public func text(threadNames: [String] = [], comments: [String] = []) -> String {
         var lines = [Self.header]
         lines += comments.map { "# " + $0 }
         lines.append("strategy \(strategy)")
         lines.append("through \(choices.through)")
-        if !choices.choices.isEmpty { lines.append("# decision step thread") }
+        if !choices.choices.isEmpty { lines.append("# decision step thread site") }
+        // A name is one comment line's worth: no line breaks.
+        func name(_ index: Int) -> String? {
+            index < threadNames.count ? String(threadNames[index].map { $0.isNewline ? " " : $0 }) : nil
+        }
         for choice in choices.choices {
             var line = "\(choice.decision) \(choice.step) \(choice.thread)"
-            if Int(choice.thread) < threadNames.count {
-                // A name is one comment line's worth: no line breaks.
-                line += "  # " + threadNames[Int(choice.thread)].map { $0.isNewline ? " " : $0 }
+            if let site = choice.site { line += " \(site)" }
+            var said: [String] = []
+            if let site = choice.site, let from = name(site.thread) {
+                said.append("\(from) \(site.stopped ? "stopped after" : "at") \(site.kind.map { "\($0)" } ?? "?")")
             }
+            if let to = name(Int(choice.thread)) { said.append("-> \(to)") }
+            if !said.isEmpty { line += "  # " + said.joined(separator: " ") }
             lines.append(line)
         }
         return lines.joined(separator: "\n") + "\n"

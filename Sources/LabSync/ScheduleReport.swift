@@ -91,8 +91,9 @@ public struct ScheduleStatistics: Sendable, Hashable {
     public var foreignThreads: [String]
     /// Decisions made (who runs next: after every point, and whenever the running thread stopped).
     public var decisions: UInt64 = 0
-    /// Listed choices (`Configuration.choices`) the run followed, and those
-    /// it skipped (their thread could not run at their decision).
+    /// Listed choices (`Configuration.choices`) the run followed so far, and
+    /// the rest (at the run's end: those it skipped, their site or thread
+    /// never coming up in their window).
     public var choicesFollowed = 0
     public var choicesSkipped = 0
 }

@@ -129,29 +129,95 @@ struct ScheduleChoicesTests {
         #expect(ScheduleChoices([first, first], through: 10) == nil, "a decision twice is refused")
     }
 
-    /// The lost update, found by a random schedule and recorded, cut down by
-    /// ddmin over its choices: a preemption or two still lose the update,
-    /// and the cut-down list replays it.
+    /// The lost update, found by a random schedule that switches at every
+    /// point and recorded, cut down by ddmin over its choices to a few, each
+    /// needed, that still lose the update.
     @Test func ddminCutsALostUpdateDownToItsPreemptions() throws {
         var found: (seed: UInt64, choices: ScheduleChoices)? = nil
         for seed in testSeed..<testSeed + 200 where found == nil {
-            let (outcome, scheduler) = controlledRun(.random(switchProbability: 0.5), seed: seed, configure: { $0.recordsChoices = true }, lostUpdate)
+            let (outcome, scheduler) = controlledRun(.random(switchProbability: 1), seed: seed, configure: { $0.recordsChoices = true }, lostUpdate)
             if finished(outcome, "seed \(seed)") == 1 { found = (seed, scheduler.recordedChoices) }
         }
-        let (seed, choices) = try #require(found, "random:0.5 lost no update in 200 seeds from \(testSeed)")
+        let (seed, choices) = try #require(found, "random:1 lost no update in 200 seeds from \(testSeed)")
         // Without choices (round robin, no preemption) nothing is lost.
         let none = try #require(ScheduleChoices([], through: choices.through))
-        #expect(finished(controlledRun(.random(switchProbability: 0.5), seed: seed, configure: { $0.choices = none }, lostUpdate).0, "none") == 2)
+        #expect(finished(controlledRun(.random(switchProbability: 1), seed: seed, configure: { $0.choices = none }, lostUpdate).0, "none") == 2)
         let loses: ([Int]) -> Bool = { kept in
             let list = choices.keeping(kept)
-            return finished(controlledRun(.random(switchProbability: 0.5), seed: seed, configure: { $0.choices = list }, lostUpdate).0, "kept \(kept)") == 1
+            return finished(controlledRun(.random(switchProbability: 1), seed: seed, configure: { $0.choices = list }, lostUpdate).0, "kept \(kept)") == 1
         }
         #expect(loses(Array(choices.choices.indices)), "seed \(seed): the recorded choices replay the lost update")
         let result = DeltaDebugging.minimize(count: choices.choices.count, budget: 500, test: loses)
-        #expect(result.isMinimal && result.kept.count <= 2, "seed \(seed): \(choices.choices.count) choices cut to \(result.kept.count) in \(result.tests) tests")
+        let label = "seed \(seed): \(choices.choices.count) choices cut to \(result.kept.count) in \(result.tests) tests"
+        // A thread switch at every point: most of the recording is noise.
+        #expect(result.isMinimal && result.kept.count < choices.choices.count / 2, "\(label)")
         #expect(loses(result.kept), "the cut-down list still loses the update")
+        // 1-minimal: without any one of its choices the update is not lost.
+        for dropped in result.kept {
+            #expect(!loses(result.kept.filter { $0 != dropped }), "\(label): choice \(dropped) was not needed")
+        }
         // The same search again: the same answer (deterministic).
         #expect(DeltaDebugging.minimize(count: choices.choices.count, budget: 500, test: loses) == result)
+    }
+
+    /// A choice waits for its site: from its decision number on, it applies
+    /// at the first decision where the running thread is at that point. A
+    /// thread `t1` takes and drops a lock ten times while `t2` waits to
+    /// look at how many rounds `t1` finished; round robin lets `t1` finish
+    /// first, so without choices `t2` sees 10. A choice "when `t1` has just
+    /// dropped the lock, run `t2`" makes `t2` see the rounds done by then:
+    /// at decision 1, none; at any later decision, the rounds finished
+    /// before it, and it always applies at `t1`'s unlock, where an
+    /// unanchored choice applies at its number (in the middle of a round,
+    /// sometimes). A choice whose site does not come before the next
+    /// choice's number is skipped.
+    @Test func aChoiceWaitsForItsSite() throws {
+        @Sendable func rounds(_ domain: SyncDomain) -> Int {
+            let lock = SleepingLock("a", domain: domain)
+            let done = Unsynchronised(0)
+            let seen = Unsynchronised(-1)
+            let t1 = domain.spawnThread(named: "t1") {
+                for _ in 0..<10 {
+                    lock.withLock {}
+                    done.value += 1
+                }
+            }
+            let t2 = domain.spawnThread(named: "t2") { seen.value = done.value }
+            t1.join()
+            t2.join()
+            return seen.value
+        }
+        let strategy = ScheduleStrategy.pct(depth: 1)
+        func run(_ choices: [ScheduleChoice]) -> (Int?, [ScheduleChoice], ScheduleStatistics) {
+            let list = ScheduleChoices(choices, through: 10_000)!
+            let (outcome, scheduler) = controlledRun(strategy, seed: testSeed, configure: { $0.choices = list; $0.recordsChoices = true }, rounds)
+            return (finished(outcome, "\(choices)"), scheduler.recordedChoices.choices, scheduler.statistics)
+        }
+        #expect(run([]).0 == 10, "round robin runs t1 to its end first")
+        // t1's unlock of 'a': thread 1, the first monitor made.
+        let unlock = ScheduleSite(thread: 1, kind: .unlock, object: 1, stopped: false)
+        let (first, applied, _) = run([ScheduleChoice(decision: 1, step: 0, thread: 2, site: unlock)])
+        #expect(first == 0 && applied.count == 1 && applied.first?.site == unlock, "\(String(describing: first)) \(applied)")
+        var previous = 0
+        var unanchoredElsewhere = false
+        for decision in UInt64(1)...20 {  // t1 drops the lock for the last time near decision 24
+            let (seen, applied, _) = run([ScheduleChoice(decision: decision, step: 0, thread: 2, site: unlock)])
+            let at = try #require(applied.first, "decision \(decision): the choice did not apply")
+            #expect(at.site == unlock && at.decision >= decision, "decision \(decision): applied at \(at)")
+            #expect((seen ?? -1) >= previous, "decision \(decision): t2 saw \(String(describing: seen)), after \(previous) for an earlier one")
+            previous = seen ?? previous
+            let (_, loose, _) = run([ScheduleChoice(decision: decision, step: 0, thread: 2)])
+            if let at = loose.first {
+                #expect(at.decision == decision || decision < 3, "decision \(decision): an unanchored choice applied at \(at)")
+                if at.site != unlock { unanchoredElsewhere = true }
+            }
+        }
+        #expect(previous > 0 && previous < 10, "later choices let t1 finish some rounds first (\(previous))")
+        #expect(unanchoredElsewhere, "an unanchored choice lands where its number falls, not only at unlocks")
+        // A site that never comes (t1 at a join) before the next choice: skipped, and the next applies.
+        let never = ScheduleChoice(decision: 1, step: 0, thread: 2, site: ScheduleSite(thread: 1, kind: .join, object: 0, stopped: false))
+        let (seen, _, statistics) = run([never, ScheduleChoice(decision: 20, step: 0, thread: 2, site: unlock)])
+        #expect(statistics.choicesFollowed == 1 && statistics.choicesSkipped == 1 && (seen ?? 0) > 0, "\(statistics)")
     }
 
     /// A run that would not end is cut at its step limit, as a deadlock is.
@@ -172,11 +238,13 @@ struct ScheduleChoicesTests {
 
     @Test func scheduleFilesReadBackWhatTheyWrite() throws {
         let list = try #require(ScheduleChoices(
-            [ScheduleChoice(decision: 3, step: 2, thread: 1), ScheduleChoice(decision: 10, step: 9, thread: 0)], through: 40))
+            [ScheduleChoice(decision: 3, step: 2, thread: 1), ScheduleChoice(decision: 10, step: 9, thread: 0, site: ScheduleSite(thread: 1, kind: .lock, object: 7, stopped: true))],
+            through: 40))
         let file = ScheduleFile(strategy: .pct(depth: 3), choices: list)
         let text = file.text(threadNames: ["main", "worker\nwith a break"], comments: ["from a test"])
         #expect(text.hasPrefix("mmulab-schedule 1\n# from a test\nstrategy pct:3\nthrough 40\n"), "\(text)")
-        #expect(text.contains("3 2 1  # worker with a break\n"), "\(text)")
+        #expect(text.contains("3 2 1  # -> worker with a break\n"), "\(text)")
+        #expect(text.contains("10 9 0 0x8000010000000007  # worker with a break stopped after lock -> main\n"), "\(text)")
         #expect(try ScheduleFile(parsing: text) == file)
         let bad: [(String, String)] = [
             ("", "empty"),
@@ -187,7 +255,8 @@ struct ScheduleChoicesTests {
             ("mmulab-schedule 1\nstrategy pct\n1 1 1\n", "come before the choices"),
             ("mmulab-schedule 1\nstrategy pct\nthrough 9\n4 3 1\n4 3 2\n", "line 5: decision 4 does not come after decision 4"),
             ("mmulab-schedule 1\nstrategy pct\nthrough 9\n4 30 1\n", "after 'through'"),
-            ("mmulab-schedule 1\nstrategy pct\nthrough 9\n4 3\n", "three whole numbers"),
+            ("mmulab-schedule 1\nstrategy pct\nthrough 9\n4 3\n", "decision, step, thread and an optional site"),
+            ("mmulab-schedule 1\nstrategy pct\nthrough 9\n4 3 1 12\n", "a site is 0x"),
             ("mmulab-schedule 1\nstrategy pct\nthrough 9\n0 0 1\n", "numbered from 1"),
             ("mmulab-schedule 1\nstrategy pct\nthrough -1\n", "'through' takes"),
         ]

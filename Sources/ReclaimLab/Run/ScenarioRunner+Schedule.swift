@@ -36,6 +36,8 @@ public struct ScheduleSummary: Sendable {
     public var choicesFollowed = 0
     public var choicesSkipped = 0
     public var choicesThrough: UInt64? = nil
+    /// The threads' names, by index (what a schedule file's thread numbers name).
+    public var threadNames: [String] = []
 }
 
 extension ScenarioRunner {
@@ -85,6 +87,7 @@ extension ScenarioRunner {
             wallSeconds: Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18,
             escapes: statistics.foreignThreads.map { "thread \($0) used the lab's primitives without being scheduled" }, deadlock: nil)
         summary.decisions = statistics.decisions
+        summary.threadNames = scheduler.threadNames
         if let listed = options.scheduleChoices {
             summary.choicesListed = listed.choices.count
             summary.choicesFollowed = statistics.choicesFollowed
