@@ -27,7 +27,7 @@ import Glibc
 struct CandidateProcess {
     let executable: String
     let environment: [String]
-    /// Where the candidates' files go (replaced run after run).
+    /// Where the candidates' files go (replaced run after run); absolute.
     let directory: String
     let seed: UInt64
     let strategy: ScheduleStrategy
@@ -42,6 +42,7 @@ struct CandidateProcess {
         executable: String, environment: [String], directory: String, seed: UInt64, strategy: ScheduleStrategy, injections: [Injection],
         pluginDirectory: String?, timeout: Double
     ) {
+        precondition(directory.hasPrefix("/"), "candidates' files need an absolute directory (a path never taken for a flag)")
         self.executable = executable
         self.environment = environment
         self.directory = directory
@@ -67,10 +68,10 @@ struct CandidateProcess {
             log: directory + "/candidate.log", recorded: directory + "/candidate.recorded.schedule")
     }
 
-    /// The arguments after `mmulab` that run `candidate` from `files`
-    /// (the scenario file last, after `--`).
+    /// The arguments after `mmulab` that run `candidate` from `files` (the
+    /// scenario file first, as a replay command has it: `directory` is absolute).
     func arguments(_ candidate: ShrinkCandidate, _ files: Files, json: Bool = true) -> [String] {
-        var words = ["run", "--seed", String(seed)]
+        var words = ["run", files.scenario, "--seed", String(seed)]
         if candidate.choices != nil {
             words += ["--schedule-file", files.schedule]
         } else {
@@ -81,7 +82,7 @@ struct CandidateProcess {
         if let pluginDirectory { words += ["--plugin-directory", pluginDirectory] }
         if json { words += ["--json", files.json] }
         if candidate.recordsChoices { words += ["--record-schedule", files.recorded] }
-        return words + ["--", files.scenario]
+        return words
     }
 
     /// Writes the candidate's scenario and schedule to `files`; the

@@ -62,7 +62,8 @@ struct ShrinkCommand: ParsableCommand {
     func run() throws {
         var input = try ShrinkInput.read(report, bug: bug)
         if let pluginDirectory { input.pluginDirectory = pluginDirectory }
-        let directory = outputDirectory ?? Self.defaultDirectory(for: report)
+        var directory = outputDirectory ?? Self.defaultDirectory(for: report)
+        if !directory.hasPrefix("/") { directory = FileManager.default.currentDirectoryPath + "/" + directory }
         let work = directory + "/candidates"
         do {
             try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
