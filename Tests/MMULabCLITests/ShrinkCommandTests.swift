@@ -82,6 +82,28 @@ struct ShrinkCommandTests {
         #expect(stepped.status == 0 && stepped.stdout.contains("replayed: the same first finding at the same step"), "\(stepped.transcript)")
     }
 
+    /// `run --shrink DIR`: a failing run is shrunk at once (its report goes
+    /// into DIR), and the status is the run's; a clean run is not.
+    @Test("run --shrink")
+    func runShrinksItsFailure() throws {
+        let sandbox = try Sandbox()
+        let directory = sandbox.path("shrunk")
+        let outcome = try sandbox.mmulab(
+            ScheduleCommandTests.brokenRun + ["--plugin-directory", buildDirectory, "--shrink", directory], limit: 600)
+        #expect(outcome.status == 1, "\(outcome.transcript)")
+        let title = try #require(Self.bugs(try jsonObject(at: directory + "/report.json")).first?.title)
+        #expect(outcome.stdout.contains("shrink    \(title) (bug 1 of "), "\(outcome.transcript)")
+        #expect(outcome.stdout.contains("after     bug at step "), "\(outcome.transcript)")
+        let minimal = try jsonObject(at: directory + "/minimal.json")
+        #expect(Self.bugs(minimal).contains { $0.title == title }, "\(outcome.transcript)")
+        let clean = try sandbox.mmulab(
+            ["run", "munmap-race", "--seed", "3", "--duration", "0.01", "--schedule", "pct:3", "--plugin-directory", buildDirectory,
+             "--shrink", sandbox.path("clean")], limit: 300)
+        #expect(clean.status == 0 && !clean.stdout.contains("shrink "), "\(clean.transcript)")
+        #expect(FileManager.default.fileExists(atPath: sandbox.path("clean/report.json")))
+        expectBadInput(try sandbox.mmulab(["run", "munmap-race", "--shrink", directory]), mentions: ["--shrink", "--schedule"])
+    }
+
     /// A deterministic report with findings, made quickly (skip-range-end: unpaired start/end).
     static func failingReport(_ sandbox: Sandbox) throws -> String {
         let report = sandbox.path("failing.json")

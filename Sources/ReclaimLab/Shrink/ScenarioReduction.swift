@@ -174,8 +174,17 @@ public enum ScenarioReduction {
         }
         let m = scenario.machine
         if m.nodes > 1 { add(.smaller, "1 node, not \(m.nodes)") { $0.machine.nodes = 1 } }
-        for n in lowered(m.frames, floor: minimumFrames) { add(.smaller, "\(n) frames, not \(m.frames)") { $0.machine.frames = n } }
-        for n in lowered(m.swapSlots, floor: 0) { add(.smaller, "\(n) swap slots, not \(m.swapSlots)") { $0.machine.swapSlots = n } }
+        // The floors the reader allows: anonymous memory fits in frames and
+        // swap (unless an OOM kill is the point).
+        let anonymous = scenario.spaces.flatMap(\.mappings).filter { $0.kind == .anonymous }.map(\.pages).reduce(0, +)
+            + (scenario.pressure.balloonPages ?? 0)
+        let fits = scenario.pressure.oomKill == nil
+        let frameFloor = max(minimumFrames, fits ? anonymous - m.swapSlots : 0)
+        let swapFloor = max(0, fits ? anonymous - m.frames : 0)
+        for n in lowered(m.frames, floor: frameFloor) { add(.smaller, "\(n) frames, not \(m.frames)") { $0.machine.frames = n } }
+        for n in lowered(m.swapSlots, floor: swapFloor) {
+            add(.smaller, "\(n) swap slot\(n == 1 ? "" : "s"), not \(m.swapSlots)") { $0.machine.swapSlots = n }
+        }
         if m.lowWatermark != nil || m.highWatermark != nil {
             add(.smaller, "the default watermarks") {
                 $0.machine.lowWatermark = nil

@@ -1,13 +1,12 @@
 public import LabSync
 
 /// Cuts a failing deterministic run down while the same bug (by title)
-/// still appears:
+/// still appears. Its moves:
 ///
 /// - **Cut.** The step the run is cut at (`ShrinkCandidate.stopAtStep`) is
 ///   bisected: the earliest cut after which the bug still shows. (Findings
 ///   the main thread collects, the primary's checks, are noted when the
 ///   actors stop, so the cut, not the main thread's next poll, decides.)
-///   Repeated after each phase below.
 /// - **Parts.** Delta debugging (`DeltaDebugging`) over the scenario's
 ///   actors and plugins (`ScenarioReduction.parts`): the fewest workloads,
 ///   sources of pressure and plugins that still fail.
@@ -22,17 +21,22 @@ public import LabSync
 ///   recorded (`ScheduleChoices`: the deviations from non-preemptive round
 ///   robin) and cut down by delta debugging: the fewest that still fail.
 ///   Then each choice left is moved as early as it still fails (with the
-///   ones after it, by bisection): a preemption the strategy happened to
-///   make late is made as soon as the race can happen.
+///   ones after it): a preemption the strategy happened to make late is
+///   made as soon as the race can happen, and the cut follows.
 /// - **Length.** The scenario's length cut to just past the bug.
+///
+/// In that order: cut, parts, edits (under the seeded strategy: a schedule
+/// names threads and program points, and holds only for the scenario it
+/// was recorded in), cut, schedule, cut, edits again (with the schedule:
+/// the runs are short by now), the choices moved again, cut, length.
 ///
 /// Every candidate run is cut at a step: the current cut for an edit that
 /// must not make the bug later, twice the bug's step and 50,000 more for
 /// one that drops threads, so no run is much longer than the failing one.
-/// `budget` bounds the runs in all, and each phase stops at its share of
+/// `budget` bounds the runs in all, and each move stops at its share of
 /// it (so the schedule gets its turn).
 ///
-/// Deterministic: the phases try candidates in a fixed order and decide
+/// Deterministic: the moves try candidates in a fixed order and decide
 /// only on what the runs give, so the same input and runner give the same
 /// result (as long as the runner's runs are deterministic, which runs
 /// under a controlled scheduler are, and none hits a wall-clock timeout).

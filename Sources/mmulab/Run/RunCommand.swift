@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LabSync
 import ReclaimLab
 import VirtualMemory
@@ -76,6 +77,11 @@ struct RunCommand: ParsableCommand {
     var stopAtStep: UInt64?
 
     @Option(help: ArgumentHelp(
+        "With --schedule: if the run fails, shrink it (mmulab shrink, its first bug) into this directory; the run's report goes "
+            + "there as report.json unless --json names a file.", valueName: "dir"))
+    var shrink: String?
+
+    @Option(help: ArgumentHelp(
         "Break the primary on purpose, to see the oracle catch it: \(Injection.allCases.map(\.rawValue).joined(separator: ", ")); repeatable.",
         valueName: "fault"), transform: Self.injection)
     var inject: [Injection] = []
@@ -94,6 +100,10 @@ struct RunCommand: ParsableCommand {
         if schedule != nil && scheduleFile != nil {
             throw ValidationError("--schedule-file names its strategy: give --schedule-file or --schedule, not both")
         }
+        if shrink != nil {
+            guard schedule != nil || scheduleFile != nil else { throw ValidationError("--shrink needs a deterministic run: add --schedule") }
+            guard json != "-" && report != "-" else { throw ValidationError("--shrink prints its progress: no report on standard output (-)") }
+        }
         if schedule == nil && scheduleFile == nil {
             if recordSchedule != nil { throw ValidationError("--record-schedule needs a deterministic run: add --schedule (or --schedule-file)") }
             if stopAtStep != nil { throw ValidationError("--stop-at-step needs a deterministic run: add --schedule (or --schedule-file)") }
@@ -101,7 +111,26 @@ struct RunCommand: ParsableCommand {
         try RunSession.validateReportPaths(json: json, report: report)
     }
 
-    func run() throws { try session().run() }
+    func run() throws {
+        guard let shrink else { return try session().run() }
+        var session = session()
+        let report = json ?? shrink + "/report.json"
+        session.jsonPath = report
+        do {
+            try FileManager.default.createDirectory(atPath: shrink, withIntermediateDirectories: true)
+            try session.run()
+        } catch let code as ExitCode where code.rawValue == 1 {
+            // Findings: shrink the first bug (a report that could not be written ends in mmulab shrink's own refusal).
+            print("")
+            var command = try ShrinkCommand.parse([report, "--output-directory", shrink])
+            if let pluginDirectory { command.pluginDirectory = pluginDirectory }
+            try command.run()
+            throw code
+        } catch let error as CocoaError {
+            writeToStandardError("mmulab: --shrink \(shrink): \(error.localizedDescription)\n")
+            throw ExitCode(2)
+        }
+    }
 
     /// The run these flags ask for (also what `mmulab replay` reruns).
     func session() -> RunSession {

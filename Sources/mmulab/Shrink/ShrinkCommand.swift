@@ -125,10 +125,10 @@ struct ShrinkCommand: ParsableCommand {
         let choicesAfter = minimal.choices?.choices.count ?? 0
         print("before    the report's run: bug at step \(grouped(Int(input.failingStep))) of \(grouped(input.steps)) steps, "
             + "\(input.threads) threads, \(grouped(input.switches)) switches"
-            + (outcome.choicesBefore.map { "; \(grouped($0)) scheduling choices up to the bug" } ?? ""))
+            + (outcome.choicesBefore.map { "; \(grouped($0)) scheduling choice\($0 == 1 ? "" : "s") up to the bug" } ?? ""))
         if let final, let bug = final.bugs.first(where: { $0.title == input.title }), status == .exited(1) {
             print("after     bug at step \(grouped(Int(bug.step ?? final.steps))) of \(grouped(Int(final.steps))) steps, \(final.threads) threads, "
-                + "\(grouped(Int(final.switches))) switches; \(grouped(choicesAfter)) scheduling choices")
+                + "\(grouped(Int(final.switches))) switches; \(grouped(choicesAfter)) scheduling choice\(choicesAfter == 1 ? "" : "s")")
         } else {
             print("after     NOT REPRODUCED: the minimal case, run again, did not fail with the bug (a run that is not deterministic?)")
         }
