@@ -39,8 +39,10 @@ struct CampaignRunCommand: ParsableCommand {
             the bug database (--db; `mmulab bugs` lists them across campaigns).
 
             --engine slurm hands the runs to a Slurm cluster as one job array (one task per \
-            run, at most --jobs at once, each with the timeout): --output-dir, this mmulab \
-            and the plugins must be on a filesystem every node shares. The summary is the same \
+            run, or --runs-per-task runs each; at most --jobs tasks at once; each run with the \
+            timeout): --output-dir, this mmulab and the plugins must be on a filesystem every \
+            node shares. Slurm starts tasks in scheduling passes a second or more apart, so \
+            for runs of a few seconds several runs per task cost less. The summary is the same \
             as the local one. --no-wait returns after submitting; `mmulab campaign collect DIR` \
             summarises it later.
 
@@ -70,6 +72,12 @@ struct CampaignRunCommand: ParsableCommand {
 
     @Option(help: "With --engine slurm: the account (sbatch --account).")
     var account: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --engine slurm: runs each array task does one after the other (default 1, or enough to keep the array within 1000 tasks).",
+            valueName: "n"), transform: { try ArgumentValues.count($0, in: 1...10_000) })
+    var runsPerTask: Int?
 
     @Option(help: ArgumentHelp("With --engine slurm: any other sbatch option, as one word (--sbatch-arg=--qos=short); repeatable.", valueName: "option"))
     var sbatchArg: [String] = []
@@ -131,8 +139,8 @@ struct CampaignRunCommand: ParsableCommand {
         }
         if engine == .local {
             if noWait { throw ValidationError("--no-wait needs --engine slurm") }
-            if partition != nil || account != nil || !sbatchArg.isEmpty {
-                throw ValidationError("--partition, --account and --sbatch-arg need --engine slurm")
+            if partition != nil || account != nil || !sbatchArg.isEmpty || runsPerTask != nil {
+                throw ValidationError("--partition, --account, --sbatch-arg and --runs-per-task need --engine slurm")
             }
         }
     }
@@ -172,6 +180,7 @@ struct CampaignRunCommand: ParsableCommand {
             throw ExitCode(2)
         }
         let range = try Self.seedRange(seeds)
+        let runCount = names.count * Int(range.upperBound - range.lowerBound + 1)
         // Absolute paths: a cluster's nodes start the runs from elsewhere.
         let output = absolutePath(outputDir)
         let campaign: CampaignDirectory
@@ -179,7 +188,8 @@ struct CampaignRunCommand: ParsableCommand {
             engine: engine.rawValue, scenarios: names, firstSeed: range.lowerBound, lastSeed: range.upperBound, jobs: jobs, duration: duration,
             pluginDirectory: pluginDirectory.map(absolutePath), plugins: plugin.map { $0.contains("/") ? absolutePath($0) : $0 },
             pluginOptions: pluginOptions, timeouts: timeouts, executable: executable, database: absolutePath(db ?? outputDir + "/bugs.sqlite"),
-            createdAt: Date(), workingDirectory: FileManager.default.currentDirectoryPath, schedule: schedule?.strategy.description, jobID: nil)
+            createdAt: Date(), workingDirectory: FileManager.default.currentDirectoryPath, schedule: schedule?.strategy.description,
+            runsPerTask: runsPerTask ?? SlurmEngine.defaultRunsPerTask(runs: runCount), jobID: nil)
         let database: BugDatabase
         do {
             campaign = try CampaignDirectory.create(in: output)
@@ -221,7 +231,9 @@ struct CampaignRunCommand: ParsableCommand {
             let job = plan.jobID!
             let submitted = CampaignRecorder(database: database, plan: plan, directory: campaign)
             try? submitted.recordCampaign(finished: nil, interrupted: false)
-            writeText("slurm     job \(job), \(plan.runs.count) array tasks\n", to: human)
+            let tasks = slurm.taskCount
+            writeText("slurm     job \(job), \(tasks) array task\(tasks == 1 ? "" : "s")"
+                + (plan.runsPerTask > 1 ? " of up to \(plan.runsPerTask) runs" : "") + "\n", to: human)
             if noWait {
                 writeText("collect   mmulab campaign collect \(ReplayCommand.quoted(campaign.path))\n", to: human)
                 return

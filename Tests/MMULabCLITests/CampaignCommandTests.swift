@@ -39,6 +39,12 @@ struct CampaignCommandTests {
         #expect(!outcome.stdout.contains("campaign:"), "it ran: \(outcome.transcript)")
     }
 
+    @Test("Slurm's options without --engine slurm: exit 2, naming them", arguments: [["--no-wait"], ["--partition", "p"], ["--runs-per-task", "2"]])
+    func slurmOptionsNeedSlurm(options: [String]) throws {
+        let outcome = try Sandbox().mmulab(["campaign", "munmap-race", "--seeds", "1"] + options)
+        expectBadInput(outcome, mentions: [options[0], "--engine slurm"])
+    }
+
     @Test("a bad scenario among good ones: exit 2, each bad one named, nothing run")
     func badScenarioStopsEverything() throws {
         let sandbox = try Sandbox()

@@ -101,14 +101,16 @@ struct SlurmCampaignTests {
         #expect(found.allSatisfy { ($0["shortest_replay"] as? String)?.hasPrefix("mmulab run broken.yaml --seed ") == true }, "\(bugs.stdout)")
     }
 
-    @Test("--no-wait returns with the job id; collect says still running (exit 3), then --wait gives the summary")
+    @Test("--no-wait returns with the job id; collect says still running (exit 3), then --wait gives the summary; two runs per task")
     func noWaitThenCollect() throws {
         guard let cluster = try SlurmCluster.start() else { return }
         let sandbox = try Sandbox()
         let clean = try sandbox.write("clean.yaml", Self.scenario("clean", plugin: "mirror-c", seconds: 3))
         let submitted = try sandbox.mmulab(
-            ["campaign", "--engine", "slurm", "--no-wait", clean, "--seeds", "1..2", "--jobs", "2"], environment: cluster.environment)
+            ["campaign", "--engine", "slurm", "--no-wait", clean, "--seeds", "1..3", "--jobs", "2", "--runs-per-task", "2"],
+            environment: cluster.environment)
         #expect(submitted.status == 0, "\(submitted.transcript)")
+        #expect(submitted.stdout.contains("2 array tasks of up to 2 runs"), "\(submitted.transcript)")
         let directory = try #require(
             submitted.stdout.split(separator: "\n").first { $0.hasPrefix("campaign  ") }.map { String($0.dropFirst("campaign  ".count)) },
             "\(submitted.transcript)")
@@ -122,7 +124,7 @@ struct SlurmCampaignTests {
         #expect(collected.status == 0, "\(collected.transcript)")
         #expect(collected.stdout.contains("every run clean"), "\(collected.transcript)")
         let totals = try #require(try jsonObject(at: sandbox.path("collected.json"))["totals"] as? [String: Any])
-        #expect(totals["runs"] as? Int == 2 && totals["clean"] as? Int == 2, "\(totals)")
+        #expect(totals["runs"] as? Int == 3 && totals["clean"] as? Int == 3, "\(totals)")
 
         // Collecting again counts nothing twice.
         let again = try sandbox.mmulab(["campaign", "collect", directory])

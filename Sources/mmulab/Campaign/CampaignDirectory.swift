@@ -14,6 +14,7 @@ import Glibc
 ///     DIR/results/I.json       run I's report (`mmulab run --json`)
 ///     DIR/results/I.status     run I's end, for the Slurm engine: "exit S START END" or "timeout ..."
 ///     DIR/logs/I.log           run I's standard output and error
+///     DIR/logs/task-T.log      Slurm array task T's own output (its script's errors)
 ///     DIR/job.sh               the Slurm job array script
 ///
 /// A campaign directory lives in an output directory (`--output-dir`,
@@ -114,6 +115,8 @@ struct CampaignPlan: Codable {
     var workingDirectory: String
     /// `--schedule` for every run (nil: free-running).
     var schedule: String?
+    /// Runs each Slurm array task does, one after the other.
+    var runsPerTask: Int = 1
     /// The Slurm job, once submitted.
     var jobID: String?
 

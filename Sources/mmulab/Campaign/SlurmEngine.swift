@@ -31,38 +31,60 @@ struct SlurmEngine {
 
     // MARK: - The job
 
-    /// The job array script (written to `job.sh`).
+    /// Most array tasks one campaign asks for: Slurm's default
+    /// MaxArraySize (1001) allows indices 0...1000, and many clusters keep
+    /// it. Larger campaigns put several runs in each task.
+    static let maximumTasks = 1000
+
+    /// Runs per array task when `--runs-per-task` is not given: one, unless
+    /// that would make more than `maximumTasks` tasks.
+    static func defaultRunsPerTask(runs: Int) -> Int { max(1, (runs + maximumTasks - 1) / maximumTasks) }
+
+    /// The array tasks the campaign needs.
+    var taskCount: Int { (plan.runs.count + plan.runsPerTask - 1) / plan.runsPerTask }
+
+    /// The array task that does run `index`.
+    func task(of index: Int) -> Int { index / plan.runsPerTask }
+
+    /// The job array script (written to `job.sh`): task T does runs
+    /// T x runsPerTask ..< (T + 1) x runsPerTask, one after the other.
     func jobScript() -> String {
         let runs = plan.runs.count
+        let perTask = plan.runsPerTask
         let longest = plan.timeouts.values.max() ?? 300
         // Slurm's limit is in whole minutes and is only a backstop: each
-        // task's own `timeout` (with 10 s for a clean stop) comes first.
-        let minutes = Int(((longest + 30) / 60).rounded(.up))
+        // run's own `timeout` (with 10 s for a clean stop) comes first.
+        let minutes = Int(((Double(perTask) * (longest + 10) + 30) / 60).rounded(.up))
         var lines = [
             "#!/bin/bash",
-            "# mmulab campaign \(directory.name): one array task per run (see plan.json and runs.tsv). Written by mmulab.",
+            "# mmulab campaign \(directory.name): \(perTask == 1 ? "one array task per run" : "\(perTask) runs per array task") "
+                + "(see plan.json and runs.tsv). Written by mmulab.",
             "#SBATCH --job-name=mmulab-\(directory.name)",
-            "#SBATCH --array=0-\(runs - 1)%\(plan.jobs)",
+            "#SBATCH --array=0-\(taskCount - 1)%\(plan.jobs)",
             "#SBATCH --time=\(minutes)",
             "#SBATCH --ntasks=1",
-            "#SBATCH --output=\(directory.path)/logs/%a.log",
+            "#SBATCH --output=\(directory.path)/logs/task-%a.log",
             "#SBATCH --chdir=\(plan.workingDirectory)",
         ]
         lines += batchOptions.map { "#SBATCH \($0)" }
         lines += [
             "set -u",
             "dir=\(ReplayCommand.quoted(directory.path))",
-            "i=$SLURM_ARRAY_TASK_ID",
-            "line=$(sed -n \"$((i + 1))p\" \"$dir/runs.tsv\")",
-            "seed=$(printf '%s' \"$line\" | cut -f2)",
-            "limit=$(printf '%s' \"$line\" | cut -f3)",
-            "scenario=$(printf '%s' \"$line\" | cut -f4-)",
-            "start=$(date +%s.%N)",
-            "timeout --kill-after=10 \"$limit\" \(ReplayCommand.quoted(plan.executable)) run --seed \"$seed\" --json \"$dir/results/$i.json\" "
-                + plan.runArguments.map(ReplayCommand.quoted).joined(separator: " ") + " -- \"$scenario\"",
-            "status=$?",
-            "end=$(date +%s.%N)",
-            "printf 'exit %s %s %s\\n' \"$status\" \"$start\" \"$end\" > \"$dir/results/$i.status.partial\" && mv \"$dir/results/$i.status.partial\" \"$dir/results/$i.status\"",
+            "first=$((SLURM_ARRAY_TASK_ID * \(perTask)))",
+            "last=$((first + \(perTask - 1)))",
+            "[ \"$last\" -lt \(runs) ] || last=\(runs - 1)",
+            "for i in $(seq \"$first\" \"$last\"); do",
+            "    line=$(sed -n \"$((i + 1))p\" \"$dir/runs.tsv\")",
+            "    seed=$(printf '%s' \"$line\" | cut -f2)",
+            "    limit=$(printf '%s' \"$line\" | cut -f3)",
+            "    scenario=$(printf '%s' \"$line\" | cut -f4-)",
+            "    start=$(date +%s.%N)",
+            "    timeout --kill-after=10 \"$limit\" \(ReplayCommand.quoted(plan.executable)) run --seed \"$seed\" --json \"$dir/results/$i.json\" "
+                + plan.runArguments.map(ReplayCommand.quoted).joined(separator: " ") + " -- \"$scenario\" > \"$dir/logs/$i.log\" 2>&1",
+            "    status=$?",
+            "    end=$(date +%s.%N)",
+            "    printf 'exit %s %s %s\\n' \"$status\" \"$start\" \"$end\" > \"$dir/results/$i.status.partial\" && mv \"$dir/results/$i.status.partial\" \"$dir/results/$i.status\"",
+            "done",
         ]
         return lines.joined(separator: "\n") + "\n"
     }
@@ -145,7 +167,7 @@ struct SlurmEngine {
                 active = job.flatMap(isActive) ?? false
             }
             let excerpt = RunLog.excerpt(of: directory.logPath(index), crashed: true)
-            switch states?[index] {
+            switch states?[task(of: index)] {
             case nil where active == true:
                 return nil  // a task of a job still queued that Slurm has not split out yet
             case nil:
