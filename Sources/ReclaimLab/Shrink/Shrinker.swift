@@ -100,12 +100,20 @@ public final class Shrinker {
         let partsMinimal = shrinkParts(&best, kept: &kept, until: share(30))
         shrinkByEdits(&best, kept: &kept, only: [.fewerThreads, .smaller, .sooner], until: share(55))
         bisectCut(&best, kept: &kept, until: share(60))
-        let choicesMinimal = shrinkChoices(&best, kept: &kept, until: share(75))
+        var choicesMinimal = shrinkChoices(&best, kept: &kept, until: share(75))
         advanceChoices(&best, kept: &kept, until: share(82))
         bisectCut(&best, kept: &kept, until: share(86))
-        shrinkByEdits(&best, kept: &kept, only: [.smaller, .sooner], until: share(93))
-        advanceChoices(&best, kept: &kept, until: share(97))
-        bisectCut(&best, kept: &kept, until: budget - 1)
+        shrinkByEdits(&best, kept: &kept, only: [.smaller, .sooner], until: share(90))
+        // Whatever budget is left: the choices cut down again (a choice moved
+        // earlier may do another's work), moved, and the run cut, while that helps.
+        while runs < budget - 1 {
+            let (step, count) = (best.step, best.choices?.choices.count ?? 0)
+            let minimal = shrinkChoices(&best, kept: &kept, until: budget - 1)
+            if runs < budget - 1 { choicesMinimal = minimal }
+            advanceChoices(&best, kept: &kept, until: budget - 1)
+            bisectCut(&best, kept: &kept, until: budget - 1)
+            if best.step >= step && (best.choices?.choices.count ?? 0) >= count { break }
+        }
         cutLength(&best, kept: &kept)
         // Past the bug the strategy decides (the run up to it is unchanged).
         best.choices = best.choices?.cut(atStep: best.step)
@@ -223,39 +231,83 @@ public final class Shrinker {
 
     /// Each choice, and every one after it, moved as early as it still
     /// fails: tried at the earliest decision it can have (just after the
-    /// choice before it), then 1, 3, 7, ... decisions later, and kept at the
-    /// first that fails. (Not a bisection: whether a run fails is not
-    /// monotone in where a choice falls; a thread's loop passes the choice's
-    /// site in many states, some of which make another bug or none.) The
-    /// runs record their choices, which become the list (with their steps).
+    /// choice before it), then 1, 3, 7, ... decisions later; at the first
+    /// that fails, four places evenly between it and the one before are
+    /// tried too, and the earliest that fails is kept. Before that, for a
+    /// choice after the first, the same without the choices before it,
+    /// from decision 1: a late choice may do an earlier one's work sooner.
+    /// (Not a bisection: whether a run fails is not monotone in where a
+    /// choice falls; a thread's loop passes the choice's site in many
+    /// states, some of which make another bug or none.) The runs record
+    /// their choices, which become the list (with their steps).
     private func advanceChoices(_ best: inout ShrinkState, kept: inout [String], until limit: Int) {
         var index = 0
         while runs < limit, let list = best.choices, index < list.choices.count {
-            let here = list.choices[index].decision
-            let earliest = index == 0 ? 1 : list.choices[index - 1].decision + 1
-            var offset: UInt64 = 0
-            while earliest + offset < here && runs < limit {
-                let shift = here - (earliest + offset)
-                let moved = list.choices.enumerated().map { position, choice in
-                    var choice = choice
-                    if position >= index { choice.decision -= shift }
-                    return choice
-                }
-                // Still sorted: the moved choice stays after the one before it.
-                let candidate = ScheduleChoices(moved, through: list.through)!
-                if let (state, recorded) = attempt(best.scenario, candidate, stopAt: best.cut, record: true), let recorded,
-                    state.threads <= best.threads, state.step <= best.step
-                {
-                    var found = state
-                    found.choices = recorded.cut(atStep: state.step)
-                    note("choice \(index + 1) (and those after it) \(shift) decisions sooner", from: best, to: found, kept: &kept)
+            let dropping = index > 0 ? [true, false] : [false]
+            for dropsEarlier in dropping where runs < limit {
+                if let (found, shift) = advance(index, of: list, dropsEarlier: dropsEarlier, from: best, until: limit) {
+                    let what = dropsEarlier ? "without the \(index) before it, " : ""
+                    note("choice \(index + 1) (and those after it) \(what)\(shift) decisions sooner", from: best, to: found, kept: &kept)
                     best = found
+                    if dropsEarlier { index = 0 }  // the list starts with it now
                     break
                 }
-                offset = offset * 2 + 1
             }
             index += 1
         }
+    }
+
+    /// The ladder of `advanceChoices` for choice `index` of `list`: the run
+    /// that fails with it earliest, and how many decisions sooner it is.
+    private func advance(
+        _ index: Int, of list: ScheduleChoices, dropsEarlier: Bool, from best: ShrinkState, until limit: Int
+    ) -> (ShrinkState, UInt64)? {
+        let here = list.choices[index].decision
+        let earliest = index == 0 || dropsEarlier ? 1 : list.choices[index - 1].decision + 1
+        // Nowhere to go (only dropping the ones before, which `dropsEarlier` tries in place).
+        guard here > earliest || (dropsEarlier && here >= earliest) else { return nil }
+        /// The run with choice `index` and those after it at `earliest + offset` on, if it fails.
+        func moved(to offset: UInt64) -> ShrinkState? {
+            let shift = here - (earliest + offset)
+            let choices = list.choices.enumerated().compactMap { position, choice -> ScheduleChoice? in
+                guard position >= index else { return dropsEarlier ? nil : choice }
+                var choice = choice
+                choice.decision -= shift
+                return choice
+            }
+            // Still sorted: the moved choice stays after the one before it.
+            let candidate = ScheduleChoices(choices, through: list.through)!
+            guard let (state, recorded) = attempt(best.scenario, candidate, stopAt: best.cut, record: true), let recorded,
+                state.threads <= best.threads, state.step <= best.step
+            else { return nil }
+            var found = state
+            found.choices = recorded.cut(atStep: state.step)
+            return found
+        }
+        var offset: UInt64 = 0
+        var passed: UInt64? = nil  // the last offset that did not fail
+        // In place, dropping the ones before is a move too.
+        let last = dropsEarlier ? here - earliest : here - earliest - 1
+        while offset <= last && runs < limit {
+            if var found = moved(to: offset) {
+                var at = offset
+                if let passed, offset - passed > 4 {
+                    // Between the last place that passed and this one.
+                    for k in UInt64(1)...4 where runs < limit {
+                        let between = passed + (offset - passed) * k / 5
+                        if let earlier = moved(to: between) {
+                            found = earlier
+                            at = between
+                            break
+                        }
+                    }
+                }
+                return (found, here - (earliest + at))
+            }
+            passed = offset
+            offset = offset == last ? last + 1 : min(offset * 2 + 1, last)
+        }
+        return nil
     }
 
     /// The length cut to just past the bug, if that still fails.
