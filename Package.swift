@@ -64,6 +64,8 @@ let package = Package(
         .target(name: "MMUNotifier", dependencies: ["LabSync"], swiftSettings: strictSwift6),
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
+        // The plugin oops: per-thread call frames and the crash handler that prints them (C: async-signal-safe).
+        .target(name: "CPluginOops"),
         // The model checked against the real kernel: scripts, the model side, the comparison.
         .target(name: "KernelDiff", dependencies: ["LabSync", "MMUNotifier", "VirtualMemory"], swiftSettings: strictSwift6),
         // Performs a kernel-diff script on the real kernel with a KVM guest watching (C, Linux only).
@@ -110,7 +112,7 @@ let package = Package(
         .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
         .target(
             name: "PluginHost",
-            dependencies: ["CDevicePluginABI", "LabSync", "MMUNotifier", "VirtualMemory"],
+            dependencies: ["CDevicePluginABI", "CPluginOops", "LabSync", "MMUNotifier", "VirtualMemory"],
             swiftSettings: strictSwift6
         ),
         .executableTarget(

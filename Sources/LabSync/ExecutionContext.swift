@@ -90,6 +90,8 @@ public final class ExecutionContext {
     @exclusivity(unchecked) private var reclaimDepthStorage = 0
     /// The callee the thread runs now (`CalleeFrame`), if any.
     @exclusivity(unchecked) private(set) var callee: CalleeFrame? = nil
+    /// The locks the thread holds, for lock-order validation (made on first use).
+    @exclusivity(unchecked) var lockOrderState: LockOrderThread? = nil
     private let sections: UnsafeMutablePointer<NonBlockableSection>
 
     private init() {

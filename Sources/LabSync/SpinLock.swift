@@ -1,32 +1,53 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A lock that never sleeps: Linux's `spinlock_t`.
 ///
 /// Holding it makes the thread non-blockable, exactly as `spin_lock`
 /// disables preemption: a sleep, a wait or a sleeping-lock acquisition while
 /// a spin lock is held is a context violation. Critical sections under it
 /// must be short and must not call out to code that may sleep.
+///
+/// It knows its holder: `unlock` by any other thread is a bug in the caller
+/// and stops the process (the host's own invariant; a plugin's unlock is
+/// checked by the host before it gets here). With an `orderClass`, and a
+/// domain that validates lock order, every acquisition is checked against
+/// the order seen so far (`LockOrderValidator`).
 public final class SpinLock: Sendable, SectionSubject {
     public let name: String
     private let domain: SyncDomain
     private let held = Atomic<Bool>(false)
+    /// The holder's `pthread_self`, 0 while free.
+    private let owner = Atomic<UInt>(0)
+    private let orderClass: LockClass?
 
     public var sectionSubjectName: String { name }
 
-    public init(_ name: String, domain: SyncDomain) {
+    /// `orderClass`: the lock's class for lock-order validation (every
+    /// address space's page-table lock is one class); nil: not validated.
+    public init(_ name: String, domain: SyncDomain, orderClass: String? = nil) {
         self.name = name
         self.domain = domain
+        self.orderClass = domain.orderClass(orderClass)
     }
 
     /// Acquires the lock, spinning (never sleeping) while it is held elsewhere.
     public func lock(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: "spin lock", subject: self, site: site))
+        // Before spinning: an inversion is reported before it can deadlock.
+        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: site) }
         var attempt = 0
         while true {
             if !held.load(ordering: .relaxed),
                 held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
             {
+                owner.store(Self.currentThread, ordering: .relaxed)
                 return
             }
             domain.scheduler.spinWait(attempt: attempt)
@@ -40,13 +61,33 @@ public final class SpinLock: Sendable, SectionSubject {
         guard held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }
+        owner.store(Self.currentThread, ordering: .relaxed)
         ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: "spin lock", subject: self, site: site))
+        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: site, trylock: true) }
         return true
     }
 
+    /// Releases the lock. Only its holder may: anything else stops the process.
     public func unlock() {
+        precondition(owner.load(ordering: .relaxed) == Self.currentThread, "unlock of spin lock '\(name)' by a thread that does not hold it")
+        owner.store(0, ordering: .relaxed)
+        if let orderClass { orderClass.validator.release(instance: self) }
         held.store(false, ordering: .releasing)
         ExecutionContext.exitCurrentNonBlockable()
+    }
+
+    /// Whether the calling thread holds the lock.
+    public var isHeldByCurrentThread: Bool { owner.load(ordering: .relaxed) == Self.currentThread }
+
+    /// Whether any thread holds the lock now (a snapshot).
+    public var isLocked: Bool { held.load(ordering: .relaxed) }
+
+    /// Stops the process in debug builds if the calling thread does not hold
+    /// the lock (Linux: `lockdep_assert_held`): for code documented as
+    /// "called with the lock held".
+    @inline(__always)
+    public func assertHeld(file: StaticString = #fileID, line: UInt = #line) {
+        assert(isHeldByCurrentThread, "'\(name)' must be held here", file: file, line: line)
     }
 
     /// Runs `body` with the lock held (and the thread non-blockable).
@@ -56,4 +97,8 @@ public final class SpinLock: Sendable, SectionSubject {
         defer { unlock() }
         return try body()
     }
+
+    /// The calling thread, as a word (`pthread_self`: a load from the thread pointer).
+    @inline(__always)
+    static var currentThread: UInt { unsafeBitCast(pthread_self(), to: UInt.self) }
 }

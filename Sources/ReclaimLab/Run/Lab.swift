@@ -91,8 +91,12 @@ final class Lab: @unchecked Sendable {
         let memory = PhysicalMemory.Configuration(
             frames: spec.frames, nodes: spec.nodes, payloadSize: spec.payloadSize, lowFree: spec.lowWatermark, highFree: spec.highWatermark)
         if let problem = memory.problem { throw SetupError(message: "machine: \(problem)", mark: scenario.machineMark.known) }
+        // Lock order is validated only when its check is on: off, locks cost nothing extra.
+        let validatesLockOrder = !enabled.isDisjoint(with: [.lockInversion, .lockHeldAtReturn])
+        let core = NotifierCore(sync: SyncDomain(lockOrder: validatesLockOrder))
         let lab = Lab(
-            scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults)), enabled: enabled)
+            scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults), notifierCore: core),
+            enabled: enabled)
         do {
             try lab.makeSpaces()
             try lab.loadPlugins(pluginDirectory: pluginDirectory)
@@ -200,7 +204,7 @@ final class Lab: @unchecked Sendable {
                 let aging = AgingCheck(instance: label, mappings: bound, clock: machine.sync, findings: findings, trail: trail)
                 self.aging.all.append(aging)
                 let timing = CallbackLatencies(plugin: label, domain: machine.sync, aging: aging)
-                switch PluginInstance.create(plugin, machine: machine, options: spec.options, observer: timing) {
+                switch PluginInstance.create(plugin, machine: machine, options: spec.options, observer: timing, label: label) {
                 case .success(let created):
                     agingByInstance[ObjectIdentifier(created)] = aging
                     latencies[p].append(timing)

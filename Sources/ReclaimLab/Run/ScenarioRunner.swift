@@ -82,6 +82,18 @@ public enum ScenarioRunner {
         var heartbeats: [Heartbeat] = []
         var threads: [any ThreadHandle] = []
 
+        let replay: ReplayCommand
+        if var given = options.replay {
+            given.seed = seed
+            replay = given
+        } else {
+            replay = ReplayCommand(
+                scenario: scenario.name, seed: seed, seconds: options.seconds, injections: Injection.named(in: options.faults),
+                pluginDirectory: options.pluginDirectory)
+        }
+        // What a plugin oops ends with (if the command line installed its handler).
+        PluginCrashReport.setContext("scenario \(scenario.name), seed \(seed)\nreplay: \(replay.commandLine)")
+
         lab.clock.start()
         for (index, body) in workloadThreads(lab, counters: counters).enumerated() {
             let heartbeat = Heartbeat(name: body.name, role: .workload)
@@ -199,14 +211,7 @@ public enum ScenarioRunner {
         let memory = machine.memory.configuration
         result.memory = MemorySummary(
             frames: memory.frames, nodes: memory.nodes, minFree: memory.minFree, lowFree: memory.lowFree, highFree: memory.highFree)
-        if var replay = options.replay {
-            replay.seed = seed
-            result.replay = replay
-        } else {
-            result.replay = ReplayCommand(
-                scenario: scenario.name, seed: seed, seconds: options.seconds, injections: Injection.named(in: options.faults),
-                pluginDirectory: options.pluginDirectory)
-        }
+        result.replay = replay
         return result
     }
 
@@ -280,6 +285,8 @@ extension Finding.Invariant {
         case .contextViolation: return .contexts
         case .unpairedStartEnd, .retryFromBlockableStart: return .pairing
         case .pluginReported: return .pluginReports
+        case .pluginContract, .leftBehind: return .pluginContract
+        case .lockInversion, .lockHeldAtReturn: return .lockOrder
         case .stuck: return .watchdog
         }
     }

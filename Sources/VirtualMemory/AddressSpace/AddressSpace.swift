@@ -64,9 +64,12 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         self.id = id
         self.machine = machine
         notifiers = machine.notifierCore.makeAddressSpaceNotifiers(for: id)
-        mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync)
-        ptl = SpinLock("page_table_lock \(id)", domain: machine.sync)
+        mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync, orderClass: "mmap_lock")
+        ptl = SpinLock("page_table_lock \(id)", domain: machine.sync, orderClass: "page_table_lock")
     }
+
+    /// Virtual addresses of the model stay below this (2^44).
+    public static let addressLimit: UInt64 = PageTable.limit
 
     var state: State { State(rawValue: stateWord.load(ordering: .acquiring))! }
     var memory: PhysicalMemory { machine.memory }

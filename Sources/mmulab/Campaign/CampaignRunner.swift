@@ -1,4 +1,5 @@
 import LabSync
+import PluginHost
 import Synchronization
 
 #if canImport(Glibc)
@@ -18,8 +19,12 @@ enum RunOutcome: Sendable {
     case findings(total: Int?, first: String?)
     /// Exit 2: the run refused its input (a plugin that does not load, say).
     case badInput
-    /// Killed by a signal it did not get from us: a crash (a plugin's segfault or abort).
+    /// Killed by a signal it did not get from us: a crash (of the host, or
+    /// of a plugin on a thread the host could not tell was the plugin's).
     case crashed(signal: Int32)
+    /// A plugin crashed the run and its oops was printed (exit status 4);
+    /// the signal, as the oops names it, when it could be read.
+    case pluginOops(signal: String?)
     /// An exit status `mmulab run` never gives (counted as crashed).
     case exited(status: Int32)
     /// Still running at its timeout, so killed with its process group.
@@ -28,7 +33,12 @@ enum RunOutcome: Sendable {
     case notStarted(reason: String)
 
     var isClean: Bool { if case .clean = self { return true } else { return false } }
-    var isCrash: Bool { if case .crashed = self { return true } else { return false } }
+    var isCrash: Bool {
+        switch self {
+        case .crashed, .pluginOops: return true
+        default: return false
+        }
+    }
 }
 
 /// A finished run: its outcome, wall time and the end of its output.
@@ -145,6 +155,8 @@ struct CampaignRunner {
         case .exited(1):
             let findings = readFindings(jsonPath(index))
             return .findings(total: findings?.total, first: findings?.first)
+        case .exited(PluginCrashReport.exitStatus):
+            return .pluginOops(signal: RunLog.oopsSignal(in: logPath(index)))
         case .exited(let status): return .exited(status: status)
         }
     }

@@ -13,13 +13,36 @@ enum RunLog {
     /// no such backtrace: the last `maxLines` non-empty lines. Empty when
     /// the log is empty or unreadable.
     static func excerpt(of path: String, crashed: Bool, maxLines: Int = 20) -> [String] {
+        if crashed, let oops = oopsExcerpt(lines(of: path, fromEnd: true)) { return oops }
         if crashed, let backtrace = backtraceExcerpt(lines(of: path, fromEnd: false), maxLines: maxLines) { return backtrace }
         return Array(lines(of: path, fromEnd: true).suffix(maxLines))
     }
 
-    /// One line for the summary table: the crash and its thread for a
-    /// backtrace excerpt, else the excerpt's last line.
+    /// The plugin oops a run printed (`mmulab oops` to its end), whole:
+    /// it is the crash report. nil if there is none.
+    static func oopsExcerpt(_ lines: [String]) -> [String]? {
+        guard let start = lines.lastIndex(where: { $0.contains("==== mmulab oops ====") }) else { return nil }
+        let rest = lines[start...]
+        let end = rest.dropFirst().firstIndex { $0.hasPrefix("=====") } ?? rest.endIndex - 1
+        return Array(lines[start...end])
+    }
+
+    /// The signal named by the oops in the log at `path` (`SIGSEGV`), if any.
+    static func oopsSignal(in path: String) -> String? {
+        guard let oops = oopsExcerpt(lines(of: path, fromEnd: true)),
+            let line = oops.first(where: { $0.hasPrefix("BUG: ") }), let at = line.range(of: "SIG")
+        else { return nil }
+        return String(line[at.lowerBound...].prefix { $0.isLetter })
+    }
+
+    /// One line for the summary table: the BUG line of an oops, the crash
+    /// and its thread for a backtrace excerpt, else the excerpt's last line.
     static func headline(_ excerpt: [String]) -> String? {
+        if excerpt.first?.contains("mmulab oops") == true {
+            let bug = excerpt.first { $0.hasPrefix("BUG: ") } ?? excerpt.first!
+            let place = excerpt.first { $0.hasPrefix("  in ") }.map { ";" + $0.dropFirst(1) } ?? ""
+            return bug + place
+        }
         guard let first = excerpt.first, first.hasPrefix("Program crashed:") else { return excerpt.last }
         let thread = excerpt.dropFirst().first { $0.hasSuffix("crashed:") }.map { "; " + $0.dropLast() } ?? ""
         return first + thread
