@@ -81,7 +81,7 @@ final class HostContext: @unchecked Sendable {
         ledger = SpinLocked(ResourceLedger(), name: "\(plugin.name) resources", domain: machine.sync)
         deviceMemories = SpinLocked([], name: "\(plugin.name) device memories", domain: machine.sync)
         quarantine = Quarantine(domain: machine.sync)
-        bindingNames = SpinLocked([:], name: "\(plugin.name) binding names", domain: machine.sync)
+        bindings = SpinLocked([:], name: "\(plugin.name) bindings seen", domain: machine.sync)
         lockOrder = machine.sync.lockOrder
         zeroFrame = UInt64(machine.zeroFrame)
         table = .allocate(capacity: 1)
@@ -139,10 +139,33 @@ final class HostContext: @unchecked Sendable {
 
     // MARK: - Bindings, as reports name them
 
-    /// Descriptions of the instance's bindings by number (set by `PluginInstance`).
-    let bindingNames: SpinLocked<[UInt64: String]>
+    /// A binding as the ledger knows it: how reports name it, and the range it maps.
+    struct BindingInfo {
+        var name: String
+        var space: UInt64
+        var start: UInt64
+        var end: UInt64
+    }
 
-    func describe(binding: UInt64) -> String? { binding == 0 ? nil : bindingNames.withLock { $0[binding] } }
+    /// The instance's bindings by number, from just before `attach` is
+    /// called to just after `detach` returned (set by `PluginInstance`).
+    let bindings: SpinLocked<[UInt64: BindingInfo]>
+
+    func describe(binding: UInt64) -> String? { binding == 0 ? nil : bindings.withLock { $0[binding]?.name } }
+
+    /// The binding that owns what is made over `[start, end)` of `space`:
+    /// the binding whose call the thread is in, if it maps that range, else
+    /// the first attached binding that does (a plugin may serve one
+    /// binding's fault in another's call: a GPU's batched fault handler),
+    /// else none (the instance's).
+    func owner(space: UInt64, start: UInt64, end: UInt64) -> UInt64 {
+        let current = CallFrames.currentBinding(of: self).binding
+        return bindings.withLock { all in
+            let maps = { (info: BindingInfo) in info.space == space && info.start <= start && end <= info.end }
+            if let info = all[current], maps(info) { return current }
+            return all.filter { maps($0.value) }.keys.min() ?? 0
+        }
+    }
 
     // MARK: - Address spaces
 

@@ -162,7 +162,7 @@ extension HostContext {
                 ? try space.pin(start: start, length: length, write: write)
                 : try space.faultRange(start: start, length: length, write: write, devicePrivateOwner: devicePrivateOwner)
             if pin {
-                let binding = CallFrames.currentBinding(of: self).binding
+                let binding = owner(space: addressSpace, start: start, end: end)
                 ledger.withLock { ledger in
                     for t in translations where UInt64(t.frame.rawValue) != zeroFrame {
                         ledger.notePin(Int32(truncatingIfNeeded: t.frame.rawValue), generation: t.generation, binding: binding, writable: t.writable)

@@ -64,7 +64,7 @@ enum NotifierServices {
             guard let space = found else { return status }
             let invalidator = CInterval(ops: copyTable(ops, sizeField: \.struct_size, empty: mmulab_interval_ops()), data: data, context: host)
             let record = IntervalRecord(
-                invalidator: invalidator, space: space.id, start: start, end: end, binding: CallFrames.currentBinding(of: host).binding)
+                invalidator: invalidator, space: space.id, start: start, end: end, binding: host.owner(space: addressSpace, start: start, end: end))
             do {
                 let interval = try space.notifiers.insertInterval(start: start, end: end, ops: invalidator)
                 host.ledger.withLock { ledger in

@@ -136,11 +136,15 @@ public final class PluginInstance: @unchecked Sendable {
         let binding = Binding(
             addressSpace: addressSpace, start: start, length: length, deviceAddress: desc.device_address,
             number: nextBinding.add(1, ordering: .relaxed).oldValue, handle: nil)
-        context.bindingNames.withLock { $0[binding.number] = "\(binding)" }
+        context.bindings.withLock {
+            $0[binding.number] = HostContext.BindingInfo(
+                name: "\(binding)", space: addressSpace.rawValue, start: start, end: start &+ length)
+        }
         let status = call("attach", binding) { plugin.descriptor.pointee.attach!(instance, &desc, &handle, &error) }
         guard status == mmulab_status(MMULAB_OK) else {
             // A failed attach must leave nothing either.
             reclaimLeftovers(of: binding.number, after: "a failed attach")
+            context.bindings.withLock { _ = $0.removeValue(forKey: binding.number) }
             throw callError("attach", status, error)
         }
         let made = Binding(
@@ -158,6 +162,7 @@ public final class PluginInstance: @unchecked Sendable {
         guard known else { return }
         call("detach", binding) { plugin.descriptor.pointee.detach!(instance, binding.handle) }
         reclaimLeftovers(of: binding.number, after: "detach")
+        context.bindings.withLock { _ = $0.removeValue(forKey: binding.number) }
     }
 
     /// The device reads (or writes) `buffer.count` bytes at the start of the
@@ -226,6 +231,7 @@ public final class PluginInstance: @unchecked Sendable {
         for binding in bindings.withLock({ list in defer { list.removeAll() }; return list }).reversed() {
             call("detach", binding) { plugin.descriptor.pointee.detach!(instance, binding.handle) }
             reclaimLeftovers(of: binding.number, after: "detach")
+            context.bindings.withLock { _ = $0.removeValue(forKey: binding.number) }
         }
         call("destroy", nil) { plugin.descriptor.pointee.destroy!(instance) }
         reclaimLeftovers(of: nil, after: "destroy")
