@@ -33,7 +33,7 @@ static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The executable code of the plugins loaded, for crashes on their own threads. */
 struct image {
-    uintptr_t start, end;
+    uintptr_t base, start, end;
     char name[128];
 };
 static struct image images[64];
@@ -162,7 +162,7 @@ static void out_frame(const mmulab_oops_frame *frame) {
         out_hex(frame->b);
         out(", ");
         out_hex(frame->c);
-        out(") of as#");
+        out(") of mm#");
         out_decimal(frame->a);
         out(", event ");
         out(event_name(frame->event));
@@ -173,7 +173,7 @@ static void out_frame(const mmulab_oops_frame *frame) {
         out_decimal(frame->binding);
         out(" (device ");
         out_hex(frame->d);
-        out(" -> as#");
+        out(" -> mm#");
         out_decimal(frame->a);
         out(" [");
         out_hex(frame->b);
@@ -182,7 +182,7 @@ static void out_frame(const mmulab_oops_frame *frame) {
         out("))");
         break;
     case MMULAB_OOPS_SUBJECT_SPACE:
-        out(", as#");
+        out(", mm#");
         out_decimal(frame->a);
         if (frame->c > frame->b) {
             out(" [");
@@ -221,7 +221,7 @@ static void out_trail(void) {
             out(" ");
             out(event_name(event->event));
         }
-        out(" as#");
+        out(" mm#");
         out_decimal(event->address_space);
         if (event->kind != 4) {
             out(" [");
@@ -277,7 +277,7 @@ static void handler(int sig, siginfo_t *info, void *context) {
         out(" in ");
         out(image->name);
         out(" + ");
-        out_hex(pc - image->start);
+        out_hex(pc - image->base);
     }
     out("\nthread: tid ");
     out_decimal((uint64_t)syscall(SYS_gettid));
@@ -349,7 +349,7 @@ void mmulab_oops_set_context(const char *text) {
 
 struct image_search {
     uintptr_t symbol;
-    uintptr_t start, end;
+    uintptr_t base, start, end;
 };
 
 static int find_segments(struct dl_phdr_info *info, size_t size, void *data) {
@@ -362,6 +362,7 @@ static int find_segments(struct dl_phdr_info *info, size_t size, void *data) {
         if (header->p_type == PT_LOAD && search->symbol >= start && search->symbol < start + header->p_memsz) holds = true;
     }
     if (!holds) return 0;
+    search->base = info->dlpi_addr;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *header = &info->dlpi_phdr[i];
         if (header->p_type != PT_LOAD || !(header->p_flags & PF_X)) continue;
@@ -386,6 +387,7 @@ void mmulab_oops_note_image(const void *symbol, const char *name) {
         }
     }
     if (count < 64) {
+        images[count].base = search.base;
         images[count].start = search.start;
         images[count].end = search.end;
         strncpy(images[count].name, name, sizeof images[count].name - 1);

@@ -186,12 +186,18 @@ public final class LockOrderValidator: @unchecked Sendable {
     }
 
     private static func describe(_ held: HeldLock) -> String {
-        "'\(held.lockClass.name)' taken at \(held.site)" + (held.callee.map { " in \($0.described)" } ?? "")
+        "'\(held.lockClass.name)'" + place(held.site, held.callee)
+    }
+
+    /// ` taken at File.swift:12 in gpu#0 access`; a site of line 0 (a
+    /// plugin's code, which has no Swift site) is left out.
+    private static func place(_ site: SourceSite, _ callee: CalleeFrame?) -> String {
+        (site.line == 0 ? " taken" : " taken at \(site)") + (callee.map { " in \($0.described)" } ?? "")
     }
 
     private func addEdge(from held: HeldLock, to target: LockClass, site: SourceSite, context: ExecutionContext) {
         let fromText = Self.describe(held)
-        let toText = "'\(target.name)' taken at \(site)" + (context.callee.map { " in \($0.described)" } ?? "")
+        let toText = "'\(target.name)'" + Self.place(site, context.callee)
         let thread = context.thread.description
         let violation: LockOrderViolation? = locked {
             let source = held.lockClass.id

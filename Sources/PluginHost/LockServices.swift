@@ -12,6 +12,11 @@ final class HostLock: @unchecked Sendable {
     let name: String
     weak var context: HostContext?
     let destroyed = Atomic<Bool>(false)
+    /// `lock` calls by the holder that were refused (it held the lock
+    /// already): its next as many `unlock`s pair with them and release
+    /// nothing, so the outer critical section stays locked. Touched only by
+    /// the holding thread.
+    var refusedRecursion = 0
 
     init(sleeping: SleepingLock?, spin: SpinLock?, name: String, context: HostContext) {
         self.sleeping = sleeping
@@ -122,19 +127,25 @@ enum LockServices {
         t.lock = { handle in
             guard let lock = HostLock.checked(handle, "lock") else { return }
             guard !lock.isHeldByCurrentThread else {
+                lock.refusedRecursion += 1
                 return lock.report("lock", "'\(lock.name)' is already held by this thread: taking it again would deadlock (not taken)")
             }
-            if let spin = lock.spin { spin.lock() } else { lock.sleeping!.lock() }
+            // The site is the plugin's code: lock-order reports name the callback instead.
+            if let spin = lock.spin { spin.lock(file: "plugin code", line: 0) } else { lock.sleeping!.lock(file: "plugin code", line: 0) }
         }
         t.trylock = { handle in
             guard let lock = HostLock.checked(handle, "trylock") else { return false }
-            return lock.spin?.tryLock() ?? lock.sleeping!.tryLock()
+            return lock.spin?.tryLock(file: "plugin code", line: 0) ?? lock.sleeping!.tryLock(file: "plugin code", line: 0)
         }
         t.unlock = { handle in
             guard let handle else { return HostContext.reportUnattributed("unlock", "the lock is NULL") }
             let lock = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
             guard lock.isHeldByCurrentThread else {
                 return lock.report("unlock", "'\(lock.name)' is not held by this thread (not unlocked)")
+            }
+            if lock.refusedRecursion > 0 {
+                lock.refusedRecursion -= 1  // pairs with a refused lock: the outer hold stays
+                return
             }
             // A destroyed lock its thread still holds is released (so the
             // thread does not stay non-blockable), and reported.

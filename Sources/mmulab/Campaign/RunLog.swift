@@ -38,14 +38,24 @@ enum RunLog {
     /// One line for the summary table: the BUG line of an oops, the crash
     /// and its thread for a backtrace excerpt, else the excerpt's last line.
     static func headline(_ excerpt: [String]) -> String? {
-        if excerpt.first?.contains("mmulab oops") == true {
-            let bug = excerpt.first { $0.hasPrefix("BUG: ") } ?? excerpt.first!
-            let place = excerpt.first { $0.hasPrefix("  in ") }.map { ";" + $0.dropFirst(1) } ?? ""
-            return bug + place
-        }
+        if excerpt.first?.contains("mmulab oops") == true { return oopsHeadline(excerpt) }
         guard let first = excerpt.first, first.hasPrefix("Program crashed:") else { return excerpt.last }
         let thread = excerpt.dropFirst().first { $0.hasSuffix("crashed:") }.map { "; " + $0.dropLast() } ?? ""
         return first + thread
+    }
+
+    /// `plugin oops: SIGSEGV at NULL in dev#0 invalidate_range_start`:
+    /// the signal and the innermost frame, without the plugin's path and the range.
+    private static func oopsHeadline(_ oops: [String]) -> String {
+        let bug = oops.first { $0.hasPrefix("BUG: ") } ?? ""
+        var signal = bug.range(of: "SIG").map { String(bug[$0.lowerBound...].prefix { $0.isLetter }) } ?? "a signal"
+        if bug.contains("NULL pointer") { signal += " at NULL" }
+        guard var frame = oops.first(where: { $0.hasPrefix("  in ") }).map({ String($0.dropFirst(5)) }) else { return "plugin oops: \(signal)" }
+        if let open = frame.range(of: " (plugin "), let close = frame[open.upperBound...].firstIndex(of: ")") {
+            frame.removeSubrange(open.lowerBound...close)
+        }
+        if let comma = frame.firstIndex(of: ",") { frame = String(frame[..<comma]) }
+        return "plugin oops: \(signal) in \(frame)"
     }
 
     private static func backtraceExcerpt(_ lines: [String], maxLines: Int) -> [String]? {
