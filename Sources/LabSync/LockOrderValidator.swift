@@ -44,7 +44,9 @@ public final class LockOrderValidator: @unchecked Sendable {
     private var edges: [UInt32: [UInt32: Edge]] = [:]
     private var reported: Set<[UInt32]> = []
     private var untracked = 0
-    private var reclaimClass: LockClass? = nil
+    /// The `reclaim` pseudo-lock (Linux: `__fs_reclaim_map`). Set once, in init.
+    public private(set) var reclaim: LockClass! = nil
+    private(set) var reclaimHook: LockOrderHook! = nil
 
     /// Where an edge was first seen: the thread, and the two acquisitions.
     struct Edge {
@@ -56,6 +58,10 @@ public final class LockOrderValidator: @unchecked Sendable {
     public init(capacity: Int = 1_000) {
         violations = ReportLog(capacity: capacity)
         pthread_mutex_init(mutex, nil)
+        let reclaim = LockClass(name: "reclaim", isPseudo: true, validator: self)
+        byID[reclaim.id] = reclaim
+        self.reclaim = reclaim
+        reclaimHook = LockOrderHook(reclaim)
     }
 
     deinit {
@@ -79,17 +85,6 @@ public final class LockOrderValidator: @unchecked Sendable {
         }
     }
 
-    /// The `reclaim` pseudo-lock (Linux: `__fs_reclaim_map`).
-    public var reclaim: LockClass {
-        locked {
-            if let reclaimClass { return reclaimClass }
-            let made = LockClass(name: "reclaim", isPseudo: true, validator: self)
-            byID[made.id] = made
-            reclaimClass = made
-            return made
-        }
-    }
-
     /// A pseudo-lock for a wait that can deadlock like a lock (a notifier
     /// grace period: Linux's `__mmu_notifier_invalidate_range_start_map`).
     public func pseudoLock(named name: String) -> LockClass {
@@ -108,38 +103,31 @@ public final class LockOrderValidator: @unchecked Sendable {
     // MARK: - Acquisition and release (the primitives call these)
 
     /// The calling thread is about to take (or, with `trylock`, has just
-    /// taken) a lock of `lockClass`. Called before a blocking acquisition
+    /// taken) a lock of `hook`'s class. Called before a blocking acquisition
     /// waits, so an inversion is reported before it can deadlock.
-    public func acquire(_ lockClass: LockClass, instance: AnyObject, site: SourceSite, trylock: Bool = false) {
-        acquire(lockClass, instance: UnsafeRawPointer(Unmanaged.passUnretained(instance).toOpaque()), site: site, trylock: trylock)
-    }
-
-    func acquire(_ lockClass: LockClass, instance: UnsafeRawPointer, site: SourceSite, trylock: Bool) {
+    func acquire(_ hook: LockOrderHook, instance: UnsafeRawPointer, site: SourceSite, trylock: Bool) {
+        let me = Unmanaged.passUnretained(self).toOpaque()
         ExecutionContext.withCurrent { context in
-            let state = context.lockOrderThread
-            if !trylock {
-                for held in state.held where held.lockClass.validator === self && held.lockClass !== lockClass {
-                    let key = LockOrderThread.key(held.lockClass.id, lockClass.id)
-                    if state.knows(key) { continue }
-                    addEdge(from: held, to: lockClass, site: site, context: context)
-                    state.remember(key)
+            context.withLockOrderThread { state in
+                if !trylock {
+                    for held in state.kept where held.hook.validatorKey == me && held.hook.id != hook.id {
+                        let key = LockOrderThread.key(held.hook.id, hook.id)
+                        if state.knows(key) { continue }
+                        addEdge(from: held, to: hook, site: site, context: context)
+                        state.remember(key)
+                    }
                 }
+                state.push(HeldLock(hook: hook, instance: instance, site: site, callee: context.callee))
             }
-            state.held.append(HeldLock(lockClass: lockClass, instance: instance, site: site, callee: context.callee))
         }
     }
 
     /// The calling thread released the lock `instance` (the most recent
     /// acquisition of it). A release of a lock the thread is not recorded
     /// holding is ignored.
-    public func release(instance: AnyObject) {
-        release(instance: UnsafeRawPointer(Unmanaged.passUnretained(instance).toOpaque()))
-    }
-
     func release(instance: UnsafeRawPointer) {
         ExecutionContext.withCurrent { context in
-            let state = context.lockOrderThread
-            if let index = state.held.lastIndex(where: { $0.instance == instance }) { state.held.remove(at: index) }
+            context.withLockOrderThread { state in _ = state.remove(instance) }
         }
     }
 
@@ -151,21 +139,25 @@ public final class LockOrderValidator: @unchecked Sendable {
     public func mightReclaim(site: SourceSite) {
         guard !ExecutionContext.isCurrentInReclaim else { return }
         let token = UnsafeRawPointer(bitPattern: 0x7ec1_a1a0)!
-        let reclaim = reclaim
-        acquire(reclaim, instance: token, site: site, trylock: false)
+        acquire(reclaimHook, instance: token, site: site, trylock: false)
         release(instance: token)
     }
 
     /// Whether the calling thread is recorded holding `instance`.
     func isHeldByCurrentThread(instance: AnyObject) -> Bool {
         let pointer = UnsafeRawPointer(Unmanaged.passUnretained(instance).toOpaque())
-        return ExecutionContext.withCurrent { context in context.lockOrderThreadIfAny?.held.contains { $0.instance == pointer } ?? false }
+        return ExecutionContext.withCurrent { context in context.withLockOrderThread { $0.kept.contains { $0.instance == pointer } } }
     }
 
     /// How many locks of this validator the calling thread holds.
     public var heldByCurrentThread: Int {
         ExecutionContext.withCurrent { context in
-            context.lockOrderThreadIfAny?.held.reduce(0) { $0 + ($1.lockClass.validator === self ? 1 : 0) } ?? 0
+            context.withLockOrderThread { state in
+                var mine = 0
+                let me = Unmanaged.passUnretained(self).toOpaque()
+                for held in state.kept where held.hook.validatorKey == me { mine += 1 }
+                return mine
+            }
         }
     }
 
@@ -173,7 +165,8 @@ public final class LockOrderValidator: @unchecked Sendable {
     /// described (class, site, callee).
     public func describeHeldByCurrentThread() -> [String] {
         ExecutionContext.withCurrent { context in
-            (context.lockOrderThreadIfAny?.held ?? []).filter { $0.lockClass.validator === self }.map(Self.describe)
+            let me = Unmanaged.passUnretained(self).toOpaque()
+            return context.withLockOrderThread { state in state.kept.filter { $0.hook.validatorKey == me }.map(Self.describe) }
         }
     }
 
@@ -186,7 +179,7 @@ public final class LockOrderValidator: @unchecked Sendable {
     }
 
     private static func describe(_ held: HeldLock) -> String {
-        "'\(held.lockClass.name)'" + place(held.site, held.callee)
+        "'\(held.name)'" + place(held.site, held.callee)
     }
 
     /// ` taken at File.swift:12 in gpu#0 access`; a site of line 0 (a
@@ -195,12 +188,13 @@ public final class LockOrderValidator: @unchecked Sendable {
         (site.line == 0 ? " taken" : " taken at \(site)") + (callee.map { " in \($0.described)" } ?? "")
     }
 
-    private func addEdge(from held: HeldLock, to target: LockClass, site: SourceSite, context: ExecutionContext) {
+    private func addEdge(from held: HeldLock, to hook: LockOrderHook, site: SourceSite, context: ExecutionContext) {
+        let target = hook.lockClass.takeUnretainedValue()
         let fromText = Self.describe(held)
         let toText = "'\(target.name)'" + Self.place(site, context.callee)
         let thread = context.thread.description
         let violation: LockOrderViolation? = locked {
-            let source = held.lockClass.id
+            let source = held.hook.id
             if edges[source]?[target.id] != nil { return nil }
             // A path target ->* source closes a cycle with source -> target.
             let path = self.path(from: target.id, to: source)
@@ -259,13 +253,11 @@ public final class LockOrderValidator: @unchecked Sendable {
 }
 
 extension ExecutionContext {
-    /// The calling thread's lock-order state, made on first use.
-    var lockOrderThread: LockOrderThread {
-        if let state = lockOrderState { return state }
-        let made = LockOrderThread()
-        lockOrderState = made
-        return made
+    /// Runs `body` on the calling thread's lock-order state (made on first
+    /// use), with no reference counting.
+    @inline(__always)
+    func withLockOrderThread<R>(_ body: (LockOrderThread) -> R) -> R {
+        if lockOrderState == nil { lockOrderState = .passRetained(LockOrderThread()) }
+        return lockOrderState!._withUnsafeGuaranteedRef(body)
     }
-
-    var lockOrderThreadIfAny: LockOrderThread? { lockOrderState }
 }

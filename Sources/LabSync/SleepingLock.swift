@@ -19,7 +19,8 @@ public final class SleepingLock: Sendable {
     private let monitor: any Monitor
     /// The holder's `pthread_self`, 0 while free.
     private let owner = Atomic<UInt>(0)
-    private let orderClass: LockClass?
+    /// Its lock class's hook (no reference counting on a path every thread shares).
+    private let orderClass: LockOrderHook?
 
     public init(_ name: String, domain: SyncDomain, orderClass: String? = nil) {
         self.name = name
@@ -33,7 +34,7 @@ public final class SleepingLock: Sendable {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
         // Before waiting: an inversion is reported before it can deadlock.
-        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: site) }
+        if let orderClass { orderClass.acquire(self, site: site) }
         monitor.lock()
         owner.store(SpinLock.currentThread, ordering: .relaxed)
     }
@@ -42,7 +43,7 @@ public final class SleepingLock: Sendable {
     public func tryLock(file: StaticString = #fileID, line: UInt = #line) -> Bool {
         guard monitor.tryLock() else { return false }
         owner.store(SpinLock.currentThread, ordering: .relaxed)
-        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: SourceSite(file: file, line: line), trylock: true) }
+        if let orderClass { orderClass.acquire(self, site: SourceSite(file: file, line: line), trylock: true) }
         return true
     }
 
@@ -50,7 +51,7 @@ public final class SleepingLock: Sendable {
     public func unlock() {
         precondition(owner.load(ordering: .relaxed) == SpinLock.currentThread, "unlock of lock '\(name)' by a thread that does not hold it")
         owner.store(0, ordering: .relaxed)
-        if let orderClass { orderClass.validator.release(instance: self) }
+        if let orderClass { orderClass.release(self) }
         monitor.unlock()
     }
 

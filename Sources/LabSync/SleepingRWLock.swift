@@ -17,7 +17,8 @@ public final class SleepingRWLock: @unchecked Sendable {
     private var readers = 0
     private var writer = false
     private var waitingWriters = 0
-    private let orderClass: LockClass?
+    /// Its lock class's hook (no reference counting on a path every thread shares).
+    private let orderClass: LockOrderHook?
     /// The writer's `pthread_self`, 0 when there is none.
     private let writerThread = Atomic<UInt>(0)
 
@@ -30,7 +31,7 @@ public final class SleepingRWLock: @unchecked Sendable {
 
     public func lockShared(file: StaticString = #fileID, line: UInt = #line) {
         domain.mightSleep(.sleepingLockAcquire, object: name, site: SourceSite(file: file, line: line))
-        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: SourceSite(file: file, line: line)) }
+        if let orderClass { orderClass.acquire(self, site: SourceSite(file: file, line: line)) }
         monitor.lock()
         while writer || waitingWriters > 0 { monitor.wait() }
         readers += 1
@@ -45,12 +46,12 @@ public final class SleepingRWLock: @unchecked Sendable {
         }
         readers += 1
         monitor.unlock()
-        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: SourceSite(file: file, line: line), trylock: true) }
+        if let orderClass { orderClass.acquire(self, site: SourceSite(file: file, line: line), trylock: true) }
         return true
     }
 
     public func unlockShared() {
-        if let orderClass { orderClass.validator.release(instance: self) }
+        if let orderClass { orderClass.release(self) }
         monitor.lock()
         precondition(readers > 0, "unlockShared on '\(name)' without a reader")
         readers -= 1
@@ -60,7 +61,7 @@ public final class SleepingRWLock: @unchecked Sendable {
 
     public func lockExclusive(file: StaticString = #fileID, line: UInt = #line) {
         domain.mightSleep(.sleepingLockAcquire, object: name, site: SourceSite(file: file, line: line))
-        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: SourceSite(file: file, line: line)) }
+        if let orderClass { orderClass.acquire(self, site: SourceSite(file: file, line: line)) }
         monitor.lock()
         waitingWriters += 1
         while writer || readers > 0 { monitor.wait() }
@@ -79,12 +80,12 @@ public final class SleepingRWLock: @unchecked Sendable {
         writer = true
         writerThread.store(SpinLock.currentThread, ordering: .relaxed)
         monitor.unlock()
-        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: SourceSite(file: file, line: line), trylock: true) }
+        if let orderClass { orderClass.acquire(self, site: SourceSite(file: file, line: line), trylock: true) }
         return true
     }
 
     public func unlockExclusive() {
-        if let orderClass { orderClass.validator.release(instance: self) }
+        if let orderClass { orderClass.release(self) }
         monitor.lock()
         precondition(writer, "unlockExclusive on '\(name)' without the writer")
         precondition(writerThread.load(ordering: .relaxed) == SpinLock.currentThread, "unlockExclusive on '\(name)' by a thread that is not the writer")
@@ -114,7 +115,7 @@ public final class SleepingRWLock: @unchecked Sendable {
     }
 
     private var isHeldByCurrentThreadAsFarAsKnown: Bool {
-        if let orderClass { return orderClass.validator.isHeldByCurrentThread(instance: self) }
+        if let orderClass { return orderClass.validator._withUnsafeGuaranteedRef { $0.isHeldByCurrentThread(instance: self) } }
         monitor.lock()
         defer { monitor.unlock() }
         return writer || readers > 0

@@ -24,7 +24,8 @@ public final class SpinLock: Sendable, SectionSubject {
     private let held = Atomic<Bool>(false)
     /// The holder's `pthread_self`, 0 while free.
     private let owner = Atomic<UInt>(0)
-    private let orderClass: LockClass?
+    /// Its lock class's hook (no reference counting on a path every thread shares).
+    private let orderClass: LockOrderHook?
 
     public var sectionSubjectName: String { name }
 
@@ -41,7 +42,7 @@ public final class SpinLock: Sendable, SectionSubject {
         let site = SourceSite(file: file, line: line)
         ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: "spin lock", subject: self, site: site))
         // Before spinning: an inversion is reported before it can deadlock.
-        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: site) }
+        if let orderClass { orderClass.acquire(self, site: site) }
         var attempt = 0
         while true {
             if !held.load(ordering: .relaxed),
@@ -63,7 +64,7 @@ public final class SpinLock: Sendable, SectionSubject {
         }
         owner.store(Self.currentThread, ordering: .relaxed)
         ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: "spin lock", subject: self, site: site))
-        if let orderClass { orderClass.validator.acquire(orderClass, instance: self, site: site, trylock: true) }
+        if let orderClass { orderClass.acquire(self, site: site, trylock: true) }
         return true
     }
 
@@ -71,7 +72,7 @@ public final class SpinLock: Sendable, SectionSubject {
     public func unlock() {
         precondition(owner.load(ordering: .relaxed) == Self.currentThread, "unlock of spin lock '\(name)' by a thread that does not hold it")
         owner.store(0, ordering: .relaxed)
-        if let orderClass { orderClass.validator.release(instance: self) }
+        if let orderClass { orderClass.release(self) }
         held.store(false, ordering: .releasing)
         ExecutionContext.exitCurrentNonBlockable()
     }
@@ -100,5 +101,5 @@ public final class SpinLock: Sendable, SectionSubject {
 
     /// The calling thread, as a word (`pthread_self`: a load from the thread pointer).
     @inline(__always)
-    static var currentThread: UInt { unsafeBitCast(pthread_self(), to: UInt.self) }
+    static var currentThread: UInt { pthread_self() }
 }

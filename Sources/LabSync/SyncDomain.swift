@@ -23,9 +23,9 @@ public final class SyncDomain: Sendable {
 
     /// The lock class called `name`, if lock order is validated (the
     /// primitives' `orderClass:` goes through this).
-    func orderClass(_ name: String?) -> LockClass? {
-        guard let name, let lockOrder else { return nil }
-        return lockOrder.lockClass(named: name)
+    func orderClass(_ name: String?) -> LockOrderHook? {
+        guard let name, let lockOrder, let made = lockOrder.lockClass(named: name) else { return nil }
+        return LockOrderHook(made)
     }
 
     /// Runs `body` in reclaim context (Linux: `PF_MEMALLOC` and, for
@@ -37,7 +37,7 @@ public final class SyncDomain: Sendable {
         guard let lockOrder else { return context.withReclaimContext(body) }
         let token = UnsafeRawPointer(bitPattern: 0x7ec1_a1a1)!
         let outermost = !context.isInReclaim
-        if outermost { lockOrder.acquire(lockOrder.reclaim, instance: token, site: SourceSite(file: file, line: line), trylock: false) }
+        if outermost { lockOrder.acquire(lockOrder.reclaimHook, instance: token, site: SourceSite(file: file, line: line), trylock: false) }
         defer { if outermost { lockOrder.release(instance: token) } }
         return context.withReclaimContext(body)
     }

@@ -67,12 +67,12 @@ public struct InvalidationRefused: Error, Sendable, CustomStringConvertible {
 /// A pseudo-lock of the lock-order validator: a wait that deadlocks like a
 /// lock, "held" across what it waits for.
 final class PseudoLock: Sendable {
-    let lockClass: LockClass
+    let hook: LockOrderHook
 
-    init(_ lockClass: LockClass) { self.lockClass = lockClass }
+    init(_ lockClass: LockClass) { hook = LockOrderHook(lockClass) }
 
-    func acquire(site: SourceSite) { lockClass.validator.acquire(lockClass, instance: self, site: site) }
-    func release() { lockClass.validator.release(instance: self) }
+    func acquire(site: SourceSite) { hook.acquire(self, site: site) }
+    func release() { hook.release(self) }
 
     /// A wait for what runs under it: taken and dropped at once.
     func mightWait(site: SourceSite) {
