@@ -54,7 +54,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
         handlesChangePTE = configuration.changePTE
         flushDelayNanoseconds = configuration.flushDelayMicroseconds * 1_000
         mmuLock = host.makeLock("kvm mmu_lock", spin: true)
-        vcpus = VCPUTable(capacity: configuration.vcpus, tlbEntries: configuration.tlbEntries)
+        vcpus = VCPUTable(host: host, capacity: configuration.vcpus, tlbEntries: configuration.tlbEntries)
         var capabilities = UInt32(MMULAB_CAP_YOUNG)
         if configuration.changePTE { capabilities |= UInt32(MMULAB_CAP_CHANGE_PTE) }
         super.init(capabilities: capabilities)

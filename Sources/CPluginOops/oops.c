@@ -29,15 +29,18 @@ static int in_oops;
 static const int signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT };
 #define SIGNAL_COUNT (sizeof signals / sizeof signals[0])
 static struct sigaction previous[SIGNAL_COUNT];
-static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set by the one call of mmulab_oops_install that installs (no lock: the
+ * lab's locks are LabSync's, and this runs once, before any run). */
+static int installing;
 
 /* The executable code of the plugins loaded, for crashes on their own threads. */
 struct image {
     uintptr_t base, start, end;
     char name[128];
+    int ready; /* set last, with release ordering: the entry is complete */
 };
 static struct image images[64];
-static int image_count;
+static int image_count; /* slots claimed (atomically) */
 
 /* ---- alternate stacks: one per thread, freed when the thread ends ---- */
 
@@ -138,7 +141,9 @@ static uintptr_t program_counter(void *context) {
 
 static const struct image *image_of(uintptr_t pc) {
     int count = __atomic_load_n(&image_count, __ATOMIC_ACQUIRE);
+    if (count > 64) count = 64;
     for (int i = 0; i < count; i++) {
+        if (!__atomic_load_n(&images[i].ready, __ATOMIC_ACQUIRE)) continue;
         if (pc >= images[i].start && pc < images[i].end) return &images[i];
     }
     return NULL;
@@ -316,11 +321,7 @@ static void handler(int sig, siginfo_t *info, void *context) {
 }
 
 int mmulab_oops_install(int status) {
-    pthread_mutex_lock(&install_lock);
-    if (mmulab_oops_armed) {
-        pthread_mutex_unlock(&install_lock);
-        return 0;
-    }
+    if (__atomic_exchange_n(&installing, 1, __ATOMIC_ACQ_REL)) return 0; /* installed already, or being installed */
     exit_status = status;
     struct sigaction action;
     memset(&action, 0, sizeof action);
@@ -330,12 +331,12 @@ int mmulab_oops_install(int status) {
     for (size_t i = 0; i < SIGNAL_COUNT; i++) {
         if (sigaction(signals[i], &action, &previous[i]) != 0) {
             int error = errno;
-            pthread_mutex_unlock(&install_lock);
+            for (size_t j = 0; j < i; j++) sigaction(signals[j], &previous[j], NULL);
+            __atomic_store_n(&installing, 0, __ATOMIC_RELEASE);
             return error;
         }
     }
-    mmulab_oops_armed = 1;
-    pthread_mutex_unlock(&install_lock);
+    __atomic_store_n(&mmulab_oops_armed, 1, __ATOMIC_RELEASE);
     mmulab_oops_prepare_thread();
     return 0;
 }
@@ -378,20 +379,16 @@ void mmulab_oops_note_image(const void *symbol, const char *name) {
     struct image_search search = { .symbol = (uintptr_t)symbol };
     dl_iterate_phdr(find_segments, &search);
     if (search.end <= search.start) return;
-    pthread_mutex_lock(&install_lock);
-    int count = image_count;
-    for (int i = 0; i < count; i++) {
-        if (images[i].start == search.start) {
-            pthread_mutex_unlock(&install_lock);
-            return;
-        }
+    int count = __atomic_load_n(&image_count, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < count && i < 64; i++) {
+        if (__atomic_load_n(&images[i].ready, __ATOMIC_ACQUIRE) && images[i].start == search.start) return; /* known */
     }
-    if (count < 64) {
-        images[count].base = search.base;
-        images[count].start = search.start;
-        images[count].end = search.end;
-        strncpy(images[count].name, name, sizeof images[count].name - 1);
-        __atomic_store_n(&image_count, count + 1, __ATOMIC_RELEASE);
-    }
-    pthread_mutex_unlock(&install_lock);
+    /* A slot of its own (two loads of one plugin at once may both take one: harmless). */
+    int slot = __atomic_fetch_add(&image_count, 1, __ATOMIC_ACQ_REL);
+    if (slot >= 64) return;
+    images[slot].base = search.base;
+    images[slot].start = search.start;
+    images[slot].end = search.end;
+    strncpy(images[slot].name, name, sizeof images[slot].name - 1);
+    __atomic_store_n(&images[slot].ready, 1, __ATOMIC_RELEASE);
 }

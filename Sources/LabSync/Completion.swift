@@ -15,7 +15,7 @@ public final class Completion: @unchecked Sendable {
     public init(_ name: String, domain: SyncDomain) {
         self.name = name
         self.domain = domain
-        self.monitor = domain.scheduler.makeMonitor()
+        self.monitor = domain.scheduler.makeMonitor(named: name)
     }
 
     /// Lets one waiter (present or future) through.
@@ -52,8 +52,8 @@ public final class Completion: @unchecked Sendable {
     public func wait(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.completionWait, object: name, site: site)
-        monitor.lock()
-        while done == 0 { monitor.wait() }
+        monitor.lock(at: site)
+        while done == 0 { monitor.wait(at: site) }
         if done < Self.all { done -= 1 }
         monitor.unlock()
     }
@@ -63,12 +63,12 @@ public final class Completion: @unchecked Sendable {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.completionWait, object: name, site: site)
         let deadline = domain.now() + timeout
-        monitor.lock()
+        monitor.lock(at: site)
         defer { monitor.unlock() }
         while done == 0 {
             let left = deadline - domain.now()
             if left <= .zero { return false }
-            _ = monitor.wait(timeout: left)
+            _ = monitor.wait(timeout: left, at: site)
         }
         if done < Self.all { done -= 1 }
         return true

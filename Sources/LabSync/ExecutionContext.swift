@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Synchronization
 
 /// An object that can name a non-blockable section it opened (a spin lock,
 /// a shrinker). Asked only when a violation is reported.
@@ -83,6 +84,9 @@ public final class ExecutionContext {
 
     /// The calling thread's identity.
     public private(set) var thread: ThreadIdentity
+    /// A number for the thread, unique in the process and never 0 (the
+    /// default thread id of `Scheduler.currentThreadID`).
+    public let serial: UInt64
     // Thread-confined state: the exclusivity checks the runtime would make
     // on these class properties cannot fail, and they sat on every lock
     // acquisition (measured: a fifth of a notifier dispatch).
@@ -98,6 +102,7 @@ public final class ExecutionContext {
     private init() {
         let tid = ThreadIdentity.currentTID()
         thread = ThreadIdentity(tid: tid, name: "thread-\(tid)")
+        serial = nextContextSerial.add(1, ordering: .relaxed).newValue
         sections = .allocate(capacity: Self.maximumDepth)
     }
 
@@ -137,6 +142,9 @@ public final class ExecutionContext {
     /// Whether the calling thread may not sleep now.
     public static var isCurrentNonBlockable: Bool { withCurrent { $0.isNonBlockable } }
 
+    /// The calling thread's serial (read without retaining the context).
+    public static var currentSerial: UInt64 { withCurrent { $0.serial } }
+
     /// Whether the calling thread is in reclaim context (read without retaining the context).
     public static var isCurrentInReclaim: Bool { withCurrent { $0.isInReclaim } }
 
@@ -160,6 +168,11 @@ public final class ExecutionContext {
     /// Renames the calling thread for reports (done by `SyncDomain.spawnThread`).
     public func setThreadName(_ name: String) {
         thread = ThreadIdentity(tid: thread.tid, name: name)
+    }
+
+    /// Names the calling thread as a controlled scheduler's `index`-th.
+    func setScheduledIdentity(name: String, index: Int) {
+        thread = ThreadIdentity(tid: thread.tid, name: name, scheduledIndex: index)
     }
 
     /// Opens a non-blockable section. Pair with `exitNonBlockable()`.
@@ -220,6 +233,10 @@ public final class ExecutionContext {
         reclaimDepthStorage -= 1
     }
 }
+
+/// Serials of execution contexts, above 2^32 so they never meet a
+/// controlled scheduler's thread ids (its thread indices + 1).
+private let nextContextSerial = Atomic<UInt64>(1 << 32)
 
 /// The thread-local slot that holds each thread's `ExecutionContext`.
 /// Created once; its destructor drops the context when the thread ends.

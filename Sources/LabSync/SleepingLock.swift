@@ -25,7 +25,7 @@ public final class SleepingLock: Sendable {
     public init(_ name: String, domain: SyncDomain, orderClass: String? = nil) {
         self.name = name
         self.domain = domain
-        self.monitor = domain.scheduler.makeMonitor()
+        self.monitor = domain.scheduler.makeMonitor(named: name)
         self.orderClass = domain.orderClass(orderClass)
     }
 
@@ -35,7 +35,7 @@ public final class SleepingLock: Sendable {
         domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
         // Before waiting: an inversion is reported before it can deadlock.
         if let orderClass { orderClass.acquire(self, site: site) }
-        monitor.lock()
+        monitor.lock(at: site)
         owner.store(SpinLock.currentThread, ordering: .relaxed)
     }
 

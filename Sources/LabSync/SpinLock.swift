@@ -26,6 +26,10 @@ public final class SpinLock: Sendable, SectionSubject {
     private let owner = Atomic<UInt>(0)
     /// Its lock class's hook (no reference counting on a path every thread shares).
     private let orderClass: LockOrderHook?
+    /// The domain's scheduler decides every interleaving: taking and
+    /// releasing are scheduling points (copied here so the free-running
+    /// path pays one predictable branch on a field it already reads).
+    private let controlled: Bool
 
     public var sectionSubjectName: String { name }
 
@@ -35,6 +39,7 @@ public final class SpinLock: Sendable, SectionSubject {
         self.name = name
         self.domain = domain
         self.orderClass = domain.orderClass(orderClass)
+        controlled = domain.isControlled
     }
 
     /// Acquires the lock, spinning (never sleeping) while it is held elsewhere.
@@ -43,6 +48,7 @@ public final class SpinLock: Sendable, SectionSubject {
         ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: "spin lock", subject: self, site: site))
         // Before spinning: an inversion is reported before it can deadlock.
         if let orderClass { orderClass.acquire(self, site: site) }
+        if controlled { return lockControlled(site) }
         var attempt = 0
         while true {
             if !held.load(ordering: .relaxed),
@@ -56,9 +62,20 @@ public final class SpinLock: Sendable, SectionSubject {
         }
     }
 
+    /// Under a controlled scheduler: a point before the first attempt, and
+    /// every failed attempt is a spin (the scheduler runs the holder).
+    private func lockControlled(_ site: SourceSite) {
+        domain.scheduler.schedulingPoint(.spinLock, object: name, site: site)
+        while !held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            domain.scheduler.schedulingPoint(.spin, object: name, site: site)
+        }
+        owner.store(Self.currentThread, ordering: .relaxed)
+    }
+
     /// Acquires the lock if it is free now.
     public func tryLock(file: StaticString = #fileID, line: UInt = #line) -> Bool {
         let site = SourceSite(file: file, line: line)
+        if controlled { domain.scheduler.schedulingPoint(.spinTryLock, object: name, site: site) }
         guard held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }
@@ -69,12 +86,13 @@ public final class SpinLock: Sendable, SectionSubject {
     }
 
     /// Releases the lock. Only its holder may: anything else stops the process.
-    public func unlock() {
+    public func unlock(file: StaticString = #fileID, line: UInt = #line) {
         precondition(owner.load(ordering: .relaxed) == Self.currentThread, "unlock of spin lock '\(name)' by a thread that does not hold it")
         owner.store(0, ordering: .relaxed)
         if let orderClass { orderClass.release(self) }
         held.store(false, ordering: .releasing)
         ExecutionContext.exitCurrentNonBlockable()
+        if controlled { domain.scheduler.schedulingPoint(.spinUnlock, object: name, site: SourceSite(file: file, line: line)) }
     }
 
     /// Whether the calling thread holds the lock.

@@ -46,7 +46,7 @@ func callPlugin<Result>(
     let previous = ExecutionContext.enterCurrentCallee(CalleeFrame(callee: context, operation: operation))
     defer { ExecutionContext.restoreCurrentCallee(previous) }
     let held = context.lockOrder?.heldByCurrentThread ?? 0
-    let result = timing.map { timed($0, context.observer, body) } ?? body()
+    let result = timing.map { timed($0, context.observer, context.machine.sync, body) } ?? body()
     if let lockOrder = context.lockOrder, lockOrder.heldByCurrentThread > held {
         let locks = lockOrder.describeHeldByCurrentThread().dropFirst(held)
         context.report(

@@ -53,6 +53,13 @@ final class HostContext: @unchecked Sendable {
     let quarantine: Quarantine
     /// Told how long each callback took, if anyone asked.
     let observer: (any CallbackObserver)?
+    /// The machine's scheduler decides every interleaving: calls from
+    /// threads it did not make are reported (`checkCaller`).
+    let deterministic: Bool
+    /// Threads (by tid) already reported for calling from outside the schedule.
+    let foreignCallers: SpinLocked<[Int32]>
+    /// The threads the plugin made (`thread_create`) and has not joined, by handle address.
+    let threads: SpinLocked<[UInt]>
     /// The instance's identity as a device: its subscriptions carry it and
     /// its DMA names it, so the primary holds it to what it acknowledged.
     let device: DeviceID
@@ -77,6 +84,9 @@ final class HostContext: @unchecked Sendable {
         displayName = label ?? plugin.name
         reportLabel = strdup("\(label ?? plugin.name) (plugin \(plugin.name), \(plugin.path))")
         self.log = log
+        deterministic = machine.sync.isControlled
+        foreignCallers = SpinLocked([], name: "\(plugin.name) foreign callers", domain: machine.sync)
+        threads = SpinLocked([], name: "\(plugin.name) threads", domain: machine.sync)
         violations = ReportLog(capacity: 1_000)
         ledger = SpinLocked(ResourceLedger(), name: "\(plugin.name) resources", domain: machine.sync)
         deviceMemories = SpinLocked([], name: "\(plugin.name) device memories", domain: machine.sync)
@@ -97,13 +107,17 @@ final class HostContext: @unchecked Sendable {
     /// The context a service was called with. A NULL `ctx` is a misuse: it
     /// is reported against the instance whose call the thread is in (or, on
     /// a plugin's own thread, as unattributed) and the service does nothing.
+    /// Under a controlled scheduler the caller's thread is checked too
+    /// (`checkCaller`).
     @inline(__always)
     static func from(_ ctx: UnsafeMutableRawPointer?, _ service: StaticString) -> HostContext? {
         guard let ctx else {
             reportUnattributed("\(service)", "called with a NULL context (pass host->context)")
             return nil
         }
-        return Unmanaged<HostContext>.fromOpaque(ctx).takeUnretainedValue()
+        let host = Unmanaged<HostContext>.fromOpaque(ctx).takeUnretainedValue()
+        host.checkCaller(service)
+        return host
     }
 
     /// Records a misuse whose instance is not known from the call: against
@@ -225,6 +239,7 @@ final class HostContext: @unchecked Sendable {
         NotifierServices.install(into: &t)
         MemoryServices.install(into: &t)
         DeviceMemoryServices.install(into: &t)
+        ThreadServices.install(into: &t)
         return t
     }
 }

@@ -17,12 +17,21 @@ final class HostLock: @unchecked Sendable {
     /// nothing, so the outer critical section stays locked. Touched only by
     /// the holding thread.
     var refusedRecursion = 0
+    /// Under a controlled scheduler, calls are checked for foreign threads.
+    let deterministic: Bool
 
     init(sleeping: SleepingLock?, spin: SpinLock?, name: String, context: HostContext) {
         self.sleeping = sleeping
         self.spin = spin
         self.name = name
         self.context = context
+        deterministic = context.deterministic
+    }
+
+    /// `HostContext.checkCaller` for the instance that made it.
+    @inline(__always)
+    func checkCaller(_ service: StaticString) {
+        if deterministic, let context { context.checkCaller(service) }
     }
 
     var isHeldByCurrentThread: Bool { spin?.isHeldByCurrentThread ?? sleeping!.isHeldByCurrentThread }
@@ -45,6 +54,7 @@ final class HostLock: @unchecked Sendable {
             lock.report("\(service)", "'\(lock.name)' was destroyed (lock_destroy) before this call")
             return nil
         }
+        lock.checkCaller(service)
         return lock
     }
 
@@ -73,10 +83,12 @@ final class HostCompletion: @unchecked Sendable {
     let completion: Completion
     weak var context: HostContext?
     let destroyed = Atomic<Bool>(false)
+    let deterministic: Bool
 
     init(_ completion: Completion, context: HostContext) {
         self.completion = completion
         self.context = context
+        deterministic = context.deterministic
     }
 
     @inline(__always)
@@ -91,6 +103,7 @@ final class HostCompletion: @unchecked Sendable {
             if let context = completion.context { context.report("\(service)", problem) } else { HostContext.reportUnattributed("\(service)", problem) }
             return nil
         }
+        if completion.deterministic, let context = completion.context { context.checkCaller(service) }
         return completion
     }
 }
@@ -140,6 +153,7 @@ enum LockServices {
         t.unlock = { handle in
             guard let handle else { return HostContext.reportUnattributed("unlock", "the lock is NULL") }
             let lock = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+            lock.checkCaller("unlock")
             guard lock.isHeldByCurrentThread else {
                 return lock.report("unlock", "'\(lock.name)' is not held by this thread (not unlocked)")
             }

@@ -89,7 +89,7 @@ public final class PluginInstance: @unchecked Sendable {
     /// core sees them (each callback on these goes through the C ABI).
     public var subscribers: [any AddressSpaceSubscriber] { context.subscribers }
 
-    /// What the plugin logged.
+    /// What the plugin logged (broken rules at `.misbehaving`).
     public var log: ReportLog<PluginLogEntry> { context.log }
 
     /// What the plugin did wrong at the boundary: misused services, things
@@ -234,10 +234,17 @@ public final class PluginInstance: @unchecked Sendable {
             context.bindings.withLock { _ = $0.removeValue(forKey: binding.number) }
         }
         call("destroy", nil) { plugin.descriptor.pointee.destroy!(instance) }
+        let unjoined = context.threads.withLock { $0.count }
+        if unjoined > 0 { context.misbehaving("destroy returned with \(unjoined) thread(s) from thread_create not joined") }
         reclaimLeftovers(of: nil, after: "destroy")
         context.bringDeviceMemoryHome()
         context.quarantine.drop()
     }
+
+    /// Calls the plugin made into the host from threads the host did not
+    /// make while the machine ran under a controlled scheduler (each makes
+    /// the run irreproducible), one line per thread, naming the plugin.
+    public var scheduleEscapes: [String] { context.scheduleEscapes }
 
     deinit { destroy() }
 

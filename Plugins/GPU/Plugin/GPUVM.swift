@@ -60,7 +60,7 @@ final class GPUVM: @unchecked Sendable {
             gpu.counters.nonBlockableRetries.add(1, ordering: .relaxed)
             return false
         }
-        let overlapping = notifier.ranges.values.filter { $0.overlaps(range.start, range.end) }
+        let overlapping = notifier.ranges.filter { $0.value.overlaps(range.start, range.end) }.valuesInKeyOrder  // sorts only the few that overlap
         if !range.isBlockable, overlapping.contains(where: { $0.fences.load(ordering: .acquiring) > 0 }) {
             lock.unlock()
             gpu.counters.nonBlockableRetries.add(1, ordering: .relaxed)
@@ -147,7 +147,7 @@ final class GPUVM: @unchecked Sendable {
             lock.unlock()
             if attempt > 0 { gpu.counters.replays.add(1, ordering: .relaxed) }
             if attempt > 8 { gpu.host.sleep(nanoseconds: 20_000) }  // let an invalidation or migration finish
-            gpu.faultBuffer.push(GPUFault(vm: self, binding: binding, address: address & ~4095, write: write))
+            gpu.faultBuffer.push(GPUFault(vm: self, binding: binding, address: address & ~4095, write: write, replays: attempt))
             gpu.serviceFaults()
             if let error = gpu.faultBuffer.takeError(self, address) { throw error }
         }

@@ -1,5 +1,5 @@
 /*
- * mmulab device plugin ABI, version 1.3.
+ * mmulab device plugin ABI, version 1.4.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
@@ -8,12 +8,16 @@
  * device memory's owner in its migrate invalidation, as Linux's
  * migrate_to_ram does, so the owning device skips it and must drop its own
  * translations of the range before it calls; to an instance that
- * negotiated 1.2 or less the host still announces no owner. Every
- * addition is at the end of its struct: the host reads only what
- * struct_size covers. (Later hosts of 1.3 check every argument of every
- * service and what a binding or instance leaves behind, and validate lock
- * order; no struct changed: see "Host services" and the rules at detach
- * and destroy below.)
+ * negotiated 1.2 or less the host still announces no owner. 1.4 adds the
+ * host's thread services (thread_create, thread_join, yield, now_ns,
+ * thread_id) at the end of the host table, so a plugin's own engines run
+ * on threads the host schedules and read the host's clock. Every addition
+ * is at the end of its struct: the host reads only what struct_size
+ * covers, and a plugin reads a host field only if the host table's
+ * struct_size covers it. (Hosts from 1.4 on also check every argument of
+ * every service and what a binding or instance leaves behind, and validate
+ * lock order; no struct changed for it, so the minor did not either: see
+ * "Host services" and the rules at detach and destroy below.)
  *
  * This header is the whole contract between the mmulab host and a device
  * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
@@ -45,10 +49,16 @@
  *                    (host->alloc_page_table_page may return an error that
  *                    must be handled, not treated as fatal).
  *   [any-thread]     any thread; the callee synchronises itself.
- * Every lock, wait and sleep a plugin does should go through the host's
- * primitives (host->lock_*, host->completion_*, host->sleep_ns): that is how
- * the host sees context violations, and how it can later schedule every
- * thread deterministically from a seed.
+ * Every lock, wait, sleep, thread, spin-wait and clock read a plugin does
+ * must go through the host (host->lock_*, host->completion_*,
+ * host->sleep_ns, and from 1.4 host->thread_create / thread_join / yield /
+ * now_ns / thread_id): that is how the host sees context violations, and
+ * how `mmulab run --schedule` runs every thread one at a time from a seed
+ * on a virtual clock, so a failure replays exactly. In that deterministic
+ * mode a plugin that makes its own threads (pthread_create), spins without
+ * host->yield, or reads the wall clock makes the run irreproducible; a call
+ * into the host from a thread the host did not make is reported, naming
+ * the plugin.
  *
  * The rules behind the callbacks come from the Linux MMU notifier design
  * (see the project's README): stop using a range at invalidate_range_start
@@ -68,7 +78,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 3
+#define MMULAB_ABI_MINOR 4
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -275,6 +285,7 @@ typedef struct mmulab_completion mmulab_completion;
 typedef struct mmulab_subscription mmulab_subscription;
 typedef struct mmulab_shrinker mmulab_shrinker;
 typedef struct mmulab_device_memory mmulab_device_memory;
+typedef struct mmulab_thread mmulab_thread;
 
 enum mmulab_log_level {
     MMULAB_LOG_DEBUG = 0,
@@ -414,6 +425,34 @@ typedef struct mmulab_host {
      * allocated longest ago home, wherever they are mapped now (Linux:
      * migrate_device_range). Returns how many moved. */
     uint64_t (*device_memory_evict)(void *ctx, mmulab_device_memory *memory, uint64_t pages);
+
+    /* Thread services, ABI 1.4 (a host that offers only 1.3 has a shorter
+     * table: check struct_size, or the negotiated minor). A plugin that runs
+     * work on threads of its own (DMA engines, fault handlers, garbage
+     * collectors) makes them here: the host schedules them with its own
+     * actors, deterministically when asked, and names them in reports.
+     *
+     * [blockable] Start a thread named `name` (for reports; copied) that
+     * runs entry(argument). The thread may call every host function a
+     * plugin thread may. On MMULAB_OK `*out` is its handle: join it exactly
+     * once, before destroy returns. */
+    mmulab_status (*thread_create)(void *ctx, const char *name, void (*entry)(void *argument), void *argument,
+                                   mmulab_thread **out, mmulab_error *error);
+    /* [blockable] Wait until the thread's entry has returned, then free the handle. */
+    void (*thread_join)(void *ctx, mmulab_thread *thread);
+    /* [any-thread] Let another thread run; never sleeps (sched_yield). Call
+     * it in every loop that waits for another thread by polling memory: in
+     * deterministic mode the thread you wait for runs only when you yield
+     * (or block). */
+    void (*yield)(void *ctx);
+    /* [any-thread] Monotonic nanoseconds since an arbitrary origin: the
+     * host's clock, virtual in deterministic mode (it advances with the
+     * run's steps, and jumps when every thread waits). */
+    uint64_t (*now_ns)(void *ctx);
+    /* [any-thread] A number naming the calling thread, never 0, distinct
+     * among live threads (the host's, not pthread_self: stable across
+     * replays in deterministic mode). */
+    uint64_t (*thread_id)(void *ctx);
 } mmulab_host;
 
 /* ---------------------------------------------------------------------- */

@@ -87,7 +87,7 @@ extension AddressSpace {
             memory.put(frame)
         }
         defer {
-            for frame in movable.values {
+            for (_, frame) in movable.sorted(by: { $0.key < $1.key }) {  // in address order, for replays
                 memory.unlock(frame)
                 memory.put(frame)
             }
@@ -134,7 +134,7 @@ extension AddressSpace {
         // they are mapped, as in a zero-fill fault.
         var frames: [UInt64: Int32] = [:]
         do {
-            for address in entries.keys {
+            for address in entries.keys.sorted() {  // in address order, for replays
                 guard let vma = vma(containing: address) else { continue }
                 let frame = try allocateFrame(flags: .anonymous)
                 vma.own(frame, at: address, memory: memory)
@@ -144,7 +144,7 @@ extension AddressSpace {
                 frames[address] = frame
             }
         } catch {
-            for frame in frames.values {
+            for (_, frame) in frames.sorted(by: { $0.key < $1.key }) {
                 memory.unlock(frame)
                 memory.put(frame)
             }
@@ -163,7 +163,7 @@ extension AddressSpace {
             released.devicePages.append(page)
             used.insert(address)
         }
-        for (address, frame) in frames {
+        for (address, frame) in frames.sorted(by: { $0.key < $1.key }) {  // in address order, for replays
             memory.unlock(frame)
             if !used.contains(address) { memory.put(frame) }
         }
