@@ -7,7 +7,9 @@ import Synchronization
 /// a context violation (recorded even when the lock happens to be free, as
 /// lockdep and `might_sleep` do: the bug is the possibility).
 /// `tryLock` never sleeps and is allowed anywhere: it is the fast-fail path
-/// of a non-blockable callback (seed 001: "fails quickly on shrinker path").
+/// of a non-blockable callback ("fails quickly on shrinker path": Jérôme
+/// Glisse, linux-kernel, 2013-09-30, "Re: [PATCH] anon_vmas: Convert the
+/// rwsem to an rwlock_t").
 ///
 /// It knows its holder: `unlock` by any other thread stops the process (a
 /// mutex is released by its owner; the host checks a plugin's unlock before
