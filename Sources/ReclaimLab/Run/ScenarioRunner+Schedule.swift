@@ -70,7 +70,7 @@ extension ScenarioRunner {
         configuration.recordsChoices = options.recordsChoices
         configuration.stepLimit = options.stepLimit
         let scheduler = ControlledScheduler(configuration)
-        let sync = SyncDomain(scheduler: scheduler)
+        let sync = SyncDomain(scheduler: scheduler, lockOrder: scenario.validatesLockOrder)
         let started = FreeRunningScheduler().now()
         let outcome = scheduler.run(named: "main") { () -> Result<RunResult, SetupFailure> in
             do throws(SetupFailure) {
