@@ -1,12 +1,18 @@
 /*
  * mmulab Linux shim: hmm_range_fault (<linux/hmm.h>) on host->fault_range.
  *
- * The order is Linux's: the sequence is checked before the walk (an
- * invalidation that ran since mmu_interval_read_begin makes it -EBUSY at
- * once), the pages are faulted in, and the sequence is checked again (a
- * fault may itself invalidate the interval, a COW break say; Linux sees it
- * when its walk restarts after the fault). Handles are made only for a
- * snapshot that is returned.
+ * The sequence is checked where Linux's hmm_range_fault checks it: before
+ * the walk (an invalidation that ran since mmu_interval_read_begin makes it
+ * -EBUSY at once). Linux checks again only when its walk restarts after a
+ * fault, and then reads the page tables after that check, so an
+ * invalidation that comes while or after the last entries are read is
+ * never seen by hmm_range_fault: it returns 0 and mmu_interval_read_retry,
+ * under the driver's lock, is what catches it. host->fault_range faults and
+ * reads in one call, so the shim does not check after it: the window the
+ * driver's read_retry must close is the one Linux leaves open. (A fault
+ * that itself invalidates the range, a COW break say, returns the new
+ * pages; the moved sequence then costs a correct driver one retry, as
+ * Linux's -EBUSY would.)
  */
 #include <stdlib.h>
 
@@ -54,10 +60,6 @@ int hmm_range_fault(struct hmm_range *range) {
             return shim_errno_from_status(status);
         }
         first = end;
-    }
-    if (mmu_interval_check_retry(subscription, range->notifier_seq)) {
-        free(pfns);
-        return -EBUSY;
     }
     for (unsigned long i = 0; i < count; i++) {
         struct page *page = shim_page_intern(device, space, &pfns[i], false);

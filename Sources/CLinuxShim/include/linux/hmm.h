@@ -10,8 +10,8 @@
  * caller holds mmap_read_lock on the mm (asserted, as Linux's
  * mmap_assert_locked does) and has taken range->notifier_seq with
  * mmu_interval_read_begin. Returns 0, or:
- *   -EBUSY   the interval's sequence moved (an invalidation ran) before or
- *            while the pages were faulted in: begin again;
+ *   -EBUSY   the interval's sequence moved (an invalidation ran) since
+ *            mmu_interval_read_begin: begin again;
  *   -EFAULT  an address is not mapped, or not with the permission asked
  *            (or the address space has exited);
  *   -ENOMEM  the primary ran out of memory;
@@ -19,7 +19,8 @@
  *   -EOPNOTSUPP  a page was requested without HMM_PFN_REQ_FAULT (a
  *            snapshot of what is mapped without faulting it in): the
  *            plugin ABI offers no such service, so it is refused, loudly.
- * As in Linux, the entries are only a snapshot: install them under the
+ * As in Linux, the entries are only a snapshot: an invalidation that comes
+ * while or after they are read is not seen here. Install them under the
  * driver's lock after mmu_interval_read_retry says nothing raced.
  *
  * The page number bits of an entry hold the shim's page handle, not the

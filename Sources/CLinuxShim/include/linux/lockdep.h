@@ -31,8 +31,15 @@ static inline bool mmulab_linux_rwsem_is_held_any(struct rw_semaphore *sem) {
     return mmulab_linux_rwsem_is_write_held_by_me(sem) || mmulab_linux_rwsem_is_read_held(sem);
 }
 
-#define lockdep_assert_held(lock) ((void)WARN_ON(!mmulab_linux_lock_is_held(lock)))
-#define lockdep_assert_held_write(sem) ((void)WARN_ON(!mmulab_linux_rwsem_is_write_held_by_me(sem)))
-#define lockdep_assert_held_read(sem) ((void)WARN_ON(!mmulab_linux_rwsem_is_read_held(sem)))
+#define mmulab_linux_lockdep_check(held, what)                                                                         \
+    do {                                                                                                               \
+        if (unlikely(!(held))) mmulab_linux_report("WARN", what, MMULAB_LINUX_FILE, __LINE__, __func__);               \
+    } while (0)
+
+#define lockdep_assert_held(lock) mmulab_linux_lockdep_check(mmulab_linux_lock_is_held(lock), "lockdep_assert_held(" #lock ")")
+#define lockdep_assert_held_write(sem)                                                                                 \
+    mmulab_linux_lockdep_check(mmulab_linux_rwsem_is_write_held_by_me(sem), "lockdep_assert_held_write(" #sem ")")
+#define lockdep_assert_held_read(sem)                                                                                  \
+    mmulab_linux_lockdep_check(mmulab_linux_rwsem_is_read_held(sem), "lockdep_assert_held_read(" #sem ")")
 
 #endif /* MMULAB_LINUX_LOCKDEP_H */

@@ -7,6 +7,7 @@
 #define MMULAB_LINUX_MMAP_LOCK_H
 
 #include <linux/bug.h>
+#include <linux/lockdep.h>
 #include <linux/mm_types.h>
 #include <linux/rwsem.h>
 
@@ -19,8 +20,10 @@
 #define mmap_write_unlock(mm) up_write(&(mm)->mmap_lock)
 #define mmap_write_downgrade(mm) downgrade_write(&(mm)->mmap_lock)
 #define mmap_assert_locked(mm)                                                                                         \
-    ((void)WARN_ON(!mmulab_linux_rwsem_is_write_held_by_me(&(mm)->mmap_lock) &&                                       \
-                   !mmulab_linux_rwsem_is_read_held(&(mm)->mmap_lock)))
-#define mmap_assert_write_locked(mm) ((void)WARN_ON(!mmulab_linux_rwsem_is_write_held_by_me(&(mm)->mmap_lock)))
+    mmulab_linux_lockdep_check(mmulab_linux_rwsem_is_write_held_by_me(&(mm)->mmap_lock) ||                            \
+                                   mmulab_linux_rwsem_is_read_held(&(mm)->mmap_lock),                                  \
+                               "mmap_assert_locked(" #mm ")")
+#define mmap_assert_write_locked(mm)                                                                                   \
+    mmulab_linux_lockdep_check(mmulab_linux_rwsem_is_write_held_by_me(&(mm)->mmap_lock), "mmap_assert_write_locked(" #mm ")")
 
 #endif /* MMULAB_LINUX_MMAP_LOCK_H */

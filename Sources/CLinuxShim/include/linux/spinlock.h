@@ -46,7 +46,7 @@ bool mmulab_linux_spin_is_locked(spinlock_t *lock);
         spin_unlock(lock);                                                                                             \
     } while (0)
 #define spin_is_locked(lock) mmulab_linux_spin_is_locked(lock)
-#define assert_spin_locked(lock) ((void)WARN_ON(!mmulab_linux_spin_is_locked(lock)))
+#define assert_spin_locked(lock) mmulab_linux_lockdep_check(mmulab_linux_spin_is_locked(lock), "assert_spin_locked(" #lock ")")
 
 #include <linux/bug.h>
 #include <linux/lockdep.h>
