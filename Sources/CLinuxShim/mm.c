@@ -10,6 +10,7 @@
  * address only when all of them returned, so this one cannot make the
  * host think the driver let go of anything early.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -54,8 +55,17 @@ struct mm_struct *mmulab_linux_mm_get(struct mmulab_linux_device *device, uint64
     const mmulab_host *host = device->host;
     host->lock(device->lock);
     struct mmulab_linux_mm *found = shim_xa_load(&device->mms, address_space);
-    if (found) __atomic_fetch_add(&found->mm.mm_count.counter, 1, __ATOMIC_ACQ_REL);
+    bool exited = found && __atomic_load_n(&found->exited, __ATOMIC_ACQUIRE);
+    if (found && !exited) __atomic_fetch_add(&found->mm.mm_count.counter, 1, __ATOMIC_ACQ_REL);
     host->unlock(device->lock);
+    if (exited) {
+        if (error) {
+            error->status = MMULAB_ERR_KILLED;
+            snprintf(error->message, sizeof error->message, "address space %llu has exited",
+                     (unsigned long long)address_space);
+        }
+        return NULL;
+    }
     if (found) return &found->mm;
 
     struct mmulab_linux_mm *m = calloc(1, sizeof *m);

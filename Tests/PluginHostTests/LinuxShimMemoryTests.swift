@@ -125,7 +125,7 @@ struct LinuxShimMemoryTests {
     }
 
     /// probe.h's PROBE_NOTIFIER steps.
-    enum NotifierStep: UInt64 { case register = 1, state, unregister, get, put }
+    enum NotifierStep: UInt64 { case register = 1, state, unregister, get, put, hooks }
 
     @Test func aWholeSpaceNotifierHearsStartsEndsAndOneRelease() throws {
         let probe = try ShimProbe()
@@ -151,6 +151,23 @@ struct LinuxShimMemoryTests {
         #expect(try probe.run(.notifier, [NotifierStep.state.rawValue]).arguments[2] == 1)
         #expect(try probe.run(.notifier, [NotifierStep.unregister.rawValue]).arguments[2] == 1)
         #expect(probe.machine.notifierCore.contractViolations.count == 0)
+        probe.instance.destroy()
+    }
+
+    /// Reclaim's aging and the primary's TLB flushes reach the driver's
+    /// clear_flush_young, test_young and arch_invalidate_secondary_tlbs,
+    /// and their answers come back.
+    @Test func agingAndSecondaryTLBFlushesReachTheDriversOps() throws {
+        let probe = try ShimProbe()
+        try probe.run(.notifier, [NotifierStep.register.rawValue])
+        try probe.space.populate(start: probe.address(0), length: 4 * 4096, write: true)
+        #expect(probe.space.notifiers.clearYoung(start: probe.address(0), end: probe.address(1)), "the probe says young")
+        #expect(probe.space.notifiers.testYoung(address: probe.address(0)))
+        try probe.space.unmap(start: probe.address(0), length: 4 * 4096)
+        let hooks = try probe.run(.notifier, [NotifierStep.hooks.rawValue])
+        #expect(hooks.arguments[0] == 1 && hooks.arguments[1] == 1, "one clear_flush_young, one test_young: \(hooks.arguments)")
+        #expect(hooks.arguments[2] >= 1, "the unmap's TLB flush reached arch_invalidate_secondary_tlbs: \(hooks.arguments)")
+        try probe.run(.notifier, [NotifierStep.unregister.rawValue])
         probe.instance.destroy()
     }
 

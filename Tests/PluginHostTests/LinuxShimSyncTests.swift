@@ -27,10 +27,10 @@ struct LinuxShimSyncTests {
     /// probe.h's `enum probe_context`: each is done with a spin lock held.
     enum Context: UInt64, CaseIterable {
         case mutex = 1, gfpKernel, gfpAtomic, mightSleep, mutexTrylock, downRead, downReadTrylock, msleep, kmap, kmapLocal
-        case xaStoreKernel, xaStoreAtomic
+        case xaStoreKernel, xaStoreAtomic, condResched
 
         /// Whether Linux would say "sleeping function called from invalid context".
-        var sleeps: Bool { [.mutex, .gfpKernel, .mightSleep, .downRead, .msleep, .kmap, .xaStoreKernel].contains(self) }
+        var sleeps: Bool { [.mutex, .gfpKernel, .mightSleep, .downRead, .msleep, .kmap, .xaStoreKernel, .condResched].contains(self) }
     }
 
     @Test(arguments: Context.allCases)
@@ -53,7 +53,10 @@ struct LinuxShimSyncTests {
     }
 
     /// probe.h's `enum probe_warning`.
-    enum Warning: UInt64 { case warnOn = 1, lockdep, mutexUnlock, bugOn, warnOnOnceTwice, doubleKfree, kunmapOrder, leak }
+    enum Warning: UInt64 {
+        case warnOn = 1, lockdep, mutexUnlock, bugOn, warnOnOnceTwice, doubleKfree, kunmapOrder, leak, format, printk, heldLockFreed
+        case uninitialised
+    }
 
     @Test func warningsAndBugsAreReportedWithTheirFileAndLine() throws {
         let probe = try ShimProbe()
@@ -81,6 +84,16 @@ struct LinuxShimSyncTests {
         }
         let order = try reported(.kunmapOrder)
         #expect(order.count == 1 && order[0].contains("kunmap_local out of order"), "\(order)")
+
+        let format = try reported(.format)
+        #expect(format.count == 1 && format[0].hasPrefix("WARN: bad value 7 at probe.c:"), "\(format)")
+        #expect(try reported(.printk).isEmpty, "printk is not a report")
+        let printed = probe.instance.log.snapshot.suffix(2).map { "\($0.level) \($0.message)" }
+        #expect(printed == ["error probe error 42", "info probe info"], "\(printed)")
+        let freed = try reported(.heldLockFreed)
+        #expect(freed.count == 1 && freed[0].hasPrefix("BUG: held lock freed: 'held' in memory freed at probe.c:"), "\(freed)")
+        let uninitialised = try reported(.uninitialised)
+        #expect(uninitialised.count == 1 && uninitialised[0].contains("lock used before it was initialised at probe.c:"), "\(uninitialised)")
 
         _ = try reported(.leak)
         probe.instance.destroy()

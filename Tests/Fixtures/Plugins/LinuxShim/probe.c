@@ -37,7 +37,7 @@
 struct probe_notifier {
     struct mmu_notifier notifier;
     struct probe *probe;
-    atomic_t starts, ends, releases, young;
+    atomic_t starts, ends, releases, young, tested, flushes;
     int last_event;
 };
 
@@ -227,6 +227,9 @@ static int selftest_library(void) {
     ktime_t t0 = ktime_get();
     udelay(50);
     CHECK(ktime_sub(ktime_get(), t0) >= 50000);
+    t0 = ktime_get();
+    usleep_range(2000, 3000);
+    CHECK(ktime_ms_delta(ktime_get(), t0) >= 2);
     /* err.h */
     CHECK(IS_ERR(ERR_PTR(-ENOMEM)) && PTR_ERR(ERR_PTR(-ENOMEM)) == -ENOMEM && !IS_ERR(&before) && IS_ERR_OR_NULL(NULL));
     /* kmalloc family. */
@@ -350,6 +353,7 @@ static int probe_context(struct probe *probe, u64 which) {
         mapped = kmap_local_page(probe->slots[0]);
         kunmap_local(mapped);
         break;
+    case PROBE_CONTEXT_COND_RESCHED: cond_resched(); break;
     case PROBE_CONTEXT_XA_STORE_KERNEL:
     case PROBE_CONTEXT_XA_STORE_ATOMIC:
         xa_store(&xa, 1, probe, which == PROBE_CONTEXT_XA_STORE_KERNEL ? GFP_KERNEL : GFP_ATOMIC);
@@ -384,6 +388,24 @@ static int probe_warning(struct probe *probe, u64 which) {
         kunmap_local(second);
         break;
     case PROBE_WARN_LEAK: (void)kmalloc(100, GFP_KERNEL); break;
+    case PROBE_WARN_FORMAT: WARN(probe != NULL, "bad value %d", 7); break;
+    case PROBE_WARN_PRINTK:
+        pr_err("probe error %d\n", 42);
+        pr_info("probe info\n");
+        break;
+    case PROBE_WARN_HELD_LOCK_FREED: {
+        struct mutex *held = kmalloc(sizeof(*held), GFP_KERNEL);
+        mutex_init(held);
+        mutex_lock(held);
+        kfree(held);
+        break;
+    }
+    case PROBE_WARN_UNINITIALISED: {
+        struct mutex never = { 0 };
+        mutex_lock(&never);
+        mutex_unlock(&never);
+        break;
+    }
     }
     return 0;
 }
@@ -424,12 +446,26 @@ static void notifier_release(struct mmu_notifier *mn, struct mm_struct *mm) {
 static int notifier_young(struct mmu_notifier *mn, struct mm_struct *mm, unsigned long start, unsigned long end) {
     (void)mm, (void)start, (void)end;
     atomic_inc(&notifier_of(mn)->young);
-    return 0;
+    return 1;
+}
+
+/* Says every page is young (the test checks the answer gets through). */
+static int notifier_test_young(struct mmu_notifier *mn, struct mm_struct *mm, unsigned long address) {
+    (void)mm, (void)address;
+    atomic_inc(&notifier_of(mn)->tested);
+    return 1;
+}
+
+static void notifier_tlbs(struct mmu_notifier *mn, struct mm_struct *mm, unsigned long start, unsigned long end) {
+    (void)mm, (void)start, (void)end;
+    atomic_inc(&notifier_of(mn)->flushes);
 }
 
 static const struct mmu_notifier_ops probe_notifier_ops = {
     .release = notifier_release,
     .clear_flush_young = notifier_young,
+    .test_young = notifier_test_young,
+    .arch_invalidate_secondary_tlbs = notifier_tlbs,
     .invalidate_range_start = notifier_start,
     .invalidate_range_end = notifier_end,
 };
@@ -482,6 +518,12 @@ static int probe_notifier(struct probe *probe, u64 which, struct probe_command *
         c->arguments[2] = (u64)atomic_read(&pn->releases);
         c->arguments[3] = (u64)atomic_read(&pn->young);
         return pn->last_event;
+    case PROBE_NOTIFIER_HOOKS:
+        if (!pn) return -ENOENT;
+        c->arguments[0] = (u64)atomic_read(&pn->young);
+        c->arguments[1] = (u64)atomic_read(&pn->tested);
+        c->arguments[2] = (u64)atomic_read(&pn->flushes);
+        return 0;
     case PROBE_NOTIFIER_UNREGISTER:
         if (!pn) return -ENOENT;
         mmu_notifier_unregister(&pn->notifier, current->mm);

@@ -55,6 +55,7 @@ enum probe_context {
     PROBE_CONTEXT_KMAP_LOCAL, /* needs slot 0 */
     PROBE_CONTEXT_XA_STORE_KERNEL,
     PROBE_CONTEXT_XA_STORE_ATOMIC,
+    PROBE_CONTEXT_COND_RESCHED,
 };
 
 enum probe_warning {
@@ -66,6 +67,10 @@ enum probe_warning {
     PROBE_WARN_DOUBLE_KFREE,
     PROBE_WARN_KUNMAP_ORDER,   /* needs slots 0 and 1 */
     PROBE_WARN_LEAK,           /* kmalloc without kfree: reported at destroy */
+    PROBE_WARN_FORMAT,         /* WARN(condition, format, ...) */
+    PROBE_WARN_PRINTK,         /* pr_err and pr_info: the host log, not reports */
+    PROBE_WARN_HELD_LOCK_FREED,
+    PROBE_WARN_UNINITIALISED,  /* a mutex used before mutex_init */
 };
 
 enum probe_rwsem {
@@ -84,6 +89,7 @@ enum probe_notifier_step {
     PROBE_NOTIFIER_UNREGISTER,
     PROBE_NOTIFIER_GET,        /* result: 1 if the same notifier as the first get; [0] users */
     PROBE_NOTIFIER_PUT,        /* result: free_notifier calls so far */
+    PROBE_NOTIFIER_HOOKS,      /* [0] clear_flush_young [1] test_young [2] arch_invalidate_secondary_tlbs calls */
 };
 
 struct probe;
