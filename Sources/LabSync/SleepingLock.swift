@@ -5,7 +5,9 @@
 /// a context violation (recorded even when the lock happens to be free, as
 /// lockdep and `might_sleep` do: the bug is the possibility).
 /// `tryLock` never sleeps and is allowed anywhere: it is the fast-fail path
-/// of a non-blockable callback (seed 001: "fails quickly on shrinker path").
+/// of a non-blockable callback ("fails quickly on shrinker path": Jérôme
+/// Glisse, linux-kernel, 2013-09-30, "Re: [PATCH] anon_vmas: Convert the
+/// rwsem to an rwlock_t").
 public final class SleepingLock: Sendable {
     public let name: String
     private let domain: SyncDomain

@@ -58,10 +58,11 @@
  * the plugin.
  *
  * The rules behind the callbacks come from the Linux MMU notifier design
- * (see the project's README): stop using a range at invalidate_range_start
- * and create no new translations until the matching end; the end comes only
- * after a successful start; report pages the device wrote as dirty before
- * letting go of them; never sleep where the caller cannot.
+ * (docs/CONTRACT.md has each rule with its source): stop using a range at
+ * invalidate_range_start and create no new translations until the matching
+ * end; the end comes only after a successful start; report pages the
+ * device wrote as dirty before letting go of them; never sleep where the
+ * caller cannot.
  */
 #ifndef MMULAB_DEVICE_PLUGIN_H
 #define MMULAB_DEVICE_PLUGIN_H

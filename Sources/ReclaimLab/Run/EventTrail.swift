@@ -6,8 +6,8 @@ import VirtualMemory
 /// The lab's own record of what the primary did to its address spaces: a
 /// subscriber on each space writes every invalidation start and end,
 /// KSM `change_pte`, young check and release into a bounded ring, so a
-/// finding can show "the event trail that led there" (DESIGN.md, the
-/// oracle), and counts invalidation starts by event for the progress line
+/// finding can show the event trail that led there (docs/ORACLE.md, "Root
+/// cause first"), and counts invalidation starts by event for the progress line
 /// and the report's chart.
 ///
 /// The ring holds the last `capacity` entries; older ones are overwritten.
@@ -209,7 +209,9 @@ final class LabClock: Sendable {
 
 /// The lab's subscriber on one address space: it records, never refuses,
 /// never sleeps, and owns no translations. It also runs the hot-page check
-/// (seed 003: "never invalidate a page that a device still uses hot").
+/// (docs/ORACLE.md, "Hot page evicted"; reclaim must ask the devices before
+/// it evicts: Linux's `folio_referenced_one` calls
+/// `ptep_clear_flush_young_notify`).
 final class TrailSubscriber: AddressSpaceSubscriber {
     let trail: EventTrail
     let space: AddressSpaceID
