@@ -69,15 +69,8 @@ struct BreakageTests {
             name: "mirror-broken bug=zero-page on munmap-race", scenario: "munmap-race", plugin: ("mirror-broken", "bug=zero-page"),
             seconds: 1, expected: [.writeThroughReadOnly], allowed: [.lostWrite]),
         // The kernel-style driver (Examples/KernelStyleMirror, through the
-        // Linux shim) with the classic bugs of a Linux driver.
-        Case(
-            name: "kernel-mirror bug=no-set-seq on munmap-race", scenario: "munmap-race", plugin: ("kernel-mirror", "bug=no-set-seq"),
-            seconds: 1, expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite, .writeThroughReadOnly]),
-        // The window (between hmm_range_fault and the install) is narrow: munmap-race
-        // unmaps the pages the device is faulting most often.
-        Case(
-            name: "kernel-mirror bug=no-read-retry on munmap-race", scenario: "munmap-race", plugin: ("kernel-mirror", "bug=no-read-retry"),
-            seconds: 2, expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite, .writeThroughReadOnly]),
+        // Linux shim) with the classic bugs of a Linux driver; its two fault
+        // races are in KernelStyleMirrorTests, on a scenario made for them.
         Case(
             name: "kernel-mirror bug=mutex-in-nonblockable on oom-reaper", scenario: "oom-reaper",
             plugin: ("kernel-mirror", "bug=mutex-in-nonblockable"), seconds: 1, expected: [.contextViolation]),

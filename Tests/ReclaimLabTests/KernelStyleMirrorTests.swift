@@ -5,8 +5,8 @@ import TestSupport
 /// The kernel-style driver (Examples/KernelStyleMirror: test_hmm's shape in
 /// kernel C, built on the Linux shim with one glue file) added to every
 /// built-in scenario runs clean, and the run is about it: its device
-/// workloads made accesses. (Its broken variants are found and named in
-/// BreakageTests.)
+/// workloads made accesses. Its two fault-path races are found and named
+/// in a scenario made for them; its other bugs in BreakageTests.
 @Suite("The kernel-style mirror through the catalogue")
 struct KernelStyleMirrorTests {
     @Test(arguments: Catalogue.entries.map(\.name))
@@ -20,5 +20,54 @@ struct KernelStyleMirrorTests {
         #expect(result.findings.isEmpty, "\(name) + kernel-mirror, seed \(testSeed): \(result.findings.prefix(5))")
         let mine = result.actors.filter { $0.name.hasPrefix("kernel-mirror on ") }
         #expect(!mine.isEmpty && mine.contains { $0.successes > 0 }, "\(name): the kernel mirror's device workloads did nothing: \(mine)")
+    }
+
+    /// Two devices threads fault 16 pages that are unmapped and mapped again
+    /// 1,000 times a second: the window between hmm_range_fault and the
+    /// install is hit often. (munmap-race finds the same bugs, less often.)
+    static func faultRace(options: String) throws -> Scenario {
+        try ScenarioReader.read(yaml: """
+            name: kernel-mirror-fault-race
+            length: { seconds: 1 }
+            machine: { frames: 512, swap-slots: 1024 }
+            spaces: [ { name: app, mappings: [ { name: churned, pages: 16 } ] } ]
+            plugins: [ { plugin: kernel-mirror, name: kmirror, options: "\(options)", bindings: [ { space: app, mapping: churned } ] } ]
+            workloads:
+              - { name: device, actor: kmirror, space: app, mapping: churned, threads: 2, writes: 0.2 }
+              - { name: cpu, actor: cpu, space: app, mapping: churned }
+            pressure:
+              churn: [ { space: app, mapping: churned, rate: 1000 } ]
+            """, file: "kernel-mirror-fault-race.yaml")
+    }
+
+    @Test func theCorrectDriverSurvivesTheFaultRace() throws {
+        var options = RunOptions()
+        options.seed = testSeed
+        let result = try ScenarioRunner.run(try Self.faultRace(options: ""), options: options)
+        #expect(result.findings.isEmpty, "seed \(testSeed): \(result.findings.prefix(5))")
+        #expect(result.checkedReads > 0)
+    }
+
+    /// bug=no-set-seq: the invalidate op never calls mmu_interval_set_seq,
+    /// so read_retry never sees it; bug=no-read-retry: the fault path never
+    /// asks. Either way a fault that raced an invalidation installs the old
+    /// page, and the device reaches it after its callback returned. Up to
+    /// three seeded runs (a timing window may be missed on a loaded machine).
+    @Test(arguments: ["bug=no-set-seq", "bug=no-read-retry"])
+    func aFaultPathRaceIsFoundAndNamed(_ bug: String) throws {
+        let scenario = try Self.faultRace(options: bug)
+        var options = RunOptions()
+        var found: RunResult? = nil
+        for attempt in 0..<3 where found == nil {
+            options.seed = testSeed &+ UInt64(attempt)
+            let result = try ScenarioRunner.run(scenario, options: options)
+            if !result.findings.isEmpty { found = result }
+        }
+        let result = try #require(found, "\(bug), seeds \(testSeed)...+2: not caught in three runs")
+        let named = Set(result.findings.map(\.invariant))
+        #expect(!named.isDisjoint(with: [.staleTranslation, .useAfterFree]), "\(bug), seed \(result.seed): named \(named)")
+        #expect(named.isSubset(of: [.staleTranslation, .useAfterFree, .lostWrite, .crossSpaceLeak, .writeThroughReadOnly]),
+                "\(bug), seed \(result.seed): named \(named)")
+        #expect(result.bugs.contains { $0.title.contains("kmirror") }, "\(bug): \(result.bugs.map(\.title))")
     }
 }
