@@ -70,4 +70,25 @@ struct KernelStyleMirrorTests {
                 "\(bug), seed \(result.seed): named \(named)")
         #expect(result.bugs.contains { $0.title.contains("kmirror") }, "\(bug): \(result.bugs.map(\.title))")
     }
+
+    /// Under a controlled scheduler the shim's locks, waits and clock are
+    /// the scheduler's: the race is found on the first seed, and the run
+    /// replayed from it finds the same first finding at the same step.
+    @Test func underAScheduleTheRaceIsFoundAndReplays() throws {
+        let scenario = try Self.faultRace(options: "bug=no-set-seq")
+        var options = RunOptions()
+        options.seed = testSeed
+        options.seconds = 0.05
+        options.schedule = .pct(depth: 3)
+        let result = try ScenarioRunner.run(scenario, options: options)
+        let label = "seed \(testSeed) under pct:3"
+        #expect(result.schedule?.escapes.isEmpty == true, "\(label): \(result.schedule?.escapes ?? [])")
+        let first = try #require(result.findings.first, "\(label): not caught")
+        #expect([.staleTranslation, .useAfterFree].contains(first.invariant), "\(label): \(first)")
+        let replay = try ScenarioRunner.run(scenario, options: options)
+        let again = try #require(replay.findings.first, "\(label): the replay found nothing")
+        #expect(again.invariant == first.invariant && again.step == first.step && again.detail == first.detail,
+                "\(label): the replay's first finding differs:\n  \(first)\n  \(again)")
+        #expect(replay.trailDigest == result.trailDigest, "\(label): the replay differs")
+    }
 }
