@@ -36,6 +36,12 @@
 #define KMIRROR_TAG_WRITE 3UL
 /* Pages faulted in one hmm_range_fault. */
 #define KMIRROR_FAULT_PAGES 16
+/* How long the fault loop retries before it gives up with -EBUSY.
+ * test_hmm gives up after HMM_RANGE_DEFAULT_TIMEOUT (a second); the lab
+ * runs on shared, loaded machines, where a second of wall time can pass
+ * with the faulting thread barely scheduled while reclaim invalidates the
+ * whole address space (which this interval watches) again and again. */
+#define KMIRROR_FAULT_TIMEOUT_MS (10 * HMM_RANGE_DEFAULT_TIMEOUT)
 
 struct kmirror_device {
     unsigned long bugs;
@@ -170,7 +176,7 @@ static int kmirror_do_fault(struct kmirror *mirror, struct hmm_range *range) {
 
 static int kmirror_range_fault(struct kmirror *mirror, struct hmm_range *range) {
     struct mm_struct *mm = mirror->notifier.mm;
-    unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+    unsigned long timeout = jiffies + msecs_to_jiffies(KMIRROR_FAULT_TIMEOUT_MS);
     int ret;
 
     while (true) {
