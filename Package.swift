@@ -24,6 +24,18 @@ let linuxShimC: [CSetting] = [.unsafeFlags(["-fvisibility=hidden"])]
 /// (an undefined symbol), never loads to fail later.
 let everySymbolDefined: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "defs"])]
 
+/// Fixture plugins built from Tests/Fixtures/Plugins/MisuseTemplate, one mistake each (issue 18): a misused
+/// host service, something left behind at detach or destroy, a lock-order bug, a crash. Directory, product name.
+let misuseFixtures: [(directory: String, name: String)] = [
+    ("ForeignPFN", "foreign-pfn"), ("DoubleUnpin", "double-unpin"), ("OverUnpin", "over-unpin"), ("UnpinUnpinned", "unpin-unpinned"),
+    ("FreeForeignPage", "free-foreign-page"), ("DoubleFreePage", "double-free-page"), ("DestroyedLock", "destroyed-lock"),
+    ("DestroyedCompletion", "destroyed-completion"), ("ForeignUnlock", "foreign-unlock"), ("SetSeqOutside", "set-seq-outside"),
+    ("DoubleRemove", "double-remove"), ("NullPointers", "null-pointers"),
+    ("LeakSubscription", "leak-subscription"), ("LeakInterval", "leak-interval"), ("LeakShrinker", "leak-shrinker"), ("LeakPin", "leak-pin"),
+    ("LeakPageTablePage", "leak-page-table-page"), ("LeakDeviceMemory", "leak-device-memory"),
+    ("LockInversion", "lock-inversion"), ("LockOrdered", "lock-ordered"), ("LockHeld", "lock-held"), ("NullDerefStart", "null-deref-start"),
+]
+
 let package = Package(
     name: "mmulab",
     products: [
@@ -62,7 +74,7 @@ let package = Package(
         .library(name: "mmulab-fixture-misbehaving", type: .dynamic, targets: ["FixtureMisbehaving"]),
         // Kernel-style probes of the Linux shim's semantics, driven step by step through `control`.
         .library(name: "mmulab-fixture-linuxshim", type: .dynamic, targets: ["FixtureLinuxShim"]),
-    ],
+    ] + misuseFixtures.map { .library(name: "mmulab-fixture-\($0.name)", type: .dynamic, targets: ["Fixture\($0.directory)"]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -77,6 +89,8 @@ let package = Package(
         .target(name: "MMUNotifier", dependencies: ["LabSync"], swiftSettings: strictSwift6),
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
+        // The plugin oops: per-thread call frames and the crash handler that prints them (C: async-signal-safe).
+        .target(name: "CPluginOops"),
         // The model checked against the real kernel: scripts, the model side, the comparison.
         .target(name: "KernelDiff", dependencies: ["LabSync", "MMUNotifier", "VirtualMemory"], swiftSettings: strictSwift6),
         // Performs a kernel-diff script on the real kernel with a KVM guest watching (C, Linux only).
@@ -130,9 +144,10 @@ let package = Package(
             name: "FixtureLinuxShim", dependencies: ["CLinuxShim", "CDevicePluginABI"], path: "Tests/Fixtures/Plugins/LinuxShim",
             publicHeadersPath: ".", cSettings: linuxShimC, linkerSettings: everySymbolDefined),
         .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
+        .target(name: "FixtureMisuseTemplate", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/MisuseTemplate"),
         .target(
             name: "PluginHost",
-            dependencies: ["CDevicePluginABI", "LabSync", "MMUNotifier", "VirtualMemory"],
+            dependencies: ["CDevicePluginABI", "CPluginOops", "LabSync", "MMUNotifier", "VirtualMemory"],
             swiftSettings: strictSwift6
         ),
         // The campaigns' bug database (SQLite through GRDB): runs, bugs, where each was seen.
@@ -197,5 +212,9 @@ let package = Package(
             dependencies: ["VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
             swiftSettings: strictSwift6
         ),
-    ]
+    ] + misuseFixtures.map {
+        .target(
+            name: "Fixture\($0.directory)", dependencies: ["CDevicePluginABI", "FixtureMisuseTemplate"], path: "Tests/Fixtures/Plugins/\($0.directory)",
+            publicHeadersPath: ".")
+    }
 )

@@ -124,6 +124,7 @@ extension AddressSpace {
     /// another device's page, or a write the entry does not allow yet. A
     /// device page has one mapping, so a write upgrade needs no copy.
     private func ownDevicePage(_ address: UInt64, _ pte: PTE, owner: OwnerCookie, write: Bool) -> DeviceTranslation? {
+        ptl.assertHeld()
         let page = pte.devicePage
         guard let home = machine.deviceMemory(of: page), home.owner == owner else { return nil }
         var entry = pte
@@ -186,6 +187,7 @@ extension Machine {
             memory.setOwner(frame, owner: 0, index: 1)  // index 1 marks a reserve page
             return PageFrameNumber(frame)
         }
+        sync.mightReclaim()  // lock order: whatever is held here comes before reclaim
         if let frame = memory.allocate(flags: .devicePageTable) { return PageFrameNumber(frame) }
         _ = reclaimDirectly()
         return memory.allocate(flags: .devicePageTable).map(PageFrameNumber.init)
