@@ -118,7 +118,7 @@ let package = Package(
         .target(name: "RDMAPlugin", dependencies: ["DevicePluginKit"], path: "Plugins/RDMA", swiftSettings: strictSwift6),
 
         // The KVM plugin (Plugins/KVM): KVM's MMU (memslots, EPT, vCPU TLBs, aging, change_pte, dirty logging).
-        .target(name: "KVMPlugin", dependencies: ["DevicePluginKit"], path: "Plugins/KVM", swiftSettings: strictSwift6),
+        .target(name: "KVMPlugin", dependencies: ["DevicePluginKit"], path: "Plugins/KVM", exclude: ["README.md"], swiftSettings: strictSwift6),
 
         // Example plugins (Examples/): a plugin author's starting points.
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),

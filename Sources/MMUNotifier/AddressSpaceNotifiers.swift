@@ -139,12 +139,18 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
                     callbacks.append(DeviceCallback(device: device, start: max(range.start, interval.start), end: min(range.end, interval.end)))
                 }
             }
+            var keeping: [DeviceID] = []
             for subscriber in list.all {
                 defer { position += 1 }
-                guard let device = subscriber.device, !Self.mayKeepTranslations(subscriber, range) else { continue }
+                guard let device = subscriber.device else { continue }
+                if Self.mayKeepTranslations(subscriber, range) {
+                    keeping.append(device)
+                    continue
+                }
                 expected.append(position)
                 callbacks.append(DeviceCallback(device: device, start: range.start, end: range.end))
             }
+            if !keeping.isEmpty { recorder.keeping(keeping) }
             recorder.expect(callbacks)
         }
         var position = 0

@@ -113,7 +113,14 @@ extension Machine {
         }
         if maps && !pinned {
             if pte.isProtNone { return (.protNoneAccess, nil) }
-            if write && !pte.isWritable { return (.writeThroughReadOnly, nil) }
+            if write && !pte.isWritable {
+                // A change_pte device may finish the writes already on
+                // their way until the ksm range ends (InFlightInvalidation.keeps).
+                let flushing = issuer.map { device in
+                    space.inFlight.contains { $0.range.event == .ksm && $0.range.contains(t.address) && $0.keeps(device) }
+                } ?? false
+                if !flushing { return (.writeThroughReadOnly, nil) }
+            }
         }
         if write && !t.writable { return (.writeThroughReadOnly, nil) }
         return nil
