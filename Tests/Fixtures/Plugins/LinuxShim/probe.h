@@ -96,6 +96,8 @@ struct probe;
 /* Opens a probe on current->mm with an interval over [start, start + length). */
 struct probe *probe_open(unsigned long start, unsigned long length);
 void probe_release(struct probe *probe);
+/* PROBE_SELFTEST: how many checks passed, or -EINVAL with the first failure in `message`. */
+long probe_selftest(char *message, size_t size);
 /* The command's result (negative: an errno); outputs in `argument`. */
 long probe_command(struct probe *probe, u32 command, struct probe_command *argument);
 
