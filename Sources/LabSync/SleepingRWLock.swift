@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A reader-writer lock whose waiters sleep: Linux's `rw_semaphore`
 /// (`mmap_lock`, `anon_vma->rwsem`, `i_mmap_rwsem`).
 ///
@@ -6,42 +8,81 @@
 /// non-blockable section it is a context violation. The `try` forms never
 /// sleep.
 public final class SleepingRWLock: @unchecked Sendable {
-    // @unchecked: the counters are only touched with `monitor` held.
+    // @unchecked: `writer` and `waitingWriters` are only touched with
+    // `monitor` held; `state` is atomic.
     public let name: String
     private let domain: SyncDomain
     private let monitor: any Monitor
-    private var readers = 0
+    /// The readers holding the lock (low bits) and `blocked`, set while a
+    /// writer holds the lock or waits for it (changed under `monitor`).
+    /// Free-running, a reader takes and drops the lock with one atomic
+    /// operation on it when no writer is about (the rw_semaphore fast path):
+    /// a mutex round trip on every CPU access was two fifths of its cost.
+    private let state = Atomic<Int>(0)
+    private static let blocked = 1 << 40
+    private static let readerMask = blocked - 1
     private var writer = false
     private var waitingWriters = 0
+    /// The domain's scheduler decides every interleaving: every acquisition
+    /// takes the monitor, whose lock and waits are its scheduling points.
+    private let controlled: Bool
 
     public init(_ name: String, domain: SyncDomain) {
         self.name = name
         self.domain = domain
         self.monitor = domain.scheduler.makeMonitor(named: name)
+        controlled = domain.isControlled
+    }
+
+    /// One reader in if no writer holds or waits (free-running only).
+    @inline(__always)
+    private func tryFastShared() -> Bool {
+        var current = state.load(ordering: .relaxed)
+        while current & Self.blocked == 0 {
+            let (exchanged, original) = state.compareExchange(expected: current, desired: current + 1, ordering: .acquiring)
+            if exchanged { return true }
+            current = original
+        }
+        return false
     }
 
     public func lockShared(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
+        if !controlled && tryFastShared() { return }
         monitor.lock(at: site)
         while writer || waitingWriters > 0 { monitor.wait(at: site) }
-        readers += 1
+        state.add(1, ordering: .acquiring)
         monitor.unlock()
     }
 
     public func tryLockShared() -> Bool {
+        if !controlled { return tryFastShared() }
         monitor.lock()
         defer { monitor.unlock() }
         guard !writer && waitingWriters == 0 else { return false }
-        readers += 1
+        state.add(1, ordering: .acquiring)
         return true
     }
 
     public func unlockShared() {
+        if !controlled {
+            let before = state.subtract(1, ordering: .releasing).oldValue
+            precondition(before & Self.readerMask > 0, "unlockShared on '\(name)' without a reader")
+            // The last reader out wakes a writer that waits. The writer tests
+            // the count under the monitor, so taking it here cannot slip
+            // between its test and its wait.
+            if before & Self.readerMask == 1 && before & Self.blocked != 0 {
+                monitor.lock()
+                monitor.broadcast()
+                monitor.unlock()
+            }
+            return
+        }
         monitor.lock()
-        precondition(readers > 0, "unlockShared on '\(name)' without a reader")
-        readers -= 1
-        if readers == 0 { monitor.broadcast() }
+        let before = state.subtract(1, ordering: .releasing).oldValue
+        precondition(before & Self.readerMask > 0, "unlockShared on '\(name)' without a reader")
+        if before & Self.readerMask == 1 { monitor.broadcast() }
         monitor.unlock()
     }
 
@@ -50,7 +91,10 @@ public final class SleepingRWLock: @unchecked Sendable {
         domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
         monitor.lock(at: site)
         waitingWriters += 1
-        while writer || readers > 0 { monitor.wait(at: site) }
+        // Set before the count is tested: a reader's fast path either got in
+        // first (then it is counted) or fails its exchange and queues.
+        state.bitwiseOr(Self.blocked, ordering: .acquiringAndReleasing)
+        while writer || state.load(ordering: .acquiring) & Self.readerMask > 0 { monitor.wait(at: site) }
         waitingWriters -= 1
         writer = true
         monitor.unlock()
@@ -59,7 +103,14 @@ public final class SleepingRWLock: @unchecked Sendable {
     public func tryLockExclusive() -> Bool {
         monitor.lock()
         defer { monitor.unlock() }
-        guard !writer && readers == 0 else { return false }
+        guard !writer else { return false }
+        state.bitwiseOr(Self.blocked, ordering: .acquiringAndReleasing)
+        guard state.load(ordering: .acquiring) & Self.readerMask == 0 else {
+            // Readers hold it: undo (readers that saw the bit meanwhile wait
+            // on the monitor, which this holds, and find no writer).
+            if waitingWriters == 0 { state.bitwiseAnd(~Self.blocked, ordering: .releasing) }
+            return false
+        }
         writer = true
         return true
     }
@@ -68,6 +119,7 @@ public final class SleepingRWLock: @unchecked Sendable {
         monitor.lock()
         precondition(writer, "unlockExclusive on '\(name)' without the writer")
         writer = false
+        if waitingWriters == 0 { state.bitwiseAnd(~Self.blocked, ordering: .releasing) }
         monitor.broadcast()
         monitor.unlock()
     }

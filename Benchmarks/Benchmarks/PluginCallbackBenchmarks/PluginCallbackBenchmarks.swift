@@ -1,4 +1,5 @@
 import Benchmark
+import HotPaths
 import MMUNotifier
 import PluginHost
 import Synchronization
@@ -60,6 +61,22 @@ let benchmarks: @Sendable () -> Void = {
             for _ in benchmark.scaledIterations {
                 blackHole(subscriber.invalidateRangeStart(range))
             }
+        }
+    }
+
+    // Issue 21, item 5: one device read of a resident page through the ABI
+    // (the lab's access call, the plugin's table, the host's checked
+    // dma_read), timed here and counted in instructions by
+    // scripts/instruction-counts (same fixture).
+    for (name, file) in [("C plugin (mirror-c)", "libmmulab-plugin-mirror-c.so"), ("Swift plugin (mirror-swift)", "libmmulab-plugin-mirror-swift.so")] {
+        Benchmark(
+            "one device read through the ABI: \(name)",
+            configuration: .init(metrics: [.wallClock, .mallocCountTotal], timeUnits: .nanoseconds, warmupIterations: 3,
+                                 scalingFactor: .kilo, maxDuration: .seconds(3), maxIterations: .count(200))
+        ) { benchmark in
+            let fixture = DeviceReadFixture(plugin: file)
+            benchmark.startMeasurement()
+            fixture.run(benchmark.scaledIterations.count)
         }
     }
 }
