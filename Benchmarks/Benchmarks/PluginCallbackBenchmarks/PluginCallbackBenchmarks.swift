@@ -43,6 +43,16 @@ nonisolated(unsafe) let inProcess = Fixture(
     subscriber: InProcessCounter(),
     range: InvalidationRange(addressSpace: AddressSpaceID(1), start: 0x1000, end: 0x2000, event: .vmscan), keepAlive: [])
 
+/// What scripts/benchmark-regressions lets pass against a stored baseline
+/// (the benchmark package's threshold tolerances): times within 10% at the
+/// median and p75 (run-to-run noise on an idle machine), allocation counts
+/// within a handful.
+let tenPercent = BenchmarkThresholds(relative: [.p50: 10.0, .p75: 10.0])
+let regressionTolerances: [BenchmarkMetric: BenchmarkThresholds] = [
+    .wallClock: tenPercent,
+    .mallocCountTotal: BenchmarkThresholds(absolute: [.p50: 16, .p75: 16]),
+]
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock],
@@ -50,7 +60,8 @@ let benchmarks: @Sendable () -> Void = {
         warmupIterations: 3,
         scalingFactor: .mega,
         maxDuration: .seconds(3),
-        maxIterations: .count(200)
+        maxIterations: .count(200),
+        thresholds: regressionTolerances
     )
     for (name, fixture) in [("C plugin through the ABI", cPlugin), ("Swift plugin through the ABI", swiftPlugin),
                             ("in-process Swift subscriber", inProcess)] {

@@ -17,18 +17,11 @@ let pages = 262_144
 let length = UInt64(pages) * 4096
 
 /// A machine with room for the whole range, one address space mapping it,
-/// and a mirror subscribed to it.
+/// and a mirror subscribed to it (HotPaths' `BulkFixture`, which
+/// scripts/instruction-counts counts too).
 func modelFixture(populate: Bool) -> (Machine, AddressSpace, UInt64, FlatMirror) {
-    let machine = Machine(.init(memory: .init(frames: pages + 8_192, payloadSize: 16), swapSlots: 0))
-    let space = machine.makeAddressSpace()
-    let base = try! space.map(length: length, kind: .anonymousPrivate)
-    let mirror = FlatMirror(base: base, pages: pages)
-    try! space.notifiers.register(mirror)
-    if populate {
-        try! space.populate(start: base, length: length, write: true)
-        mirror.populate(from: space)
-    }
-    return (machine, space, base, mirror)
+    let fixture = BulkFixture(populated: populate)
+    return (fixture.machine, fixture.space, fixture.base, fixture.mirror)
 }
 
 func kernelMapping(touch: Bool) -> UnsafeMutableRawPointer {
@@ -38,13 +31,24 @@ func kernelMapping(touch: Bool) -> UnsafeMutableRawPointer {
     return pointer
 }
 
+/// What scripts/benchmark-regressions lets pass against a stored baseline
+/// (the benchmark package's threshold tolerances): times within 10% at the
+/// median and p75 (run-to-run noise on an idle machine), allocation counts
+/// within a handful.
+let tenPercent = BenchmarkThresholds(relative: [.p50: 10.0, .p75: 10.0])
+let regressionTolerances: [BenchmarkMetric: BenchmarkThresholds] = [
+    .wallClock: tenPercent,
+    .mallocCountTotal: BenchmarkThresholds(absolute: [.p50: 16, .p75: 16]),
+]
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock],
         timeUnits: .microseconds,
         warmupIterations: 1,
         maxDuration: .seconds(10),
-        maxIterations: .count(12)
+        maxIterations: .count(12),
+        thresholds: regressionTolerances
     )
 
     // Fault-in: touch every page once.

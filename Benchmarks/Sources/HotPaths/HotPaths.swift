@@ -110,3 +110,32 @@ public final class InvalidationFixture: @unchecked Sendable {
         }
     }
 }
+
+/// The VirtualMemory benchmarks' model side: 262,144 pages mapped in one
+/// address space (populated, with a `FlatMirror` subscribed and translating
+/// every page, when `populated`), on a machine with room for all of them.
+public final class BulkFixture: @unchecked Sendable {
+    public static let pages = 262_144
+    public let machine: Machine
+    public let space: AddressSpace
+    public let base: UInt64
+    public let mirror: FlatMirror
+    public var length: UInt64 { UInt64(Self.pages) * 4096 }
+
+    public init(populated: Bool) {
+        machine = Machine(.init(memory: .init(frames: Self.pages + 8_192, payloadSize: 16), swapSlots: 0))
+        space = machine.makeAddressSpace()
+        base = try! space.map(length: UInt64(Self.pages) * 4096, kind: .anonymousPrivate)
+        mirror = FlatMirror(base: base, pages: Self.pages)
+        try! space.notifiers.register(mirror)
+        if populated {
+            try! space.populate(start: base, length: UInt64(Self.pages) * 4096, write: true)
+            mirror.populate(from: space)
+        }
+    }
+
+    /// Faults every page in (`MADV_POPULATE_WRITE`); the fixture must not be populated.
+    public func faultIn() { try! space.populate(start: base, length: length, write: true) }
+    public func unmap() { try! space.unmap(start: base, length: length) }
+    public func dontNeed() { try! space.adviseDontNeed(start: base, length: length) }
+}
