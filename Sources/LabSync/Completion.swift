@@ -3,7 +3,9 @@
 /// `complete()` lets one waiter through, `completeAll()` lets every present
 /// and future waiter through. Waiting may sleep; completing never does, so a
 /// non-blockable callback may signal a completion that a blockable thread
-/// waits for (seed 001: defer the sleeping work, fail fast in place).
+/// waits for (defer the sleeping work, fail fast in place: Jérôme Glisse,
+/// linux-kernel, 2013-09-30, "Re: [PATCH] anon_vmas: Convert the rwsem to an
+/// rwlock_t").
 public final class Completion: @unchecked Sendable {
     // @unchecked: `done` is only touched with the monitor held.
     public let name: String

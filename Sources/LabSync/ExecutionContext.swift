@@ -73,8 +73,8 @@ public struct SectionDescription: Sendable, Hashable, CustomStringConvertible {
 /// spin lock is held, a non-blockable invalidation or a secondary-TLB flush is
 /// being dispatched) and, if so, why. Every sleeping primitive of this layer
 /// asks it before it sleeps (`SyncDomain.mightSleep`), which is how a sleep
-/// where sleeping is forbidden is caught (seeds 000 and 001: callbacks may sleep
-/// only where the caller allows it).
+/// where sleeping is forbidden is caught (callbacks may sleep only where the
+/// caller allows it: see `ContextViolation` and docs/CONTRACT.md, rule 4).
 ///
 /// The context is thread-confined: it is reached only through `current` (or
 /// the static helpers), and a thread only ever touches its own. It is not
@@ -95,6 +95,9 @@ public final class ExecutionContext {
     @exclusivity(unchecked) private var reclaimDepthStorage = 0
     /// The callee the thread runs now (`CalleeFrame`), if any.
     @exclusivity(unchecked) private(set) var callee: CalleeFrame? = nil
+    /// The locks the thread holds, for lock-order validation (made on first
+    /// use; unmanaged, so reaching it costs no reference counting).
+    @exclusivity(unchecked) var lockOrderState: Unmanaged<LockOrderThread>? = nil
     private let sections: UnsafeMutablePointer<NonBlockableSection>
 
     private init() {
@@ -104,7 +107,10 @@ public final class ExecutionContext {
         sections = .allocate(capacity: Self.maximumDepth)
     }
 
-    deinit { sections.deallocate() }
+    deinit {
+        sections.deallocate()
+        lockOrderState?.release()
+    }
 
     /// The context of the calling thread, created on first use.
     public static var current: ExecutionContext {
@@ -215,7 +221,9 @@ public final class ExecutionContext {
     }
 
     /// Runs `body` in reclaim context (Linux's `PF_MEMALLOC`): allocators that
-    /// honour it serve only from their bounded reserve (seed 003).
+    /// honour it serve only from their bounded reserve (Andrea Arcangeli,
+    /// linux-kernel/kvm-devel, 2008-01-24, "Re: [kvm-devel] [PATCH] export
+    /// notifier #1").
     @inlinable
     public func withReclaimContext<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         enterReclaim()

@@ -6,8 +6,9 @@ import Synchronization
 ///
 /// The primary MMU holds one of these per address space and calls it
 /// directly, so a dispatch never looks at another address space's
-/// subscribers (seed 003: "a global list is not ok ... O(N) ... it's so
-/// trivial to go O(1)").
+/// subscribers ("A global list is not ok ... O(N) ... it's so trivial to
+/// go O(1)": Andrea Arcangeli, linux-kernel/kvm-devel, 2008-01-24, "Re:
+/// [kvm-devel] [PATCH] export notifier #1").
 ///
 /// What it guarantees:
 /// - start goes to every whole-space subscriber and every overlapping
@@ -22,7 +23,8 @@ import Synchronization
 /// - every callback of a non-blockable range, and every young / change-PTE /
 ///   secondary-TLB callback, runs inside a non-blockable section;
 /// - a subscription added while invalidations are in flight misses none of
-///   them (seed 000, `mm_lock`; see `register` and `insertInterval`).
+///   them (Linux's `mm_lock`, today `mm_take_all_locks` in
+///   `__mmu_notifier_register`; see `register` and `insertInterval`).
 public final class AddressSpaceNotifiers: @unchecked Sendable {
     // @unchecked: every `var` below is read and written only with `lock`
     // held, except `tree` and `intervals`, which are mutated only with `lock`
@@ -60,7 +62,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     init(addressSpace: AddressSpaceID, core: NotifierCore) {
         self.addressSpace = addressSpace
         self.core = core
-        self.lock = SpinLock("notifiers \(addressSpace)", domain: core.sync)
+        self.lock = SpinLock("notifiers \(addressSpace)", domain: core.sync, orderClass: "mmu notifier state")
         self.waitQueue = WaitQueue("notifiers \(addressSpace)", domain: core.sync)
     }
 
@@ -99,7 +101,11 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         precondition(range.addressSpace == addressSpace, "\(range) dispatched to \(addressSpace)")
         let (list, currentSeq, hasIntervals) = lock.withLock { () -> (SubscriberList, UInt64, Bool) in
             activeInvalidations += 1
-            if activeInvalidations == 1 { invalidateSeq += 1 }  // odd: invalidating
+            if activeInvalidations == 1 {
+                assert(invalidateSeq & 1 == 0, "the sequence is odd (\(invalidateSeq)) with no invalidation active")
+                invalidateSeq += 1  // odd: invalidating
+            }
+            assert(invalidateSeq & 1 == 1, "the sequence is even (\(invalidateSeq)) while an invalidation is active")
             startsByEvent[Int(range.event.rawValue)] += 1
             let list = intervalsOnly ? SubscriberList([]) : subscribers
             list.readers.add(1, ordering: .sequentiallyConsistent)
@@ -111,6 +117,12 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
                 NonBlockableSection(reason: "non-blockable invalidation", subject: range.event.name, site: site))
         }
         defer { if !range.blockable { ExecutionContext.exitCurrentNonBlockable() } }
+        // A blockable start's callbacks may wait; for lock-order validation
+        // they run "under" the range-start map, as in Linux, so a lock they
+        // take is ordered after anything held around a wait for them.
+        let map = range.blockable ? core.rangeStartMap : nil
+        if let map { map.acquire(site: site) }
+        defer { if let map { map.release() } }
 
         // The recorder first hears every callback to a device this start
         // will make; `expected` maps the position of a callback (intervals
@@ -168,7 +180,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             }
         }
 
-        var skipped: UInt64 = 0
+        var skipped = SkippedSubscribers()
         for (index, subscriber) in list.all.enumerated() {
             defer { position += 1 }
             guard subscriber.invalidateRangeStart(range) == .retry else {
@@ -178,14 +190,15 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             if range.blockable {
                 core.contractViolations.record(
                     ContractViolation(kind: .retryFromBlockableStart(subscriber: subscriber.subscriberName), range: range, site: site))
-                if index < 64 { skipped |= 1 << UInt64(index) }
+                skipped.insert(index)
                 continue
             }
             // Back out: end every subscriber that started, so pairs stay
             // balanced, then report the refusal.
-            for started in 0..<index where !isSkipped(started, skipped) {
+            for started in 0..<index where !skipped.contains(started) {
                 list.all[started].invalidateRangeEnd(range)
             }
+            skipped.dispose()
             finishBookkeeping(list, refused: true)
             throw InvalidationRefused(range: range, refusedBy: subscriber.subscriberName)
         }
@@ -203,21 +216,20 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// The end half, called by `ActiveInvalidation.end()` (Linux:
     /// `mmu_notifier_invalidate_range_end`).
-    func finish(_ range: InvalidationRange, list: SubscriberList, skipped: UInt64) {
+    func finish(_ range: InvalidationRange, list: SubscriberList, skipped: SkippedSubscribers) {
         if !range.blockable {
             ExecutionContext.enterCurrentNonBlockable(
                 NonBlockableSection(reason: "non-blockable invalidation end", subject: range.event.name, site: SourceSite()))
         }
-        for (index, subscriber) in list.all.enumerated() where !isSkipped(index, skipped) {
+        let map = range.blockable ? core.rangeStartMap : nil
+        if let map { map.acquire(site: SourceSite()) }
+        for (index, subscriber) in list.all.enumerated() where !skipped.contains(index) {
             subscriber.invalidateRangeEnd(range)
         }
+        if let map { map.release() }
+        skipped.dispose()
         if !range.blockable { ExecutionContext.exitCurrentNonBlockable() }
         finishBookkeeping(list)
-    }
-
-    @inline(__always)
-    private func isSkipped(_ index: Int, _ skipped: UInt64) -> Bool {
-        index < 64 && skipped & (1 << UInt64(index)) != 0
     }
 
     /// Drops one active invalidation; the last one out flips the sequence
@@ -227,7 +239,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         let wake = lock.withLock { () -> Bool in
             if refused { refusedStarts += 1 }
             activeInvalidations -= 1
+            assert(activeInvalidations >= 0, "more invalidations ended than started")
             guard activeInvalidations == 0 else { return false }
+            assert(invalidateSeq & 1 == 1, "the sequence is even (\(invalidateSeq)) as the last invalidation ends")
             invalidateSeq += 1  // even: idle
             if !deferredInserts.isEmpty || !deferredRemovals.isEmpty {
                 droppedOps = applyDeferredIntervalChanges()
@@ -263,7 +277,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Clears the devices' accessed bits in `[start, end)` and reports
     /// whether any was set (Linux: `mmu_notifier_clear_young`). Reclaim ORs
-    /// this with the CPU's accessed bit (seed 003).
+    /// this with the CPU's accessed bit (Linux: `folio_referenced_one` calls
+    /// `ptep_clear_flush_young_notify`).
     public func clearYoung(start: UInt64, end: UInt64, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         let site = SourceSite(file: file, line: line)
         return withReader(reason: "young check", site: site) { list in
@@ -316,11 +331,13 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Adds a whole-space subscriber (Linux: `mmu_notifier_register`). May sleep.
     ///
-    /// Seed 000: a subscriber must not miss an invalidation that is already
+    /// A subscriber must not miss an invalidation that is already
     /// in flight, or it could install a translation the invalidation was
-    /// about to make stale. Linux's first answer, `mm_lock`, took every lock
-    /// to stop the world. Here the new list is published at once (from then
-    /// on every new invalidation includes the subscriber) and registration
+    /// about to make stale. Linux's first answer, `mm_lock` (Andrea
+    /// Arcangeli, linux-kernel, 2008-05-07, "Re: [PATCH 01 of 11]
+    /// mmu-notifier-core"), took every lock to stop the world. Here the new
+    /// list is published at once (from then on every new invalidation
+    /// includes the subscriber) and registration
     /// then waits for a grace period: until every dispatch that took the
     /// *old* list has ended. When `register` returns, no invalidation the
     /// subscriber did not see is still in progress, and invalidations never
@@ -330,6 +347,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     public func register(_ subscriber: any AddressSpaceSubscriber, file: StaticString = #fileID, line: UInt = #line) throws(SubscriptionError) {
         let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier registration", site: site)
+        core.rangeStartMap?.mightWait(site: site)
         let old = try lock.withLock { () throws(SubscriptionError) -> SubscriberList in
             guard !released else { throw .addressSpaceReleased(addressSpace) }
             return publish(SubscriberList(subscribers.all + [subscriber]))
@@ -344,6 +362,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     public func unregister(_ subscriber: any AddressSpaceSubscriber, file: StaticString = #fileID, line: UInt = #line) throws(SubscriptionError) {
         let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier unregistration", site: site)
+        core.rangeStartMap?.mightWait(site: site)
         let old = try lock.withLock { () throws(SubscriptionError) -> SubscriberList in
             guard subscribers.contains(subscriber) else { throw .notRegistered }
             return publish(SubscriberList(subscribers.all.filter { $0 !== subscriber }))
@@ -389,6 +408,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Replaces the list (lock held) and returns the retired one.
     private func publish(_ list: SubscriberList) -> SubscriberList {
+        lock.assertHeld()
         let old = subscribers
         subscribers = list
         old.retired.store(true, ordering: .sequentiallyConsistent)
@@ -412,7 +432,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// sequence is set to the current odd sequence so that `readBegin`
     /// sleeps until they have all ended. Either way the device cannot
     /// install a translation that an in-flight invalidation should have
-    /// removed: the "forced sequence retry" answer to seed 000.
+    /// removed: the "forced sequence retry" answer to the race `mm_lock`
+    /// closed (Linux: `__mmu_interval_notifier_insert`).
     public func insertInterval(
         start: UInt64, end: UInt64, ops: any IntervalInvalidator
     ) throws(SubscriptionError) -> IntervalNotifier {
@@ -447,6 +468,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         let site = SourceSite(file: file, line: line)
         precondition(interval.owner === self, "interval belongs to \(interval.owner.addressSpace)")
         core.sync.mightSleep(.wait, object: "interval removal", site: site)
+        // It may wait for the invalidations in flight: ordered as if it took
+        // the range-start map (Linux: mmu_interval_notifier_remove).
+        core.rangeStartMap?.mightWait(site: site)
         var dropped: (any IntervalInvalidator)? = nil
         let waitFor = try lock.withLock { () throws(SubscriptionError) -> UInt64? in
             guard intervals.indices.contains(Int(interval.handle)), intervals[Int(interval.handle)] === interval else {
@@ -494,6 +518,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// Applies queued interval changes; lock held, no invalidation active.
     /// Returns the ops of removed intervals, to be released after unlocking.
     private func applyDeferredIntervalChanges() -> [any IntervalInvalidator] {
+        lock.assertHeld()
+        assert(activeInvalidations == 0, "deferred interval changes applied while an invalidation is active")
         for interval in deferredInserts {
             tree.insert(start: interval.start, end: interval.end, handle: interval.handle)
         }
@@ -509,6 +535,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Frees the interval's handle and detaches its ops (lock held).
     private func forget(_ interval: IntervalNotifier) -> (any IntervalInvalidator)? {
+        lock.assertHeld()
         intervals[Int(interval.handle)] = nil
         freeHandles.append(interval.handle)
         let ops = interval.ops

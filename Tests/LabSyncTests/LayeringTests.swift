@@ -4,7 +4,7 @@ import Testing
 import Glibc
 #endif
 
-/// DESIGN.md: every lock, wait and sleep in the core goes through the
+/// docs/ARCHITECTURE.md: every lock, wait and sleep in the core goes through the
 /// synchronisation layer, so context checks see them all and a controlled
 /// scheduler owns them all (issue 17: nothing escapes the seam). These tests
 /// fail if any module other than LabSync, or any bundled or example plugin,

@@ -82,8 +82,9 @@ final class GPUVM: @unchecked Sendable {
     }
 
     /// Drops a range's translations (VM lock held): page table, then TLB,
-    /// then the dirty bits go to the primary (seed 003: the dirty state
-    /// must transfer before the device lets go).
+    /// then the dirty bits go to the primary (the dirty state must transfer
+    /// before the device lets go: Andrea Arcangeli, linux-kernel/kvm-devel,
+    /// 2008-01-24, "Re: [kvm-devel] [PATCH] export notifier #1").
     func zap(_ svm: SVMRange) {
         guard svm.mapped else { return }
         var freed: [UInt64] = []

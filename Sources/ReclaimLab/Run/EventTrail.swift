@@ -1,13 +1,14 @@
 import LabSync
 import MMUNotifier
+import PluginHost
 import Synchronization
 import VirtualMemory
 
 /// The lab's own record of what the primary did to its address spaces: a
 /// subscriber on each space writes every invalidation start and end,
 /// KSM `change_pte`, young check and release into a bounded ring, so a
-/// finding can show "the event trail that led there" (DESIGN.md, the
-/// oracle), and counts invalidation starts by event for the progress line
+/// finding can show the event trail that led there (docs/ORACLE.md, "Root
+/// cause first"), and counts invalidation starts by event for the progress line
 /// and the report's chart.
 ///
 /// The ring holds the last `capacity` entries; older ones are overwritten.
@@ -52,6 +53,10 @@ final class EventTrail: Sendable {
     func record(_ kind: Entry.Kind, _ space: AddressSpaceID, _ start: UInt64, _ end: UInt64, event: NotifierEvent = .exit, blockable: Bool = true) {
         var entry = Entry(nanoseconds: clock.nanoseconds, space: space, start: start, end: end, kind: kind, event: event, blockable: blockable)
         if let step = clock.domain.currentStep { entry.step = step }
+        // The plugin oops prints the last few (a lock-free ring it can read from a signal handler).
+        PluginCrashReport.noteEvent(
+            nanoseconds: clock.sinceStart(entry.nanoseconds), kind: kind.rawValue, event: event, blockable: blockable, addressSpace: space,
+            start: start, end: end)
         ring.withLock { ring in
             if kind == .start { ring.startsByEvent[Int(event.rawValue)] += 1 }
             if let window, window.contains(entry.step), ring.windowEntries.count < 65_536 { ring.windowEntries.append(entry) }
@@ -191,6 +196,12 @@ final class LabClock: Sendable {
     /// The run begins now.
     func start() { runStart.store(Self.absolute(domain), ordering: .releasing) }
 
+    /// `absolute` (from `nanoseconds`) in nanoseconds since the run began (0 before).
+    func sinceStart(_ absolute: UInt64) -> UInt64 {
+        let origin = runStart.load(ordering: .relaxed)
+        return absolute >= origin ? absolute - origin : 0
+    }
+
     /// `absolute` (from `nanoseconds`) in seconds since the run began.
     func seconds(_ absolute: UInt64) -> Double {
         let origin = runStart.load(ordering: .acquiring)
@@ -206,7 +217,9 @@ final class LabClock: Sendable {
 
 /// The lab's subscriber on one address space: it records, never refuses,
 /// never sleeps, and owns no translations. It also runs the hot-page check
-/// (seed 003: "never invalidate a page that a device still uses hot").
+/// (docs/ORACLE.md, "Hot page evicted"; reclaim must ask the devices before
+/// it evicts: Linux's `folio_referenced_one` calls
+/// `ptep_clear_flush_young_notify`).
 final class TrailSubscriber: AddressSpaceSubscriber {
     let trail: EventTrail
     let space: AddressSpaceID

@@ -25,13 +25,14 @@ public struct Scenario: Sendable, Equatable {
         case seconds(Double)
     }
 
-    /// The oracle's invariants (DESIGN.md, "The oracle").
+    /// The oracle's invariants (docs/ORACLE.md).
     public enum Check: String, Sendable, CaseIterable, Hashable {
         case staleTranslation = "stale-translation"
         case useAfterFree = "use-after-free"
         case crossSpaceLeak = "cross-space-leak"
         case lostWrite = "lost-write"
-        /// A page a device uses hot must not be evicted (seed 003).
+        /// A page a device uses hot must not be evicted (docs/ORACLE.md, "Hot
+        /// page evicted" and "Used page reported not young").
         case hotPages = "hot-pages"
         case pinLeak = "pin-leak"
         /// Device accesses keep the primary's permissions (no write through
@@ -43,6 +44,12 @@ public struct Scenario: Sendable, Equatable {
         case watchdog
         /// What plugins report about themselves (`MMULAB_LOG_MISBEHAVING`).
         case pluginReports = "plugin-reports"
+        /// Host services called with bad arguments; registrations, pins and
+        /// pages left behind at detach or destroy.
+        case pluginContract = "plugin-contract"
+        /// Lock order (lockdep): inversions, reclaim inversions, locks held
+        /// when a callback returns. Off, locks cost nothing extra.
+        case lockOrder = "lock-order"
     }
 }
 

@@ -64,9 +64,12 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         self.id = id
         self.machine = machine
         notifiers = machine.notifierCore.makeAddressSpaceNotifiers(for: id)
-        mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync)
-        ptl = SpinLock("page_table_lock \(id)", domain: machine.sync)
+        mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync, orderClass: "mmap_lock")
+        ptl = SpinLock("page_table_lock \(id)", domain: machine.sync, orderClass: "page_table_lock")
     }
+
+    /// Virtual addresses of the model stay below this (2^44).
+    public static let addressLimit: UInt64 = PageTable.limit
 
     var state: State { State(rawValue: stateWord.load(ordering: .acquiring))! }
     var memory: PhysicalMemory { machine.memory }
@@ -142,6 +145,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     /// Finds room for `length` bytes (mmap lock held exclusively).
     private func place(_ length: UInt64, at fixed: UInt64?) throws(MemoryError) -> UInt64 {
+        mmapLock.assertHeldExclusive()
         if let fixed {
             guard fixed % 4096 == 0, fixed + length <= PageTable.limit else { throw .invalidArgument("bad fixed address") }
             guard !vmas.contains(where: { $0.start < fixed + length && fixed < $0.end }) else {
@@ -200,6 +204,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     /// Splits VMAs so that `address` is a boundary (mmap lock held exclusively).
     func split(at address: UInt64) {
+        mmapLock.assertHeldExclusive()
         guard let vma = vma(containing: address), vma.start != address else { return }
         let tail = VMA(start: address, end: vma.end, protection: vma.protection, kind: vma.kind,
                        pageOffset: vma.index(of: address), region: vma.region, file: vma.file, space: self)
@@ -266,6 +271,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     /// Whether VMAs cover all of `[start, end)` (mmap lock held).
     func covered(_ start: UInt64, _ end: UInt64) -> Bool {
+        mmapLock.assertHeld()
         var at = start
         for vma in vmas where vma.end > at && vma.start < end {
             if vma.start > at { return false }

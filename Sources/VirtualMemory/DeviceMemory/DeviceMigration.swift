@@ -14,8 +14,10 @@ extension Machine {
     /// it has room for. Only exclusive, unpinned private anonymous pages
     /// that are present move (Linux: pages migrate_vma can isolate); others
     /// stay where they are. The invalidation carries `device.owner`, so the
-    /// device that asked can skip its own (seed 001: the owner field of
-    /// `migrate` events). Returns how many pages moved.
+    /// device that asked can skip its own (Linux: `MMU_NOTIFY_MIGRATE` with
+    /// the range's owner, set by `migrate_vma_collect`; Ralph Campbell,
+    /// linux-mm, 2020-07-06, "[PATCH 3/5] mm/notifier: add migration
+    /// invalidation type"). Returns how many pages moved.
     public func migrateToDevice(_ space: AddressSpace, start: UInt64, length: UInt64, into device: DeviceMemory) throws(MemoryError) -> Int {
         try space.checkRange(start, length)
         return try space.mmapLock.withShared { () throws(MemoryError) -> Int in

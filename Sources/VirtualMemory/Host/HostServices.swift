@@ -124,6 +124,7 @@ extension AddressSpace {
     /// another device's page, or a write the entry does not allow yet. A
     /// device page has one mapping, so a write upgrade needs no copy.
     private func ownDevicePage(_ address: UInt64, _ pte: PTE, owner: OwnerCookie, write: Bool) -> DeviceTranslation? {
+        ptl.assertHeld()
         let page = pte.devicePage
         guard let home = machine.deviceMemory(of: page), home.owner == owner else { return nil }
         var entry = pte
@@ -153,8 +154,9 @@ extension Machine {
     }
 
     /// A device wrote the frame: its contents must reach the backing store
-    /// (Linux: `set_page_dirty` from a driver's invalidate callback; seed
-    /// 003, the dirty state must transfer).
+    /// (Linux: `set_page_dirty` from a driver's invalidate callback; the
+    /// dirty state must transfer: Andrea Arcangeli, linux-kernel/kvm-devel,
+    /// 2008-01-24, "Re: [kvm-devel] [PATCH] export notifier #1").
     public func setDirty(_ frame: PageFrameNumber) {
         precondition(frame.rawValue <= UInt64(Int32.max), "setDirty of \(frame), which is not a frame (device pages need no dirty bit)")
         if faults.contains(.dropSecondaryDirty) || frame.frame == zeroFrame { return }
@@ -167,8 +169,8 @@ extension Machine {
     }
 
     /// A frame for a device's page-table page, charged to physical memory.
-    /// In reclaim context (a callback run by reclaim, seed 003's
-    /// PF_MEMALLOC) it comes only from a bounded reserve; outside it,
+    /// In reclaim context (a callback run by reclaim, Linux's PF_MEMALLOC;
+    /// docs/CONTRACT.md, rule 16) it comes only from a bounded reserve; outside it,
     /// direct reclaim may run first. Returns nil when none can be had: the
     /// caller must cope (drop the mapping, answer retry), not crash.
     public func allocateDevicePageTablePage() -> PageFrameNumber? {
@@ -185,6 +187,7 @@ extension Machine {
             memory.setOwner(frame, owner: 0, index: 1)  // index 1 marks a reserve page
             return PageFrameNumber(frame)
         }
+        sync.mightReclaim()  // lock order: whatever is held here comes before reclaim
         if let frame = memory.allocate(flags: .devicePageTable) { return PageFrameNumber(frame) }
         _ = reclaimDirectly()
         return memory.allocate(flags: .devicePageTable).map(PageFrameNumber.init)

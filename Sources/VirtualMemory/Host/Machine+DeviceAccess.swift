@@ -94,6 +94,7 @@ extension Machine {
         _ space: AddressSpace, _ t: DeviceTranslation, issuer: DeviceID?, write: Bool, pte: PTE, sameGeneration: Bool, maps: Bool,
         pinned: Bool
     ) -> (MemoryViolation.Kind, InvalidationRange?)? {
+        space.ptl.assertHeld()
         if !sameGeneration { return (.useAfterFree, nil) }
         // What this device acknowledged binds it until the range ends.
         if let issuer {

@@ -164,7 +164,7 @@ public final class PhysicalMemory: @unchecked Sendable {
 
     /// Takes a free frame, preferring `node`, falling back to the others.
     /// Outside reclaim context a node gives no frame at or below its min
-    /// watermark; in reclaim context (PF_MEMALLOC, seed 003) it may give its
+    /// watermark; in reclaim context (Linux's PF_MEMALLOC) it may give its
     /// reserve. Returns nil when nothing can be had: the caller reclaims or
     /// fails. The frame comes back zeroed, with one reference and `flags`.
     public func allocate(preferring node: Int = 0, flags: FrameFlags = [], reserve: Bool? = nil) -> Int32? {

@@ -8,7 +8,9 @@ import Synchronization
 ///
 /// Each candidate page is checked for recent use first: the CPU accessed
 /// bits of every PTE mapping it, ORed with every secondary's `clearYoung`
-/// (seed 003: "never invalidate a page that a device still uses hot").
+/// (Linux: `folio_referenced_one` calls `ptep_clear_flush_young_notify`;
+/// Andrea Arcangeli, linux-kernel/kvm-devel, 2008-01-24, "Re: [kvm-devel]
+/// [PATCH] export notifier #1").
 /// Only a cold page is unmapped, with a `vmscan` invalidation per mapping;
 /// then an anonymous page goes to swap (written only if dirty or new to
 /// swap), a file page is written back if dirty and dropped.
@@ -60,7 +62,7 @@ public final class Reclaimer: @unchecked Sendable {
             for node in memory.nodes where node.freeCount < memory.configuration.lowFree {
                 var rounds = 0
                 while node.freeCount < memory.configuration.highFree, rounds < 64, !stopping.load(ordering: .relaxed) {
-                    let freed = ExecutionContext.current.withReclaimContext { machine.shrink(node, target: Self.batch) }
+                    let freed = machine.sync.withReclaim { machine.shrink(node, target: Self.batch) }
                     machine.statistics.backgroundReclaims.add(1, ordering: .relaxed)
                     rounds += 1
                     if freed == 0 { break }
@@ -92,7 +94,7 @@ extension Machine {
 
     /// Direct reclaim from an allocating thread; returns frames freed.
     func reclaimDirectly() -> Int {
-        ExecutionContext.current.withReclaimContext {
+        sync.withReclaim {
             var freed = 0
             for node in memory.nodes { freed += shrink(node, target: Reclaimer.batch) }
             return freed

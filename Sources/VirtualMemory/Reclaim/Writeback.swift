@@ -6,7 +6,8 @@ extension Machine {
     /// write-protecting each mapping of it under a `writeProtect`
     /// invalidation (Linux: `page_mkclean` in writeback). A secondary that
     /// keeps writing must fault again and report the page dirty again: the
-    /// dirty state must transfer (seed 003). Returns pages written.
+    /// dirty state must transfer (docs/CONTRACT.md, rule 15). Returns pages
+    /// written.
     @discardableResult
     public func writeback(_ file: BackingFile) -> Int {
         // In page order: a controlled scheduler's replay must see the same order.
