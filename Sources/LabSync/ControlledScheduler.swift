@@ -358,6 +358,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     }
 
     public func now() -> Duration { .nanoseconds(Int64(clamping: clock.load(ordering: .relaxed))) }
+    public func nowNanoseconds() -> UInt64 { clock.load(ordering: .relaxed) }
 
     public func schedulesCurrentThread() -> Bool { scheduledSelf() != nil }
 

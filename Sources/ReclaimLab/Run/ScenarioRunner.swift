@@ -105,7 +105,8 @@ public enum ScenarioRunner {
         let findings = lab.findings
         let machine = lab.machine
         if scenario.pressure.backgroundReclaim { machine.startBackgroundReclaim() }
-        let counters = RunCounters()
+        let counters = RunCounters(
+            workloadThreads: scenario.workloads.reduce(0) { $0 + $1.threads }, attachChurners: scenario.pressure.attachChurn.count)
         let stop = StopFlag(afterStep: sync.isControlled ? options.stopAtStep : nil, sync: sync)
         var heartbeats: [Heartbeat] = []
         var threads: [any ThreadHandle] = []
@@ -223,9 +224,9 @@ public enum ScenarioRunner {
         let bugs = findings.all
         var result = RunResult(
             scenario: scenario.name, seed: seed, elapsedSeconds: seconds(elapsed),
-            cpuReads: counters.cpuReads.load(ordering: .relaxed), cpuWrites: counters.cpuWrites.load(ordering: .relaxed),
-            deviceReads: counters.deviceReads.load(ordering: .relaxed), deviceWrites: counters.deviceWrites.load(ordering: .relaxed),
-            checkedReads: counters.checkedReads.load(ordering: .relaxed), failedAccesses: counters.failedAccesses.load(ordering: .relaxed),
+            cpuReads: counters.total(.cpuReads), cpuWrites: counters.total(.cpuWrites),
+            deviceReads: counters.total(.deviceReads), deviceWrites: counters.total(.deviceWrites),
+            checkedReads: counters.total(.checkedReads), failedAccesses: counters.total(.failedAccesses),
             findings: bugs.map(\.first), findingsTotal: findings.count(of: findings.enabled),
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
         result.bugs = bugs
@@ -289,6 +290,7 @@ public enum ScenarioRunner {
                     device = (lab.instances[p][i], lab.bindings[p][i][b], lab.instanceLabels[p][i])
                 }
                 let writers = writersOf[key] ?? 1
+                let shard = counters.workloadShard(made.count)
                 let index = writerIndex
                 let chosen = device
                 if writerIndex != nil {
@@ -299,7 +301,7 @@ public enum ScenarioRunner {
                 made.append(("\(workload.name)-\(thread)", { heartbeat in
                     WorkloadThread(
                         lab: lab, spec: workload, mapping: mapping, space: lab.spaces[spaceIndex], writerIndex: index, writers: writers,
-                        device: chosen, counters: counters, heartbeat: heartbeat)
+                        device: chosen, counters: shard, heartbeat: heartbeat)
                 }))
             }
         }

@@ -14,8 +14,10 @@ final class Heartbeat: Sendable {
         self.name = name
         self.role = role
     }
-    func beat() { beats.add(1, ordering: .relaxed) }
-    func succeeded() { successes.add(1, ordering: .relaxed) }
+    // Bumped by the actor's own thread only (every caller is its loop), so a
+    // load and a store do: no locked read-modify-write on every access.
+    func beat() { beats.store(beats.load(ordering: .relaxed) &+ 1, ordering: .relaxed) }
+    func succeeded() { successes.store(successes.load(ordering: .relaxed) &+ 1, ordering: .relaxed) }
     func finish() { finished.store(true, ordering: .releasing) }
 
     var activity: ActorActivity {
