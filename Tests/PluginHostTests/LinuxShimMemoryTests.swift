@@ -125,7 +125,7 @@ struct LinuxShimMemoryTests {
     }
 
     /// probe.h's PROBE_NOTIFIER steps.
-    enum NotifierStep: UInt64 { case register = 1, state, unregister, get, put, hooks }
+    enum NotifierStep: UInt64 { case register = 1, state, unregister, get, put, hooks, registerLocked, getLocked, getSaturated }
 
     @Test func aWholeSpaceNotifierHearsStartsEndsAndOneRelease() throws {
         let probe = try ShimProbe()

@@ -28,9 +28,17 @@ struct LinuxShimSyncTests {
     enum Context: UInt64, CaseIterable {
         case mutex = 1, gfpKernel, gfpAtomic, mightSleep, mutexTrylock, downRead, downReadTrylock, msleep, kmap, kmapLocal
         case xaStoreKernel, xaStoreAtomic, condResched
+        case setPageDirty, setPageDirtyLock, markAccessed, memcpyFromPage, pinFast, checkRetry, ktimeGetNs
+        case ndelay, mdelay, fsleepShort, fsleepLong, msleepInterruptible, printk
 
         /// Whether Linux would say "sleeping function called from invalid context".
-        var sleeps: Bool { [.mutex, .gfpKernel, .mightSleep, .downRead, .msleep, .kmap, .xaStoreKernel, .condResched].contains(self) }
+        /// (set_page_dirty_lock takes the page lock; fsleep of 10 us or less
+        /// is udelay, of more a sleep; pin_user_pages_fast may fall back to
+        /// faulting under mmap_lock.)
+        var sleeps: Bool {
+            [.mutex, .gfpKernel, .mightSleep, .downRead, .msleep, .kmap, .xaStoreKernel, .condResched, .setPageDirtyLock, .pinFast,
+             .fsleepLong, .msleepInterruptible].contains(self)
+        }
     }
 
     @Test(arguments: Context.allCases)
