@@ -18,7 +18,7 @@ struct LinuxShimPageTests {
     enum PageOp: UInt64 { case dirtyLock = 1, folioDirty, accessed, folioAccessed, devicePrivate, zoneDevice, folioSame, folioChecks }
 
     /// probe.h's `enum probe_highmem_op`.
-    enum HighmemOp: UInt64 { case memcpyFromPage = 1, memcpyToPage, clearHighpage, copyHighpage }
+    enum HighmemOp: UInt64 { case memcpyFromPage = 1, memcpyToPage, clearHighpage, copyHighpage, kmapLocalFolio }
 
     static func pin(_ probe: ShimProbe, _ variant: PinVariant, _ address: UInt64, _ pages: Int64, _ flags: UInt64 = 0,
                     noMM: Bool = false) throws -> ShimProbe.Reply {
@@ -218,6 +218,8 @@ struct LinuxShimPageTests {
         }
         let from = try probe.run(.highmem, [HighmemOp.memcpyFromPage.rawValue, 0, 1, 15])
         #expect(Array(from.bytes.prefix(15)) == Array(payload(0, 1).dropFirst()), "bytes 1..<16 of page 0: \(from.bytes)")
+        let folio = try probe.run(.highmem, [HighmemOp.kmapLocalFolio.rawValue, 0, 2, 14])
+        #expect(Array(folio.bytes.prefix(14)) == Array(payload(0, 1).dropFirst(2)), "kmap_local_folio at offset 2: \(folio.bytes)")
 
         try probe.run(.highmem, [HighmemOp.memcpyToPage.rawValue, 1, 4, 3], bytes: [0xA1, 0xA2, 0xA3])
         var expected = payload(1, 1)

@@ -63,7 +63,7 @@ struct LinuxShimSyncTests {
     /// probe.h's `enum probe_warning`.
     enum Warning: UInt64 {
         case warnOn = 1, lockdep, mutexUnlock, bugOn, warnOnOnceTwice, doubleKfree, kunmapOrder, leak, format, printk, heldLockFreed
-        case uninitialised
+        case uninitialised, lockdepWrite, lockdepRead, spinNotLocked
     }
 
     @Test func warningsAndBugsAreReportedWithTheirFileAndLine() throws {
@@ -102,6 +102,13 @@ struct LinuxShimSyncTests {
         #expect(freed.count == 1 && freed[0].hasPrefix("BUG: held lock freed: 'held' in memory freed at probe.c:"), "\(freed)")
         let uninitialised = try reported(.uninitialised)
         #expect(uninitialised.count == 1 && uninitialised[0].contains("lock used before it was initialised at probe.c:"), "\(uninitialised)")
+
+        let write = try reported(.lockdepWrite)
+        #expect(write.count == 1 && write[0].hasPrefix("WARN: lockdep_assert_held_write(&probe->sem) at probe.c:"), "held for reading: \(write)")
+        let read = try reported(.lockdepRead)
+        #expect(read.count == 1 && read[0].hasPrefix("WARN: lockdep_assert_held_read(&probe->sem) at probe.c:"), "\(read)")
+        let spin = try reported(.spinNotLocked)
+        #expect(spin.count == 1 && spin[0].hasPrefix("WARN: assert_spin_locked(&probe->lock) at probe.c:"), "\(spin)")
 
         _ = try reported(.leak)
         probe.instance.destroy()

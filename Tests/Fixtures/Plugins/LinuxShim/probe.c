@@ -196,6 +196,13 @@ static int probe_warning(struct probe *probe, u64 which) {
         kfree(held);
         break;
     }
+    case PROBE_WARN_LOCKDEP_WRITE:
+        down_read(&probe->sem);
+        lockdep_assert_held_write(&probe->sem);
+        up_read(&probe->sem);
+        break;
+    case PROBE_WARN_LOCKDEP_READ: lockdep_assert_held_read(&probe->sem); break;
+    case PROBE_WARN_SPIN_NOT_LOCKED: assert_spin_locked(&probe->lock); break;
     case PROBE_WARN_UNINITIALISED: {
         struct mutex never = { 0 };
         mutex_lock(&never);
@@ -253,6 +260,8 @@ long probe_command(struct probe *probe, u32 command, struct probe_command *c) {
         if (ret == 0) {
             probe->slots[a[3]] = hmm_pfn_to_page(pfn);
             a[1] = (pfn & HMM_PFN_WRITE) != 0;
+            a[2] = hmm_pfn_to_phys(pfn);
+            a[3] = hmm_pfn_to_map_order(pfn);
         }
         return ret;
     case PROBE_KMAP_READ:

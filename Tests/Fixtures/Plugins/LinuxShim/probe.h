@@ -21,7 +21,8 @@ enum probe_commands {
     PROBE_SELFTEST = 1,      /* pure functions; result: checks passed (message: the first failure) */
     PROBE_READ_BEGIN,        /* result: mmu_interval_read_begin */
     PROBE_READ_RETRY,        /* [0] seq; result: mmu_interval_read_retry */
-    PROBE_HMM_FAULT,         /* [0] address [1] write [2] seq [3] slot; result: hmm_range_fault; [1] out: HMM_PFN_WRITE set */
+    PROBE_HMM_FAULT,         /* [0] address [1] write [2] seq [3] slot; result: hmm_range_fault; out: [1] HMM_PFN_WRITE set,
+                                [2] hmm_pfn_to_phys [3] hmm_pfn_to_map_order */
     PROBE_KMAP_READ,         /* [0] slot [1] local; bytes out */
     PROBE_KMAP_WRITE,        /* [0] slot [1] local; bytes in */
     PROBE_SET_DIRTY,         /* [0] slot */
@@ -99,6 +100,7 @@ enum probe_highmem_op {
     PROBE_MEMCPY_TO_PAGE,        /* bytes in [0, length) to the page at offset */
     PROBE_CLEAR_HIGHPAGE,
     PROBE_COPY_HIGHPAGE,         /* to the page [1] from the page [3] */
+    PROBE_KMAP_LOCAL_FOLIO,      /* bytes out [0, length): kmap_local_folio(page_folio(page), offset) */
 };
 
 enum probe_delay_op {
@@ -160,6 +162,9 @@ enum probe_warning {
     PROBE_WARN_PRINTK,         /* pr_err and pr_info: the host log, not reports */
     PROBE_WARN_HELD_LOCK_FREED,
     PROBE_WARN_UNINITIALISED,  /* a mutex used before mutex_init */
+    PROBE_WARN_LOCKDEP_WRITE,  /* lockdep_assert_held_write on a semaphore held for reading */
+    PROBE_WARN_LOCKDEP_READ,   /* lockdep_assert_held_read on a semaphore not held */
+    PROBE_WARN_SPIN_NOT_LOCKED, /* assert_spin_locked on a spin lock not held */
 };
 
 enum probe_rwsem {

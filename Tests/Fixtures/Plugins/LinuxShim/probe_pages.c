@@ -110,6 +110,15 @@ long probe_highmem(struct probe *probe, struct probe_command *c) {
         memcpy_to_page(page, a[2], (const char *)c->bytes, a[3]);
         return 0;
     case PROBE_CLEAR_HIGHPAGE: clear_highpage(page); return 0;
+    case PROBE_KMAP_LOCAL_FOLIO: {
+        char *mapped;
+        if (a[3] > sizeof(c->bytes) || a[2] + a[3] > PAGE_SIZE) return -EINVAL;
+        mapped = kmap_local_folio(page_folio(page), a[2]);
+        if (!mapped) return -EFAULT;
+        memcpy(c->bytes, mapped, a[3]);
+        kunmap_local(mapped); /* any address inside the mapping unmaps it */
+        return 0;
+    }
     case PROBE_COPY_HIGHPAGE:
         source = probe_page_at(probe, a[3]);
         if (!source) return -ENOENT;

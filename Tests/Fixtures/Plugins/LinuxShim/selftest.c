@@ -17,6 +17,8 @@
 #include <linux/list.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/rwsem.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
@@ -381,6 +383,98 @@ static int selftest_helpers(void) {
     return 0;
 }
 
+/* The lock, wait and mmap-lock forms that take or wait without blocking
+ * here: the interruptible and killable forms answer 0 (no signals) and
+ * hold what they took, the irq and bh forms are the plain lock, the
+ * assertions are quiet when the lock is held as they ask (the test checks
+ * no report was made; LinuxShimSyncTests checks they speak when it is not). */
+static int selftest_sync_forms(void) {
+    struct mutex mutex;
+    spinlock_t lock;
+    struct rw_semaphore sem;
+    struct completion done;
+    wait_queue_head_t wq;
+    struct mm_struct *mm = current->mm;
+
+    mutex_init(&mutex);
+    CHECK(mutex_lock_interruptible(&mutex) == 0 && mutex_is_locked(&mutex));
+    mutex_unlock(&mutex);
+    CHECK(mutex_lock_killable(&mutex) == 0 && mutex_is_locked(&mutex));
+    mutex_unlock(&mutex);
+    mutex_lock_nested(&mutex, 1);
+    CHECK(mutex_is_locked(&mutex));
+    mutex_unlock(&mutex);
+    CHECK(!mutex_is_locked(&mutex));
+    mutex_destroy(&mutex);
+
+    spin_lock_init(&lock);
+    spin_lock_irq(&lock);
+    CHECK(spin_is_locked(&lock));
+    assert_spin_locked(&lock);
+    spin_unlock_irq(&lock);
+    spin_lock_bh(&lock);
+    CHECK(spin_trylock(&lock) == 0);
+    spin_unlock_bh(&lock);
+    CHECK(!spin_is_locked(&lock));
+
+    init_rwsem(&sem);
+    CHECK(!rwsem_is_locked(&sem));
+    CHECK(down_read_killable(&sem) == 0 && down_read_interruptible(&sem) == 0 && rwsem_is_locked(&sem));
+    lockdep_assert_held_read(&sem);
+    CHECK(down_write_trylock(&sem) == 0);
+    up_read(&sem);
+    up_read(&sem);
+    CHECK(down_write_killable(&sem) == 0 && rwsem_is_locked(&sem));
+    lockdep_assert_held_write(&sem);
+    up_write(&sem);
+    CHECK(!rwsem_is_locked(&sem));
+
+    init_completion(&done);
+    complete(&done);
+    CHECK(wait_for_completion_interruptible(&done) == 0);
+    complete(&done);
+    CHECK(wait_for_completion_killable(&done) == 0);
+    CHECK(wait_for_completion_timeout(&done, 1) == 0);
+
+    init_waitqueue_head(&wq);
+    CHECK(wait_event_interruptible(wq, true) == 0 && wait_event_killable(wq, true) == 0);
+    CHECK(wait_event_interruptible_timeout(wq, false, msecs_to_jiffies(2)) == 0);
+    CHECK(wait_event_interruptible_timeout(wq, true, 10) >= 1);
+    wake_up_all(&wq); /* no waiter: nothing to do, nothing reported */
+    wake_up_interruptible(&wq);
+    wake_up_interruptible_all(&wq);
+
+    CHECK(!signal_pending(current) && !fatal_signal_pending(current));
+    CHECK(gfpflags_allow_blocking(GFP_KERNEL) && !gfpflags_allow_blocking(GFP_ATOMIC) && !gfpflags_allow_blocking(GFP_NOWAIT));
+    might_sleep_if(false);
+
+    /* current->mm's mmap lock in its other forms. */
+    CHECK(mm != NULL);
+    CHECK(mmap_read_trylock(mm) == 1);
+    mmap_assert_locked(mm);
+    mmap_read_unlock(mm);
+    CHECK(mmap_read_lock_killable(mm) == 0);
+    mmap_read_unlock(mm);
+    CHECK(mmap_write_lock_killable(mm) == 0);
+    mmap_assert_write_locked(mm);
+    mmap_write_downgrade(mm);
+    CHECK(mmap_read_trylock(mm) == 1); /* downgraded: another reader comes in */
+    mmap_read_unlock(mm);
+    mmap_read_unlock(mm);
+    CHECK(!rwsem_is_locked(&mm->mmap_lock));
+
+    /* xa_for_each_start: from an index on. */
+    struct xarray xa;
+    unsigned long index, seen = 0;
+    void *entry;
+    xa_init(&xa);
+    for (unsigned long i = 1; i <= 5; i++) xa_store(&xa, i * 10, xa_mk_value(i), GFP_KERNEL);
+    xa_for_each_start(&xa, index, entry, 25) seen = seen * 10 + xa_to_value(entry);
+    CHECK(seen == 345);
+    xa_destroy(&xa);
+    return 0;
+}
+
 long probe_selftest(char *message, size_t size) {
     checks = 0;
     failure = message;
@@ -389,5 +483,6 @@ long probe_selftest(char *message, size_t size) {
     if (!ret) ret = selftest_xa_find();
     if (!ret) ret = selftest_library();
     if (!ret) ret = selftest_helpers();
+    if (!ret) ret = selftest_sync_forms();
     return ret ? ret : checks;
 }
