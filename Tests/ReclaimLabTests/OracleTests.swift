@@ -43,7 +43,7 @@ struct OracleTests {
     @Test func theWatchdogNamesAnActorThatStopsMoving() throws {
         let scenario = try ScenarioReader.read(yaml: """
             name: slow
-            length: { seconds: 0.5 }
+            length: { seconds: 1 }
             spaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]
             workloads:
               - { name: sleeper, actor: cpu, space: a, mapping: m, rate: 1 }
@@ -52,7 +52,10 @@ struct OracleTests {
             """, file: "slow.yaml")
         var options = RunOptions()
         options.seed = testSeed
-        options.watchdogSeconds = 0.1
+        // The sleeper waits a second between accesses; 0.3 s without a beat
+        // finds it, while the busy actor would have to go unscheduled that
+        // long (0.1 s did happen to it on a machine loaded 8 times over).
+        options.watchdogSeconds = 0.3
         let result = try ScenarioRunner.run(scenario, options: options)
         #expect(result.findings.map(\.invariant) == [.stuck], "\(result.findings)")
         #expect(result.findings.first?.detail.hasPrefix("sleeper-0 made no progress") == true)
