@@ -6,6 +6,7 @@
 //   LabSync       host-owned synchronisation layer: every lock, wait and sleep
 //   MMUNotifier   events, ranges, subscriptions, interval notifiers, shrinkers
 //   VirtualMemory the primary MMU model: frames, page tables, rmap, reclaim, ...
+//   NotifierStormLab  the notifier core alone under a storm (`mmulab notifier-storm`)
 //   mmulab        the command-line tool
 // Later layers (VirtualMemory, CDevicePluginABI, PluginHost, DevicePluginKit,
 // ReclaimLab, Plugins/*) stack on these and never the other way round.
@@ -88,6 +89,8 @@ let package = Package(
         .target(name: "LabSync", dependencies: ["CLabSyncShims"], swiftSettings: strictSwift6),
         .target(name: "MMUNotifier", dependencies: ["LabSync"], swiftSettings: strictSwift6),
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
+        // `mmulab notifier-storm`: the notifier core alone, stormed with in-process mirror devices and checked.
+        .target(name: "NotifierStormLab", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
         // The plugin oops: per-thread call frames and the crash handler that prints them (C: async-signal-safe).
         .target(name: "CPluginOops"),
@@ -159,6 +162,7 @@ let package = Package(
                 "ReclaimLab",
                 "BugDatabase",
                 "MMUNotifier",
+                "NotifierStormLab",
                 "VirtualMemory",
                 "PluginHost",
                 "KernelDiff",
