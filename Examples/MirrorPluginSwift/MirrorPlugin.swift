@@ -8,7 +8,8 @@
 // subscription over the binding, and the canonical fault loop:
 //     seq = readBegin; fault the page; lock; if readRetry(seq) start over; install; unlock
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 
 final class MirrorBinding: IntervalSubscription, @unchecked Sendable {
     struct Entry {

@@ -16,7 +16,8 @@
 // the range its host-virtual backing. `access` is a guest access by the
 // calling thread's vCPU at a guest-physical address (any memslot of the VM).
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import Synchronization
 
 final class KVM: DevicePlugin {

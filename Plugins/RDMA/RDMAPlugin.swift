@@ -13,7 +13,8 @@
 // 2^47) is an implicit ODP region. The device address of a binding is its
 // iova; `access` is a remote READ or WRITE at an iova, found by key.
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import Synchronization
 
 final class NIC: DevicePlugin {

@@ -120,6 +120,14 @@ struct LayeringTests {
         }
     }
 
+    /// Whoever needs a C module's symbols imports it: neither the lab's
+    /// modules nor the plugins re-export one to their users.
+    @Test func nothingReExportsAModule() throws {
+        for file in try Self.everyFile() where file.hasSuffix(".swift") {
+            #expect(!Self.withoutComments(try read(file)).contains("@_exported"), "\(file) re-exports a module")
+        }
+    }
+
     @Test func onlyPluginHostLoadsSharedObjects() throws {
         for file in try Self.everyFile() where !file.contains("/Sources/PluginHost/") {
             #expect(!Self.withoutComments(try read(file)).contains("dlopen("), "\(file) calls dlopen")

@@ -12,7 +12,8 @@
 // Discovery of real devices goes through libdrm (GPUDeviceDiscovery); with
 // no device the plugin says so in its description and runs simulated.
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import GPUDeviceDiscovery
 import Synchronization
 

@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 import Synchronization
 

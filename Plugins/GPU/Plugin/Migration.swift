@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 
 extension GPU {
