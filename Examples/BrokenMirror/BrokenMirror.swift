@@ -34,7 +34,8 @@
 //                      gives for its own page) and writes through it.
 //                      Write through a read-only translation.
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import Synchronization
 
 /// One mirror entry: the translation and what the device did with it.

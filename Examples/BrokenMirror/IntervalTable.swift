@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 
 /// A binding heard through an interval subscription (bugs stale, sleep,

@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 
 /// A binding heard through a whole-space subscription (bugs zap-at-end,

@@ -20,8 +20,8 @@ final class PinnedRegion: MemoryRegion, @unchecked Sendable {
         written = Array(repeating: false, count: pfns.count)
         lock = nic.host.makeLock("rdma pinned region", spin: true)
         super.init(nic: nic, request)
-        nic.counters.pinnedRegions.bump()
-        nic.counters.pinnedPages.bump(UInt64(pfns.count))
+        nic.counters[.pinnedRegions].bump()
+        nic.counters[.pinnedPages].bump(UInt64(pfns.count))
     }
 
     override func transfer(_ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
@@ -36,8 +36,8 @@ final class PinnedRegion: MemoryRegion, @unchecked Sendable {
         let wrote = lock.withLock { written }
         nic.host.unpin(pfns.indices.filter { wrote[$0] }.map { pfns[$0] }, dirty: true)
         nic.host.unpin(pfns.indices.filter { !wrote[$0] }.map { pfns[$0] }, dirty: false)
-        nic.counters.pagesDirtied.bump(UInt64(wrote.filter { $0 }.count))
-        nic.counters.pinnedRegions.drop()
-        nic.counters.pinnedPages.drop(UInt64(pfns.count))
+        nic.counters[.pagesDirtied].bump(UInt64(wrote.filter { $0 }.count))
+        nic.counters[.pinnedRegions].drop()
+        nic.counters[.pinnedPages].drop(UInt64(pfns.count))
     }
 }

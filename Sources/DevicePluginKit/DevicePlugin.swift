@@ -97,7 +97,11 @@ extension DevicePlugin {
 }
 
 /// Exports a `DevicePlugin` type through the C ABI. The plugin's one
-/// export line:
+/// export line (its file imports `CDevicePluginABI` for the descriptor's
+/// type, which the kit does not re-export):
+///
+///     public import CDevicePluginABI
+///     import DevicePluginKit
 ///
 ///     @_cdecl("mmulab_device_plugin_v1")
 ///     public func entry(_ hostMinor: UInt16, _ negotiated: UnsafeMutablePointer<UInt16>?)

@@ -1,4 +1,9 @@
-@_exported public import CDevicePluginABI
+// Public, not re-exported: the kit's API keeps the C types it wraps where it
+// has no Swift type of its own (`PFN` is `mmulab_pfn`; ``Host`` holds the
+// `mmulab_host` table; the export glue returns the `mmulab_device_plugin`
+// descriptor). A plugin that names C symbols (MMULAB_CAP_*, MMULAB_EVENT_*,
+// MMULAB_ERR_*, the entry's return type) imports CDevicePluginABI itself.
+public import CDevicePluginABI
 
 #if canImport(Glibc)
 import Glibc

@@ -12,7 +12,8 @@
 // Discovery of real devices goes through libdrm (GPUDeviceDiscovery); with
 // no device the plugin says so in its description and runs simulated.
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import GPUDeviceDiscovery
 import Synchronization
 
@@ -127,7 +128,7 @@ final class GPU: DevicePlugin {
             // Its VRAM pages come home: nothing the GPU holds outlives the binding.
             if let vram {
                 let home = (try? host.migrateToHost(vram, addressSpace: vm.addressSpace, start: binding.start, length: binding.end - binding.start)) ?? 0
-                counters.migratedToHost.add(home, ordering: .relaxed)
+                counters[.migratedToHost].add(home, ordering: .relaxed)
             }
             let last = vm.lock.withLock { () -> Bool in
                 vm.bindings.removeAll { $0 === binding }
@@ -185,8 +186,8 @@ final class GPU: DevicePlugin {
         faultLock.withLock {
             let batch = faultBuffer.drain()
             guard !batch.isEmpty else { return }
-            counters.faultBatches.add(1, ordering: .relaxed)
-            counters.batchedFaults.add(UInt64(batch.count), ordering: .relaxed)
+            counters[.faultBatches].add(1, ordering: .relaxed)
+            counters[.batchedFaults].add(UInt64(batch.count), ordering: .relaxed)
             // By VM, the VMs in address-space order (a replay services them alike).
             var byVM: [UInt64: [GPUFault]] = [:]
             for fault in batch { byVM[fault.vm.addressSpace, default: []].append(fault) }

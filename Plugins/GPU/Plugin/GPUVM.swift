@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 import Synchronization
 
@@ -51,19 +52,19 @@ final class GPUVM: @unchecked Sendable {
         // Our own migration: the migrating code already dropped our
         // translations of the range (test_hmm's dmirror_interval_invalidate).
         if range.event == MMULAB_EVENT_MIGRATE.rawValue, range.owner == gpu.owner {
-            gpu.counters.ownMigrationsSkipped.add(1, ordering: .relaxed)
+            gpu.counters[.ownMigrationsSkipped].add(1, ordering: .relaxed)
             return true
         }
         if range.isBlockable {
             lock.lock()
         } else if !lock.tryLock() {
-            gpu.counters.nonBlockableRetries.add(1, ordering: .relaxed)
+            gpu.counters[.nonBlockableRetries].add(1, ordering: .relaxed)
             return false
         }
         let overlapping = notifier.ranges.filter { $0.value.overlaps(range.start, range.end) }.valuesInKeyOrder  // sorts only the few that overlap
         if !range.isBlockable, overlapping.contains(where: { $0.fences.load(ordering: .acquiring) > 0 }) {
             lock.unlock()
-            gpu.counters.nonBlockableRetries.add(1, ordering: .relaxed)
+            gpu.counters[.nonBlockableRetries].add(1, ordering: .relaxed)
             return false
         }
         notifier.setSeq(seq)
@@ -76,7 +77,7 @@ final class GPUVM: @unchecked Sendable {
             }
         }
         lock.unlock()
-        gpu.counters.invalidations.add(1, ordering: .relaxed)
+        gpu.counters[.invalidations].add(1, ordering: .relaxed)
         if range.isBlockable { waitForFences(overlapping) }
         return true
     }
@@ -109,7 +110,7 @@ final class GPUVM: @unchecked Sendable {
         for svm in ranges {
             var rounds = 0
             while svm.fences.load(ordering: .acquiring) > 0 {
-                if rounds == 0 { gpu.counters.fenceWaits.add(1, ordering: .relaxed) }
+                if rounds == 0 { gpu.counters[.fenceWaits].add(1, ordering: .relaxed) }
                 rounds += 1
                 precondition(rounds < 5_000_000, "a GPU fence never signalled")
                 gpu.host.sleep(nanoseconds: 5_000)
@@ -131,22 +132,22 @@ final class GPUVM: @unchecked Sendable {
                 svm.lastUse = clock
                 if write && !pte.dirty { noteWrite(address) }
                 lock.unlock()
-                gpu.counters.workInFlight.add(1, ordering: .relaxed)
+                gpu.counters[.workInFlight].add(1, ordering: .relaxed)
                 if gpu.configuration.workMicroseconds > 0 { gpu.host.sleep(nanoseconds: UInt64(gpu.configuration.workMicroseconds) * 1_000) }
                 if write {
                     gpu.host.dmaWrite(addressSpace: addressSpace, pte.pfn, from: UnsafeRawBufferPointer(buffer))
-                    gpu.counters.dmaWrites.add(1, ordering: .relaxed)
+                    gpu.counters[.dmaWrites].add(1, ordering: .relaxed)
                 } else {
                     gpu.host.dmaRead(addressSpace: addressSpace, pte.pfn, into: buffer)
-                    gpu.counters.dmaReads.add(1, ordering: .relaxed)
+                    gpu.counters[.dmaReads].add(1, ordering: .relaxed)
                 }
                 if !pte.pfn.isDevicePrivate { gpu.host.markAccessed(pte.pfn) }
-                gpu.counters.workInFlight.subtract(1, ordering: .relaxed)
+                gpu.counters[.workInFlight].subtract(1, ordering: .relaxed)
                 svm.fences.subtract(1, ordering: .releasing)
                 return
             }
             lock.unlock()
-            if attempt > 0 { gpu.counters.replays.add(1, ordering: .relaxed) }
+            if attempt > 0 { gpu.counters[.replays].add(1, ordering: .relaxed) }
             if attempt > 8 { gpu.host.sleep(nanoseconds: 20_000) }  // let an invalidation or migration finish
             gpu.faultBuffer.push(GPUFault(vm: self, binding: binding, address: address & ~4095, write: write, replays: attempt))
             gpu.serviceFaults()
