@@ -2,13 +2,18 @@ import CDevicePluginABI
 import LabSync
 import MMUNotifier
 
-/// The C view of an invalidation range.
-func cRange(_ range: InvalidationRange) -> mmulab_range {
+/// The C view of an invalidation range, for an instance that negotiated
+/// ABI minor `minor`: the events 1.4 added (MADV_FREE, a huge page's split,
+/// a collapse) reach an older instance as MMULAB_EVENT_MADVISE_DONTNEED,
+/// the CLEAR-type event it knows (the VMA stays, the translations go).
+func cRange(_ range: InvalidationRange, minor: Int) -> mmulab_range {
     var flags: UInt32 = range.blockable ? UInt32(MMULAB_RANGE_BLOCKABLE) : 0
     if range.owner != nil { flags |= UInt32(MMULAB_RANGE_HAS_OWNER) }
+    var event = range.event
+    if minor < 4, event.rawValue > NotifierEvent.oomReap.rawValue { event = .madviseDontNeed }
     return mmulab_range(
         address_space: range.addressSpace.rawValue, start: range.start, end: range.end,
-        event: UInt32(range.event.rawValue), flags: flags, owner: range.owner?.rawValue ?? 0)
+        event: UInt32(event.rawValue), flags: flags, owner: range.owner?.rawValue ?? 0)
 }
 
 /// Copies a plugin's table, keeping only the fields its declared size covers.
@@ -34,11 +39,14 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let observer: (any CallbackObserver)?
     /// The clock young answers are timed by (the host's synchronisation domain).
     let clock: SyncDomain
+    /// The ABI minor the instance negotiated (which events it knows).
+    let minor: Int
 
     init(
         ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?,
-        clock: SyncDomain
+        clock: SyncDomain, minor: Int
     ) {
+        self.minor = minor
         self.ops = ops
         self.data = data
         self.device = device
@@ -60,18 +68,18 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
 
     @inline(__always)
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
-        var r = cRange(range)
+        var r = cRange(range, minor: minor)
         return timed(.invalidateRangeStart, observer) { ops.invalidate_range_start!(data, &r) } == mmulab_status(MMULAB_RETRY) ? .retry : .ok
     }
 
     @inline(__always)
     func invalidateRangeEnd(_ range: InvalidationRange) {
-        var r = cRange(range)
+        var r = cRange(range, minor: minor)
         timed(.invalidateRangeEnd, observer) { ops.invalidate_range_end!(data, &r) }
     }
 
     func invalidateSecondaryTLBs(_ range: InvalidationRange) {
-        var r = cRange(range)
+        var r = cRange(range, minor: minor)
         timed(.invalidateSecondaryTLBs, observer) { ops.invalidate_secondary_tlbs?(data, &r) }
     }
 
@@ -116,8 +124,11 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     let intervalName: String
     let device: DeviceID?
     let observer: (any CallbackObserver)?
+    /// The ABI minor the instance negotiated (which events it knows).
+    let minor: Int
 
-    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?) {
+    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?, minor: Int) {
+        self.minor = minor
         self.ops = ops
         self.data = data
         self.device = device
@@ -126,7 +137,7 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     }
 
     func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
-        var r = cRange(range)
+        var r = cRange(range, minor: minor)
         let handle = OpaquePointer(Unmanaged.passUnretained(interval).toOpaque())
         return timed(.intervalInvalidate, observer) { ops.invalidate!(data, handle, &r, currentSeq) }
     }

@@ -149,7 +149,8 @@ final class HostContext: @unchecked Sendable {
             }
             let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_subscriber_ops())
             let subscriber = CSubscriber(
-                ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer, clock: host.machine.sync)
+                ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer, clock: host.machine.sync,
+                minor: host.negotiatedMinor)
             do {
                 try space.notifiers.register(subscriber)
             } catch let failure {
@@ -180,7 +181,8 @@ final class HostContext: @unchecked Sendable {
             do {
                 let interval = try space.notifiers.insertInterval(
                     start: start, end: start + length,
-                    ops: CInterval(ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer))
+                    ops: CInterval(
+                        ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer, minor: host.negotiatedMinor))
                 out?.pointee = OpaquePointer(Unmanaged.passRetained(interval).toOpaque())
                 return mmulab_status(MMULAB_OK)
             } catch let failure {

@@ -155,6 +155,11 @@ public final class MachineStatistics: Sendable {
     public let oomGiveUps = Atomic<Int>(0)
     public let directReclaims = Atomic<Int>(0)
     public let backgroundReclaims = Atomic<Int>(0)
+    /// Pages MADV_FREE marked lazily freed, lazily freed pages reclaim
+    /// discarded (clean), and those it found written again and kept.
+    public let lazyFreed = Atomic<Int>(0)
+    public let lazyFreeDiscards = Atomic<Int>(0)
+    public let lazyFreeRedirtied = Atomic<Int>(0)
 
     init() {}
 
@@ -169,6 +174,7 @@ public final class MachineStatistics: Sendable {
             ("migrations refused (pinned)", v(migrationsRefusedPinned)), ("KSM merges", v(ksmMerges)), ("KSM breaks", v(ksmBreaks)),
             ("OOM kills", v(oomKills)), ("OOM reap retries", v(oomReapRetries)), ("OOM give-ups", v(oomGiveUps)),
             ("direct reclaims", v(directReclaims)), ("background reclaims", v(backgroundReclaims)),
+            ("lazily freed", v(lazyFreed)), ("lazy-free discards", v(lazyFreeDiscards)), ("lazy-free redirtied", v(lazyFreeRedirtied)),
         ]
     }
 }

@@ -9,7 +9,7 @@ struct LoaderTests {
         let plugin = try load(mirrorC)
         #expect(plugin.name == "mirror-c")
         #expect(plugin.version == "1.0")
-        #expect(plugin.minor == 3, "built against ABI 1.3, on a 1.3 host")
+        #expect(plugin.minor == 4, "built against ABI 1.4, on a 1.4 host")
         #expect(plugin.capabilityNames == ["failsNonBlocking"])
         #expect(plugin.optionalOperations == ["stats"])
         #expect(plugin.path == mirrorC)
@@ -18,7 +18,7 @@ struct LoaderTests {
     @Test func theSwiftExampleLoadsWithWhatItDeclares() throws {
         let plugin = try load(mirrorSwift)
         #expect(plugin.name == "mirror-swift")
-        #expect(plugin.minor == 3, "built against ABI 1.3, on a 1.3 host")
+        #expect(plugin.minor == 4, "built against ABI 1.4, on a 1.4 host")
         #expect(plugin.capabilityNames == ["failsNonBlocking"])
         #expect(plugin.optionalOperations == ["stats"])
     }

@@ -1,5 +1,5 @@
 /*
- * mmulab device plugin ABI, version 1.3.
+ * mmulab device plugin ABI, version 1.4.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
@@ -8,8 +8,11 @@
  * device memory's owner in its migrate invalidation, as Linux's
  * migrate_to_ram does, so the owning device skips it and must drop its own
  * translations of the range before it calls; to an instance that
- * negotiated 1.2 or less the host still announces no owner. Every
- * addition is at the end of its struct: the host reads only what
+ * negotiated 1.2 or less the host still announces no owner. 1.4 adds the
+ * events MMULAB_EVENT_MADVISE_FREE, MMULAB_EVENT_HUGE_SPLIT and
+ * MMULAB_EVENT_COLLAPSE (an instance that negotiated 1.3 or less gets
+ * MMULAB_EVENT_MADVISE_DONTNEED for them, the CLEAR-type event it knows).
+ * Every addition is at the end of its struct: the host reads only what
  * struct_size covers.
  *
  * This header is the whole contract between the mmulab host and a device
@@ -65,7 +68,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 3
+#define MMULAB_ABI_MINOR 4
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -117,6 +120,19 @@ enum mmulab_event {
     MMULAB_EVENT_EXCLUSIVE = 10,
     MMULAB_EVENT_EXIT = 11,
     MMULAB_EVENT_OOM_REAP = 12,
+    /* 1.4: madvise(MADV_FREE): the pages stay mapped but become clean, and
+     * reclaim may discard them until someone writes them again. A device
+     * that writes such a page afterwards must report it dirty
+     * (host->set_dirty) or its write may be discarded with the page. */
+    MMULAB_EVENT_MADVISE_FREE = 13,
+    /* 1.4: a transparent huge page is split: always the whole aligned
+     * 2 MiB, before the operation that needed the split (a partial munmap,
+     * mprotect or madvise, copy-on-write, swap-out) sends its own event
+     * for its own range. The frames stay where they are. */
+    MMULAB_EVENT_HUGE_SPLIT = 14,
+    /* 1.4: 512 small pages are replaced by one huge page (khugepaged,
+     * MADV_COLLAPSE), over the aligned 2 MiB: the old frames are freed. */
+    MMULAB_EVENT_COLLAPSE = 15,
 };
 
 enum {

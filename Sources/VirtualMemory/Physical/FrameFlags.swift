@@ -30,13 +30,23 @@ public struct FrameFlags: OptionSet, Sendable, Hashable, CustomStringConvertible
     public static let devicePrivate = FrameFlags(rawValue: 1 << 11)
     /// The shared zero page: never freed, never written, never on an LRU.
     public static let zeroPage = FrameFlags(rawValue: 1 << 12)
+    /// Lazily freed anonymous memory (madvise MADV_FREE; Linux: an anon
+    /// folio with PG_swapbacked cleared): it sits on the file LRU, and
+    /// reclaim discards it instead of swapping it, unless it was written
+    /// (its PTE or the frame dirty) since.
+    public static let lazyFree = FrameFlags(rawValue: 1 << 13)
+
+    /// Whether the frame belongs on an anonymous LRU list (swap-backed);
+    /// a lazily freed page goes on the file lists, as Linux's `lru_lazyfree`
+    /// moves it.
+    var onAnonymousLRU: Bool { contains(.anonymous) && !contains(.lazyFree) }
 
     public var description: String {
         let names: [(FrameFlags, String)] = [
             (.allocated, "allocated"), (.locked, "locked"), (.waiters, "waiters"), (.dirty, "dirty"),
             (.referenced, "referenced"), (.onLRU, "lru"), (.active, "active"), (.anonymous, "anon"),
             (.swapCache, "swapcache"), (.ksm, "ksm"), (.devicePageTable, "device-pt"), (.devicePrivate, "device-private"),
-            (.zeroPage, "zero-page"),
+            (.zeroPage, "zero-page"), (.lazyFree, "lazyfree"),
         ]
         let set = names.filter { contains($0.0) }.map(\.1)
         return set.isEmpty ? "[]" : "[" + set.joined(separator: ",") + "]"

@@ -118,7 +118,7 @@ public final class MemoryNode: @unchecked Sendable {
             for frame in frames {
                 let flags = memory.flags(of: frame)
                 precondition(!flags.contains(.onLRU), "frame \(frame) is already on an LRU list")
-                link(frame, at: LRUList.of(anonymous: flags.contains(.anonymous), active: false), memory: memory)
+                link(frame, at: LRUList.of(anonymous: flags.onAnonymousLRU, active: false), memory: memory)
                 memory.setFlags(.onLRU, on: frame)
             }
         }
@@ -140,9 +140,27 @@ public final class MemoryNode: @unchecked Sendable {
         lock.withLock {
             let flags = memory.flags(of: frame)
             precondition(!flags.contains(.onLRU), "frame \(frame) is already on an LRU list")
-            let list = LRUList.of(anonymous: flags.contains(.anonymous), active: active)
+            let list = LRUList.of(anonymous: flags.onAnonymousLRU, active: active)
             link(frame, at: list, memory: memory)
             memory.setFlags(active ? [.onLRU, .active] : [.onLRU], on: frame)
+        }
+    }
+
+    /// Marks a frame lazily freed (MADV_FREE; Linux: `folio_mark_lazyfree`,
+    /// `lru_lazyfree`): off the active list, not referenced, and onto the
+    /// head of the inactive file list if it is on an LRU list at all (an
+    /// isolated frame goes back to that list when it is put back). The
+    /// caller holds the frame's lock.
+    func markLazyFree(_ frame: Int32, memory: PhysicalMemory) {
+        lock.withLock {
+            let listed = memory.flags(of: frame).contains(.onLRU)
+            unlinkIfListed(frame, memory: memory)
+            memory.clearFlags([.active, .referenced], on: frame)
+            memory.setFlags(.lazyFree, on: frame)
+            if listed {
+                link(frame, at: .inactiveFile, memory: memory)
+                memory.setFlags(.onLRU, on: frame)
+            }
         }
     }
 
@@ -186,7 +204,7 @@ public final class MemoryNode: @unchecked Sendable {
     /// Puts an isolated frame back on the list its flags and `active` say.
     func putBack(_ frame: Int32, memory: PhysicalMemory, active: Bool) {
         lock.withLock {
-            let list = LRUList.of(anonymous: memory.flags(of: frame).contains(.anonymous), active: active)
+            let list = LRUList.of(anonymous: memory.flags(of: frame).onAnonymousLRU, active: active)
             link(frame, at: list, memory: memory)
             memory.setFlags(active ? [.onLRU, .active] : [.onLRU], on: frame)
         }
@@ -213,7 +231,7 @@ public final class MemoryNode: @unchecked Sendable {
     private func unlinkIfListed(_ frame: Int32, memory: PhysicalMemory) {
         let flags = memory.flags(of: frame)
         guard flags.contains(.onLRU) else { return }
-        unlink(frame, from: LRUList.of(anonymous: flags.contains(.anonymous), active: flags.contains(.active)), memory: memory)
+        unlink(frame, from: LRUList.of(anonymous: flags.onAnonymousLRU, active: flags.contains(.active)), memory: memory)
         memory.clearFlags([.onLRU, .active], on: frame)
     }
 

@@ -58,7 +58,9 @@ extension Machine {
             statistics.migrationsRefusedPinned.add(1, ordering: .relaxed)
             return .pinned(PageFrameNumber(frame))
         }
-        guard let target = memory.allocate(preferring: node, flags: flags.intersection([.anonymous])) else { return .noMemory }
+        // A lazily freed page stays lazily freed on its new frame (Linux keeps
+        // the folio not swap-backed).
+        guard let target = memory.allocate(preferring: node, flags: flags.intersection([.anonymous, .lazyFree])) else { return .noMemory }
         // The new frame stays locked until it is on the LRU: mapped but
         // unlocked and off the LRU, reclaim could not tell it from its own.
         let targetLocked = memory.tryLock(target)

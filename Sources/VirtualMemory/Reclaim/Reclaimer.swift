@@ -205,6 +205,11 @@ extension Machine {
         if !ignoreReferences && isRecentlyUsed(frame) { return .kept(active: true) }
 
         let anonymous = flags.contains(.anonymous)
+        // Marked and unmarked only under the frame lock, which we hold, and
+        // never in the swap cache (MADV_FREE takes it out first).
+        let lazy = anonymous && flags.contains(.lazyFree)
+        assert(!(lazy && flags.contains(.swapCache)), "frame \(frame) is lazily freed and in the swap cache")
+        if lazy { return discardLazilyFreed(frame) }
         var slot: Int? = nil
         if anonymous {
             slot = swap.slot(of: frame)
@@ -262,6 +267,43 @@ extension Machine {
             memory.put(frame)  // the page cache's reference
             statistics.evictedFile.add(1, ordering: .relaxed)
         }
+        return .evicted
+    }
+
+    /// Reclaims a lazily freed page (frame locked, isolated): each mapping
+    /// is unmapped under a `vmscan` invalidation and the page is discarded,
+    /// not swapped, while it is clean; the PTE is cleared, so the next
+    /// access reads zeroes. If the page was written since MADV_FREE (a
+    /// dirty PTE, or the frame marked dirty, by a CPU write or a device's
+    /// set_dirty, which a secondary's callback can still do when the
+    /// invalidation starts), the PTE stays, the page becomes swap-backed
+    /// again and is kept (Linux: `try_to_unmap_one` restoring the PTE and
+    /// `folio_set_swapbacked`).
+    private func discardLazilyFreed(_ frame: Int32) -> Eviction {
+        var redirtied = false
+        forEachMapping(of: frame) { vma, address in
+            vma.space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
+                guard pte.isPresent, pte.frame == frame, !redirtied else { return }
+                if pte.isDirty || memory.flags(of: frame).contains(.dirty) {
+                    if pte.isDirty { memory.setFlags(.dirty, on: frame) }
+                    redirtied = true
+                    return
+                }
+                memory.removeMapping(frame)
+                released.frames.append(frame)
+                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                pte = .none
+            }
+        }
+        if redirtied {
+            // Off the LRU (isolated): clearing the flag moves it to the
+            // anonymous lists when it is put back.
+            memory.clearFlags(.lazyFree, on: frame)
+            statistics.lazyFreeRedirtied.add(1, ordering: .relaxed)
+            return .kept(active: true)
+        }
+        guard memory.mapcount(of: frame) == 0 else { return .kept(active: false) }  // a fault mapped it again
+        statistics.lazyFreeDiscards.add(1, ordering: .relaxed)
         return .evicted
     }
 
