@@ -33,6 +33,13 @@
 //                      writable (it takes the shared zero page a read fault
 //                      gives for its own page) and writes through it.
 //                      Write through a read-only translation.
+//   bug=lazy-free      trusts a write fault to have dirtied the page, so it
+//                      reports dirty only pages it faulted for reading and
+//                      wrote later. After MADV_FREE a page stays mapped
+//                      writable but clean, a write fault there faults
+//                      nothing (hmm_range_fault sees a writable PTE), and
+//                      reclaim discards the clean page with the device's
+//                      write. Lost write (lazy-free-churn).
 
 public import DevicePluginKit
 import Synchronization
@@ -44,6 +51,9 @@ struct MirrorEntry {
     var writable = false
     var written = false
     var young = false
+    /// Faulted in by a write access (bug=lazy-free believes the primary
+    /// marked such a page dirty).
+    var faultedForWrite = false
 }
 
 /// A binding's page table, whichever way it hears of invalidations.
@@ -64,7 +74,7 @@ final class BrokenMirror: DevicePlugin {
     enum Bug: String, CaseIterable {
         case stale, sleep
         case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
-        case ignoreRelease = "ignore-release", zeroPage = "zero-page"
+        case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free"
 
         /// The bugs that live in a whole-space subscriber (start, end,
         /// young, release); the others in an interval subscription.
@@ -112,12 +122,15 @@ final class BrokenMirror: DevicePlugin {
     func detach(_ object: AnyObject) {
         let table = object as! any BrokenTable
         table.unhook()  // no callback runs after this
-        for entry in table.pages where entry.valid && entry.written { reportDirty(entry.pfn) }
+        for entry in table.pages where entry.valid && entry.written { reportDirty(entry) }
     }
 
-    /// The dirty state transfers (except with bug=no-dirty).
-    func reportDirty(_ pfn: PFN) {
-        if bug != .noDirty { host.setDirty(pfn) }
+    /// The dirty state transfers (except with bug=no-dirty, and with
+    /// bug=lazy-free for a page the device faulted in for a write).
+    func reportDirty(_ entry: MirrorEntry) {
+        if bug == .noDirty { return }
+        if bug == .lazyFree && entry.faultedForWrite { return }  // BUG (lazy-free): "the write fault dirtied it"
+        host.setDirty(entry.pfn)
     }
 
     /// Drops the entries of `table` in `[start, end)`, reporting written
@@ -127,7 +140,7 @@ final class BrokenMirror: DevicePlugin {
         var address = max(start, request.start)
         while address < min(end, request.start + request.length) {
             let index = Int((address - request.start) / 4096)
-            if table.pages[index].valid && table.pages[index].written { reportDirty(table.pages[index].pfn) }
+            if table.pages[index].valid && table.pages[index].written { reportDirty(table.pages[index]) }
             table.pages[index] = MirrorEntry()
             address += 4096
         }
@@ -164,7 +177,7 @@ final class BrokenMirror: DevicePlugin {
                 // BUG (zero-page): a read fault of private memory may give the
                 // shared zero page, read-only; this device takes it as its own.
                 let writable = pfn.isWritable || (bug == .zeroPage && request.writable)
-                table.pages[index] = MirrorEntry(pfn: pfn, valid: true, writable: writable, young: true)
+                table.pages[index] = MirrorEntry(pfn: pfn, valid: true, writable: writable, young: true, faultedForWrite: write)
             }
         }
         throw .busy("could not fault the page in")

@@ -1,7 +1,7 @@
 import DevicePluginKit
 
 /// A binding heard through an interval subscription (bugs stale, sleep,
-/// ignore-wp, no-dirty, zero-page; correct otherwise): the canonical fault
+/// ignore-wp, no-dirty, zero-page, lazy-free; correct otherwise): the canonical fault
 /// loop with `read_begin` / `read_retry`.
 final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendable {
     unowned let device: BrokenMirror

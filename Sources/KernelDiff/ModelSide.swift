@@ -86,6 +86,7 @@ final class ModelSide {
             return .ok
         case .munmap(let r): try space.unmap(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .dontNeed(let r): try space.adviseDontNeed(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
+        case .free(let r): try space.adviseFree(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .pageOut(let r): _ = try machine.pageOut(space, start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .mergeable(let r): try space.adviseMergeable(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .mprotect(let r, let p): try space.protect(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096, p.model)

@@ -11,6 +11,7 @@ public enum Primitive: Sendable, Hashable {
     case childWrite(id: Int, page: Int, value: UInt32)
     case munmap(PageRange)
     case dontNeed(PageRange)
+    case free(PageRange)
     case pageOut(PageRange)
     case mergeable(PageRange)
     case mprotect(PageRange, Protection)
@@ -34,6 +35,7 @@ public enum Primitive: Sendable, Hashable {
         case .childWrite(let id, let page, let value): return "cwrite \(id) \(page) \(String(value, radix: 16))"
         case .munmap(let r): return range("munmap", r)
         case .dontNeed(let r): return range("dontneed", r)
+        case .free(let r): return range("free", r)
         case .pageOut(let r): return range("pageout", r)
         case .mergeable(let r): return range("mergeable", r)
         case .mprotect(let r, let p): return range("mprotect", r) + " \(p.rawValue)"
@@ -63,6 +65,7 @@ extension Step {
         case .childWrite(let r, let v): result = r.pages.map { .childWrite(id: r.mapping, page: $0, value: v) }
         case .munmap(let r): result = [.munmap(r)]
         case .dontNeed(let r): result = [.dontNeed(r)]
+        case .free(let r): result = [.free(r)]
         case .pageOut(let r): result = [.pageOut(r)]
         case .mergeable(let r): result = [.mergeable(r)]
         case .mprotect(let r, let p): result = [.mprotect(r, p)]

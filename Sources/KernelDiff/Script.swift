@@ -65,6 +65,8 @@ public enum Operation: Sendable, Hashable {
     /// the memslot follows it, as a VMM's would.
     case mremap(mapping: Int)
     case dontNeed(PageRange)
+    /// `MADV_FREE`: the pages stay until reclaim (here `pageout`) discards the clean ones.
+    case free(PageRange)
     case pageOut(PageRange)
     case mergeable(PageRange)
     case mprotect(PageRange, Protection)

@@ -174,6 +174,7 @@ static void do_range(const char *op, int id, int first, int count, const char *p
     int rc;
     if (!strcmp(op, "munmap")) rc = munmap(at, len);
     else if (!strcmp(op, "dontneed")) rc = madvise(at, len, MADV_DONTNEED);
+    else if (!strcmp(op, "free")) rc = madvise(at, len, MADV_FREE);
     else if (!strcmp(op, "pageout")) rc = madvise(at, len, MADV_PAGEOUT);
     else if (!strcmp(op, "mergeable")) rc = madvise(at, len, MADV_MERGEABLE);
     else if (!strcmp(op, "mprotect")) {

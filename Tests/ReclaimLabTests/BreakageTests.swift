@@ -67,6 +67,11 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=zero-page on munmap-race", scenario: "munmap-race", plugin: ("mirror-broken", "bug=zero-page"),
             seconds: 1, expected: [.writeThroughReadOnly], allowed: [.lostWrite]),
+        // A write after MADV_FREE through a writable but clean translation,
+        // never reported dirty: reclaim discards the page with it.
+        Case(
+            name: "mirror-broken bug=lazy-free on lazy-free-churn", scenario: "lazy-free-churn", plugin: ("mirror-broken", "bug=lazy-free"),
+            seconds: 2, expected: [.lostWrite]),
     ]
 
     @Test(arguments: cases)

@@ -109,6 +109,10 @@ struct ScenarioReaderTests {
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8, hot: maybe } ] } ]\n", 2, "spaces[0].mappings[0].hot", "true or false"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, kind: file, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
             + "pressure:\n  churn: [ { space: a, mapping: m, rate: 5 } ]\n", 5, "pressure.churn", "anonymous memory only"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, kind: file, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  lazy-free: [ { space: a, mapping: m, rate: 5 } ]\n", 5, "pressure.lazy-free[0]", "MADV_FREE applies to anonymous memory only"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  lazy-free: [ { space: a, mapping: m, rate: 5, pages: 9 } ]\n", 5, "pressure.lazy-free[0].pages", "do not fit in a/m"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\nchecks: [stale]\n",
             4, "checks[0]", "not one of stale-translation"),
         ("name: x\nmachine: { frames: 64, swap-slots: 0 }\nspaces: [ { name: a, mappings: [ { name: m, pages: 65 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n",
@@ -151,6 +155,7 @@ struct ScenarioWriterTests {
         scenario.pressure.deviceMigration = [.init(plugin: "nic", space: "app", mapping: "heap", rate: 5, pages: 6)]
         scenario.pressure.attachChurn = [.init(plugin: "nic", space: "app", mapping: "heap", rate: 7, pages: 8)]
         scenario.pressure.exitRelease = [.init(plugin: "kvm", rate: 9, pages: 10)]
+        scenario.pressure.lazyFree = [.init(space: "app", mapping: "heap", rate: 11, pages: 12)]
         scenario.pressure.backgroundReclaim = false
         #expect(try ScenarioReader.read(yaml: ScenarioWriter.yaml(scenario), file: "written.yaml") == scenario)
     }

@@ -234,5 +234,24 @@ public enum Catalogue {
               - { name: guest, actor: kvm, space: vm, mapping: hot, threads: 2, writes: 0.2 }
               - { name: stream, actor: cpu, space: app, mapping: stream, pattern: sequential, writes: 0.5 }
             """),
+        Entry(name: "lazy-free-churn", yaml: """
+            name: lazy-free-churn
+            summary: the CPU, a GPU and a NIC write a heap that is lazily freed (MADV_FREE) under them, 16 pages at a time, while reclaim discards what stayed clean; a write after MADV_FREE, by the CPU or a device, must survive
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: heap, pages: 512 }, { name: filler, pages: 768 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: heap } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: heap } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: heap, writes: 0.3 }
+              - { name: shader, actor: gpu, space: app, mapping: heap, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: heap, writes: 0.5 }
+              - { name: filler, actor: cpu, space: app, mapping: filler, pattern: sequential, writes: 0.5 }
+            pressure:
+              lazy-free: [ { space: app, mapping: heap, rate: 500, pages: 16 } ]
+            """),
     ]
 }

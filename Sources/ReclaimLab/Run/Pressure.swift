@@ -107,6 +107,29 @@ enum Pressure {
                 }
             }))
         }
+        for (index, target) in spec.lazyFree.enumerated() {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping)
+            let space = lab.spaces[spaceIndex]
+            actors.append(("lazy-free \(target.space)/\(target.mapping)", { heartbeat in
+                // MADV_FREE of a random window (past KSM's duplicate pages,
+                // whose fixed content must stay): what reclaim discards
+                // while clean reads back as zeroes, which the readers
+                // accept until a write completes after the MADV_FREE.
+                var rng = SplitMix64.stream(4_000 + index, of: seed)
+                let usable = mapping.pages - mapping.duplicates
+                guard usable > 0 else { return heartbeat.finish() }
+                let pages = min(target.pages, usable)
+                repeatEvery(target.rate, stop, machine, heartbeat) {
+                    let first = mapping.duplicates + Int(rng.next() % UInt64(usable - pages + 1))
+                    let epoch = mapping.epoch.load(ordering: .acquiring)
+                    guard epoch % 2 == 0 else { return false }  // churn is replacing the memory
+                    mapping.beginLazyFree(first..<first + pages, in: epoch)
+                    let done = (try? space.adviseFree(start: mapping.address + UInt64(first) * 4096, length: UInt64(pages) * 4096)) != nil
+                    mapping.endLazyFree(first..<first + pages, in: epoch)
+                    return done
+                }
+            }))
+        }
         return actors + DeviceActors.actors(lab, spec, seed: seed, stop: stop, counters: counters)
     }
 

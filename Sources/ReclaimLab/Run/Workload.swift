@@ -199,10 +199,10 @@ struct WorkloadThread {
         guard let began = access(page, write: false, &bytes) else { return }
         guard epoch % 2 == 0, mapping.epoch.load(ordering: .acquiring) == epoch else { return }
         counters.checkedReads.add(1, ordering: .relaxed)
-        check(bytes, page: page, before: before, began: began)
+        check(bytes, page: page, before: before, began: began, epoch: epoch)
     }
 
-    private func check(_ bytes: [UInt8], page: Int, before: UInt32, began: UInt64) {
+    private func check(_ bytes: [UInt8], page: Int, before: UInt32, began: UInt64, epoch: UInt64) {
         // The common case first, with no classification: its own tag, new enough.
         if page >= mapping.duplicates, let tag = TrackedMapping.decode(bytes), tag.space == UInt32(mapping.spaceIndex),
             tag.mapping == UInt32(mapping.mappingIndex), tag.page == UInt32(page), tag.version >= before
@@ -216,7 +216,11 @@ struct WorkloadThread {
         }
         switch content {
         case .zeros:
-            if before > 0 { report(.lostWrite, page, "zeros, but version \(before) was written before the read", nil, began) }
+            // A lazily freed page may have been discarded: zeroes are its
+            // legal content until a write completes after the MADV_FREE.
+            if before > 0, !mapping.mayReadZerosAfterLazyFree(page, knowing: before, in: epoch) {
+                report(.lostWrite, page, "zeros, but version \(before) was written before the read", nil, began)
+            }
         case .tag(let tag):
             if tag.space != UInt32(mapping.spaceIndex) {
                 report(.crossSpaceLeak, page, "another address space's data:", content, began)

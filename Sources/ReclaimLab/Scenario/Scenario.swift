@@ -188,8 +188,25 @@ public struct PressureSpec: Sendable, Equatable {
     public var writeback: [RatedTarget] = []
     /// Short-lived address spaces a device binds and that exit under it.
     public var exitRelease: [ExitRelease] = []
+    /// MADV_FREE of a window of an anonymous mapping, per second.
+    public var lazyFree: [WindowTarget] = []
 
     public init() {}
+
+    /// A window of `pages` pages of a mapping, chosen at random each time,
+    /// and a rate.
+    public struct WindowTarget: Sendable, Equatable {
+        public var space: String
+        public var mapping: String
+        public var rate: Int
+        public var pages: Int
+        public init(space: String, mapping: String, rate: Int, pages: Int) {
+            self.space = space
+            self.mapping = mapping
+            self.rate = rate
+            self.pages = pages
+        }
+    }
 
     public struct RatedTarget: Sendable, Equatable {
         public var space: String

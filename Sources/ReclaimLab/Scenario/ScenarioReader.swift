@@ -237,7 +237,7 @@ public enum ScenarioReader {
     private static func pressure(_ field: YAMLField, spaces: [SpaceSpec], plugins: [PluginSpec]) throws(ScenarioError) -> PressureSpec {
         let fields = try field.mapping(keys: [
             "balloon-pages", "background-reclaim", "migration-rate", "ksm", "churn", "mprotect", "fork", "oom-kill",
-            "device-migration", "attach-churn", "writeback", "exit-release",
+            "device-migration", "attach-churn", "writeback", "exit-release", "lazy-free",
         ])
         var pressure = PressureSpec()
         if let balloon = fields["balloon-pages"] { pressure.balloonPages = try balloon.integer(in: 1...(1 << 24)) }
@@ -294,6 +294,7 @@ public enum ScenarioReader {
                 throw fields["writeback"]!.error("\(target.space)/\(target.mapping ?? "") is not a file mapping; writeback needs kind: file")
             }
         }
+        pressure.lazyFree = try windows("lazy-free", fields, spaces: spaces, anonymousOnly: "MADV_FREE applies to anonymous memory only")
         for item in try fields["exit-release"]?.sequence() ?? [] {
             let e = try item.mapping(keys: ["plugin", "rate", "pages"])
             pressure.exitRelease.append(.init(
@@ -301,6 +302,27 @@ public enum ScenarioReader {
                 pages: try e["pages"]?.integer(in: 1...(1 << 16)) ?? 16))
         }
         return pressure
+    }
+
+    /// The window targets under `key`: space, mapping, rate, and pages per
+    /// step (default 16, at most the mapping's size). With `anonymousOnly`,
+    /// a file mapping is refused with that reason.
+    private static func windows(
+        _ key: String, _ fields: YAMLMapping, spaces: [SpaceSpec], anonymousOnly: String? = nil
+    ) throws(ScenarioError) -> [PressureSpec.WindowTarget] {
+        var targets: [PressureSpec.WindowTarget] = []
+        for item in try fields[key]?.sequence() ?? [] {
+            let t = try item.mapping(keys: ["space", "mapping", "rate", "pages"])
+            let (space, mapping) = try target(t, spaces: spaces)
+            let spec = spaces.first { $0.name == space }!.mappings.first { $0.name == mapping }!
+            if let anonymousOnly, spec.kind != .anonymous {
+                throw item.error("\(space)/\(mapping!) is a file mapping: \(anonymousOnly)")
+            }
+            let pages = try t["pages"]?.integer(in: 1...(1 << 16)) ?? 16
+            if pages > spec.pages { throw t["pages"]!.error("\(pages) pages do not fit in \(space)/\(mapping!) (\(spec.pages) pages)") }
+            targets.append(.init(space: space, mapping: mapping!, rate: try t.required("rate").integer(in: 1...1_000_000), pages: pages))
+        }
+        return targets
     }
 
     /// The index of a binding among `earlier` whose device window overlaps

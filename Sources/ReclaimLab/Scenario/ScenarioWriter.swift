@@ -95,6 +95,14 @@ public enum ScenarioWriter {
         devices("device-migration", p.deviceMigration)
         devices("attach-churn", p.attachChurn)
         rated("writeback", p.writeback)
+        func windows(_ key: String, _ targets: [PressureSpec.WindowTarget]) {
+            guard !targets.isEmpty else { return }
+            lines.append("  \(key):")
+            for t in targets {
+                lines.append("    - " + flow(["space: \(quote(t.space))", "mapping: \(quote(t.mapping))", "rate: \(t.rate)", "pages: \(t.pages)"]))
+            }
+        }
+        windows("lazy-free", p.lazyFree)
         if !p.exitRelease.isEmpty {
             lines.append("  exit-release:")
             for e in p.exitRelease { lines.append("    - " + flow(["plugin: \(quote(e.plugin))", "rate: \(e.rate)", "pages: \(e.pages)"])) }
