@@ -33,6 +33,14 @@
 //                      writable (it takes the shared zero page a read fault
 //                      gives for its own page) and writes through it.
 //                      Write through a read-only translation.
+//   bug=longterm-pfn   registers every binding as an RDMA NIC without
+//                      on-demand paging does (a long-term pin of the whole
+//                      binding, no notifier), but looks the pages up with
+//                      fault_range before pinning them and keeps those
+//                      translations: the long-term pin moved the pages in
+//                      movable memory elsewhere first (FOLL_LONGTERM), so
+//                      the device uses frames the primary freed. Stale
+//                      translation / use after free (longterm-pins).
 //   bug=lazy-free      trusts a write fault to have dirtied the page, so it
 //                      reports dirty only pages it faulted for reading and
 //                      wrote later. After MADV_FREE a page stays mapped
@@ -74,7 +82,7 @@ final class BrokenMirror: DevicePlugin {
     enum Bug: String, CaseIterable {
         case stale, sleep
         case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
-        case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free"
+        case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free", longTermPFN = "longterm-pfn"
 
         /// The bugs that live in a whole-space subscriber (start, end,
         /// young, release); the others in an interval subscription.
@@ -109,6 +117,7 @@ final class BrokenMirror: DevicePlugin {
         guard request.length > 0, request.start % 4096 == 0, request.length % 4096 == 0 else {
             throw .invalid("a binding must be page aligned and not empty")
         }
+        if bug == .longTermPFN { return try PinnedTable(device: self, request: request) }
         if bug.wantsWholeSpace {
             let table = SpaceTable(device: self, request: request)
             try host.subscribe(addressSpace: request.addressSpace, table)
@@ -120,6 +129,7 @@ final class BrokenMirror: DevicePlugin {
     }
 
     func detach(_ object: AnyObject) {
+        if let pinned = object as? PinnedTable { return pinned.release(self) }
         let table = object as! any BrokenTable
         table.unhook()  // no callback runs after this
         for entry in table.pages where entry.valid && entry.written { reportDirty(entry) }
@@ -147,6 +157,15 @@ final class BrokenMirror: DevicePlugin {
     }
 
     func access(_ object: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        if let pinned = object as? PinnedTable {
+            let request = pinned.request
+            guard deviceAddress >= request.deviceAddress, deviceAddress < request.deviceAddress + request.length else {
+                throw .fault("device address outside the binding")
+            }
+            guard !write || request.writable else { throw .fault("write to a read-only binding") }
+            lock.withLock { pinned.access(self, index: Int((deviceAddress - request.deviceAddress) / 4096), write: write, buffer) }
+            return
+        }
         let table = object as! any BrokenTable
         let request = table.request
         guard deviceAddress >= request.deviceAddress, deviceAddress < request.deviceAddress + request.length else {

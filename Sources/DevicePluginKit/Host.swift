@@ -132,9 +132,12 @@ public struct Host: @unchecked Sendable {
 
     /// [blockable] `pin_user_pages`: faults `[start, start + length)` in
     /// and pins every page; the frames stay (unreclaimable, unmovable) until
-    /// `unpin`. All or nothing: on error no page stays pinned.
-    public func pin(addressSpace: UInt64, start: UInt64, length: UInt64, write: Bool) throws(PluginError) -> [PFN] {
-        try translations(table.pointee.pin, addressSpace, start, length, write)
+    /// `unpin`. All or nothing: on error no page stays pinned. `longTerm`
+    /// (ABI 1.4, FOLL_LONGTERM, for a pin held indefinitely): pages in
+    /// movable memory move out of it first, so use only the pfns this
+    /// returns.
+    public func pin(addressSpace: UInt64, start: UInt64, length: UInt64, write: Bool, longTerm: Bool = false) throws(PluginError) -> [PFN] {
+        try translations(table.pointee.pin, addressSpace, start, length, write, extra: longTerm ? UInt32(MMULAB_PIN_LONGTERM) : 0)
     }
 
     /// One call of `fault_range` or `pin` (same signature).
@@ -143,12 +146,12 @@ public struct Host: @unchecked Sendable {
             UnsafeMutableRawPointer?, UInt64, UInt64, UInt64, UInt32, UnsafeMutablePointer<mmulab_pfn>?,
             UnsafeMutablePointer<mmulab_error>?
         ) -> mmulab_status,
-        _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ write: Bool
+        _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ write: Bool, extra: UInt32 = 0
     ) throws(PluginError) -> [PFN] {
         var pfns = [PFN](repeating: PFN(), count: Int(length / 4096))
         var error = mmulab_error()
         let status = pfns.withUnsafeMutableBufferPointer { buffer in
-            service(context, addressSpace, start, length, write ? UInt32(MMULAB_FAULT_WRITE) : 0, buffer.baseAddress, &error)
+            service(context, addressSpace, start, length, (write ? UInt32(MMULAB_FAULT_WRITE) : 0) | extra, buffer.baseAddress, &error)
         }
         guard status == mmulab_status(MMULAB_OK) else { throw PluginError(error) }
         return pfns

@@ -269,9 +269,11 @@ final class HostContext: @unchecked Sendable {
         guard let space = space(addressSpace) else { return fail(errorOut, MMULAB_ERR_INVALID, "no address space \(addressSpace)") }
         guard let pfns else { return fail(errorOut, MMULAB_ERR_INVALID, "no pfn buffer") }
         let write = flags & UInt32(MMULAB_FAULT_WRITE) != 0
+        // Long-term pins are 1.4's; an older instance never meant the bit.
+        let longTerm = pin && negotiatedMinor >= 4 && flags & UInt32(MMULAB_PIN_LONGTERM) != 0
         do {
             let translations = pin
-                ? try space.pin(start: start, length: length, write: write)
+                ? try space.pin(start: start, length: length, write: write, longTerm: longTerm)
                 : try space.faultRange(start: start, length: length, write: write, devicePrivateOwner: devicePrivateOwner)
             for (i, t) in translations.enumerated() {
                 pfns[i] = mmulab_pfn(

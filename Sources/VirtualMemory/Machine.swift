@@ -160,6 +160,11 @@ public final class MachineStatistics: Sendable {
     public let lazyFreed = Atomic<Int>(0)
     public let lazyFreeDiscards = Atomic<Int>(0)
     public let lazyFreeRedirtied = Atomic<Int>(0)
+    /// Pages compaction moved, and pinned pages it passed over untold.
+    public let compactions = Atomic<Int>(0)
+    public let compactionSkippedPinned = Atomic<Int>(0)
+    /// Pages a long-term pin moved out of a movable zone first.
+    public let longTermPinMigrations = Atomic<Int>(0)
 
     init() {}
 
@@ -175,6 +180,8 @@ public final class MachineStatistics: Sendable {
             ("OOM kills", v(oomKills)), ("OOM reap retries", v(oomReapRetries)), ("OOM give-ups", v(oomGiveUps)),
             ("direct reclaims", v(directReclaims)), ("background reclaims", v(backgroundReclaims)),
             ("lazily freed", v(lazyFreed)), ("lazy-free discards", v(lazyFreeDiscards)), ("lazy-free redirtied", v(lazyFreeRedirtied)),
+            ("compactions", v(compactions)), ("compaction skipped (pinned)", v(compactionSkippedPinned)),
+            ("long-term pin migrations", v(longTermPinMigrations)),
         ]
     }
 }

@@ -72,6 +72,11 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=lazy-free on lazy-free-churn", scenario: "lazy-free-churn", plugin: ("mirror-broken", "bug=lazy-free"),
             seconds: 2, expected: [.lostWrite]),
+        // Translations looked up before a long-term pin that moved the
+        // pages out of movable memory.
+        Case(
+            name: "mirror-broken bug=longterm-pfn on longterm-pins", scenario: "longterm-pins", plugin: ("mirror-broken", "bug=longterm-pfn"),
+            seconds: 1, expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
     ]
 
     @Test(arguments: cases)

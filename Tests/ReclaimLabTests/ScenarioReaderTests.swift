@@ -81,6 +81,7 @@ struct ScenarioReaderTests {
         ("name: x\nmachine: { frames: 64, nodes: 9 }\n", 2, "machine.nodes", "out of range 1...8"),
         ("name: x\nmachine: { frames: lots }\n", 2, "machine.frames", "expected an integer"),
         ("name: x\nmachine: { frames: 1024, low-watermark: 64, high-watermark: 32 }\n", 2, "machine.low-watermark", "below the high one"),
+        ("name: x\nmachine: { frames: 1024, movable-frames: 1000 }\n", 2, "machine.movable-frames", "must leave a normal zone"),
         ("name: x\nlength: { operations: 5, seconds: 1 }\n", 2, "length", "either 'operations' or 'seconds'"),
         ("name: x\nspaces:\n  - name: a\n    mappings: [ { name: m, pages: 8 } ]\n  - name: a\n    mappings: []\n", 5, "spaces[1]",
             "a second address space named 'a'"),
@@ -156,6 +157,9 @@ struct ScenarioWriterTests {
         scenario.pressure.attachChurn = [.init(plugin: "nic", space: "app", mapping: "heap", rate: 7, pages: 8)]
         scenario.pressure.exitRelease = [.init(plugin: "kvm", rate: 9, pages: 10)]
         scenario.pressure.lazyFree = [.init(space: "app", mapping: "heap", rate: 11, pages: 12)]
+        scenario.pressure.compactionRate = 13
+        scenario.pressure.attachChurn.append(.init(plugin: "nic", space: "app", mapping: "heap", rate: 14, pages: 15, pinned: true))
+        scenario.machine.movableFrames = 1024
         scenario.pressure.backgroundReclaim = false
         #expect(try ScenarioReader.read(yaml: ScenarioWriter.yaml(scenario), file: "written.yaml") == scenario)
     }

@@ -11,7 +11,8 @@
  * negotiated 1.2 or less the host still announces no owner. 1.4 adds the
  * events MMULAB_EVENT_MADVISE_FREE, MMULAB_EVENT_HUGE_SPLIT and
  * MMULAB_EVENT_COLLAPSE (an instance that negotiated 1.3 or less gets
- * MMULAB_EVENT_MADVISE_DONTNEED for them, the CLEAR-type event it knows).
+ * MMULAB_EVENT_MADVISE_DONTNEED for them, the CLEAR-type event it knows)
+ * and the pin flag MMULAB_PIN_LONGTERM.
  * Every addition is at the end of its struct: the host reads only what
  * struct_size covers.
  *
@@ -278,6 +279,12 @@ enum mmulab_lock_kind {
 
 enum {
     MMULAB_FAULT_WRITE = 1u << 0, /* fault for write access */
+    /* 1.4, pin only: a long-term pin (Linux: FOLL_LONGTERM, what an RDMA
+     * registration without ODP needs). A page in movable memory is moved
+     * out of it first, with a migrate invalidation every other device
+     * must follow, and the pfns returned are those of the pinned frames:
+     * translations taken before the call may be stale. */
+    MMULAB_PIN_LONGTERM = 1u << 1,
 };
 
 typedef struct mmulab_host {

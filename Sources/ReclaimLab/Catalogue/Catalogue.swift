@@ -253,5 +253,27 @@ public enum Catalogue {
             pressure:
               lazy-free: [ { space: app, mapping: heap, rate: 500, pages: 16 } ]
             """),
+        Entry(name: "longterm-pins", yaml: """
+            name: longterm-pins
+            summary: NIC memory regions without on-demand paging are registered and deregistered 200 times a second over memory a GPU and an ODP NIC also use; each registration pins long-term (FOLL_LONGTERM), which first moves the pages out of movable memory (a migrate invalidation the others must follow); compaction passes the pinned pages over, reclaim runs
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096, movable-frames: 768 }
+            spaces:
+              - name: app
+                mappings: [ { name: buffers, pages: 96 }, { name: log, pages: 32 }, { name: heap, pages: 1024 } ]
+            plugins:
+              - { plugin: rdma, name: pinned-nic, bindings: [ { space: app, mapping: log, pinned: true } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: buffers } ] }
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: buffers } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: buffers, writes: 0.3 }
+              - { name: peer, actor: nic, space: app, mapping: buffers, writes: 0.3 }
+              - { name: shader, actor: gpu, space: app, mapping: buffers, writes: 0.3 }
+              - { name: logger, actor: pinned-nic, space: app, mapping: log, writes: 0.5 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+            pressure:
+              compaction-rate: 1000
+              attach-churn: [ { plugin: pinned-nic, space: app, mapping: buffers, rate: 200, pages: 16, pinned: true } ]
+            """),
     ]
 }

@@ -89,7 +89,8 @@ final class Lab: @unchecked Sendable {
     ) throws(SetupError) -> Lab {
         let spec = scenario.machine
         let memory = PhysicalMemory.Configuration(
-            frames: spec.frames, nodes: spec.nodes, payloadSize: spec.payloadSize, lowFree: spec.lowWatermark, highFree: spec.highWatermark)
+            frames: spec.frames, nodes: spec.nodes, payloadSize: spec.payloadSize, lowFree: spec.lowWatermark, highFree: spec.highWatermark,
+            movablePerNode: spec.movableFrames / spec.nodes)
         if let problem = memory.problem { throw SetupError(message: "machine: \(problem)", mark: scenario.machineMark.known) }
         let lab = Lab(
             scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults)), enabled: enabled)

@@ -23,6 +23,23 @@ enum Pressure {
                 }
             }))
         }
+        if let rate = spec.compactionRate, !tracked.isEmpty {
+            actors.append(("compaction", { heartbeat in
+                // Compaction moves a movable page within its node; a pinned
+                // page is never isolated, so nobody hears of it.
+                var rng = SplitMix64.stream(1_500, of: seed)
+                repeatEvery(rate, stop, machine, heartbeat) {
+                    let mapping = tracked[Int(rng.next() % UInt64(tracked.count))]
+                    let space = lab.spaces[mapping.spaceIndex]
+                    let address = mapping.address + (rng.next() % UInt64(mapping.pages)) * 4096
+                    let pte = space.translate(address)
+                    guard pte.isPresent, pte.frame != machine.zeroFrame else { return false }
+                    let node = machine.memory.node(of: pte.frame).id
+                    if case .migrated = machine.migrate(space, address: address, to: node, reason: .compaction) { return true }
+                    return false
+                }
+            }))
+        }
         if let rate = spec.ksmScansPerSecond {
             actors.append(("ksm", { heartbeat in
                 repeatEvery(rate, stop, machine, heartbeat) {

@@ -56,6 +56,10 @@ public struct MachineSpec: Sendable, Equatable {
     /// Free-frame watermarks per node; nil: the model's defaults.
     public var lowWatermark: Int? = nil
     public var highWatermark: Int? = nil
+    /// Frames in ZONE_MOVABLE, over all nodes (each node's upper part):
+    /// user memory comes from there first, and a long-term pin moves a
+    /// page out of it. 0: none.
+    public var movableFrames = 0
 
     public init() {}
 }
@@ -190,6 +194,9 @@ public struct PressureSpec: Sendable, Equatable {
     public var exitRelease: [ExitRelease] = []
     /// MADV_FREE of a window of an anonymous mapping, per second.
     public var lazyFree: [WindowTarget] = []
+    /// Compaction: pages of the tracked mappings moved within their node,
+    /// per second (pinned pages are passed over untold).
+    public var compactionRate: Int? = nil
 
     public init() {}
 
@@ -226,12 +233,16 @@ public struct PressureSpec: Sendable, Equatable {
         public var mapping: String
         public var rate: Int
         public var pages: Int
-        public init(plugin: String, space: String, mapping: String, rate: Int, pages: Int) {
+        /// Attach churn only: each binding is registered pinned (RDMA
+        /// without on-demand paging: a long-term pin of the whole mapping).
+        public var pinned: Bool
+        public init(plugin: String, space: String, mapping: String, rate: Int, pages: Int, pinned: Bool = false) {
             self.plugin = plugin
             self.space = space
             self.mapping = mapping
             self.rate = rate
             self.pages = pages
+            self.pinned = pinned
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import VirtualMemory
 import Yams
 
 /// Reads a scenario from YAML, checking every field's type and range and
@@ -111,7 +112,7 @@ public enum ScenarioReader {
     }
 
     private static func machine(_ field: YAMLField) throws(ScenarioError) -> MachineSpec {
-        let fields = try field.mapping(keys: ["frames", "nodes", "payload-size", "swap-slots", "low-watermark", "high-watermark"])
+        let fields = try field.mapping(keys: ["frames", "nodes", "payload-size", "swap-slots", "low-watermark", "high-watermark", "movable-frames"])
         var machine = MachineSpec()
         if let frames = fields["frames"] { machine.frames = try frames.integer(in: 64...(1 << 24)) }
         if let nodes = fields["nodes"] { machine.nodes = try nodes.integer(in: 1...8) }
@@ -119,12 +120,19 @@ public enum ScenarioReader {
         if let swap = fields["swap-slots"] { machine.swapSlots = try swap.integer(in: 0...(1 << 24)) }
         if let low = fields["low-watermark"] { machine.lowWatermark = try low.integer(in: 0...(1 << 24)) }
         if let high = fields["high-watermark"] { machine.highWatermark = try high.integer(in: 1...(1 << 24)) }
+        if let movable = fields["movable-frames"] { machine.movableFrames = try movable.integer(in: 0...(1 << 24)) }
         let perNode = machine.frames / machine.nodes
         if let low = machine.lowWatermark, let high = machine.highWatermark, low >= high {
             throw fields["low-watermark"]!.error("the low watermark (\(low)) must be below the high one (\(high))")
         }
         if let high = machine.highWatermark, high >= perNode {
             throw fields["high-watermark"]!.error("the high watermark (\(high)) must be below the frames of a node (\(perNode))")
+        }
+        if machine.movableFrames > 0 {
+            let memory = PhysicalMemory.Configuration(
+                frames: machine.frames, nodes: machine.nodes, payloadSize: machine.payloadSize, lowFree: machine.lowWatermark,
+                highFree: machine.highWatermark, movablePerNode: machine.movableFrames / machine.nodes)
+            if let problem = memory.problem { throw fields["movable-frames"]!.error(problem) }
         }
         return machine
     }
@@ -237,12 +245,13 @@ public enum ScenarioReader {
     private static func pressure(_ field: YAMLField, spaces: [SpaceSpec], plugins: [PluginSpec]) throws(ScenarioError) -> PressureSpec {
         let fields = try field.mapping(keys: [
             "balloon-pages", "background-reclaim", "migration-rate", "ksm", "churn", "mprotect", "fork", "oom-kill",
-            "device-migration", "attach-churn", "writeback", "exit-release", "lazy-free",
+            "device-migration", "attach-churn", "writeback", "exit-release", "lazy-free", "compaction-rate",
         ])
         var pressure = PressureSpec()
         if let balloon = fields["balloon-pages"] { pressure.balloonPages = try balloon.integer(in: 1...(1 << 24)) }
         if let kswapd = fields["background-reclaim"] { pressure.backgroundReclaim = try kswapd.boolean() }
         if let migration = fields["migration-rate"] { pressure.migrationRate = try migration.integer(in: 1...10_000_000) }
+        if let compaction = fields["compaction-rate"] { pressure.compactionRate = try compaction.integer(in: 1...10_000_000) }
         if let ksm = fields["ksm"] {
             let k = try ksm.mapping(keys: ["scans-per-second", "duplicates"])
             pressure.ksmScansPerSecond = try k.required("scans-per-second").integer(in: 1...10_000)
@@ -268,15 +277,15 @@ public enum ScenarioReader {
             let (space, _) = try target(o, spaces: spaces, mappingRequired: false)
             pressure.oomKill = .init(space: space, afterMilliseconds: try o.required("after-ms").integer(in: 0...86_400_000))
         }
-        func deviceTargets(_ key: String) throws(ScenarioError) -> [PressureSpec.DeviceTarget] {
+        func deviceTargets(_ key: String, pinnable: Bool = false) throws(ScenarioError) -> [PressureSpec.DeviceTarget] {
             var targets: [PressureSpec.DeviceTarget] = []
             for item in try fields[key]?.sequence() ?? [] {
-                let t = try item.mapping(keys: ["plugin", "space", "mapping", "rate", "pages"])
+                let t = try item.mapping(keys: ["plugin", "space", "mapping", "rate", "pages"] + (pinnable ? ["pinned"] : []))
                 let (space, mapping) = try target(t, spaces: spaces)
                 let plugin = try pluginName(t.required("plugin"), plugins: plugins)
                 targets.append(.init(
                     plugin: plugin, space: space, mapping: mapping!, rate: try t.required("rate").integer(in: 1...1_000_000),
-                    pages: try t["pages"]?.integer(in: 1...(1 << 16)) ?? 8))
+                    pages: try t["pages"]?.integer(in: 1...(1 << 16)) ?? 8, pinned: try t["pinned"]?.boolean() ?? false))
             }
             return targets
         }
@@ -286,7 +295,7 @@ public enum ScenarioReader {
         }) {
             throw fields["device-migration"]!.error("plugin '\(migration.plugin)' has no binding on \(migration.space)/\(migration.mapping) to migrate")
         }
-        pressure.attachChurn = try deviceTargets("attach-churn")
+        pressure.attachChurn = try deviceTargets("attach-churn", pinnable: true)
         pressure.writeback = try rated("writeback", mappingRequired: true)
         for target in pressure.writeback {
             let mapping = spaces.first { $0.name == target.space }!.mappings.first { $0.name == target.mapping }!

@@ -17,6 +17,7 @@ public enum ScenarioWriter {
         ]
         if let low = s.machine.lowWatermark { machine.append("low-watermark: \(low)") }
         if let high = s.machine.highWatermark { machine.append("high-watermark: \(high)") }
+        if s.machine.movableFrames > 0 { machine.append("movable-frames: \(s.machine.movableFrames)") }
         lines.append("machine: " + flow(machine))
         lines.append(s.spaces.isEmpty ? "spaces: []" : "spaces:")
         for space in s.spaces {
@@ -69,6 +70,7 @@ public enum ScenarioWriter {
         var lines = ["pressure:", "  background-reclaim: \(p.backgroundReclaim)"]
         if let pages = p.balloonPages { lines.append("  balloon-pages: \(pages)") }
         if let rate = p.migrationRate { lines.append("  migration-rate: \(rate)") }
+        if let rate = p.compactionRate { lines.append("  compaction-rate: \(rate)") }
         if let scans = p.ksmScansPerSecond {
             lines.append("  ksm: " + flow(["scans-per-second: \(scans)", "duplicates: \(number(p.ksmDuplicates))"]))
         }
@@ -85,7 +87,7 @@ public enum ScenarioWriter {
             for t in targets {
                 lines.append("    - " + flow([
                     "plugin: \(quote(t.plugin))", "space: \(quote(t.space))", "mapping: \(quote(t.mapping))", "rate: \(t.rate)", "pages: \(t.pages)",
-                ]))
+                ] + (t.pinned ? ["pinned: true"] : [])))
             }
         }
         rated("churn", p.churn)

@@ -75,8 +75,33 @@ extension AddressSpace {
 
     /// Faults the range in and pins every page (Linux: `pin_user_pages`):
     /// pinned frames are neither reclaimed nor migrated until `unpin`.
-    public func pin(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) -> [DeviceTranslation] {
-        try collect(start: start, length: length, write: write, pin: true)
+    ///
+    /// `longTerm` (FOLL_LONGTERM: a pin held for an indefinite time, an
+    /// RDMA registration): a page in a movable zone is moved out of it
+    /// first, with a `migrate` invalidation every secondary must follow,
+    /// then the range is pinned again, as Linux's `__gup_longterm_locked`
+    /// loops (`check_and_migrate_movable_pages`): the translations
+    /// returned are those of the pinned frames, never of the frames the
+    /// pages had before. Fails with `outOfMemory` when a page cannot be
+    /// moved (no room in a normal zone) after a bounded number of rounds;
+    /// nothing stays pinned then.
+    public func pin(start: UInt64, length: UInt64, write: Bool, longTerm: Bool = false) throws(MemoryError) -> [DeviceTranslation] {
+        guard longTerm else { return try collect(start: start, length: length, write: write, pin: true) }
+        for _ in 0..<16 {
+            let pinned = try collect(start: start, length: length, write: write, pin: true)
+            let movable = pinned.filter { memory.isMovable($0.frame.frame) }
+            if movable.isEmpty { return pinned }
+            // Unpinned before moving (a pinned page cannot move), as Linux
+            // unpins the whole batch before migrating.
+            machine.unpin(pinned)
+            for t in movable {
+                let target = memory.node(of: t.frame.frame).id
+                if case .migrated = machine.migrate(self, address: t.address, to: target, reason: .longTermPin) {
+                    machine.statistics.longTermPinMigrations.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        throw .outOfMemory
     }
 
     private func collect(
@@ -178,16 +203,17 @@ extension Machine {
                 devicePageTablesInReserve.subtract(1, ordering: .relaxed)
                 return nil
             }
-            guard let frame = memory.allocate(flags: .devicePageTable, reserve: true) else {
+            guard let frame = memory.allocate(flags: .devicePageTable, reserve: true, movable: false) else {
                 devicePageTablesInReserve.subtract(1, ordering: .relaxed)
                 return nil
             }
             memory.setOwner(frame, owner: 0, index: 1)  // index 1 marks a reserve page
             return PageFrameNumber(frame)
         }
-        if let frame = memory.allocate(flags: .devicePageTable) { return PageFrameNumber(frame) }
+        // Kernel memory: never from a movable zone.
+        if let frame = memory.allocate(flags: .devicePageTable, movable: false) { return PageFrameNumber(frame) }
         _ = reclaimDirectly()
-        return memory.allocate(flags: .devicePageTable).map(PageFrameNumber.init)
+        return memory.allocate(flags: .devicePageTable, movable: false).map(PageFrameNumber.init)
     }
 
     /// Returns a device page-table page.

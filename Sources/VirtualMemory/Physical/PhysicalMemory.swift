@@ -44,8 +44,16 @@ public final class PhysicalMemory: @unchecked Sendable {
         public var lowFree: Int
         /// Free frames per node the background reclaimer works up to.
         public var highFree: Int
+        /// Frames of each node in its ZONE_MOVABLE (the node's upper part;
+        /// Linux: `movablecore=`): user memory comes from there first, and
+        /// a long-term pin moves a page out of it. 0: no movable zone.
+        public var movablePerNode: Int
 
-        public init(frames: Int, nodes: Int = 1, payloadSize: Int = 16, minFree: Int? = nil, lowFree: Int? = nil, highFree: Int? = nil) {
+        public init(
+            frames: Int, nodes: Int = 1, payloadSize: Int = 16, minFree: Int? = nil, lowFree: Int? = nil, highFree: Int? = nil,
+            movablePerNode: Int = 0
+        ) {
+            self.movablePerNode = movablePerNode
             self.frames = frames
             self.nodes = nodes
             self.payloadSize = payloadSize
@@ -62,6 +70,9 @@ public final class PhysicalMemory: @unchecked Sendable {
             if payloadSize < 8 || payloadSize > 4096 { return "payloadSize must be 8...4096 bytes, got \(payloadSize)" }
             if !(0 <= minFree && minFree <= lowFree && lowFree <= highFree && highFree < frames / nodes) {
                 return "watermarks must satisfy 0 <= min (\(minFree)) <= low (\(lowFree)) <= high (\(highFree)) < frames per node (\(frames / nodes))"
+            }
+            if !(0 <= movablePerNode && movablePerNode < frames / nodes - highFree) {
+                return "the movable zone (\(movablePerNode) frames a node) must leave a normal zone above the high watermark (\(highFree)) of the \(frames / nodes) frames a node"
             }
             return nil
         }
@@ -132,7 +143,7 @@ public final class PhysicalMemory: @unchecked Sendable {
         for id in 0..<configuration.nodes {
             let first = id * perNode
             let end = id == configuration.nodes - 1 ? n : first + perNode
-            built.append(MemoryNode(id: id, frames: first..<end, sync: sync))
+            built.append(MemoryNode(id: id, frames: first..<end, movable: configuration.movablePerNode, sync: sync))
         }
         nodes = built
         frameWaits = (0..<64).map { WaitQueue("frame wait \($0)", domain: sync) }
@@ -162,16 +173,24 @@ public final class PhysicalMemory: @unchecked Sendable {
         return nodes[min(Int(frame) / perNode, nodes.count - 1)]
     }
 
+    /// Whether `frame` lies in a movable zone (a long-term pin must move
+    /// the page out first; the zero page never does).
+    public func isMovable(_ frame: Int32) -> Bool {
+        frame != zeroFrame && node(of: frame).zone(of: frame) == .movable
+    }
+
     /// Takes a free frame, preferring `node`, falling back to the others.
     /// Outside reclaim context a node gives no frame at or below its min
     /// watermark; in reclaim context (PF_MEMALLOC, seed 003) it may give its
-    /// reserve. Returns nil when nothing can be had: the caller reclaims or
-    /// fails. The frame comes back zeroed, with one reference and `flags`.
-    public func allocate(preferring node: Int = 0, flags: FrameFlags = [], reserve: Bool? = nil) -> Int32? {
+    /// reserve. `movable`: user memory, which may come from (and comes
+    /// first from) a movable zone; otherwise only from a normal zone.
+    /// Returns nil when nothing can be had: the caller reclaims or fails.
+    /// The frame comes back zeroed, with one reference and `flags`.
+    public func allocate(preferring node: Int = 0, flags: FrameFlags = [], reserve: Bool? = nil, movable: Bool = true) -> Int32? {
         let useReserve = reserve ?? ExecutionContext.isCurrentInReclaim
         for step in 0..<nodes.count {
             let candidate = nodes[(node + step) % nodes.count]
-            if let frame = candidate.popFree(next: lruNext, prev: lruPrev, floor: useReserve ? 0 : configuration.minFree) {
+            if let frame = candidate.popFree(next: lruNext, prev: lruPrev, floor: useReserve ? 0 : configuration.minFree, movable: movable) {
                 prepare(frame, flags: flags)
                 return frame
             }

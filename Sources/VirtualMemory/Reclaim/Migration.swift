@@ -27,14 +27,34 @@ public enum MigrationResult: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// Why a page migrates (Linux: `enum migrate_reason`), which decides where
+/// it may go and how a pinned page is treated.
+public enum MigrationReason: Sendable, Hashable {
+    /// NUMA placement, `move_pages`, memory tiering: a pinned page is
+    /// found out only after the secondaries were told (`try_to_migrate_one`
+    /// cannot unshare it), so they see the invalidation.
+    case placement
+    /// Compaction: a page with references beyond its mappings (a pin) is
+    /// never isolated, so nobody is told (`isolate_migratepages_block`'s
+    /// reference check). A long-term-pinned page is never a candidate.
+    case compaction
+    /// A long-term pin (FOLL_LONGTERM) moving the page out of a movable
+    /// zone first (`migrate_longterm_unpinnable_folios`): the target comes
+    /// from a normal zone.
+    case longTermPin
+}
+
 extension Machine {
     /// Moves the page mapped at `address` to a frame on `node` (Linux:
-    /// `migrate_pages` for compaction or NUMA balancing). Every mapping is
-    /// replaced by a migration entry under a `migrate` invalidation carrying
-    /// `owner` (so a device that asked for the migration can skip its own);
-    /// CPU faults on a migration entry wait; the payload is copied; the
-    /// mappings are restored on the new frame. A pinned frame cannot move.
-    public func migrate(_ space: AddressSpace, address: UInt64, to node: Int, owner: OwnerCookie? = nil) -> MigrationResult {
+    /// `migrate_pages` for compaction, NUMA balancing or a long-term pin).
+    /// Every mapping is replaced by a migration entry under a `migrate`
+    /// invalidation carrying `owner` (so a device that asked for the
+    /// migration can skip its own); CPU faults on a migration entry wait;
+    /// the payload is copied; the mappings are restored on the new frame.
+    /// A pinned frame cannot move (see `MigrationReason` for who is told).
+    public func migrate(
+        _ space: AddressSpace, address: UInt64, to node: Int, owner: OwnerCookie? = nil, reason: MigrationReason = .placement
+    ) -> MigrationResult {
         let page = address & ~4095
         guard let frame = space.ptl.withLock({ () -> Int32? in
             let pte = space.pageTable.entry(page >> 12)
@@ -46,6 +66,10 @@ extension Machine {
         let flags = memory.flags(of: frame)
         guard !flags.contains(.ksm), !flags.contains(.devicePageTable), !flags.contains(.zeroPage), flags.contains(.allocated) else {
             return .unsupported
+        }
+        if memory.pincount(of: frame) > 0 && reason == .compaction {
+            statistics.compactionSkippedPinned.add(1, ordering: .relaxed)
+            return .pinned(PageFrameNumber(frame))
         }
         if memory.pincount(of: frame) > 0 {
             // Linux tries, and fails only after telling the secondaries:
@@ -60,7 +84,8 @@ extension Machine {
         }
         // A lazily freed page stays lazily freed on its new frame (Linux keeps
         // the folio not swap-backed).
-        guard let target = memory.allocate(preferring: node, flags: flags.intersection([.anonymous, .lazyFree])) else { return .noMemory }
+        guard let target = memory.allocate(preferring: node, flags: flags.intersection([.anonymous, .lazyFree]), movable: reason != .longTermPin)
+        else { return .noMemory }
         // The new frame stays locked until it is on the LRU: mapped but
         // unlocked and off the LRU, reclaim could not tell it from its own.
         let targetLocked = memory.tryLock(target)
@@ -114,6 +139,7 @@ extension Machine {
         memory.unlock(target)
         memory.put(target)  // the allocation's reference; mappings and caches hold theirs
         statistics.migrations.add(1, ordering: .relaxed)
+        if reason == .compaction { statistics.compactions.add(1, ordering: .relaxed) }
         return .migrated(from: PageFrameNumber(frame), to: PageFrameNumber(target))
     }
 }
