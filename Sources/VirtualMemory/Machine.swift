@@ -165,6 +165,9 @@ public final class MachineStatistics: Sendable {
     public let compactionSkippedPinned = Atomic<Int>(0)
     /// Pages a long-term pin moved out of a movable zone first.
     public let longTermPinMigrations = Atomic<Int>(0)
+    /// Pages devices took exclusive, and pages the CPU took back.
+    public let exclusiveTaken = Atomic<Int>(0)
+    public let exclusiveGivenBack = Atomic<Int>(0)
 
     init() {}
 
@@ -181,7 +184,8 @@ public final class MachineStatistics: Sendable {
             ("direct reclaims", v(directReclaims)), ("background reclaims", v(backgroundReclaims)),
             ("lazily freed", v(lazyFreed)), ("lazy-free discards", v(lazyFreeDiscards)), ("lazy-free redirtied", v(lazyFreeRedirtied)),
             ("compactions", v(compactions)), ("compaction skipped (pinned)", v(compactionSkippedPinned)),
-            ("long-term pin migrations", v(longTermPinMigrations)),
+            ("long-term pin migrations", v(longTermPinMigrations)), ("exclusive taken", v(exclusiveTaken)),
+            ("exclusive given back", v(exclusiveGivenBack)),
         ]
     }
 }

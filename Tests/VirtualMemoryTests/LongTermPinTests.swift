@@ -1,5 +1,6 @@
 import LabSync
 import MMUNotifier
+import Synchronization
 import Testing
 @testable import VirtualMemory
 
@@ -118,6 +119,34 @@ struct LongTermPinTests {
         }
         #expect(machine.statistics.compactions.load(ordering: .relaxed) == 1)
         machine.unpin(pinned)
+    }
+
+    @Test("a pin taken while a migration is under way (from inside its invalidation) calls the migration off: the pin and the PTE keep one frame")
+    func aPinRacingAMigrationWins() throws {
+        for reason in [MigrationReason.placement, .compaction, .longTermPin] {
+            let machine = zoned()
+            let space = machine.makeAddressSpace()
+            let base = try space.map(length: page, kind: .anonymousPrivate)
+            try space.write(base, [4])
+            let frame = space.translate(base).frame
+            let probe = ProbeDevice(machine, space)
+            try space.notifiers.register(probe)
+            let pins = Mutex<[DeviceTranslation]>([])
+            probe.onStart.withLock { $0 = { _ in
+                if let pinned = try? space.pin(start: base, length: page, write: true) { pins.withLock { $0 += pinned } }
+            } }
+            let result = machine.migrate(space, address: base, to: 0, reason: reason)
+            guard case .pinned = result else {
+                Issue.record("\(reason): a page pinned during its migration moved: \(result)")
+                continue
+            }
+            let pinned = try #require(pins.withLock { $0.first })
+            #expect(pinned.frame.frame == frame && space.translate(base).frame == frame, "\(reason)")
+            machine.dmaWrite(space, pinned, [5], issuer: probe.device)
+            #expect(try space.read(base).first == 5)
+            #expect(machine.violations.count == 0, "\(reason): \(machine.violations.snapshot)")
+            machine.unpin([pinned])
+        }
     }
 
     @Test("a movable zone must leave a normal zone above the high watermark")

@@ -54,6 +54,11 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// device acknowledged (guarded by `ptl`): what the device-access check
     /// holds each device to.
     var inFlight: [InFlightInvalidation] = []
+    /// Which device holds each device-exclusive PTE, by virtual page
+    /// (guarded by `ptl`). Read only where the PTE has the bit, so an entry
+    /// left behind after the PTE went (a zap, reclaim) is never believed;
+    /// `makeExclusive` overwrites it, a restore removes it.
+    var exclusiveHolders: [UInt64: DeviceID] = [:]
 
     enum State: UInt8 { case alive, killed, exited }
     let stateWord = Atomic<UInt8>(State.alive.rawValue)
@@ -304,7 +309,13 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             }
             insertSorted(vma)
             ptl.withLock {
-                for (offset, pte) in moved { pageTable.set((newStart + offset) >> 12, pte) }
+                for (offset, pte) in moved {
+                    pageTable.set((newStart + offset) >> 12, pte)
+                    // A device-exclusive entry keeps its holder at its new place.
+                    if pte.isDeviceExclusive, let holder = exclusiveHolders.removeValue(forKey: (oldStart + offset) >> 12) {
+                        exclusiveHolders[(newStart + offset) >> 12] = holder
+                    }
+                }
             }
             // A device page's reverse map follows its mapping.
             for (offset, pte) in moved where pte.isDevicePrivate {

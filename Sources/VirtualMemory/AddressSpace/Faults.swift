@@ -136,6 +136,11 @@ extension AddressSpace {
         guard vma.protection.contains(write ? .write : .read) else { throw .protectionFault(address) }
         let page = address & ~4095
         let pte = translateLocked(page)
+        if pte.isDeviceExclusive {
+            // A device holds the page for its atomics: the CPU takes it back.
+            giveBackExclusive(page, pte)
+            return
+        }
         if pte.isPresent {
             if write && !pte.isWritable { try writeProtectedFault(vma, page, pte) }
             return

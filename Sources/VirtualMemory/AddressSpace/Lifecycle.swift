@@ -82,6 +82,13 @@ extension AddressSpace {
                             mapped.append(copy)
                             return
                         }
+                        // A device-exclusive entry goes back to normal first
+                        // (Linux: copy_nonpresent_pte's try_restore_exclusive_pte);
+                        // this invalidation tells its holder.
+                        if pte.isDeviceExclusive {
+                            pte = pte.with(deviceExclusive: false).with(dirty: true)
+                            exclusiveHolders.removeValue(forKey: address >> 12)
+                        }
                         if pte.isPresent { pte = pte.with(writable: false) }
                         if pte.isMigration { pte = .migration(frame: pte.frame, writable: false) }
                         share(address, pte)

@@ -68,7 +68,8 @@ extension AddressSpace {
         for vma in vmas where vma.kind == .anonymousPrivate && vma.end > start && vma.start < end {
             ptl.withLock {
                 pageTable.forEachEntry(from: max(start, vma.start) >> 12, to: min(end, vma.end) >> 12) { vpn, pte in
-                    if pte.isPresent && memory.tryGet(pte.frame) { candidates.append((vpn << 12, pte.frame)) }
+                    // (A device-exclusive page stays: migrate_vma does not collect it.)
+                    if pte.isPresent && !pte.isDeviceExclusive && memory.tryGet(pte.frame) { candidates.append((vpn << 12, pte.frame)) }
                 }
             }
         }
@@ -96,7 +97,11 @@ extension AddressSpace {
         guard !pages.isEmpty else { return 0 }
         var moved = 0
         invalidateBlocking(start, end, .migrate, owner: device.owner) { address, pte, released in
-            guard pte.isPresent, let frame = movable[address], pte.frame == frame, let page = pages.popLast() else { return }
+            // A pin taken since the frame was chosen (under this lock, through
+            // this PTE) keeps the page where it is.
+            guard pte.isPresent, !pte.isDeviceExclusive, let frame = movable[address], pte.frame == frame, memory.pincount(of: frame) == 0,
+                let page = pages.popLast()
+            else { return }
             device.payload(of: page).copyMemory(from: UnsafeRawBufferPointer(memory.payload(of: frame)))
             device.setMapping(page, space: id, address: address)
             memory.removeMapping(frame)

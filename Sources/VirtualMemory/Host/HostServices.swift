@@ -15,19 +15,27 @@ public struct DeviceTranslation: Sendable, Hashable, CustomStringConvertible {
     /// Set when the page lives in the asking device's own memory (then
     /// `frame` is the device page's raw value, and `generation` its generation).
     public let devicePage: DevicePage?
+    /// Taken with `makeExclusive`: good only while the primary's entry is
+    /// the device-exclusive one this device holds.
+    public let exclusive: Bool
 
-    public init(address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool, devicePage: DevicePage? = nil) {
+    public init(
+        address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool, devicePage: DevicePage? = nil,
+        exclusive: Bool = false
+    ) {
         self.address = address
         self.frame = frame
         self.generation = generation
         self.writable = writable
         self.pinned = pinned
         self.devicePage = devicePage
+        self.exclusive = exclusive
     }
 
     public var description: String {
         let target = devicePage.map { "\($0)" } ?? "\(frame)"
         return "0x\(String(address, radix: 16)) -> \(target) gen \(generation)\(writable ? " W" : "")\(pinned ? " pinned" : "")"
+            + (exclusive ? " exclusive" : "")
     }
 }
 

@@ -4,7 +4,12 @@
 ///               with bit 8 (PROT_NONE) set the frame stays mapped (the
 ///               rmap, reclaim and migration see it) but no access is
 ///               allowed (Linux: `_PAGE_PROTNONE`, which `pte_present`
-///               counts as present).
+///               counts as present). With bit 9 (device-exclusive) set the
+///               frame stays mapped for the rmap, reclaim and migration,
+///               but only the device that took it exclusive may use it:
+///               the CPU faults, and its fault restores the normal entry
+///               (Linux: a device-exclusive entry, `make_device_exclusive`;
+///               since 6.15 the rmap treats it as present, as here).
 /// Swap entry:   bit 0 clear, bit 5 set; bits 12... hold the swap slot.
 /// Migration:    bit 0 clear, bit 6 set; bits 12... hold the frame being
 ///               migrated (faults on it wait for the migration to finish);
@@ -27,6 +32,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     static let migrationBit: UInt64 = 1 << 6
     static let devicePrivateBit: UInt64 = 1 << 7
     static let protNoneBit: UInt64 = 1 << 8
+    static let deviceExclusiveBit: UInt64 = 1 << 9
     static let payloadShift: UInt64 = 12
 
     public static let none = PTE(rawValue: 0)
@@ -66,8 +72,13 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     public var isPresent: Bool { rawValue & Self.presentBit != 0 }
     /// Mapped, but PROT_NONE: neither the CPU nor a device may use it.
     public var isProtNone: Bool { rawValue & (Self.presentBit | Self.protNoneBit) == Self.presentBit | Self.protNoneBit }
-    /// Present and accessible (not PROT_NONE).
-    public var isAccessible: Bool { rawValue & (Self.presentBit | Self.protNoneBit) == Self.presentBit }
+    /// Present and accessible to the CPU (not PROT_NONE, not device-exclusive).
+    public var isAccessible: Bool { rawValue & (Self.presentBit | Self.protNoneBit | Self.deviceExclusiveBit) == Self.presentBit }
+    /// Mapped, but a device holds it exclusive (for its atomics): the CPU
+    /// faults, and the fault gives the page back.
+    public var isDeviceExclusive: Bool {
+        rawValue & (Self.presentBit | Self.deviceExclusiveBit) == Self.presentBit | Self.deviceExclusiveBit
+    }
     public var isSwap: Bool { rawValue & (Self.presentBit | Self.swapBit) == Self.swapBit }
     public var isMigration: Bool { rawValue & (Self.presentBit | Self.migrationBit) == Self.migrationBit }
     public var frame: Int32 { Int32(truncatingIfNeeded: rawValue >> Self.payloadShift) }
@@ -82,6 +93,9 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     func with(dirty: Bool) -> PTE { PTE(rawValue: dirty ? rawValue | Self.dirtyBit : rawValue & ~Self.dirtyBit) }
     func with(softDirty: Bool) -> PTE { PTE(rawValue: softDirty ? rawValue | Self.softDirtyBit : rawValue & ~Self.softDirtyBit) }
     func with(protNone: Bool) -> PTE { PTE(rawValue: protNone ? rawValue | Self.protNoneBit : rawValue & ~Self.protNoneBit) }
+    func with(deviceExclusive: Bool) -> PTE {
+        PTE(rawValue: deviceExclusive ? rawValue | Self.deviceExclusiveBit : rawValue & ~Self.deviceExclusiveBit)
+    }
 
     public var description: String {
         if isNone { return "none" }
@@ -94,6 +108,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
         if isDirty { bits += " D" }
         if isSoftDirty { bits += " SD" }
         if isProtNone { bits += " PROT_NONE" }
+        if isDeviceExclusive { bits += " EXCLUSIVE" }
         return bits
     }
 }

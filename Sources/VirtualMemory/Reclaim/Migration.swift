@@ -91,15 +91,35 @@ extension Machine {
         let targetLocked = memory.tryLock(target)
         precondition(targetLocked, "a fresh frame is unlocked")
 
+        // A pin is taken under the page-table lock through a present PTE,
+        // so one taken after the check above shows here, under the same
+        // lock as the PTE it came through: the migration then stops, and
+        // every mapping already turned into a migration entry goes back to
+        // the old frame (Linux: `folio_ref_freeze` failing on the extra
+        // reference, and `remove_migration_ptes(folio, folio)`). Without
+        // this, a device pinning the page meanwhile would keep the old
+        // frame while the primary maps a copy.
+        var pinnedMeanwhile = false
         forEachMapping(of: frame) { vma, mapped in
             vma.space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, pte, released in
-                guard pte.isPresent, pte.frame == frame else { return }
+                guard pte.isPresent, pte.frame == frame, !pinnedMeanwhile else { return }
+                if memory.pincount(of: frame) > 0 {
+                    pinnedMeanwhile = true
+                    return
+                }
                 if pte.isDirty { memory.setFlags(.dirty, on: frame) }
                 memory.removeMapping(frame)
                 released.frames.append(frame)
                 vma.space.residentPages.subtract(1, ordering: .relaxed)
                 pte = .migration(frame: frame, writable: pte.isWritable, protNone: pte.isProtNone)
             }
+        }
+        if pinnedMeanwhile {
+            restoreMigrationEntries(of: frame, to: frame)
+            memory.unlock(target)
+            memory.put(target)
+            statistics.migrationsRefusedPinned.add(1, ordering: .relaxed)
+            return .pinned(PageFrameNumber(frame))
         }
         memory.copyPayload(from: frame, to: target)
         let (ownerID, index) = memory.owner(of: frame)
@@ -122,9 +142,21 @@ extension Machine {
                 memory.put(frame)
             }
         }
-        // Restore through the rmap, not a list kept from the unmap: a VMA
-        // may have gone (munmap, exit) or come (fork copies migration
-        // entries) meanwhile, and the rmap holds exactly the live ones.
+        restoreMigrationEntries(of: frame, to: target)
+        memory.node(of: target).addToLRU(target, memory: memory)
+        memory.unlock(target)
+        memory.put(target)  // the allocation's reference; mappings and caches hold theirs
+        statistics.migrations.add(1, ordering: .relaxed)
+        if reason == .compaction { statistics.compactions.add(1, ordering: .relaxed) }
+        return .migrated(from: PageFrameNumber(frame), to: PageFrameNumber(target))
+    }
+
+    /// Turns every migration entry of `frame` back into a present PTE of
+    /// `target` (the new frame, or `frame` itself when the migration was
+    /// called off). Through the rmap, not a list kept from the unmap: a VMA
+    /// may have gone (munmap, exit) or come (fork copies migration
+    /// entries) meanwhile, and the rmap holds exactly the live ones.
+    private func restoreMigrationEntries(of frame: Int32, to target: Int32) {
         forEachMapping(of: frame) { vma, mapped in
             vma.space.ptl.withLock {
                 let pte = vma.space.pageTable.entry(mapped >> 12)
@@ -135,11 +167,5 @@ extension Machine {
                 vma.space.residentPages.add(1, ordering: .relaxed)
             }
         }
-        memory.node(of: target).addToLRU(target, memory: memory)
-        memory.unlock(target)
-        memory.put(target)  // the allocation's reference; mappings and caches hold theirs
-        statistics.migrations.add(1, ordering: .relaxed)
-        if reason == .compaction { statistics.compactions.add(1, ordering: .relaxed) }
-        return .migrated(from: PageFrameNumber(frame), to: PageFrameNumber(target))
     }
 }
