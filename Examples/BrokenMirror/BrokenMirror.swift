@@ -41,6 +41,13 @@
 //                      movable memory elsewhere first (FOLL_LONGTERM), so
 //                      the device uses frames the primary freed. Stale
 //                      translation / use after free (longterm-pins).
+//   bug=keep-exclusive does its atomics through pages it takes exclusive
+//                      (make_exclusive), and skips every exclusive
+//                      invalidation, as if each were its own conversion:
+//                      it never checks the owner, so when the CPU takes a
+//                      page back it keeps its exclusive entry and goes on
+//                      writing through it. Stale translation
+//                      (device-atomics).
 //   bug=lazy-free      trusts a write fault to have dirtied the page, so it
 //                      reports dirty only pages it faulted for reading and
 //                      wrote later. After MADV_FREE a page stays mapped
@@ -62,6 +69,8 @@ struct MirrorEntry {
     /// Faulted in by a write access (bug=lazy-free believes the primary
     /// marked such a page dirty).
     var faultedForWrite = false
+    /// Taken exclusive for atomics (make_exclusive).
+    var exclusive = false
 }
 
 /// A binding's page table, whichever way it hears of invalidations.
@@ -83,6 +92,7 @@ final class BrokenMirror: DevicePlugin {
         case stale, sleep
         case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
         case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free", longTermPFN = "longterm-pfn"
+        case keepExclusive = "keep-exclusive"
 
         /// The bugs that live in a whole-space subscriber (start, end,
         /// young, release); the others in an interval subscription.
@@ -98,6 +108,17 @@ final class BrokenMirror: DevicePlugin {
     let bug: Bug
     /// A spin lock: DMA under it never sleeps.
     let lock: HostLock
+    /// The owner its exclusive conversions announce (an object's address:
+    /// unique while it lives, never 0).
+    var owner: UInt64 { UInt64(UInt(bitPattern: ObjectIdentifier(self))) }
+
+    /// Whether an invalidation is one the device skips: its own page taken
+    /// exclusive (the frame stays; it maps it next). BUG (keep-exclusive):
+    /// every exclusive invalidation, the CPU taking a page back too.
+    func skips(_ range: InvalidationRange) -> Bool {
+        guard range.event == MMULAB_EVENT_EXCLUSIVE.rawValue else { return false }
+        return bug == .keepExclusive || range.owner == owner
+    }
 
     init(host: Host, options: String) throws(PluginError) {
         self.host = host
@@ -200,6 +221,41 @@ final class BrokenMirror: DevicePlugin {
             }
         }
         throw .busy("could not fault the page in")
+    }
+}
+
+extension BrokenMirror {
+    /// An atomic: through an entry taken exclusive (make_exclusive), which
+    /// the device maps as after any fault, if no invalidation raced.
+    func atomic(_ object: AnyObject, deviceAddress: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        guard host.offersExclusive, let table = object as? any BrokenTable else {
+            return try access(object, deviceAddress: deviceAddress, write: true, buffer: buffer)
+        }
+        let request = table.request
+        guard deviceAddress >= request.deviceAddress, deviceAddress < request.deviceAddress + request.length, request.writable else {
+            throw .fault("atomic outside the binding or through a read-only one")
+        }
+        let index = Int((deviceAddress - request.deviceAddress) / 4096)
+        let address = request.start + UInt64(index) * 4096
+        for attempt in 0..<1_000 {
+            let done = lock.withLock { () -> Bool in
+                let entry = table.pages[index]
+                guard entry.valid, entry.exclusive else { return false }
+                table.pages[index].young = true
+                table.pages[index].written = true
+                host.dmaWrite(addressSpace: request.addressSpace, entry.pfn, from: UnsafeRawBufferPointer(buffer))
+                return true
+            }
+            if done { return }
+            if attempt > 2 { host.sleep(nanoseconds: 20_000) }  // let an invalidation finish
+            guard let token = table.faultBegin(address) else { continue }
+            let pfn = try host.makeExclusive(addressSpace: request.addressSpace, address: address, owner: owner)
+            lock.withLock {
+                guard !table.faultRaced(token, address) else { return }
+                table.pages[index] = MirrorEntry(pfn: pfn, valid: true, writable: true, young: true, faultedForWrite: true, exclusive: true)
+            }
+        }
+        throw .busy("could not take the page exclusive")
     }
 }
 

@@ -217,6 +217,29 @@ public final class HostLock: @unchecked Sendable {
 extension mmulab_pfn {
     /// The page lives in the caller's own device memory (ABI 1.1).
     public var isDevicePrivate: Bool { flags & UInt32(MMULAB_PFN_DEVICE_PRIVATE) != 0 }
+    /// Taken with `makeExclusive` (ABI 1.4).
+    public var isExclusive: Bool { flags & UInt32(MMULAB_PFN_EXCLUSIVE) != 0 }
+}
+
+extension Host {
+    /// Whether the host offers device-exclusive pages (ABI 1.4).
+    public var offersExclusive: Bool {
+        table.pointee.abi_minor >= 4
+            && Int(table.pointee.struct_size) >= MemoryLayout<mmulab_host>.offset(of: \.make_exclusive)! + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// [blockable] `make_device_exclusive`: takes the page at `address`
+    /// exclusive for this instance; the invalidation carries `owner` (skip
+    /// it). Install the returned translation only if no invalidation raced.
+    public func makeExclusive(addressSpace: UInt64, address: UInt64, owner: UInt64) throws(PluginError) -> PFN {
+        guard offersExclusive else { throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the host offers no device-exclusive pages (ABI < 1.4)") }
+        var pfn = PFN()
+        var error = mmulab_error()
+        guard table.pointee.make_exclusive(context, addressSpace, address, owner, &pfn, &error) == mmulab_status(MMULAB_OK) else {
+            throw PluginError(error)
+        }
+        return pfn
+    }
 }
 
 /// A device memory the host made for this instance (ABI 1.1).

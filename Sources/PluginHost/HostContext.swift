@@ -258,6 +258,7 @@ final class HostContext: @unchecked Sendable {
             HostContext.from(ctx).machine.shrinkers.unregister(shrinker)
         }
         DeviceMemoryServices.install(into: &t)
+        ExclusiveServices.install(into: &t)
         return t
     }
 
@@ -292,7 +293,7 @@ func translation(_ pfn: mmulab_pfn) -> DeviceTranslation {
     DeviceTranslation(
         address: pfn.address, frame: PageFrameNumber(pfn.pfn), generation: pfn.generation,
         writable: pfn.flags & UInt32(MMULAB_PFN_WRITABLE) != 0, pinned: pfn.flags & UInt32(MMULAB_PFN_PINNED) != 0,
-        devicePage: pfn.isDevicePrivate ? DevicePage(rawValue: pfn.pfn) : nil)
+        devicePage: pfn.isDevicePrivate ? DevicePage(rawValue: pfn.pfn) : nil, exclusive: pfn.flags & UInt32(MMULAB_PFN_EXCLUSIVE) != 0)
 }
 
 extension mmulab_pfn {

@@ -72,6 +72,10 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=lazy-free on lazy-free-churn", scenario: "lazy-free-churn", plugin: ("mirror-broken", "bug=lazy-free"),
             seconds: 2, expected: [.lostWrite]),
+        // An exclusive entry kept after the CPU took the page back.
+        Case(
+            name: "mirror-broken bug=keep-exclusive on device-atomics", scenario: "device-atomics", plugin: ("mirror-broken", "bug=keep-exclusive"),
+            seconds: 1, expected: [.staleTranslation], allowed: [.useAfterFree, .lostWrite, .crossSpaceLeak]),
         // Translations looked up before a long-term pin that moved the
         // pages out of movable memory.
         Case(

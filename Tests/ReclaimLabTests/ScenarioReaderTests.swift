@@ -99,6 +99,8 @@ struct ScenarioReaderTests {
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads:\n  - { name: w, actor: cpu, space: a, mapping: m, zipf-s: 1 }\n",
             4, "workloads[0].zipf-s", "pattern: zipfian only"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: []\n", 3, "workloads", "at least one workload"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads:\n  - { name: w, actor: cpu, space: a, mapping: m, atomics: 0.5 }\n",
+            4, "workloads[0].atomics", "atomics are a device's"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
             + "pressure:\n  writeback: [ { space: a, mapping: m, rate: 5 } ]\n", 5, "pressure.writeback", "not a file mapping"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
@@ -157,6 +159,7 @@ struct ScenarioWriterTests {
         scenario.pressure.attachChurn = [.init(plugin: "nic", space: "app", mapping: "heap", rate: 7, pages: 8)]
         scenario.pressure.exitRelease = [.init(plugin: "kvm", rate: 9, pages: 10)]
         scenario.pressure.lazyFree = [.init(space: "app", mapping: "heap", rate: 11, pages: 12)]
+        scenario.workloads[2].atomics = 0.25
         scenario.pressure.compactionRate = 13
         scenario.pressure.attachChurn.append(.init(plugin: "nic", space: "app", mapping: "heap", rate: 14, pages: 15, pinned: true))
         scenario.machine.movableFrames = 1024

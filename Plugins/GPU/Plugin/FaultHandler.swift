@@ -173,7 +173,7 @@ extension GPUVM {
 
     /// Page-table pages for the next install, allocated before taking the
     /// VM lock (allocation may reclaim, and reclaim calls back into us).
-    private func topUpTableCache() {
+    func topUpTableCache() {
         var missing = lock.withLock { max(0, 4 - tableCache.count) }
         var fresh: [UInt64] = []
         while missing > 0, let page = gpu.host.allocatePageTablePage() {

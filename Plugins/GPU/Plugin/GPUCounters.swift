@@ -28,6 +28,12 @@ final class GPUCounters: Sendable {
     let shrinkerStops = Atomic<UInt64>(0)
     let dmaReads = Atomic<UInt64>(0)
     let dmaWrites = Atomic<UInt64>(0)
+    /// Atomics, pages taken exclusive for them, takes that raced an
+    /// invalidation, and its own exclusive conversions skipped.
+    let atomics = Atomic<UInt64>(0)
+    let exclusiveTaken = Atomic<UInt64>(0)
+    let exclusiveRetries = Atomic<UInt64>(0)
+    let ownExclusiveSkipped = Atomic<UInt64>(0)
     /// A gauge: GPU accesses holding a fence now.
     let workInFlight = Atomic<UInt64>(0)
 
@@ -43,6 +49,8 @@ final class GPUCounters: Sendable {
             ("migrations", v(migratedToVRAM)), ("migrations to host", v(migratedToHost)), ("vram evictions", v(vramEvictions)),
             ("shrinker zapped", v(shrinkerZapped)), ("shrinker stops", v(shrinkerStops)),
             ("dma reads", v(dmaReads)), ("dma writes", v(dmaWrites)), ("work in flight", v(workInFlight)),
+            ("atomics", v(atomics)), ("exclusive taken", v(exclusiveTaken)), ("exclusive retries", v(exclusiveRetries)),
+            ("own exclusive skipped", v(ownExclusiveSkipped)),
         ]
     }
 }

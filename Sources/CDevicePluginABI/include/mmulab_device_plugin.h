@@ -11,8 +11,10 @@
  * negotiated 1.2 or less the host still announces no owner. 1.4 adds the
  * events MMULAB_EVENT_MADVISE_FREE, MMULAB_EVENT_HUGE_SPLIT and
  * MMULAB_EVENT_COLLAPSE (an instance that negotiated 1.3 or less gets
- * MMULAB_EVENT_MADVISE_DONTNEED for them, the CLEAR-type event it knows)
- * and the pin flag MMULAB_PIN_LONGTERM.
+ * MMULAB_EVENT_MADVISE_DONTNEED for them, the CLEAR-type event it knows),
+ * the pin flag MMULAB_PIN_LONGTERM, device-exclusive pages (the host
+ * service make_exclusive, MMULAB_PFN_EXCLUSIVE, and MMULAB_ACCESS_ATOMIC,
+ * which the host passes only to an instance that negotiated 1.4).
  * Every addition is at the end of its struct: the host reads only what
  * struct_size covers.
  *
@@ -157,6 +159,11 @@ enum {
     /* 1.1: the page lives in the caller's own device memory; `pfn` names
      * the device page (Linux: hmm_range_fault with dev_private_owner). */
     MMULAB_PFN_DEVICE_PRIVATE = 1u << 2,
+    /* 1.4: taken with make_exclusive: good only while the primary still
+     * holds the page exclusive for this instance; once the CPU takes it
+     * back (an MMULAB_EVENT_EXCLUSIVE invalidation without an owner), it
+     * is stale like any dropped translation. */
+    MMULAB_PFN_EXCLUSIVE = 1u << 3,
 };
 
 /* A translation from the primary MMU: the frame behind one page, and the
@@ -406,6 +413,25 @@ typedef struct mmulab_host {
      * allocated longest ago home, wherever they are mapped now (Linux:
      * migrate_device_range). Returns how many moved. */
     uint64_t (*device_memory_evict)(void *ctx, mmulab_device_memory *memory, uint64_t pages);
+
+    /* Device-exclusive pages, ABI 1.4 (check struct_size or the negotiated
+     * minor).
+     *
+     * [blockable] Take the page at `address` exclusive for this instance,
+     * for atomics the CPU must not interleave with (Linux:
+     * make_device_exclusive). The page is faulted in writable first; then
+     * its PTE becomes a device-exclusive entry under an
+     * MMULAB_EVENT_EXCLUSIVE invalidation carrying `owner`
+     * (MMULAB_RANGE_HAS_OWNER; 0: none), which you skip, as every other
+     * device drops its translation. `*pfn` gets the translation
+     * (MMULAB_PFN_WRITABLE | MMULAB_PFN_EXCLUSIVE). Install it as after
+     * fault_range: under the lock your invalidation takes, only if no
+     * invalidation of the page raced (interval_read_retry). Any CPU access
+     * to the page, another device's fault on it, fork, reclaim or migration
+     * gives it back with an invalidation without your owner (exclusive,
+     * or the operation's own event): drop the entry then, like any other. */
+    mmulab_status (*make_exclusive)(void *ctx, uint64_t address_space, uint64_t address, uint64_t owner, mmulab_pfn *pfn,
+                                    mmulab_error *error);
 } mmulab_host;
 
 /* ---------------------------------------------------------------------- */
@@ -430,6 +456,11 @@ enum {
 
 enum {
     MMULAB_ACCESS_WRITE = 1u << 0,
+    /* 1.4: an atomic read-modify-write (with MMULAB_ACCESS_WRITE): a device
+     * that does atomics on system memory takes the page exclusive first
+     * (host->make_exclusive), as GPUs do for atomics the CPU must not see
+     * half done. A device that cannot may treat it as a write. */
+    MMULAB_ACCESS_ATOMIC = 1u << 1,
 };
 
 typedef struct mmulab_device_plugin {

@@ -275,5 +275,24 @@ public enum Catalogue {
               compaction-rate: 1000
               attach-churn: [ { plugin: pinned-nic, space: app, mapping: buffers, rate: 200, pages: 16, pinned: true } ]
             """),
+        Entry(name: "device-atomics", yaml: """
+            name: device-atomics
+            summary: a GPU does atomics on pages the CPU and a NIC use too; each atomic takes its page exclusive (make_device_exclusive), and every CPU access or NIC fault on the page takes it back, which the GPU must follow; fork and reclaim add their own invalidations
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: counters, pages: 64 }, { name: heap, pages: 1024 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: counters } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: counters } ] }
+            workloads:
+              - { name: shader, actor: gpu, space: app, mapping: counters, threads: 2, writes: 0.6, atomics: 1 }
+              - { name: host-side, actor: cpu, space: app, mapping: counters, writes: 0.2 }
+              - { name: peer, actor: nic, space: app, mapping: counters, writes: 0 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+            pressure:
+              fork: [ { space: app, rate: 20 } ]
+            """),
     ]
 }

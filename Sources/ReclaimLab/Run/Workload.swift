@@ -123,7 +123,8 @@ struct WorkloadThread {
             let wantsWrite = writerIndex != nil && Double(rng.next() >> 11) / Double(1 << 53) < spec.writes
             if wantsWrite, let own = ownPage(near: page) {
                 page = own
-                write(page)
+                let atomic = device != nil && spec.atomics > 0 && Double(rng.next() >> 11) / Double(1 << 53) < spec.atomics
+                write(page, atomic: atomic)
             } else {
                 read(page)
             }
@@ -146,7 +147,7 @@ struct WorkloadThread {
     /// One access; returns when it began (lab clock; 0 for a CPU access,
     /// which is not timed: reading the clock would cost a CPU access a
     /// fifth of its time), or nil if it failed cleanly.
-    private func access(_ page: Int, write: Bool, _ bytes: inout [UInt8]) -> UInt64? {
+    private func access(_ page: Int, write: Bool, atomic: Bool = false, _ bytes: inout [UInt8]) -> UInt64? {
         let address = mapping.address + UInt64(page) * 4096
         var began: UInt64 = 0
         do {
@@ -155,7 +156,9 @@ struct WorkloadThread {
                 let pumpAfter = history?.record(address, write: write, at: began) ?? false
                 let target = device.binding.deviceAddress + UInt64(page) * 4096
                 let agingBegan = aging.flatMap { $0.check.isActive ? $0.check.now : nil }
-                try bytes.withUnsafeMutableBytes { try device.instance.access(device.binding, deviceAddress: target, write: write, buffer: $0) }
+                try bytes.withUnsafeMutableBytes {
+                    try device.instance.access(device.binding, deviceAddress: target, write: write, atomic: atomic, buffer: $0)
+                }
                 mapping.hot?.deviceUsed(page, at: lab.clock.nanoseconds)
                 if let aging, let agingBegan { aging.check.deviceUsed(mapping: aging.mapping, page: page, start: agingBegan) }
                 if write { counters.deviceWrites.add(1, ordering: .relaxed) } else { counters.deviceReads.add(1, ordering: .relaxed) }
@@ -177,12 +180,12 @@ struct WorkloadThread {
         }
     }
 
-    private func write(_ page: Int) {
+    private func write(_ page: Int, atomic: Bool = false) {
         let epoch = mapping.epoch.load(ordering: .acquiring)
         let (word, last) = mapping.version(of: page, in: epoch)
         let version = last + 1
         var bytes = mapping.tag(page: page, version: version)
-        guard access(page, write: true, &bytes) != nil else { return }
+        guard access(page, write: true, atomic: atomic, &bytes) != nil else { return }
         // Published only if the memory was not replaced meanwhile (the
         // exchange fails if churn reset the page after `word` was read).
         if epoch % 2 == 0 && mapping.epoch.load(ordering: .acquiring) == epoch {

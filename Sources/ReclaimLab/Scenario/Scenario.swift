@@ -150,6 +150,9 @@ public struct WorkloadSpec: Sendable, Equatable {
     public var pattern: Pattern = .uniform
     /// The fraction of accesses that write, 0...1.
     public var writes = 0.5
+    /// Device workloads: the fraction of the writes that are atomics,
+    /// 0...1 (the device takes the page exclusive first, ABI 1.4).
+    public var atomics = 0.0
     /// Accesses per second per thread; 0: as fast as it can.
     public var rate = 0
 

@@ -208,7 +208,7 @@ public enum ScenarioReader {
     }
 
     private static func workload(_ field: YAMLField, spaces: [SpaceSpec], plugins: [PluginSpec]) throws(ScenarioError) -> WorkloadSpec {
-        let fields = try field.mapping(keys: ["name", "actor", "space", "mapping", "threads", "pattern", "zipf-s", "writes", "rate"])
+        let fields = try field.mapping(keys: ["name", "actor", "space", "mapping", "threads", "pattern", "zipf-s", "writes", "atomics", "rate"])
         let (space, mapping) = try target(fields, spaces: spaces)
         let actorField = try fields.required("actor")
         let actorName = try actorField.name()
@@ -238,6 +238,10 @@ public enum ScenarioReader {
             throw s.error("zipf-s applies to pattern: zipfian only")
         }
         if let writes = fields["writes"] { workload.writes = try writes.number(in: 0...1) }
+        if let atomics = fields["atomics"] {
+            guard case .device = workload.actor else { throw atomics.error("atomics are a device's: the CPU's writes are plain") }
+            workload.atomics = try atomics.number(in: 0...1)
+        }
         if let rate = fields["rate"] { workload.rate = try rate.integer(in: 0...100_000_000) }
         return workload
     }

@@ -56,7 +56,9 @@ public enum ScenarioWriter {
             case .sequential: fields.append("pattern: sequential")
             case .zipfian(let exponent): fields += ["pattern: zipfian", "zipf-s: \(number(exponent))"]
             }
-            fields += ["writes: \(number(w.writes))", "rate: \(w.rate)"]
+            fields += ["writes: \(number(w.writes))"]
+            if w.atomics > 0 { fields.append("atomics: \(number(w.atomics))") }
+            fields.append("rate: \(w.rate)")
             lines.append("  - " + flow(fields))
         }
         lines += pressure(s.pressure)
