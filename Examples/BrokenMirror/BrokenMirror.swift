@@ -48,6 +48,11 @@
 //                      page back it keeps its exclusive entry and goes on
 //                      writing through it. Stale translation
 //                      (device-atomics).
+//   bug=ignore-mremap  ignores mremap invalidations: the pages keep their
+//                      frames, so it believes its translations still good,
+//                      but they are good at the new address, not at the
+//                      old one it uses them for. Stale translation
+//                      (mremap-move).
 //   bug=lazy-free      trusts a write fault to have dirtied the page, so it
 //                      reports dirty only pages it faulted for reading and
 //                      wrote later. After MADV_FREE a page stays mapped
@@ -92,7 +97,7 @@ final class BrokenMirror: DevicePlugin {
         case stale, sleep
         case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
         case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free", longTermPFN = "longterm-pfn"
-        case keepExclusive = "keep-exclusive"
+        case keepExclusive = "keep-exclusive", ignoreMremap = "ignore-mremap"
 
         /// The bugs that live in a whole-space subscriber (start, end,
         /// young, release); the others in an interval subscription.

@@ -1,7 +1,7 @@
 import DevicePluginKit
 
 /// A binding heard through an interval subscription (bugs stale, sleep,
-/// ignore-wp, no-dirty, zero-page, lazy-free, keep-exclusive; correct otherwise): the canonical fault
+/// ignore-wp, no-dirty, zero-page, lazy-free, keep-exclusive, ignore-mremap; correct otherwise): the canonical fault
 /// loop with `read_begin` / `read_retry`.
 final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendable {
     unowned let device: BrokenMirror
@@ -23,6 +23,7 @@ final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendabl
         let protection = range.event == MMULAB_EVENT_MPROTECT.rawValue || range.event == MMULAB_EVENT_WRITE_PROTECT.rawValue
             || range.event == MMULAB_EVENT_SOFT_DIRTY.rawValue
         let keep = device.bug == .stale || (device.bug == .ignoreWriteProtect && protection)  // BUG (stale, ignore-wp)
+            || (device.bug == .ignoreMremap && range.event == MMULAB_EVENT_MREMAP.rawValue)  // BUG (ignore-mremap)
         if !keep { device.zap(self, range.start, range.end) }
         device.lock.unlock()
         return true

@@ -16,6 +16,8 @@ final class ModelSide {
     private var kinds: [Int: MappingKind] = [:]
     private var nextSlot: UInt64 = 0
     private var exited = false
+    /// Mappings registered for userfaultfd write-protect (on first use, as the runner does).
+    private var userfaultRegistered: Set<Int> = []
 
     /// Mappings start 1 GiB apart from here, as the runner's do (from another base).
     static let slotBase: UInt64 = 0x10_0000_0000
@@ -87,6 +89,12 @@ final class ModelSide {
         case .munmap(let r): try space.unmap(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .dontNeed(let r): try space.adviseDontNeed(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .free(let r): try space.adviseFree(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
+        case .writeProtect(let r, let protect):
+            if !userfaultRegistered.contains(r.mapping) {
+                try space.registerUserfault(start: layout[r.mapping]!.start, length: UInt64(layout[r.mapping]!.pages) * 4096)
+                userfaultRegistered.insert(r.mapping)
+            }
+            try space.userfaultWriteProtect(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096, protect: protect)
         case .pageOut(let r): _ = try machine.pageOut(space, start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .mergeable(let r): try space.adviseMergeable(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .mprotect(let r, let p): try space.protect(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096, p.model)

@@ -12,6 +12,7 @@ public enum Primitive: Sendable, Hashable {
     case munmap(PageRange)
     case dontNeed(PageRange)
     case free(PageRange)
+    case writeProtect(PageRange, protect: Bool)
     case pageOut(PageRange)
     case mergeable(PageRange)
     case mprotect(PageRange, Protection)
@@ -36,6 +37,7 @@ public enum Primitive: Sendable, Hashable {
         case .munmap(let r): return range("munmap", r)
         case .dontNeed(let r): return range("dontneed", r)
         case .free(let r): return range("free", r)
+        case .writeProtect(let r, let protect): return range(protect ? "wrprotect" : "wrunprotect", r)
         case .pageOut(let r): return range("pageout", r)
         case .mergeable(let r): return range("mergeable", r)
         case .mprotect(let r, let p): return range("mprotect", r) + " \(p.rawValue)"
@@ -66,6 +68,7 @@ extension Step {
         case .munmap(let r): result = [.munmap(r)]
         case .dontNeed(let r): result = [.dontNeed(r)]
         case .free(let r): result = [.free(r)]
+        case .writeProtect(let r, let protect): result = [.writeProtect(r, protect: protect)]
         case .pageOut(let r): result = [.pageOut(r)]
         case .mergeable(let r): result = [.mergeable(r)]
         case .mprotect(let r, let p): result = [.mprotect(r, p)]

@@ -67,6 +67,10 @@ public enum Operation: Sendable, Hashable {
     case dontNeed(PageRange)
     /// `MADV_FREE`: the pages stay until reclaim (here `pageout`) discards the clean ones.
     case free(PageRange)
+    /// userfaultfd write-protect (`protect`) or unprotect of the pages
+    /// (`UFFDIO_WRITEPROTECT`; the mapping is registered on first use).
+    /// No script may write a protected page: nobody would resolve it.
+    case writeProtect(PageRange, protect: Bool)
     case pageOut(PageRange)
     case mergeable(PageRange)
     case mprotect(PageRange, Protection)

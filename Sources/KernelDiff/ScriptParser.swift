@@ -12,7 +12,7 @@ public struct ScriptError: Error, Sendable, Hashable, CustomStringConvertible {
 ///     map NAME anon|shared|file PAGES [rw|r|none]
 ///     read|guest-read|child-read NAME PAGES
 ///     write|guest-write|child-write NAME PAGES [VALUE]     (VALUE defaults to the step number)
-///     munmap|dontneed|free|pageout|mergeable|migrate NAME [PAGES]
+///     munmap|dontneed|free|pageout|mergeable|migrate|wrprotect|wrunprotect NAME [PAGES]
 ///     mprotect NAME rw|r|none [PAGES]
 ///     mremap NAME
 ///     fork | child-exit | ksm | exit
@@ -112,13 +112,15 @@ private struct ParseState {
             let range = try pages(words[1], words[2])
             let v = words.count == 4 ? try number(words[3]) : value
             return verb == "write" ? .write(range, v) : verb == "guest-write" ? .guestWrite(range, v) : .childWrite(range, v)
-        case "munmap", "dontneed", "free", "pageout", "mergeable", "migrate":
+        case "munmap", "dontneed", "free", "pageout", "mergeable", "migrate", "wrprotect", "wrunprotect":
             try arguments(words, 1...2, usage: "\(verb) NAME [PAGES]")
             let range = try pages(words[1], words.count == 3 ? words[2] : "all")
             switch verb {
             case "munmap": return .munmap(range)
             case "dontneed": return .dontNeed(range)
             case "free": return .free(range)
+            case "wrprotect": return .writeProtect(range, protect: true)
+            case "wrunprotect": return .writeProtect(range, protect: false)
             case "pageout": return .pageOut(range)
             case "mergeable": return .mergeable(range)
             default: return .migrate(range)

@@ -21,7 +21,7 @@
  *   map ID anon|shared|file PAGES rw|r|none
  *   read|gread|cread ID PAGE                 -> value 0xV | fault | error TEXT
  *   write|gwrite|cwrite ID PAGE HEXVALUE     -> ok | fault | error TEXT
- *   munmap|dontneed|free|pageout|mergeable ID FIRST COUNT
+ *   munmap|dontneed|free|pageout|mergeable|wrprotect|wrunprotect ID FIRST COUNT
  *   mprotect ID FIRST COUNT rw|r|none
  *   migrate ID FIRST COUNT NODE
  *   mremap ID | fork | cexit | ksm | exit    -> ok | error TEXT

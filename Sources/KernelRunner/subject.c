@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -33,7 +35,28 @@ struct mapping {
     enum kind kind;
     uint64_t start;
     int pages;
+    int uffd_registered; /* registered for userfaultfd write-protect */
 };
+
+/* The process's userfaultfd, made on the first wrprotect (no handler
+ * thread: a script never writes a page while it is write-protected). */
+static int uffd = -1;
+
+/* Registers mapping `m` for write-protect faults, making the userfaultfd
+ * first if needed; 0 or -1 with errno. */
+static int uffd_register(struct mapping *m) {
+    if (m->uffd_registered) return 0;
+    if (uffd < 0) {
+        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        if (uffd < 0) return -1;
+        struct uffdio_api api = {.api = UFFD_API, .features = 0};
+        if (ioctl(uffd, UFFDIO_API, &api) < 0) return -1;
+    }
+    struct uffdio_register reg = {.range = {.start = m->start, .len = (uint64_t)m->pages * 4096}, .mode = UFFDIO_REGISTER_MODE_WP};
+    if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) return -1;
+    m->uffd_registered = 1;
+    return 0;
+}
 
 static struct mapping maps[MAX_MAPPINGS];
 static int next_slot;
@@ -134,6 +157,7 @@ static void do_map(int id, const char *kind, int pages, const char *prot_name) {
     m->used = 1;
     m->start = at;
     m->pages = pages;
+    m->uffd_registered = 0;
     if (guest_set_slot(id, at, (uint64_t)pages * 4096) < 0) {
         reply_errno("memslot");
         return;
@@ -175,6 +199,14 @@ static void do_range(const char *op, int id, int first, int count, const char *p
     if (!strcmp(op, "munmap")) rc = munmap(at, len);
     else if (!strcmp(op, "dontneed")) rc = madvise(at, len, MADV_DONTNEED);
     else if (!strcmp(op, "free")) rc = madvise(at, len, MADV_FREE);
+    else if (!strcmp(op, "wrprotect") || !strcmp(op, "wrunprotect")) {
+        rc = uffd_register(m);
+        if (rc == 0) {
+            struct uffdio_writeprotect wp = {
+                .range = {.start = (uint64_t)(uintptr_t)at, .len = len}, .mode = !strcmp(op, "wrprotect") ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
+            rc = ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+        }
+    }
     else if (!strcmp(op, "pageout")) rc = madvise(at, len, MADV_PAGEOUT);
     else if (!strcmp(op, "mergeable")) rc = madvise(at, len, MADV_MERGEABLE);
     else if (!strcmp(op, "mprotect")) {

@@ -168,6 +168,8 @@ public final class MachineStatistics: Sendable {
     /// Pages devices took exclusive, and pages the CPU took back.
     public let exclusiveTaken = Atomic<Int>(0)
     public let exclusiveGivenBack = Atomic<Int>(0)
+    /// CPU writes that waited for a userfaultfd monitor.
+    public let userfaultWaits = Atomic<Int>(0)
 
     init() {}
 
@@ -185,7 +187,7 @@ public final class MachineStatistics: Sendable {
             ("lazily freed", v(lazyFreed)), ("lazy-free discards", v(lazyFreeDiscards)), ("lazy-free redirtied", v(lazyFreeRedirtied)),
             ("compactions", v(compactions)), ("compaction skipped (pinned)", v(compactionSkippedPinned)),
             ("long-term pin migrations", v(longTermPinMigrations)), ("exclusive taken", v(exclusiveTaken)),
-            ("exclusive given back", v(exclusiveGivenBack)),
+            ("exclusive given back", v(exclusiveGivenBack)), ("userfault waits", v(userfaultWaits)),
         ]
     }
 }

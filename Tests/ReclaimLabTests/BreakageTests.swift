@@ -72,6 +72,14 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=lazy-free on lazy-free-churn", scenario: "lazy-free-churn", plugin: ("mirror-broken", "bug=lazy-free"),
             seconds: 2, expected: [.lostWrite]),
+        // Writable translations kept through a userfaultfd write-protect.
+        Case(
+            name: "mirror-broken bug=ignore-wp on uffd-snapshot", scenario: "uffd-snapshot", plugin: ("mirror-broken", "bug=ignore-wp"),
+            seconds: 1, expected: [.writeThroughReadOnly], allowed: [.lostWrite, .staleTranslation, .useAfterFree, .crossSpaceLeak]),
+        // Translations of the old address kept through mremap.
+        Case(
+            name: "mirror-broken bug=ignore-mremap on mremap-move", scenario: "mremap-move", plugin: ("mirror-broken", "bug=ignore-mremap"),
+            seconds: 1, expected: [.staleTranslation], allowed: [.useAfterFree, .lostWrite, .crossSpaceLeak]),
         // An exclusive entry kept after the CPU took the page back.
         Case(
             name: "mirror-broken bug=keep-exclusive on device-atomics", scenario: "device-atomics", plugin: ("mirror-broken", "bug=keep-exclusive"),

@@ -99,6 +99,9 @@ struct ScenarioReaderTests {
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads:\n  - { name: w, actor: cpu, space: a, mapping: m, zipf-s: 1 }\n",
             4, "workloads[0].zipf-s", "pattern: zipfian only"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: []\n", 3, "workloads", "at least one workload"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  churn: [ { space: a, mapping: m, rate: 5 } ]\n  mremap: [ { space: a, mapping: m, rate: 5 } ]\n", 6, "pressure.mremap",
+            "churned too"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads:\n  - { name: w, actor: cpu, space: a, mapping: m, atomics: 0.5 }\n",
             4, "workloads[0].atomics", "atomics are a device's"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
@@ -161,6 +164,8 @@ struct ScenarioWriterTests {
         scenario.pressure.lazyFree = [.init(space: "app", mapping: "heap", rate: 11, pages: 12)]
         scenario.workloads[2].atomics = 0.25
         scenario.pressure.compactionRate = 13
+        scenario.pressure.userfaultSnapshot = [.init(space: "app", mapping: "heap", rate: 16)]
+        scenario.pressure.mremap = [.init(space: "vm", mapping: "guest", rate: 17)]
         scenario.pressure.attachChurn.append(.init(plugin: "nic", space: "app", mapping: "heap", rate: 14, pages: 15, pinned: true))
         scenario.machine.movableFrames = 1024
         scenario.pressure.backgroundReclaim = false

@@ -294,5 +294,43 @@ public enum Catalogue {
             pressure:
               fork: [ { space: app, rate: 20 } ]
             """),
+        Entry(name: "uffd-snapshot", yaml: """
+            name: uffd-snapshot
+            summary: a heap the CPU, a GPU and a NIC write is snapshotted 50 times a second with userfaultfd write-protect (every page write-protected at once, then released 16 at a time, the pages CPU writes wait on first); devices must drop their writable translations at each protect and cannot fault writable until the release
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: heap, pages: 256 }, { name: filler, pages: 768 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: heap } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: heap } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: heap, writes: 0.3 }
+              - { name: shader, actor: gpu, space: app, mapping: heap, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: heap, writes: 0.5 }
+              - { name: filler, actor: cpu, space: app, mapping: filler, pattern: sequential, writes: 0.5 }
+            pressure:
+              uffd-snapshot: [ { space: app, mapping: heap, rate: 50 } ]
+            """),
+        Entry(name: "mremap-move", yaml: """
+            name: mremap-move
+            summary: a populated mapping the CPU, a GPU and a NIC use is moved away by mremap and back 100 times a second, a millisecond away each time; each move invalidates the range it leaves and fills the other without a fault; devices must drop the old addresses' translations, and no write may be lost
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: moved, pages: 128 }, { name: heap, pages: 768 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: moved } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: moved } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: moved, writes: 0.3 }
+              - { name: shader, actor: gpu, space: app, mapping: moved, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: moved, writes: 0.5 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+            pressure:
+              mremap: [ { space: app, mapping: moved, rate: 100 } ]
+            """),
     ]
 }

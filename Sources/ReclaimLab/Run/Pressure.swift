@@ -80,6 +80,39 @@ enum Pressure {
                 try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, .readWrite)
             }))
         }
+        for target in spec.userfaultSnapshot {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
+            let space = lab.spaces[spaceIndex]
+            actors.append(("uffd-snapshot \(target.space)/\(target.mapping!)", { heartbeat in
+                let length = UInt64(mapping.pages) * 4096
+                guard (try? space.registerUserfault(start: mapping.address, length: length)) != nil else { return heartbeat.finish() }
+                repeatEvery(target.rate, stop, machine, heartbeat) { snapshot(space, mapping) }
+                // Nothing stays protected after the run: a writer must not wait for a monitor that is gone.
+                try? space.userfaultWriteProtect(start: mapping.address, length: length, protect: false)
+            }))
+        }
+        for target in spec.mremap {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
+            let space = lab.spaces[spaceIndex]
+            actors.append(("mremap \(target.space)/\(target.mapping!)", { heartbeat in
+                // Away to an address 1 TiB further (nothing of the lab's is
+                // there), a millisecond there, and back: the pages move with
+                // their frames, each move invalidates the range it leaves,
+                // and devices must refault at the old address once it is back.
+                let length = UInt64(mapping.pages) * 4096
+                let away = mapping.address + (1 << 40)
+                repeatEvery(target.rate, stop, machine, heartbeat) {
+                    guard (try? space.remap(from: mapping.address, length: length, to: away)) != nil else { return false }
+                    machine.sync.sleep(for: .milliseconds(1))
+                    do {
+                        try space.remap(from: away, length: length, to: mapping.address)
+                    } catch {
+                        preconditionFailure("mremap of \(target.space)/\(target.mapping!) back to its place failed: \(error)")
+                    }
+                    return true
+                }
+            }))
+        }
         for target in spec.forkRate {
             let space = lab.spaces[lab.scenario.spaces.firstIndex { $0.name == target.space }!]
             actors.append(("fork \(target.space)", { heartbeat in
@@ -148,6 +181,27 @@ enum Pressure {
             }))
         }
         return actors + DeviceActors.actors(lab, spec, seed: seed, stop: stop, counters: counters)
+    }
+
+    /// One live snapshot of `mapping` with userfaultfd write-protect (as
+    /// QEMU's background snapshot or CRIU do): the mapping is
+    /// write-protected whole, then released 16 pages at a time, the pages
+    /// CPU writes are waiting on before the rest. Devices must drop their
+    /// writable translations at the protect (an mprotect-type
+    /// invalidation) and cannot fault writable until the release.
+    static func snapshot(_ space: AddressSpace, _ mapping: TrackedMapping) -> Bool {
+        let length = UInt64(mapping.pages) * 4096
+        guard (try? space.userfaultWriteProtect(start: mapping.address, length: length, protect: true)) != nil else { return false }
+        var next = 0
+        while next < mapping.pages {
+            for fault in space.pendingUserfaults() where mapping.contains(fault) {
+                _ = try? space.userfaultWriteProtect(start: fault, length: 4096, protect: false)
+            }
+            let count = min(16, mapping.pages - next)
+            _ = try? space.userfaultWriteProtect(start: mapping.address + UInt64(next) * 4096, length: UInt64(count) * 4096, protect: false)
+            next += count
+        }
+        return true
     }
 
     /// Runs `body` `rate` times a second until `stop`; `body` says whether

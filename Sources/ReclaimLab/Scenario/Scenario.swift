@@ -197,6 +197,13 @@ public struct PressureSpec: Sendable, Equatable {
     public var exitRelease: [ExitRelease] = []
     /// MADV_FREE of a window of an anonymous mapping, per second.
     public var lazyFree: [WindowTarget] = []
+    /// Live snapshots with userfaultfd write-protect, per second: the
+    /// mapping write-protected whole, then released 16 pages at a time,
+    /// the pages CPU writes wait on first.
+    public var userfaultSnapshot: [RatedTarget] = []
+    /// mremap of a mapping away and back, per second (away for a
+    /// millisecond: accesses there fail; the data moves with it).
+    public var mremap: [RatedTarget] = []
     /// Compaction: pages of the tracked mappings moved within their node,
     /// per second (pinned pages are passed over untold).
     public var compactionRate: Int? = nil

@@ -249,7 +249,7 @@ public enum ScenarioReader {
     private static func pressure(_ field: YAMLField, spaces: [SpaceSpec], plugins: [PluginSpec]) throws(ScenarioError) -> PressureSpec {
         let fields = try field.mapping(keys: [
             "balloon-pages", "background-reclaim", "migration-rate", "ksm", "churn", "mprotect", "fork", "oom-kill",
-            "device-migration", "attach-churn", "writeback", "exit-release", "lazy-free", "compaction-rate",
+            "device-migration", "attach-churn", "writeback", "exit-release", "lazy-free", "compaction-rate", "uffd-snapshot", "mremap",
         ])
         var pressure = PressureSpec()
         if let balloon = fields["balloon-pages"] { pressure.balloonPages = try balloon.integer(in: 1...(1 << 24)) }
@@ -275,6 +275,16 @@ public enum ScenarioReader {
             throw fields["churn"]!.error("\(target.space)/\(target.mapping ?? "") is a file mapping; churn remaps anonymous memory only")
         }
         pressure.mprotect = try rated("mprotect", mappingRequired: true)
+        pressure.userfaultSnapshot = try rated("uffd-snapshot", mappingRequired: true)
+        pressure.mremap = try rated("mremap", mappingRequired: true)
+        for (key, targets) in [("uffd-snapshot", pressure.userfaultSnapshot), ("mremap", pressure.mremap)] {
+            for target in targets where spaces.first(where: { $0.name == target.space })!.mappings.first(where: { $0.name == target.mapping })!.kind != .anonymous {
+                throw fields[key]!.error("\(target.space)/\(target.mapping ?? "") is a file mapping; \(key) works on anonymous memory only")
+            }
+        }
+        for target in pressure.mremap where pressure.churn.contains(where: { $0.space == target.space && $0.mapping == target.mapping }) {
+            throw fields["mremap"]!.error("\(target.space)/\(target.mapping ?? "") is churned too: mremap moves it back to where churn maps it anew")
+        }
         pressure.forkRate = try rated("fork", mappingRequired: false)
         if let oom = fields["oom-kill"] {
             let o = try oom.mapping(keys: ["space", "after-ms"])

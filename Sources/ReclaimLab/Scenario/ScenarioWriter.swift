@@ -94,6 +94,8 @@ public enum ScenarioWriter {
         }
         rated("churn", p.churn)
         rated("mprotect", p.mprotect)
+        rated("uffd-snapshot", p.userfaultSnapshot)
+        rated("mremap", p.mremap)
         rated("fork", p.forkRate)
         if let kill = p.oomKill { lines.append("  oom-kill: " + flow(["space: \(quote(kill.space))", "after-ms: \(kill.afterMilliseconds)"])) }
         devices("device-migration", p.deviceMigration)

@@ -59,6 +59,11 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// left behind after the PTE went (a zap, reclaim) is never believed;
     /// `makeExclusive` overwrites it, a restore removes it.
     var exclusiveHolders: [UInt64: DeviceID] = [:]
+    /// userfaultfd: the pages CPU writes wait on, for the monitor; the
+    /// queue the writers wait in; and a count of resolutions (unprotects).
+    let userfaultQueue: SpinLocked<[UInt64]>
+    let userfaultWaits: WaitQueue
+    let userfaultResolutions = Atomic<UInt64>(0)
 
     enum State: UInt8 { case alive, killed, exited }
     let stateWord = Atomic<UInt8>(State.alive.rawValue)
@@ -71,6 +76,8 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         notifiers = machine.notifierCore.makeAddressSpaceNotifiers(for: id)
         mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync)
         ptl = SpinLock("page_table_lock \(id)", domain: machine.sync)
+        userfaultQueue = SpinLocked([], name: "userfaults \(id)", domain: machine.sync)
+        userfaultWaits = WaitQueue("userfault waits \(id)", domain: machine.sync)
     }
 
     var state: State { State(rawValue: stateWord.load(ordering: .acquiring))! }
@@ -209,6 +216,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         let tail = VMA(start: address, end: vma.end, protection: vma.protection, kind: vma.kind,
                        pageOffset: vma.index(of: address), region: vma.region, file: vma.file, space: self)
         tail.mergeable = vma.mergeable
+        tail.userfaultWP = vma.userfaultWP
         adjusting(vma) {
             vma.end = address
             if let region = tail.region { region.vmas.append(tail) } else if let file = tail.file { file.vmas.append(tail) }
@@ -261,7 +269,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
                 if pte.isPresent {
                     pte = (readOnly ? pte.with(writable: false) : pte).with(protNone: none)
                 } else if pte.isMigration {
-                    pte = .migration(frame: pte.frame, writable: pte.isWritable && !readOnly, protNone: none)
+                    pte = .migration(frame: pte.frame, writable: pte.isWritable && !readOnly, protNone: none, uffdWP: pte.isUffdWP)
                 } else if pte.isDevicePrivate && readOnly {
                     pte = pte.with(writable: false)
                 }

@@ -2,31 +2,52 @@ import LabSync
 import MMUNotifier
 import Synchronization
 
+/// One try of a CPU access under the mmap lock: done, or a userfault to
+/// wait for outside it.
+private enum FaultAttempt<R> {
+    case done(R)
+    case userfault
+}
+
 extension AddressSpace {
     /// Runs `body` on the bytes of the page at `address` as the CPU would
     /// access them, faulting the page in first if needed (zero fill,
     /// copy-on-write, swap-in, file read). The access happens under the
     /// page-table lock, so it lands entirely before or after any concurrent
     /// unmap. `body` must be short and must not sleep.
+    ///
+    /// A write to a page write-protected for the userfaultfd monitor waits,
+    /// with the mmap lock dropped, until the monitor resolves it.
     public func access<R>(
         _ address: UInt64, write: Bool, _ body: (UnsafeMutableRawBufferPointer) -> R
     ) throws(MemoryError) -> R {
-        try mmapLock.withShared { () throws(MemoryError) -> R in
-            try checkAlive()
-            for _ in 0..<64 {
-                let done = ptl.withLock { () -> R? in
-                    let vpn = address >> 12
-                    let pte = pageTable.entry(vpn)
-                    guard pte.isAccessible, !write || pte.isWritable else { return nil }
-                    var updated = pte.with(accessed: true)
-                    if write { updated = updated.with(dirty: true).with(softDirty: true) }
-                    if updated != pte { pageTable.set(vpn, updated) }
-                    return body(memory.payload(of: pte.frame))
+        while true {
+            let attempt = try mmapLock.withShared { () throws(MemoryError) -> FaultAttempt<R> in
+                try checkAlive()
+                for _ in 0..<64 {
+                    var protected = false
+                    let done = ptl.withLock { () -> R? in
+                        let vpn = address >> 12
+                        let pte = pageTable.entry(vpn)
+                        guard pte.isAccessible, !write || pte.isWritable else {
+                            protected = write && pte.isAccessible && pte.isUffdWP
+                            return nil
+                        }
+                        var updated = pte.with(accessed: true)
+                        if write { updated = updated.with(dirty: true).with(softDirty: true) }
+                        if updated != pte { pageTable.set(vpn, updated) }
+                        return body(memory.payload(of: pte.frame))
+                    }
+                    if let done { return .done(done) }
+                    if protected, vma(containing: address)?.protection.contains(.write) == true { return .userfault }
+                    try handleFault(address, write: write)
                 }
-                if let done { return done }
-                try handleFault(address, write: write)
+                preconditionFailure("page at 0x\(String(address, radix: 16)) still not accessible after 64 faults")
             }
-            preconditionFailure("page at 0x\(String(address, radix: 16)) still not accessible after 64 faults")
+            switch attempt {
+            case .done(let result): return result
+            case .userfault: try waitForUserfault(address & ~4095)
+            }
         }
     }
 
@@ -136,6 +157,11 @@ extension AddressSpace {
         guard vma.protection.contains(write ? .write : .read) else { throw .protectionFault(address) }
         let page = address & ~4095
         let pte = translateLocked(page)
+        // Write-protected for the userfaultfd monitor: a device's fault (or
+        // any fault that cannot wait for the monitor) fails (Linux:
+        // handle_userfault without FAULT_FLAG_ALLOW_RETRY, -EFAULT); the
+        // CPU's `access` waits before it gets here.
+        if write && pte.isUffdWP && pte.isPresent { throw .protectionFault(address) }
         if pte.isDeviceExclusive {
             // A device holds the page for its atomics: the CPU takes it back.
             giveBackExclusive(page, pte)
@@ -280,7 +306,7 @@ extension AddressSpace {
             defer { memory.put(cached) }  // the lookup's reference
             ptl.withLock {
                 guard pageTable.entry(page >> 12) == pte, swap.slot(of: cached) == slot else { return }
-                mapSwapped(cached, at: page, releasing: slot, writableIfExclusive: writableIfExclusive)
+                mapSwapped(cached, at: page, releasing: slot, writableIfExclusive: writableIfExclusive, uffdWP: pte.isUffdWP)
             }
             return  // mapped, or the PTE or the cache changed: the caller retries
         }
@@ -292,7 +318,7 @@ extension AddressSpace {
             // the frame in the cache a moment later cannot mistake our
             // allocation reference for the cache's.
             guard pageTable.entry(page >> 12) == pte, swap.readIntoCache(slot, frame: fresh, memory: memory) else { return false }
-            mapSwapped(fresh, at: page, releasing: slot, writableIfExclusive: writableIfExclusive)
+            mapSwapped(fresh, at: page, releasing: slot, writableIfExclusive: writableIfExclusive, uffdWP: pte.isUffdWP)
             return true
         }
         guard read else {
@@ -313,11 +339,13 @@ extension AddressSpace {
     /// user of the page and its slot; otherwise read-only until written: a
     /// write fault then decides between reusing this page (dropping the
     /// stale slot) and copying it.
-    private func mapSwapped(_ frame: Int32, at page: UInt64, releasing slot: Int, writableIfExclusive: Bool) {
-        let exclusive = writableIfExclusive && !memory.flags(of: frame).contains(.ksm) && memory.mapcount(of: frame) == 0
+    /// A page write-protected for a userfaultfd monitor (`uffdWP`) comes
+    /// back read-only and still protected.
+    private func mapSwapped(_ frame: Int32, at page: UInt64, releasing slot: Int, writableIfExclusive: Bool, uffdWP: Bool) {
+        let exclusive = writableIfExclusive && !uffdWP && !memory.flags(of: frame).contains(.ksm) && memory.mapcount(of: frame) == 0
             && machine.swap.swapReferences(of: frame) == 1
         memory.addMapping(frame)
-        pageTable.set(page >> 12, .present(frame: frame, writable: exclusive))
+        pageTable.set(page >> 12, PTE.present(frame: frame, writable: exclusive).with(uffdWP: uffdWP))
         residentPages.add(1, ordering: .relaxed)
         machine.swap.release(slot)  // the cache still links the slot, so it stays allocated
     }

@@ -62,7 +62,9 @@ extension AddressSpace {
                     } else if pte.isSwap {
                         self.machine.swap.retain(pte.swapSlot)
                     }
-                    child.ptl.withLock { child.pageTable.set(address >> 12, pte.with(accessed: false)) }
+                    // The child has no userfaultfd (without UFFD_FEATURE_EVENT_FORK
+                    // Linux clears the write-protect bit in the child's copy).
+                    child.ptl.withLock { child.pageTable.set(address >> 12, pte.with(accessed: false).with(uffdWP: false)) }
                 }
                 if vma.kind == .anonymousPrivate && vma.region?.hasPages.load(ordering: .relaxed) != true {
                     // Never held an anonymous page (at most the zero page):
@@ -90,7 +92,7 @@ extension AddressSpace {
                             exclusiveHolders.removeValue(forKey: address >> 12)
                         }
                         if pte.isPresent { pte = pte.with(writable: false) }
-                        if pte.isMigration { pte = .migration(frame: pte.frame, writable: false) }
+                        if pte.isMigration { pte = .migration(frame: pte.frame, writable: false, uffdWP: pte.isUffdWP) }
                         share(address, pte)
                     }
                 } else {

@@ -69,7 +69,10 @@ extension AddressSpace {
             ptl.withLock {
                 pageTable.forEachEntry(from: max(start, vma.start) >> 12, to: min(end, vma.end) >> 12) { vpn, pte in
                     // (A device-exclusive page stays: migrate_vma does not collect it.)
-                    if pte.isPresent && !pte.isDeviceExclusive && memory.tryGet(pte.frame) { candidates.append((vpn << 12, pte.frame)) }
+                    // (Nor a page write-protected for a userfaultfd monitor.)
+                    if pte.isPresent && !pte.isDeviceExclusive && !pte.isUffdWP && memory.tryGet(pte.frame) {
+                        candidates.append((vpn << 12, pte.frame))
+                    }
                 }
             }
         }

@@ -18,6 +18,11 @@
 ///               device's memory (`DevicePage`); the CPU cannot reach it and
 ///               a CPU fault brings the page home (Linux: a device-private
 ///               swap entry, `make_writable_device_private_entry`).
+/// Bit 11 (userfaultfd write-protect) may be set on a present, swap or
+///               migration entry: the page is write-protected for a
+///               userfaultfd monitor, and a CPU write waits for the monitor
+///               to resolve it (Linux: `_PAGE_UFFD_WP`, carried into swap
+///               and migration entries as `pte_swp_uffd_wp`).
 /// None:         all zero.
 public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public var rawValue: UInt64
@@ -33,6 +38,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     static let devicePrivateBit: UInt64 = 1 << 7
     static let protNoneBit: UInt64 = 1 << 8
     static let deviceExclusiveBit: UInt64 = 1 << 9
+    static let uffdWPBit: UInt64 = 1 << 11
     static let payloadShift: UInt64 = 12
 
     public static let none = PTE(rawValue: 0)
@@ -52,9 +58,9 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     public static func swap(slot: Int) -> PTE { PTE(rawValue: (UInt64(slot) << payloadShift) | swapBit) }
     /// A migration entry remembers whether the page was writable, so the
     /// mapping comes back the same on the new frame.
-    public static func migration(frame: Int32, writable: Bool, protNone: Bool = false) -> PTE {
+    public static func migration(frame: Int32, writable: Bool, protNone: Bool = false, uffdWP: Bool = false) -> PTE {
         PTE(rawValue: (UInt64(UInt32(bitPattern: frame)) << payloadShift) | migrationBit | (writable ? writableBit : 0)
-            | (protNone ? protNoneBit : 0))
+            | (protNone ? protNoneBit : 0) | (uffdWP ? uffdWPBit : 0))
     }
 
     /// Whether a migration entry restores a PROT_NONE mapping.
@@ -87,20 +93,23 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     public var isAccessed: Bool { rawValue & Self.accessedBit != 0 }
     public var isDirty: Bool { rawValue & Self.dirtyBit != 0 }
     public var isSoftDirty: Bool { rawValue & Self.softDirtyBit != 0 }
+    /// Write-protected for a userfaultfd monitor (any kind of entry).
+    public var isUffdWP: Bool { rawValue & Self.uffdWPBit != 0 }
 
     func with(writable: Bool) -> PTE { PTE(rawValue: writable ? rawValue | Self.writableBit : rawValue & ~Self.writableBit) }
     func with(accessed: Bool) -> PTE { PTE(rawValue: accessed ? rawValue | Self.accessedBit : rawValue & ~Self.accessedBit) }
     func with(dirty: Bool) -> PTE { PTE(rawValue: dirty ? rawValue | Self.dirtyBit : rawValue & ~Self.dirtyBit) }
     func with(softDirty: Bool) -> PTE { PTE(rawValue: softDirty ? rawValue | Self.softDirtyBit : rawValue & ~Self.softDirtyBit) }
     func with(protNone: Bool) -> PTE { PTE(rawValue: protNone ? rawValue | Self.protNoneBit : rawValue & ~Self.protNoneBit) }
+    func with(uffdWP: Bool) -> PTE { PTE(rawValue: uffdWP ? rawValue | Self.uffdWPBit : rawValue & ~Self.uffdWPBit) }
     func with(deviceExclusive: Bool) -> PTE {
         PTE(rawValue: deviceExclusive ? rawValue | Self.deviceExclusiveBit : rawValue & ~Self.deviceExclusiveBit)
     }
 
     public var description: String {
         if isNone { return "none" }
-        if isSwap { return "swap(\(swapSlot))" }
-        if isMigration { return "migration(frame \(frame))" }
+        if isSwap { return "swap(\(swapSlot))" + (isUffdWP ? " UFFD_WP" : "") }
+        if isMigration { return "migration(frame \(frame))" + (isUffdWP ? " UFFD_WP" : "") }
         if isDevicePrivate { return "device-private(\(devicePage))\(isWritable ? " W" : "")" }
         var bits = "frame \(frame)"
         if isWritable { bits += " W" }
@@ -109,6 +118,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
         if isSoftDirty { bits += " SD" }
         if isProtNone { bits += " PROT_NONE" }
         if isDeviceExclusive { bits += " EXCLUSIVE" }
+        if isUffdWP { bits += " UFFD_WP" }
         return bits
     }
 }

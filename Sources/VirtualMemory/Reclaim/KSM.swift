@@ -123,7 +123,7 @@ public final class SamePageMerger: @unchecked Sendable {
                 memory.removeMapping(frame)
                 released.frames.append(frame)
                 memory.addMapping(target)
-                pte = .present(frame: target, writable: false, accessed: pte.isAccessed)
+                pte = PTE.present(frame: target, writable: false, accessed: pte.isAccessed).with(uffdWP: pte.isUffdWP)
                 space.notifiers.changePTE(
                     PrimaryPTE(address: address, frame: PageFrameNumber(target), generation: memory.generation(of: target), writable: false))
                 merged = true

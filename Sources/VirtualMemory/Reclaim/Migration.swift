@@ -111,7 +111,7 @@ extension Machine {
                 memory.removeMapping(frame)
                 released.frames.append(frame)
                 vma.space.residentPages.subtract(1, ordering: .relaxed)
-                pte = .migration(frame: frame, writable: pte.isWritable, protNone: pte.isProtNone)
+                pte = .migration(frame: frame, writable: pte.isWritable, protNone: pte.isProtNone, uffdWP: pte.isUffdWP)
             }
         }
         if pinnedMeanwhile {
@@ -163,7 +163,8 @@ extension Machine {
                 guard pte.isMigration, pte.frame == frame else { return }
                 memory.addMapping(target)
                 vma.space.pageTable.set(
-                    mapped >> 12, .present(frame: target, writable: pte.isWritable, accessed: false, protNone: pte.migrationIsProtNone))
+                    mapped >> 12,
+                    PTE.present(frame: target, writable: pte.isWritable, accessed: false, protNone: pte.migrationIsProtNone).with(uffdWP: pte.isUffdWP))
                 vma.space.residentPages.add(1, ordering: .relaxed)
             }
         }

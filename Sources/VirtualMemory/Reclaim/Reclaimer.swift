@@ -243,7 +243,7 @@ extension Machine {
                 vma.space.residentPages.subtract(1, ordering: .relaxed)
                 if let slot {
                     swap.retain(slot)
-                    pte = .swap(slot: slot)
+                    pte = PTE.swap(slot: slot).with(uffdWP: pte.isUffdWP)
                 } else {
                     pte = .none
                 }
