@@ -149,6 +149,28 @@ struct LongTermPinTests {
         }
     }
 
+    @Test("a write fault on a pinned page reuses it even while someone else (compaction, reclaim) holds it locked: the pin and the PTE keep one frame")
+    func aPinnedPageIsReusedNotCopied() throws {
+        let machine = zoned()
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: page, kind: .anonymousPrivate)
+        try space.write(base, [1])
+        let pinned = try space.pin(start: base, length: page, write: false, longTerm: true)
+        try space.protect(start: base, length: page, .read)
+        try space.protect(start: base, length: page, .readWrite)  // read-only until the next write fault
+        let frame = pinned[0].frame.frame
+        #expect(!space.translate(base).isWritable && space.translate(base).frame == frame)
+        #expect(machine.memory.tryLock(frame), "held as compaction or reclaim would hold it")
+        machine.memory.get(frame)
+        try space.write(base, [2])
+        machine.memory.unlock(frame)
+        machine.memory.put(frame)
+        #expect(space.translate(base).frame == frame, "reused, not copied")
+        #expect(machine.dmaRead(space, pinned[0]).first == 2, "the pin sees the CPU's write")
+        #expect(machine.violations.count == 0)
+        machine.unpin(pinned)
+    }
+
     @Test("a movable zone must leave a normal zone above the high watermark")
     func theZonesAreChecked() {
         #expect(PhysicalMemory.Configuration(frames: 256, movablePerNode: 192).problem == nil)

@@ -412,6 +412,24 @@ extension AddressSpace {
         // anonymous page is always PageAnonExclusive), so the device's pin
         // and the CPU keep sharing it.
         guard !flags.contains(.ksm), frame != machine.zeroFrame, memory.mapcount(of: frame) == 1 else { return false }
+        if memory.pincount(of: frame) > 0 {
+            // A pinned anonymous page is PageAnonExclusive in Linux: reused
+            // whatever else holds it (reclaim or compaction may have it
+            // locked, isolated or referenced this moment; copying it then
+            // would leave the pin on a frame the primary no longer maps).
+            // It may stay in the swap cache: its PTE is dirty, so the next
+            // eviction writes the slot again. Fork never shares a pinned
+            // page, nor does KSM merge one.
+            let reused = ptl.withLock { () -> Bool in
+                guard pageTable.entry(page >> 12) == pte, memory.pincount(of: frame) > 0, memory.mapcount(of: frame) == 1 else { return false }
+                pageTable.set(page >> 12, pte.with(writable: true).with(dirty: true).with(softDirty: true).with(accessed: true))
+                return true
+            }
+            if reused {
+                machine.statistics.cowReuses.add(1, ordering: .relaxed)
+                return true
+            }
+        }
         guard memory.tryGet(frame) else { return false }
         defer { memory.put(frame) }  // runs last: after the unlock below
         guard memory.tryLock(frame) else { return false }
