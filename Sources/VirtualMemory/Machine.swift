@@ -26,6 +26,17 @@ public struct MemoryFaultInjection: OptionSet, Sendable, Hashable {
     public static let skipMprotectInvalidation = MemoryFaultInjection(rawValue: 1 << 16)
 }
 
+/// When private anonymous memory gets transparent huge pages (Linux:
+/// /sys/kernel/mm/transparent_hugepage/enabled).
+public enum TransparentHugePages: String, Sendable, Hashable, CaseIterable {
+    /// Never (the model's default, as the kernel-diff runner sets it).
+    case never
+    /// Only where madvise(MADV_HUGEPAGE) asked for them.
+    case madvise
+    /// Wherever an aligned 2 MiB of a mapping allows, unless MADV_NOHUGEPAGE.
+    case always
+}
+
 /// The primary MMU: physical memory, swap, files, address spaces, reclaim,
 /// migration, KSM and the OOM killer, calling the notifier core in the
 /// order the contract requires.
@@ -40,8 +51,14 @@ public final class Machine: @unchecked Sendable {
         public var faults: MemoryFaultInjection
         /// Frames a device may take for page-table pages from reclaim context.
         public var devicePageTableReserve: Int
+        /// Transparent huge pages for private anonymous memory.
+        public var transparentHugePages: TransparentHugePages
 
-        public init(memory: PhysicalMemory.Configuration, swapSlots: Int, faults: MemoryFaultInjection = [], devicePageTableReserve: Int = 16) {
+        public init(
+            memory: PhysicalMemory.Configuration, swapSlots: Int, faults: MemoryFaultInjection = [], devicePageTableReserve: Int = 16,
+            transparentHugePages: TransparentHugePages = .never
+        ) {
+            self.transparentHugePages = transparentHugePages
             self.memory = memory
             self.swapSlots = swapSlots
             self.faults = faults
@@ -170,6 +187,15 @@ public final class MachineStatistics: Sendable {
     public let exclusiveGivenBack = Atomic<Int>(0)
     /// CPU writes that waited for a userfaultfd monitor.
     public let userfaultWaits = Atomic<Int>(0)
+    /// Transparent huge pages: faults that got one, faults that fell back
+    /// to small pages, splits, collapses (and collapses passed over because
+    /// no page was young), whole-folio migrations.
+    public let hugeFaults = Atomic<Int>(0)
+    public let hugeFallbacks = Atomic<Int>(0)
+    public let hugeSplits = Atomic<Int>(0)
+    public let hugeCollapses = Atomic<Int>(0)
+    public let hugeCollapsesCold = Atomic<Int>(0)
+    public let hugeMigrations = Atomic<Int>(0)
 
     init() {}
 
@@ -188,6 +214,8 @@ public final class MachineStatistics: Sendable {
             ("compactions", v(compactions)), ("compaction skipped (pinned)", v(compactionSkippedPinned)),
             ("long-term pin migrations", v(longTermPinMigrations)), ("exclusive taken", v(exclusiveTaken)),
             ("exclusive given back", v(exclusiveGivenBack)), ("userfault waits", v(userfaultWaits)),
+            ("THP faults", v(hugeFaults)), ("THP fallbacks", v(hugeFallbacks)), ("THP splits", v(hugeSplits)),
+            ("THP collapses", v(hugeCollapses)), ("THP collapses skipped (cold)", v(hugeCollapsesCold)), ("THP migrations", v(hugeMigrations)),
         ]
     }
 }

@@ -39,6 +39,10 @@ extension AddressSpace {
             for _ in 0..<64 {
                 try checkAlive()
                 let pte = translateLocked(page)
+                if pte.isHuge {
+                    splitHugePage(at: page)  // Linux: FOLL_SPLIT_PMD
+                    continue
+                }
                 guard pte.isAccessible, pte.isWritable, pte.frame != machine.zeroFrame else {
                     try handleFault(page, write: true)  // also gives back another device's exclusive entry
                     continue

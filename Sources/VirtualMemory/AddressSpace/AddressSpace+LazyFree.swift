@@ -33,6 +33,9 @@ extension AddressSpace {
             if let other = targets.first(where: { $0.kind != .anonymousPrivate }) {
                 throw .invalidArgument("MADV_FREE applies to private anonymous memory, not to \(other)")
             }
+            // A huge page freed in part is split first; one freed whole
+            // stays whole (Linux: madvise_free_huge_pmd).
+            splitHugePages(start, end, partialOnly: true)
             for vma in targets {
                 let from = max(start, vma.start)
                 let to = min(end, vma.end)
@@ -63,7 +66,14 @@ extension AddressSpace {
     /// still uses that entry.
     private func markLazilyFree(_ pte: inout PTE) -> Bool {
         guard pte.isAccessible, pte.frame != machine.zeroFrame else { return false }
-        let frame = pte.frame
+        if pte.isHuge && memory.subpage(of: pte.frame) != 0 {
+            // The folio is marked at its first entry; the others are only
+            // cleaned and aged, if it was.
+            let head = memory.head(of: pte.frame)
+            if memory.flags(of: head).contains(.lazyFree) { pte = pte.with(dirty: false).with(accessed: false) }
+            return false
+        }
+        let frame = memory.head(of: pte.frame)
         let flags = memory.flags(of: frame)
         guard flags.contains(.anonymous), !flags.contains(.ksm) else { return false }
         // Shared with another mapping (a forked child): Linux leaves it.

@@ -136,7 +136,10 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             }
         }
         return try mmapLock.withExclusive { () throws(MemoryError) -> UInt64 in
-            let start = try place(length, at: fixedAddress)
+            // Private anonymous memory of 2 MiB or more starts on a 2 MiB
+            // boundary when huge pages may be used (Linux: thp_get_unmapped_area).
+            let alignHuge = kind == .anonymousPrivate && length >= Self.hugeSize && machine.configuration.transparentHugePages != .never
+            let start = try place(length, at: fixedAddress, alignHuge: alignHuge)
             let region = kind == .anonymousPrivate ? machine.owners.makeRegion(sync: machine.sync) : nil
             let backing: BackingFile? = switch kind {
             case .anonymousPrivate: nil
@@ -153,7 +156,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Finds room for `length` bytes (mmap lock held exclusively).
-    private func place(_ length: UInt64, at fixed: UInt64?) throws(MemoryError) -> UInt64 {
+    private func place(_ length: UInt64, at fixed: UInt64?, alignHuge: Bool = false) throws(MemoryError) -> UInt64 {
         if let fixed {
             guard fixed % 4096 == 0, fixed + length <= PageTable.limit else { throw .invalidArgument("bad fixed address") }
             guard !vmas.contains(where: { $0.start < fixed + length && fixed < $0.end }) else {
@@ -161,10 +164,11 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             }
             return fixed
         }
-        var candidate = cursor
+        func aligned(_ address: UInt64) -> UInt64 { alignHuge ? (address + Self.hugeSize - 1) & ~(Self.hugeSize - 1) : address }
+        var candidate = aligned(cursor)
         for vma in vmas where vma.end > candidate {
             if vma.start >= candidate + length { break }
-            candidate = vma.end
+            candidate = aligned(vma.end)
         }
         guard candidate + length <= PageTable.limit else { throw .outOfMemory }
         cursor = candidate + length + 4096  // leave a guard gap
@@ -210,13 +214,18 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
-    /// Splits VMAs so that `address` is a boundary (mmap lock held exclusively).
+    /// Splits VMAs so that `address` is a boundary (mmap lock held
+    /// exclusively). A huge page across the new boundary is split first
+    /// (Linux: `vma_adjust_trans_huge`), so no huge page straddles VMAs.
     func split(at address: UInt64) {
         guard let vma = vma(containing: address), vma.start != address else { return }
+        if address % Self.hugeSize != 0 { splitHugePages(address, address + 1, partialOnly: false) }
         let tail = VMA(start: address, end: vma.end, protection: vma.protection, kind: vma.kind,
                        pageOffset: vma.index(of: address), region: vma.region, file: vma.file, space: self)
         tail.mergeable = vma.mergeable
         tail.userfaultWP = vma.userfaultWP
+        tail.hugePage = vma.hugePage
+        tail.noHugePage = vma.noHugePage
         adjusting(vma) {
             vma.end = address
             if let region = tail.region { region.vmas.append(tail) } else if let file = tail.file { file.vmas.append(tail) }
@@ -242,6 +251,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         try checkRange(start, length)
         mmapLock.withExclusive {
             let end = start + length
+            splitHugePages(start, end, partialOnly: true)  // a huge page unmapped in part is split first
             invalidateBlocking(start, end, .munmap, flush: .gathered) { _, pte, released in zap(&pte, &released) }
             for vma in carve(start, end) {
                 vmas.removeAll { $0 === vma }
@@ -302,6 +312,9 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             guard !vmas.contains(where: { $0.start < newStart + length && newStart < $0.end }) else {
                 throw .invalidArgument("the target range overlaps a mapping")
             }
+            // Huge pages move whole (Linux: move_huge_pmd) only to the same
+            // place in a 2 MiB: otherwise, and at a partial edge, they split.
+            splitHugePages(oldStart, oldEnd, partialOnly: newStart % Self.hugeSize == oldStart % Self.hugeSize)
             var moved: [(UInt64, PTE)] = []
             invalidateBlocking(oldStart, oldEnd, .mremap) { address, pte, _ in
                 moved.append((address - oldStart, pte))
@@ -337,6 +350,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     public func adviseDontNeed(start: UInt64, length: UInt64) throws(MemoryError) {
         try checkRange(start, length)
         mmapLock.withShared {
+            splitHugePages(start, start + length, partialOnly: true)
             invalidateBlocking(start, start + length, .madviseDontNeed, flush: .gathered) { _, pte, released in zap(&pte, &released) }
         }
     }

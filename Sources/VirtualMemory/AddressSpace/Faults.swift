@@ -81,6 +81,10 @@ extension AddressSpace {
                 // A read populate of untouched private memory maps the zero
                 // page (MADV_POPULATE_READ), through the ordinary fault.
                 if write, let vma = vma(containing: address), vma.kind == .anonymousPrivate, vma.protection.contains(.write) {
+                    if address % Self.hugeSize == 0, address + Self.hugeSize <= end, hugeFault(vma, address) {
+                        address += Self.hugeSize
+                        continue
+                    }
                     let leafEnd = (address | (512 * 4096 - 1)) + 1
                     let done = zeroFillRun(vma, from: address, to: min(end, vma.end, leafEnd), write: write)
                     if done > 0 {
@@ -172,13 +176,17 @@ extension AddressSpace {
             return
         }
         if pte.isMigration {
-            // Wait for the migration to finish: it holds the old frame's
-            // lock. Without a reference the frame may already be freed (the
-            // migration is over) and must not be touched.
-            guard memory.tryGet(pte.frame) else { return }
-            memory.lock(pte.frame)
-            memory.unlock(pte.frame)
-            memory.put(pte.frame)
+            // Wait for the migration (or a huge page's split) to finish: it
+            // holds the old frame's lock (a huge folio's: its head's).
+            // Without a reference the frame may already be freed (the
+            // migration is over) and must not be touched. The head is
+            // found once: a split may make a tail a page of its own
+            // meanwhile, and the reference must be put where it was taken.
+            let head = memory.head(of: pte.frame)
+            guard memory.tryGet(head) else { return }
+            memory.lock(head)
+            memory.unlock(head)
+            memory.put(head)
             return
         }
         if pte.isSwap { return try swapIn(vma, page, pte, write: write) }
@@ -242,6 +250,9 @@ extension AddressSpace {
             if mapped { machine.statistics.zeroPageMaps.add(1, ordering: .relaxed) }
             return
         }
+        // Where a huge page may be, one is tried first (falling back to a
+        // small page when the 2 MiB is not empty or no folio can be had).
+        if hugeFault(vma, page) { return }
         let frame = try allocateFrame(flags: .anonymous)
         vma.own(frame, at: page, memory: memory)
         // On the LRU while we still own it, locked so reclaim leaves it be:
@@ -354,6 +365,15 @@ extension AddressSpace {
     /// writable (and its page dirty), reuse an exclusive anonymous page, or
     /// break copy-on-write (or KSM sharing) with a fresh copy.
     private func writeProtectedFault(_ vma: VMA, _ page: UInt64, _ pte: PTE) throws(MemoryError) {
+        if pte.isHuge {
+            // A huge page mapped read-only (after fork, mprotect): reused
+            // whole if this mapping is its only one (Linux:
+            // do_huge_pmd_wp_page), else split first and copied page by
+            // page (Linux splits only the faulting PMD; the model splits
+            // the folio, so its other mappings hear a hugeSplit too).
+            if !reuseHugeIfExclusive(page, pte) { splitHugePage(at: page) }
+            return
+        }
         let old = pte.frame
         if vma.kind != .anonymousPrivate {
             ptl.withLock {
@@ -393,6 +413,25 @@ extension AddressSpace {
         } else {
             memory.put(copy)
         }
+    }
+
+    /// Makes the huge page at `page` writable in place, all 512 entries, if
+    /// this mapping is its only one and it is an ordinary anonymous folio.
+    private func reuseHugeIfExclusive(_ page: UInt64, _ pte: PTE) -> Bool {
+        let head = memory.head(of: pte.frame)
+        let flags = memory.flags(of: head)
+        guard flags.contains(.anonymous), !flags.contains(.swapCache), memory.mapcount(of: head) == 1 else { return false }
+        let block = page & ~(Self.hugeSize - 1)
+        let reused = ptl.withLock { () -> Bool in
+            guard pageTable.entry(page >> 12) == pte, memory.mapcount(of: head) == 1 else { return false }
+            pageTable.forEachEntry(from: block >> 12, to: (block + Self.hugeSize) >> 12) { _, entry in
+                guard entry.isPresent, entry.isHuge, memory.head(of: entry.frame) == head else { return }
+                entry = entry.with(writable: true).with(dirty: true).with(softDirty: true)
+            }
+            return true
+        }
+        if reused { machine.statistics.cowReuses.add(1, ordering: .relaxed) }
+        return reused
     }
 
     /// Makes an anonymous page writable in place when this PTE is its only

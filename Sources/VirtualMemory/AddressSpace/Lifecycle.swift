@@ -56,7 +56,8 @@ extension AddressSpace {
                 let share = { (address: UInt64, pte: PTE) in
                     if pte.isPresent {
                         if pte.frame != self.machine.zeroFrame {
-                            self.memory.addMapping(pte.frame)
+                            // A huge page's PMD mapping counts once (its first entry).
+                            if !pte.isHuge || self.memory.subpage(of: pte.frame) == 0 { self.memory.addMapping(pte.frame) }
                             child.residentPages.add(1, ordering: .relaxed)
                         }
                     } else if pte.isSwap {

@@ -62,6 +62,8 @@ extension Machine {
 extension AddressSpace {
     /// `Machine.migrateToDevice` with the mmap lock held.
     func sendToDevice(_ start: UInt64, _ end: UInt64, _ device: DeviceMemory) -> Int {
+        // Device memory takes small pages: huge ones in the range are split first.
+        splitHugePages(start, end, partialOnly: false)
         // Candidates, referenced and locked so reclaim and NUMA migration
         // leave them be while they move.
         var candidates: [(UInt64, Int32)] = []
@@ -70,7 +72,7 @@ extension AddressSpace {
                 pageTable.forEachEntry(from: max(start, vma.start) >> 12, to: min(end, vma.end) >> 12) { vpn, pte in
                     // (A device-exclusive page stays: migrate_vma does not collect it.)
                     // (Nor a page write-protected for a userfaultfd monitor.)
-                    if pte.isPresent && !pte.isDeviceExclusive && !pte.isUffdWP && memory.tryGet(pte.frame) {
+                    if pte.isPresent && !pte.isHuge && !pte.isDeviceExclusive && !pte.isUffdWP && memory.tryGet(pte.frame) {
                         candidates.append((vpn << 12, pte.frame))
                     }
                 }

@@ -18,11 +18,17 @@ public struct DeviceTranslation: Sendable, Hashable, CustomStringConvertible {
     /// Taken with `makeExclusive`: good only while the primary's entry is
     /// the device-exclusive one this device holds.
     public let exclusive: Bool
+    /// The page is part of a huge page's PMD mapping: the aligned 2 MiB
+    /// around it is one folio, mapped with one permission, so a device may
+    /// map it with one 2 MiB entry (every change to any part of it comes as
+    /// an invalidation of the whole 2 MiB first: a split, a migration).
+    public let huge: Bool
 
     public init(
         address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool, devicePage: DevicePage? = nil,
-        exclusive: Bool = false
+        exclusive: Bool = false, huge: Bool = false
     ) {
+        self.huge = huge
         self.address = address
         self.frame = frame
         self.generation = generation
@@ -123,21 +129,30 @@ extension AddressSpace {
             do throws(MemoryError) {
                 while address < start + length {
                     try checkAlive()
+                    var hugeToPin = false
                     let taken = ptl.withLock { () -> DeviceTranslation? in
                         let pte = pageTable.entry(address >> 12)
                         if pte.isDevicePrivate, !pin, let owner = devicePrivateOwner {
                             return ownDevicePage(address, pte, owner: owner, write: write)
                         }
                         guard pte.isAccessible, !write || pte.isWritable else { return nil }
+                        // A pin splits a huge page first: pins are counted on
+                        // the folio, and a folio with pins could never split.
+                        if pin && pte.isHuge {
+                            hugeToPin = true
+                            return nil
+                        }
                         if pin && pte.frame != machine.zeroFrame { memory.addPin(pte.frame) }  // the zero page needs no pin
                         pageTable.set(address >> 12, pte.with(accessed: true))
                         return DeviceTranslation(
                             address: address, frame: PageFrameNumber(pte.frame), generation: memory.generation(of: pte.frame),
-                            writable: pte.isWritable, pinned: pin)
+                            writable: pte.isWritable, pinned: pin, huge: pte.isHuge)
                     }
                     if let taken {
                         result.append(taken)
                         address += 4096
+                    } else if hugeToPin {
+                        splitHugePage(at: address)
                     } else {
                         try handleFault(address, write: write)
                     }

@@ -18,6 +18,14 @@
 ///               device's memory (`DevicePage`); the CPU cannot reach it and
 ///               a CPU fault brings the page home (Linux: a device-private
 ///               swap entry, `make_writable_device_private_entry`).
+/// Bit 10 (huge) on a present or migration entry: one of the 512 PTEs of
+///               a PMD mapping of a transparent huge page. The model keeps
+///               the 512 entries (each names its own frame of the folio,
+///               so every path that reads a PTE reaches the right page) and
+///               treats them as one: they are made, changed and removed
+///               together, with one reference and one mapping count on the
+///               folio's head, and any operation on part of them splits
+///               the folio first (Linux: `split_huge_pmd`).
 /// Bit 11 (userfaultfd write-protect) may be set on a present, swap or
 ///               migration entry: the page is write-protected for a
 ///               userfaultfd monitor, and a CPU write waits for the monitor
@@ -38,6 +46,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     static let devicePrivateBit: UInt64 = 1 << 7
     static let protNoneBit: UInt64 = 1 << 8
     static let deviceExclusiveBit: UInt64 = 1 << 9
+    static let hugeBit: UInt64 = 1 << 10
     static let uffdWPBit: UInt64 = 1 << 11
     static let payloadShift: UInt64 = 12
 
@@ -93,6 +102,8 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     public var isAccessed: Bool { rawValue & Self.accessedBit != 0 }
     public var isDirty: Bool { rawValue & Self.dirtyBit != 0 }
     public var isSoftDirty: Bool { rawValue & Self.softDirtyBit != 0 }
+    /// One of the 512 entries of a PMD mapping of a huge page.
+    public var isHuge: Bool { rawValue & Self.hugeBit != 0 && (isPresent || isMigration) }
     /// Write-protected for a userfaultfd monitor (any kind of entry).
     public var isUffdWP: Bool { rawValue & Self.uffdWPBit != 0 }
 
@@ -101,6 +112,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     func with(dirty: Bool) -> PTE { PTE(rawValue: dirty ? rawValue | Self.dirtyBit : rawValue & ~Self.dirtyBit) }
     func with(softDirty: Bool) -> PTE { PTE(rawValue: softDirty ? rawValue | Self.softDirtyBit : rawValue & ~Self.softDirtyBit) }
     func with(protNone: Bool) -> PTE { PTE(rawValue: protNone ? rawValue | Self.protNoneBit : rawValue & ~Self.protNoneBit) }
+    func with(huge: Bool) -> PTE { PTE(rawValue: huge ? rawValue | Self.hugeBit : rawValue & ~Self.hugeBit) }
     func with(uffdWP: Bool) -> PTE { PTE(rawValue: uffdWP ? rawValue | Self.uffdWPBit : rawValue & ~Self.uffdWPBit) }
     func with(deviceExclusive: Bool) -> PTE {
         PTE(rawValue: deviceExclusive ? rawValue | Self.deviceExclusiveBit : rawValue & ~Self.deviceExclusiveBit)
@@ -109,7 +121,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
     public var description: String {
         if isNone { return "none" }
         if isSwap { return "swap(\(swapSlot))" + (isUffdWP ? " UFFD_WP" : "") }
-        if isMigration { return "migration(frame \(frame))" + (isUffdWP ? " UFFD_WP" : "") }
+        if isMigration { return "migration(frame \(frame))" + (isUffdWP ? " UFFD_WP" : "") + (isHuge ? " HUGE" : "") }
         if isDevicePrivate { return "device-private(\(devicePage))\(isWritable ? " W" : "")" }
         var bits = "frame \(frame)"
         if isWritable { bits += " W" }
@@ -119,6 +131,7 @@ public struct PTE: RawRepresentable, Sendable, Hashable, CustomStringConvertible
         if isProtNone { bits += " PROT_NONE" }
         if isDeviceExclusive { bits += " EXCLUSIVE" }
         if isUffdWP { bits += " UFFD_WP" }
+        if rawValue & Self.hugeBit != 0 { bits += " HUGE" }
         return bits
     }
 }

@@ -35,6 +35,15 @@ public struct FrameFlags: OptionSet, Sendable, Hashable, CustomStringConvertible
     /// reclaim discards it instead of swapping it, unless it was written
     /// (its PTE or the frame dirty) since.
     public static let lazyFree = FrameFlags(rawValue: 1 << 13)
+    /// The head frame of a transparent huge page (a 2 MiB folio of 512
+    /// frames): it holds the folio's reference, mapping and pin counts,
+    /// flags, rmap owner and LRU place for all of them.
+    public static let huge = FrameFlags(rawValue: 1 << 14)
+    /// One of the 511 other frames of a huge folio: only its payload and
+    /// generation are its own; every count, flag and lock is the head's
+    /// (`PhysicalMemory.head(of:)`). `flags(of:)` of a tail answers the
+    /// head's flags with this one added.
+    public static let tail = FrameFlags(rawValue: 1 << 15)
 
     /// Whether the frame belongs on an anonymous LRU list (swap-backed);
     /// a lazily freed page goes on the file lists, as Linux's `lru_lazyfree`
@@ -46,7 +55,7 @@ public struct FrameFlags: OptionSet, Sendable, Hashable, CustomStringConvertible
             (.allocated, "allocated"), (.locked, "locked"), (.waiters, "waiters"), (.dirty, "dirty"),
             (.referenced, "referenced"), (.onLRU, "lru"), (.active, "active"), (.anonymous, "anon"),
             (.swapCache, "swapcache"), (.ksm, "ksm"), (.devicePageTable, "device-pt"), (.devicePrivate, "device-private"),
-            (.zeroPage, "zero-page"), (.lazyFree, "lazyfree"),
+            (.zeroPage, "zero-page"), (.lazyFree, "lazyfree"), (.huge, "huge"), (.tail, "tail"),
         ]
         let set = names.filter { contains($0.0) }.map(\.1)
         return set.isEmpty ? "[]" : "[" + set.joined(separator: ",") + "]"

@@ -31,7 +31,8 @@ public final class SamePageMerger: @unchecked Sendable {
                 space.ptl.withLock {
                     for vma in space.vmas where vma.mergeable {
                         space.pageTable.forEachEntry(from: vma.start >> 12, to: vma.end >> 12) { vpn, pte in
-                            if pte.isAccessible { found.append((vpn << 12, pte.frame)) }
+                            // (KSM leaves huge pages alone: Linux splits them first.)
+                            if pte.isAccessible && !pte.isHuge { found.append((vpn << 12, pte.frame)) }
                         }
                     }
                 }

@@ -56,14 +56,22 @@ extension Machine {
         _ space: AddressSpace, address: UInt64, to node: Int, owner: OwnerCookie? = nil, reason: MigrationReason = .placement
     ) -> MigrationResult {
         let page = address & ~4095
+        // A huge page's head, found under the page-table lock while its
+        // PMD mapping is present (no split can be under way then).
         guard let frame = space.ptl.withLock({ () -> Int32? in
             let pte = space.pageTable.entry(page >> 12)
-            return pte.isPresent && memory.tryGet(pte.frame) ? pte.frame : nil
+            guard pte.isPresent else { return nil }
+            let frame = memory.head(of: pte.frame)
+            return memory.tryGet(frame) ? frame : nil
         }) else { return .notMapped }
         defer { memory.put(frame) }
         guard memory.tryLock(frame) else { return .busy }
         defer { memory.unlock(frame) }
         let flags = memory.flags(of: frame)
+        if flags.contains(.huge) {
+            if reason == .compaction && memory.pincount(of: frame) > 0 { return .pinned(PageFrameNumber(frame)) }
+            return migrateHugeFolio(frame, to: node, owner: owner, reason: reason)
+        }
         guard !flags.contains(.ksm), !flags.contains(.devicePageTable), !flags.contains(.zeroPage), flags.contains(.allocated) else {
             return .unsupported
         }

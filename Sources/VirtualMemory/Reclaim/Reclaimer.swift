@@ -148,9 +148,15 @@ extension Machine {
         try space.checkRange(start, length)
         var frames: [Int32] = []
         space.mmapLock.withShared {
+            // Huge pages there are split first, to go out page by page
+            // (Linux splits a THP it pages out to swap).
+            space.splitHugePages(start, start + length, partialOnly: false)
             space.ptl.withLock {
                 space.pageTable.forEachEntry(from: start >> 12, to: (start + length) >> 12) { _, pte in
-                    if pte.isPresent { frames.append(pte.frame) }
+                    // A huge page once, by its head (it is on the LRU as one).
+                    guard pte.isPresent else { return }
+                    let head = memory.head(of: pte.frame)
+                    if frames.last != head { frames.append(head) }
                 }
             }
         }
@@ -202,6 +208,15 @@ extension Machine {
             return .kept(active: true)
         }
         if flags.contains(.ksm) || flags.contains(.devicePageTable) { return .kept(active: true) }
+        if flags.contains(.huge) {
+            // A huge page is aged as one (its 512 accessed bits, the
+            // devices' young bits over its 2 MiB); a cold one is split to
+            // be swapped out (Linux splits a THP it cannot swap whole):
+            // its other pages go on the inactive list, this one goes on.
+            if !ignoreReferences && isHugeRecentlyUsed(frame) { return .kept(active: true) }
+            splitHugeFolio(frame)
+            return evict(frame, ignoreReferences: true)
+        }
         if !ignoreReferences && isRecentlyUsed(frame) { return .kept(active: true) }
 
         let anonymous = flags.contains(.anonymous)
