@@ -53,6 +53,15 @@
 //                      but they are good at the new address, not at the
 //                      old one it uses them for. Stale translation
 //                      (mremap-move).
+//   bug=huge-split     maps a whole 2 MiB entry when fault_range says the
+//                      page is part of a huge page (all 512 pages at once),
+//                      keyed by its first page; ignores huge-page splits
+//                      (the frames stay where they are), and from then on
+//                      zaps that entry only for an invalidation that covers
+//                      its first page: one that names another 4 KiB of the
+//                      split page (reclaim evicting it, a copy-on-write)
+//                      leaves the device on a freed frame. Use after free /
+//                      stale translation (thp-storm).
 //   bug=lazy-free      trusts a write fault to have dirtied the page, so it
 //                      reports dirty only pages it faulted for reading and
 //                      wrote later. After MADV_FREE a page stays mapped
@@ -76,6 +85,8 @@ struct MirrorEntry {
     var faultedForWrite = false
     /// Taken exclusive for atomics (make_exclusive).
     var exclusive = false
+    /// Part of a 2 MiB entry (bug=huge-split): the index of its first page.
+    var hugeFirst: Int? = nil
 }
 
 /// A binding's page table, whichever way it hears of invalidations.
@@ -97,7 +108,7 @@ final class BrokenMirror: DevicePlugin {
         case stale, sleep
         case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
         case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free", longTermPFN = "longterm-pfn"
-        case keepExclusive = "keep-exclusive", ignoreMremap = "ignore-mremap"
+        case keepExclusive = "keep-exclusive", ignoreMremap = "ignore-mremap", hugeSplit = "huge-split"
 
         /// The bugs that live in a whole-space subscriber (start, end,
         /// young, release); the others in an interval subscription.
@@ -176,10 +187,30 @@ final class BrokenMirror: DevicePlugin {
         var address = max(start, request.start)
         while address < min(end, request.start + request.length) {
             let index = Int((address - request.start) / 4096)
+            address += 4096
+            // BUG (huge-split): a 2 MiB entry goes only with its first page.
+            if let first = table.pages[index].hugeFirst {
+                let firstAddress = request.start + UInt64(first) * 4096
+                guard firstAddress >= start && firstAddress < end else { continue }
+                for k in first..<first + 512 {
+                    if table.pages[k].valid && table.pages[k].written { reportDirty(table.pages[k]) }
+                    table.pages[k] = MirrorEntry()
+                }
+                continue
+            }
             if table.pages[index].valid && table.pages[index].written { reportDirty(table.pages[index]) }
             table.pages[index] = MirrorEntry()
-            address += 4096
         }
+    }
+
+    /// The aligned 2 MiB around page `index` of `table`, if it lies wholly
+    /// in the binding: its first page's index.
+    func hugeBlock(_ table: any BrokenTable, _ index: Int) -> Int? {
+        let request = table.request
+        let address = request.start + UInt64(index) * 4096
+        let block = address & ~(UInt64(2 << 20) - 1)
+        guard block >= request.start, block + (2 << 20) <= request.start + request.length else { return nil }
+        return Int((block - request.start) / 4096)
     }
 
     func access(_ object: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
@@ -217,6 +248,19 @@ final class BrokenMirror: DevicePlugin {
             if attempt > 2 { host.sleep(nanoseconds: 20_000) }  // let an invalidation finish
             guard let token = table.faultBegin(address) else { continue }
             let pfn = try host.faultRange(addressSpace: request.addressSpace, start: address, length: 4096, write: write)[0]
+            if bug == .hugeSplit, pfn.isHuge, let first = hugeBlock(table, index) {
+                // BUG (huge-split): one 2 MiB entry for the huge page.
+                let start = request.start + UInt64(first) * 4096
+                let pfns = try host.faultRange(addressSpace: request.addressSpace, start: start, length: 2 << 20, write: write)
+                lock.withLock {
+                    guard !table.faultRaced(token, address), pfns.allSatisfy(\.isHuge) else { return }
+                    for (k, p) in pfns.enumerated() {
+                        table.pages[first + k] = MirrorEntry(
+                            pfn: p, valid: true, writable: p.isWritable, young: true, faultedForWrite: write, hugeFirst: first)
+                    }
+                }
+                continue
+            }
             lock.withLock {
                 guard !table.faultRaced(token, address) else { return }
                 // BUG (zero-page): a read fault of private memory may give the

@@ -219,6 +219,9 @@ extension mmulab_pfn {
     public var isDevicePrivate: Bool { flags & UInt32(MMULAB_PFN_DEVICE_PRIVATE) != 0 }
     /// Taken with `makeExclusive` (ABI 1.4).
     public var isExclusive: Bool { flags & UInt32(MMULAB_PFN_EXCLUSIVE) != 0 }
+    /// Part of a huge page's PMD mapping (ABI 1.4): its aligned 2 MiB may be
+    /// mapped with one 2 MiB entry.
+    public var isHuge: Bool { flags & UInt32(MMULAB_PFN_HUGE) != 0 }
 }
 
 extension Host {

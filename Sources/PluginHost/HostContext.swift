@@ -280,7 +280,8 @@ final class HostContext: @unchecked Sendable {
                 pfns[i] = mmulab_pfn(
                     address: t.address, pfn: t.frame.rawValue, generation: t.generation,
                     flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.pinned ? UInt32(MMULAB_PFN_PINNED) : 0)
-                        | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0))
+                        | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0)
+                        | (t.huge && negotiatedMinor >= 4 ? UInt32(MMULAB_PFN_HUGE) : 0))
             }
             return mmulab_status(MMULAB_OK)
         } catch {

@@ -141,6 +141,8 @@ public final class Machine: @unchecked Sendable {
     public var zeroFrame: Int32 { memory.zeroFrame }
 
     private let nextDevice = Atomic<UInt64>(1)
+    /// Where the collapse daemon's next pass begins (`collapseScan`).
+    let collapseCursor = Atomic<Int>(0)
 
     /// A new identity for a device (a plugin instance, an in-process
     /// mirror): its subscriptions carry it, and its accesses name it, so

@@ -80,6 +80,11 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=ignore-mremap on mremap-move", scenario: "mremap-move", plugin: ("mirror-broken", "bug=ignore-mremap"),
             seconds: 1, expected: [.staleTranslation], allowed: [.useAfterFree, .lostWrite, .crossSpaceLeak]),
+        // A 2 MiB device entry kept through a split, zapped only by ranges
+        // that cover its first page.
+        Case(
+            name: "mirror-broken bug=huge-split on thp-storm", scenario: "thp-storm", plugin: ("mirror-broken", "bug=huge-split"),
+            seconds: 3, expected: [.staleTranslation, .useAfterFree], allowed: [.writeThroughReadOnly, .lostWrite, .crossSpaceLeak]),
         // An exclusive entry kept after the CPU took the page back.
         Case(
             name: "mirror-broken bug=keep-exclusive on device-atomics", scenario: "device-atomics", plugin: ("mirror-broken", "bug=keep-exclusive"),

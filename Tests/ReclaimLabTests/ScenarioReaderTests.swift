@@ -82,6 +82,9 @@ struct ScenarioReaderTests {
         ("name: x\nmachine: { frames: lots }\n", 2, "machine.frames", "expected an integer"),
         ("name: x\nmachine: { frames: 1024, low-watermark: 64, high-watermark: 32 }\n", 2, "machine.low-watermark", "below the high one"),
         ("name: x\nmachine: { frames: 1024, movable-frames: 1000 }\n", 2, "machine.movable-frames", "must leave a normal zone"),
+        ("name: x\nmachine: { frames: 1024, transparent-hugepages: sometimes }\n", 2, "machine.transparent-hugepages", "not one of never"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, kind: file, pages: 8, huge: true } ] } ]\n", 2, "spaces[0].mappings[0].huge",
+            "anonymous mappings only"),
         ("name: x\nlength: { operations: 5, seconds: 1 }\n", 2, "length", "either 'operations' or 'seconds'"),
         ("name: x\nspaces:\n  - name: a\n    mappings: [ { name: m, pages: 8 } ]\n  - name: a\n    mappings: []\n", 5, "spaces[1]",
             "a second address space named 'a'"),
@@ -168,6 +171,10 @@ struct ScenarioWriterTests {
         scenario.pressure.mremap = [.init(space: "vm", mapping: "guest", rate: 17)]
         scenario.pressure.attachChurn.append(.init(plugin: "nic", space: "app", mapping: "heap", rate: 14, pages: 15, pinned: true))
         scenario.machine.movableFrames = 1024
+        scenario.machine.transparentHugePages = .madvise
+        scenario.spaces[1].mappings[0].huge = true
+        scenario.pressure.collapseScansPerSecond = 18
+        scenario.pressure.mprotect = [.init(space: "app", mapping: "heap", rate: 3, pages: 19)]
         scenario.pressure.backgroundReclaim = false
         #expect(try ScenarioReader.read(yaml: ScenarioWriter.yaml(scenario), file: "written.yaml") == scenario)
     }

@@ -13,6 +13,8 @@ final class GPUCounters: Sendable {
     let tlbMisses = Atomic<UInt64>(0)
     let tlbFlushes = Atomic<UInt64>(0)
     let hugeMappings = Atomic<UInt64>(0)
+    /// 2 MiB entries whose 512 pages are one huge page of the primary's.
+    let hugeOverHugePages = Atomic<UInt64>(0)
     let tableCacheEmpty = Atomic<UInt64>(0)
     let invalidations = Atomic<UInt64>(0)
     let nonBlockableRetries = Atomic<UInt64>(0)
@@ -43,7 +45,7 @@ final class GPUCounters: Sendable {
             ("faults", v(faults)), ("fault batches", v(faultBatches)), ("batched faults", v(batchedFaults)),
             ("fault retries", v(faultRetries)), ("fault errors", v(faultErrors)), ("fault buffer overflows", v(faultBufferOverflows)),
             ("replays", v(replays)), ("tlb hits", v(tlbHits)), ("tlb misses", v(tlbMisses)), ("tlb flushes", v(tlbFlushes)),
-            ("2M mappings", v(hugeMappings)), ("table cache empty", v(tableCacheEmpty)), ("invalidations", v(invalidations)),
+            ("2M mappings", v(hugeMappings)), ("2M over huge pages", v(hugeOverHugePages)), ("table cache empty", v(tableCacheEmpty)), ("invalidations", v(invalidations)),
             ("retries", v(nonBlockableRetries)), ("own migrations skipped", v(ownMigrationsSkipped)), ("fence waits", v(fenceWaits)),
             ("notifiers inserted", v(notifiersInserted)), ("ranges created", v(rangesCreated)), ("ranges collected", v(rangesCollected)),
             ("migrations", v(migratedToVRAM)), ("migrations to host", v(migratedToHost)), ("vram evictions", v(vramEvictions)),

@@ -12,7 +12,8 @@
  * events MMULAB_EVENT_MADVISE_FREE, MMULAB_EVENT_HUGE_SPLIT and
  * MMULAB_EVENT_COLLAPSE (an instance that negotiated 1.3 or less gets
  * MMULAB_EVENT_MADVISE_DONTNEED for them, the CLEAR-type event it knows),
- * the pin flag MMULAB_PIN_LONGTERM, device-exclusive pages (the host
+ * the pin flag MMULAB_PIN_LONGTERM, MMULAB_PFN_HUGE (huge pages reported
+ * by fault_range), device-exclusive pages (the host
  * service make_exclusive, MMULAB_PFN_EXCLUSIVE, and MMULAB_ACCESS_ATOMIC,
  * which the host passes only to an instance that negotiated 1.4).
  * Every addition is at the end of its struct: the host reads only what
@@ -164,6 +165,14 @@ enum {
      * back (an MMULAB_EVENT_EXCLUSIVE invalidation without an owner), it
      * is stale like any dropped translation. */
     MMULAB_PFN_EXCLUSIVE = 1u << 3,
+    /* 1.4: the page is part of a transparent huge page's PMD mapping: its
+     * aligned 2 MiB is one folio, mapped with one permission, so the device
+     * may map it with one 2 MiB entry (fault the whole 2 MiB to get all 512
+     * pfns). Any change to any part of it first comes as an invalidation of
+     * the whole 2 MiB (MMULAB_EVENT_HUGE_SPLIT, a migration, a collapse):
+     * zap the whole entry then; a later invalidation of one 4 KiB page of a
+     * split huge page covers only that page. */
+    MMULAB_PFN_HUGE = 1u << 4,
 };
 
 /* A translation from the primary MMU: the frame behind one page, and the

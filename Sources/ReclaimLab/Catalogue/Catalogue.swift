@@ -332,5 +332,31 @@ public enum Catalogue {
             pressure:
               mremap: [ { space: app, mapping: moved, rate: 100 } ]
             """),
+        Entry(name: "thp-storm", yaml: """
+            name: thp-storm
+            summary: transparent huge pages under GPU and KVM traffic; huge faults, splits (mprotect of a few pages, copy-on-write after fork, swap-out), khugepaged collapsing what was split, whole-folio NUMA migration, reclaim keeping a fifth of memory free
+            length: { seconds: 10 }
+            machine: { frames: 8192, nodes: 2, swap-slots: 16384, low-watermark: 700, high-watermark: 1800, transparent-hugepages: always }
+            spaces:
+              - name: gpu-app
+                mappings: [ { name: buffers, pages: 2048 } ]
+              - name: vm
+                mappings: [ { name: guest, pages: 2048 } ]
+              - name: app
+                mappings: [ { name: heap, pages: 3072 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: gpu-app, mapping: buffers } ] }
+              - { plugin: kvm, bindings: [ { space: vm, mapping: guest, device-address: 0x100000000 } ] }
+            workloads:
+              - { name: shader, actor: gpu, space: gpu-app, mapping: buffers, threads: 2, writes: 0.4 }
+              - { name: host-side, actor: cpu, space: gpu-app, mapping: buffers, writes: 0.2 }
+              - { name: guest, actor: kvm, space: vm, mapping: guest, threads: 2, pattern: zipfian, writes: 0.3 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, pattern: sequential, writes: 0.5 }
+            pressure:
+              migration-rate: 200
+              collapse: { scans-per-second: 100 }
+              mprotect: [ { space: gpu-app, mapping: buffers, rate: 50, pages: 8 }, { space: vm, mapping: guest, rate: 20, pages: 4 } ]
+              fork: [ { space: gpu-app, rate: 10 } ]
+            """),
     ]
 }

@@ -119,10 +119,11 @@ final class AgingCheck: @unchecked Sendable {
         }
     }
 
-    /// An invalidation of `[start, end)` of `space` ended: a device may have
-    /// dropped its translations there and their accessed bits with them
-    /// (KVM moves them to the old page as it zaps), so accesses before now
-    /// no longer bind the next answer. Treated as a check of those pages.
+    /// An invalidation of `[start, end)` of `space` began or ended: a device
+    /// may drop (or has dropped) its translations there and their accessed
+    /// bits with them (KVM moves them to the old page as it zaps), so
+    /// accesses before now no longer bind the next answer. Treated as a
+    /// check of those pages.
     func invalidated(space: AddressSpaceID, start: UInt64, end: UInt64) {
         let ended = now
         for (index, mapping) in mappings.enumerated() where mapping.space.id == space {

@@ -193,6 +193,11 @@ final class TrailSubscriber: AddressSpaceSubscriber {
             checkHotPages(range)
             aging.evicting(space: range.addressSpace, start: range.start, end: range.end)
         }
+        // From here the devices' callbacks may drop their translations and
+        // accessed bits (KVM moves them to the page as it zaps): a young
+        // check while the range is still in progress (reclaim of a page a
+        // concurrent mprotect or split covers) may rightly answer "not young".
+        aging.invalidated(space: range.addressSpace, start: range.start, end: range.end)
         return .ok
     }
 

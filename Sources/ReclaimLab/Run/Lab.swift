@@ -93,7 +93,9 @@ final class Lab: @unchecked Sendable {
             movablePerNode: spec.movableFrames / spec.nodes)
         if let problem = memory.problem { throw SetupError(message: "machine: \(problem)", mark: scenario.machineMark.known) }
         let lab = Lab(
-            scenario: scenario, machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults)), enabled: enabled)
+            scenario: scenario,
+            machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults, transparentHugePages: spec.transparentHugePages)),
+            enabled: enabled)
         do {
             try lab.makeSpaces()
             try lab.loadPlugins(pluginDirectory: pluginDirectory)
@@ -123,6 +125,7 @@ final class Lab: @unchecked Sendable {
                         address = try space.map(length: length, kind: .fileShared, file: file)
                         files[spaceIndex].append(file)
                     }
+                    if mapping.huge { try space.adviseHugePage(start: address, length: length, enable: true) }
                     var duplicates = 0
                     if mapping.mergeable {
                         try space.adviseMergeable(start: address, length: length)

@@ -40,6 +40,14 @@ enum Pressure {
                 }
             }))
         }
+        if let scans = spec.collapseScansPerSecond {
+            actors.append(("khugepaged", { heartbeat in
+                repeatEvery(scans, stop, machine, heartbeat) {
+                    _ = machine.collapseScan(limit: 8)
+                    return true  // a scan that collapses nothing still scanned
+                }
+            }))
+        }
         if let rate = spec.ksmScansPerSecond {
             actors.append(("ksm", { heartbeat in
                 repeatEvery(rate, stop, machine, heartbeat) {
@@ -72,10 +80,17 @@ enum Pressure {
             let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
             let space = lab.spaces[spaceIndex]
             actors.append(("mprotect \(target.space)/\(target.mapping!)", { heartbeat in
+                // The whole mapping, or a random window of it (which splits
+                // the huge pages it covers in part).
                 var readOnly = false
+                var rng = SplitMix64.stream(5_000, of: seed)
+                let pages = target.pages ?? mapping.pages
+                var first = 0
                 repeatEvery(target.rate * 2, stop, machine, heartbeat) {
                     readOnly.toggle()
-                    return (try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, readOnly ? .read : .readWrite)) != nil
+                    if readOnly { first = Int(rng.next() % UInt64(mapping.pages - pages + 1)) }
+                    let start = mapping.address + UInt64(first) * 4096
+                    return (try? space.protect(start: start, length: UInt64(pages) * 4096, readOnly ? .read : .readWrite)) != nil
                 }
                 try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, .readWrite)
             }))

@@ -1,3 +1,5 @@
+public import VirtualMemory
+
 /// A reclaim scenario: the machine, the address spaces and their mappings,
 /// the plugins with their bindings, the workloads, the pressure, how long,
 /// the seed, and which checks are on. Read from YAML by `ScenarioReader`;
@@ -56,6 +58,10 @@ public struct MachineSpec: Sendable, Equatable {
     /// Free-frame watermarks per node; nil: the model's defaults.
     public var lowWatermark: Int? = nil
     public var highWatermark: Int? = nil
+    /// Transparent huge pages for private anonymous memory (Linux:
+    /// /sys/kernel/mm/transparent_hugepage/enabled): never, madvise (only
+    /// mappings marked `huge`), always.
+    public var transparentHugePages: TransparentHugePages = .never
     /// Frames in ZONE_MOVABLE, over all nodes (each node's upper part):
     /// user memory comes from there first, and a long-term pin moves a
     /// page out of it. 0: none.
@@ -84,6 +90,9 @@ public struct MappingSpec: Sendable, Equatable {
     public var mergeable = false
     /// Devices use it hot: the hot-pages check watches its evictions.
     public var hot = false
+    /// madvise(MADV_HUGEPAGE): huge pages where the machine's setting is
+    /// `madvise` (anonymous mappings only).
+    public var huge = false
 
     public init(name: String, kind: Kind = .anonymous, pages: Int, mergeable: Bool = false) {
         self.name = name
@@ -204,6 +213,10 @@ public struct PressureSpec: Sendable, Equatable {
     /// mremap of a mapping away and back, per second (away for a
     /// millisecond: accesses there fail; the data moves with it).
     public var mremap: [RatedTarget] = []
+    /// A khugepaged-like collapse daemon: scans per second, each trying up
+    /// to 8 aligned 2 MiB ranges that are not huge pages yet (collapsed
+    /// only if a page there is young, for the CPU or by `test_young`).
+    public var collapseScansPerSecond: Int? = nil
     /// Compaction: pages of the tracked mappings moved within their node,
     /// per second (pinned pages are passed over untold).
     public var compactionRate: Int? = nil
@@ -229,10 +242,14 @@ public struct PressureSpec: Sendable, Equatable {
         public var space: String
         public var mapping: String?
         public var rate: Int
-        public init(space: String, mapping: String?, rate: Int) {
+        /// mprotect only: a random window of this many pages each time
+        /// (nil: the whole mapping).
+        public var pages: Int?
+        public init(space: String, mapping: String?, rate: Int, pages: Int? = nil) {
             self.space = space
             self.mapping = mapping
             self.rate = rate
+            self.pages = pages
         }
     }
 

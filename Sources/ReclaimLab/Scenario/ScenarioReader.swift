@@ -112,7 +112,9 @@ public enum ScenarioReader {
     }
 
     private static func machine(_ field: YAMLField) throws(ScenarioError) -> MachineSpec {
-        let fields = try field.mapping(keys: ["frames", "nodes", "payload-size", "swap-slots", "low-watermark", "high-watermark", "movable-frames"])
+        let fields = try field.mapping(keys: [
+            "frames", "nodes", "payload-size", "swap-slots", "low-watermark", "high-watermark", "movable-frames", "transparent-hugepages",
+        ])
         var machine = MachineSpec()
         if let frames = fields["frames"] { machine.frames = try frames.integer(in: 64...(1 << 24)) }
         if let nodes = fields["nodes"] { machine.nodes = try nodes.integer(in: 1...8) }
@@ -121,6 +123,7 @@ public enum ScenarioReader {
         if let low = fields["low-watermark"] { machine.lowWatermark = try low.integer(in: 0...(1 << 24)) }
         if let high = fields["high-watermark"] { machine.highWatermark = try high.integer(in: 1...(1 << 24)) }
         if let movable = fields["movable-frames"] { machine.movableFrames = try movable.integer(in: 0...(1 << 24)) }
+        if let thp = fields["transparent-hugepages"] { machine.transparentHugePages = try thp.choice(TransparentHugePages.self) }
         let perNode = machine.frames / machine.nodes
         if let low = machine.lowWatermark, let high = machine.highWatermark, low >= high {
             throw fields["low-watermark"]!.error("the low watermark (\(low)) must be below the high one (\(high))")
@@ -142,11 +145,15 @@ public enum ScenarioReader {
         var space = SpaceSpec(name: try fields.required("name").name())
         let mappingFields = try fields.required("mappings").sequence()
         for item in mappingFields {
-            let m = try item.mapping(keys: ["name", "kind", "pages", "mergeable", "hot"])
+            let m = try item.mapping(keys: ["name", "kind", "pages", "mergeable", "hot", "huge"])
             var mapping = MappingSpec(name: try m.required("name").name(), pages: try m.required("pages").integer(in: 1...(1 << 24)))
             if let kind = m["kind"] { mapping.kind = try kind.choice(MappingSpec.Kind.self) }
             if let mergeable = m["mergeable"] { mapping.mergeable = try mergeable.boolean() }
             if let hot = m["hot"] { mapping.hot = try hot.boolean() }
+            if let huge = m["huge"] {
+                mapping.huge = try huge.boolean()
+                if mapping.huge && mapping.kind != .anonymous { throw huge.error("huge pages are for anonymous mappings only") }
+            }
             space.mappings.append(mapping)
         }
         try unique(space.mappings.map(\.name), mappingFields, what: "mapping in '\(space.name)'")
@@ -250,23 +257,33 @@ public enum ScenarioReader {
         let fields = try field.mapping(keys: [
             "balloon-pages", "background-reclaim", "migration-rate", "ksm", "churn", "mprotect", "fork", "oom-kill",
             "device-migration", "attach-churn", "writeback", "exit-release", "lazy-free", "compaction-rate", "uffd-snapshot", "mremap",
+            "collapse",
         ])
         var pressure = PressureSpec()
         if let balloon = fields["balloon-pages"] { pressure.balloonPages = try balloon.integer(in: 1...(1 << 24)) }
         if let kswapd = fields["background-reclaim"] { pressure.backgroundReclaim = try kswapd.boolean() }
         if let migration = fields["migration-rate"] { pressure.migrationRate = try migration.integer(in: 1...10_000_000) }
         if let compaction = fields["compaction-rate"] { pressure.compactionRate = try compaction.integer(in: 1...10_000_000) }
+        if let collapse = fields["collapse"] {
+            let c = try collapse.mapping(keys: ["scans-per-second"])
+            pressure.collapseScansPerSecond = try c.required("scans-per-second").integer(in: 1...10_000)
+        }
         if let ksm = fields["ksm"] {
             let k = try ksm.mapping(keys: ["scans-per-second", "duplicates"])
             pressure.ksmScansPerSecond = try k.required("scans-per-second").integer(in: 1...10_000)
             if let duplicates = k["duplicates"] { pressure.ksmDuplicates = try duplicates.number(in: 0...1) }
         }
-        func rated(_ key: String, mappingRequired: Bool) throws(ScenarioError) -> [PressureSpec.RatedTarget] {
+        func rated(_ key: String, mappingRequired: Bool, window: Bool = false) throws(ScenarioError) -> [PressureSpec.RatedTarget] {
             var targets: [PressureSpec.RatedTarget] = []
             for item in try fields[key]?.sequence() ?? [] {
-                let t = try item.mapping(keys: mappingRequired ? ["space", "mapping", "rate"] : ["space", "rate"])
+                let t = try item.mapping(keys: (mappingRequired ? ["space", "mapping", "rate"] : ["space", "rate"]) + (window ? ["pages"] : []))
                 let (space, mapping) = try target(t, spaces: spaces, mappingRequired: mappingRequired)
-                targets.append(.init(space: space, mapping: mapping, rate: try t.required("rate").integer(in: 1...1_000_000)))
+                var pages: Int? = nil
+                if let field = t["pages"] {
+                    let size = spaces.first { $0.name == space }!.mappings.first { $0.name == mapping }!.pages
+                    pages = try field.integer(in: 1...size)
+                }
+                targets.append(.init(space: space, mapping: mapping, rate: try t.required("rate").integer(in: 1...1_000_000), pages: pages))
             }
             return targets
         }
@@ -274,7 +291,7 @@ public enum ScenarioReader {
         for target in pressure.churn where spaces.first(where: { $0.name == target.space })!.mappings.first(where: { $0.name == target.mapping })!.kind != .anonymous {
             throw fields["churn"]!.error("\(target.space)/\(target.mapping ?? "") is a file mapping; churn remaps anonymous memory only")
         }
-        pressure.mprotect = try rated("mprotect", mappingRequired: true)
+        pressure.mprotect = try rated("mprotect", mappingRequired: true, window: true)
         pressure.userfaultSnapshot = try rated("uffd-snapshot", mappingRequired: true)
         pressure.mremap = try rated("mremap", mappingRequired: true)
         for (key, targets) in [("uffd-snapshot", pressure.userfaultSnapshot), ("mremap", pressure.mremap)] {

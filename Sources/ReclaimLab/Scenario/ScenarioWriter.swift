@@ -1,3 +1,5 @@
+import VirtualMemory
+
 /// A scenario as the YAML `ScenarioReader` reads: every field spelled out
 /// (defaults too), so what a report shows is the scenario as it ran, and
 /// reading it back gives the same scenario.
@@ -18,6 +20,7 @@ public enum ScenarioWriter {
         if let low = s.machine.lowWatermark { machine.append("low-watermark: \(low)") }
         if let high = s.machine.highWatermark { machine.append("high-watermark: \(high)") }
         if s.machine.movableFrames > 0 { machine.append("movable-frames: \(s.machine.movableFrames)") }
+        if s.machine.transparentHugePages != .never { machine.append("transparent-hugepages: \(s.machine.transparentHugePages.rawValue)") }
         lines.append("machine: " + flow(machine))
         lines.append(s.spaces.isEmpty ? "spaces: []" : "spaces:")
         for space in s.spaces {
@@ -26,7 +29,7 @@ public enum ScenarioWriter {
             for m in space.mappings {
                 lines.append("      - " + flow([
                     "name: \(quote(m.name))", "kind: \(m.kind.rawValue)", "pages: \(m.pages)", "mergeable: \(m.mergeable)", "hot: \(m.hot)",
-                ]))
+                ] + (m.huge ? ["huge: true"] : [])))
             }
         }
         lines.append(s.plugins.isEmpty ? "plugins: []" : "plugins:")
@@ -73,6 +76,7 @@ public enum ScenarioWriter {
         if let pages = p.balloonPages { lines.append("  balloon-pages: \(pages)") }
         if let rate = p.migrationRate { lines.append("  migration-rate: \(rate)") }
         if let rate = p.compactionRate { lines.append("  compaction-rate: \(rate)") }
+        if let scans = p.collapseScansPerSecond { lines.append("  collapse: { scans-per-second: \(scans) }") }
         if let scans = p.ksmScansPerSecond {
             lines.append("  ksm: " + flow(["scans-per-second: \(scans)", "duplicates: \(number(p.ksmDuplicates))"]))
         }
@@ -80,7 +84,9 @@ public enum ScenarioWriter {
             guard !targets.isEmpty else { return }
             lines.append("  \(key):")
             for t in targets {
-                lines.append("    - " + flow(["space: \(quote(t.space))"] + (t.mapping.map { ["mapping: \(quote($0))"] } ?? []) + ["rate: \(t.rate)"]))
+                lines.append("    - " + flow(
+                    ["space: \(quote(t.space))"] + (t.mapping.map { ["mapping: \(quote($0))"] } ?? []) + ["rate: \(t.rate)"]
+                        + (t.pages.map { ["pages: \($0)"] } ?? [])))
             }
         }
         func devices(_ key: String, _ targets: [PressureSpec.DeviceTarget]) {

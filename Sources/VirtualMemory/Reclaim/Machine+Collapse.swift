@@ -138,16 +138,16 @@ extension AddressSpace {
 }
 
 extension Machine {
-    /// One pass of a khugepaged-like collapse daemon over every address
-    /// space: up to `limit` aligned 2 MiB ranges that may be huge pages and
-    /// are not are tried, each collapsed only if a page in it is young (for
-    /// the CPU, or for a device asked with `test_young`). Returns how many
-    /// it collapsed.
+    /// One pass of a khugepaged-like collapse daemon: up to `limit` aligned
+    /// 2 MiB ranges that may be huge pages and are not are tried, going on
+    /// from where the last pass stopped (khugepaged's scan cursor), each
+    /// collapsed only if a page in it is young (for the CPU, or for a
+    /// device asked with `test_young`). Returns how many it collapsed.
+    /// Passes are meant to run one at a time (one daemon).
     @discardableResult
     public func collapseScan(limit: Int = 8) -> Int {
         guard configuration.transparentHugePages != .never else { return 0 }
-        var tried = 0
-        var collapsed = 0
+        var candidates: [(AddressSpace, UInt64)] = []
         for space in addressSpaces where !space.isKilled && !space.hasExited {
             let blocks = space.mmapLock.withShared { () -> [UInt64] in
                 space.vmas.flatMap { vma -> [UInt64] in
@@ -160,11 +160,16 @@ extension Machine {
                     return found
                 }
             }
-            for block in blocks where tried < limit {
-                tried += 1
-                if space.collapse(block, requireYoung: true) == .collapsed { collapsed += 1 }
-            }
+            candidates += blocks.map { (space, $0) }
         }
+        guard !candidates.isEmpty else { return 0 }
+        let first = collapseCursor.load(ordering: .relaxed) % candidates.count
+        var collapsed = 0
+        for step in 0..<min(limit, candidates.count) {
+            let (space, block) = candidates[(first + step) % candidates.count]
+            if space.collapse(block, requireYoung: true) == .collapsed { collapsed += 1 }
+        }
+        collapseCursor.store(first + min(limit, candidates.count), ordering: .relaxed)
         return collapsed
     }
 }
