@@ -19,10 +19,13 @@ extension AddressSpace {
     /// Whether the aligned 2 MiB at `block` may be a huge page in `vma`
     /// (mmap lock held): private anonymous memory, wholly inside the VMA,
     /// and allowed by the machine's setting and the VMA's advice.
-    func hugeEligible(_ vma: VMA, block: UInt64) -> Bool {
+    /// `ignoringSetting`: MADV_COLLAPSE's question, which only
+    /// MADV_NOHUGEPAGE answers no to.
+    func hugeEligible(_ vma: VMA, block: UInt64, ignoringSetting: Bool = false) -> Bool {
         guard vma.kind == .anonymousPrivate, !vma.noHugePage, block % Self.hugeSize == 0, block >= vma.start,
             block + Self.hugeSize <= vma.end
         else { return false }
+        if ignoringSetting { return true }
         switch machine.configuration.transparentHugePages {
         case .never: return false
         case .madvise: return vma.hugePage
@@ -103,7 +106,7 @@ extension AddressSpace {
     /// `hugeSplit` invalidation of its 2 MiB turns the PMD mapping into 512
     /// small mappings of the same frames (see `Machine.splitHugeFolio`). A
     /// huge page in the middle of a migration is waited for first.
-    func splitHugePage(at address: UInt64) {
+    func splitHugePage(at address: UInt64, zeroUnused: Bool = false) {
         for _ in 0..<64 {
             let found = ptl.withLock { () -> (head: Int32, migrating: Bool)? in
                 let pte = pageTable.entry(address >> 12)
@@ -114,7 +117,7 @@ extension AddressSpace {
             guard let (head, migrating) = found else { return }
             memory.lock(head)  // a migration or another split holds it: wait
             let split = !migrating && memory.flags(of: head).contains(.huge)
-            if split { machine.splitHugeFolio(head) }
+            if split { machine.splitHugeFolio(head, zeroUnused: zeroUnused) }
             memory.unlock(head)
             memory.put(head)
         }
@@ -125,8 +128,9 @@ extension AddressSpace {
     /// those it covers in part, when `partialOnly` (an operation on whole
     /// huge pages keeps them whole, as Linux's zap and change_protection
     /// keep a PMD they cover), or all of them.
-    func splitHugePages(_ start: UInt64, _ end: UInt64, partialOnly: Bool) {
-        guard machine.configuration.transparentHugePages != .never else { return }  // no huge page can exist
+    func splitHugePages(_ start: UInt64, _ end: UInt64, partialOnly: Bool, zeroUnused: Bool = false) {
+        guard machine.configuration.transparentHugePages != .never || machine.statistics.hugeCollapses.load(ordering: .relaxed) > 0
+        else { return }  // no huge page can exist (MADV_COLLAPSE may make one even then)
         if partialOnly {
             if start % Self.hugeSize != 0 { splitHugePage(at: start) }
             if end % Self.hugeSize != 0 { splitHugePage(at: end - 1) }
@@ -134,7 +138,7 @@ extension AddressSpace {
         }
         var block = start & ~(Self.hugeSize - 1)
         while block < end {
-            splitHugePage(at: max(block, start))
+            splitHugePage(at: max(block, start), zeroUnused: zeroUnused)
             block += Self.hugeSize
         }
     }

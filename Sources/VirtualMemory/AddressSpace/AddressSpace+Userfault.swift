@@ -66,6 +66,31 @@ extension AddressSpace {
         }
     }
 
+    /// Unregisters `[start, start + length)` from userfaultfd write-protect
+    /// (Linux: `UFFDIO_UNREGISTER`, or the userfaultfd's release): every
+    /// registered VMA part gets an `mprotect` (PROTECTION_VMA) invalidation
+    /// that clears its write-protect marks (`uffd_wp_range(..., false)`),
+    /// marked or not, and waiting writers are woken.
+    public func unregisterUserfault(start: UInt64, length: UInt64) throws(MemoryError) {
+        try checkRange(start, length)
+        try mmapLock.withExclusive { () throws(MemoryError) in
+            try checkAlive()
+            let end = start + length
+            for vma in carve(start, end) where vma.userfaultWP {
+                invalidateBlocking(vma.start, vma.end, .mprotect) { _, pte, _ in
+                    if pte.isMigration {
+                        pte = .migration(frame: pte.frame, writable: pte.isWritable, protNone: pte.migrationIsProtNone, uffdWP: false)
+                    } else {
+                        pte = pte.with(uffdWP: false)
+                    }
+                }
+                vma.userfaultWP = false
+            }
+        }
+        userfaultResolutions.add(1, ordering: .releasing)
+        userfaultWaits.wakeAll()
+    }
+
     /// The addresses CPU writes are waiting on since the last call (Linux:
     /// reading the userfaultfd's fault messages), oldest first.
     public func pendingUserfaults() -> [UInt64] {

@@ -63,7 +63,7 @@ extension AddressSpace {
     /// `Machine.migrateToDevice` with the mmap lock held.
     func sendToDevice(_ start: UInt64, _ end: UInt64, _ device: DeviceMemory) -> Int {
         // Device memory takes small pages: huge ones in the range are split first.
-        splitHugePages(start, end, partialOnly: false)
+        splitHugePages(start, end, partialOnly: false, zeroUnused: true)
         // Candidates, referenced and locked so reclaim and NUMA migration
         // leave them be while they move.
         var candidates: [(UInt64, Int32)] = []

@@ -13,7 +13,9 @@ public import MMUNotifier
 
 extension AddressSpace {
     /// MADV_COLLAPSE of `[start, start + length)`: every aligned 2 MiB in it
-    /// that may be a huge page and is not one is collapsed, young or not.
+    /// of private anonymous memory that is not a huge page is collapsed,
+    /// young or not, whatever the machine's THP setting (only
+    /// MADV_NOHUGEPAGE refuses it, as in Linux).
     /// Returns how many were.
     @discardableResult
     public func adviseCollapse(start: UInt64, length: UInt64) throws(MemoryError) -> Int {
@@ -39,7 +41,8 @@ extension AddressSpace {
     /// between the scan and the collapse.
     func collapse(_ block: UInt64, requireYoung: Bool) -> CollapseResult {
         mmapLock.withExclusive { () -> CollapseResult in
-            guard state == .alive, let vma = vma(containing: block), hugeEligible(vma, block: block) else { return .notEligible }
+            guard state == .alive, let vma = vma(containing: block), hugeEligible(vma, block: block, ignoringSetting: !requireYoung)
+            else { return .notEligible }
             let first = block >> 12
             var entries: [PTE] = []
             entries.reserveCapacity(PhysicalMemory.hugePages)

@@ -35,7 +35,14 @@ extension Machine {
     /// reading a page through a translation it had keeps reaching the same
     /// frame, but must not use one it acknowledged dropping before the
     /// rewrite is done, as for any CLEAR.
-    func splitHugeFolio(_ head: Int32) {
+    ///
+    /// `zeroUnused`: a page that holds only zeroes comes back as a mapping
+    /// of the shared zero page and its frame is freed (Linux since 6.12
+    /// does this when it splits an anonymous folio, `split_huge_page` ->
+    /// `remap_page` with RMP_USE_SHARED_ZEROPAGE; splitting only the PMD,
+    /// for a partial munmap, mprotect or madvise, a pin or copy-on-write,
+    /// keeps every frame).
+    func splitHugeFolio(_ head: Int32, zeroUnused: Bool = false) {
         precondition(memory.flags(of: head).contains(.huge), "frame \(head) heads no huge folio")
         precondition(memory.pincount(of: head) == 0, "splitting pinned huge folio \(head) (pins split a huge page first)")
         forEachMapping(of: head) { vma, block in
@@ -62,6 +69,10 @@ extension Machine {
                     let vpn = (block >> 12) + UInt64(k)
                     let pte = vma.space.pageTable.entry(vpn)
                     guard pte.isMigration, pte.frame == frame else { continue }
+                    if zeroUnused && !pte.isUffdWP && memory.payload(of: frame).allSatisfy({ $0 == 0 }) {
+                        vma.space.pageTable.set(vpn, .present(frame: zeroFrame, writable: false, accessed: false, protNone: pte.migrationIsProtNone))
+                        continue
+                    }
                     memory.addMapping(frame)
                     vma.space.pageTable.set(
                         vpn, PTE.present(frame: frame, writable: pte.isWritable, accessed: false, protNone: pte.migrationIsProtNone)
@@ -89,7 +100,7 @@ extension Machine {
         if memory.pincount(of: head) > 0 { return .pinned(PageFrameNumber(head)) }  // pins split a huge page first
         guard let target = memory.allocateHuge(preferring: node, flags: flags.intersection([.anonymous, .lazyFree]), movable: reason != .longTermPin)
         else {
-            splitHugeFolio(head)
+            splitHugeFolio(head, zeroUnused: true)
             return .noMemory
         }
         let targetLocked = memory.tryLock(target)

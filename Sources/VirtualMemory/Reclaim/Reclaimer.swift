@@ -150,7 +150,7 @@ extension Machine {
         space.mmapLock.withShared {
             // Huge pages there are split first, to go out page by page
             // (Linux splits a THP it pages out to swap).
-            space.splitHugePages(start, start + length, partialOnly: false)
+            space.splitHugePages(start, start + length, partialOnly: false, zeroUnused: true)
             space.ptl.withLock {
                 space.pageTable.forEachEntry(from: start >> 12, to: (start + length) >> 12) { _, pte in
                     // A huge page once, by its head (it is on the LRU as one).
@@ -214,7 +214,9 @@ extension Machine {
             // be swapped out (Linux splits a THP it cannot swap whole):
             // its other pages go on the inactive list, this one goes on.
             if !ignoreReferences && isHugeRecentlyUsed(frame) { return .kept(active: true) }
-            splitHugeFolio(frame)
+            splitHugeFolio(frame, zeroUnused: true)
+            // A page of zeroes is now the zero page's mapping: nothing to swap.
+            if memory.mapcount(of: frame) == 0 { return .evicted }
             return evict(frame, ignoreReferences: true)
         }
         if !ignoreReferences && isRecentlyUsed(frame) { return .kept(active: true) }
