@@ -1,5 +1,5 @@
 import LabSync
-public import MMUNotifier
+import MMUNotifier
 
 // Collapsing 512 small pages into one huge page (Linux: khugepaged's
 // hpage_collapse_scan_pmd and collapse_huge_page; MADV_COLLAPSE). The scan

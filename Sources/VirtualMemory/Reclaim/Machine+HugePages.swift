@@ -1,5 +1,5 @@
 import LabSync
-public import MMUNotifier
+import MMUNotifier
 
 // Transparent huge pages, machine-wide: splitting a folio in every address
 // space that maps it, migrating a whole folio, and collapsing 512 small
