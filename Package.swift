@@ -57,6 +57,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        // `swift package generate-documentation` (DocC), which CI runs with warnings as errors.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .target(name: "CLabSyncShims"),
@@ -113,11 +116,14 @@ let package = Package(
             dependencies: ["CDevicePluginABI", "LabSync", "MMUNotifier", "VirtualMemory"],
             swiftSettings: strictSwift6
         ),
+        // The campaigns' bug database (SQLite through GRDB): runs, bugs, where each was seen.
+        .target(name: "BugDatabase", dependencies: [.product(name: "GRDB", package: "GRDB.swift")], swiftSettings: strictSwift6),
         .executableTarget(
             name: "mmulab",
             dependencies: [
                 "LabSync",
                 "ReclaimLab",
+                "BugDatabase",
                 "MMUNotifier",
                 "VirtualMemory",
                 "PluginHost",
@@ -137,6 +143,7 @@ let package = Package(
         // Runs the built mmulab executable (and loads fixture plugins beside it): exit statuses, messages, campaigns.
         .testTarget(name: "MMULabCLITests", swiftSettings: strictSwift6),
         .testTarget(name: "ReclaimLabTests", dependencies: ["ReclaimLab", "VirtualMemory", "MMUNotifier", "TestSupport"], swiftSettings: strictSwift6),
+        .testTarget(name: "BugDatabaseTests", dependencies: ["BugDatabase"], swiftSettings: strictSwift6),
         .testTarget(name: "KernelDiffTests", dependencies: ["KernelDiff", "VirtualMemory", "MMUNotifier", "LabSync"], swiftSettings: strictSwift6),
         .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(

@@ -60,6 +60,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "ReclaimLab", package: "mmulab"),
                 .product(name: "PluginHost", package: "mmulab"),
+                .product(name: "LabSync", package: "mmulab"),
                 // The reclaim-storm scenario's plugins, built beside the benchmark so the lab can dlopen them.
                 .product(name: "mmulab-plugin-gpu", package: "mmulab"),
                 .product(name: "mmulab-plugin-rdma", package: "mmulab"),

@@ -50,8 +50,50 @@ mmulab_require_chromium() {
     echo "    sudo apt-get install chromium" >&2
 }
 
+# Installs Debian packages with apt-get when we are root, else says what to
+# install. $1 says why they are needed; the rest are the packages.
+mmulab_apt_install() {
+    local why=$1
+    shift
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "mmulab: installing $* ($why) with apt-get..." >&2
+        export DEBIAN_FRONTEND=noninteractive
+        if [ -z "${MMULAB_APT_UPDATED:-}" ]; then
+            apt-get update -qq >/dev/null
+            MMULAB_APT_UPDATED=1
+        fi
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+        return $?
+    fi
+    echo "mmulab: $* missing ($why). Install them first, for example:" >&2
+    echo "    sudo apt-get install $*" >&2
+    return 1
+}
+
+# libsqlite3-dev: the bug database (GRDB) links the system SQLite.
+mmulab_require_sqlite() {
+    if [ -f /usr/include/sqlite3.h ]; then
+        return 0
+    fi
+    mmulab_apt_install "the bug database links SQLite" libsqlite3-dev || exit 1
+}
+
+# slurm-wlm and munge: the tests start a single-node Slurm cluster
+# (scripts/slurm-cluster) to run campaigns through `--engine slurm`. When
+# they cannot be installed the Slurm tests say so (and fail in CI).
+mmulab_require_slurm() {
+    if command -v sbatch >/dev/null 2>&1 && { command -v slurmd >/dev/null 2>&1 || [ -x /usr/sbin/slurmd ]; } &&
+        { command -v munged >/dev/null 2>&1 || [ -x /usr/sbin/munged ]; }; then
+        return 0
+    fi
+    mmulab_apt_install "the Slurm engine's tests run a one-node cluster" slurm-wlm munge ||
+        echo "mmulab: the Slurm campaign tests will not be able to start a cluster." >&2
+    return 0
+}
+
 mmulab_setup() {
     cd "$(dirname "$0")/.." || exit 1
     mmulab_require_swift
     mmulab_require_libdrm
+    mmulab_require_sqlite
 }

@@ -102,27 +102,33 @@ extension VM {
         }
     }
 
-    /// The access itself: DMA through the translation, checked by the host
-    /// against the primary; then the accessed and dirty bits, if the entry
+    /// The access itself: first the accessed and dirty bits, if the entry
     /// still maps the frame (a vCPU's TLB may outlive its entry until the
-    /// flush it is asked for).
+    /// flush it is asked for), then DMA through the translation, checked by
+    /// the host against the primary.
+    ///
+    /// The bits come first, as the hardware sets them while it translates:
+    /// an access whose bits came after its data could finish, be overtaken
+    /// by a young check that found the bit clear, and so look cold to
+    /// reclaim although it had used the page; and a zap between a write and
+    /// its dirty bit would lose the dirty page.
     private func access(through line: TLB.Line, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) {
+        let word = line.word!
+        let needed = EPTEntry.accessed | (write ? EPTEntry.dirty : 0)
+        var current = word[0].load(ordering: .relaxed)
+        while current & needed != needed {
+            let entry = EPTEntry(bits: current)
+            guard entry.isPresent, entry.frame == line.pfn.pfn else { break }
+            let (exchanged, seen) = word[0].compareExchange(expected: current, desired: current | needed, ordering: .relaxed)
+            if exchanged { break }
+            current = seen
+        }
         if write {
             host.dmaWrite(addressSpace: addressSpace, line.pfn, from: UnsafeRawBufferPointer(buffer))
             counters.guestWrites.bump()
         } else {
             host.dmaRead(addressSpace: addressSpace, line.pfn, into: buffer)
             counters.guestReads.bump()
-        }
-        let word = line.word!
-        let needed = EPTEntry.accessed | (write ? EPTEntry.dirty : 0)
-        var current = word[0].load(ordering: .relaxed)
-        while current & needed != needed {
-            let entry = EPTEntry(bits: current)
-            guard entry.isPresent, entry.frame == line.pfn.pfn else { return }
-            let (exchanged, seen) = word[0].compareExchange(expected: current, desired: current | needed, ordering: .relaxed)
-            if exchanged { return }
-            current = seen
         }
     }
 

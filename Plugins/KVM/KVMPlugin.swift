@@ -60,6 +60,10 @@ final class KVM: DevicePlugin {
     private var vms: [UInt64: VM] = [:]
 
     init(host: Host, options: String) throws(PluginError) {
+        // vCPUs are found by the host's thread ids, and flushes wait by yielding through the host.
+        guard host.offersThreadServices else {
+            throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the KVM plugin needs the host's thread services (ABI 1.4)")
+        }
         self.host = host
         configuration = try Configuration(parsing: options)
         vmsLock = host.makeLock("kvm vms", spin: false)
@@ -116,7 +120,7 @@ final class KVM: DevicePlugin {
     }
 
     func shutdown() {
-        vmsLock.withLock { for vm in Array(vms.values) { retire(vm) } }
+        vmsLock.withLock { for vm in vms.sorted(by: { $0.key < $1.key }).map(\.value) { retire(vm) } }  // in a fixed order: a replay retires them alike
     }
 
     func access(_ object: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {

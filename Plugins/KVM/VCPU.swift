@@ -1,10 +1,6 @@
 import DevicePluginKit
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A vCPU: a thread of the lab that calls `access` on the VM. Every access
 /// is one VM entry and exit (`vcpu_enter_guest`); the vCPU's TLB survives
 /// exits, as it does with VPIDs, so a translation the EPT no longer has
@@ -101,8 +97,9 @@ struct TLB {
 }
 
 /// The VM's vCPUs, one per thread that ever called `access`, found by the
-/// calling thread's id in an open-addressing table (no lock on the access
-/// path). At most `capacity` threads over the VM's life.
+/// host's id of the calling thread (ABI 1.4 `thread_id`, the same in every
+/// replay of a deterministic run) in an open-addressing table (no lock on
+/// the access path). At most `capacity` threads over the VM's life.
 final class VCPUTable: @unchecked Sendable {
     // @unchecked: `owners` is atomic; `slotOf` cells are written and read
     // only by the thread whose id claimed them; `vcpus` is immutable.
@@ -112,7 +109,11 @@ final class VCPUTable: @unchecked Sendable {
     let vcpus: [VCPU]
     private let claimed = Atomic<Int>(0)
 
-    init(capacity: Int, tlbEntries: Int) {
+    /// The host: its thread ids name the calling thread, and the flush wait yields through it.
+    let host: Host
+
+    init(host: Host, capacity: Int, tlbEntries: Int) {
+        self.host = host
         tableSize = capacity * 2
         owners = .allocate(capacity: tableSize)
         for index in 0..<tableSize { (owners + index).initialize(to: Atomic(0)) }
@@ -133,7 +134,8 @@ final class VCPUTable: @unchecked Sendable {
     /// The calling thread's vCPU, made on its first access; nil when every
     /// vCPU is taken.
     func current() -> VCPU? {
-        let me = UInt(pthread_self())
+        let me = UInt(truncatingIfNeeded: host.currentThreadID ?? 0)
+        precondition(me != 0, "the KVM plugin needs the host's thread ids (ABI 1.4)")
         var probe = Int(truncatingIfNeeded: (me &* 0x9E37_79B9_7F4A_7C15) >> 17) % tableSize
         for _ in 0..<tableSize {
             let owner = owners[probe].load(ordering: .relaxed)
@@ -182,13 +184,15 @@ final class VCPUTable: @unchecked Sendable {
     /// Waits until every vCPU of `ticket` has left guest mode once (the
     /// acknowledgement of the flush request). Spins: the wait is one guest
     /// access long, and it must not sleep, as non-blockable invalidations
-    /// (the OOM reaper) flush too; KVM waits for its IPIs the same way.
+    /// (the OOM reaper) flush too; KVM waits for its IPIs the same way. Each
+    /// round yields through the host, which then runs the vCPU's thread (a
+    /// deterministic host runs nothing else while this one spins).
     /// Returns how many vCPUs it had to wait for.
     @discardableResult
     func wait(_ ticket: Ticket) -> Int {
         for (vcpu, exits) in ticket.waits {
             while vcpu.mode.load(ordering: .acquiring) == VCPU.inGuest && vcpu.exits.load(ordering: .acquiring) == exits {
-                sched_yield()
+                host.yield()
             }
         }
         return ticket.waits.count

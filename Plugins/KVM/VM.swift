@@ -15,7 +15,8 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     let addressSpace: UInt64
     let counters: KVMCounters
     /// Whether this VM handles change_pte and so skips start/end of `ksm`
-    /// invalidations (seed 004).
+    /// invalidations (Andrea Arcangeli, linux-kernel, 2014-04-02, "Re:
+    /// [PATCH] mm/mmu_notifier: restore set_pte_at_notify semantics").
     let handlesChangePTE: Bool
     let mmuLock: HostLock
     let vcpus: VCPUTable
@@ -54,7 +55,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
         handlesChangePTE = configuration.changePTE
         flushDelayNanoseconds = configuration.flushDelayMicroseconds * 1_000
         mmuLock = host.makeLock("kvm mmu_lock", spin: true)
-        vcpus = VCPUTable(capacity: configuration.vcpus, tlbEntries: configuration.tlbEntries)
+        vcpus = VCPUTable(host: host, capacity: configuration.vcpus, tlbEntries: configuration.tlbEntries)
         var capabilities = UInt32(MMULAB_CAP_YOUNG)
         if configuration.changePTE { capabilities |= UInt32(MMULAB_CAP_CHANGE_PTE) }
         super.init(capabilities: capabilities)
@@ -135,8 +136,9 @@ final class VM: SpaceSubscription, @unchecked Sendable {
         counters.invalidations.bump()
         if !range.isBlockable { counters.nonBlockableInvalidations.bump() }
         if handlesChangePTE && range.event == MMULAB_EVENT_KSM.rawValue {
-            // Seed 004: with change_pte, the ksm start and end have nothing
-            // to do; change_pte keeps the entries pointing at the right page.
+            // With change_pte, the ksm start and end have nothing to do
+            // (the 2014 thread cited at `handlesChangePTE`); change_pte keeps
+            // the entries pointing at the right page.
             counters.ksmStartsSkipped.bump()
             return true
         }
@@ -222,8 +224,9 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     }
 
     /// A writable or dirty entry going away (or losing write access) tells
-    /// the primary the page may have been written (seed 003: a device write
-    /// must reach the backing store).
+    /// the primary the page may have been written (a device write must reach
+    /// the backing store: Andrea Arcangeli, linux-kernel/kvm-devel, 2008-01-24,
+    /// "Re: [kvm-devel] [PATCH] export notifier #1").
     func reportDirtyIfWritten(_ old: EPTEntry, _ slot: Memslot, _ index: Int) {
         guard old.mayBeDirty else { return }
         host.setDirty(PFN(address: slot.hva(of: index), pfn: old.frame, generation: slot.generations[index], flags: 0))
@@ -238,7 +241,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
         counters.flushWaits.bump(UInt64(vcpus.wait(vcpus.requestFlush())))
     }
 
-    // MARK: - change_pte (seed 004)
+    // MARK: - change_pte (docs/CONTRACT.md, rule 13)
 
     /// KSM pointed the primary PTE at `pfn` (read-only), under the primary's
     /// page-table lock. Entries mapping the page keep existing, read-only, at

@@ -1,10 +1,7 @@
 import DevicePluginKit
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// The NIC's DMA engines: threads of their own that carry out transfers,
+/// The NIC's DMA engines: threads of the host's (ABI 1.4 `thread_create`,
+/// so the host schedules them with everything else) that carry out transfers,
 /// each taking `latency` of simulated time before it touches memory. A
 /// transfer is in flight from the moment the NIC read its translation until
 /// the engine finishes; an invalidation that may sleep waits for the
@@ -24,7 +21,7 @@ final class DMAEngine: @unchecked Sendable {
     private let work: HostCompletion
     private var queue: [Transfer] = []
     private var stopping = false
-    private var threads: [pthread_t] = []
+    private var threads: [HostThread] = []
 
     /// One DMA transfer: what to copy and whom to tell.
     final class Transfer: @unchecked Sendable {
@@ -45,22 +42,20 @@ final class DMAEngine: @unchecked Sendable {
         }
     }
 
-    init(host: Host, engines: Int, latencyNanoseconds: UInt64) {
+    /// Starts `engines` engine threads; fails on a host without thread services.
+    init(host: Host, engines: Int, latencyNanoseconds: UInt64) throws(PluginError) {
         precondition(engines > 0 && latencyNanoseconds > 0, "an engine needs a thread and a latency")
         self.host = host
         self.latencyNanoseconds = latencyNanoseconds
         queueLock = host.makeLock("rdma dma queue", spin: true)
         work = HostCompletion(host: host, name: "rdma dma work")
-        for index in 0..<engines {
-            var thread = pthread_t()
-            let context = Unmanaged.passRetained(self).toOpaque()
-            let status = pthread_create(&thread, nil, { context in
-                let engine = Unmanaged<DMAEngine>.fromOpaque(context!).takeRetainedValue()
-                engine.run()
-                return nil
-            }, context)
-            precondition(status == 0, "pthread_create for DMA engine \(index) failed: \(status)")
-            threads.append(thread)
+        do {
+            for index in 0..<engines {
+                threads.append(try host.spawnThread(named: "dma engine \(index)") { [self] in run() })
+            }
+        } catch {
+            stop()
+            throw PluginError(status: error.status, "dma-us needs the host's threads: \(error.message)")
         }
     }
 
@@ -102,7 +97,7 @@ final class DMAEngine: @unchecked Sendable {
     func stop() {
         queueLock.withLock { stopping = true }
         for _ in threads { work.complete() }
-        for thread in threads { pthread_join(thread, nil) }
+        for thread in threads { thread.join() }
         threads.removeAll()
     }
 }

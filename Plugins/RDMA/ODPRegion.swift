@@ -112,8 +112,9 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
     /// invalidation callbacks that take it are blockable ones.
     private let childrenLock: HostLock
     private var children: [UInt64: UmemODP] = [:]
-    /// Children left empty, to free once nobody uses them.
-    private var garbage: [ObjectIdentifier: UmemODP] = [:]
+    /// Children left empty, to free once nobody uses them, by start address
+    /// (freed in address order, so a replay frees them alike).
+    private var garbage: [UInt64: UmemODP] = [:]
 
     init(nic: NIC, addressSpace: UInt64, access: AccessFlags) {
         childrenLock = nic.host.makeLock("rdma implicit children", spin: false)
@@ -157,13 +158,13 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
     override func releaseTable(_ table: UmemODP) {
         childrenLock.withLock {
             table.users -= 1
-            if table.users == 0 && table.isEmpty { garbage[ObjectIdentifier(table)] = table }
+            if table.users == 0 && table.isEmpty { garbage[table.start] = table }
         }
     }
 
     /// From a child's invalidation that left it empty: free it later.
     func retire(_ child: UmemODP) {
-        childrenLock.withLock { garbage[ObjectIdentifier(child)] = child }
+        childrenLock.withLock { garbage[child.start] = child }
     }
 
     /// Frees retired children that are still empty and that nobody is
@@ -174,8 +175,8 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
     func collectGarbage() {
         let freed = childrenLock.withLock { () -> [UmemODP] in
             var freed: [UmemODP] = []
-            for (id, child) in garbage where child.users == 0 {
-                garbage.removeValue(forKey: id)
+            for child in garbage.valuesInKeyOrder where child.users == 0 {
+                garbage.removeValue(forKey: child.start)
                 guard children[child.start] === child, child.retireIfEmpty() else { continue }
                 children.removeValue(forKey: child.start)
                 freed.append(child)
@@ -209,7 +210,7 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
                 children.removeAll()
                 garbage.removeAll()
             }
-            return Array(children.values)
+            return children.valuesInKeyOrder
         }
         for child in all {
             child.releaseAll()

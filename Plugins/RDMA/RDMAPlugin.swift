@@ -60,7 +60,7 @@ final class NIC: DevicePlugin {
         configuration = try Configuration(parsing: options)
         keys = KeyTable(host: host)
         engine = configuration.dmaMicroseconds > 0
-            ? DMAEngine(host: host, engines: configuration.dmaEngines, latencyNanoseconds: configuration.dmaMicroseconds * 1_000) : nil
+            ? try DMAEngine(host: host, engines: configuration.dmaEngines, latencyNanoseconds: configuration.dmaMicroseconds * 1_000) : nil
     }
 
     // MARK: - Registration

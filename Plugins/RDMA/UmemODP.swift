@@ -7,8 +7,9 @@ import Synchronization
 /// the canonical loop and emptied by invalidations.
 ///
 /// Per page the table holds the translation, whether the NIC wrote through
-/// it (reported dirty when the translation goes: seed 003) and how many
-/// DMA transfers are using it now.
+/// it (reported dirty when the translation goes, as Linux's
+/// ib_umem_odp_unmap_dma_pages does) and how many DMA transfers are using
+/// it now.
 final class UmemODP: IntervalSubscription, @unchecked Sendable {
     // @unchecked: the arrays are guarded by `lock` (and `mappedPages` is
     // changed only under it);
@@ -72,8 +73,9 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
     /// page is mapped writable but clean, as Linux maps it).
     override func invalidate(range: InvalidationRange, currentSeq: UInt64) -> Bool {
         guard range.isBlockable else {
-            // Seed 001: the OOM reaper must not wait for us; it skips the
-            // range and comes back. Fail fast, touch nothing.
+            // The OOM reaper must not wait for us; it skips the range and
+            // comes back (mlx5_ib_invalidate_range returns false here too).
+            // Fail fast, touch nothing.
             nic.counters.nonBlockableRetries.bump()
             return false
         }

@@ -59,7 +59,7 @@ public protocol DevicePlugin: AnyObject {
     /// [blockable] The device reads or writes the page at `deviceAddress`.
     func access(_ binding: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError)
     /// [blockable] An atomic read-modify-write of the page at
-    /// `deviceAddress` that writes `buffer` (ABI 1.4, MMULAB_ACCESS_ATOMIC):
+    /// `deviceAddress` that writes `buffer` (ABI 1.5, MMULAB_ACCESS_ATOMIC):
     /// take the page exclusive first (`Host.makeExclusive`). By default a
     /// plain write.
     func atomic(_ binding: AnyObject, deviceAddress: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(PluginError)

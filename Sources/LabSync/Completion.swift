@@ -3,7 +3,9 @@
 /// `complete()` lets one waiter through, `completeAll()` lets every present
 /// and future waiter through. Waiting may sleep; completing never does, so a
 /// non-blockable callback may signal a completion that a blockable thread
-/// waits for (seed 001: defer the sleeping work, fail fast in place).
+/// waits for (defer the sleeping work, fail fast in place: Jérôme Glisse,
+/// linux-kernel, 2013-09-30, "Re: [PATCH] anon_vmas: Convert the rwsem to an
+/// rwlock_t").
 public final class Completion: @unchecked Sendable {
     // @unchecked: `done` is only touched with the monitor held.
     public let name: String
@@ -15,7 +17,7 @@ public final class Completion: @unchecked Sendable {
     public init(_ name: String, domain: SyncDomain) {
         self.name = name
         self.domain = domain
-        self.monitor = domain.scheduler.makeMonitor()
+        self.monitor = domain.scheduler.makeMonitor(named: name)
     }
 
     /// Lets one waiter (present or future) through.
@@ -52,8 +54,8 @@ public final class Completion: @unchecked Sendable {
     public func wait(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.completionWait, object: name, site: site)
-        monitor.lock()
-        while done == 0 { monitor.wait() }
+        monitor.lock(at: site)
+        while done == 0 { monitor.wait(at: site) }
         if done < Self.all { done -= 1 }
         monitor.unlock()
     }
@@ -63,12 +65,12 @@ public final class Completion: @unchecked Sendable {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.completionWait, object: name, site: site)
         let deadline = domain.now() + timeout
-        monitor.lock()
+        monitor.lock(at: site)
         defer { monitor.unlock() }
         while done == 0 {
             let left = deadline - domain.now()
             if left <= .zero { return false }
-            _ = monitor.wait(timeout: left)
+            _ = monitor.wait(timeout: left, at: site)
         }
         if done < Self.all { done -= 1 }
         return true

@@ -10,8 +10,12 @@ public enum SleepingOperation: String, Sendable, Hashable {
 /// non-blockable section: the lab's "BUG: sleeping function called from
 /// invalid context".
 ///
-/// Seeds 000 and 001: invalidation callbacks may sleep only when the caller
-/// allows it; the shrinker and OOM-reaper paths must fail fast instead.
+/// Invalidation callbacks may sleep only when the caller allows it; the
+/// shrinker and OOM-reaper paths must fail fast instead (Andrea Arcangeli,
+/// linux-kernel, 2008-05-07, "Re: [PATCH 01 of 11] mmu-notifier-core";
+/// Jérôme Glisse, linux-kernel, 2013-09-30, "Re: [PATCH] anon_vmas: Convert
+/// the rwsem to an rwlock_t"; Linux: non_block_start() in
+/// mn_hlist_invalidate_range_start).
 public struct ContextViolation: Sendable, CustomStringConvertible {
     /// What was attempted.
     public let operation: SleepingOperation

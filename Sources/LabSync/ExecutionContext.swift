@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Synchronization
 
 /// An object that can name a non-blockable section it opened (a spin lock,
 /// a shrinker). Asked only when a violation is reported.
@@ -71,8 +72,8 @@ public struct SectionDescription: Sendable, Hashable, CustomStringConvertible {
 /// spin lock is held, a non-blockable invalidation or a secondary-TLB flush is
 /// being dispatched) and, if so, why. Every sleeping primitive of this layer
 /// asks it before it sleeps (`SyncDomain.mightSleep`), which is how a sleep
-/// where sleeping is forbidden is caught (seeds 000 and 001: callbacks may sleep
-/// only where the caller allows it).
+/// where sleeping is forbidden is caught (callbacks may sleep only where the
+/// caller allows it: see `ContextViolation` and docs/CONTRACT.md, rule 4).
 ///
 /// The context is thread-confined: it is reached only through `current` (or
 /// the static helpers), and a thread only ever touches its own. It is not
@@ -83,6 +84,9 @@ public final class ExecutionContext {
 
     /// The calling thread's identity.
     public private(set) var thread: ThreadIdentity
+    /// A number for the thread, unique in the process and never 0 (the
+    /// default thread id of `Scheduler.currentThreadID`).
+    public let serial: UInt64
     // Thread-confined state: the exclusivity checks the runtime would make
     // on these class properties cannot fail, and they sat on every lock
     // acquisition (measured: a fifth of a notifier dispatch).
@@ -95,6 +99,7 @@ public final class ExecutionContext {
     private init() {
         let tid = ThreadIdentity.currentTID()
         thread = ThreadIdentity(tid: tid, name: "thread-\(tid)")
+        serial = nextContextSerial.add(1, ordering: .relaxed).newValue
         sections = .allocate(capacity: Self.maximumDepth)
     }
 
@@ -131,6 +136,9 @@ public final class ExecutionContext {
     /// Whether the calling thread may not sleep now.
     public static var isCurrentNonBlockable: Bool { withCurrent { $0.isNonBlockable } }
 
+    /// The calling thread's serial (read without retaining the context).
+    public static var currentSerial: UInt64 { withCurrent { $0.serial } }
+
     /// Whether the calling thread is in reclaim context (read without retaining the context).
     public static var isCurrentInReclaim: Bool { withCurrent { $0.isInReclaim } }
 
@@ -154,6 +162,11 @@ public final class ExecutionContext {
     /// Renames the calling thread for reports (done by `SyncDomain.spawnThread`).
     public func setThreadName(_ name: String) {
         thread = ThreadIdentity(tid: thread.tid, name: name)
+    }
+
+    /// Names the calling thread as a controlled scheduler's `index`-th.
+    func setScheduledIdentity(name: String, index: Int) {
+        thread = ThreadIdentity(tid: thread.tid, name: name, scheduledIndex: index)
     }
 
     /// Opens a non-blockable section. Pair with `exitNonBlockable()`.
@@ -197,7 +210,9 @@ public final class ExecutionContext {
     }
 
     /// Runs `body` in reclaim context (Linux's `PF_MEMALLOC`): allocators that
-    /// honour it serve only from their bounded reserve (seed 003).
+    /// honour it serve only from their bounded reserve (Andrea Arcangeli,
+    /// linux-kernel/kvm-devel, 2008-01-24, "Re: [kvm-devel] [PATCH] export
+    /// notifier #1").
     @inlinable
     public func withReclaimContext<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         enterReclaim()
@@ -214,6 +229,10 @@ public final class ExecutionContext {
         reclaimDepthStorage -= 1
     }
 }
+
+/// Serials of execution contexts, above 2^32 so they never meet a
+/// controlled scheduler's thread ids (its thread indices + 1).
+private let nextContextSerial = Atomic<UInt64>(1 << 32)
 
 /// The thread-local slot that holds each thread's `ExecutionContext`.
 /// Created once; its destructor drops the context when the thread ends.

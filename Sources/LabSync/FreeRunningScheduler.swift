@@ -39,6 +39,8 @@ public struct FreeRunningScheduler: Scheduler {
         }
     }
 
+    public func yield() { sched_yield() }
+
     public func now() -> Duration {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -83,9 +85,14 @@ final class PthreadMonitor: Monitor, @unchecked Sendable {
     }
 
     func lock() { pthread_mutex_lock(mutex) }
+    // The site is for a controlled scheduler's reports; ignoring it here
+    // keeps the free-running path exactly what it was.
+    func lock(at site: SourceSite) { pthread_mutex_lock(mutex) }
     func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
     func unlock() { pthread_mutex_unlock(mutex) }
     func wait() { pthread_cond_wait(condition, mutex) }
+    func wait(at site: SourceSite) { pthread_cond_wait(condition, mutex) }
+    func wait(timeout: Duration, at site: SourceSite) -> Bool { wait(timeout: timeout) }
 
     func wait(timeout: Duration) -> Bool {
         var now = timespec()

@@ -5,7 +5,9 @@
 /// a context violation (recorded even when the lock happens to be free, as
 /// lockdep and `might_sleep` do: the bug is the possibility).
 /// `tryLock` never sleeps and is allowed anywhere: it is the fast-fail path
-/// of a non-blockable callback (seed 001: "fails quickly on shrinker path").
+/// of a non-blockable callback ("fails quickly on shrinker path": Jérôme
+/// Glisse, linux-kernel, 2013-09-30, "Re: [PATCH] anon_vmas: Convert the
+/// rwsem to an rwlock_t").
 public final class SleepingLock: Sendable {
     public let name: String
     private let domain: SyncDomain
@@ -14,14 +16,14 @@ public final class SleepingLock: Sendable {
     public init(_ name: String, domain: SyncDomain) {
         self.name = name
         self.domain = domain
-        self.monitor = domain.scheduler.makeMonitor()
+        self.monitor = domain.scheduler.makeMonitor(named: name)
     }
 
     /// Acquires the lock, sleeping while another thread holds it.
     public func lock(file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
-        monitor.lock()
+        monitor.lock(at: site)
     }
 
     /// Acquires the lock if it is free; never sleeps.

@@ -17,13 +17,14 @@ public final class SleepingRWLock: @unchecked Sendable {
     public init(_ name: String, domain: SyncDomain) {
         self.name = name
         self.domain = domain
-        self.monitor = domain.scheduler.makeMonitor()
+        self.monitor = domain.scheduler.makeMonitor(named: name)
     }
 
     public func lockShared(file: StaticString = #fileID, line: UInt = #line) {
-        domain.mightSleep(.sleepingLockAcquire, object: name, site: SourceSite(file: file, line: line))
-        monitor.lock()
-        while writer || waitingWriters > 0 { monitor.wait() }
+        let site = SourceSite(file: file, line: line)
+        domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
+        monitor.lock(at: site)
+        while writer || waitingWriters > 0 { monitor.wait(at: site) }
         readers += 1
         monitor.unlock()
     }
@@ -45,10 +46,11 @@ public final class SleepingRWLock: @unchecked Sendable {
     }
 
     public func lockExclusive(file: StaticString = #fileID, line: UInt = #line) {
-        domain.mightSleep(.sleepingLockAcquire, object: name, site: SourceSite(file: file, line: line))
-        monitor.lock()
+        let site = SourceSite(file: file, line: line)
+        domain.mightSleep(.sleepingLockAcquire, object: name, site: site)
+        monitor.lock(at: site)
         waitingWriters += 1
-        while writer || readers > 0 { monitor.wait() }
+        while writer || readers > 0 { monitor.wait(at: site) }
         waitingWriters -= 1
         writer = true
         monitor.unlock()

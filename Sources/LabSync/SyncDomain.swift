@@ -5,14 +5,18 @@
 /// to a global: two labs in one process (two tests in parallel, say) do not
 /// see each other's violations.
 public final class SyncDomain: Sendable {
-    /// Who decides which thread runs: the free-running scheduler today, a
-    /// controlled seeded one later.
+    /// Who decides which thread runs: the operating system
+    /// (`FreeRunningScheduler`) or a seed (`ControlledScheduler`).
     public let scheduler: any Scheduler
+    /// Whether `scheduler` decides every interleaving (read once: the
+    /// primitives branch on it instead of calling through the protocol).
+    public let isControlled: Bool
     /// Every sleep attempted where sleeping is forbidden.
     public let contextViolations: ReportLog<ContextViolation>
 
     public init(scheduler: any Scheduler = FreeRunningScheduler(), violationCapacity: Int = 10_000) {
         self.scheduler = scheduler
+        self.isControlled = scheduler.isControlled
         self.contextViolations = ReportLog(capacity: violationCapacity)
     }
 
@@ -53,6 +57,34 @@ public final class SyncDomain: Sendable {
         scheduler.spawn(name: name, body)
     }
 
-    /// Monotonic time from the scheduler.
+    /// Lets another thread run (`sched_yield`); never sleeps, so it is
+    /// allowed anywhere. Every loop that waits on an atomic for another
+    /// thread must call it (or sleep): under a controlled scheduler nothing
+    /// else would let that thread run.
+    public func yield() { scheduler.yield() }
+
+    /// A point where a controlled scheduler may run another thread first
+    /// (nothing when free-running, where the operating system preempts).
+    /// A loop that may go round without any other primitive of this layer
+    /// (a workload whose device access takes no host lock, say) calls it
+    /// once a round: a controlled scheduler cannot preempt a thread that
+    /// never calls in, and everyone else would wait for ever.
+    @inline(__always)
+    public func preemptionPoint(file: StaticString = #fileID, line: UInt = #line) {
+        if isControlled { scheduler.schedulingPoint(.preemption, object: "", site: SourceSite(file: file, line: line)) }
+    }
+
+    /// Monotonic time from the scheduler (virtual under a controlled one).
+    /// The lab reads no other clock.
     public func now() -> Duration { scheduler.now() }
+
+    /// A number naming the calling thread (see `Scheduler.currentThreadID`).
+    public var currentThreadID: UInt64 { scheduler.currentThreadID() }
+
+    /// The scheduling step the run has reached (nil when free-running).
+    public var currentStep: UInt64? { isControlled ? scheduler.currentStep() : nil }
+
+    /// Whether the calling thread is one the scheduler made (always true
+    /// when free-running).
+    public var schedulesCurrentThread: Bool { isControlled ? scheduler.schedulesCurrentThread() : true }
 }

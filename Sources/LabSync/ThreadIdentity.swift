@@ -6,16 +6,24 @@ public struct ThreadIdentity: Sendable, Hashable, CustomStringConvertible {
     public let tid: Int32
     /// The name given at spawn, or `"thread-<tid>"` for threads the lab did not start.
     public let name: String
+    /// Its index in a controlled run (the order threads were made), which,
+    /// unlike the tid, is the same in every replay; nil for other threads.
+    public let scheduledIndex: Int?
 
-    public init(tid: Int32, name: String) {
+    public init(tid: Int32, name: String, scheduledIndex: Int? = nil) {
         self.tid = tid
         self.name = name
+        self.scheduledIndex = scheduledIndex
     }
 
     /// The identity of the calling thread.
     public static var current: ThreadIdentity { ExecutionContext.current.thread }
 
-    public var description: String { "'\(name)' (tid \(tid))" }
+    /// A controlled run's threads are named by index, so reports replay word for word.
+    public var description: String {
+        if let scheduledIndex { return "'\(name)' (scheduled thread #\(scheduledIndex))" }
+        return "'\(name)' (tid \(tid))"
+    }
 
     static func currentTID() -> Int32 {
         mmulab_gettid()

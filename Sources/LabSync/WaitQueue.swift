@@ -13,7 +13,7 @@ public final class WaitQueue: Sendable {
     public init(_ name: String, domain: SyncDomain) {
         self.name = name
         self.domain = domain
-        self.monitor = domain.scheduler.makeMonitor()
+        self.monitor = domain.scheduler.makeMonitor(named: name)
     }
 
     /// Blocks until `condition` returns true. `condition` runs with the
@@ -21,8 +21,8 @@ public final class WaitQueue: Sendable {
     public func wait(file: StaticString = #fileID, line: UInt = #line, until condition: () -> Bool) {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.wait, object: name, site: site)
-        monitor.lock()
-        while !condition() { monitor.wait() }
+        monitor.lock(at: site)
+        while !condition() { monitor.wait(at: site) }
         monitor.unlock()
     }
 
@@ -33,12 +33,12 @@ public final class WaitQueue: Sendable {
         let site = SourceSite(file: file, line: line)
         domain.mightSleep(.wait, object: name, site: site)
         let deadline = domain.now() + timeout
-        monitor.lock()
+        monitor.lock(at: site)
         defer { monitor.unlock() }
         while !condition() {
             let left = deadline - domain.now()
             if left <= .zero { return false }
-            _ = monitor.wait(timeout: left)
+            _ = monitor.wait(timeout: left, at: site)
         }
         return true
     }

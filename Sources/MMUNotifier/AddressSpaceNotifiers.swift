@@ -6,8 +6,9 @@ import Synchronization
 ///
 /// The primary MMU holds one of these per address space and calls it
 /// directly, so a dispatch never looks at another address space's
-/// subscribers (seed 003: "a global list is not ok ... O(N) ... it's so
-/// trivial to go O(1)").
+/// subscribers ("A global list is not ok ... O(N) ... it's so trivial to
+/// go O(1)": Andrea Arcangeli, linux-kernel/kvm-devel, 2008-01-24, "Re:
+/// [kvm-devel] [PATCH] export notifier #1").
 ///
 /// What it guarantees:
 /// - start goes to every whole-space subscriber and every overlapping
@@ -22,7 +23,8 @@ import Synchronization
 /// - every callback of a non-blockable range, and every young / change-PTE /
 ///   secondary-TLB callback, runs inside a non-blockable section;
 /// - a subscription added while invalidations are in flight misses none of
-///   them (seed 000, `mm_lock`; see `register` and `insertInterval`).
+///   them (Linux's `mm_lock`, today `mm_take_all_locks` in
+///   `__mmu_notifier_register`; see `register` and `insertInterval`).
 public final class AddressSpaceNotifiers: @unchecked Sendable {
     // @unchecked: every `var` below is read and written only with `lock`
     // held, except `tree` and `intervals`, which are mutated only with `lock`
@@ -263,7 +265,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Clears the devices' accessed bits in `[start, end)` and reports
     /// whether any was set (Linux: `mmu_notifier_clear_young`). Reclaim ORs
-    /// this with the CPU's accessed bit (seed 003).
+    /// this with the CPU's accessed bit (Linux: `folio_referenced_one` calls
+    /// `ptep_clear_flush_young_notify`).
     public func clearYoung(start: UInt64, end: UInt64, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         let site = SourceSite(file: file, line: line)
         return withReader(reason: "young check", site: site) { list in
@@ -316,11 +319,13 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Adds a whole-space subscriber (Linux: `mmu_notifier_register`). May sleep.
     ///
-    /// Seed 000: a subscriber must not miss an invalidation that is already
+    /// A subscriber must not miss an invalidation that is already
     /// in flight, or it could install a translation the invalidation was
-    /// about to make stale. Linux's first answer, `mm_lock`, took every lock
-    /// to stop the world. Here the new list is published at once (from then
-    /// on every new invalidation includes the subscriber) and registration
+    /// about to make stale. Linux's first answer, `mm_lock` (Andrea
+    /// Arcangeli, linux-kernel, 2008-05-07, "Re: [PATCH 01 of 11]
+    /// mmu-notifier-core"), took every lock to stop the world. Here the new
+    /// list is published at once (from then on every new invalidation
+    /// includes the subscriber) and registration
     /// then waits for a grace period: until every dispatch that took the
     /// *old* list has ended. When `register` returns, no invalidation the
     /// subscriber did not see is still in progress, and invalidations never
@@ -412,7 +417,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// sequence is set to the current odd sequence so that `readBegin`
     /// sleeps until they have all ended. Either way the device cannot
     /// install a translation that an in-flight invalidation should have
-    /// removed: the "forced sequence retry" answer to seed 000.
+    /// removed: the "forced sequence retry" answer to the race `mm_lock`
+    /// closed (Linux: `__mmu_interval_notifier_insert`).
     public func insertInterval(
         start: UInt64, end: UInt64, ops: any IntervalInvalidator
     ) throws(SubscriptionError) -> IntervalNotifier {

@@ -1,6 +1,6 @@
 public import LabSync
 
-/// A broken rule of the notifier contract (DESIGN.md, "The notifier contract").
+/// A broken rule of the notifier contract (docs/CONTRACT.md, rules 2 and 3).
 public struct ContractViolation: Sendable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable {
         /// A subscriber answered `retry` to a blockable start. Only a

@@ -11,7 +11,8 @@ public final class NotifierCore: Sendable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         /// `register` returns without waiting for the dispatches that began
-        /// before it: the race `mm_lock` closed (seed 000).
+        /// before it: the race `mm_lock` closed (Andrea Arcangeli,
+        /// linux-kernel, 2008-05-07, "Re: [PATCH 01 of 11] mmu-notifier-core").
         public static let skipRegistrationGracePeriod = FaultInjection(rawValue: 1 << 0)
     }
 

@@ -1,11 +1,12 @@
 /// Why the primary MMU is invalidating a range.
 ///
-/// Events are *reasons*, so a subscriber can decide what to skip (seed
-/// 004_ff1c9eb7db468a32.txt: "passing along an enum value ... the exact
-/// event that actually triggered the mmu notifier call (vmscan, migrate,
-/// ksm, ...)"). A subscriber that handles `changePTE` may ignore `ksm`
-/// starts and ends; a device ignores a `migrate` whose range carries its own
-/// owner cookie. The README maps each case to Linux's `enum mmu_notifier_event`.
+/// Events are *reasons*, so a subscriber can decide what to skip ("passing
+/// along an enum value ... the exact event that actually triggered the mmu
+/// notifier call (vmscan, migrate, ksm, ...)": Jérôme Glisse, quoted by
+/// Andrea Arcangeli, linux-kernel, 2014-04-02, "Re: [PATCH] mm/mmu_notifier:
+/// restore set_pte_at_notify semantics"). A subscriber that handles
+/// `changePTE` may ignore `ksm` starts and ends; a device ignores a `migrate`
+/// whose range carries its own owner cookie. The README maps each case to Linux's `enum mmu_notifier_event`.
 public enum NotifierEvent: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// The range is unmapped (munmap); the VMA goes away.
     case munmap

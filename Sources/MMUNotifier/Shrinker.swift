@@ -7,8 +7,9 @@ public struct ShrinkControl: Sendable, Hashable {
     public var objectsToScan: Int
     /// Whether the shrinker may sleep. When false the call runs in a
     /// non-blockable section and a shrinker that would have to wait (its
-    /// device lock is contended) answers `.stop` (seed 001: "fails quickly
-    /// on shrinker path").
+    /// device lock is contended) answers `.stop` ("fails quickly on shrinker
+    /// path": Jérôme Glisse, linux-kernel, 2013-09-30, "Re: [PATCH] anon_vmas:
+    /// Convert the rwsem to an rwlock_t").
     public var canBlock: Bool
 
     public init(objectsToScan: Int, canBlock: Bool) {

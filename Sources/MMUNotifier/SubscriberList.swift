@@ -7,7 +7,7 @@ import Synchronization
 /// itself in; a subscription change publishes a new list, retires the old
 /// one and waits until the old list's readers have all gone. After that, no
 /// callback that began before the change is still running (see
-/// `AddressSpaceNotifiers.register` for why that is what seed 000 asks for).
+/// `AddressSpaceNotifiers.register` for why that is what `mm_lock` was for).
 ///
 /// Each list belongs to one address space; never share one (not even an
 /// empty one), or one space's readers would hold up another's grace period.

@@ -3,14 +3,14 @@ import LabSync
 import MMUNotifier
 
 /// The C view of an invalidation range, for an instance that negotiated
-/// ABI minor `minor`: the events 1.4 added (MADV_FREE, a huge page's split,
+/// ABI minor `minor`: the events 1.5 added (MADV_FREE, a huge page's split,
 /// a collapse) reach an older instance as MMULAB_EVENT_MADVISE_DONTNEED,
 /// the CLEAR-type event it knows (the VMA stays, the translations go).
 func cRange(_ range: InvalidationRange, minor: Int) -> mmulab_range {
     var flags: UInt32 = range.blockable ? UInt32(MMULAB_RANGE_BLOCKABLE) : 0
     if range.owner != nil { flags |= UInt32(MMULAB_RANGE_HAS_OWNER) }
     var event = range.event
-    if minor < 4, event.rawValue > NotifierEvent.oomReap.rawValue { event = .madviseDontNeed }
+    if minor < 5, event.rawValue > NotifierEvent.oomReap.rawValue { event = .madviseDontNeed }
     return mmulab_range(
         address_space: range.addressSpace.rawValue, start: range.start, end: range.end,
         event: UInt32(event.rawValue), flags: flags, owner: range.owner?.rawValue ?? 0)
@@ -37,7 +37,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let capabilities: SubscriberCapabilities
     let device: DeviceID?
     let observer: (any CallbackObserver)?
-    /// The clock young answers are timed by (the host's synchronisation domain).
+    /// The host's clock: callback timings and young answers read it.
     let clock: SyncDomain
     /// The ABI minor the instance negotiated (which events it knows).
     let minor: Int
@@ -50,9 +50,9 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
         self.ops = ops
         self.data = data
         self.device = device
-        self.clock = clock
         subscriberName = name
         self.observer = observer
+        self.clock = clock
         var capabilities: SubscriberCapabilities = []
         if ops.capabilities & UInt32(MMULAB_CAP_CHANGE_PTE) != 0, ops.change_pte != nil || ops.change_pte_pfn != nil {
             capabilities.insert(.changePTE)
@@ -69,34 +69,34 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     @inline(__always)
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         var r = cRange(range, minor: minor)
-        return timed(.invalidateRangeStart, observer) { ops.invalidate_range_start!(data, &r) } == mmulab_status(MMULAB_RETRY) ? .retry : .ok
+        return timed(.invalidateRangeStart, observer, clock) { ops.invalidate_range_start!(data, &r) } == mmulab_status(MMULAB_RETRY) ? .retry : .ok
     }
 
     @inline(__always)
     func invalidateRangeEnd(_ range: InvalidationRange) {
         var r = cRange(range, minor: minor)
-        timed(.invalidateRangeEnd, observer) { ops.invalidate_range_end!(data, &r) }
+        timed(.invalidateRangeEnd, observer, clock) { ops.invalidate_range_end!(data, &r) }
     }
 
     func invalidateSecondaryTLBs(_ range: InvalidationRange) {
         var r = cRange(range, minor: minor)
-        timed(.invalidateSecondaryTLBs, observer) { ops.invalidate_secondary_tlbs?(data, &r) }
+        timed(.invalidateSecondaryTLBs, observer, clock) { ops.invalidate_secondary_tlbs?(data, &r) }
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
         guard let observer else { return (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
         let asked = clock.now()
-        let young = timed(.clearYoung, observer) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        let young = timed(.clearYoung, observer, clock) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
         observer.youngAnswered(addressSpace: addressSpace, start: start, end: end, askedAt: asked, young: young)
         return young
     }
 
     func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {
-        timed(.testYoung, observer) { (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0 }
+        timed(.testYoung, observer, clock) { (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0 }
     }
 
     func changePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
-        timed(.changePTE, observer) { callChangePTE(addressSpace: addressSpace, pte) }
+        timed(.changePTE, observer, clock) { callChangePTE(addressSpace: addressSpace, pte) }
     }
 
     private func callChangePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
@@ -111,7 +111,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     }
 
     func release(addressSpace: AddressSpaceID) {
-        timed(.release, observer) { ops.release?(data, addressSpace.rawValue) }
+        timed(.release, observer, clock) { ops.release?(data, addressSpace.rawValue) }
     }
 }
 
@@ -124,22 +124,27 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     let intervalName: String
     let device: DeviceID?
     let observer: (any CallbackObserver)?
+    let clock: SyncDomain
     /// The ABI minor the instance negotiated (which events it knows).
     let minor: Int
 
-    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?, minor: Int) {
+    init(
+        ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?,
+        clock: SyncDomain, minor: Int
+    ) {
         self.minor = minor
         self.ops = ops
         self.data = data
         self.device = device
         intervalName = name
         self.observer = observer
+        self.clock = clock
     }
 
     func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
         var r = cRange(range, minor: minor)
         let handle = OpaquePointer(Unmanaged.passUnretained(interval).toOpaque())
-        return timed(.intervalInvalidate, observer) { ops.invalidate!(data, handle, &r, currentSeq) }
+        return timed(.intervalInvalidate, observer, clock) { ops.invalidate!(data, handle, &r, currentSeq) }
     }
 }
 
@@ -150,18 +155,20 @@ final class CShrinker: Shrinker, @unchecked Sendable {
     let data: UnsafeMutableRawPointer?
     let shrinkerName: String
     let observer: (any CallbackObserver)?
+    let clock: SyncDomain
 
-    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?) {
+    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?, clock: SyncDomain) {
         self.ops = ops
         self.data = data
         shrinkerName = name
         self.observer = observer
+        self.clock = clock
     }
 
     func count(_ control: ShrinkControl) -> Int { Int(clamping: ops.count!(data)) }
 
     func scan(_ control: ShrinkControl) -> ShrinkScanResult {
-        let freed = timed(.shrinkerScan, observer) { ops.scan!(data, UInt64(control.objectsToScan), control.canBlock) }
+        let freed = timed(.shrinkerScan, observer, clock) { ops.scan!(data, UInt64(control.objectsToScan), control.canBlock) }
         return freed == UInt64.max ? .stop : .freed(Int(clamping: freed))  // MMULAB_SHRINK_STOP
     }
 }
@@ -170,13 +177,30 @@ final class CShrinker: Shrinker, @unchecked Sendable {
 final class HostLock: @unchecked Sendable {
     let sleeping: SleepingLock?
     let spin: SpinLock?
-    init(sleeping: SleepingLock) {
+    /// The instance that made it (its calls are checked for foreign threads).
+    let host: HostContext
+    init(sleeping: SleepingLock, host: HostContext) {
         self.sleeping = sleeping
         spin = nil
+        self.host = host
     }
-    init(spin: SpinLock) {
+    init(spin: SpinLock, host: HostContext) {
         sleeping = nil
         self.spin = spin
+        self.host = host
+    }
+}
+
+/// What a C handle to a completion stands for.
+final class HostCompletion: @unchecked Sendable {
+    let completion: Completion
+    let host: HostContext
+    init(_ completion: Completion, host: HostContext) {
+        self.completion = completion
+        self.host = host
+    }
+    static func from(_ handle: OpaquePointer?) -> HostCompletion {
+        Unmanaged<HostCompletion>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue()
     }
 }
 

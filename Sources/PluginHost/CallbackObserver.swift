@@ -51,25 +51,19 @@ public protocol CallbackObserver: SectionSubject, Sendable {
     func youngAnswered(addressSpace: AddressSpaceID, start: UInt64, end: UInt64, askedAt: Duration, young: Bool)
 }
 
-extension CallbackObserver {
-    public func youngAnswered(addressSpace: AddressSpaceID, start: UInt64, end: UInt64, askedAt: Duration, young: Bool) {}
-}
-
-extension CallbackObserver {
-    public var sectionSubjectName: String { "\(type(of: self))" }
-}
-
-/// Times `body` for `observer` and marks the thread as running the
+/// Times `body` for `observer` on the host's clock (`clock.now()`: virtual
+/// under a controlled scheduler, so a callback's latency there is the steps
+/// it took and the sleeps it slept) and marks the thread as running the
 /// observed plugin's `callback` meanwhile (nothing extra when there is no
 /// observer: the unobserved path stays one indirect call).
 @inline(__always)
-func timed<Result>(_ callback: PluginCallback, _ observer: (any CallbackObserver)?, _ body: () -> Result) -> Result {
+func timed<Result>(_ callback: PluginCallback, _ observer: (any CallbackObserver)?, _ clock: SyncDomain, _ body: () -> Result) -> Result {
     guard let observer else { return body() }
     let previous = ExecutionContext.enterCurrentCallee(CalleeFrame(callee: observer, operation: callback.name))
     defer { ExecutionContext.restoreCurrentCallee(previous) }
-    let start = ContinuousClock.now
+    let start = clock.now()
     let result = body()
-    let elapsed = (ContinuousClock.now - start).components
+    let elapsed = (clock.now() - start).components
     observer.callbackReturned(callback, nanoseconds: UInt64(elapsed.seconds) &* 1_000_000_000 &+ UInt64(elapsed.attoseconds / 1_000_000_000))
     return result
 }

@@ -3,7 +3,7 @@ import LabSync
 import MMUNotifier
 import VirtualMemory
 
-/// The device-exclusive service of ABI 1.4 (`make_exclusive`): a thin
+/// The device-exclusive service of ABI 1.5 (`make_exclusive`): a thin
 /// translation onto `AddressSpace.makeExclusive`, holding the calling
 /// instance to the exclusive entry as its device.
 enum ExclusiveServices {

@@ -28,6 +28,13 @@ final class HostContext: @unchecked Sendable {
     let deviceMemories: SpinLocked<[DeviceMemory]>
     /// Told how long each callback took, if anyone asked.
     let observer: (any CallbackObserver)?
+    /// The machine's scheduler decides every interleaving: calls from
+    /// threads it did not make are reported (`checkCaller`).
+    let deterministic: Bool
+    /// Threads (by tid) already reported for calling from outside the schedule.
+    let foreignCallers: SpinLocked<[Int32]>
+    /// The threads the plugin made (`thread_create`) and has not joined, by handle address.
+    let threads: SpinLocked<[UInt]>
     /// The instance's identity as a device: its subscriptions carry it and
     /// its DMA names it, so the primary holds it to what it acknowledged.
     let device: DeviceID
@@ -41,6 +48,9 @@ final class HostContext: @unchecked Sendable {
         device = machine.makeDeviceID()
         self.pluginName = pluginName
         self.log = log
+        deterministic = machine.sync.isControlled
+        foreignCallers = SpinLocked([], name: "\(pluginName) foreign callers", domain: machine.sync)
+        threads = SpinLocked([], name: "\(pluginName) threads", domain: machine.sync)
         subscriptions = SpinLocked([:], name: "\(pluginName) subscriptions", domain: machine.sync)
         deviceMemories = SpinLocked([], name: "\(pluginName) device memories", domain: machine.sync)
         table = .allocate(capacity: 1)
@@ -97,50 +107,67 @@ final class HostContext: @unchecked Sendable {
         t.lock_create = { ctx, name, kind in
             let host = HostContext.from(ctx)
             let label = name.map { String(cString: $0) } ?? "\(host.pluginName) lock"
+            host.checkCaller("lock_create")
             let lock = kind == Int32(MMULAB_LOCK_SPIN.rawValue)
-                ? HostLock(spin: SpinLock(label, domain: host.machine.sync))
-                : HostLock(sleeping: SleepingLock(label, domain: host.machine.sync))
+                ? HostLock(spin: SpinLock(label, domain: host.machine.sync), host: host)
+                : HostLock(sleeping: SleepingLock(label, domain: host.machine.sync), host: host)
             return OpaquePointer(Unmanaged.passRetained(lock).toOpaque())
         }
         t.lock_destroy = { lock in Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).release() }
         t.lock = { lock in
             let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
+            l.host.checkCaller("lock")
             if let spin = l.spin { spin.lock() } else { l.sleeping!.lock() }
         }
         t.trylock = { lock in
             let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
+            l.host.checkCaller("trylock")
             return l.spin?.tryLock() ?? l.sleeping!.tryLock()
         }
         t.unlock = { lock in
             let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
+            l.host.checkCaller("unlock")
             if let spin = l.spin { spin.unlock() } else { l.sleeping!.unlock() }
         }
 
         t.completion_create = { ctx, name in
             let host = HostContext.from(ctx)
+            host.checkCaller("completion_create")
             let completion = Completion(name.map { String(cString: $0) } ?? "completion", domain: host.machine.sync)
-            return OpaquePointer(Unmanaged.passRetained(completion).toOpaque())
+            return OpaquePointer(Unmanaged.passRetained(HostCompletion(completion, host: host)).toOpaque())
         }
-        t.completion_destroy = { c in Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).release() }
-        t.completion_complete = { c in Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).takeUnretainedValue().complete() }
+        t.completion_destroy = { c in Unmanaged<HostCompletion>.fromOpaque(UnsafeRawPointer(c!)).release() }
+        t.completion_complete = { c in
+            let c = HostCompletion.from(c)
+            c.host.checkCaller("completion_complete")
+            c.completion.complete()
+        }
         t.completion_complete_all = { c in
-            Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).takeUnretainedValue().completeAll()
+            let c = HostCompletion.from(c)
+            c.host.checkCaller("completion_complete_all")
+            c.completion.completeAll()
         }
-        t.completion_reinit = { c in Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).takeUnretainedValue().reinit() }
+        t.completion_reinit = { c in HostCompletion.from(c).completion.reinit() }
         t.completion_wait = { c, timeout in
-            let completion = Unmanaged<Completion>.fromOpaque(UnsafeRawPointer(c!)).takeUnretainedValue()
+            let c = HostCompletion.from(c)
+            c.host.checkCaller("completion_wait")
             if timeout == 0 {
-                completion.wait()
+                c.completion.wait()
                 return true
             }
-            return completion.wait(timeout: .nanoseconds(Int64(clamping: timeout)))
+            return c.completion.wait(timeout: .nanoseconds(Int64(clamping: timeout)))
         }
-        t.sleep_ns = { ctx, ns in HostContext.from(ctx).machine.sync.sleep(for: .nanoseconds(Int64(clamping: ns))) }
+        t.sleep_ns = { ctx, ns in
+            let host = HostContext.from(ctx)
+            host.checkCaller("sleep_ns")
+            host.machine.sync.sleep(for: .nanoseconds(Int64(clamping: ns)))
+        }
         t.in_non_blockable = { _ in ExecutionContext.isCurrentNonBlockable }
         t.in_reclaim = { _ in ExecutionContext.isCurrentInReclaim }
 
         t.subscribe = { ctx, addressSpace, ops, data, out, error in
             let host = HostContext.from(ctx)
+            host.checkCaller("subscribe")
             guard let ops, ops.pointee.invalidate_range_start != nil, ops.pointee.invalidate_range_end != nil else {
                 return fail(error, MMULAB_ERR_INVALID, "subscribe: the ops table lacks invalidate_range_start/end")
             }
@@ -168,6 +195,7 @@ final class HostContext: @unchecked Sendable {
         }
         t.interval_insert = { ctx, addressSpace, start, length, ops, data, out, error in
             let host = HostContext.from(ctx)
+            host.checkCaller("interval_insert")
             guard let ops, ops.pointee.invalidate != nil else {
                 return fail(error, MMULAB_ERR_INVALID, "interval_insert: the ops table lacks invalidate")
             }
@@ -182,7 +210,8 @@ final class HostContext: @unchecked Sendable {
                 let interval = try space.notifiers.insertInterval(
                     start: start, end: start + length,
                     ops: CInterval(
-                        ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer, minor: host.negotiatedMinor))
+                        ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer,
+                        clock: host.machine.sync, minor: host.negotiatedMinor))
                 out?.pointee = OpaquePointer(Unmanaged.passRetained(interval).toOpaque())
                 return mmulab_status(MMULAB_OK)
             } catch let failure {
@@ -204,10 +233,12 @@ final class HostContext: @unchecked Sendable {
         }
 
         t.fault_range = { ctx, addressSpace, start, length, flags, pfns, error in
-            HostContext.from(ctx).translate(addressSpace, start, length, flags, pfns, error, pin: false)
+            HostContext.from(ctx).checkCaller("fault_range")
+            return HostContext.from(ctx).translate(addressSpace, start, length, flags, pfns, error, pin: false)
         }
         t.pin = { ctx, addressSpace, start, length, flags, pfns, error in
-            HostContext.from(ctx).translate(addressSpace, start, length, flags, pfns, error, pin: true)
+            HostContext.from(ctx).checkCaller("pin")
+            return HostContext.from(ctx).translate(addressSpace, start, length, flags, pfns, error, pin: true)
         }
         t.unpin = { ctx, pfns, count, dirty in
             let host = HostContext.from(ctx)
@@ -225,6 +256,7 @@ final class HostContext: @unchecked Sendable {
         }
         t.dma_read = { ctx, addressSpace, pfn, buffer, length in
             let host = HostContext.from(ctx)
+            host.checkCaller("dma_read")
             guard let pfn, let buffer, let space = host.liveSpace(addressSpace, pfn.pointee, write: false) else { return }
             host.machine.dmaAccess(space, translation(pfn.pointee), issuer: host.device, write: false) { page in
                 buffer.copyMemory(from: page.baseAddress!, byteCount: min(Int(length), page.count))
@@ -232,6 +264,7 @@ final class HostContext: @unchecked Sendable {
         }
         t.dma_write = { ctx, addressSpace, pfn, buffer, length in
             let host = HostContext.from(ctx)
+            host.checkCaller("dma_write")
             guard let pfn, let buffer, let space = host.liveSpace(addressSpace, pfn.pointee, write: true) else { return }
             host.machine.dmaAccess(space, translation(pfn.pointee), issuer: host.device, write: true) { page in
                 page.baseAddress!.copyMemory(from: buffer, byteCount: min(Int(length), page.count))
@@ -246,9 +279,10 @@ final class HostContext: @unchecked Sendable {
 
         t.shrinker_register = { ctx, name, ops, data, out in
             let host = HostContext.from(ctx)
+            host.checkCaller("shrinker_register")
             guard let ops, ops.pointee.count != nil, ops.pointee.scan != nil else { return mmulab_status(MMULAB_ERR_INVALID) }
             let label = name.map { String(cString: $0) } ?? host.pluginName
-            let shrinker = CShrinker(ops: copyTable(ops, sizeField: \.struct_size, empty: mmulab_shrinker_ops()), data: data, name: label, observer: host.observer)
+            let shrinker = CShrinker(ops: copyTable(ops, sizeField: \.struct_size, empty: mmulab_shrinker_ops()), data: data, name: label, observer: host.observer, clock: host.machine.sync)
             host.machine.shrinkers.register(shrinker)
             out?.pointee = OpaquePointer(Unmanaged.passRetained(shrinker).toOpaque())
             return mmulab_status(MMULAB_OK)
@@ -258,6 +292,7 @@ final class HostContext: @unchecked Sendable {
             HostContext.from(ctx).machine.shrinkers.unregister(shrinker)
         }
         DeviceMemoryServices.install(into: &t)
+        ThreadServices.install(into: &t)
         ExclusiveServices.install(into: &t)
         return t
     }
@@ -270,8 +305,8 @@ final class HostContext: @unchecked Sendable {
         guard let space = space(addressSpace) else { return fail(errorOut, MMULAB_ERR_INVALID, "no address space \(addressSpace)") }
         guard let pfns else { return fail(errorOut, MMULAB_ERR_INVALID, "no pfn buffer") }
         let write = flags & UInt32(MMULAB_FAULT_WRITE) != 0
-        // Long-term pins are 1.4's; an older instance never meant the bit.
-        let longTerm = pin && negotiatedMinor >= 4 && flags & UInt32(MMULAB_PIN_LONGTERM) != 0
+        // Long-term pins are 1.5's; an older instance never meant the bit.
+        let longTerm = pin && negotiatedMinor >= 5 && flags & UInt32(MMULAB_PIN_LONGTERM) != 0
         do {
             let translations = pin
                 ? try space.pin(start: start, length: length, write: write, longTerm: longTerm)
@@ -281,7 +316,7 @@ final class HostContext: @unchecked Sendable {
                     address: t.address, pfn: t.frame.rawValue, generation: t.generation,
                     flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.pinned ? UInt32(MMULAB_PFN_PINNED) : 0)
                         | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0)
-                        | (t.huge && negotiatedMinor >= 4 ? UInt32(MMULAB_PFN_HUGE) : 0))
+                        | (t.huge && negotiatedMinor >= 5 ? UInt32(MMULAB_PFN_HUGE) : 0))
             }
             return mmulab_status(MMULAB_OK)
         } catch {

@@ -76,7 +76,7 @@ public final class PluginInstance: @unchecked Sendable {
     /// core sees them (each callback on these goes through the C ABI).
     public var subscribers: [any AddressSpaceSubscriber] { context.subscriptions.withLock { Array($0.values) } }
 
-    /// What the plugin logged.
+    /// What the plugin logged (broken rules at `.misbehaving`).
     public var log: ReportLog<PluginLogEntry> { context.log }
 
     /// The instance's identity as a device: what its subscriptions carry
@@ -121,14 +121,14 @@ public final class PluginInstance: @unchecked Sendable {
     /// The device reads (or writes) `buffer.count` bytes at the start of the
     /// page at `deviceAddress`, through its own page table.
     /// `atomic` (with `write`): an atomic read-modify-write, passed as
-    /// MMULAB_ACCESS_ATOMIC to an instance that negotiated ABI 1.4, as a
+    /// MMULAB_ACCESS_ATOMIC to an instance that negotiated ABI 1.5, as a
     /// plain write to an older one.
     public func access(
         _ binding: Binding, deviceAddress: UInt64, write: Bool, atomic: Bool = false, buffer: UnsafeMutableRawBufferPointer
     ) throws(PluginCallError) {
         var error = mmulab_error()
         var flags: UInt32 = write ? UInt32(MMULAB_ACCESS_WRITE) : 0
-        if write && atomic && context.negotiatedMinor >= 4 { flags |= UInt32(MMULAB_ACCESS_ATOMIC) }
+        if write && atomic && context.negotiatedMinor >= 5 { flags |= UInt32(MMULAB_ACCESS_ATOMIC) }
         let status = plugin.descriptor.pointee.access!(
             instance, binding.handle, deviceAddress, flags, buffer.baseAddress, UInt32(buffer.count), &error)
         guard status == mmulab_status(MMULAB_OK) else { throw callError("access", status, error) }
@@ -186,8 +186,15 @@ public final class PluginInstance: @unchecked Sendable {
             plugin.descriptor.pointee.detach!(instance, binding.handle)
         }
         plugin.descriptor.pointee.destroy!(instance)
+        let unjoined = context.threads.withLock { $0.count }
+        if unjoined > 0 { context.misbehaving("destroy returned with \(unjoined) thread(s) from thread_create not joined") }
         context.bringDeviceMemoryHome()
     }
+
+    /// Calls the plugin made into the host from threads the host did not
+    /// make while the machine ran under a controlled scheduler (each makes
+    /// the run irreproducible), one line per thread, naming the plugin.
+    public var scheduleEscapes: [String] { context.scheduleEscapes }
 
     deinit { destroy() }
 

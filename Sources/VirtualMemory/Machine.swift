@@ -2,22 +2,26 @@ public import LabSync
 public import MMUNotifier
 public import Synchronization
 
-/// Ways to break the primary MMU on purpose, the ways the seeds describe,
-/// so tests can show the checks catch each one. All off by default.
+/// Ways to break the primary MMU on purpose, the ways the mailing-list
+/// threads behind the contract warn about (docs/CONTRACT.md), so tests can
+/// show the checks catch each one. All off by default.
 public struct MemoryFaultInjection: OptionSet, Sendable, Hashable {
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    /// Free the pages before telling the secondaries (seed 003: the
-    /// "backwards" order, a secondary may reach a freed and reused frame).
+    /// Free the pages before telling the secondaries (the "backwards" order
+    /// of Andrea Arcangeli, linux-kernel/kvm-devel, 2008-01-24, "Re:
+    /// [kvm-devel] [PATCH] export notifier #1": a secondary may reach a freed
+    /// and reused frame).
     public static let freeBeforeInvalidate = MemoryFaultInjection(rawValue: 1 << 0)
     /// Drop a started invalidation without its end.
     public static let skipRangeEnd = MemoryFaultInjection(rawValue: 1 << 1)
-    /// Reclaim ignores the secondaries' accessed bits (seed 003: a page a
-    /// device uses hot gets evicted).
+    /// Reclaim ignores the secondaries' accessed bits (a page a device uses
+    /// hot gets evicted; docs/CONTRACT.md, rule 12).
     public static let skipYoungCheck = MemoryFaultInjection(rawValue: 1 << 2)
-    /// Dirty state reported by a secondary is lost (seed 003: "the dirty
-    /// state must transfer"), so a device write can be dropped with a clean page.
+    /// Dirty state reported by a secondary is lost (the dirty state must
+    /// transfer; docs/CONTRACT.md, rule 15), so a device write can be dropped
+    /// with a clean page.
     public static let dropSecondaryDirty = MemoryFaultInjection(rawValue: 1 << 3)
     /// mprotect changes the PTEs without the `mprotect` invalidation's range
     /// start and end: a device keeps a writable translation to a

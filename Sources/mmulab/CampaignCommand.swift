@@ -1,14 +1,28 @@
 import ArgumentParser
+import BugDatabase
+import Foundation
+import LabSync
 import ReclaimLab
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// `mmulab campaign`: runs many seeds (`campaign run`, the default) and
+/// collects a campaign a cluster ran (`campaign collect`).
 struct CampaignCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "campaign",
-        abstract: "Run scenarios over a range of seeds, each run a process of its own, and report the runs that failed.",
+        abstract: "Run scenarios over a range of seeds, each run a process (or a batch job) of its own, and report the runs that failed.",
+        subcommands: [CampaignRunCommand.self, CampaignCollectCommand.self],
+        defaultSubcommand: CampaignRunCommand.self
+    )
+}
+
+struct CampaignRunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run scenarios over a range of seeds (the default: `mmulab campaign NAME... --seeds A..B`).",
         discussion: """
             Every (scenario, seed) pair runs as `mmulab run NAME --seed S` in a child process \
             of its own (its own process group), up to --jobs at a time, so a plugin that crashes \
@@ -18,12 +32,55 @@ struct CampaignCommand: ParsableCommand {
 
             Every scenario is read and checked before anything runs. Default timeout: \
             3 x --duration + 30 s; without --duration, 3 x the scenario's length + 30 s and at \
-            least 300 s. Ctrl-C kills the running children and removes the temporary files.
+            least 300 s. Ctrl-C kills the running children.
+
+            Everything is kept in a campaign directory inside --output-dir (plan.json, each \
+            run's report, status and log), and every run and the bugs it found are recorded in \
+            the bug database (--db; `mmulab bugs` lists them across campaigns).
+
+            --engine slurm hands the runs to a Slurm cluster as one job array (one task per \
+            run, or --runs-per-task runs each; at most --jobs tasks at once; each run with the \
+            timeout): --output-dir, this mmulab and the plugins must be on a filesystem every \
+            node shares. Slurm starts tasks in scheduling passes a second or more apart, so \
+            for runs of a few seconds several runs per task cost less. The summary is the same \
+            as the local one. --no-wait returns after submitting; `mmulab campaign collect DIR` \
+            summarises it later.
 
             Exit status: 0 every run clean, 1 a run failed (findings, crashed, hung), \
             2 bad input (a bad scenario or flag, or runs that refused their input).
             """
     )
+
+    enum Engine: String, ExpressibleByArgument, CaseIterable {
+        case local, slurm
+    }
+
+    @Option(help: "Who runs the runs: local (child processes of this one) or slurm (a job array).")
+    var engine: Engine = .local
+
+    @Option(help: ArgumentHelp("Where campaigns keep their results and their bug database.", valueName: "dir"))
+    var outputDir: String = "mmulab-campaigns"
+
+    @Option(help: ArgumentHelp("The bug database (default: bugs.sqlite in --output-dir).", valueName: "file"))
+    var db: String?
+
+    @Flag(help: "With --engine slurm: return after submitting, with the job id (`mmulab campaign collect DIR` later).")
+    var noWait = false
+
+    @Option(help: "With --engine slurm: the partition (sbatch --partition).")
+    var partition: String?
+
+    @Option(help: "With --engine slurm: the account (sbatch --account).")
+    var account: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --engine slurm: runs each array task does one after the other (default 1, or enough to keep the array within 1000 tasks).",
+            valueName: "n"), transform: { try ArgumentValues.count($0, in: 1...10_000) })
+    var runsPerTask: Int?
+
+    @Option(help: ArgumentHelp("With --engine slurm: any other sbatch option, as one word (--sbatch-arg=--qos=short); repeatable.", valueName: "option"))
+    var sbatchArg: [String] = []
 
     @Argument(help: "Scenario files (YAML) or names of built-in ones (mmulab scenarios list).")
     var scenarios: [String]
@@ -56,6 +113,9 @@ struct CampaignCommand: ParsableCommand {
     @Option(help: "Write the campaign's summary as JSON to this file.")
     var json: String?
 
+    @Option(help: scheduleHelp)
+    var schedule: ScheduleArgument?
+
     /// Most runs (scenarios x seeds) one campaign may ask for.
     static let maximumRuns: UInt64 = 10_000
 
@@ -75,6 +135,12 @@ struct CampaignCommand: ParsableCommand {
             var info = stat()
             guard stat(pluginDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw ValidationError("--plugin-directory \(pluginDirectory): not a directory")
+            }
+        }
+        if engine == .local {
+            if noWait { throw ValidationError("--no-wait needs --engine slurm") }
+            if partition != nil || account != nil || !sbatchArg.isEmpty || runsPerTask != nil {
+                throw ValidationError("--partition, --account, --sbatch-arg and --runs-per-task need --engine slurm")
             }
         }
     }
@@ -114,54 +180,81 @@ struct CampaignCommand: ParsableCommand {
             throw ExitCode(2)
         }
         let range = try Self.seedRange(seeds)
-        let runs = names.flatMap { name in range.map { CampaignRun(scenario: name, seed: $0) } }
-
-        StopSignals.install(secondEndsProcess: false)
-        guard let scratch = ScratchDirectory(prefix: "mmulab-campaign") else {
-            writeToStandardError("mmulab: cannot make a temporary directory: \(String(cString: strerror(errno)))\n")
+        let runCount = names.count * Int(range.upperBound - range.lowerBound + 1)
+        // Absolute paths: a cluster's nodes start the runs from elsewhere.
+        let output = absolutePath(outputDir)
+        let campaign: CampaignDirectory
+        var plan = CampaignPlan(
+            engine: engine.rawValue, scenarios: names, firstSeed: range.lowerBound, lastSeed: range.upperBound, jobs: jobs, duration: duration,
+            pluginDirectory: pluginDirectory.map(absolutePath), plugins: plugin.map { $0.contains("/") ? absolutePath($0) : $0 },
+            pluginOptions: pluginOptions, timeouts: timeouts, executable: executable, database: absolutePath(db ?? outputDir + "/bugs.sqlite"),
+            createdAt: Date(), workingDirectory: FileManager.default.currentDirectoryPath, schedule: schedule?.strategy.description,
+            runsPerTask: runsPerTask ?? SlurmEngine.defaultRunsPerTask(runs: runCount), jobID: nil)
+        let database: BugDatabase
+        do {
+            campaign = try CampaignDirectory.create(in: output)
+            database = try BugDatabase(path: plan.database)
+            try plan.save(in: campaign)
+        } catch let error as any CustomStringConvertible {
+            writeToStandardError("mmulab: \(error)\n")
             throw ExitCode(2)
         }
-        var extra: [String] = []
-        if let duration { extra += ["--duration", ReplayCommand.secondsText(duration)] }
-        if let pluginDirectory { extra += ["--plugin-directory", pluginDirectory] }
-        for added in plugin { extra += ["--plugin", added] }
-        if !pluginOptions.isEmpty { extra += ["--plugin-options", pluginOptions] }
-        let frozenTimeouts = timeouts
-        let runner = CampaignRunner(
-            executable: executable, environment: processEnvironment(), runs: runs, jobs: jobs, extraArguments: extra,
-            timeout: { frozenTimeouts[$0] ?? 300 }, scratch: scratch, readFindings: readRunFindings)
+        let recorder = CampaignRecorder(database: database, plan: plan, directory: campaign)
+        StopSignals.install(secondEndsProcess: false)
+        writeText("campaign  \(campaign.path)\n", to: human)
 
         let started = ContinuousClock.now
         let line = ProgressLine(descriptor: human)
-        let records = runner.execute { done, failed in
-            line.update("campaign  \(done)/\(runs.count) runs done  \(failed) failed")
+        var records: [RunRecord?]
+        switch engine {
+        case .local:
+            try? recorder.recordCampaign(finished: nil, interrupted: false)
+            let frozenTimeouts = timeouts
+            let runner = CampaignRunner(
+                executable: executable, environment: processEnvironment(), runs: plan.runs, jobs: jobs, extraArguments: plan.runArguments,
+                timeout: { frozenTimeouts[$0] ?? 300 }, directory: campaign, readFindings: readRunFindings)
+            records = runner.execute { done, failed in
+                line.update("campaign  \(done)/\(plan.runs.count) runs done  \(failed) failed")
+            }
+        case .slurm:
+            var slurm = SlurmEngine(plan: plan, directory: campaign)
+            if let partition { slurm.batchOptions.append("--partition=\(partition)") }
+            if let account { slurm.batchOptions.append("--account=\(account)") }
+            slurm.batchOptions += sbatchArg
+            do {
+                plan.jobID = try slurm.submit()
+                try plan.save(in: campaign)
+            } catch let error as any CustomStringConvertible {
+                writeToStandardError("mmulab: \(error)\n")
+                throw ExitCode(2)
+            }
+            let job = plan.jobID!
+            let submitted = CampaignRecorder(database: database, plan: plan, directory: campaign)
+            try? submitted.recordCampaign(finished: nil, interrupted: false)
+            let tasks = slurm.taskCount
+            writeText("slurm     job \(job), \(tasks) array task\(tasks == 1 ? "" : "s")"
+                + (plan.runsPerTask > 1 ? " of up to \(plan.runsPerTask) runs" : "") + "\n", to: human)
+            if noWait {
+                writeText("collect   mmulab campaign collect \(ReplayCommand.quoted(campaign.path))\n", to: human)
+                return
+            }
+            let engine = SlurmEngine(plan: plan, directory: campaign, batchOptions: slurm.batchOptions)
+            let followed = engine.follow(job) { done in
+                line.update("campaign  slurm job \(job): \(done)/\(plan.runs.count) runs done")
+            }
+            if !followed {
+                // Ctrl-C stops the campaign, as it does the local engine's
+                // (--no-wait leaves a job running on its own).
+                line.finish()
+                let cancelled = engine.cancel(job)
+                writeText(cancelled ? "cancelled slurm job \(job)\n" : "could not cancel slurm job \(job): scancel \(job)\n", to: human)
+            }
+            records = engine.records(job: job)
         }
         line.finish()
-        scratch.remove()
-
-        let stopped = StopSignals.received
         let report = CampaignReport(
-            scenarios: names, seeds: range, jobs: jobs, duration: duration, pluginDirectory: pluginDirectory, plugins: plugin,
-            pluginOptions: pluginOptions,
-            records: records, plannedRuns: runs.count, elapsedSeconds: (ContinuousClock.now - started).seconds,
-            interrupted: stopped != nil)
-        writeText(report.text() + "\n", to: human)
-        // The JSON summary is written on interruption too: what ran is not lost.
-        var written = true
-        if let jsonDestination {
-            do {
-                try jsonDestination.write(report.jsonText())
-            } catch {
-                writeToStandardError("mmulab: \(error)\n")
-                written = false
-            }
-        }
-        if let stopped {
-            signal(stopped, SIG_DFL)
-            raise(stopped)  // end as the signal would have: the shell sees it
-        }
-        if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
-        if !written { throw ExitCode(2) }
+            plan: plan, records: records, elapsedSeconds: (ContinuousClock.now - started).seconds, interrupted: StopSignals.received != nil)
+        try CampaignCollectCommand.conclude(report: report, records: records, plan: plan, campaign: campaign, database: database, json: jsonDestination, human: human)
     }
 
     /// The time a run of `scenario` gets before it counts as hung.
@@ -171,4 +264,11 @@ struct CampaignCommand: ParsableCommand {
         if case .seconds(let seconds) = scenario.length { return max(300, seconds * 3 + 30) }
         return 300
     }
+}
+
+/// An absolute form of `path` (relative to the working directory).
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    let cwd = FileManager.default.currentDirectoryPath
+    return path == "." ? cwd : cwd + "/" + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
 }

@@ -12,7 +12,8 @@ struct MMULab: ParsableCommand {
         discussion: """
             `mmulab demo` stress-runs the reclaim-storm scenario against the bundled GPU, RDMA \
             and KVM plugins. `mmulab run` runs any scenario (built in, or your YAML file) \
-            against any plugin; `mmulab campaign` runs many seeds in child processes; \
+            against any plugin; `mmulab campaign` runs many seeds in child processes or on a \
+            Slurm cluster; `mmulab bugs` lists the bugs campaigns found; \
             `mmulab scenarios` lists and checks scenarios; `mmulab plugins` lists and inspects \
             device plugins; `mmulab events` lists the invalidation events; \
             `mmulab notifier-storm` storms the notifier core alone; `mmulab kernel-diff` checks \
@@ -23,8 +24,8 @@ struct MMULab: ParsableCommand {
             """,
         version: Version.text,
         subcommands: [
-            DemoCommand.self, RunCommand.self, CampaignCommand.self, ScenariosCommand.self, PluginsCommand.self, EventsCommand.self,
-            NotifierStormCommand.self, KernelDiffCommand.self,
+            DemoCommand.self, RunCommand.self, CampaignCommand.self, ReplayRunCommand.self, ScenariosCommand.self, PluginsCommand.self,
+            EventsCommand.self, NotifierStormCommand.self, KernelDiffCommand.self, BugsCommand.self,
         ],
         defaultSubcommand: DemoCommand.self
     )

@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 import VirtualMemory
 
-/// GPU atomics on system memory (ABI 1.4): each takes its page exclusive
+/// GPU atomics on system memory (ABI 1.5): each takes its page exclusive
 /// (make_device_exclusive) and maps it so; the GPU skips its own
 /// conversion and follows the CPU taking the page back.
 @Suite("GPU plugin: atomics through device-exclusive pages")

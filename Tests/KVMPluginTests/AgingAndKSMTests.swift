@@ -3,9 +3,9 @@ import PluginHost
 import Testing
 import VirtualMemory
 
-/// Aging (clear_young, seed 003: never invalidate a page the device uses
-/// hot) and change_pte for KSM (seed 004), each measured against the same
-/// workload without the mechanism.
+/// Aging (clear_young: never evict a page the device uses hot;
+/// docs/CONTRACT.md, rule 12) and change_pte for KSM (rule 13), each
+/// measured against the same workload without the mechanism.
 @Suite("KVM plugin: aging and change_pte")
 struct AgingAndKSMTests {
     /// The guest writes 160 pages once, then keeps reading the first 16

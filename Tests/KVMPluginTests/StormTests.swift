@@ -133,8 +133,9 @@ struct KVMStormTests {
         #expect(f.finish() == [], "seed \(testSeed)")
     }
 
-    /// Seed 001: the OOM reaper's invalidations are non-blockable. KVM
-    /// never refuses one: it zaps, and its TLB flush spins for the vCPUs in
+    /// The OOM reaper's invalidations are non-blockable (Linux:
+    /// `__oom_reap_task_mm`, `mmu_notifier_invalidate_range_start_nonblock`).
+    /// KVM never refuses one: it zaps, and its TLB flush spins for the vCPUs in
     /// guest mode rather than sleeping. The reaper succeeds while vCPUs
     /// run, nothing sleeps where it may not, and the vCPUs then fail cleanly.
     @Test func theOOMReaperIsNeverRefusedAndNothingSleeps() throws {

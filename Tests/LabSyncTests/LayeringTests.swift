@@ -4,36 +4,84 @@ import Testing
 import Glibc
 #endif
 
-/// DESIGN.md: every lock, wait and sleep in the core goes through the
+/// docs/ARCHITECTURE.md: every lock, wait and sleep in the core goes through the
 /// synchronisation layer, so context checks see them all and a controlled
-/// scheduler can later own them all. This test fails if any other module
-/// reaches for a raw lock, condition, sleep or thread.
+/// scheduler owns them all (issue 17: nothing escapes the seam). These tests
+/// fail if any module other than LabSync, or any bundled or example plugin,
+/// reaches for a raw lock, condition, sleep, thread, yield or clock.
 @Suite("Layering")
 struct LayeringTests {
     static let forbidden = [
-        "pthread_mutex", "pthread_cond", "pthread_create", "pthread_rwlock", "pthread_spin",
+        "pthread_mutex", "pthread_cond", "pthread_create", "pthread_join", "pthread_self", "pthread_rwlock", "pthread_spin",
+        "sched_yield", "thrd_create", "std::thread",
         "NSLock", "NSCondition", "NSRecursiveLock", "DispatchSemaphore", "DispatchQueue",
         "Mutex<", "Mutex(", "usleep(", "nanosleep(", "Thread.sleep", "os_unfair_lock",
     ]
 
-    static var sourcesRoot: String {
-        // .../Tests/LabSyncTests/LayeringTests.swift -> .../Sources
+    /// Clocks: the lab reads only `SyncDomain.now()` (virtual under a
+    /// controlled scheduler), plugins only the host's `now_ns`.
+    static let clocks = [
+        "ContinuousClock", "SuspendingClock", "clock_gettime", "gettimeofday", "Date()", "DispatchTime", "time(NULL)", "time(nil)",
+        "CLOCK_MONOTONIC", "CLOCK_REALTIME", "__rdtsc", "timespec_get",
+    ]
+
+    /// Where a raw primitive or clock is allowed: the layer itself and its C
+    /// shims, the CLI's campaign, which times child processes (outside any
+    /// run) in real time, the bug database, which dates campaigns and
+    /// sightings by the wall clock, and the kernel-diff harness's runner, a
+    /// process of its own that drives the real kernel, not the lab.
+    static let exempt = [
+        "/Sources/LabSync/", "/Sources/CLabSyncShims/", "/Sources/mmulab/Campaign/", "/Sources/mmulab/CampaignCommand.swift",
+        "/Sources/mmulab/CampaignCollectCommand.swift", "/Sources/BugDatabase/", "/Sources/KernelRunner/",
+    ]
+
+    static var packageRoot: String {
+        // .../Tests/LabSyncTests/LayeringTests.swift -> ...
         var path = #filePath
         for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
-        return path + "/Sources"
+        return path
     }
 
-    @Test func onlyLabSyncTouchesRawSynchronisation() throws {
-        let files = try swiftFiles(under: Self.sourcesRoot)
-        #expect(files.count > 10, "found the sources at \(Self.sourcesRoot)")
+    static var sourcesRoot: String { packageRoot + "/Sources" }
+
+    /// Every Swift, C and header file of the lab, the bundled plugins and the examples.
+    static func everyFile() throws -> [String] {
+        try ["/Sources", "/Plugins", "/Examples"].flatMap { try files(under: packageRoot + $0, suffixes: [".swift", ".c", ".h"]) }
+    }
+
+    @Test func onlyLabSyncTouchesRawSynchronisationThreadsOrClocks() throws {
+        let files = try Self.everyFile()
+        #expect(files.filter { $0.contains("/Plugins/") }.count > 10, "found the plugins under \(Self.packageRoot)")
+        #expect(files.filter { $0.contains("/Examples/") }.count >= 3, "found the examples under \(Self.packageRoot)")
         var offenders: [String] = []
-        for file in files where !file.contains("/Sources/LabSync/") {
-            let text = try read(file)
-            for token in Self.forbidden where text.contains(token) {
+        for file in files where !Self.exempt.contains(where: { file.contains($0) }) {
+            let code = Self.withoutComments(try read(file))
+            for token in Self.forbidden + Self.clocks where code.contains(token) {
                 offenders.append("\(file): \(token)")
             }
+            if Self.callsBareSleep(code) { offenders.append("\(file): sleep(") }
         }
-        #expect(offenders.isEmpty, "raw synchronisation outside LabSync: \(offenders)")
+        #expect(offenders.isEmpty, "raw synchronisation, threads or clocks outside LabSync: \(offenders)")
+    }
+
+    /// The check itself: it sees a forbidden call in code and not in a comment.
+    @Test func theCheckSeesCodeNotComments() {
+        #expect(Self.withoutComments("a // pthread_create\nb /* sched_yield */ c").contains("pthread_create") == false)
+        #expect(Self.withoutComments("x = pthread_self(); // why").contains("pthread_self"))
+        #expect(Self.callsBareSleep("    sleep(1);"))
+        #expect(Self.callsBareSleep("host->sleep_ns(ctx, 5); host.sleep(nanoseconds: 1); domain.sleep(for: x)") == false)
+        #expect(Self.callsBareSleep("public func sleep(nanoseconds: UInt64)") == false)
+    }
+
+    @Test func pluginsSeeOnlyTheHeaderOrThePluginKit() throws {
+        for root in ["/Plugins", "/Examples"] {
+            for file in try Self.files(under: Self.packageRoot + root, suffixes: [".swift"]) {
+                let text = try read(file)
+                for module in ["LabSync", "MMUNotifier", "VirtualMemory", "PluginHost", "ReclaimLab"] {
+                    #expect(!text.contains("import \(module)"), "\(file) imports \(module)")
+                }
+            }
+        }
     }
 
     @Test func mmuNotifierKnowsNothingOfHigherLayers() throws {
@@ -58,8 +106,8 @@ struct LayeringTests {
     }
 
     @Test func onlyPluginHostLoadsSharedObjects() throws {
-        for file in try swiftFiles(under: Self.sourcesRoot) where !file.contains("/Sources/PluginHost/") {
-            #expect(!(try read(file)).contains("dlopen("), "\(file) calls dlopen")
+        for file in try Self.everyFile() where !file.contains("/Sources/PluginHost/") {
+            #expect(!Self.withoutComments(try read(file)).contains("dlopen("), "\(file) calls dlopen")
         }
     }
 
@@ -74,7 +122,58 @@ struct LayeringTests {
         }
     }
 
-    private func swiftFiles(under root: String) throws -> [String] {
+    /// The text with `//` and `/* */` comments blanked (documentation may
+    /// name what the code must not call).
+    static func withoutComments(_ text: String) -> String {
+        var out = ""
+        var index = text.startIndex
+        var inBlock = false
+        var inLine = false
+        while index < text.endIndex {
+            let next = text.index(after: index)
+            let pair = next < text.endIndex ? String(text[index...next]) : ""
+            if inBlock {
+                if pair == "*/" {
+                    inBlock = false
+                    index = text.index(after: next)
+                    continue
+                }
+            } else if inLine {
+                if text[index] == "\n" {
+                    inLine = false
+                    out.append("\n")
+                }
+            } else if pair == "//" {
+                inLine = true
+            } else if pair == "/*" {
+                inBlock = true
+            } else {
+                out.append(text[index])
+            }
+            index = next
+        }
+        return out
+    }
+
+    /// A call of the C library's `sleep(`, not a method or a longer name.
+    static func callsBareSleep(_ code: String) -> Bool {
+        let bytes = Array(code.utf8)
+        let word = Array("sleep(".utf8)
+        guard bytes.count >= word.count else { return false }
+        for start in 0...(bytes.count - word.count) where Array(bytes[start..<start + word.count]) == word {
+            let before = start > 0 ? bytes[start - 1] : UInt8(ascii: " ")
+            let partOfName = (before >= UInt8(ascii: "a") && before <= UInt8(ascii: "z")) || (before >= UInt8(ascii: "A") && before <= UInt8(ascii: "Z"))
+                || (before >= UInt8(ascii: "0") && before <= UInt8(ascii: "9")) || before == UInt8(ascii: "_") || before == UInt8(ascii: ".")
+                || before == UInt8(ascii: ">")
+            let declaration = start >= 5 && Array(bytes[start - 5..<start]) == Array("func ".utf8)
+            if !partOfName && !declaration { return true }
+        }
+        return false
+    }
+
+    private func swiftFiles(under root: String) throws -> [String] { try Self.files(under: root, suffixes: [".swift"]) }
+
+    static func files(under root: String, suffixes: [String]) throws -> [String] {
         guard let dir = opendir(root) else { return [] }
         defer { closedir(dir) }
         var result: [String] = []
@@ -85,8 +184,8 @@ struct LayeringTests {
             if name == "." || name == ".." { continue }
             let path = root + "/" + name
             if entry.pointee.d_type == UInt8(DT_DIR) {
-                result += try swiftFiles(under: path)
-            } else if name.hasSuffix(".swift") {
+                result += try files(under: path, suffixes: suffixes)
+            } else if suffixes.contains(where: { name.hasSuffix($0) }) {
                 result.append(path)
             }
         }

@@ -27,6 +27,7 @@ final class CountingScheduler: Scheduler {
         spins.add(1, ordering: .relaxed)
         inner.spinWait(attempt: attempt)
     }
+    func yield() { inner.yield() }
     func now() -> Duration { inner.now() }
 }
 

@@ -39,6 +39,12 @@ struct CampaignCommandTests {
         #expect(!outcome.stdout.contains("campaign:"), "it ran: \(outcome.transcript)")
     }
 
+    @Test("Slurm's options without --engine slurm: exit 2, naming them", arguments: [["--no-wait"], ["--partition", "p"], ["--runs-per-task", "2"]])
+    func slurmOptionsNeedSlurm(options: [String]) throws {
+        let outcome = try Sandbox().mmulab(["campaign", "munmap-race", "--seeds", "1"] + options)
+        expectBadInput(outcome, mentions: [options[0], "--engine slurm"])
+    }
+
     @Test("a bad scenario among good ones: exit 2, each bad one named, nothing run")
     func badScenarioStopsEverything() throws {
         let sandbox = try Sandbox()
@@ -121,23 +127,26 @@ struct CampaignCommandTests {
         #expect((run["first_finding"] as? String)?.hasPrefix("lost write:") == true, "\(run)")
     }
 
-    @Test("SIGINT kills the running children and removes the temporary files")
+    @Test("SIGINT kills the running children, leaves no temporary files, and keeps the campaign directory")
     func interrupt() throws {
         let sandbox = try Sandbox()
         let tmp = try Self.temporaryDirectory(in: sandbox)
+        let campaigns = sandbox.path("mmulab-campaigns")
         let started = try sandbox.start(
             ["campaign", "munmap-race", "--seeds", "1..4", "--jobs", "2", "--duration", "30", "--plugin-directory", buildDirectory],
             environment: ["TMPDIR": tmp])
         let deadline = Date().addingTimeInterval(20)
-        while !Self.leftovers(in: tmp).contains(where: { $0.hasSuffix(".log") }) && Date() < deadline { usleep(20_000) }
-        #expect(Self.leftovers(in: tmp).contains { $0.hasSuffix(".log") }, "no child started")
+        while !Self.leftovers(in: campaigns).contains(where: { $0.hasSuffix(".log") }) && Date() < deadline { usleep(20_000) }
+        #expect(Self.leftovers(in: campaigns).contains { $0.hasSuffix(".log") }, "no child started")
         usleep(200_000)
         started.process.interrupt()
         let outcome = sandbox.finish(started, limit: 15)
         #expect(started.process.terminationReason == .uncaughtSignal && outcome.status == SIGINT, "\(outcome.transcript)")
         #expect(outcome.stdout.contains("interrupted"), "\(outcome.transcript)")
         #expect(Self.leftovers(in: tmp).isEmpty, "left in TMPDIR: \(Self.leftovers(in: tmp))")
-        #expect(Self.processes(mentioning: tmp).isEmpty, "children still running: \(Self.processes(mentioning: tmp))")
+        #expect(Self.processes(mentioning: campaigns).isEmpty, "children still running: \(Self.processes(mentioning: campaigns))")
+        #expect(Self.leftovers(in: campaigns).contains { $0.hasSuffix("plan.json") }, "the campaign directory is kept")
+        #expect(Self.leftovers(in: campaigns).contains("bugs.sqlite"), "the interrupted campaign is recorded")
     }
 
     /// The ids of the processes whose command line mentions `text`.

@@ -24,7 +24,8 @@ final class CacheShrinker: Shrinker, @unchecked Sendable {
         if sleepsInScan {
             lock.withLock {}  // a sleeping lock, even in a non-blockable scan: a bug
         } else if !control.canBlock {
-            // Fast-fail: never wait for the device lock on this path (seed 001).
+            // Fast-fail: never wait for the device lock on this path
+            // (docs/CONTRACT.md, rule 18).
             guard lock.tryLock() else { return .stop }
             lock.unlock()
         } else {

@@ -49,7 +49,8 @@ struct ContractTests {
         #expect(f.finish() == [])
     }
 
-    /// Seed 001: the OOM reaper's invalidations may not sleep. The NIC
+    /// The OOM reaper's invalidations may not sleep (Linux:
+    /// `__oom_reap_task_mm`). The NIC
     /// answers retry at once (even while a DMA holds the region for a long
     /// time), the reaper skips the range, retries a bounded number of
     /// times and gives up; nothing deadlocks. Once the region is
@@ -136,7 +137,8 @@ struct ContractTests {
         #expect(f.finish() == [])
     }
 
-    /// Seed 003: a remote WRITE to a file page must reach the file, even
+    /// A remote WRITE to a file page must reach the file (the dirty state
+    /// transfers: docs/CONTRACT.md, rule 15), even
     /// when writeback cleaned the page between the NIC's translation and
     /// its write. `pinned` chooses the registration.
     func remoteWriteReachesTheFile(pinned: Bool, faults: MemoryFaultInjection = []) throws -> (stored: [UInt8], problems: [String]) {

@@ -1,3 +1,4 @@
+import LabSync
 import ReclaimLab
 import Testing
 import TestSupport
@@ -126,6 +127,71 @@ struct BreakageTests {
         if paged.contains(where: { $0.invariant != .lostWrite && $0.invariant != .youngLost }) {
             #expect(paged.contains { !$0.trail.isEmpty }, "\(breakage.name): no finding has an event trail")
         }
+    }
+
+    /// The same breakages under a controlled scheduler: each is found on
+    /// the first seed it is given (no retries), and the run replayed from
+    /// that seed finds the same first finding at the same step.
+    struct ScheduledCase: Sendable, CustomTestStringConvertible {
+        var breakage: Case
+        var strategy: ScheduleStrategy
+        var testDescription: String { "\(breakage.name) under \(strategy)" }
+    }
+
+    static let scheduledCases: [ScheduledCase] = [
+        ScheduledCase(
+            breakage: Case(name: "skip-range-end on munmap-race", scenario: "munmap-race", faults: .skipRangeEnd, seconds: 0.05,
+                expected: [.unpairedStartEnd]),
+            strategy: .pct(depth: 3)),
+        ScheduledCase(
+            breakage: Case(name: "skip-young-check on young-aging", scenario: "young-aging", faults: .skipYoungCheck, seconds: 0.1,
+                expected: [.hotPageEvicted]),
+            strategy: .pct(depth: 3)),
+        ScheduledCase(
+            breakage: Case(name: "drop-secondary-dirty on dirty-writeback", scenario: "dirty-writeback", faults: .dropSecondaryDirty,
+                seconds: 0.1, expected: [.lostWrite]),
+            strategy: .pct(depth: 3)),
+        // Devices use the mappings munmap-race unmaps under them, so pages
+        // freed before the devices are told are met at once; reclaim-storm
+        // frees cold pages, which a device seldom touches in the window.
+        ScheduledCase(
+            breakage: Case(name: "free-before-invalidate on munmap-race", scenario: "munmap-race", faults: .freeBeforeInvalidate,
+                seconds: 0.1, expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
+            strategy: .pct(depth: 3)),
+        ScheduledCase(
+            breakage: Case(name: "mirror-broken bug=stale on reclaim-storm", scenario: "reclaim-storm", plugin: ("mirror-broken", "bug=stale"),
+                seconds: 0.1, expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
+            strategy: .random(switchProbability: 0.1)),
+        // The OOM kill comes 500 ms (virtual) into the run.
+        ScheduledCase(
+            breakage: Case(name: "mirror-broken bug=sleep on oom-reaper", scenario: "oom-reaper", plugin: ("mirror-broken", "bug=sleep"),
+                seconds: 0.7, expected: [.contextViolation]),
+            strategy: .pct(depth: 3)),
+    ]
+
+    @Test(arguments: scheduledCases)
+    func underAScheduleTheFirstSeedFindsItAndReplaysIt(_ scheduled: ScheduledCase) throws {
+        let breakage = scheduled.breakage
+        var scenario = try #require(try Catalogue.scenario(named: breakage.scenario))
+        if let plugin = breakage.plugin { scenario = try scenario.adding(plugin: plugin.name, options: plugin.options) }
+        var options = RunOptions()
+        options.faults = breakage.faults
+        options.seconds = breakage.seconds
+        options.seed = testSeed
+        options.schedule = scheduled.strategy
+        let result = try ScenarioRunner.run(scenario, options: options)
+        let label = "\(scheduled.testDescription), seed \(testSeed)"
+        #expect(result.schedule?.escapes.isEmpty == true, "\(label): \(result.schedule?.escapes ?? [])")
+        let first = try #require(result.findings.first, "\(label): not caught")
+        let named = Set(result.findings.map(\.invariant))
+        #expect(!named.isDisjoint(with: breakage.expected), "\(label): named \(named)")
+        #expect(named.isSubset(of: breakage.allowed.union(breakage.expected)), "\(label): named \(named)")
+        #expect(first.step != nil, "\(label): a deterministic finding says its step")
+        let replay = try ScenarioRunner.run(scenario, options: options)
+        let again = try #require(replay.findings.first, "\(label): the replay found nothing")
+        #expect(again.invariant == first.invariant && again.step == first.step && again.detail == first.detail,
+                "\(label): the replay's first finding differs:\n  \(first) [step \(first.step ?? 0)]\n  \(again) [step \(again.step ?? 0)]")
+        #expect(replay.findingsTotal == result.findingsTotal && replay.trailDigest == result.trailDigest, "\(label): the replay differs")
     }
 
     /// A device whose view survives its address space's exit (the broken

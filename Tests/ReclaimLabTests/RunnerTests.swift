@@ -53,7 +53,8 @@ struct RunnerTests {
     }
 
     /// The primary frees pages before it invalidates the secondaries (the
-    /// order seed 003 warns about): the run must find it and name it.
+    /// backwards order of docs/CONTRACT.md, rule 5): the run must find it
+    /// and name it.
     /// The window is a race, so a run may miss it on a loaded machine: up
     /// to five runs (seeds in sequence), and the first that finds it must
     /// name only the invariants that order breaks.

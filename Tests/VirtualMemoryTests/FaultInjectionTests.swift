@@ -3,9 +3,9 @@ import MMUNotifier
 import Testing
 @testable import VirtualMemory
 
-/// Each fault-injection switch breaks the contract one way a seed
-/// describes; each test shows the checks catch it, and that the same
-/// scenario is clean with the switch off.
+/// Each fault-injection switch breaks the contract one way the mailing-list
+/// threads warn about (docs/CONTRACT.md); each test shows the checks catch
+/// it, and that the same scenario is clean with the switch off.
 @Suite("Fault injection is caught")
 struct FaultInjectionTests {
     /// A device with a translation drains its DMA when the invalidation starts.
@@ -32,7 +32,7 @@ struct FaultInjectionTests {
         #expect(try drainScenario([]).violations.count == 0, "the right order: start, clear, flush, end, free")
         let broken = try drainScenario(.freeBeforeInvalidate)
         let kinds = broken.violations.snapshot.map(\.kind)
-        #expect(!kinds.isEmpty && kinds.allSatisfy { $0 == .useAfterFree }, "seed 003's backwards order must be caught: \(kinds)")
+        #expect(!kinds.isEmpty && kinds.allSatisfy { $0 == .useAfterFree }, "the backwards order (docs/CONTRACT.md, rule 5) must be caught: \(kinds)")
     }
 
     @Test func skippingARangeEndIsCaughtAsAnUnpairedStart() throws {
@@ -51,7 +51,7 @@ struct FaultInjectionTests {
     @Test func skippingTheSecondariesYoungCheckEvictsDeviceHotPages() throws {
         #expect(try deviceHotScenario(makeMachine(frames: 128)).0 == 0)
         let (evictedHot, _) = try deviceHotScenario(makeMachine(frames: 128, faults: .skipYoungCheck))
-        #expect(evictedHot > 0, "without clearYoung, reclaim evicts pages a device uses hot (seed 003)")
+        #expect(evictedHot > 0, "without clearYoung, reclaim evicts pages a device uses hot (docs/CONTRACT.md, rule 12)")
     }
 
     /// A device pins a file page, writeback cleans it, the device writes,

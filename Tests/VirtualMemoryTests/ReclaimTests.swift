@@ -194,7 +194,7 @@ struct ReclaimTests {
     @Test func pagesADeviceUsesHotSurviveReclaim() throws {
         let (evictedHot, evictedCold) = try deviceHotScenario(makeMachine(frames: 128))
         #expect(evictedCold > 0, "reclaim ran and evicted the cold pages")
-        #expect(evictedHot == 0, "device-hot pages must not be evicted (seed 003)")
+        #expect(evictedHot == 0, "device-hot pages must not be evicted (docs/CONTRACT.md, rule 12)")
     }
 
     @Test func migrationMovesThePageAndTellsTheOwner() throws {

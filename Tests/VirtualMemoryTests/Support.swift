@@ -65,7 +65,8 @@ final class MirrorDevice: AddressSpaceSubscriber, @unchecked Sendable {
     let state: SpinLocked<State>
     /// Answer non-blockable starts with retry whenever this is set.
     let refuseNonBlockable = Atomic<Bool>(false)
-    /// Skip start/end of ksm events (it handles changePTE instead; seed 004).
+    /// Skip start/end of ksm events (it handles changePTE instead;
+    /// docs/CONTRACT.md, rule 13).
     let skipKSMRanges: Bool
     /// At a start, finish the in-flight DMA to the range (read each page
     /// once more) before dropping it, as a real device drains its queues.

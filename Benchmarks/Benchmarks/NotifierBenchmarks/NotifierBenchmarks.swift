@@ -4,7 +4,8 @@ import MMUNotifier
 
 // Issue targets:
 // - start+end dispatch with 10,000 subscribers on other address spaces within
-//   5% of the case with none (seed 003: lookup is per address space);
+//   5% of the case with none (lookup is per address space: Andrea Arcangeli,
+//   linux-kernel/kvm-devel, 2008-01-24, "Re: [kvm-devel] [PATCH] export notifier #1");
 // - a lookup in an interval tree of 1,000,000 intervals under 300 ns.
 
 /// The cheapest possible subscriber, so the benchmark measures the core.

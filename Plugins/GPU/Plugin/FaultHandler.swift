@@ -8,6 +8,9 @@ struct GPUFault {
     let binding: GPUBinding
     let address: UInt64
     let write: Bool
+    /// How many times the access already replayed: a fault that keeps
+    /// losing to invalidations settles for a smaller chunk.
+    var replays = 0
 }
 
 /// The hardware's fault buffer: faulting accesses post here and wait to be
@@ -74,6 +77,9 @@ extension GPUVM {
         }
     }
 
+    /// Replays of an access before its fault settles for smaller chunks.
+    static let replaysBeforeSmallerChunks = 16
+
     /// Fills the range holding the fault's address: the canonical loop of
     /// `read_begin`, `fault_range`, lock, `read_retry`, install.
     private func service(_ fault: GPUFault) throws(PluginError) {
@@ -111,7 +117,20 @@ extension GPUVM {
                 return
             }
             gpu.counters.faultRetries.add(1, ordering: .relaxed)
-            return  // the access replays and faults again if it must
+            // Forward progress: under memory pressure reclaim may invalidate
+            // a large chunk faster than it can be faulted in (a controlled
+            // schedule that runs kswapd whenever an allocation wakes it does
+            // so every time). After a few replays the range is retired and
+            // the fault tries the next smaller chunk, down to one page.
+            guard fault.replays >= Self.replaysBeforeSmallerChunks, svm.length > 4096 else { return }
+            lock.withLock {
+                if !svm.unmapped {
+                    svm.unmapped = true
+                    garbage.append(svm)
+                }
+            }
+            collectGarbage()
+            limit = SVMRange.chunkSizes.first { $0 < svm.length } ?? 4096
         }
     }
 
@@ -126,7 +145,7 @@ extension GPUVM {
         if svm.length == GPUPageTable.hugeSize, ptes.allSatisfy({ $0.writable == ptes[0].writable }) {
             ok = pageTable.installHuge(svm.start, ptes, cache: &tableCache, freed: &freed)
             if ok { gpu.counters.hugeMappings.add(1, ordering: .relaxed) }
-            // Backed by one huge page of the primary's (ABI 1.4 MMULAB_PFN_HUGE),
+            // Backed by one huge page of the primary's (ABI 1.5 MMULAB_PFN_HUGE),
             // as nouveau maps 2 MiB where hmm_range_fault reports order 9.
             if ok && pfns.allSatisfy(\.isHuge) { gpu.counters.hugeOverHugePages.add(1, ordering: .relaxed) }
         } else {

@@ -74,7 +74,7 @@ final class GPU: DevicePlugin {
         self.shrinker = shrinker
     }
 
-    func liveVMs() -> [GPUVM] { vmsLock.withLock { Array(vms.values) } }
+    func liveVMs() -> [GPUVM] { vmsLock.withLock { vms.valuesInKeyOrder } }
 
     // MARK: - Bindings
 
@@ -115,8 +115,8 @@ final class GPU: DevicePlugin {
         faultLock.withLock {
             let (ranges, notifiers) = vm.lock.withLock { () -> ([SVMRange], [SVMNotifier]) in
                 binding.detached = true
-                let notifiers = Array(binding.notifiers.values)
-                let ranges = notifiers.flatMap { $0.ranges.values }
+                let notifiers = binding.notifiers.valuesInKeyOrder
+                let ranges = notifiers.flatMap { $0.ranges.valuesInKeyOrder }
                 for svm in ranges { vm.zap(svm) }
                 binding.notifiers.removeAll()
                 vm.garbage.removeAll { svm in ranges.contains { $0 === svm } }
@@ -163,7 +163,7 @@ final class GPU: DevicePlugin {
         try binding.vm.access(binding, deviceAddress, write: write, buffer)
     }
 
-    /// An atomic: through an entry the GPU took exclusive (ABI 1.4).
+    /// An atomic: through an entry the GPU took exclusive (ABI 1.5).
     func atomic(_ object: AnyObject, deviceAddress: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
         let binding = object as! GPUBinding
         guard binding.contains(deviceAddress) else { throw .fault("GPU address 0x\(String(deviceAddress, radix: 16)) is outside the binding") }
@@ -196,9 +196,10 @@ final class GPU: DevicePlugin {
             guard !batch.isEmpty else { return }
             counters.faultBatches.add(1, ordering: .relaxed)
             counters.batchedFaults.add(UInt64(batch.count), ordering: .relaxed)
-            var byVM: [ObjectIdentifier: [GPUFault]] = [:]
-            for fault in batch { byVM[ObjectIdentifier(fault.vm), default: []].append(fault) }
-            for faults in byVM.values where !faults[0].vm.tornDown { faults[0].vm.service(faults) }
+            // By VM, the VMs in address-space order (a replay services them alike).
+            var byVM: [UInt64: [GPUFault]] = [:]
+            for fault in batch { byVM[fault.vm.addressSpace, default: []].append(fault) }
+            for faults in byVM.valuesInKeyOrder where !faults[0].vm.tornDown { faults[0].vm.service(faults) }
         }
     }
 

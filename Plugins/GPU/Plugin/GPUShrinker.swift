@@ -27,8 +27,8 @@ final class GPUShrinker: Shrinker, @unchecked Sendable {
                 let previous = vm.clock
                 vm.clock += 1
                 for binding in vm.bindings where !binding.detached {
-                    for notifier in binding.notifiers.values {
-                        for svm in notifier.ranges.values where zapped < count && svm.mapped && svm.lastUse < previous {
+                    for notifier in binding.notifiers.valuesInKeyOrder {
+                        for svm in notifier.ranges.valuesInKeyOrder where zapped < count && svm.mapped && svm.lastUse < previous {
                             guard svm.fences.load(ordering: .acquiring) == 0 else { continue }
                             vm.zap(svm)
                             zapped += 1

@@ -67,7 +67,7 @@ final class GPUVM: @unchecked Sendable {
             gpu.counters.nonBlockableRetries.add(1, ordering: .relaxed)
             return false
         }
-        let overlapping = notifier.ranges.values.filter { $0.overlaps(range.start, range.end) }
+        let overlapping = notifier.ranges.filter { $0.value.overlaps(range.start, range.end) }.valuesInKeyOrder  // sorts only the few that overlap
         if !range.isBlockable, overlapping.contains(where: { $0.fences.load(ordering: .acquiring) > 0 }) {
             lock.unlock()
             gpu.counters.nonBlockableRetries.add(1, ordering: .relaxed)
@@ -89,8 +89,9 @@ final class GPUVM: @unchecked Sendable {
     }
 
     /// Drops a range's translations (VM lock held): page table, then TLB,
-    /// then the dirty bits go to the primary (seed 003: the dirty state
-    /// must transfer before the device lets go).
+    /// then the dirty bits go to the primary (the dirty state must transfer
+    /// before the device lets go: Andrea Arcangeli, linux-kernel/kvm-devel,
+    /// 2008-01-24, "Re: [kvm-devel] [PATCH] export notifier #1").
     func zap(_ svm: SVMRange) {
         guard svm.mapped else { return }
         var freed: [UInt64] = []
@@ -168,7 +169,7 @@ final class GPUVM: @unchecked Sendable {
                 try gpu.faultLock.withLock { () throws(PluginError) in try takeExclusive(binding, address) }
                 continue
             }
-            gpu.faultBuffer.push(GPUFault(vm: self, binding: binding, address: address & ~4095, write: write))
+            gpu.faultBuffer.push(GPUFault(vm: self, binding: binding, address: address & ~4095, write: write, replays: attempt))
             gpu.serviceFaults()
             if let error = gpu.faultBuffer.takeError(self, address) { throw error }
         }

@@ -27,7 +27,7 @@ extension GPU {
                 _ = try host.faultRange(addressSpace: vm.addressSpace, start: start, length: end - start, write: binding.writable)
             }
             let affected = vm.lock.withLock { () -> [SVMRange] in
-                let ranges = binding.notifiers.values.flatMap { $0.ranges.values }.filter { $0.overlaps(start, end) }
+                let ranges = binding.notifiers.valuesInKeyOrder.flatMap { $0.ranges.valuesInKeyOrder }.filter { $0.overlaps(start, end) }
                 for svm in ranges { vm.zap(svm) }
                 return ranges
             }

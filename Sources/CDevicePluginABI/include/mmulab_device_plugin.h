@@ -1,5 +1,5 @@
 /*
- * mmulab device plugin ABI, version 1.4.
+ * mmulab device plugin ABI, version 1.5.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
@@ -9,15 +9,19 @@
  * migrate_to_ram does, so the owning device skips it and must drop its own
  * translations of the range before it calls; to an instance that
  * negotiated 1.2 or less the host still announces no owner. 1.4 adds the
+ * host's thread services (thread_create, thread_join, yield, now_ns,
+ * thread_id) at the end of the host table, so a plugin's own engines run
+ * on threads the host schedules and read the host's clock. 1.5 adds the
  * events MMULAB_EVENT_MADVISE_FREE, MMULAB_EVENT_HUGE_SPLIT and
- * MMULAB_EVENT_COLLAPSE (an instance that negotiated 1.3 or less gets
+ * MMULAB_EVENT_COLLAPSE (an instance that negotiated 1.4 or less gets
  * MMULAB_EVENT_MADVISE_DONTNEED for them, the CLEAR-type event it knows),
  * the pin flag MMULAB_PIN_LONGTERM, MMULAB_PFN_HUGE (huge pages reported
  * by fault_range), device-exclusive pages (the host
  * service make_exclusive, MMULAB_PFN_EXCLUSIVE, and MMULAB_ACCESS_ATOMIC,
- * which the host passes only to an instance that negotiated 1.4).
+ * which the host passes only to an instance that negotiated 1.5).
  * Every addition is at the end of its struct: the host reads only what
- * struct_size covers.
+ * struct_size covers, and a plugin reads a host field only if the host
+ * table's struct_size covers it.
  *
  * This header is the whole contract between the mmulab host and a device
  * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
@@ -49,16 +53,23 @@
  *                    (host->alloc_page_table_page may return an error that
  *                    must be handled, not treated as fatal).
  *   [any-thread]     any thread; the callee synchronises itself.
- * Every lock, wait and sleep a plugin does should go through the host's
- * primitives (host->lock_*, host->completion_*, host->sleep_ns): that is how
- * the host sees context violations, and how it can later schedule every
- * thread deterministically from a seed.
+ * Every lock, wait, sleep, thread, spin-wait and clock read a plugin does
+ * must go through the host (host->lock_*, host->completion_*,
+ * host->sleep_ns, and from 1.4 host->thread_create / thread_join / yield /
+ * now_ns / thread_id): that is how the host sees context violations, and
+ * how `mmulab run --schedule` runs every thread one at a time from a seed
+ * on a virtual clock, so a failure replays exactly. In that deterministic
+ * mode a plugin that makes its own threads (pthread_create), spins without
+ * host->yield, or reads the wall clock makes the run irreproducible; a call
+ * into the host from a thread the host did not make is reported, naming
+ * the plugin.
  *
  * The rules behind the callbacks come from the Linux MMU notifier design
- * (see the project's README): stop using a range at invalidate_range_start
- * and create no new translations until the matching end; the end comes only
- * after a successful start; report pages the device wrote as dirty before
- * letting go of them; never sleep where the caller cannot.
+ * (docs/CONTRACT.md has each rule with its source): stop using a range at
+ * invalidate_range_start and create no new translations until the matching
+ * end; the end comes only after a successful start; report pages the
+ * device wrote as dirty before letting go of them; never sleep where the
+ * caller cannot.
  */
 #ifndef MMULAB_DEVICE_PLUGIN_H
 #define MMULAB_DEVICE_PLUGIN_H
@@ -72,7 +83,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 4
+#define MMULAB_ABI_MINOR 5
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -124,17 +135,17 @@ enum mmulab_event {
     MMULAB_EVENT_EXCLUSIVE = 10,
     MMULAB_EVENT_EXIT = 11,
     MMULAB_EVENT_OOM_REAP = 12,
-    /* 1.4: madvise(MADV_FREE): the pages stay mapped but become clean, and
+    /* 1.5: madvise(MADV_FREE): the pages stay mapped but become clean, and
      * reclaim may discard them until someone writes them again. A device
      * that writes such a page afterwards must report it dirty
      * (host->set_dirty) or its write may be discarded with the page. */
     MMULAB_EVENT_MADVISE_FREE = 13,
-    /* 1.4: a transparent huge page is split: always the whole aligned
+    /* 1.5: a transparent huge page is split: always the whole aligned
      * 2 MiB, before the operation that needed the split (a partial munmap,
      * mprotect or madvise, copy-on-write, swap-out) sends its own event
      * for its own range. The frames stay where they are. */
     MMULAB_EVENT_HUGE_SPLIT = 14,
-    /* 1.4: 512 small pages are replaced by one huge page (khugepaged,
+    /* 1.5: 512 small pages are replaced by one huge page (khugepaged,
      * MADV_COLLAPSE), over the aligned 2 MiB: the old frames are freed. */
     MMULAB_EVENT_COLLAPSE = 15,
 };
@@ -160,12 +171,12 @@ enum {
     /* 1.1: the page lives in the caller's own device memory; `pfn` names
      * the device page (Linux: hmm_range_fault with dev_private_owner). */
     MMULAB_PFN_DEVICE_PRIVATE = 1u << 2,
-    /* 1.4: taken with make_exclusive: good only while the primary still
+    /* 1.5: taken with make_exclusive: good only while the primary still
      * holds the page exclusive for this instance; once the CPU takes it
      * back (an MMULAB_EVENT_EXCLUSIVE invalidation without an owner), it
      * is stale like any dropped translation. */
     MMULAB_PFN_EXCLUSIVE = 1u << 3,
-    /* 1.4: the page is part of a transparent huge page's PMD mapping: its
+    /* 1.5: the page is part of a transparent huge page's PMD mapping: its
      * aligned 2 MiB is one folio, mapped with one permission, so the device
      * may map it with one 2 MiB entry (fault the whole 2 MiB to get all 512
      * pfns). Any change to any part of it first comes as an invalidation of
@@ -277,6 +288,7 @@ typedef struct mmulab_completion mmulab_completion;
 typedef struct mmulab_subscription mmulab_subscription;
 typedef struct mmulab_shrinker mmulab_shrinker;
 typedef struct mmulab_device_memory mmulab_device_memory;
+typedef struct mmulab_thread mmulab_thread;
 
 enum mmulab_log_level {
     MMULAB_LOG_DEBUG = 0,
@@ -295,7 +307,7 @@ enum mmulab_lock_kind {
 
 enum {
     MMULAB_FAULT_WRITE = 1u << 0, /* fault for write access */
-    /* 1.4, pin only: a long-term pin (Linux: FOLL_LONGTERM, what an RDMA
+    /* 1.5, pin only: a long-term pin (Linux: FOLL_LONGTERM, what an RDMA
      * registration without ODP needs). A page in movable memory is moved
      * out of it first, with a migrate invalidation every other device
      * must follow, and the pfns returned are those of the pinned frames:
@@ -423,7 +435,35 @@ typedef struct mmulab_host {
      * migrate_device_range). Returns how many moved. */
     uint64_t (*device_memory_evict)(void *ctx, mmulab_device_memory *memory, uint64_t pages);
 
-    /* Device-exclusive pages, ABI 1.4 (check struct_size or the negotiated
+    /* Thread services, ABI 1.4 (a host that offers only 1.3 has a shorter
+     * table: check struct_size, or the negotiated minor). A plugin that runs
+     * work on threads of its own (DMA engines, fault handlers, garbage
+     * collectors) makes them here: the host schedules them with its own
+     * actors, deterministically when asked, and names them in reports.
+     *
+     * [blockable] Start a thread named `name` (for reports; copied) that
+     * runs entry(argument). The thread may call every host function a
+     * plugin thread may. On MMULAB_OK `*out` is its handle: join it exactly
+     * once, before destroy returns. */
+    mmulab_status (*thread_create)(void *ctx, const char *name, void (*entry)(void *argument), void *argument,
+                                   mmulab_thread **out, mmulab_error *error);
+    /* [blockable] Wait until the thread's entry has returned, then free the handle. */
+    void (*thread_join)(void *ctx, mmulab_thread *thread);
+    /* [any-thread] Let another thread run; never sleeps (sched_yield). Call
+     * it in every loop that waits for another thread by polling memory: in
+     * deterministic mode the thread you wait for runs only when you yield
+     * (or block). */
+    void (*yield)(void *ctx);
+    /* [any-thread] Monotonic nanoseconds since an arbitrary origin: the
+     * host's clock, virtual in deterministic mode (it advances with the
+     * run's steps, and jumps when every thread waits). */
+    uint64_t (*now_ns)(void *ctx);
+    /* [any-thread] A number naming the calling thread, never 0, distinct
+     * among live threads (the host's, not pthread_self: stable across
+     * replays in deterministic mode). */
+    uint64_t (*thread_id)(void *ctx);
+
+    /* Device-exclusive pages, ABI 1.5 (check struct_size or the negotiated
      * minor).
      *
      * [blockable] Take the page at `address` exclusive for this instance,
@@ -465,7 +505,7 @@ enum {
 
 enum {
     MMULAB_ACCESS_WRITE = 1u << 0,
-    /* 1.4: an atomic read-modify-write (with MMULAB_ACCESS_WRITE): a device
+    /* 1.5: an atomic read-modify-write (with MMULAB_ACCESS_WRITE): a device
      * that does atomics on system memory takes the page exclusive first
      * (host->make_exclusive), as GPUs do for atomics the CPU must not see
      * half done. A device that cannot may treat it as a write. */

@@ -54,9 +54,13 @@ final class BugTracker: @unchecked Sendable {
         var refunds: [BugKey: Int] = [:]
     }
 
+    /// Where a finding's scheduling step comes from (a deterministic run's).
+    private let domain: SyncDomain
+
     init(enabled: Set<Finding.Invariant>, clock: LabClock, domain: SyncDomain) {
         self.enabled = enabled
         self.clock = clock
+        self.domain = domain
         bugs = SpinLocked([:], name: "bug tracker", domain: domain)
         budget = SpinLocked(EvidenceBudget(), name: "symptom evidence budget", domain: domain)
         counts = .allocate(capacity: Finding.Invariant.allCases.count)
@@ -100,7 +104,8 @@ final class BugTracker: @unchecked Sendable {
             bugs[key] = record
             return wanted
         }
-        guard wanted, let finding = evidence() else { return }
+        guard wanted, var finding = evidence() else { return }
+        if finding.step == nil { finding.step = domain.currentStep }
         bugs.withLock { $0[key]?.evidence.append(finding) }
     }
 
@@ -117,7 +122,10 @@ final class BugTracker: @unchecked Sendable {
             return true
         }
         var counted = symptom
-        if capture { counted.evidence = evidence() }
+        if capture {
+            counted.evidence = evidence()
+            counted.evidence?.step = domain.currentStep
+        }
         return counted
     }
 

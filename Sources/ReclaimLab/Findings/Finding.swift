@@ -57,6 +57,9 @@ public struct Finding: Sendable, CustomStringConvertible {
     /// The translation the device used: the frame (or device page) and,
     /// when the primary's check reports it, its generation.
     public var deviceTranslation: String?
+    /// The scheduling step it was noted at, in a deterministic run
+    /// (`--schedule`): the last step any thread passed before it.
+    public var step: UInt64? = nil
 
     public init(
         invariant: Invariant, detail: String, place: Place? = nil, trail: [String] = [], seconds: Double? = nil, actor: String? = nil,

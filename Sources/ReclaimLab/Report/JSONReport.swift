@@ -16,6 +16,8 @@ public enum JSONReport {
         out += "  \"verdict\": \(quote(result.verdict.rawValue)),\n"
         out += "  \"clean\": \(result.isClean),\n"
         out += "  \"interrupted\": \(result.interrupted),\n"
+        out += "  \"trail_digest\": \(quote(digest(result.trailDigest))),\n"
+        if let schedule = result.schedule { out += "  \"schedule\": \(scheduleObject(schedule)),\n" }
         out += "  \"replay\": { \"command\": \(quote(result.replay.commandLine)), \"arguments\": "
             + array(result.replay.arguments.map(quote)) + " },\n"
         out += "  \"accesses\": { \"cpu_reads\": \(result.cpuReads), \"cpu_writes\": \(result.cpuWrites), "
@@ -88,7 +90,24 @@ public enum JSONReport {
                 + "\"address\": \(quote("0x" + String(place.address, radix: 16))), \"frame\": \(quote(place.frame)) }"
         }
         if !finding.trail.isEmpty { out += ", \"trail\": [" + finding.trail.map(quote).joined(separator: ", ") + "]" }
+        if let step = finding.step { out += ", \"step\": \(step)" }
         return out + " }"
+    }
+
+    /// A deterministic run's schedule: the strategy, its size and digests,
+    /// what escaped it, and the deadlock that ended it, if any.
+    private static func scheduleObject(_ s: ScheduleSummary) -> String {
+        var out = "{ \"strategy\": \(quote(s.strategy)), \"steps\": \(s.steps), \"switches\": \(s.switches), \"threads\": \(s.threads), "
+        out += "\"schedule_digest\": \(quote(digest(s.scheduleDigest))), \"virtual_seconds\": \(s.virtualSeconds), "
+        out += "\"wall_seconds\": \(s.wallSeconds), \"escapes\": [" + s.escapes.map(quote).joined(separator: ", ") + "]"
+        if let deadlock = s.deadlock { out += ", \"deadlock\": \(quote(deadlock))" }
+        return out + " }"
+    }
+
+    /// A digest as a JSON string of 16 hex digits (a 64-bit number does not survive every JSON reader).
+    static func digest(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
     }
 
     /// Writes the report to `destination` (a file replaced whole, or standard output).

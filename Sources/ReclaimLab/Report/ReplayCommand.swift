@@ -22,8 +22,9 @@ public enum Injection: String, Sendable, CaseIterable {
 
 /// The command that reruns a run: the one source of every replay line the
 /// terminal, the JSON and the HTML report print. The seed fixes every
-/// random choice of the run; the threads still interleave as the machine
-/// schedules them.
+/// random choice of the run; without `schedule` the threads still
+/// interleave as the machine schedules them, with it the interleaving
+/// replays too.
 public struct ReplayCommand: Sendable, Equatable {
     /// The scenario as the user named it: a built-in name or a file path
     /// (`-`: the same YAML on standard input).
@@ -36,6 +37,8 @@ public struct ReplayCommand: Sendable, Equatable {
     public var plugins: [String]
     public var pluginOptions: String
     public var pluginDirectory: String?
+    /// `--schedule`, the strategy of a deterministic run (`pct:3`).
+    public var schedule: String? = nil
 
     public init(
         scenario: String, seed: UInt64, seconds: Double? = nil, injections: [Injection] = [], plugins: [String] = [], pluginOptions: String = "",
@@ -58,6 +61,7 @@ public struct ReplayCommand: Sendable, Equatable {
         for injection in injections { words += ["--inject", injection.rawValue] }
         for plugin in plugins { words += ["--plugin", plugin] }
         if !pluginOptions.isEmpty { words += ["--plugin-options", pluginOptions] }
+        if let schedule { words += ["--schedule", schedule] }
         return words
     }
 

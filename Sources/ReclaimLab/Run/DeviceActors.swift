@@ -40,8 +40,10 @@ enum DeviceActors {
             let reader = WorkloadSpec(name: "attach-churn \(target.plugin)", actor: .device(plugin: target.plugin), space: target.space, mapping: target.mapping)
             let label = lab.label(of: target.plugin)
             actors.append(("attach-churn \(target.plugin) \(target.space)/\(target.mapping)", { heartbeat in
-                // Seed 000 (mm_lock): a subscription added while invalidations
-                // are in flight must not miss one. Each round attaches a fresh
+                // A subscription added while invalidations are in flight
+                // must not miss one (the race `mm_lock` closed: Andrea
+                // Arcangeli, linux-kernel, 2008-05-07, "Re: [PATCH 01 of 11]
+                // mmu-notifier-core"). Each round attaches a fresh
                 // binding, reads through it at once (checked as any read), and
                 // detaches it while the rest of the run keeps invalidating.
                 var rng = SplitMix64.stream(3_000 + index, of: seed)
@@ -78,7 +80,9 @@ enum DeviceActors {
         return actors
     }
 
-    /// Seed 002: "everything torn down before the mm goes". Each round makes
+    /// Everything is torn down before the mm goes (Linux: `release` runs
+    /// "always before all pages are freed", `struct mmu_notifier_ops`;
+    /// docs/CONTRACT.md, rule 11). Each round makes
     /// an address space, fills it from the CPU, binds it to the device, reads
     /// it back through the device, and exits it with the binding still in
     /// place, so `release` must tear the device's view down; the detach that
@@ -163,7 +167,7 @@ enum DeviceActors {
                             invariant: .useAfterFree,
                             detail: "exit-release round \(round): after its address space exited, the \(exits.plugin) device still read "
                                 + PageContent(after, mappings: lab.mappings).describe(mappings: lab.mappings)
-                                + " through its binding (release must tear every translation down, seed 002)",
+                                + " through its binding (release must tear every translation down)",
                             trail: lab.trail.trail(space: space.id, address: base), seconds: lab.clock.seconds(tried), actor: heartbeat.name)
                     }
                 }

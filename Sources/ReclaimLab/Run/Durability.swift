@@ -4,9 +4,11 @@ import VirtualMemory
 extension Lab {
     /// After teardown (every space exited, the caches dropped, so every
     /// dirty page written back): each page of each file mapping must hold,
-    /// on "disk", the last version its writer completed (DESIGN.md: "a page
-    /// reclaimed clean after a device write that was never reported dirty
-    /// loses data"; seed 003, the dirty state must transfer). A pinned
+    /// on "disk", the last version its writer completed (a page reclaimed
+    /// clean after a device write that was never reported dirty loses data:
+    /// docs/ORACLE.md, "Lost write"; the dirty state must transfer, Andrea
+    /// Arcangeli, linux-kernel/kvm-devel, 2008-01-24, "Re: [kvm-devel]
+    /// [PATCH] export notifier #1"). A pinned
     /// device's writes reach the file only through the dirty state it
     /// reports when it unpins, so this is where dropping it shows.
     func checkFilesHoldEveryWrite() {

@@ -6,8 +6,8 @@ import VirtualMemory
 /// The lab's own record of what the primary did to its address spaces: a
 /// subscriber on each space writes every invalidation start and end,
 /// KSM `change_pte`, young check and release into a bounded ring, so a
-/// finding can show "the event trail that led there" (DESIGN.md, the
-/// oracle), and counts invalidation starts by event for the progress line
+/// finding can show the event trail that led there (docs/ORACLE.md, "Root
+/// cause first"), and counts invalidation starts by event for the progress line
 /// and the report's chart.
 ///
 /// The ring holds the last `capacity` entries; older ones are overwritten.
@@ -23,27 +23,43 @@ final class EventTrail: Sendable {
         var kind: Kind
         var event: NotifierEvent
         var blockable: Bool
+        /// The scheduling step it was recorded at (0 when free-running).
+        var step: UInt64 = 0
     }
 
     private struct Ring {
         var entries: [Entry] = []
         var next = 0
         var startsByEvent = [Int](repeating: 0, count: NotifierEvent.allCases.count)
+        /// Every entry ever recorded, folded in order (not only the kept ones).
+        var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+        /// The entries recorded at the steps of `window` (a replay's trace).
+        var windowEntries: [Entry] = []
     }
 
     static let capacity = 32_768
     let clock: LabClock
     private let ring: SpinLocked<Ring>
+    /// Steps whose entries are kept aside for a replay's trace (nil: none).
+    let window: ClosedRange<UInt64>?
 
-    init(clock: LabClock, domain: SyncDomain) {
+    init(clock: LabClock, domain: SyncDomain, window: ClosedRange<UInt64>? = nil) {
         self.clock = clock
+        self.window = window
         ring = SpinLocked(Ring(), name: "event trail", domain: domain)
     }
 
     func record(_ kind: Entry.Kind, _ space: AddressSpaceID, _ start: UInt64, _ end: UInt64, event: NotifierEvent = .exit, blockable: Bool = true) {
-        let entry = Entry(nanoseconds: clock.nanoseconds, space: space, start: start, end: end, kind: kind, event: event, blockable: blockable)
+        var entry = Entry(nanoseconds: clock.nanoseconds, space: space, start: start, end: end, kind: kind, event: event, blockable: blockable)
+        if let step = clock.domain.currentStep { entry.step = step }
         ring.withLock { ring in
             if kind == .start { ring.startsByEvent[Int(event.rawValue)] += 1 }
+            if let window, window.contains(entry.step), ring.windowEntries.count < 65_536 { ring.windowEntries.append(entry) }
+            Self.fold(&ring.digest, entry.nanoseconds &- clock.origin)
+            Self.fold(&ring.digest, entry.space.rawValue)
+            Self.fold(&ring.digest, entry.start)
+            Self.fold(&ring.digest, entry.end)
+            Self.fold(&ring.digest, UInt64(kind.rawValue) << 16 | UInt64(event.rawValue) << 1 | (blockable ? 1 : 0))
             if ring.entries.count < Self.capacity {
                 ring.entries.append(entry)
             } else {
@@ -51,6 +67,22 @@ final class EventTrail: Sendable {
             }
             ring.next = (ring.next + 1) % Self.capacity
         }
+    }
+
+    @inline(__always)
+    private static func fold(_ digest: inout UInt64, _ word: UInt64) {
+        digest = (digest ^ word) &* 0x0000_0100_0000_01B3
+        digest ^= digest >> 31
+    }
+
+    /// The digest of every entry recorded so far, in order (times relative
+    /// to the lab clock's making): two deterministic runs with equal
+    /// digests saw the same events at the same virtual times.
+    var digest: UInt64 { ring.withLock { $0.digest } }
+
+    /// The entries kept for the replay window, as (step, text), in order.
+    var windowLines: [(step: UInt64, text: String)] {
+        ring.withLock { $0.windowEntries }.map { ($0.step, "\(Self.describeUntimed($0)) on \($0.space)") }
     }
 
     /// Invalidation starts so far, by event, for the events seen at least once.
@@ -103,6 +135,17 @@ final class EventTrail: Sendable {
         }
     }
 
+    private static func describeUntimed(_ entry: Entry) -> String {
+        let range = "[0x\(String(entry.start, radix: 16)), 0x\(String(entry.end, radix: 16)))"
+        switch entry.kind {
+        case .start: return "invalidate start \(entry.event) \(range)\(entry.blockable ? "" : " non-blockable")"
+        case .end: return "invalidate end \(entry.event) \(range)"
+        case .changePTE: return "change_pte (KSM merge) \(range)"
+        case .youngCheck: return "clear_young (reclaim asked the devices) \(range)"
+        case .release: return "release (address space exit)"
+        }
+    }
+
     private func describe(_ entry: Entry) -> String {
         let at = clock.text(entry.nanoseconds)
         let range = "[0x\(String(entry.start, radix: 16)), 0x\(String(entry.end, radix: 16)))"
@@ -125,42 +168,50 @@ struct InvalidationMark: Sendable {
 /// The lab's clock, shared by every actor: monotonic nanoseconds on one
 /// scale for the whole run (`now`), and the instant the run began, set by
 /// `start` as the actors start; reports give times relative to it
-/// (what happened while the lab was set up comes out negative).
+/// (what happened while the lab was set up comes out negative). It reads
+/// the synchronisation domain's clock, the lab's only one (virtual under
+/// a controlled scheduler, so a replay sees the same times).
 final class LabClock: Sendable {
-    /// The scale's zero: the first use of any lab clock in the process.
-    private static let reference = ContinuousClock.now
-    private let origin = Atomic<UInt64>(0)
+    let domain: SyncDomain
+    /// When the clock was made (on its scale): the trail digest's zero.
+    let origin: UInt64
+    private let runStart = Atomic<UInt64>(0)
 
-    init() { origin.store(Self.absolute(), ordering: .relaxed) }
+    init(domain: SyncDomain) {
+        self.domain = domain
+        origin = Self.absolute(domain)
+        runStart.store(origin, ordering: .relaxed)
+    }
 
-    private static func absolute() -> UInt64 {
-        let base = reference  // initialised (on first use) before `now` is read
-        let elapsed = (ContinuousClock.now - base).components
-        return UInt64(elapsed.seconds) &* 1_000_000_000 &+ UInt64(elapsed.attoseconds / 1_000_000_000)
+    private static func absolute(_ domain: SyncDomain) -> UInt64 {
+        let elapsed = domain.now().components
+        return UInt64(max(elapsed.seconds, 0)) &* 1_000_000_000 &+ UInt64(max(elapsed.attoseconds, 0) / 1_000_000_000)
     }
 
     /// Nanoseconds now, on the clock's scale.
-    var nanoseconds: UInt64 { Self.absolute() }
+    var nanoseconds: UInt64 { Self.absolute(domain) }
 
     /// The run begins now.
-    func start() { origin.store(Self.absolute(), ordering: .releasing) }
+    func start() { runStart.store(Self.absolute(domain), ordering: .releasing) }
 
     /// `absolute` (from `nanoseconds`) in seconds since the run began.
     func seconds(_ absolute: UInt64) -> Double {
-        let origin = origin.load(ordering: .acquiring)
+        let origin = runStart.load(ordering: .acquiring)
         return absolute >= origin ? Double(absolute - origin) / 1e9 : -Double(origin - absolute) / 1e9
     }
 
     /// `t=1234 µs`: `absolute` in whole microseconds since the run began.
     func text(_ absolute: UInt64) -> String {
-        let origin = origin.load(ordering: .acquiring)
+        let origin = runStart.load(ordering: .acquiring)
         return absolute >= origin ? "t=\((absolute - origin) / 1_000) µs" : "t=-\((origin - absolute) / 1_000) µs (set-up)"
     }
 }
 
 /// The lab's subscriber on one address space: it records, never refuses,
 /// never sleeps, and owns no translations. It also runs the hot-page check
-/// (seed 003: "never invalidate a page that a device still uses hot").
+/// (docs/ORACLE.md, "Hot page evicted"; reclaim must ask the devices before
+/// it evicts: Linux's `folio_referenced_one` calls
+/// `ptep_clear_flush_young_notify`).
 final class TrailSubscriber: AddressSpaceSubscriber {
     let trail: EventTrail
     let space: AddressSpaceID

@@ -47,11 +47,11 @@ final class Lab: @unchecked Sendable {
         return (check, index)
     }
 
-    private init(scenario: Scenario, machine: Machine, enabled: Set<Finding.Invariant>) {
+    private init(scenario: Scenario, machine: Machine, enabled: Set<Finding.Invariant>, window: ClosedRange<UInt64>?) {
         self.scenario = scenario
         self.machine = machine
-        let clock = LabClock()
-        trail = EventTrail(clock: clock, domain: machine.sync)
+        let clock = LabClock(domain: machine.sync)
+        trail = EventTrail(clock: clock, domain: machine.sync, window: window)
         findings = BugTracker(enabled: enabled, clock: clock, domain: machine.sync)
         actors = ActorRegistry(domain: machine.sync)
         attribution = Attribution(domain: machine.sync)
@@ -85,7 +85,8 @@ final class Lab: @unchecked Sendable {
     }
 
     static func build(
-        _ scenario: Scenario, pluginDirectory: String?, faults: MemoryFaultInjection, enabled: Set<Finding.Invariant>
+        _ scenario: Scenario, pluginDirectory: String?, faults: MemoryFaultInjection, enabled: Set<Finding.Invariant>,
+        sync: SyncDomain = SyncDomain(), traceWindow: ClosedRange<UInt64>? = nil
     ) throws(SetupError) -> Lab {
         let spec = scenario.machine
         let memory = PhysicalMemory.Configuration(
@@ -94,8 +95,8 @@ final class Lab: @unchecked Sendable {
         if let problem = memory.problem { throw SetupError(message: "machine: \(problem)", mark: scenario.machineMark.known) }
         let lab = Lab(
             scenario: scenario,
-            machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults, transparentHugePages: spec.transparentHugePages)),
-            enabled: enabled)
+            machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults, transparentHugePages: spec.transparentHugePages), notifierCore: NotifierCore(sync: sync)),
+            enabled: enabled, window: traceWindow)
         do {
             try lab.makeSpaces()
             try lab.loadPlugins(pluginDirectory: pluginDirectory)

@@ -2,7 +2,7 @@ import MMUNotifier
 import Synchronization
 import VirtualMemory
 
-/// The data half of the oracle (DESIGN.md, "The oracle"): every page a
+/// The data half of the oracle (docs/ORACLE.md, the tag oracle): every page a
 /// workload writes carries a tag (address space, mapping, page, version),
 /// each page has exactly one writer thread, and the writer publishes the
 /// versions it completed. A read must find its own page's tag (anything

@@ -165,7 +165,7 @@ enum Pressure {
             let file = lab.files[spaceIndex][mapping.mappingIndex]!
             actors.append(("writeback \(target.space)/\(target.mapping!)", { heartbeat in
                 // page_mkclean: devices that keep writing must fault and
-                // report the page dirty again (seed 003).
+                // report the page dirty again (docs/CONTRACT.md, rule 15).
                 repeatEvery(target.rate, stop, machine, heartbeat) {
                     _ = machine.writeback(file)
                     return true  // a pass with nothing dirty still ran

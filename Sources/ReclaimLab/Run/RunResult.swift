@@ -156,6 +156,16 @@ public struct RunResult: Sendable {
     /// cannot show in full (findings that came faster than the run loop
     /// could read them: counted, not filed in a bug).
     public var notes: [String] = []
+    /// A digest of every entry of the event trail, in order (times
+    /// included): two deterministic runs with equal digests saw the same events.
+    public var trailDigest: UInt64 = 0
+    /// How a deterministic run (`--schedule`) was scheduled; nil when free-running.
+    public var schedule: ScheduleSummary? = nil
+    /// Plugins' calls into the host from threads the scheduler did not make.
+    var scheduleEscapes: [String] = []
+    /// With `RunOptions.trace`: the kept steps and the event-trail entries
+    /// recorded at them, in order.
+    public var trace: [TraceLine] = []
 
     public init(
         scenario: String, seed: UInt64, elapsedSeconds: Double, cpuReads: Int, cpuWrites: Int, deviceReads: Int, deviceWrites: Int,
@@ -198,5 +208,22 @@ public struct RunResult: Sendable {
         }
         if checkedReads == 0 { warnings.append("no read was checked: the run proves nothing (SKIP)") }
         return warnings
+    }
+}
+
+/// One line of a replayed run's trace: at a scheduling step, a thread did
+/// an operation of the synchronisation layer, or the event trail recorded
+/// what the primary did to the devices.
+public struct TraceLine: Sendable, Hashable {
+    public var step: UInt64
+    /// The thread running at that step.
+    public var thread: String
+    /// "lock 'gpu vm 1'", "invalidate start vmscan [0x..., 0x...) on mm#2".
+    public var text: String
+
+    public init(step: UInt64, thread: String, text: String) {
+        self.step = step
+        self.thread = thread
+        self.text = text
     }
 }

@@ -1,4 +1,4 @@
-import LabSync
+public import LabSync
 import PluginHost
 import Synchronization
 public import VirtualMemory
@@ -20,6 +20,14 @@ public struct RunOptions: Sendable {
     /// Called about every `progressInterval` with the run so far.
     public var progress: (@Sendable (RunProgress) -> Void)? = nil
     public var progressInterval: Duration = .milliseconds(250)
+    /// Run deterministically under a controlled scheduler with this
+    /// strategy, seeded with the run's seed (nil: free-running, as the
+    /// operating system schedules). See `ScenarioRunner+Schedule.swift`.
+    public var schedule: ScheduleStrategy? = nil
+    /// With `schedule`: keep the last `steps` scheduling steps up to and
+    /// including `lastStep` (a finding's), and the event-trail entries
+    /// recorded at them, for `RunResult.trace` (`mmulab replay --trail`).
+    public var trace: (lastStep: UInt64, steps: Int)? = nil
     /// Polled every few milliseconds while the actors run: once it answers
     /// true the run stops early (the actors finish their step, teardown and
     /// the checks after it run as usual) and the result says `interrupted`.
@@ -65,12 +73,19 @@ public enum ScenarioRunner {
     }
 
     public static func run(_ scenario: Scenario, options: RunOptions = RunOptions()) throws(SetupFailure) -> RunResult {
+        if let schedule = options.schedule { return try runScheduled(scenario, options: options, strategy: schedule) }
+        return try run(scenario, options: options, sync: SyncDomain())
+    }
+
+    /// The run itself, on the calling thread, with every primitive made from `sync`.
+    static func run(_ scenario: Scenario, options: RunOptions, sync: SyncDomain) throws(SetupFailure) -> RunResult {
         let seed = options.seed ?? scenario.seed
         let lab: Lab
         do {
+            let window = options.trace.map { $0.lastStep - min($0.lastStep, UInt64($0.steps))...$0.lastStep }
             lab = try Lab.build(
                 scenario, pluginDirectory: options.pluginDirectory, faults: options.faults,
-                enabled: Set(Finding.Invariant.allCases.filter { scenario.checks.contains($0.check) }))
+                enabled: Set(Finding.Invariant.allCases.filter { scenario.checks.contains($0.check) }), sync: sync, traceWindow: window)
         } catch {
             throw SetupFailure(message: error.message, mark: error.mark)
         }
@@ -96,8 +111,8 @@ public enum ScenarioRunner {
         }
 
         // The main thread: length, primary checks, timeline, progress, watchdog.
-        let clock = ContinuousClock()
-        let start = clock.now
+        let clock = machine.sync  // the lab's only clock (virtual under --schedule)
+        let start = clock.now()
         var lastSample = start
         var sampleInterval = options.progressInterval
         var timeline: [TimelineSample] = []
@@ -106,7 +121,7 @@ public enum ScenarioRunner {
         var length = scenario.length
         if let seconds = options.seconds { length = .seconds(seconds) }
         if let operations = options.operations { length = .operations(operations) }
-        func sample(at now: ContinuousClock.Instant) -> TimelineSample {
+        func sample(at now: Duration) -> TimelineSample {
             TimelineSample(
                 seconds: seconds(now - start), freeFrames: machine.memory.freeFrames, operations: counters.operations,
                 invalidations: Dictionary(uniqueKeysWithValues: lab.trail.invalidationsByEvent.map { ($0.event, $0.count) }))
@@ -115,7 +130,7 @@ public enum ScenarioRunner {
         var interrupted = false
         while true {
             machine.sync.sleep(for: .milliseconds(5))
-            let now = clock.now
+            let now = clock.now()
             if options.stopRequested?() == true {
                 interrupted = true
                 break
@@ -142,8 +157,8 @@ public enum ScenarioRunner {
             }
         }
         stop.set()
-        let elapsed = clock.now - start
-        timeline.append(sample(at: clock.now))
+        let elapsed = clock.now() - start
+        timeline.append(sample(at: clock.now()))
         // Every actor finishes its step and stops; one that does not within
         // the watchdog's limit is stuck (a deadlock, a callback that never
         // returns) and is left behind rather than joined, so the run still
@@ -151,7 +166,7 @@ public enum ScenarioRunner {
         while !watchdog.allFinishedOrStuck {
             machine.sync.sleep(for: .milliseconds(5))
             primaryChecks.collect(lab)
-            for name in watchdog.check(at: clock.now) {
+            for name in watchdog.check(at: clock.now()) {
                 noteStuck(lab, name, "did not stop within \(options.watchdogSeconds) s of the run's end (a deadlock, or a callback that never returns)")
             }
         }
@@ -207,6 +222,10 @@ public enum ScenarioRunner {
                 scenario: scenario.name, seed: seed, seconds: options.seconds, injections: Injection.named(in: options.faults),
                 pluginDirectory: options.pluginDirectory)
         }
+        result.replay.schedule = options.schedule?.description
+        result.trailDigest = lab.trail.digest
+        if sync.isControlled { result.scheduleEscapes = lab.instances.joined().flatMap(\.scheduleEscapes) }
+        if options.trace != nil { result.trace = lab.trail.windowLines.map { TraceLine(step: $0.step, thread: "", text: $0.text) } }
         return result
     }
 
@@ -214,7 +233,9 @@ public enum ScenarioRunner {
     private static func noteStuck(_ lab: Lab, _ name: String, _ what: String) {
         let now = lab.clock.nanoseconds
         lab.findings.note(BugKey(invariant: .stuck, path: name), at: now) {
-            Finding(invariant: .stuck, detail: "\(name) \(what)", seconds: lab.clock.seconds(now), actor: name)
+            // Under a controlled scheduler, what the actor is blocked on (or that it runs).
+            let state = lab.machine.sync.scheduler.state(ofThreadNamed: name).map { "; it is \($0)" } ?? ""
+            return Finding(invariant: .stuck, detail: "\(name) \(what)\(state)", seconds: lab.clock.seconds(now), actor: name)
         }
     }
 

@@ -36,19 +36,19 @@ struct Watchdog {
     private let heartbeats: [Heartbeat]
     private let limit: Duration
     private var lastBeats: [Int]
-    private var lastChange: [ContinuousClock.Instant]
+    private var lastChange: [Duration]
     /// Indices of the actors reported stuck.
     private(set) var stuck = Set<Int>()
 
-    init(_ heartbeats: [Heartbeat], limit: Duration, start: ContinuousClock.Instant) {
+    init(_ heartbeats: [Heartbeat], limit: Duration, start: Duration) {
         self.heartbeats = heartbeats
         self.limit = limit
         lastBeats = heartbeats.map { $0.beats.load(ordering: .relaxed) }
-        lastChange = [ContinuousClock.Instant](repeating: start, count: heartbeats.count)
+        lastChange = [Duration](repeating: start, count: heartbeats.count)
     }
 
     /// The names of the actors newly found stuck at `now`.
-    mutating func check(at now: ContinuousClock.Instant) -> [String] {
+    mutating func check(at now: Duration) -> [String] {
         var found: [String] = []
         for (index, heartbeat) in heartbeats.enumerated() where !heartbeat.finished.load(ordering: .acquiring) {
             let beats = heartbeat.beats.load(ordering: .relaxed)

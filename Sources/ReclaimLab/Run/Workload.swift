@@ -128,7 +128,11 @@ struct WorkloadThread {
             } else {
                 read(page)
             }
-            if let interval { lab.machine.sync.sleep(for: interval) }
+            if let interval {
+                lab.machine.sync.sleep(for: interval)
+            } else {
+                lab.machine.sync.preemptionPoint()  // a device access may take no host lock at all
+            }
         }
         heartbeat.finish()
     }

@@ -27,13 +27,14 @@ public struct Scenario: Sendable, Equatable {
         case seconds(Double)
     }
 
-    /// The oracle's invariants (DESIGN.md, "The oracle").
+    /// The oracle's invariants (docs/ORACLE.md).
     public enum Check: String, Sendable, CaseIterable, Hashable {
         case staleTranslation = "stale-translation"
         case useAfterFree = "use-after-free"
         case crossSpaceLeak = "cross-space-leak"
         case lostWrite = "lost-write"
-        /// A page a device uses hot must not be evicted (seed 003).
+        /// A page a device uses hot must not be evicted (docs/ORACLE.md, "Hot
+        /// page evicted" and "Used page reported not young").
         case hotPages = "hot-pages"
         case pinLeak = "pin-leak"
         /// Device accesses keep the primary's permissions (no write through
@@ -160,7 +161,7 @@ public struct WorkloadSpec: Sendable, Equatable {
     /// The fraction of accesses that write, 0...1.
     public var writes = 0.5
     /// Device workloads: the fraction of the writes that are atomics,
-    /// 0...1 (the device takes the page exclusive first, ABI 1.4).
+    /// 0...1 (the device takes the page exclusive first, ABI 1.5).
     public var atomics = 0.0
     /// Accesses per second per thread; 0: as fast as it can.
     public var rate = 0

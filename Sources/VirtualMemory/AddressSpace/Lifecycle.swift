@@ -28,7 +28,7 @@ extension AddressSpace {
             var mapped: [Int32] = []
             defer {
                 for frame in mapped { memory.unlock(frame) }  // mapped in the child: unlocked once the walk is done
-                for frame in copies.values {  // not used after all: the page went meanwhile
+                for (_, frame) in copies.sorted(by: { $0.key < $1.key }) {  // not used after all: the page went meanwhile (freed in address order, for replays)
                     memory.unlock(frame)
                     memory.put(frame)
                 }
@@ -130,7 +130,7 @@ extension AddressSpace {
                 copies[address] = frame
             }
         } catch {
-            for frame in copies.values {
+            for (_, frame) in copies.sorted(by: { $0.key < $1.key }) {
                 memory.unlock(frame)
                 memory.put(frame)
             }

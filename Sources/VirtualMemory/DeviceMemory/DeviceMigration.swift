@@ -14,8 +14,10 @@ extension Machine {
     /// it has room for. Only exclusive, unpinned private anonymous pages
     /// that are present move (Linux: pages migrate_vma can isolate); others
     /// stay where they are. The invalidation carries `device.owner`, so the
-    /// device that asked can skip its own (seed 001: the owner field of
-    /// `migrate` events). Returns how many pages moved.
+    /// device that asked can skip its own (Linux: `MMU_NOTIFY_MIGRATE` with
+    /// the range's owner, set by `migrate_vma_collect`; Ralph Campbell,
+    /// linux-mm, 2020-07-06, "[PATCH 3/5] mm/notifier: add migration
+    /// invalidation type"). Returns how many pages moved.
     public func migrateToDevice(_ space: AddressSpace, start: UInt64, length: UInt64, into device: DeviceMemory) throws(MemoryError) -> Int {
         try space.checkRange(start, length)
         return try space.mmapLock.withShared { () throws(MemoryError) -> Int in
@@ -93,7 +95,7 @@ extension AddressSpace {
             memory.put(frame)
         }
         defer {
-            for frame in movable.values {
+            for (_, frame) in movable.sorted(by: { $0.key < $1.key }) {  // in address order, for replays
                 memory.unlock(frame)
                 memory.put(frame)
             }
@@ -144,7 +146,7 @@ extension AddressSpace {
         // they are mapped, as in a zero-fill fault.
         var frames: [UInt64: Int32] = [:]
         do {
-            for address in entries.keys {
+            for address in entries.keys.sorted() {  // in address order, for replays
                 guard let vma = vma(containing: address) else { continue }
                 let frame = try allocateFrame(flags: .anonymous)
                 vma.own(frame, at: address, memory: memory)
@@ -154,7 +156,7 @@ extension AddressSpace {
                 frames[address] = frame
             }
         } catch {
-            for frame in frames.values {
+            for (_, frame) in frames.sorted(by: { $0.key < $1.key }) {
                 memory.unlock(frame)
                 memory.put(frame)
             }
@@ -173,7 +175,7 @@ extension AddressSpace {
             released.devicePages.append(page)
             used.insert(address)
         }
-        for (address, frame) in frames {
+        for (address, frame) in frames.sorted(by: { $0.key < $1.key }) {  // in address order, for replays
             memory.unlock(frame)
             if !used.contains(address) { memory.put(frame) }
         }

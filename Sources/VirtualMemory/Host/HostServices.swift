@@ -201,8 +201,9 @@ extension Machine {
     }
 
     /// A device wrote the frame: its contents must reach the backing store
-    /// (Linux: `set_page_dirty` from a driver's invalidate callback; seed
-    /// 003, the dirty state must transfer).
+    /// (Linux: `set_page_dirty` from a driver's invalidate callback; the
+    /// dirty state must transfer: Andrea Arcangeli, linux-kernel/kvm-devel,
+    /// 2008-01-24, "Re: [kvm-devel] [PATCH] export notifier #1").
     public func setDirty(_ frame: PageFrameNumber) {
         precondition(frame.rawValue <= UInt64(Int32.max), "setDirty of \(frame), which is not a frame (device pages need no dirty bit)")
         if faults.contains(.dropSecondaryDirty) || frame.frame == zeroFrame { return }
@@ -215,8 +216,8 @@ extension Machine {
     }
 
     /// A frame for a device's page-table page, charged to physical memory.
-    /// In reclaim context (a callback run by reclaim, seed 003's
-    /// PF_MEMALLOC) it comes only from a bounded reserve; outside it,
+    /// In reclaim context (a callback run by reclaim, Linux's PF_MEMALLOC;
+    /// docs/CONTRACT.md, rule 16) it comes only from a bounded reserve; outside it,
     /// direct reclaim may run first. Returns nil when none can be had: the
     /// caller must cope (drop the mapping, answer retry), not crash.
     public func allocateDevicePageTablePage() -> PageFrameNumber? {

@@ -184,7 +184,7 @@ public final class PhysicalMemory: @unchecked Sendable {
 
     /// Takes a free frame, preferring `node`, falling back to the others.
     /// Outside reclaim context a node gives no frame at or below its min
-    /// watermark; in reclaim context (PF_MEMALLOC, seed 003) it may give its
+    /// watermark; in reclaim context (Linux's PF_MEMALLOC) it may give its
     /// reserve. `movable`: user memory, which may come from (and comes
     /// first from) a movable zone; otherwise only from a normal zone.
     /// Returns nil when nothing can be had: the caller reclaims or fails.

@@ -10,7 +10,7 @@ import MMUNotifier
 /// one points the PTE at the KSM frame. Inside both, subscribers that
 /// declared `.changePTE` are told the new PTE (Linux's old
 /// `set_pte_at_notify`), so they may skip the start and end of `ksm`
-/// events and keep their translations (seed 004). KSM frames are not
+/// events and keep their translations (docs/CONTRACT.md, rule 13). KSM frames are not
 /// reclaimed or migrated in this model.
 public final class SamePageMerger: @unchecked Sendable {
     // @unchecked: `stable` is only touched by `scan`, which callers

@@ -8,7 +8,9 @@ import Synchronization
 ///
 /// Each candidate page is checked for recent use first: the CPU accessed
 /// bits of every PTE mapping it, ORed with every secondary's `clearYoung`
-/// (seed 003: "never invalidate a page that a device still uses hot").
+/// (Linux: `folio_referenced_one` calls `ptep_clear_flush_young_notify`;
+/// Andrea Arcangeli, linux-kernel/kvm-devel, 2008-01-24, "Re: [kvm-devel]
+/// [PATCH] export notifier #1").
 /// Only a cold page is unmapped, with a `vmscan` invalidation per mapping;
 /// then an anonymous page goes to swap (written only if dirty or new to
 /// swap), a file page is written back if dirty and dropped.

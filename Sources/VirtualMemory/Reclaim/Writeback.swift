@@ -6,10 +6,12 @@ extension Machine {
     /// write-protecting each mapping of it under a `writeProtect`
     /// invalidation (Linux: `page_mkclean` in writeback). A secondary that
     /// keeps writing must fault again and report the page dirty again: the
-    /// dirty state must transfer (seed 003). Returns pages written.
+    /// dirty state must transfer (docs/CONTRACT.md, rule 15). Returns pages
+    /// written.
     @discardableResult
     public func writeback(_ file: BackingFile) -> Int {
-        let frames = file.cacheLock.withLock { file.pageCache.values.filter { memory.tryGet($0) } }
+        // In page order: a controlled scheduler's replay must see the same order.
+        let frames = file.cacheLock.withLock { file.pageCache.sorted { $0.key < $1.key }.map(\.value).filter { memory.tryGet($0) } }
         var written = 0
         for frame in frames {
             memory.lock(frame)

@@ -36,10 +36,14 @@ struct CampaignReport {
     /// `--plugin` and `--plugin-options`, passed to every run.
     let plugins: [String]
     let pluginOptions: String
+    /// `--schedule`, passed to every run (nil: free-running).
+    var schedule: String? = nil
     let records: [RunRecord]
     let plannedRuns: Int
     let elapsedSeconds: Double
     let interrupted: Bool
+    /// A campaign collected while its runs still go on (Slurm).
+    var running = false
 
     func totals(for scenario: String? = nil) -> OutcomeTotals {
         var totals = OutcomeTotals()
@@ -56,9 +60,10 @@ struct CampaignReport {
 
     /// The command that replays `run` on its own.
     func replayCommand(_ run: CampaignRun) -> String {
-        ReplayCommand(
-            scenario: run.scenario, seed: run.seed, seconds: duration, plugins: plugins, pluginOptions: pluginOptions, pluginDirectory: pluginDirectory
-        ).commandLine
+        var command = ReplayCommand(
+            scenario: run.scenario, seed: run.seed, seconds: duration, plugins: plugins, pluginOptions: pluginOptions, pluginDirectory: pluginDirectory)
+        command.schedule = schedule
+        return command.commandLine
     }
 
     /// The summary table: one line per run that was not clean, then the
@@ -88,6 +93,7 @@ struct CampaignReport {
         var result = all.failed > 0 ? "\(all.failed) of \(all.runs) runs failed"
             : all.badInput > 0 ? "\(all.badInput) of \(all.runs) runs refused their input" : "every run clean"
         if interrupted { result = "interrupted after \(all.runs) of \(plannedRuns) runs; " + (all.runs == 0 ? "none finished" : result) }
+        if running && !interrupted { result = "still running: \(all.runs) of \(plannedRuns) runs finished; " + (all.runs == 0 ? "none yet" : result) }
         lines.append("result: " + result)
         return lines.joined(separator: "\n")
     }
@@ -98,7 +104,7 @@ struct CampaignReport {
         for record in records {
             var entry: [String: Any] = [
                 "scenario": record.run.scenario, "seed": NSNumber(value: record.run.seed),
-                "outcome": kind(record.outcome), "seconds": record.seconds,
+                "outcome": record.outcome.kind, "seconds": record.seconds,
             ]
             switch record.outcome {
             case .findings(let total, let first):
@@ -116,7 +122,7 @@ struct CampaignReport {
             runs.append(entry)
         }
         let summary: [String: Any] = [
-            "clean": exitStatus == 0 && !interrupted, "interrupted": interrupted,
+            "clean": exitStatus == 0 && !interrupted && !running, "interrupted": interrupted, "running": running,
             "scenarios": scenarios,
             "seeds": ["first": NSNumber(value: seeds.lowerBound), "last": NSNumber(value: seeds.upperBound)],
             "jobs": jobs, "duration_seconds": duration.map { NSNumber(value: $0) } ?? NSNull(),
@@ -129,15 +135,6 @@ struct CampaignReport {
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 
-    private func kind(_ outcome: RunOutcome) -> String {
-        switch outcome {
-        case .clean: "clean"
-        case .findings: "findings"
-        case .badInput: "bad input"
-        case .crashed, .exited, .notStarted: "crashed"
-        case .hung: "hung"
-        }
-    }
 
     private func label(_ outcome: RunOutcome) -> String {
         switch outcome {
@@ -151,7 +148,7 @@ struct CampaignReport {
         }
     }
 
-    private func detail(_ record: RunRecord) -> String {
+    func detail(_ record: RunRecord) -> String {
         switch record.outcome {
         case .findings(_, let first?): first
         case .notStarted(let reason): reason
@@ -172,6 +169,17 @@ struct CampaignReport {
 
     private func clipped(_ text: String, to width: Int) -> String {
         text.count <= width ? text : String(text.prefix(width - 3)) + "..."
+    }
+}
+
+extension CampaignReport {
+    /// The report of the campaign `plan` describes, from its runs' records
+    /// (by index in `plan.runs`; nil for a run that did not finish).
+    init(plan: CampaignPlan, records: [RunRecord?], elapsedSeconds: Double, interrupted: Bool, running: Bool = false) {
+        self.init(
+            scenarios: plan.scenarios, seeds: plan.seeds, jobs: plan.jobs, duration: plan.duration, pluginDirectory: plan.pluginDirectory,
+            plugins: plan.plugins, pluginOptions: plan.pluginOptions, schedule: plan.schedule, records: records.compactMap { $0 },
+            plannedRuns: plan.runs.count, elapsedSeconds: elapsedSeconds, interrupted: interrupted, running: running)
     }
 }
 

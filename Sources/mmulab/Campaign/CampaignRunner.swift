@@ -1,3 +1,4 @@
+import Foundation
 import LabSync
 import Synchronization
 
@@ -28,6 +29,19 @@ enum RunOutcome: Sendable {
     case notStarted(reason: String)
 
     var isClean: Bool { if case .clean = self { return true } else { return false } }
+
+    /// One word for tables, JSON and the bug database: clean, findings,
+    /// bad input, crashed (a signal, an unknown exit status, or never
+    /// started), hung.
+    var kind: String {
+        switch self {
+        case .clean: "clean"
+        case .findings: "findings"
+        case .badInput: "bad input"
+        case .crashed, .exited, .notStarted: "crashed"
+        case .hung: "hung"
+        }
+    }
     var isCrash: Bool { if case .crashed = self { return true } else { return false } }
 }
 
@@ -56,8 +70,8 @@ struct CampaignRunner {
     let extraArguments: [String]
     /// Seconds a run of the given scenario may take before it counts as hung.
     let timeout: @Sendable (String) -> Double
-    /// Where the runs' logs and JSON reports go (the caller removes it).
-    let scratch: ScratchDirectory
+    /// Where the runs' logs and JSON reports go (kept: nothing of a run is lost).
+    let directory: CampaignDirectory
     /// Reads a run's JSON report after exit 1: findings_total and the first finding.
     let readFindings: @Sendable (String) -> (total: Int, first: String?)?
 
@@ -71,9 +85,10 @@ struct CampaignRunner {
         let deadline: ContinuousClock.Instant
     }
 
-    /// The records of the finished runs in run order (all of them unless
-    /// stopped by a signal), calling `progress(done, failed)` as runs end.
-    func execute(progress: (Int, Int) -> Void) -> [RunRecord] {
+    /// Every run's record, by its index in `runs` (nil for the runs a stop
+    /// signal kept from finishing), calling `progress(done, failed)` as
+    /// runs end.
+    func execute(progress: (Int, Int) -> Void) -> [RunRecord?] {
         var records = [RunRecord?](repeating: nil, count: runs.count)
         var running: [Running] = []
         var next = 0
@@ -81,7 +96,10 @@ struct CampaignRunner {
         var failed = 0
         func finish(_ index: Int, _ outcome: RunOutcome, since start: ContinuousClock.Instant) {
             let excerpt = outcome.isClean ? [] : RunLog.excerpt(of: logPath(index), crashed: outcome.isCrash)
-            records[index] = RunRecord(run: runs[index], outcome: outcome, seconds: (ContinuousClock.now - start).seconds, logExcerpt: excerpt)
+            let seconds = (ContinuousClock.now - start).seconds
+            records[index] = RunRecord(run: runs[index], outcome: outcome, seconds: seconds, logExcerpt: excerpt)
+            let end = Date().timeIntervalSince1970
+            try? directory.write(RunStatusFile.line(for: outcome, start: end - seconds, end: end) + "\n", to: directory.statusPath(index))
             done += 1
             if !outcome.isClean { failed += 1 }
             progress(done, failed)
@@ -122,14 +140,14 @@ struct CampaignRunner {
             }
             if !ended { scheduler.sleep(for: .milliseconds(20)) }  // a stop signal is seen within one sleep
         }
-        return records.compactMap { $0 }
+        return records
     }
 
     /// The log file of run `index` (its stdout and stderr).
-    func logPath(_ index: Int) -> String { "\(scratch.path)/run-\(index).log" }
+    func logPath(_ index: Int) -> String { directory.logPath(index) }
 
     /// The JSON report of run `index`.
-    func jsonPath(_ index: Int) -> String { "\(scratch.path)/run-\(index).json" }
+    func jsonPath(_ index: Int) -> String { directory.resultPath(index) }
 
     private func arguments(_ index: Int) -> [String] {
         let run = runs[index]

@@ -101,35 +101,6 @@ final class ChildProcess {
     }
 }
 
-/// A private directory made with `mkdtemp` under `$TMPDIR` (else /tmp), for
-/// files that must not outlive the command. `remove()` deletes the files
-/// in it (one level: it is made for flat use) and the directory itself.
-struct ScratchDirectory {
-    let path: String
-
-    /// Makes a new directory named `<prefix>-XXXXXX`; nil when it cannot.
-    init?(prefix: String) {
-        let base = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-        var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { return nil }
-        path = String(cString: made)
-    }
-
-    /// Deletes every file in the directory, then the directory; best effort.
-    func remove() {
-        if let directory = opendir(path) {
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name != "." && name != ".." { unlink(path + "/" + name) }
-            }
-            closedir(directory)
-        }
-        rmdir(path)
-    }
-}
-
 /// The real path of the running executable (`/proc/self/exe`).
 func currentExecutablePath() -> String? {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import LabSync
 import ReclaimLab
 import VirtualMemory
 
@@ -54,6 +55,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write a self-contained HTML report (bugs, charts, latencies) to this file ('-': standard output).", valueName: "file"))
     var report: String?
 
+    @Option(help: scheduleHelp)
+    var schedule: ScheduleArgument?
+
     @Option(help: ArgumentHelp(
         "Break the primary on purpose, to see the oracle catch it: \(Injection.allCases.map(\.rawValue).joined(separator: ", ")); repeatable.",
         valueName: "fault"), transform: Self.injection)
@@ -73,7 +77,10 @@ struct RunCommand: ParsableCommand {
         try RunSession.validateReportPaths(json: json, report: report)
     }
 
-    func run() throws {
+    func run() throws { try session().run() }
+
+    /// The run these flags ask for (also what `mmulab replay` reruns).
+    func session() -> RunSession {
         var session = RunSession(scenarioArgument: scenario)
         session.options.seed = seed
         session.options.seconds = duration
@@ -84,6 +91,7 @@ struct RunCommand: ParsableCommand {
         session.jsonPath = json
         session.reportPath = report
         session.injections = inject
-        try session.run()
+        session.options.schedule = schedule?.strategy
+        return session
     }
 }

@@ -48,6 +48,7 @@ struct RunSummary {
         }
         for warning in r.warnings { lines.append("WARNING   \(warning)") }
         for note in r.notes { lines.append("note      \(note)") }
+        if let schedule = r.schedule { lines += Self.scheduleLines(schedule, trailDigest: r.trailDigest) }
         lines += verdict
         lines.append("replay    \(r.replay.commandLine)")
         return lines.joined(separator: "\n")
@@ -74,6 +75,7 @@ struct RunSummary {
         for (index, bug) in r.bugs.prefix(Self.listed).enumerated() {
             lines.append("  #\(index + 1) \(bug.title)")
             var counted = "     \(grouped(bug.count)) time\(bug.count == 1 ? "" : "s"), first at \(fixed(bug.firstSeenSeconds, digits: 3)) s"
+                + (bug.first.step.map { " [step \($0)]" } ?? "")
             if !bug.symptoms.isEmpty {
                 counted += "; symptoms of the same accesses: " + bug.symptoms.map { "\($0.invariant.rawValue) \(grouped($0.count))" }.joined(separator: ", ")
             }
@@ -92,6 +94,26 @@ struct RunSummary {
         if r.bugs.count > Self.listed { lines.append("  ... \(r.bugs.count - Self.listed) more bugs (--json or --report for all)") }
         return lines
     }
+}
+
+extension RunSummary {
+    /// How a deterministic run was scheduled, its digests, and what broke its reproducibility.
+    static func scheduleLines(_ s: ScheduleSummary, trailDigest: UInt64) -> [String] {
+        var lines = [
+            "schedule  \(s.strategy), deterministic: \(grouped(Int(clamping: s.steps))) steps, \(grouped(Int(clamping: s.switches))) switches, "
+                + "\(s.threads) threads, \(fixed(s.virtualSeconds)) s virtual in \(fixed(s.wallSeconds)) s",
+            "          trail digest \(hexDigest(trailDigest)), schedule digest \(hexDigest(s.scheduleDigest))",
+        ]
+        for escape in s.escapes { lines.append("          NOT REPRODUCIBLE: \(escape)") }
+        if let deadlock = s.deadlock { lines += deadlock.split(separator: "\n").map { "          \($0)" } }
+        return lines
+    }
+}
+
+/// A 64-bit digest as 16 hex digits.
+func hexDigest(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
 }
 
 /// `1234567` as `1,234,567`.

@@ -1,0 +1,463 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CLabSyncShims
+import Synchronization
+
+/// The deterministic scheduler: real threads, but only one runs at a time,
+/// and at every scheduling point (every lock, trylock and unlock of a
+/// monitor or spin lock, every wait, spin, sleep, yield, spawn and join) a
+/// seeded strategy decides whether the running thread hands over, and to
+/// whom. Time is virtual: each step advances the clock by
+/// `nanosecondsPerStep`, sleeps and timeouts wait for the clock, and when
+/// every thread is blocked or asleep the clock jumps to the next wake-up.
+///
+/// Guarantees:
+/// - at any moment at most one thread the scheduler made runs code outside
+///   the scheduler (the others wait on their gates);
+/// - a run of the same program with the same configuration takes the same
+///   steps in the same order (`ScheduleStatistics.digest`), provided the
+///   program's own choices depend only on what the scheduler gives it
+///   (its clock, its interleaving, seeded random numbers): a thread made
+///   elsewhere, the wall clock, or iteration over addresses breaks that;
+/// - a run in which every live thread is blocked with no timeout ends with a
+///   `DeadlockReport` naming what each thread waits for, instead of hanging.
+///
+/// Use: make one per run, `run { ... }` the program's main body on a thread
+/// of its own, and build every primitive the program uses from a
+/// `SyncDomain(scheduler:)` with this scheduler.
+public final class ControlledScheduler: Scheduler, @unchecked Sendable {
+    // @unchecked: every mutable field is guarded by `mutex`, and only the
+    // current thread changes scheduling state (the few foreign-thread paths
+    // take the mutex too); `clock` and `stepCount` are atomics so any
+    // thread may read them.
+
+    /// How a run is scheduled.
+    public struct Configuration: Sendable, Hashable {
+        public var strategy: ScheduleStrategy
+        public var seed: UInt64
+        /// Virtual time each scheduling point costs.
+        public var nanosecondsPerStep: UInt64 = 100
+        /// PCT: the number of steps `k` the change points are drawn over (the
+        /// run's expected length; a longer run has no change point past it).
+        public var horizon: UInt64 = 100_000
+        /// PCT: a thread that has run this many steps (in all, since its
+        /// priority last dropped) while another is runnable goes below every
+        /// other, as a preempted thread would; 0 turns it off.
+        public var timeSlice: UInt64 = 10_000
+        /// Steps in which only spinning threads run before the run is called a livelock.
+        public var livelockSteps: UInt64 = 200_000
+        /// How many of the last steps `recentSteps` keeps (0: none).
+        public var keptSteps: Int = 0
+        /// Steps past this one are not kept (nil: the ring keeps the run's
+        /// last steps): a replay keeps the steps before a finding.
+        public var keepStepsUntil: UInt64? = nil
+        /// Real seconds without a scheduling point after which standard
+        /// error is told which thread is running without calling in (it
+        /// cannot be preempted: every other thread waits); 0: never.
+        public var stallWarningSeconds: Int = 10
+
+        public init(strategy: ScheduleStrategy, seed: UInt64) {
+            self.strategy = strategy
+            self.seed = seed
+        }
+    }
+
+    /// How `run` ended.
+    public enum Outcome<Result: Sendable>: Sendable {
+        /// The root body returned. `leftBehind`: threads that had not finished
+        /// (they stay parked for ever).
+        case finished(Result, leftBehind: [String])
+        /// The run could not go on; the threads stay parked for ever.
+        case deadlocked(DeadlockReport)
+    }
+
+    public let configuration: Configuration
+
+    // MARK: State (guarded by `mutex`)
+
+    let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// Broadcast when the run ends (the caller of `run` waits on it).
+    let runEnded = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Broadcast whenever a foreign thread may have something to re-check.
+    let foreignChanged = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    var threads: [ScheduledThread] = []
+    /// Threads made so far (the records are dropped when a run ends clean).
+    var threadsMade = 0
+    /// Every thread's name, by index (kept when the records go).
+    var names: [String] = []
+    var current: ScheduledThread? = nil
+    var enabledCount = 0
+    var rng: SplitMix64
+    /// The earliest deadline of a timed block (`UInt64.max`: none).
+    var nextDeadline: UInt64 = .max
+    var switches: UInt64 = 0
+    var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+    var recent: [ScheduleStep] = []
+    var recentNext = 0
+    var nextMonitorSerial: UInt32 = 0
+    /// Names of monitors by serial and of spin locks by name hash, for
+    /// describing kept steps (filled only when steps are kept).
+    var monitorNames: [UInt32: String] = [:]
+    var spinNames: [UInt32: String] = [:]
+    /// Consecutive steps in which every runnable thread was spinning.
+    var spinOnlySteps: UInt64 = 0
+    var started = false
+    var stopped = false
+    var deadlock: DeadlockReport? = nil
+    var rootResult: (any Sendable)? = nil
+    var rootFinished = false
+    var foreignNames: [String] = []
+    var foreignSeen = false
+    // PCT
+    var priorityChanges: [(step: UInt64, priority: Int64)] = []
+    var nextChange = 0
+    var lowestPriority: Int64 = 0
+    var priorityOrderChanged = true
+
+    let clock = Atomic<UInt64>(0)
+    let stepCount = Atomic<UInt64>(0)
+
+    public init(_ configuration: Configuration) {
+        precondition(configuration.nanosecondsPerStep > 0, "a step must cost some virtual time")
+        self.configuration = configuration
+        rng = SplitMix64(seed: configuration.seed ^ 0x5CED_0000_0000_0001)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(runEnded, nil)
+        pthread_cond_init(foreignChanged, nil)
+        if case .pct(let depth) = configuration.strategy {
+            precondition(depth >= 1 && depth <= ScheduleStrategy.maximumDepth, "pct depth \(depth) out of range")
+            let horizon = max(configuration.horizon, 1)
+            // Change point i (1 ... d-1) lowers the running thread to priority i:
+            // below every initial priority (>= d), in the paper's order.
+            for i in 1..<max(depth, 1) {
+                priorityChanges.append((step: 1 + rng.next() % horizon, priority: Int64(i)))
+            }
+            priorityChanges.sort { $0.step < $1.step }
+        }
+    }
+
+    public convenience init(strategy: ScheduleStrategy, seed: UInt64) {
+        self.init(Configuration(strategy: strategy, seed: seed))
+    }
+
+    deinit {
+        // Threads left parked keep a reference to the scheduler, so this
+        // runs only when none is.
+        pthread_cond_destroy(foreignChanged)
+        pthread_cond_destroy(runEnded)
+        pthread_mutex_destroy(mutex)
+        foreignChanged.deallocate()
+        runEnded.deallocate()
+        mutex.deallocate()
+    }
+
+    // MARK: Running a program
+
+    /// Runs `body` as the root thread of a controlled run named `name`, and
+    /// returns when it has returned (or the run deadlocked). Call it once, from
+    /// a thread no controlled scheduler made.
+    public func run<Result: Sendable>(named name: String = "main", _ body: @escaping @Sendable () -> Result) -> Outcome<Result> {
+        precondition(scheduledSelf() == nil, "ControlledScheduler.run called from a scheduled thread")
+        pthread_mutex_lock(mutex)
+        precondition(!started, "a ControlledScheduler runs one program")
+        started = true
+        let root = makeThread(named: name)
+        current = root
+        root.runSince = 0
+        startThread(root) { [self] in
+            let value = body()
+            pthread_mutex_lock(mutex)
+            rootResult = value
+            pthread_mutex_unlock(mutex)
+        }
+        if configuration.stallWarningSeconds > 0 { startStallWatch() }
+        while deadlock == nil && !rootFinished { pthread_cond_wait(runEnded, mutex) }
+        let outcome: Outcome<Result>
+        if let deadlock {
+            outcome = .deadlocked(deadlock)
+        } else {
+            let left = threads.filter { !$0.isFinished }.map(\.name)
+            outcome = .finished(rootResult as! Result, leftBehind: left)
+            // Nothing will run again: drop the records (and their cycles).
+            if left.isEmpty { threads.removeAll() }
+        }
+        pthread_mutex_unlock(mutex)
+        return outcome
+    }
+
+    /// The run so far.
+    public var statistics: ScheduleStatistics {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return ScheduleStatistics(
+            steps: stepCount.load(ordering: .relaxed), switches: switches, virtualNanoseconds: clock.load(ordering: .relaxed),
+            threads: threadsMade, digest: digest, foreignThreads: foreignNames)
+    }
+
+    /// The last `configuration.keptSteps` steps, oldest first.
+    public var recentSteps: [ScheduleStep] {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard recent.count == configuration.keptSteps else { return recent }
+        return Array(recent[recentNext...] + recent[..<recentNext])
+    }
+
+    public func state(ofThreadNamed name: String) -> String? {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard let thread = threads.first(where: { $0.name == name }) else { return nil }
+        let state: String
+        switch thread.status {
+        case .finished: state = "finished"
+        case .blocked: state = "blocked"
+        case .enabled: state = thread.yielded ? "spinning" : (current === thread ? "running" : "runnable")
+        }
+        guard let waitingFor = thread.waitingFor else { return state }
+        return "\(state) in \(waitingFor)"
+    }
+
+    /// A kept step as a person reads it: "step 12: 'shader-0' lock 'gpu vm'".
+    public func describe(_ step: ScheduleStep) -> String {
+        let (thread, operation) = describeParts(step)
+        return "step \(step.step): '\(thread)' \(operation)"
+    }
+
+    /// A kept step's thread name and operation ("lock 'gpu vm'").
+    public func describeParts(_ step: ScheduleStep) -> (thread: String, operation: String) {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        let thread = Int(step.thread) < names.count ? names[Int(step.thread)] : "thread #\(step.thread)"
+        let object: String
+        switch step.kind {
+        case .lock, .tryLock, .unlock, .wait, .timedWait: object = monitorNames[step.object].map { " '\($0)'" } ?? ""
+        case .spinLock, .spinTryLock, .spinUnlock, .spin, .yield: object = spinNames[step.object].map { $0.isEmpty ? "" : " '\($0)'" } ?? ""
+        case .spawn, .join, .start, .exit:
+            object = Int(step.object) < names.count ? " '\(names[Int(step.object)])'" : ""
+        case .sleep, .preemption: object = ""
+        }
+        return (thread, "\(step.kind)\(object)")
+    }
+
+    /// The names of the threads, by index (a trace's `thread`).
+    public var threadNames: [String] {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return names
+    }
+
+    // MARK: Scheduler
+
+    public var isControlled: Bool { true }
+
+    public func makeMonitor() -> any Monitor { makeMonitor(named: "") }
+
+    public func makeMonitor(named name: String) -> any Monitor {
+        pthread_mutex_lock(mutex)
+        nextMonitorSerial &+= 1
+        let serial = nextMonitorSerial
+        if configuration.keptSteps > 0 { monitorNames[serial] = name }
+        pthread_mutex_unlock(mutex)
+        return ControlledMonitor(name: name, serial: serial, scheduler: self)
+    }
+
+    public func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> any ThreadHandle {
+        pthread_mutex_lock(mutex)
+        let thread = makeThread(named: name)
+        startThread(thread, body)
+        if let me = scheduledSelf() {
+            point(me, .spawn, object: UInt32(thread.index))
+        } else {
+            noteForeign()
+            pthread_cond_broadcast(foreignChanged)
+        }
+        pthread_mutex_unlock(mutex)
+        return ScheduledThreadHandle(thread)
+    }
+
+    func join(_ thread: ScheduledThread) {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard let me = scheduledSelf() else {
+            noteForeign()
+            thread.foreignJoiners += 1
+            while !thread.isFinished { pthread_cond_wait(foreignChanged, mutex) }
+            thread.foreignJoiners -= 1
+            return
+        }
+        precondition(thread !== me, "thread '\(me.name)' joins itself")
+        point(me, .join, object: UInt32(thread.index))
+        guard !thread.isFinished else { return }
+        thread.joiners.append(me)
+        block(me, on: WaitSite(kind: .join, object: thread.name, site: nil))
+        switchAway(me)
+        assert(thread.isFinished, "'\(me.name)' woke from join before '\(thread.name)' finished")
+    }
+
+    public func sleep(for duration: Duration) {
+        let nanoseconds = Self.nanoseconds(duration)
+        pthread_mutex_lock(mutex)
+        guard let me = scheduledSelf() else {
+            noteForeign()
+            pthread_mutex_unlock(mutex)
+            FreeRunningScheduler().sleep(for: duration)
+            return
+        }
+        if nanoseconds == 0 {
+            point(me, .sleep, object: 0)
+        } else {
+            block(me, on: WaitSite(kind: .sleep, object: "", site: nil))
+            setDeadline(me, after: nanoseconds)
+            tick(me, .sleep, object: 0)
+            switchAway(me)
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    public func spinWait(attempt: Int) {
+        schedulingPoint(.spin, object: "", site: SourceSite())
+    }
+
+    public func yield() {
+        schedulingPoint(.yield, object: "", site: SourceSite())
+    }
+
+    public func schedulingPoint(_ kind: SchedulingPointKind, object: String, site: SourceSite) {
+        pthread_mutex_lock(mutex)
+        guard let me = scheduledSelf() else {
+            noteForeign()
+            pthread_mutex_unlock(mutex)
+            if kind == .spin || kind == .yield { sched_yield() }
+            return
+        }
+        let spinning = kind == .spin || kind == .yield
+        if spinning { me.waitingFor = WaitSite(kind: kind, object: object, site: site) }
+        let hash = Self.nameHash(object)
+        if configuration.keptSteps > 0, spinNames[hash] == nil { spinNames[hash] = object }
+        point(me, kind, object: hash, yielding: spinning)
+        if spinning { me.waitingFor = nil }
+        pthread_mutex_unlock(mutex)
+    }
+
+    public func now() -> Duration { .nanoseconds(Int64(clamping: clock.load(ordering: .relaxed))) }
+
+    public func schedulesCurrentThread() -> Bool { scheduledSelf() != nil }
+
+    public func currentStep() -> UInt64? { stepCount.load(ordering: .relaxed) }
+
+    /// The thread's index + 1 (a foreign thread's context serial, above 2^32).
+    public func currentThreadID() -> UInt64 {
+        guard let me = scheduledSelf() else { return ExecutionContext.current.serial }
+        return UInt64(me.index) + 1
+    }
+
+    // MARK: Threads
+
+    /// The calling thread's record, if this scheduler made it.
+    @inline(__always)
+    func scheduledSelf() -> ScheduledThread? {
+        guard let raw = pthread_getspecific(scheduledThreadKey) else { return nil }
+        let thread = Unmanaged<ScheduledThread>.fromOpaque(raw).takeUnretainedValue()
+        return thread.scheduler === self ? thread : nil
+    }
+
+    /// A new, enabled thread record (mutex held).
+    func makeThread(named name: String) -> ScheduledThread {
+        let thread = ScheduledThread(index: threads.count, name: name, scheduler: self)
+        threads.append(thread)
+        names.append(name)
+        threadsMade += 1
+        if case .pct(let depth) = configuration.strategy {
+            // Distinct with overwhelming probability; ties go to the lower index.
+            thread.priority = Int64(depth) + Int64(rng.next() >> 24)
+        }
+        enable(thread)
+        return thread
+    }
+
+    /// Starts the real thread behind `thread`; it waits until it is current
+    /// before it runs `body`, and hands over when `body` returns (mutex held).
+    func startThread(_ thread: ScheduledThread, _ body: @escaping @Sendable () -> Void) {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        defer { pthread_attr_destroy(&attributes) }
+        var handle = pthread_t()
+        let start = Unmanaged.passRetained(ThreadStart(thread: thread, body: body)).toOpaque()
+        let status = pthread_create(&handle, &attributes, { raw in
+            let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
+            start.thread.scheduler.threadMain(start.thread, start.body)
+            return nil
+        }, start)
+        precondition(status == 0, "pthread_create failed: \(status)")
+    }
+
+    private func threadMain(_ thread: ScheduledThread, _ body: @Sendable () -> Void) {
+        pthread_setspecific(scheduledThreadKey, Unmanaged.passUnretained(thread).toOpaque())
+        // Named before it first runs: its context exists before any primitive asks.
+        ExecutionContext.current.setScheduledIdentity(name: thread.name, index: thread.index)
+        mmulab_set_thread_name(thread.name)
+        pthread_mutex_lock(mutex)
+        while current !== thread { pthread_cond_wait(thread.gate, mutex) }
+        tick(thread, .start, object: UInt32(thread.index))
+        pthread_mutex_unlock(mutex)
+        body()
+        pthread_mutex_lock(mutex)
+        finish(thread)
+        pthread_mutex_unlock(mutex)
+        pthread_setspecific(scheduledThreadKey, nil)
+    }
+
+    /// A real thread that watches the step count while the run lasts and
+    /// says, once, which thread has run `stallWarningSeconds` without a
+    /// scheduling point (a loop that calls no primitive cannot be preempted).
+    private func startStallWatch() {
+        let seconds = configuration.stallWarningSeconds
+        _ = FreeRunningScheduler().spawn(name: "schedule stall watch") { [self] in
+            var last = stepCount.load(ordering: .relaxed)
+            var still = 0
+            while true {
+                FreeRunningScheduler().sleep(for: .seconds(1))
+                pthread_mutex_lock(mutex)
+                let over = stopped
+                let running = current?.name
+                pthread_mutex_unlock(mutex)
+                if over { return }
+                let now = stepCount.load(ordering: .relaxed)
+                still = now == last ? still + 1 : 0
+                last = now
+                guard still == seconds, let running else { continue }
+                let message = "mmulab: controlled schedule: thread '\(running)' has run \(seconds) s (real time) without reaching a "
+                    + "scheduling point; it cannot be preempted, so every other thread waits. A loop that calls no lock, wait, sleep "
+                    + "or yield must call SyncDomain.preemptionPoint() (a plugin: host->yield).\n"
+                _ = message.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+            }
+        }
+    }
+
+    /// Records a foreign thread's use of the scheduler (mutex held).
+    func noteForeign() {
+        foreignSeen = true
+        guard foreignNames.count < 8 else { return }
+        let name = ExecutionContext.current.thread.description
+        if !foreignNames.contains(name) { foreignNames.append(name) }
+    }
+
+    static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0, attoseconds >= 0 || seconds > 0 else { return 0 }
+        let total = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if total.overflow { return .max }
+        let sum = total.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return sum.overflow || sum.partialValue < 0 ? (sum.overflow ? .max : 0) : UInt64(sum.partialValue)
+    }
+
+    /// A stable number for a name (FNV-1a, 32 bits), for traces.
+    static func nameHash(_ name: String) -> UInt32 {
+        var hash: UInt32 = 0x811C_9DC5
+        for byte in name.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+        return hash
+    }
+}

@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One thread of a controlled run: a real POSIX thread that runs only while
+/// the scheduler has made it `current`, and otherwise waits on its own gate.
+///
+/// Every mutable field is guarded by the scheduler's state mutex.
+final class ScheduledThread: @unchecked Sendable {
+    enum Status { case enabled, blocked, finished }
+
+    /// Its place in the order threads were made: the name a schedule trace uses.
+    let index: Int
+    let name: String
+    let scheduler: ControlledScheduler
+    /// The condition the thread waits on until it is current.
+    let gate: UnsafeMutablePointer<pthread_cond_t>
+
+    /// Blocked until `makeThread` enables it.
+    var status: Status = .blocked
+    /// What it is blocked on (or spinning on), for reports.
+    var waitingFor: WaitSite? = nil
+    /// The virtual time a timed block ends at (`UInt64.max`: none).
+    var deadline: UInt64 = .max
+    /// Set when a timed block ended by its deadline rather than a wake-up.
+    var timedOut = false
+    /// The monitor whose condition it waits on, if any (a timeout takes it off the list).
+    var conditionOf: ControlledMonitor? = nil
+    /// PCT priority: the highest enabled runs.
+    var priority: Int64 = 0
+    /// Its last scheduling point was a yield (a spin): it waits for another thread.
+    var yielded = false
+    /// The step at which it last became current.
+    var runSince: UInt64 = 0
+    /// Steps it ran since its priority last dropped (PCT's time slice
+    /// counts these, across switches: a thread that runs a little between
+    /// every other thread's turns still uses its slice up).
+    var stepsSinceDrop: UInt64 = 0
+    /// Threads blocked in `join` on it.
+    var joiners: [ScheduledThread] = []
+    /// Threads the scheduler did not make, waiting in `join` on it.
+    var foreignJoiners = 0
+
+    init(index: Int, name: String, scheduler: ControlledScheduler) {
+        self.index = index
+        self.name = name
+        self.scheduler = scheduler
+        gate = .allocate(capacity: 1)
+        pthread_cond_init(gate, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(gate)
+        gate.deallocate()
+    }
+
+    var isFinished: Bool { status == .finished }
+}
+
+/// The handle `spawn` returns: `join` goes through the scheduler.
+final class ScheduledThreadHandle: ThreadHandle, @unchecked Sendable {
+    // @unchecked: immutable.
+    let thread: ScheduledThread
+    init(_ thread: ScheduledThread) { self.thread = thread }
+    func join() { thread.scheduler.join(thread) }
+}
+
+/// The thread-local slot naming the calling thread's `ScheduledThread`
+/// (unset on threads no controlled scheduler made). The value is unretained:
+/// the thread's start routine keeps its record alive while it runs.
+let scheduledThreadKey: pthread_key_t = {
+    var key = pthread_key_t()
+    let status = pthread_key_create(&key, nil)
+    precondition(status == 0, "pthread_key_create failed: \(status)")
+    return key
+}()
+
+/// What a new thread runs: its record and body, handed to `pthread_create`.
+final class ThreadStart {
+    let thread: ScheduledThread
+    let body: @Sendable () -> Void
+    init(thread: ScheduledThread, body: @escaping @Sendable () -> Void) {
+        self.thread = thread
+        self.body = body
+    }
+}

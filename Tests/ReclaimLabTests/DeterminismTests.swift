@@ -1,0 +1,92 @@
+import LabSync
+import ReclaimLab
+import Testing
+import TestSupport
+import VirtualMemory
+
+/// `--schedule`: the same scenario, seed and strategy give the same run.
+@Suite("Deterministic runs")
+struct DeterminismTests {
+    /// What two runs must share to be the same run: the event trail, the
+    /// schedule, every counter, every finding and the step it was noted at.
+    struct Fingerprint: Equatable, CustomStringConvertible {
+        var trailDigest: UInt64
+        var scheduleDigest: UInt64
+        var steps: UInt64
+        var accesses: [Int]
+        var primary: [String]
+        var plugins: [String]
+        var findings: [String]
+
+        init(_ result: RunResult) {
+            trailDigest = result.trailDigest
+            scheduleDigest = result.schedule?.scheduleDigest ?? 0
+            steps = result.schedule?.steps ?? 0
+            accesses = [result.cpuReads, result.cpuWrites, result.deviceReads, result.deviceWrites, result.checkedReads, result.failedAccesses]
+            primary = result.machineStatistics.map { "\($0.0)=\($0.1)" }
+            plugins = result.pluginStatistics.flatMap { name, stats in stats.map { "\(name).\($0.name)=\($0.value)" } }
+            findings = result.findings.map { "\($0.invariant.rawValue) at step \($0.step.map(String.init) ?? "?"): \($0.detail)" }
+        }
+
+        var description: String {
+            "trail \(String(trailDigest, radix: 16)), schedule \(String(scheduleDigest, radix: 16)) over \(steps) steps, "
+                + "accesses \(accesses), \(findings.count) findings"
+        }
+
+        /// The first field that differs, for a failure message.
+        func difference(from other: Fingerprint) -> String {
+            if trailDigest != other.trailDigest { return "trail digests \(String(trailDigest, radix: 16)) vs \(String(other.trailDigest, radix: 16))" }
+            if scheduleDigest != other.scheduleDigest || steps != other.steps { return "schedules: \(self) vs \(other)" }
+            if accesses != other.accesses { return "accesses \(accesses) vs \(other.accesses)" }
+            if primary != other.primary { return "primary counters: \(zip(primary, other.primary).first { $0 != $1 }.map { "\($0) vs \($1)" } ?? "lengths")" }
+            if plugins != other.plugins { return "plugin counters: \(zip(plugins, other.plugins).first { $0 != $1 }.map { "\($0) vs \($1)" } ?? "lengths")" }
+            if findings != other.findings { return "findings: \(findings.prefix(2)) vs \(other.findings.prefix(2))" }
+            return "nothing"
+        }
+    }
+
+    static func run(_ name: String, seed: UInt64, strategy: ScheduleStrategy = .pct(depth: 3), seconds: Double = 0.03) throws -> RunResult {
+        let scenario = try #require(try Catalogue.scenario(named: name))
+        var options = RunOptions()
+        options.seed = seed
+        options.seconds = seconds
+        options.schedule = strategy
+        return try ScenarioRunner.run(scenario, options: options)
+    }
+
+    /// Three catalogue scenarios, each run twice under pct:3: the same
+    /// trail digest, schedule, counters and findings; another seed gives
+    /// another trail.
+    @Test(arguments: ["munmap-race", "dirty-writeback", "register-race"])
+    func aScenarioRunTwiceUnderPCTRunsTheSame(_ name: String) throws {
+        let first = try Self.run(name, seed: testSeed)
+        let second = try Self.run(name, seed: testSeed)
+        let (a, b) = (Fingerprint(first), Fingerprint(second))
+        #expect(a == b, "\(name), pct:3, seed \(testSeed): the runs differ in \(a.difference(from: b))")
+        #expect(first.operations > 1_000, "\(name), seed \(testSeed): the run did something (\(first.operations) accesses)")
+        #expect(first.schedule?.escapes.isEmpty == true, "\(name): \(first.schedule?.escapes ?? [])")
+        #expect(first.schedule?.strategy == "pct:3")
+        let other = try Self.run(name, seed: testSeed &+ 1)
+        #expect(other.trailDigest != first.trailDigest, "\(name): seeds \(testSeed) and \(testSeed &+ 1) gave the same trail")
+    }
+
+    /// The random strategy replays too.
+    @Test func aRandomScheduleReplays() throws {
+        let strategy = ScheduleStrategy.random(switchProbability: 0.2)
+        let first = Fingerprint(try Self.run("mprotect-flip", seed: testSeed, strategy: strategy))
+        let second = Fingerprint(try Self.run("mprotect-flip", seed: testSeed, strategy: strategy))
+        #expect(first == second, "mprotect-flip, \(strategy), seed \(testSeed): \(first.difference(from: second))")
+    }
+
+    /// Free-running runs say nothing about a schedule (and keep a trail digest).
+    @Test func aFreeRunHasNoSchedule() throws {
+        let scenario = try #require(try Catalogue.scenario(named: "munmap-race"))
+        var options = RunOptions()
+        options.seed = testSeed
+        options.seconds = 0.05
+        let result = try ScenarioRunner.run(scenario, options: options)
+        #expect(result.schedule == nil)
+        #expect(result.trailDigest != 0)
+        #expect(result.findings.allSatisfy { $0.step == nil })
+    }
+}
