@@ -244,6 +244,34 @@ struct HugePageTests {
         let discarded = try space.read(base + 9 * page)
         #expect(Array(discarded.prefix(3)) == [0, 0, 0])
     }
+
+    /// Regression: khugepaged crashed (an entry "changed under a collapse")
+    /// when reclaim's aging, which holds a page's lock but not the mmap
+    /// lock, cleared an accessed bit between the scan and the collapse's
+    /// page locks. The collapse now reads the entries again once it holds
+    /// every lock.
+    @Test("aging between a collapse's scan and its page locks clears an accessed bit: the collapse looks again and goes on")
+    func agingDuringACollapseScan() throws {
+        let machine = thpMachine()
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: Self.huge, kind: .anonymousPrivate)
+        try space.adviseHugePage(start: base, length: Self.huge, enable: false)
+        for p in 0..<Self.pages { try space.write(base + p * page, bytes(p)) }
+        try space.adviseHugePage(start: base, length: Self.huge, enable: true)
+        for frame in space.mappedFrames() { _ = machine.isRecentlyUsed(frame.frame.frame) }
+        _ = try space.read(base + 5 * page)  // page 5 alone is young for the CPU
+        let aged = space.translate(base + 5 * page)
+        #expect(aged.isAccessed)
+        // Page 0 is asked first (not young for the CPU); meanwhile aging
+        // takes page 5's accessed bit, as kswapd would on another CPU.
+        let young = YoungDevice(young: base)
+        young.onTestYoung.withLock { $0 = { _ = machine.isRecentlyUsed(aged.frame) } }
+        try space.notifiers.register(young)
+        #expect(machine.collapseScan() == 1)
+        #expect(isHuge(space, base))
+        try check(space, base, pages: 0..<Self.pages)
+        #expect(machine.violations.count == 0)
+    }
 }
 
 /// A whole-space subscriber that tracks young bits for one address only,
@@ -253,6 +281,8 @@ final class YoungDevice: AddressSpaceSubscriber, @unchecked Sendable {
     let youngAddress: Mutex<UInt64?>
     let asked = Mutex<[String]>([])
     let tested = Atomic<Int>(0)
+    /// Run (once) inside the first `testYoung`.
+    let onTestYoung = Mutex<(@Sendable () -> Void)?>(nil)
     init(young: UInt64?) { youngAddress = Mutex(young) }
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult { .ok }
     func invalidateRangeEnd(_ range: InvalidationRange) {}
@@ -262,6 +292,7 @@ final class YoungDevice: AddressSpaceSubscriber, @unchecked Sendable {
     }
     func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {
         tested.add(1, ordering: .relaxed)
+        if let hook = onTestYoung.withLock({ hook in defer { hook = nil }; return hook }) { hook() }
         return youngAddress.withLock { $0 } == address
     }
 }

@@ -100,7 +100,19 @@ extension AddressSpace {
                     memory.put(frame)
                 }
             }
-            guard locked.count == present.count else {
+            // Between the scan and the locks, reclaim or migration (which
+            // hold a page's lock, not the mmap lock) may have unmapped a
+            // page, and reclaim's aging may have cleared an accessed bit:
+            // look again now that nothing can change an entry.
+            let unchanged = locked.count == present.count && ptl.withLock { () -> Bool in
+                for k in entries.indices {
+                    let now = pageTable.entry(first + UInt64(k))
+                    guard now.with(accessed: false) == entries[k].with(accessed: false) else { return false }
+                    entries[k] = now
+                }
+                return true
+            }
+            guard unchanged else {
                 memory.put(head)
                 return .busy
             }
