@@ -94,6 +94,9 @@ public final class ExecutionContext {
     @exclusivity(unchecked) private var reclaimDepthStorage = 0
     /// The callee the thread runs now (`CalleeFrame`), if any.
     @exclusivity(unchecked) private(set) var callee: CalleeFrame? = nil
+    /// The locks the thread holds, for lock-order validation (made on first
+    /// use; unmanaged, so reaching it costs no reference counting).
+    @exclusivity(unchecked) var lockOrderState: Unmanaged<LockOrderThread>? = nil
     private let sections: UnsafeMutablePointer<NonBlockableSection>
 
     private init() {
@@ -103,7 +106,10 @@ public final class ExecutionContext {
         sections = .allocate(capacity: Self.maximumDepth)
     }
 
-    deinit { sections.deallocate() }
+    deinit {
+        sections.deallocate()
+        lockOrderState?.release()
+    }
 
     /// The context of the calling thread, created on first use.
     public static var current: ExecutionContext {

@@ -13,11 +13,44 @@ public final class SyncDomain: Sendable {
     public let isControlled: Bool
     /// Every sleep attempted where sleeping is forbidden.
     public let contextViolations: ReportLog<ContextViolation>
+    /// The lock-order validator (lockdep), when `lockOrder` was asked for:
+    /// locks made from this domain with an `orderClass` report to it.
+    /// nil costs the primitives one branch on a field they already have.
+    public let lockOrder: LockOrderValidator?
 
-    public init(scheduler: any Scheduler = FreeRunningScheduler(), violationCapacity: Int = 10_000) {
+    public init(scheduler: any Scheduler = FreeRunningScheduler(), violationCapacity: Int = 10_000, lockOrder: Bool = false) {
         self.scheduler = scheduler
         self.isControlled = scheduler.isControlled
         self.contextViolations = ReportLog(capacity: violationCapacity)
+        self.lockOrder = lockOrder ? LockOrderValidator() : nil
+    }
+
+    /// The lock class called `name`, if lock order is validated (the
+    /// primitives' `orderClass:` goes through this).
+    func orderClass(_ name: String?) -> LockOrderHook? {
+        guard let name, let lockOrder, let made = lockOrder.lockClass(named: name) else { return nil }
+        return LockOrderHook(made)
+    }
+
+    /// Runs `body` in reclaim context (Linux: `PF_MEMALLOC` and, for
+    /// lockdep, the `fs_reclaim` map held): allocators serve only from
+    /// their reserve, and every lock taken inside comes after `reclaim` in
+    /// the lock order.
+    public func withReclaim<R>(file: StaticString = #fileID, line: UInt = #line, _ body: () -> R) -> R {
+        let context = ExecutionContext.current
+        guard let lockOrder else { return context.withReclaimContext(body) }
+        let token = UnsafeRawPointer(bitPattern: 0x7ec1_a1a1)!
+        let outermost = !context.isInReclaim
+        if outermost { lockOrder.acquire(lockOrder.reclaimHook, instance: token, site: SourceSite(file: file, line: line), trylock: false) }
+        defer { if outermost { lockOrder.release(instance: token) } }
+        return context.withReclaimContext(body)
+    }
+
+    /// An allocation that may reclaim is about to happen (Linux:
+    /// `might_alloc`): for lockdep, every lock held now comes before reclaim.
+    @inline(__always)
+    public func mightReclaim(file: StaticString = #fileID, line: UInt = #line) {
+        lockOrder?.mightReclaim(site: SourceSite(file: file, line: line))
     }
 
     /// The check every sleeping operation makes first, like the kernel's

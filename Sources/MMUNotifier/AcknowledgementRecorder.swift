@@ -39,4 +39,12 @@ public protocol AcknowledgementRecorder: AnyObject, Sendable {
     func expect(_ callbacks: [DeviceCallback])
     /// The expected callback at `index` returned having stopped.
     func acknowledged(_ index: Int)
+    /// Before any callback: the devices that may keep their translations
+    /// through this start (a `ksm` range, and they handle change_pte).
+    /// Called only when there are some.
+    func keeping(_ devices: [DeviceID])
+}
+
+extension AcknowledgementRecorder {
+    public func keeping(_ devices: [DeviceID]) {}
 }

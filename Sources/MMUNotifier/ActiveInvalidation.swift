@@ -12,12 +12,12 @@ public struct ActiveInvalidation: ~Copyable {
     // trivially destructible, which `discard self` requires.
     private let notifiers: Unmanaged<AddressSpaceNotifiers>
     private let list: Unmanaged<SubscriberList>
-    /// Bit i set: subscriber i answered retry to this (blockable) start and
-    /// so gets no end. Subscribers past 64 always get their end.
-    private let skipped: UInt64
+    /// The subscribers that answered retry to this (blockable) start and so
+    /// get no end (any number of them; `finish` disposes of it).
+    private let skipped: SkippedSubscribers
     private let site: SourceSite
 
-    init(range: InvalidationRange, notifiers: AddressSpaceNotifiers, list: SubscriberList, skipped: UInt64, site: SourceSite) {
+    init(range: InvalidationRange, notifiers: AddressSpaceNotifiers, list: SubscriberList, skipped: SkippedSubscribers, site: SourceSite) {
         self.range = range
         self.notifiers = .passRetained(notifiers)
         self.list = .passRetained(list)

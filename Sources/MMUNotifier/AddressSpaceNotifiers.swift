@@ -62,7 +62,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     init(addressSpace: AddressSpaceID, core: NotifierCore) {
         self.addressSpace = addressSpace
         self.core = core
-        self.lock = SpinLock("notifiers \(addressSpace)", domain: core.sync)
+        self.lock = SpinLock("notifiers \(addressSpace)", domain: core.sync, orderClass: "mmu notifier state")
         self.waitQueue = WaitQueue("notifiers \(addressSpace)", domain: core.sync)
     }
 
@@ -101,7 +101,11 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         precondition(range.addressSpace == addressSpace, "\(range) dispatched to \(addressSpace)")
         let (list, currentSeq, hasIntervals) = lock.withLock { () -> (SubscriberList, UInt64, Bool) in
             activeInvalidations += 1
-            if activeInvalidations == 1 { invalidateSeq += 1 }  // odd: invalidating
+            if activeInvalidations == 1 {
+                assert(invalidateSeq & 1 == 0, "the sequence is odd (\(invalidateSeq)) with no invalidation active")
+                invalidateSeq += 1  // odd: invalidating
+            }
+            assert(invalidateSeq & 1 == 1, "the sequence is even (\(invalidateSeq)) while an invalidation is active")
             startsByEvent[Int(range.event.rawValue)] += 1
             let list = intervalsOnly ? SubscriberList([]) : subscribers
             list.readers.add(1, ordering: .sequentiallyConsistent)
@@ -113,6 +117,12 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
                 NonBlockableSection(reason: "non-blockable invalidation", subject: range.event.name, site: site))
         }
         defer { if !range.blockable { ExecutionContext.exitCurrentNonBlockable() } }
+        // A blockable start's callbacks may wait; for lock-order validation
+        // they run "under" the range-start map, as in Linux, so a lock they
+        // take is ordered after anything held around a wait for them.
+        let map = range.blockable ? core.rangeStartMap : nil
+        if let map { map.acquire(site: site) }
+        defer { if let map { map.release() } }
 
         // The recorder first hears every callback to a device this start
         // will make; `expected` maps the position of a callback (intervals
@@ -129,12 +139,18 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
                     callbacks.append(DeviceCallback(device: device, start: max(range.start, interval.start), end: min(range.end, interval.end)))
                 }
             }
+            var keeping: [DeviceID] = []
             for subscriber in list.all {
                 defer { position += 1 }
-                guard let device = subscriber.device, !Self.mayKeepTranslations(subscriber, range) else { continue }
+                guard let device = subscriber.device else { continue }
+                if Self.mayKeepTranslations(subscriber, range) {
+                    keeping.append(device)
+                    continue
+                }
                 expected.append(position)
                 callbacks.append(DeviceCallback(device: device, start: range.start, end: range.end))
             }
+            if !keeping.isEmpty { recorder.keeping(keeping) }
             recorder.expect(callbacks)
         }
         var position = 0
@@ -170,7 +186,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             }
         }
 
-        var skipped: UInt64 = 0
+        var skipped = SkippedSubscribers()
         for (index, subscriber) in list.all.enumerated() {
             defer { position += 1 }
             guard subscriber.invalidateRangeStart(range) == .retry else {
@@ -180,14 +196,15 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             if range.blockable {
                 core.contractViolations.record(
                     ContractViolation(kind: .retryFromBlockableStart(subscriber: subscriber.subscriberName), range: range, site: site))
-                if index < 64 { skipped |= 1 << UInt64(index) }
+                skipped.insert(index)
                 continue
             }
             // Back out: end every subscriber that started, so pairs stay
             // balanced, then report the refusal.
-            for started in 0..<index where !isSkipped(started, skipped) {
+            for started in 0..<index where !skipped.contains(started) {
                 list.all[started].invalidateRangeEnd(range)
             }
+            skipped.dispose()
             finishBookkeeping(list, refused: true)
             throw InvalidationRefused(range: range, refusedBy: subscriber.subscriberName)
         }
@@ -205,21 +222,20 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// The end half, called by `ActiveInvalidation.end()` (Linux:
     /// `mmu_notifier_invalidate_range_end`).
-    func finish(_ range: InvalidationRange, list: SubscriberList, skipped: UInt64) {
+    func finish(_ range: InvalidationRange, list: SubscriberList, skipped: SkippedSubscribers) {
         if !range.blockable {
             ExecutionContext.enterCurrentNonBlockable(
                 NonBlockableSection(reason: "non-blockable invalidation end", subject: range.event.name, site: SourceSite()))
         }
-        for (index, subscriber) in list.all.enumerated() where !isSkipped(index, skipped) {
+        let map = range.blockable ? core.rangeStartMap : nil
+        if let map { map.acquire(site: SourceSite()) }
+        for (index, subscriber) in list.all.enumerated() where !skipped.contains(index) {
             subscriber.invalidateRangeEnd(range)
         }
+        if let map { map.release() }
+        skipped.dispose()
         if !range.blockable { ExecutionContext.exitCurrentNonBlockable() }
         finishBookkeeping(list)
-    }
-
-    @inline(__always)
-    private func isSkipped(_ index: Int, _ skipped: UInt64) -> Bool {
-        index < 64 && skipped & (1 << UInt64(index)) != 0
     }
 
     /// Drops one active invalidation; the last one out flips the sequence
@@ -229,7 +245,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         let wake = lock.withLock { () -> Bool in
             if refused { refusedStarts += 1 }
             activeInvalidations -= 1
+            assert(activeInvalidations >= 0, "more invalidations ended than started")
             guard activeInvalidations == 0 else { return false }
+            assert(invalidateSeq & 1 == 1, "the sequence is even (\(invalidateSeq)) as the last invalidation ends")
             invalidateSeq += 1  // even: idle
             if !deferredInserts.isEmpty || !deferredRemovals.isEmpty {
                 droppedOps = applyDeferredIntervalChanges()
@@ -335,6 +353,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     public func register(_ subscriber: any AddressSpaceSubscriber, file: StaticString = #fileID, line: UInt = #line) throws(SubscriptionError) {
         let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier registration", site: site)
+        core.rangeStartMap?.mightWait(site: site)
         let old = try lock.withLock { () throws(SubscriptionError) -> SubscriberList in
             guard !released else { throw .addressSpaceReleased(addressSpace) }
             return publish(SubscriberList(subscribers.all + [subscriber]))
@@ -349,6 +368,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     public func unregister(_ subscriber: any AddressSpaceSubscriber, file: StaticString = #fileID, line: UInt = #line) throws(SubscriptionError) {
         let site = SourceSite(file: file, line: line)
         core.sync.mightSleep(.wait, object: "notifier unregistration", site: site)
+        core.rangeStartMap?.mightWait(site: site)
         let old = try lock.withLock { () throws(SubscriptionError) -> SubscriberList in
             guard subscribers.contains(subscriber) else { throw .notRegistered }
             return publish(SubscriberList(subscribers.all.filter { $0 !== subscriber }))
@@ -394,6 +414,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Replaces the list (lock held) and returns the retired one.
     private func publish(_ list: SubscriberList) -> SubscriberList {
+        lock.assertHeld()
         let old = subscribers
         subscribers = list
         old.retired.store(true, ordering: .sequentiallyConsistent)
@@ -453,6 +474,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         let site = SourceSite(file: file, line: line)
         precondition(interval.owner === self, "interval belongs to \(interval.owner.addressSpace)")
         core.sync.mightSleep(.wait, object: "interval removal", site: site)
+        // It may wait for the invalidations in flight: ordered as if it took
+        // the range-start map (Linux: mmu_interval_notifier_remove).
+        core.rangeStartMap?.mightWait(site: site)
         var dropped: (any IntervalInvalidator)? = nil
         let waitFor = try lock.withLock { () throws(SubscriptionError) -> UInt64? in
             guard intervals.indices.contains(Int(interval.handle)), intervals[Int(interval.handle)] === interval else {
@@ -500,6 +524,8 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// Applies queued interval changes; lock held, no invalidation active.
     /// Returns the ops of removed intervals, to be released after unlocking.
     private func applyDeferredIntervalChanges() -> [any IntervalInvalidator] {
+        lock.assertHeld()
+        assert(activeInvalidations == 0, "deferred interval changes applied while an invalidation is active")
         for interval in deferredInserts {
             tree.insert(start: interval.start, end: interval.end, handle: interval.handle)
         }
@@ -515,6 +541,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// Frees the interval's handle and detaches its ops (lock held).
     private func forget(_ interval: IntervalNotifier) -> (any IntervalInvalidator)? {
+        lock.assertHeld()
         intervals[Int(interval.handle)] = nil
         freeHandles.append(interval.handle)
         let ops = interval.ops

@@ -62,6 +62,7 @@ public final class IntervalNotifier: @unchecked Sendable {
         self.owner = owner
         self.handle = handle
         self.ops = ops
+        assert(seq & 1 == 1, "an interval's sequence is always odd, not \(seq)")
         self.seq = Atomic(seq)
     }
 
@@ -90,6 +91,7 @@ public final class IntervalNotifier: @unchecked Sendable {
     /// Linux: `mmu_interval_set_seq`. Call from the invalidate callback,
     /// under the device lock, with the `currentSeq` it was given.
     public func setSeq(_ seq: UInt64) {
+        assert(seq & 1 == 1, "setSeq(\(seq)): the sequence of an invalidation in progress is odd")
         self.seq.store(seq, ordering: .releasing)
     }
 

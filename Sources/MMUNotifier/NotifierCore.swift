@@ -20,11 +20,17 @@ public final class NotifierCore: Sendable {
     /// Every broken rule of the notifier contract seen so far.
     public let contractViolations: ReportLog<ContractViolation>
     public let faults: FaultInjection
+    /// For lock-order validation: the pseudo-lock every blockable
+    /// invalidation's callbacks run under, and every wait for them takes
+    /// for an instant (Linux: `__mmu_notifier_invalidate_range_start_map`).
+    /// nil when the domain does not validate lock order.
+    let rangeStartMap: PseudoLock?
 
     public init(sync: SyncDomain = SyncDomain(), faults: FaultInjection = [], violationCapacity: Int = 10_000) {
         self.sync = sync
         self.faults = faults
         self.contractViolations = ReportLog(capacity: violationCapacity)
+        rangeStartMap = sync.lockOrder.map { PseudoLock($0.pseudoLock(named: "mmu_notifier_invalidate_range_start")) }
     }
 
     /// Creates the notifier state of a new address space.
@@ -57,4 +63,21 @@ public struct InvalidationRefused: Error, Sendable, CustomStringConvertible {
     public let refusedBy: String
 
     public var description: String { "\(refusedBy) refused non-blockable \(range)" }
+}
+
+/// A pseudo-lock of the lock-order validator: a wait that deadlocks like a
+/// lock, "held" across what it waits for.
+final class PseudoLock: Sendable {
+    let hook: LockOrderHook
+
+    init(_ lockClass: LockClass) { hook = LockOrderHook(lockClass) }
+
+    func acquire(site: SourceSite) { hook.acquire(self, site: site) }
+    func release() { hook.release(self) }
+
+    /// A wait for what runs under it: taken and dropped at once.
+    func mightWait(site: SourceSite) {
+        acquire(site: site)
+        release()
+    }
 }

@@ -1,6 +1,8 @@
 import CDevicePluginABI
+import CPluginOops
 import LabSync
 import MMUNotifier
+import Synchronization
 
 /// The C view of an invalidation range, for an instance that negotiated
 /// ABI minor `minor`: the events 1.5 added (MADV_FREE, a huge page's split,
@@ -26,33 +28,63 @@ func copyTable<Table>(_ table: UnsafePointer<Table>, sizeField: KeyPath<Table, U
     return copy
 }
 
+extension HostContext: SectionSubject {
+    /// How a context violation or a lock-order report inside one of the
+    /// instance's calls names it.
+    var sectionSubjectName: String { displayName }
+}
+
+/// Calls into a plugin: a frame on the thread's call stack (for the oops
+/// and for attributing misuses), the thread marked as running the
+/// instance's `operation` (for context violations and lock-order reports,
+/// when anyone is listening), the call timed for `observer`, and, when lock
+/// order is validated, a check that the plugin returns holding no lock it
+/// took. `describe` fills in what the call is about.
+@inline(__always)
+func callPlugin<Result>(
+    _ context: HostContext, _ operation: StaticString, timing: PluginCallback? = nil,
+    describe: (UnsafeMutablePointer<mmulab_oops_frame>) -> Void = { _ in }, _ body: () -> Result
+) -> Result {
+    describe(CallFrames.enterPlugin(context, operation))
+    defer { CallFrames.leave() }
+    guard context.observer != nil || context.lockOrder != nil else { return body() }
+    let previous = ExecutionContext.enterCurrentCallee(CalleeFrame(callee: context, operation: operation))
+    defer { ExecutionContext.restoreCurrentCallee(previous) }
+    let held = context.lockOrder?.heldByCurrentThread ?? 0
+    let result = timing.map { timed($0, context.observer, context.machine.sync, body) } ?? body()
+    if let lockOrder = context.lockOrder, lockOrder.heldByCurrentThread > held {
+        let locks = lockOrder.describeHeldByCurrentThread().dropFirst(held)
+        context.report(
+            "\(operation)", "returned holding \(locks.joined(separator: ", "))", kind: .lockHeldAtReturn,
+            summary: "\(operation) returned holding a lock")
+    }
+    return result
+}
+
 /// A plugin's whole-address-space subscription, seen by the notifier core
-/// as any other subscriber. Every callback is one indirect C call.
+/// as any other subscriber. Every callback is one indirect C call, in a
+/// frame naming the instance, the callback and the range.
 final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     // @unchecked: `ops` is an immutable copy; `data` belongs to the plugin,
-    // which synchronises its own state.
+    // which synchronises its own state; the context outlives the
+    // subscription (the host ends every subscription before it lets go).
     let ops: mmulab_subscriber_ops
     let data: UnsafeMutableRawPointer?
     let subscriberName: String
     let capabilities: SubscriberCapabilities
     let device: DeviceID?
-    let observer: (any CallbackObserver)?
-    /// The host's clock: callback timings and young answers read it.
-    let clock: SyncDomain
-    /// The ABI minor the instance negotiated (which events it knows).
-    let minor: Int
+    unowned(unsafe) let context: HostContext
+    /// Set when the plugin left the subscription behind (detach or destroy
+    /// returned with it registered): from then on the host answers in the
+    /// plugin's stead until it has removed it, and calls nothing.
+    let orphaned = Atomic<Bool>(false)
 
-    init(
-        ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?,
-        clock: SyncDomain, minor: Int
-    ) {
-        self.minor = minor
+    init(ops: mmulab_subscriber_ops, data: UnsafeMutableRawPointer?, context: HostContext) {
         self.ops = ops
         self.data = data
-        self.device = device
-        subscriberName = name
-        self.observer = observer
-        self.clock = clock
+        self.context = context
+        device = context.device
+        subscriberName = context.pluginName
         var capabilities: SubscriberCapabilities = []
         if ops.capabilities & UInt32(MMULAB_CAP_CHANGE_PTE) != 0, ops.change_pte != nil || ops.change_pte_pfn != nil {
             capabilities.insert(.changePTE)
@@ -68,35 +100,65 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
 
     @inline(__always)
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
-        var r = cRange(range, minor: minor)
-        return timed(.invalidateRangeStart, observer, clock) { ops.invalidate_range_start!(data, &r) } == mmulab_status(MMULAB_RETRY) ? .retry : .ok
+        if orphaned.load(ordering: .relaxed) { return .ok }
+        var r = cRange(range, minor: context.negotiatedMinor)
+        let status = callPlugin(context, PluginCallback.invalidateRangeStart.name, timing: .invalidateRangeStart, describe: { $0.describe(&r) }) {
+            ops.invalidate_range_start!(data, &r)
+        }
+        if status == mmulab_status(MMULAB_RETRY) { return .retry }
+        if status != mmulab_status(MMULAB_OK) {
+            context.report("invalidate_range_start", "answered \(status): only MMULAB_OK or MMULAB_RETRY are answers (taken as OK)")
+        }
+        return .ok
     }
 
     @inline(__always)
     func invalidateRangeEnd(_ range: InvalidationRange) {
-        var r = cRange(range, minor: minor)
-        timed(.invalidateRangeEnd, observer, clock) { ops.invalidate_range_end!(data, &r) }
+        if orphaned.load(ordering: .relaxed) { return }
+        var r = cRange(range, minor: context.negotiatedMinor)
+        callPlugin(context, PluginCallback.invalidateRangeEnd.name, timing: .invalidateRangeEnd, describe: { $0.describe(&r) }) {
+            ops.invalidate_range_end!(data, &r)
+        }
     }
 
     func invalidateSecondaryTLBs(_ range: InvalidationRange) {
-        var r = cRange(range, minor: minor)
-        timed(.invalidateSecondaryTLBs, observer, clock) { ops.invalidate_secondary_tlbs?(data, &r) }
+        if orphaned.load(ordering: .relaxed) { return }
+        var r = cRange(range, minor: context.negotiatedMinor)
+        callPlugin(context, PluginCallback.invalidateSecondaryTLBs.name, timing: .invalidateSecondaryTLBs, describe: { $0.describe(&r) }) {
+            ops.invalidate_secondary_tlbs?(data, &r)
+        }
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
-        guard let observer else { return (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
-        let asked = clock.now()
-        let young = timed(.clearYoung, observer, clock) { (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0 }
+        if orphaned.load(ordering: .relaxed) { return false }
+        let describe = { (frame: UnsafeMutablePointer<mmulab_oops_frame>) in frame.describe(space: addressSpace.rawValue, start: start, end: end) }
+        guard let observer = context.observer else {
+            return callPlugin(context, PluginCallback.clearYoung.name, describe: describe) {
+                (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0
+            }
+        }
+        let asked = context.machine.sync.now()
+        let young = callPlugin(context, PluginCallback.clearYoung.name, timing: .clearYoung, describe: describe) {
+            (ops.clear_young?(data, addressSpace.rawValue, start, end) ?? 0) != 0
+        }
         observer.youngAnswered(addressSpace: addressSpace, start: start, end: end, askedAt: asked, young: young)
         return young
     }
 
     func testYoung(addressSpace: AddressSpaceID, address: UInt64) -> Bool {
-        timed(.testYoung, observer, clock) { (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0 }
+        if orphaned.load(ordering: .relaxed) { return false }
+        return callPlugin(
+            context, PluginCallback.testYoung.name, timing: .testYoung,
+            describe: { $0.describe(space: addressSpace.rawValue, start: address, end: address + 4096) }
+        ) { (ops.test_young?(data, addressSpace.rawValue, address) ?? 0) != 0 }
     }
 
     func changePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
-        timed(.changePTE, observer, clock) { callChangePTE(addressSpace: addressSpace, pte) }
+        if orphaned.load(ordering: .relaxed) { return }
+        callPlugin(
+            context, PluginCallback.changePTE.name, timing: .changePTE,
+            describe: { $0.describe(space: addressSpace.rawValue, start: pte.address, end: pte.address + 4096) }
+        ) { callChangePTE(addressSpace: addressSpace, pte) }
     }
 
     private func callChangePTE(addressSpace: AddressSpaceID, _ pte: PrimaryPTE) {
@@ -111,40 +173,50 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     }
 
     func release(addressSpace: AddressSpaceID) {
-        timed(.release, observer, clock) { ops.release?(data, addressSpace.rawValue) }
+        if orphaned.load(ordering: .relaxed) { return }
+        callPlugin(context, PluginCallback.release.name, timing: .release, describe: { $0.describe(space: addressSpace.rawValue) }) {
+            ops.release?(data, addressSpace.rawValue)
+        }
     }
 }
 
-/// A plugin's interval subscription. The C handle for an interval is the
-/// `IntervalNotifier` object's address.
+/// A plugin's interval subscription. The C handle for an interval is its
+/// `IntervalRecord`'s address; the callback's frame carries it and the
+/// sequence it was given, so `interval_set_seq` can be checked against them.
 final class CInterval: IntervalInvalidator, @unchecked Sendable {
-    // @unchecked: as for CSubscriber.
+    // @unchecked: as for CSubscriber; `record` owns this object.
     let ops: mmulab_interval_ops
     let data: UnsafeMutableRawPointer?
     let intervalName: String
     let device: DeviceID?
-    let observer: (any CallbackObserver)?
-    let clock: SyncDomain
-    /// The ABI minor the instance negotiated (which events it knows).
-    let minor: Int
+    unowned(unsafe) let context: HostContext
+    unowned(unsafe) var record: IntervalRecord! = nil
+    /// As for CSubscriber: the host acknowledges in the plugin's stead.
+    let orphaned = Atomic<Bool>(false)
 
-    init(
-        ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, name: String, device: DeviceID, observer: (any CallbackObserver)?,
-        clock: SyncDomain, minor: Int
-    ) {
-        self.minor = minor
+    init(ops: mmulab_interval_ops, data: UnsafeMutableRawPointer?, context: HostContext) {
         self.ops = ops
         self.data = data
-        self.device = device
-        intervalName = name
-        self.observer = observer
-        self.clock = clock
+        self.context = context
+        device = context.device
+        intervalName = context.pluginName
     }
 
     func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
-        var r = cRange(range, minor: minor)
-        let handle = OpaquePointer(Unmanaged.passUnretained(interval).toOpaque())
-        return timed(.intervalInvalidate, observer, clock) { ops.invalidate!(data, handle, &r, currentSeq) }
+        if orphaned.load(ordering: .relaxed) { return true }
+        var r = cRange(range, minor: context.negotiatedMinor)
+        let record = record!
+        record.publish(interval)  // the callback may come before interval_insert has returned
+        let handle = OpaquePointer(record.opaque)
+        return callPlugin(
+            context, PluginCallback.intervalInvalidate.name, timing: .intervalInvalidate,
+            describe: { frame in
+                frame.describe(&r)
+                frame.pointee.object = UnsafeRawPointer(record.opaque)
+                frame.pointee.sequence = currentSeq
+                frame.pointee.binding = record.binding
+            }
+        ) { ops.invalidate!(data, handle, &r, currentSeq) }
     }
 }
 
@@ -154,62 +226,27 @@ final class CShrinker: Shrinker, @unchecked Sendable {
     let ops: mmulab_shrinker_ops
     let data: UnsafeMutableRawPointer?
     let shrinkerName: String
-    let observer: (any CallbackObserver)?
-    let clock: SyncDomain
+    unowned(unsafe) let context: HostContext
+    /// As for CSubscriber: nothing is called once set.
+    let orphaned = Atomic<Bool>(false)
 
-    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String, observer: (any CallbackObserver)?, clock: SyncDomain) {
+    init(ops: mmulab_shrinker_ops, data: UnsafeMutableRawPointer?, name: String, context: HostContext) {
         self.ops = ops
         self.data = data
         shrinkerName = name
-        self.observer = observer
-        self.clock = clock
+        self.context = context
     }
 
-    func count(_ control: ShrinkControl) -> Int { Int(clamping: ops.count!(data)) }
+    func count(_ control: ShrinkControl) -> Int {
+        if orphaned.load(ordering: .relaxed) { return 0 }
+        return Int(clamping: callPlugin(context, "shrinker count") { ops.count!(data) })
+    }
 
     func scan(_ control: ShrinkControl) -> ShrinkScanResult {
-        let freed = timed(.shrinkerScan, observer, clock) { ops.scan!(data, UInt64(control.objectsToScan), control.canBlock) }
+        if orphaned.load(ordering: .relaxed) { return .stop }
+        let freed = callPlugin(context, PluginCallback.shrinkerScan.name, timing: .shrinkerScan) {
+            ops.scan!(data, UInt64(control.objectsToScan), control.canBlock)
+        }
         return freed == UInt64.max ? .stop : .freed(Int(clamping: freed))  // MMULAB_SHRINK_STOP
-    }
-}
-
-/// What a C handle to a lock stands for.
-final class HostLock: @unchecked Sendable {
-    let sleeping: SleepingLock?
-    let spin: SpinLock?
-    /// The instance that made it (its calls are checked for foreign threads).
-    let host: HostContext
-    init(sleeping: SleepingLock, host: HostContext) {
-        self.sleeping = sleeping
-        spin = nil
-        self.host = host
-    }
-    init(spin: SpinLock, host: HostContext) {
-        sleeping = nil
-        self.spin = spin
-        self.host = host
-    }
-}
-
-/// What a C handle to a completion stands for.
-final class HostCompletion: @unchecked Sendable {
-    let completion: Completion
-    let host: HostContext
-    init(_ completion: Completion, host: HostContext) {
-        self.completion = completion
-        self.host = host
-    }
-    static func from(_ handle: OpaquePointer?) -> HostCompletion {
-        Unmanaged<HostCompletion>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue()
-    }
-}
-
-/// What a C subscription or shrinker handle stands for.
-final class SubscriptionRecord: @unchecked Sendable {
-    let subscriber: CSubscriber
-    let notifiers: AddressSpaceNotifiers
-    init(subscriber: CSubscriber, notifiers: AddressSpaceNotifiers) {
-        self.subscriber = subscriber
-        self.notifiers = notifiers
     }
 }

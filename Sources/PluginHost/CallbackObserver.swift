@@ -34,15 +34,13 @@ public enum PluginCallback: Int, Sendable, CaseIterable, CustomStringConvertible
 }
 
 /// Told how long each notifier callback of one plugin instance took
-/// (the reclaim lab's latency histograms), and names the instance in
-/// reports of what its callbacks do wrong.
+/// (the reclaim lab's latency histograms).
 ///
 /// `callbackReturned` is called on the thread that made the callback, right
 /// after it returned, possibly inside a non-blockable section: it must not
 /// sleep, and should be cheap, since it runs on every invalidation.
-/// `sectionSubjectName` (by default the observer's type) is asked only when
-/// a context violation happens inside an observed callback: a sleep there
-/// is reported as in "`sectionSubjectName` `invalidate_range_start`".
+/// A context violation inside a callback names the instance as
+/// `PluginInstance.create(label:)` named it (its plugin's name by default).
 public protocol CallbackObserver: SectionSubject, Sendable {
     func callbackReturned(_ callback: PluginCallback, nanoseconds: UInt64)
     /// A `clear_young` of `[start, end)` in `addressSpace`, asked at
@@ -53,14 +51,12 @@ public protocol CallbackObserver: SectionSubject, Sendable {
 
 /// Times `body` for `observer` on the host's clock (`clock.now()`: virtual
 /// under a controlled scheduler, so a callback's latency there is the steps
-/// it took and the sleeps it slept) and marks the thread as running the
-/// observed plugin's `callback` meanwhile (nothing extra when there is no
-/// observer: the unobserved path stays one indirect call).
+/// it took and the sleeps it slept); nothing extra when there is no
+/// observer. `callPlugin` marks the thread as running the instance's
+/// callback around it.
 @inline(__always)
 func timed<Result>(_ callback: PluginCallback, _ observer: (any CallbackObserver)?, _ clock: SyncDomain, _ body: () -> Result) -> Result {
     guard let observer else { return body() }
-    let previous = ExecutionContext.enterCurrentCallee(CalleeFrame(callee: observer, operation: callback.name))
-    defer { ExecutionContext.restoreCurrentCallee(previous) }
     let start = clock.now()
     let result = body()
     let elapsed = (clock.now() - start).components

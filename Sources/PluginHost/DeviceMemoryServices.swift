@@ -5,15 +5,19 @@ import VirtualMemory
 
 /// The device-private memory services of ABI 1.1 (`device_memory_*`,
 /// `migrate_to_device`, `migrate_to_host`): thin translations onto
-/// `VirtualMemory`'s `DeviceMemory` and its migrations.
+/// `VirtualMemory`'s `DeviceMemory` and its migrations, each handle checked
+/// to be a device memory this instance made.
 enum DeviceMemoryServices {
     static func install(into t: inout mmulab_host) {
         t.device_memory_create = { ctx, name, pages, owner, out, error in
-            let host = HostContext.from(ctx)
+            guard let host = HostContext.from(ctx, "device_memory_create") else { return mmulab_status(MMULAB_ERR_INVALID) }
+            CallFrames.enterService(host, "device_memory_create")
+            defer { CallFrames.leave() }
             guard pages > 0, pages < UInt64(Int32.max) else {
-                return fail(error, MMULAB_ERR_INVALID, "device_memory_create: \(pages) pages (1...2^31-1)")
+                return host.invalid(error, "device_memory_create", "\(pages) pages (1...2^31-1)")
             }
-            guard owner != 0 else { return fail(error, MMULAB_ERR_INVALID, "device_memory_create: the owner must not be 0") }
+            guard owner != 0 else { return host.invalid(error, "device_memory_create", "the owner must not be 0") }
+            guard let out else { return host.invalid(error, "device_memory_create", "out is NULL") }
             let label = name.map { String(cString: $0) } ?? "\(host.pluginName) device memory"
             let made = host.deviceMemories.withLock { list -> DeviceMemory? in
                 guard list.allSatisfy({ $0.owner.rawValue == owner }) else { return nil }
@@ -22,47 +26,95 @@ enum DeviceMemoryServices {
                 return memory
             }
             guard let made else {
-                return fail(error, MMULAB_ERR_INVALID, "device_memory_create: an instance's device memories share one owner")
+                return host.invalid(error, "device_memory_create", "an instance's device memories share one owner")
             }
-            out?.pointee = OpaquePointer(Unmanaged.passUnretained(made).toOpaque())  // the context keeps it
+            out.pointee = OpaquePointer(Unmanaged.passUnretained(made).toOpaque())  // the context keeps it
             return mmulab_status(MMULAB_OK)
         }
-        t.device_memory_used = { handle in UInt64(memory(handle).usedPages) }
+        t.device_memory_used = { handle in
+            guard let handle else {
+                HostContext.reportUnattributed("device_memory_used", "the device memory is NULL")
+                return 0
+            }
+            return UInt64(Unmanaged<DeviceMemory>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue().usedPages)
+        }
         t.migrate_to_device = { ctx, handle, addressSpace, start, length, moved, errorOut in
-            migrate("migrate_to_device", ctx, addressSpace, start, moved, errorOut) { machine, space throws(MemoryError) in
-                try machine.migrateToDevice(space, start: start, length: length, into: memory(handle))
+            migrate("migrate_to_device", ctx, handle, addressSpace, start, length, moved, errorOut) { machine, space, memory, _ throws(MemoryError) in
+                try machine.migrateToDevice(space, start: start, length: length, into: memory)
             }
         }
         t.migrate_to_host = { ctx, handle, addressSpace, start, length, moved, errorOut in
-            // From 1.3 the owner is announced, as migrate_to_ram does.
-            let announce = HostContext.from(ctx).negotiatedMinor >= 3
-            return migrate("migrate_to_host", ctx, addressSpace, start, moved, errorOut) { machine, space throws(MemoryError) in
-                try machine.migrateToHost(space, start: start, length: length, from: memory(handle), announcingOwner: announce)
+            migrate("migrate_to_host", ctx, handle, addressSpace, start, length, moved, errorOut) { machine, space, memory, host throws(MemoryError) in
+                // From 1.3 the owner is announced, as migrate_to_ram does.
+                try machine.migrateToHost(space, start: start, length: length, from: memory, announcingOwner: host.negotiatedMinor >= 3)
             }
         }
         t.device_memory_evict = { ctx, handle, pages in
-            UInt64(HostContext.from(ctx).machine.evictDeviceMemory(memory(handle), pages: Int(clamping: pages)))
+            guard let host = HostContext.from(ctx, "device_memory_evict") else { return 0 }
+            CallFrames.enterService(host, "device_memory_evict")
+            defer { CallFrames.leave() }
+            guard let memory = host.deviceMemory(handle, "device_memory_evict") else { return 0 }
+            return UInt64(host.machine.evictDeviceMemory(memory, pages: Int(clamping: pages)))
         }
     }
 }
 
-/// One migration service: finds the address space, runs `body`, reports
-/// how many pages moved or why none could.
-private func migrate(
-    _ name: String, _ ctx: UnsafeMutableRawPointer?, _ addressSpace: UInt64, _ start: UInt64,
-    _ moved: UnsafeMutablePointer<UInt64>?, _ errorOut: UnsafeMutablePointer<mmulab_error>?,
-    _ body: (Machine, AddressSpace) throws(MemoryError) -> Int
-) -> mmulab_status {
-    let host = HostContext.from(ctx)
-    guard let space = host.space(addressSpace) else { return fail(errorOut, MMULAB_ERR_INVALID, "\(name): no address space \(addressSpace)") }
-    do throws(MemoryError) {
-        moved?.pointee = UInt64(try body(host.machine, space))
-        return mmulab_status(MMULAB_OK)
-    } catch {
-        return fail(errorOut, status(for: error), "\(name) 0x\(String(start, radix: 16)): \(error)")
+extension HostContext {
+    /// The device memory behind `handle` if this instance made it; nil (reported) otherwise.
+    func deviceMemory(_ handle: OpaquePointer?, _ service: String) -> DeviceMemory? {
+        guard let handle else {
+            report(service, "the device memory is NULL")
+            return nil
+        }
+        let raw = UnsafeRawPointer(handle)
+        guard let memory = deviceMemories.withLock({ list in list.first { UnsafeRawPointer(Unmanaged.passUnretained($0).toOpaque()) == raw } }) else {
+            report(service, "the device memory handle is not one device_memory_create gave this instance")
+            return nil
+        }
+        return memory
+    }
+
+    /// Brings every page still in the instance's device memory home, and
+    /// reports how many were left there (destroy must bring them home
+    /// itself: a driver's teardown evicts its chunks, as nouveau_dmem_fini
+    /// does; nothing a plugin left in device memory is lost).
+    func bringDeviceMemoryHome() {
+        for memory in deviceMemories.withLock({ $0 }) where memory.usedPages > 0 {
+            report(
+                "destroy", "device memory '\(memory.name)' still held \(memory.usedPages) pages when destroy returned (brought home by the host)",
+                kind: .leak, summary: "device memory left in use after destroy")
+            while memory.usedPages > 0, machine.evictDeviceMemory(memory, pages: memory.capacity) > 0 {}
+        }
     }
 }
 
-private func memory(_ handle: OpaquePointer?) -> DeviceMemory {
-    Unmanaged<DeviceMemory>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue()
+/// One migration service: checks the memory and the range, finds the
+/// address space, runs `body`, reports how many pages moved or why none could.
+private func migrate(
+    _ name: String, _ ctx: UnsafeMutableRawPointer?, _ handle: OpaquePointer?, _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64,
+    _ moved: UnsafeMutablePointer<UInt64>?, _ errorOut: UnsafeMutablePointer<mmulab_error>?,
+    _ body: (Machine, AddressSpace, DeviceMemory, HostContext) throws(MemoryError) -> Int
+) -> mmulab_status {
+    guard let ctx else {
+        HostContext.reportUnattributed(name, "called with a NULL context (pass host->context)")
+        return fail(errorOut, MMULAB_ERR_INVALID, "\(name): NULL context")
+    }
+    let host = Unmanaged<HostContext>.fromOpaque(ctx).takeUnretainedValue()
+    CallFrames.enterService(host, "migrate")
+    defer { CallFrames.leave() }
+    guard let memory = host.deviceMemory(handle, name) else { return fail(errorOut, MMULAB_ERR_INVALID, "\(name): not this instance's device memory") }
+    let (end, overflow) = start.addingReportingOverflow(length)
+    guard start % 4096 == 0, length > 0, length % 4096 == 0, !overflow, end <= AddressSpace.addressLimit else {
+        return host.invalid(errorOut, name, "[0x\(String(start, radix: 16)), +\(length)) must be page aligned, nonzero and inside the address space")
+    }
+    let (found, status) = host.space(addressSpace, for: name, errorOut)
+    guard let space = found else { return status }
+    do throws(MemoryError) {
+        let count = try body(host.machine, space, memory, host)
+        moved?.pointee = UInt64(count)
+        return mmulab_status(MMULAB_OK)
+    } catch {
+        if case .invalidArgument(let what) = error { return host.invalid(errorOut, name, what) }
+        return fail(errorOut, PluginHost.status(for: error), "\(name) 0x\(String(start, radix: 16)): \(error)")
+    }
 }

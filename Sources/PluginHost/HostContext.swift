@@ -1,7 +1,12 @@
 import CDevicePluginABI
+import CPluginOops
 import LabSync
 import MMUNotifier
 import VirtualMemory
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a plugin said through `host->log`.
 public struct PluginLogEntry: Sendable, CustomStringConvertible {
@@ -14,18 +19,38 @@ public struct PluginLogEntry: Sendable, CustomStringConvertible {
     public var description: String { "[\(plugin)] \(level): \(message)" }
 }
 
-/// The host side of one plugin instance: the machine it works on and the
-/// services table handed to `create`. The table's `context` is this object.
+/// The host side of one plugin instance: the machine it works on, the
+/// services table handed to `create` (its `context` is this object), what
+/// the instance holds (`ResourceLedger`) and what it did wrong.
+///
+/// Every service checks what the plugin passes before it touches the
+/// machine (plugins are untrusted input): a bad argument is recorded in
+/// `violations`, naming the plugin, the service and what was wrong, and
+/// the service answers `MMULAB_ERR_INVALID` (or does nothing, if it
+/// returns nothing). The machine's own preconditions stay: they guard the
+/// host's invariants, and nothing a plugin passes reaches them unchecked.
+/// The services are in `LockServices`, `NotifierServices`,
+/// `MemoryServices` and `DeviceMemoryServices`.
 final class HostContext: @unchecked Sendable {
-    // @unchecked: immutable after init, apart from the logs, which lock.
+    // @unchecked: immutable after init, apart from what is behind its own locks.
     let machine: Machine
     let pluginName: String
+    /// How reports name the instance (`gpu#0` in a lab run; else the plugin's name).
+    let displayName: String
+    /// The same with the plugin's name and path, as a C string for the oops.
+    let reportLabel: UnsafeMutablePointer<CChar>
     let log: ReportLog<PluginLogEntry>
+    /// Misuses, leaks and locks held at return (`PluginContractViolation`).
+    let violations: ReportLog<PluginContractViolation>
     let table: UnsafeMutablePointer<mmulab_host>
-    /// The whole-space subscriptions the plugin holds now.
-    let subscriptions: SpinLocked<[ObjectIdentifier: CSubscriber]>
+    /// What the instance holds, by binding.
+    let ledger: SpinLocked<ResourceLedger>
     /// The device memories the instance made (ABI 1.1), all with one owner.
     let deviceMemories: SpinLocked<[DeviceMemory]>
+    /// Handles the plugin gave back (destroyed locks and completions,
+    /// removed intervals, ended subscriptions): kept alive a while, so a
+    /// plugin that uses one again is caught instead of reaching freed memory.
+    let quarantine: Quarantine
     /// Told how long each callback took, if anyone asked.
     let observer: (any CallbackObserver)?
     /// The machine's scheduler decides every interleaving: calls from
@@ -40,53 +65,152 @@ final class HostContext: @unchecked Sendable {
     let device: DeviceID
     /// The ABI minor the plugin and the host agreed on.
     let negotiatedMinor: Int
+    /// The lock-order validator, when the machine's domain validates lock order.
+    let lockOrder: LockOrderValidator?
+    /// Frames `0..<frameCount` and the zero page (`frameCount`) are frames.
+    let zeroFrame: UInt64
+    /// This object, unretained, as the C side sees it.
+    var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
-    init(machine: Machine, pluginName: String, negotiatedMinor: Int, log: ReportLog<PluginLogEntry>, observer: (any CallbackObserver)?) {
-        self.negotiatedMinor = negotiatedMinor
+    init(
+        machine: Machine, plugin: LoadedPlugin, label: String?, log: ReportLog<PluginLogEntry>,
+        observer: (any CallbackObserver)?
+    ) {
+        self.negotiatedMinor = plugin.minor
         self.machine = machine
         self.observer = observer
         device = machine.makeDeviceID()
-        self.pluginName = pluginName
+        pluginName = plugin.name
+        displayName = label ?? plugin.name
+        reportLabel = strdup("\(label ?? plugin.name) (plugin \(plugin.name), \(plugin.path))")
         self.log = log
         deterministic = machine.sync.isControlled
-        foreignCallers = SpinLocked([], name: "\(pluginName) foreign callers", domain: machine.sync)
-        threads = SpinLocked([], name: "\(pluginName) threads", domain: machine.sync)
-        subscriptions = SpinLocked([:], name: "\(pluginName) subscriptions", domain: machine.sync)
-        deviceMemories = SpinLocked([], name: "\(pluginName) device memories", domain: machine.sync)
+        foreignCallers = SpinLocked([], name: "\(plugin.name) foreign callers", domain: machine.sync)
+        threads = SpinLocked([], name: "\(plugin.name) threads", domain: machine.sync)
+        violations = ReportLog(capacity: 1_000)
+        ledger = SpinLocked(ResourceLedger(), name: "\(plugin.name) resources", domain: machine.sync)
+        deviceMemories = SpinLocked([], name: "\(plugin.name) device memories", domain: machine.sync)
+        quarantine = Quarantine(domain: machine.sync)
+        bindings = SpinLocked([:], name: "\(plugin.name) bindings seen", domain: machine.sync)
+        lockOrder = machine.sync.lockOrder
+        zeroFrame = UInt64(machine.zeroFrame)
         table = .allocate(capacity: 1)
         table.initialize(to: Self.makeTable())
         table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
     }
 
-    deinit { table.deallocate() }
-
-    static func from(_ ctx: UnsafeMutableRawPointer?) -> HostContext {
-        Unmanaged<HostContext>.fromOpaque(ctx!).takeUnretainedValue()
+    deinit {
+        table.deallocate()
+        free(reportLabel)
     }
 
+    /// The context a service was called with. A NULL `ctx` is a misuse: it
+    /// is reported against the instance whose call the thread is in (or, on
+    /// a plugin's own thread, as unattributed) and the service does nothing.
+    /// Under a controlled scheduler the caller's thread is checked too
+    /// (`checkCaller`).
+    @inline(__always)
+    static func from(_ ctx: UnsafeMutableRawPointer?, _ service: StaticString) -> HostContext? {
+        guard let ctx else {
+            reportUnattributed("\(service)", "called with a NULL context (pass host->context)")
+            return nil
+        }
+        let host = Unmanaged<HostContext>.fromOpaque(ctx).takeUnretainedValue()
+        host.checkCaller(service)
+        return host
+    }
+
+    /// Records a misuse whose instance is not known from the call: against
+    /// the instance whose call the thread is in, else in `UnattributedViolations`.
+    static func reportUnattributed(_ service: String, _ problem: String) {
+        if let context = CallFrames.innermostContext {
+            context.report(service, problem)
+        } else {
+            UnattributedViolations.log.record(
+                PluginContractViolation(
+                    kind: .misuse, plugin: "a plugin", service: service, problem: problem, during: "its own thread", binding: nil,
+                    thread: ThreadIdentity.current))
+        }
+    }
+
+    /// Records a violation of `kind` by this instance in `service`,
+    /// naming the binding and operation the thread is in (or `binding`).
+    func report(
+        _ service: String, _ problem: String, kind: PluginContractViolation.Kind = .misuse, summary: String? = nil, binding: UInt64? = nil
+    ) {
+        let (current, during) = CallFrames.currentBinding(of: self)
+        violations.record(
+            PluginContractViolation(
+                kind: kind, plugin: displayName, service: service, problem: problem, summary: summary, during: during,
+                binding: describe(binding: binding ?? current), thread: ThreadIdentity.current))
+    }
+
+    /// Records a misuse and returns `MMULAB_ERR_INVALID` with the message in `error`.
+    func invalid(_ error: UnsafeMutablePointer<mmulab_error>?, _ service: String, _ problem: String) -> mmulab_status {
+        report(service, problem)
+        return fail(error, MMULAB_ERR_INVALID, "\(service): \(problem)")
+    }
+
+    // MARK: - Bindings, as reports name them
+
+    /// A binding as the ledger knows it: how reports name it, and the range it maps.
+    struct BindingInfo {
+        var name: String
+        var space: UInt64
+        var start: UInt64
+        var end: UInt64
+    }
+
+    /// The instance's bindings by number, from just before `attach` is
+    /// called to just after `detach` returned (set by `PluginInstance`).
+    let bindings: SpinLocked<[UInt64: BindingInfo]>
+
+    func describe(binding: UInt64) -> String? { binding == 0 ? nil : bindings.withLock { $0[binding]?.name } }
+
+    /// The binding that owns what is made over `[start, end)` of `space`:
+    /// the binding whose call the thread is in, if it maps that range, else
+    /// the first attached binding that does (a plugin may serve one
+    /// binding's fault in another's call: a GPU's batched fault handler),
+    /// else none (the instance's).
+    func owner(space: UInt64, start: UInt64, end: UInt64) -> UInt64 {
+        let current = CallFrames.currentBinding(of: self).binding
+        return bindings.withLock { all in
+            let maps = { (info: BindingInfo) in info.space == space && info.start <= start && end <= info.end }
+            if let info = all[current], maps(info) { return current }
+            return all.filter { maps($0.value) }.keys.min() ?? 0
+        }
+    }
+
+    // MARK: - Address spaces
+
     func space(_ id: UInt64) -> AddressSpace? { machine.addressSpace(AddressSpaceID(id)) }
+
+    /// The address space `id` for `service`: nil with `MMULAB_ERR_KILLED`
+    /// if it has exited (a race the plugin cannot avoid, not a misuse), nil
+    /// with a misuse and `MMULAB_ERR_INVALID` if no such space was ever made.
+    func space(_ id: UInt64, for service: String, _ error: UnsafeMutablePointer<mmulab_error>?) -> (AddressSpace?, mmulab_status) {
+        if let space = space(id) { return (space, mmulab_status(MMULAB_OK)) }
+        if machine.hasMade(AddressSpaceID(id)) {
+            return (nil, fail(error, MMULAB_ERR_KILLED, "\(service): address space \(id) has exited"))
+        }
+        return (nil, invalid(error, service, "address space \(id) does not exist"))
+    }
 
     /// The address space a DMA goes to. One that has exited is not there
     /// to reach: the access is recorded as one after exit (the plugin kept
     /// a translation its `release` should have dropped) and does not happen.
-    func liveSpace(_ id: UInt64, _ pfn: mmulab_pfn, write: Bool) -> AddressSpace? {
+    func liveSpace(_ id: UInt64, _ pfn: mmulab_pfn, write: Bool, service: String) -> AddressSpace? {
         if let space = space(id) { return space }
         if machine.hasMade(AddressSpaceID(id)) {
             machine.recordAccessAfterExit(AddressSpaceID(id), translation(pfn), issuer: device, write: write)
+        } else {
+            report(service, "address space \(id) does not exist")
         }
         return nil
     }
 
     /// The migration owner of the instance's device memory, if it made any.
     var devicePrivateOwner: OwnerCookie? { deviceMemories.withLock { $0.first?.owner } }
-
-    /// Brings every page still in the instance's device memory home (after
-    /// destroy: nothing a plugin left in device memory is lost).
-    func bringDeviceMemoryHome() {
-        for memory in deviceMemories.withLock({ $0 }) {
-            while memory.usedPages > 0, machine.evictDeviceMemory(memory, pages: memory.capacity) > 0 {}
-        }
-    }
 
     // MARK: - The services table
 
@@ -97,231 +221,27 @@ final class HostContext: @unchecked Sendable {
         t.abi_minor = UInt16(MMULAB_ABI_MINOR)
 
         t.log = { ctx, level, message in
-            let host = HostContext.from(ctx)
+            guard let host = HostContext.from(ctx, "log") else { return }
+            let known = PluginLogEntry.Level(rawValue: level)
+            if known == nil { host.report("log", "level \(level) is not an mmulab_log_level (0...4); logged as info") }
+            if message == nil { host.report("log", "the message is NULL") }
             host.log.record(
-                PluginLogEntry(
-                    plugin: host.pluginName, level: PluginLogEntry.Level(rawValue: level) ?? .info,
-                    message: message.map { String(cString: $0) } ?? ""))
-        }
-
-        t.lock_create = { ctx, name, kind in
-            let host = HostContext.from(ctx)
-            let label = name.map { String(cString: $0) } ?? "\(host.pluginName) lock"
-            host.checkCaller("lock_create")
-            let lock = kind == Int32(MMULAB_LOCK_SPIN.rawValue)
-                ? HostLock(spin: SpinLock(label, domain: host.machine.sync), host: host)
-                : HostLock(sleeping: SleepingLock(label, domain: host.machine.sync), host: host)
-            return OpaquePointer(Unmanaged.passRetained(lock).toOpaque())
-        }
-        t.lock_destroy = { lock in Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).release() }
-        t.lock = { lock in
-            let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
-            l.host.checkCaller("lock")
-            if let spin = l.spin { spin.lock() } else { l.sleeping!.lock() }
-        }
-        t.trylock = { lock in
-            let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
-            l.host.checkCaller("trylock")
-            return l.spin?.tryLock() ?? l.sleeping!.tryLock()
-        }
-        t.unlock = { lock in
-            let l = Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(lock!)).takeUnretainedValue()
-            l.host.checkCaller("unlock")
-            if let spin = l.spin { spin.unlock() } else { l.sleeping!.unlock() }
-        }
-
-        t.completion_create = { ctx, name in
-            let host = HostContext.from(ctx)
-            host.checkCaller("completion_create")
-            let completion = Completion(name.map { String(cString: $0) } ?? "completion", domain: host.machine.sync)
-            return OpaquePointer(Unmanaged.passRetained(HostCompletion(completion, host: host)).toOpaque())
-        }
-        t.completion_destroy = { c in Unmanaged<HostCompletion>.fromOpaque(UnsafeRawPointer(c!)).release() }
-        t.completion_complete = { c in
-            let c = HostCompletion.from(c)
-            c.host.checkCaller("completion_complete")
-            c.completion.complete()
-        }
-        t.completion_complete_all = { c in
-            let c = HostCompletion.from(c)
-            c.host.checkCaller("completion_complete_all")
-            c.completion.completeAll()
-        }
-        t.completion_reinit = { c in HostCompletion.from(c).completion.reinit() }
-        t.completion_wait = { c, timeout in
-            let c = HostCompletion.from(c)
-            c.host.checkCaller("completion_wait")
-            if timeout == 0 {
-                c.completion.wait()
-                return true
-            }
-            return c.completion.wait(timeout: .nanoseconds(Int64(clamping: timeout)))
+                PluginLogEntry(plugin: host.pluginName, level: known ?? .info, message: message.map { String(cString: $0) } ?? ""))
         }
         t.sleep_ns = { ctx, ns in
-            let host = HostContext.from(ctx)
-            host.checkCaller("sleep_ns")
+            guard let host = HostContext.from(ctx, "sleep_ns") else { return }
             host.machine.sync.sleep(for: .nanoseconds(Int64(clamping: ns)))
         }
         t.in_non_blockable = { _ in ExecutionContext.isCurrentNonBlockable }
         t.in_reclaim = { _ in ExecutionContext.isCurrentInReclaim }
 
-        t.subscribe = { ctx, addressSpace, ops, data, out, error in
-            let host = HostContext.from(ctx)
-            host.checkCaller("subscribe")
-            guard let ops, ops.pointee.invalidate_range_start != nil, ops.pointee.invalidate_range_end != nil else {
-                return fail(error, MMULAB_ERR_INVALID, "subscribe: the ops table lacks invalidate_range_start/end")
-            }
-            guard let space = host.space(addressSpace) else {
-                return fail(error, MMULAB_ERR_INVALID, "subscribe: no address space \(addressSpace)")
-            }
-            let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_subscriber_ops())
-            let subscriber = CSubscriber(
-                ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer, clock: host.machine.sync,
-                minor: host.negotiatedMinor)
-            do {
-                try space.notifiers.register(subscriber)
-            } catch let failure {
-                return fail(error, MMULAB_ERR_KILLED, "subscribe: \(failure)")
-            }
-            let record = SubscriptionRecord(subscriber: subscriber, notifiers: space.notifiers)
-            host.subscriptions.withLock { $0[ObjectIdentifier(subscriber)] = subscriber }
-            out?.pointee = OpaquePointer(Unmanaged.passRetained(record).toOpaque())
-            return mmulab_status(MMULAB_OK)
-        }
-        t.unsubscribe = { ctx, subscription in
-            let record = Unmanaged<SubscriptionRecord>.fromOpaque(UnsafeRawPointer(subscription!)).takeRetainedValue()
-            try? record.notifiers.unregister(record.subscriber)
-            HostContext.from(ctx).subscriptions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(record.subscriber)) }
-        }
-        t.interval_insert = { ctx, addressSpace, start, length, ops, data, out, error in
-            let host = HostContext.from(ctx)
-            host.checkCaller("interval_insert")
-            guard let ops, ops.pointee.invalidate != nil else {
-                return fail(error, MMULAB_ERR_INVALID, "interval_insert: the ops table lacks invalidate")
-            }
-            guard length > 0, start % 4096 == 0, length % 4096 == 0 else {
-                return fail(error, MMULAB_ERR_INVALID, "interval_insert: start and length must be page aligned and nonzero")
-            }
-            guard let space = host.space(addressSpace) else {
-                return fail(error, MMULAB_ERR_INVALID, "interval_insert: no address space \(addressSpace)")
-            }
-            let table = copyTable(ops, sizeField: \.struct_size, empty: mmulab_interval_ops())
-            do {
-                let interval = try space.notifiers.insertInterval(
-                    start: start, end: start + length,
-                    ops: CInterval(
-                        ops: table, data: data, name: host.pluginName, device: host.device, observer: host.observer,
-                        clock: host.machine.sync, minor: host.negotiatedMinor))
-                out?.pointee = OpaquePointer(Unmanaged.passRetained(interval).toOpaque())
-                return mmulab_status(MMULAB_OK)
-            } catch let failure {
-                return fail(error, MMULAB_ERR_KILLED, "interval_insert: \(failure)")
-            }
-        }
-        t.interval_remove = { _, handle in
-            let interval = Unmanaged<IntervalNotifier>.fromOpaque(UnsafeRawPointer(handle!)).takeRetainedValue()
-            try? interval.owner.removeInterval(interval)
-        }
-        t.interval_read_begin = { handle in
-            Unmanaged<IntervalNotifier>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue().readBegin()
-        }
-        t.interval_read_retry = { handle, seq in
-            Unmanaged<IntervalNotifier>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue().readRetry(seq)
-        }
-        t.interval_set_seq = { handle, seq in
-            Unmanaged<IntervalNotifier>.fromOpaque(UnsafeRawPointer(handle!)).takeUnretainedValue().setSeq(seq)
-        }
-
-        t.fault_range = { ctx, addressSpace, start, length, flags, pfns, error in
-            HostContext.from(ctx).checkCaller("fault_range")
-            return HostContext.from(ctx).translate(addressSpace, start, length, flags, pfns, error, pin: false)
-        }
-        t.pin = { ctx, addressSpace, start, length, flags, pfns, error in
-            HostContext.from(ctx).checkCaller("pin")
-            return HostContext.from(ctx).translate(addressSpace, start, length, flags, pfns, error, pin: true)
-        }
-        t.unpin = { ctx, pfns, count, dirty in
-            let host = HostContext.from(ctx)
-            let translations = (0..<Int(count)).map { translation(pfns![$0]) }
-            host.machine.unpin(translations, dirty: dirty)
-        }
-        // A device page needs neither: it comes home dirty, and is never reclaimed.
-        t.set_dirty = { ctx, pfn in
-            guard let pfn, !pfn.pointee.isDevicePrivate else { return }
-            HostContext.from(ctx).machine.setDirty(PageFrameNumber(pfn.pointee.pfn))
-        }
-        t.mark_accessed = { ctx, pfn in
-            guard let pfn, !pfn.pointee.isDevicePrivate else { return }
-            HostContext.from(ctx).machine.markAccessed(PageFrameNumber(pfn.pointee.pfn))
-        }
-        t.dma_read = { ctx, addressSpace, pfn, buffer, length in
-            let host = HostContext.from(ctx)
-            host.checkCaller("dma_read")
-            guard let pfn, let buffer, let space = host.liveSpace(addressSpace, pfn.pointee, write: false) else { return }
-            host.machine.dmaAccess(space, translation(pfn.pointee), issuer: host.device, write: false) { page in
-                buffer.copyMemory(from: page.baseAddress!, byteCount: min(Int(length), page.count))
-            }
-        }
-        t.dma_write = { ctx, addressSpace, pfn, buffer, length in
-            let host = HostContext.from(ctx)
-            host.checkCaller("dma_write")
-            guard let pfn, let buffer, let space = host.liveSpace(addressSpace, pfn.pointee, write: true) else { return }
-            host.machine.dmaAccess(space, translation(pfn.pointee), issuer: host.device, write: true) { page in
-                page.baseAddress!.copyMemory(from: buffer, byteCount: min(Int(length), page.count))
-            }
-        }
-        t.alloc_page_table_page = { ctx, out in
-            guard let page = HostContext.from(ctx).machine.allocateDevicePageTablePage() else { return mmulab_status(MMULAB_ERR_NO_MEMORY) }
-            out?.pointee = page.rawValue
-            return mmulab_status(MMULAB_OK)
-        }
-        t.free_page_table_page = { ctx, pfn in HostContext.from(ctx).machine.freeDevicePageTablePage(PageFrameNumber(pfn)) }
-
-        t.shrinker_register = { ctx, name, ops, data, out in
-            let host = HostContext.from(ctx)
-            host.checkCaller("shrinker_register")
-            guard let ops, ops.pointee.count != nil, ops.pointee.scan != nil else { return mmulab_status(MMULAB_ERR_INVALID) }
-            let label = name.map { String(cString: $0) } ?? host.pluginName
-            let shrinker = CShrinker(ops: copyTable(ops, sizeField: \.struct_size, empty: mmulab_shrinker_ops()), data: data, name: label, observer: host.observer, clock: host.machine.sync)
-            host.machine.shrinkers.register(shrinker)
-            out?.pointee = OpaquePointer(Unmanaged.passRetained(shrinker).toOpaque())
-            return mmulab_status(MMULAB_OK)
-        }
-        t.shrinker_unregister = { ctx, handle in
-            let shrinker = Unmanaged<CShrinker>.fromOpaque(UnsafeRawPointer(handle!)).takeRetainedValue()
-            HostContext.from(ctx).machine.shrinkers.unregister(shrinker)
-        }
+        LockServices.install(into: &t)
+        NotifierServices.install(into: &t)
+        MemoryServices.install(into: &t)
         DeviceMemoryServices.install(into: &t)
         ThreadServices.install(into: &t)
         ExclusiveServices.install(into: &t)
         return t
-    }
-
-    /// fault_range and pin.
-    func translate(
-        _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ flags: UInt32,
-        _ pfns: UnsafeMutablePointer<mmulab_pfn>?, _ errorOut: UnsafeMutablePointer<mmulab_error>?, pin: Bool
-    ) -> mmulab_status {
-        guard let space = space(addressSpace) else { return fail(errorOut, MMULAB_ERR_INVALID, "no address space \(addressSpace)") }
-        guard let pfns else { return fail(errorOut, MMULAB_ERR_INVALID, "no pfn buffer") }
-        let write = flags & UInt32(MMULAB_FAULT_WRITE) != 0
-        // Long-term pins are 1.5's; an older instance never meant the bit.
-        let longTerm = pin && negotiatedMinor >= 5 && flags & UInt32(MMULAB_PIN_LONGTERM) != 0
-        do {
-            let translations = pin
-                ? try space.pin(start: start, length: length, write: write, longTerm: longTerm)
-                : try space.faultRange(start: start, length: length, write: write, devicePrivateOwner: devicePrivateOwner)
-            for (i, t) in translations.enumerated() {
-                pfns[i] = mmulab_pfn(
-                    address: t.address, pfn: t.frame.rawValue, generation: t.generation,
-                    flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.pinned ? UInt32(MMULAB_PFN_PINNED) : 0)
-                        | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0)
-                        | (t.huge && negotiatedMinor >= 5 ? UInt32(MMULAB_PFN_HUGE) : 0))
-            }
-            return mmulab_status(MMULAB_OK)
-        } catch {
-            return fail(errorOut, status(for: error), "\(pin ? "pin" : "fault_range") 0x\(String(start, radix: 16)): \(error)")
-        }
     }
 }
 
@@ -334,6 +254,7 @@ func translation(_ pfn: mmulab_pfn) -> DeviceTranslation {
 
 extension mmulab_pfn {
     var isDevicePrivate: Bool { flags & UInt32(MMULAB_PFN_DEVICE_PRIVATE) != 0 }
+    var isPinned: Bool { flags & UInt32(MMULAB_PFN_PINNED) != 0 }
 }
 
 func status(for error: MemoryError) -> Int {
@@ -342,6 +263,7 @@ func status(for error: MemoryError) -> Int {
     case .outOfMemory: MMULAB_ERR_NO_MEMORY
     case .killed, .exited: MMULAB_ERR_KILLED
     case .invalidArgument: MMULAB_ERR_INVALID
+    case .busy: MMULAB_ERR_BUSY
     }
 }
 
@@ -363,4 +285,39 @@ func fail(_ error: UnsafeMutablePointer<mmulab_error>?, _ code: Int, _ message: 
 func message(of error: mmulab_error) -> String {
     var copy = error.message
     return withUnsafeBytes(of: &copy) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+}
+
+/// Objects a plugin gave back, kept alive for a while (as ASan keeps freed
+/// memory in quarantine): the newest `capacity` stay, older ones are let go.
+final class Quarantine: @unchecked Sendable {
+    // @unchecked: `kept` and `next` are only touched with `lock` held.
+    static let capacity = 16_384
+    private let lock: SpinLock
+    private var kept: [AnyObject] = []
+    private var next = 0
+
+    init(domain: SyncDomain) { lock = SpinLock("plugin handle quarantine", domain: domain) }
+
+    func keep(_ object: AnyObject) {
+        // The evicted object is released after the lock is dropped (its deinit may do anything).
+        let evicted: AnyObject? = lock.withLock {
+            if kept.count < Self.capacity {
+                kept.append(object)
+                return nil
+            }
+            let old = kept[next]
+            kept[next] = object
+            next = (next + 1) % Self.capacity
+            return old
+        }
+        withExtendedLifetime(evicted) {}
+    }
+
+    func drop() {
+        let all = lock.withLock { () -> [AnyObject] in
+            defer { kept = [] }
+            return kept
+        }
+        withExtendedLifetime(all) {}
+    }
 }

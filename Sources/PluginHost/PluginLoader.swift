@@ -1,4 +1,5 @@
 import CDevicePluginABI
+import CPluginOops
 
 #if canImport(Glibc)
 import Glibc
@@ -68,6 +69,8 @@ public enum PluginLoader {
             return .failure(.noEntrySymbol(path: path, symbol: entrySymbol))
         }
         let entry = unsafeBitCast(symbol, to: mmulab_device_plugin_entry.self)
+        // Its code, so a crash on a thread of the plugin's own is still its oops.
+        mmulab_oops_note_image(symbol, path)
         var negotiated: UInt16 = 0
         guard let descriptor = entry(hostMinor, &negotiated) else { return .failure(.entryRefused(path: path)) }
         return validate(descriptor, negotiated: negotiated, path: path)

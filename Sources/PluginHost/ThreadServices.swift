@@ -12,8 +12,7 @@ enum ThreadServices {
 
     static func install(into t: inout mmulab_host) {
         t.thread_create = { ctx, name, entry, argument, out, error in
-            let host = HostContext.from(ctx)
-            host.checkCaller("thread_create")
+            guard let host = HostContext.from(ctx, "thread_create") else { return mmulab_status(MMULAB_ERR_INVALID) }
             guard let entry, let out else {
                 return fail(error, MMULAB_ERR_INVALID, "thread_create: entry and out are required")
             }
@@ -29,8 +28,7 @@ enum ThreadServices {
             return mmulab_status(MMULAB_OK)
         }
         t.thread_join = { ctx, handle in
-            let host = HostContext.from(ctx)
-            host.checkCaller("thread_join")
+            guard let host = HostContext.from(ctx, "thread_join") else { return }
             guard let handle else { return host.misbehaving("thread_join with a NULL thread") }
             // Only a handle this instance made and has not joined is touched
             // (by address: a joined one is freed): a second join is reported, not a crash.
@@ -45,19 +43,16 @@ enum ThreadServices {
             thread.handle.join()
         }
         t.yield = { ctx in
-            let host = HostContext.from(ctx)
-            host.checkCaller("yield")
+            guard let host = HostContext.from(ctx, "yield") else { return }
             host.machine.sync.yield()
         }
         t.now_ns = { ctx in
-            let host = HostContext.from(ctx)
-            host.checkCaller("now_ns")
+            guard let host = HostContext.from(ctx, "now_ns") else { return 0 }
             let (seconds, attoseconds) = host.machine.sync.now().components
             return UInt64(max(seconds, 0)) &* 1_000_000_000 &+ UInt64(max(attoseconds, 0) / 1_000_000_000)
         }
         t.thread_id = { ctx in
-            let host = HostContext.from(ctx)
-            host.checkCaller("thread_id")
+            guard let host = HostContext.from(ctx, "thread_id") else { return 0 }
             return host.machine.sync.currentThreadID
         }
     }

@@ -73,7 +73,7 @@ struct CampaignCommandTests {
         #expect(Self.leftovers(in: tmp).isEmpty, "left in TMPDIR: \(Self.leftovers(in: tmp))")
     }
 
-    @Test("a run whose plugin crashes: reported as crashed with its seed and replay command; the campaign goes on; exit 1")
+    @Test("a run whose plugin crashes: reported as crashed (a plugin oops) with its seed, report and replay command; the campaign goes on; exit 1")
     func crashingRun() throws {
         let sandbox = try Sandbox()
         let tmp = try Self.temporaryDirectory(in: sandbox)
@@ -86,7 +86,8 @@ struct CampaignCommandTests {
         #expect(outcome.status == 1, "\(outcome.transcript)")
         for seed in 1...2 {
             let line = outcome.stdout.split(separator: "\n").first { $0.hasPrefix("\(crashing)  ") && $0.contains("  \(seed)  ") }
-            #expect(line?.contains("crashed (signal \(SIGABRT))") == true, "\(outcome.transcript)")
+            #expect(line?.contains("crashed (plugin oops, SIGABRT)") == true, "\(outcome.transcript)")
+            #expect(line?.contains("plugin oops: SIGABRT in dev#0 access") == true, "\(outcome.transcript)")
             #expect(line?.contains("mmulab run \(crashing) --seed \(seed)") == true, "\(outcome.transcript)")
         }
         let json = try jsonObject(at: summary)
@@ -96,7 +97,11 @@ struct CampaignCommandTests {
         #expect(totals["clean"] as? Int == 2, "the campaign goes on after a crash")
         let crashed = (json["runs"] as? [[String: Any]] ?? []).filter { $0["outcome"] as? String == "crashed" }
         #expect(crashed.compactMap { $0["seed"] as? Int }.sorted() == [1, 2])
-        #expect(crashed.allSatisfy { $0["signal"] as? Int == Int(SIGABRT) })
+        #expect(crashed.allSatisfy { $0["signal"] as? String == "SIGABRT" && $0["plugin_oops"] as? Bool == true }, "\(crashed)")
+        for run in crashed {
+            let report = (run["log_excerpt"] as? [String] ?? []).joined(separator: "\n")
+            #expect(report.contains("mmulab oops") && report.contains("dev#0") && report.contains("access, binding #1"), "the oops is attached: \(report)")
+        }
         #expect(Self.leftovers(in: tmp).isEmpty, "left in TMPDIR: \(Self.leftovers(in: tmp))")
     }
 

@@ -77,7 +77,8 @@ struct SlurmCampaignTests {
         #expect(totals["runs"] as? Int == 8 && totals["clean"] as? Int == 2 && totals["findings"] as? Int == 2, "\(local.stdout)")
         #expect(totals["crashed"] as? Int == 2 && totals["hung"] as? Int == 2, "\(local.stdout)")
         for seed in 1...2 {
-            #expect(expected.contains("crashes.yaml seed \(seed): crashed signal \(SIGABRT) replay mmulab run crashes.yaml --seed \(seed)"), "\(expected)")
+            // The fixture abort()s in its access: a plugin oops (exit 4), its signal read from the oops.
+            #expect(expected.contains("crashes.yaml seed \(seed): crashed signal SIGABRT replay mmulab run crashes.yaml --seed \(seed)"), "\(expected)")
             #expect(expected.contains { $0.hasPrefix("hangs.yaml seed \(seed): hung") }, "\(expected)")
             #expect(expected.contains { $0.hasPrefix("broken.yaml seed \(seed): findings") }, "\(expected)")
         }
@@ -91,7 +92,7 @@ struct SlurmCampaignTests {
         #expect(bugs.status == 0, "\(bugs.transcript)")
         #expect(bugs.stdout.contains("from 2 campaigns"), "\(bugs.transcript)")
         let list = try #require(try jsonObject(at: sandbox.path("bugs.json"))["bugs"] as? [[String: Any]])
-        let crash = try #require(list.first { ($0["title"] as? String)?.hasPrefix("crash: SIGABRT in crashes.yaml") == true }, "\(bugs.stdout)")
+        let crash = try #require(list.first { ($0["title"] as? String)?.hasPrefix("crash: plugin oops: SIGABRT in dev#0 access") == true }, "\(bugs.stdout)")
         #expect(crash["runs"] as? Int == 4 && crash["campaigns"] as? Int == 2, "\(crash)")
         let hang = try #require(list.first { ($0["title"] as? String)?.hasPrefix("hang: hangs.yaml") == true }, "\(bugs.stdout)")
         #expect(hang["runs"] as? Int == 4, "\(hang)")

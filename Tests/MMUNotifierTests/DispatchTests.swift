@@ -219,3 +219,26 @@ struct DispatchTests {
         #expect(r.description.contains("owner#42"))
     }
 }
+
+@Suite("Past 64 subscribers")
+struct ManySubscribersTests {
+    /// The skipped set used to be 64 bits: a subscriber past the 64th that
+    /// answered retry to a blockable start still got an end.
+    @Test func aRefusingSubscriberPastTheSixtyFourthGetsNoEndAndTheOthersDo() throws {
+        let core = NotifierCore()
+        let mm = AddressSpaceID(1)
+        let notifiers = core.makeAddressSpaceNotifiers(for: mm)
+        let refusing: Set<Int> = [3, 64, 65, 130]
+        let subscribers = (0..<140).map { index in
+            RecordingSubscriber("s\(index)", domain: core.sync, answer: refusing.contains(index) ? .retry : .ok)
+        }
+        for subscriber in subscribers { try notifiers.register(subscriber) }
+        let r = range(mm, pages: 0..<1, .munmap)
+        notifiers.startInvalidation(r).end()
+        for (index, subscriber) in subscribers.enumerated() {
+            let ends = subscriber.calls.filter { if case .end = $0 { return true } else { return false } }.count
+            #expect(ends == (refusing.contains(index) ? 0 : 1), "subscriber \(index): \(subscriber.calls)")
+        }
+        #expect(core.contractViolations.count == refusing.count)
+    }
+}

@@ -302,4 +302,38 @@ struct StrictOracleTests {
             #expect(recorder.migrations.last?.0 == (announce ? OwnerCookie(0x77) : nil))
         }
     }
+
+    @Test("a change_pte device may finish a write through its old writable translation until the ksm range ends, not after; others may not")
+    func changePTEDevicesFlushByTheKSMEnd() throws {
+        for handlesChangePTE in [true, false] {
+            let machine = makeMachine(frames: 64)
+            let a = machine.makeAddressSpace()
+            let b = machine.makeAddressSpace()
+            let inA = try a.map(length: page, kind: .anonymousPrivate)
+            let inB = try b.map(length: page, kind: .anonymousPrivate)
+            try a.write(inA, [9, 9, 9])
+            try b.write(inB, [9, 9, 9])
+            let probe = ProbeDevice(machine, b, capabilities: handlesChangePTE ? [.changePTE] : [])
+            try b.notifiers.register(probe)
+            try probe.take(inB, write: true)
+            // At the end of the write-protect step, a write already on its
+            // way lands: it changes the page, so KSM's compare (after the
+            // end) finds the pages different and does not merge.
+            probe.onEnd.withLock { $0 = { range in if range.event == .ksm { probe.write([7]) } } }
+            try a.adviseMergeable(start: inA, length: page)
+            try b.adviseMergeable(start: inB, length: page)
+            _ = machine.samePageMerger.scan()
+            #expect(!machine.memory.flags(of: b.translate(inB).frame).contains(.ksm), "the write made the pages differ: b's page was not merged")
+            #expect(try b.read(inB)[0] == 7, "the write was not lost")
+            if handlesChangePTE {
+                #expect(machine.violations.count == 0, "inside the ksm range: \(machine.violations.snapshot)")
+                probe.onEnd.withLock { $0 = nil }
+                probe.write([8])  // after the range ended: the page is read-only
+                #expect(kinds(machine) == [.writeThroughReadOnly])
+            } else {
+                // A device that stopped at its start may not write after it.
+                #expect(kinds(machine) == [.writeThroughReadOnly])
+            }
+        }
+    }
 }

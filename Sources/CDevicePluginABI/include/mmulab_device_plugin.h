@@ -11,17 +11,20 @@
  * negotiated 1.2 or less the host still announces no owner. 1.4 adds the
  * host's thread services (thread_create, thread_join, yield, now_ns,
  * thread_id) at the end of the host table, so a plugin's own engines run
- * on threads the host schedules and read the host's clock. 1.5 adds the
- * events MMULAB_EVENT_MADVISE_FREE, MMULAB_EVENT_HUGE_SPLIT and
- * MMULAB_EVENT_COLLAPSE (an instance that negotiated 1.4 or less gets
- * MMULAB_EVENT_MADVISE_DONTNEED for them, the CLEAR-type event it knows),
- * the pin flag MMULAB_PIN_LONGTERM, MMULAB_PFN_HUGE (huge pages reported
- * by fault_range), device-exclusive pages (the host
- * service make_exclusive, MMULAB_PFN_EXCLUSIVE, and MMULAB_ACCESS_ATOMIC,
- * which the host passes only to an instance that negotiated 1.5).
- * Every addition is at the end of its struct: the host reads only what
- * struct_size covers, and a plugin reads a host field only if the host
- * table's struct_size covers it.
+ * on threads the host schedules and read the host's clock. (Hosts from 1.4
+ * on also check every argument of every service and what a binding or
+ * instance leaves behind, and validate lock order; no struct changed for
+ * it, so the minor did not either: see "Host services" and the rules at
+ * detach and destroy below.) 1.5 adds the events MMULAB_EVENT_MADVISE_FREE,
+ * MMULAB_EVENT_HUGE_SPLIT and MMULAB_EVENT_COLLAPSE (an instance that
+ * negotiated 1.4 or less gets MMULAB_EVENT_MADVISE_DONTNEED for them, the
+ * CLEAR-type event it knows), the pin flag MMULAB_PIN_LONGTERM,
+ * MMULAB_PFN_HUGE (huge pages reported by fault_range), device-exclusive
+ * pages (the host service make_exclusive, MMULAB_PFN_EXCLUSIVE, and
+ * MMULAB_ACCESS_ATOMIC, which the host passes only to an instance that
+ * negotiated 1.5). Every addition is at the end of its struct: the host
+ * reads only what struct_size covers, and a plugin reads a host field only
+ * if the host table's struct_size covers it.
  *
  * This header is the whole contract between the mmulab host and a device
  * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
@@ -283,6 +286,34 @@ typedef struct mmulab_shrinker_ops {
 /* Host services (implemented by the host, handed to create)               */
 /* ---------------------------------------------------------------------- */
 
+/* Every service checks what it is given. A bad argument (a NULL pointer or
+ * handle, a translation the host never handed out, a destroyed lock or
+ * completion, a double unpin or free, interval_set_seq outside the
+ * interval's own invalidate callback, a range that is not page aligned or
+ * wraps, an address space that never existed) is refused: a service that
+ * returns a status answers MMULAB_ERR_INVALID, one that returns nothing
+ * does nothing (trylock and completion_wait answer false, read_retry
+ * answers true, read_begin 0), and the host records a contract violation
+ * naming the plugin, the service and what was wrong. An address space that
+ * has exited is MMULAB_ERR_KILLED, not a misuse. The host never crashes on
+ * what a plugin passes, but it cannot check a non-NULL pointer to memory
+ * that is not what it claims (a buffer too short, a handle that is not
+ * one): a crash there is reported like a crash in the plugin (see below).
+ *
+ * Locks: take and release each on one thread, never take one the thread
+ * holds (refused, reported: it would deadlock), and release every lock a
+ * callback or operation took before it returns. The host records the
+ * order in which every thread takes the plugin's locks and its own (the
+ * page-table lock, the mmap lock, the rmap locks, the notifier lock, and
+ * "reclaim": an allocation that may reclaim takes it, a [reclaim] callback
+ * runs under it) and reports a cycle as a possible lock inversion before
+ * it deadlocks (Linux's lockdep).
+ *
+ * A crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE, abort) inside a callback, a
+ * plugin operation or a host service a plugin called ends an `mmulab run`
+ * with an oops naming the plugin, the callback, the range or binding, the
+ * faulting address and the replay command, and exit status 4. */
+
 typedef struct mmulab_lock mmulab_lock;
 typedef struct mmulab_completion mmulab_completion;
 typedef struct mmulab_subscription mmulab_subscription;
@@ -525,7 +556,12 @@ typedef struct mmulab_device_plugin {
     /* [blockable] Make an instance. `host` stays valid until destroy.
      * `options` is a NUL-terminated string (may be empty). Required. */
     mmulab_status (*create)(const mmulab_host *host, const char *options, void **instance, mmulab_error *error);
-    /* [blockable] Tear an instance down; every binding is detached first. Required. */
+    /* [blockable] Tear an instance down; every binding is detached first.
+     * When it returns the instance holds nothing of the host's: no
+     * subscription, interval, shrinker, pin or page-table page, and no page
+     * in its device memory (bring them home with device_memory_evict, as a
+     * driver's teardown evicts its chunks). What is left is reported and
+     * undone by the host. Required. */
     void (*destroy)(void *instance);
     /* [blockable] [any-thread] Map a window. Typically subscribes an interval over the range.
      * May run concurrently with access, detach and other attaches on the same instance (the
@@ -533,7 +569,10 @@ typedef struct mmulab_device_plugin {
     mmulab_status (*attach)(void *instance, const mmulab_binding_desc *desc, void **binding, mmulab_error *error);
     /* [blockable] [any-thread] Unmap a window; no callback for it may run after this returns.
      * May run concurrently with access and attach on other bindings. Also called for a binding
-     * whose address space has exited (after release): it must then only free what is left. Required. */
+     * whose address space has exited (after release): it must then only free what is left.
+     * The intervals and pins made over the binding's range (by any call) must be gone when it
+     * returns; what is left is reported and removed by the host, which answers the interval's
+     * callbacks in the plugin's stead until then. Required. */
     void (*detach)(void *instance, void *binding);
     /* [blockable] [any-thread] The device reads or writes `length` bytes at the start of
      * the page at `device_address` through its own page table, faulting the

@@ -21,6 +21,18 @@ public struct Finding: Sendable, CustomStringConvertible {
         /// breaking the contract (the ABI header promises it is reported
         /// with the run's violations).
         case pluginReported = "misbehaviour reported by a plugin"
+        /// A plugin called a host service with something wrong (a pfn the
+        /// host never handed out, a double unpin, a destroyed lock, ...):
+        /// the host refused it and went on.
+        case pluginContract = "plugin contract violation"
+        /// A plugin left a registration, pin or page behind when a binding
+        /// was detached or the instance destroyed: the host undid it.
+        case leftBehind = "left behind by a plugin"
+        /// A cycle in the lock-order graph (lockdep): two paths take the
+        /// same locks in opposite orders, and can deadlock.
+        case lockInversion = "possible lock inversion"
+        /// A plugin callback or operation returned holding a host lock.
+        case lockHeldAtReturn = "lock held when a callback returns"
         case stuck = "stuck (watchdog)"
     }
 

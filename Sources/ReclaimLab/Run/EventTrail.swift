@@ -1,5 +1,6 @@
 import LabSync
 import MMUNotifier
+import PluginHost
 import Synchronization
 import VirtualMemory
 
@@ -52,6 +53,10 @@ final class EventTrail: Sendable {
     func record(_ kind: Entry.Kind, _ space: AddressSpaceID, _ start: UInt64, _ end: UInt64, event: NotifierEvent = .exit, blockable: Bool = true) {
         var entry = Entry(nanoseconds: clock.nanoseconds, space: space, start: start, end: end, kind: kind, event: event, blockable: blockable)
         if let step = clock.domain.currentStep { entry.step = step }
+        // The plugin oops prints the last few (a lock-free ring it can read from a signal handler).
+        PluginCrashReport.noteEvent(
+            nanoseconds: clock.sinceStart(entry.nanoseconds), kind: kind.rawValue, event: event, blockable: blockable, addressSpace: space,
+            start: start, end: end)
         ring.withLock { ring in
             if kind == .start { ring.startsByEvent[Int(event.rawValue)] += 1 }
             if let window, window.contains(entry.step), ring.windowEntries.count < 65_536 { ring.windowEntries.append(entry) }
@@ -193,6 +198,12 @@ final class LabClock: Sendable {
 
     /// The run begins now.
     func start() { runStart.store(Self.absolute(domain), ordering: .releasing) }
+
+    /// `absolute` (from `nanoseconds`) in nanoseconds since the run began (0 before).
+    func sinceStart(_ absolute: UInt64) -> UInt64 {
+        let origin = runStart.load(ordering: .relaxed)
+        return absolute >= origin ? absolute - origin : 0
+    }
 
     /// `absolute` (from `nanoseconds`) in seconds since the run began.
     func seconds(_ absolute: UInt64) -> Double {

@@ -205,7 +205,7 @@ final class Lab: @unchecked Sendable {
                 let aging = AgingCheck(instance: label, mappings: bound, clock: machine.sync, findings: findings, trail: trail)
                 self.aging.all.append(aging)
                 let timing = CallbackLatencies(plugin: label, domain: machine.sync, aging: aging)
-                switch PluginInstance.create(plugin, machine: machine, options: spec.options, observer: timing) {
+                switch PluginInstance.create(plugin, machine: machine, options: spec.options, observer: timing, label: label) {
                 case .success(let created):
                     agingByInstance[ObjectIdentifier(created)] = aging
                     latencies[p].append(timing)

@@ -24,6 +24,8 @@ struct PrimaryChecks {
         collectContractViolations(lab)
         collectContextViolations(lab)
         collectPluginReports(lab)
+        collectPluginViolations(lab)
+        collectLockOrder(lab)
     }
 
     /// The entries of `log` since the last drain, and how many it counted but did not keep.
@@ -102,6 +104,59 @@ struct PrimaryChecks {
                             seconds: lab.clock.seconds(now))
                     }
                 }
+            }
+        }
+    }
+
+    // MARK: What the host caught plugins doing at the boundary
+
+    private mutating func collectPluginViolations(_ lab: Lab) {
+        let now = lab.clock.nanoseconds
+        for made in lab.instances {
+            for instance in made {
+                let (entries, lost) = drain(instance.violations)
+                noteLost(.pluginContract, lost, lab)
+                for violation in entries { file(violation, lab, at: now) }
+            }
+        }
+        let (unattributed, lost) = drain(UnattributedViolations.log)
+        noteLost(.pluginContract, lost, lab)
+        for violation in unattributed { file(violation, lab, at: now) }
+    }
+
+    private func file(_ violation: PluginContractViolation, _ lab: Lab, at now: UInt64) {
+        let invariant: Finding.Invariant
+        switch violation.kind {
+        case .misuse: invariant = .pluginContract
+        case .leak: invariant = .leftBehind
+        case .lockHeldAtReturn: invariant = .lockHeldAtReturn
+        }
+        let key = BugKey(
+            invariant: invariant, kind: violation.summary ?? "\(violation.service): \(Self.shape(of: violation.problem))",
+            instance: violation.plugin, path: violation.during ?? violation.service)
+        lab.findings.note(key, at: now) {
+            Finding(invariant: invariant, detail: "\(violation)", seconds: lab.clock.seconds(now), actor: violation.thread.name)
+        }
+    }
+
+    // MARK: Lock order (lockdep)
+
+    private mutating func collectLockOrder(_ lab: Lab) {
+        guard let validator = lab.machine.sync.lockOrder else { return }
+        let (violations, lost) = drain(validator.violations)
+        noteLost(.lockInversion, lost, lab)
+        let now = lab.clock.nanoseconds
+        for violation in violations {
+            // The instance: the first plugin whose lock is in the cycle (plugin locks' classes are `plugin: name`).
+            let plugin = violation.classes.lazy.compactMap { name in name.firstIndex(of: ":").map { String(name[..<$0]) } }.first
+            let key = BugKey(
+                invariant: .lockInversion, kind: (violation.involvesReclaim ? "with reclaim: " : "") + violation.cycle,
+                instance: plugin.map { lab.instanceLabel(forPluginNamed: $0) ?? $0 }, path: "lock order")
+            lab.findings.note(key, at: now) {
+                Finding(
+                    invariant: .lockInversion, detail: "\(violation)",
+                    trail: violation.thisThread.map { "this thread: \($0)" } + violation.earlier.map { "earlier: \($0)" },
+                    seconds: lab.clock.seconds(now))
             }
         }
     }

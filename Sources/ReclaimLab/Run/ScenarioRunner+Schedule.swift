@@ -44,7 +44,7 @@ extension ScenarioRunner {
             configuration.keepStepsUntil = trace.lastStep
         }
         let scheduler = ControlledScheduler(configuration)
-        let sync = SyncDomain(scheduler: scheduler)
+        let sync = SyncDomain(scheduler: scheduler, lockOrder: scenario.validatesLockOrder)
         let started = FreeRunningScheduler().now()
         let outcome = scheduler.run(named: "main") { () -> Result<RunResult, SetupFailure> in
             do throws(SetupFailure) {

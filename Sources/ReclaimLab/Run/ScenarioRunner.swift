@@ -74,7 +74,7 @@ public enum ScenarioRunner {
 
     public static func run(_ scenario: Scenario, options: RunOptions = RunOptions()) throws(SetupFailure) -> RunResult {
         if let schedule = options.schedule { return try runScheduled(scenario, options: options, strategy: schedule) }
-        return try run(scenario, options: options, sync: SyncDomain())
+        return try run(scenario, options: options, sync: SyncDomain(lockOrder: scenario.validatesLockOrder))
     }
 
     /// The run itself, on the calling thread, with every primitive made from `sync`.
@@ -96,6 +96,19 @@ public enum ScenarioRunner {
         let stop = StopFlag()
         var heartbeats: [Heartbeat] = []
         var threads: [any ThreadHandle] = []
+
+        var replay: ReplayCommand
+        if var given = options.replay {
+            given.seed = seed
+            replay = given
+        } else {
+            replay = ReplayCommand(
+                scenario: scenario.name, seed: seed, seconds: options.seconds, injections: Injection.named(in: options.faults),
+                pluginDirectory: options.pluginDirectory)
+        }
+        replay.schedule = options.schedule?.description
+        // What a plugin oops ends with (if the command line installed its handler).
+        PluginCrashReport.setContext("scenario \(scenario.name), seed \(seed)\nreplay: \(replay.commandLine)")
 
         lab.clock.start()
         for (index, body) in workloadThreads(lab, counters: counters).enumerated() {
@@ -214,15 +227,7 @@ public enum ScenarioRunner {
         let memory = machine.memory.configuration
         result.memory = MemorySummary(
             frames: memory.frames, nodes: memory.nodes, minFree: memory.minFree, lowFree: memory.lowFree, highFree: memory.highFree)
-        if var replay = options.replay {
-            replay.seed = seed
-            result.replay = replay
-        } else {
-            result.replay = ReplayCommand(
-                scenario: scenario.name, seed: seed, seconds: options.seconds, injections: Injection.named(in: options.faults),
-                pluginDirectory: options.pluginDirectory)
-        }
-        result.replay.schedule = options.schedule?.description
+        result.replay = replay
         result.trailDigest = lab.trail.digest
         if sync.isControlled { result.scheduleEscapes = lab.instances.joined().flatMap(\.scheduleEscapes) }
         if options.trace != nil { result.trace = lab.trail.windowLines.map { TraceLine(step: $0.step, thread: "", text: $0.text) } }
@@ -287,6 +292,12 @@ public enum ScenarioRunner {
     }
 }
 
+extension Scenario {
+    /// Whether its runs validate lock order (the `lock-order` check: off,
+    /// locks cost nothing extra).
+    var validatesLockOrder: Bool { checks.contains(.lockOrder) }
+}
+
 extension Finding.Invariant {
     /// The scenario check that turns this on.
     var check: Scenario.Check {
@@ -301,6 +312,8 @@ extension Finding.Invariant {
         case .contextViolation: return .contexts
         case .unpairedStartEnd, .retryFromBlockableStart: return .pairing
         case .pluginReported: return .pluginReports
+        case .pluginContract, .leftBehind: return .pluginContract
+        case .lockInversion, .lockHeldAtReturn: return .lockOrder
         case .stuck: return .watchdog
         }
     }

@@ -46,6 +46,12 @@ public struct Scenario: Sendable, Equatable {
         case watchdog
         /// What plugins report about themselves (`MMULAB_LOG_MISBEHAVING`).
         case pluginReports = "plugin-reports"
+        /// Host services called with bad arguments; registrations, pins and
+        /// pages left behind at detach or destroy.
+        case pluginContract = "plugin-contract"
+        /// Lock order (lockdep): inversions, reclaim inversions, locks held
+        /// when a callback returns. Off, locks cost nothing extra.
+        case lockOrder = "lock-order"
     }
 }
 

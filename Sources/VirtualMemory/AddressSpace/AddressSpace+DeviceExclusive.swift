@@ -30,8 +30,8 @@ extension AddressSpace {
     /// raced (`readRetry`), as after any fault.
     ///
     /// May sleep. Fails as a write fault would (unmapped, read-only), and
-    /// with `invalidArgument` if the page cannot be had after a bounded
-    /// number of tries (someone keeps changing it).
+    /// with `busy` if the page cannot be had after a bounded number of
+    /// tries (someone keeps changing it; Linux retries without bound).
     public func makeExclusive(_ address: UInt64, device: DeviceID, owner: OwnerCookie?) throws(MemoryError) -> DeviceTranslation {
         let page = address & ~4095
         try checkRange(page, 4096)
@@ -67,7 +67,7 @@ extension AddressSpace {
                         address: page, frame: PageFrameNumber(frame), generation: generation, writable: true, pinned: false, exclusive: true)
                 }
             }
-            throw .invalidArgument("the page at 0x\(String(page, radix: 16)) kept changing; it could not be taken exclusive")
+            throw .busy("the page at 0x\(String(page, radix: 16)) kept changing; it could not be taken exclusive")
         }
     }
 

@@ -151,6 +151,7 @@ extension AddressSpace {
 
     /// Removes `tracked` from the in-flight list (page-table lock held).
     private func forget(_ tracked: InFlightInvalidation) {
+        ptl.assertHeld()
         if let index = inFlight.firstIndex(where: { $0 === tracked }) { inFlight.remove(at: index) }
     }
 

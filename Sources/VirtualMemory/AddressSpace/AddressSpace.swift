@@ -16,6 +16,10 @@ public enum MemoryError: Error, Sendable, Hashable, CustomStringConvertible {
     case exited
     /// An argument is out of range or misaligned.
     case invalidArgument(String)
+    /// The page kept changing under the operation, which gave up after a
+    /// bounded number of tries where Linux would keep trying: nobody's
+    /// mistake, try again later.
+    case busy(String)
 
     public var description: String {
         switch self {
@@ -25,6 +29,7 @@ public enum MemoryError: Error, Sendable, Hashable, CustomStringConvertible {
         case .killed: "killed by the OOM killer"
         case .exited: "the address space has exited"
         case .invalidArgument(let why): "invalid argument: \(why)"
+        case .busy(let why): "busy: \(why)"
         }
     }
 }
@@ -74,11 +79,14 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         self.id = id
         self.machine = machine
         notifiers = machine.notifierCore.makeAddressSpaceNotifiers(for: id)
-        mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync)
-        ptl = SpinLock("page_table_lock \(id)", domain: machine.sync)
+        mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync, orderClass: "mmap_lock")
+        ptl = SpinLock("page_table_lock \(id)", domain: machine.sync, orderClass: "page_table_lock")
         userfaultQueue = SpinLocked([], name: "userfaults \(id)", domain: machine.sync)
         userfaultWaits = WaitQueue("userfault waits \(id)", domain: machine.sync)
     }
+
+    /// Virtual addresses of the model stay below this (2^44).
+    public static let addressLimit: UInt64 = PageTable.limit
 
     var state: State { State(rawValue: stateWord.load(ordering: .acquiring))! }
     var memory: PhysicalMemory { machine.memory }
@@ -157,6 +165,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     /// Finds room for `length` bytes (mmap lock held exclusively).
     private func place(_ length: UInt64, at fixed: UInt64?, alignHuge: Bool = false) throws(MemoryError) -> UInt64 {
+        mmapLock.assertHeldExclusive()
         if let fixed {
             guard fixed % 4096 == 0, fixed + length <= PageTable.limit else { throw .invalidArgument("bad fixed address") }
             guard !vmas.contains(where: { $0.start < fixed + length && fixed < $0.end }) else {
@@ -218,6 +227,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// exclusively). A huge page across the new boundary is split first
     /// (Linux: `vma_adjust_trans_huge`), so no huge page straddles VMAs.
     func split(at address: UInt64) {
+        mmapLock.assertHeldExclusive()
         guard let vma = vma(containing: address), vma.start != address else { return }
         if address % Self.hugeSize != 0 { splitHugePages(address, address + 1, partialOnly: false) }
         let tail = VMA(start: address, end: vma.end, protection: vma.protection, kind: vma.kind,
@@ -289,6 +299,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
 
     /// Whether VMAs cover all of `[start, end)` (mmap lock held).
     func covered(_ start: UInt64, _ end: UInt64) -> Bool {
+        mmapLock.assertHeld()
         var at = start
         for vma in vmas where vma.end > at && vma.start < end {
             if vma.start > at { return false }

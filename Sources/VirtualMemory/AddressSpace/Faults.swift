@@ -208,6 +208,7 @@ extension AddressSpace {
     /// rounds of reclaim made no progress and no frame appeared meanwhile
     /// (the background reclaimer or a concurrent free may have helped).
     func allocateFrame(flags: FrameFlags) throws(MemoryError) -> Int32 {
+        machine.sync.mightReclaim()  // lock order: whatever is held here comes before reclaim
         var fruitless = 0
         for _ in 0..<64 {
             if let frame = memory.allocate(preferring: Int(id.rawValue) % memory.nodes.count, flags: flags) {
@@ -353,6 +354,7 @@ extension AddressSpace {
     /// A page write-protected for a userfaultfd monitor (`uffdWP`) comes
     /// back read-only and still protected.
     private func mapSwapped(_ frame: Int32, at page: UInt64, releasing slot: Int, writableIfExclusive: Bool, uffdWP: Bool) {
+        ptl.assertHeld()
         let exclusive = writableIfExclusive && !uffdWP && !memory.flags(of: frame).contains(.ksm) && memory.mapcount(of: frame) == 0
             && machine.swap.swapReferences(of: frame) == 1
         memory.addMapping(frame)

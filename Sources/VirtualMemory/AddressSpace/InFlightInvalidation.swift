@@ -21,6 +21,9 @@ final class InFlightInvalidation: AcknowledgementRecorder, @unchecked Sendable {
     /// The callbacks the start makes to devices, and which returned.
     private var callbacks: [DeviceCallback] = []
     private var returned: [Bool] = []
+    /// Devices that handle change_pte and so keep their translations
+    /// through this (`ksm`) invalidation.
+    private var keepers: [DeviceID] = []
     /// Set once every PTE of the range has its final value for this
     /// invalidation (under the same lock hold that wrote the last of them).
     var rewritten = false
@@ -39,6 +42,29 @@ final class InFlightInvalidation: AcknowledgementRecorder, @unchecked Sendable {
 
     func acknowledged(_ index: Int) {
         ptl.withLock { returned[index] = true }
+    }
+
+    func keeping(_ devices: [DeviceID]) {
+        ptl.withLock { keepers = devices }
+    }
+
+    /// Whether `device` keeps its translations through this invalidation
+    /// and is told of the new PTE by change_pte instead (page-table lock
+    /// held).
+    ///
+    /// Such a device learns that its writable translation went read-only
+    /// in change_pte, which the primary calls under its page-table lock.
+    /// Linux's KVM flushed its vCPUs' TLBs right there (an IPI answers
+    /// without the page-table lock); here a device's DMA is judged under
+    /// that lock, so a device cannot wait there for an access that is
+    /// already on its way, and its TLB flush is due when the `ksm` range
+    /// ends instead. Until then a write through its old writable
+    /// translation of the same frame still lands before KSM compares the
+    /// page (the compare follows the end), so nothing is lost; after the
+    /// end it is a write through a read-only translation.
+    func keeps(_ device: DeviceID) -> Bool {
+        ptl.assertHeld()
+        return keepers.contains(device)
     }
 
     /// Whether `device` has stopped using `address`: it has callbacks

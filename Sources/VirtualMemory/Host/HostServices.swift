@@ -172,6 +172,7 @@ extension AddressSpace {
     /// another device's page, or a write the entry does not allow yet. A
     /// device page has one mapping, so a write upgrade needs no copy.
     private func ownDevicePage(_ address: UInt64, _ pte: PTE, owner: OwnerCookie, write: Bool) -> DeviceTranslation? {
+        ptl.assertHeld()
         let page = pte.devicePage
         guard let home = machine.deviceMemory(of: page), home.owner == owner else { return nil }
         var entry = pte
@@ -234,6 +235,7 @@ extension Machine {
             memory.setOwner(frame, owner: 0, index: 1)  // index 1 marks a reserve page
             return PageFrameNumber(frame)
         }
+        sync.mightReclaim()  // lock order: whatever is held here comes before reclaim
         // Kernel memory: never from a movable zone.
         if let frame = memory.allocate(flags: .devicePageTable, movable: false) { return PageFrameNumber(frame) }
         _ = reclaimDirectly()

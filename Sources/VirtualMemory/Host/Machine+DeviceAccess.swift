@@ -102,6 +102,7 @@ extension Machine {
         _ space: AddressSpace, _ t: DeviceTranslation, issuer: DeviceID?, write: Bool, pte: PTE, sameGeneration: Bool, maps: Bool,
         pinned: Bool
     ) -> (MemoryViolation.Kind, InvalidationRange?)? {
+        space.ptl.assertHeld()
         if !sameGeneration { return (.useAfterFree, nil) }
         // What this device acknowledged binds it until the range ends.
         if let issuer {
@@ -120,7 +121,14 @@ extension Machine {
         }
         if maps && !pinned {
             if pte.isProtNone { return (.protNoneAccess, nil) }
-            if write && !pte.isWritable { return (.writeThroughReadOnly, nil) }
+            if write && !pte.isWritable {
+                // A change_pte device may finish the writes already on
+                // their way until the ksm range ends (InFlightInvalidation.keeps).
+                let flushing = issuer.map { device in
+                    space.inFlight.contains { $0.range.event == .ksm && $0.range.contains(t.address) && $0.keeps(device) }
+                } ?? false
+                if !flushing { return (.writeThroughReadOnly, nil) }
+            }
         }
         if write && !t.writable { return (.writeThroughReadOnly, nil) }
         return nil

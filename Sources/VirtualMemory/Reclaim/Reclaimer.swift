@@ -62,7 +62,7 @@ public final class Reclaimer: @unchecked Sendable {
             for node in memory.nodes where node.freeCount < memory.configuration.lowFree {
                 var rounds = 0
                 while node.freeCount < memory.configuration.highFree, rounds < 64, !stopping.load(ordering: .relaxed) {
-                    let freed = ExecutionContext.current.withReclaimContext { machine.shrink(node, target: Self.batch) }
+                    let freed = machine.sync.withReclaim { machine.shrink(node, target: Self.batch) }
                     machine.statistics.backgroundReclaims.add(1, ordering: .relaxed)
                     rounds += 1
                     if freed == 0 { break }
@@ -94,7 +94,7 @@ extension Machine {
 
     /// Direct reclaim from an allocating thread; returns frames freed.
     func reclaimDirectly() -> Int {
-        ExecutionContext.current.withReclaimContext {
+        sync.withReclaim {
             var freed = 0
             for node in memory.nodes { freed += shrink(node, target: Reclaimer.batch) }
             return freed

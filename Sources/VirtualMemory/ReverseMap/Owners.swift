@@ -23,7 +23,7 @@ final class AnonymousRegion: @unchecked Sendable {
 
     init(id: UInt32, sync: SyncDomain) {
         self.id = id
-        lock = SleepingRWLock("anon region \(id)", domain: sync)
+        lock = SleepingRWLock("anon region \(id)", domain: sync, orderClass: "anon_vma")
     }
 }
 
@@ -53,7 +53,7 @@ public final class BackingFile: @unchecked Sendable {
         self.name = name
         self.pages = pages
         self.payloadSize = payloadSize
-        mappingLock = SleepingRWLock("file \(name) i_mmap", domain: sync)
+        mappingLock = SleepingRWLock("file \(name) i_mmap", domain: sync, orderClass: "i_mmap_rwsem")
         cacheLock = SpinLock("file \(name) page cache", domain: sync)
         stored = .allocate(byteCount: max(pages, 1) * payloadSize, alignment: 16)
         stored.initializeMemory(as: UInt8.self, repeating: 0, count: max(pages, 1) * payloadSize)

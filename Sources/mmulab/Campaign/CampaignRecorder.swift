@@ -46,6 +46,10 @@ struct CampaignRecorder {
             return [crash("crash: \(signalName(signal)) in \(record.run.scenario)", record, report)]
         case .exited(let status):
             return [crash("crash: exit status \(status) in \(record.run.scenario)", record, report)]
+        case .pluginOops(let signal):
+            // The oops names the plugin and the callback: that is the bug, whatever the scenario.
+            let headline = RunLog.headline(record.logExcerpt) ?? "plugin oops\(signal.map { ": \($0)" } ?? "")"
+            return [crash("crash: \(headline)", record, report)]
         case .notStarted(let reason):
             return [crash("crash: \(reason)", record, report)]
         case .hung:

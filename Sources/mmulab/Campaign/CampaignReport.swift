@@ -15,7 +15,7 @@ struct OutcomeTotals {
         case .clean: clean += 1
         case .findings: findings += 1
         case .badInput: badInput += 1
-        case .crashed, .exited, .notStarted: crashed += 1
+        case .crashed, .pluginOops, .exited, .notStarted: crashed += 1
         case .hung: hung += 1
         }
     }
@@ -111,6 +111,9 @@ struct CampaignReport {
                 entry["findings_total"] = total.map { NSNumber(value: $0) } ?? NSNull()
                 entry["first_finding"] = first ?? NSNull()
             case .crashed(let signal): entry["signal"] = Int(signal)
+            case .pluginOops(let signal):
+                entry["plugin_oops"] = true
+                entry["signal"] = signal ?? NSNull()
             case .exited(let status): entry["exit_status"] = Int(status)
             case .notStarted(let reason): entry["error"] = reason
             case .clean, .badInput, .hung: break
@@ -142,6 +145,7 @@ struct CampaignReport {
         case .findings(let total, _): total.map { "findings (\($0))" } ?? "findings"
         case .badInput: "bad input"
         case .crashed(let signal): "crashed (signal \(signal))"
+        case .pluginOops(let signal): "crashed (plugin oops\(signal.map { ", \($0)" } ?? ""))"
         case .exited(let status): "crashed (exit \(status))"
         case .notStarted: "crashed (not started)"
         case .hung(let seconds): "hung (killed at \(fixed(seconds)) s)"

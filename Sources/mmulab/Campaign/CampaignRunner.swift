@@ -1,5 +1,6 @@
 import Foundation
 import LabSync
+import PluginHost
 import Synchronization
 
 #if canImport(Glibc)
@@ -19,8 +20,12 @@ enum RunOutcome: Sendable {
     case findings(total: Int?, first: String?)
     /// Exit 2: the run refused its input (a plugin that does not load, say).
     case badInput
-    /// Killed by a signal it did not get from us: a crash (a plugin's segfault or abort).
+    /// Killed by a signal it did not get from us: a crash (of the host, or
+    /// of a plugin on a thread the host could not tell was the plugin's).
     case crashed(signal: Int32)
+    /// A plugin crashed the run and its oops was printed (exit status 4);
+    /// the signal, as the oops names it, when it could be read.
+    case pluginOops(signal: String?)
     /// An exit status `mmulab run` never gives (counted as crashed).
     case exited(status: Int32)
     /// Still running at its timeout, so killed with its process group.
@@ -31,18 +36,23 @@ enum RunOutcome: Sendable {
     var isClean: Bool { if case .clean = self { return true } else { return false } }
 
     /// One word for tables, JSON and the bug database: clean, findings,
-    /// bad input, crashed (a signal, an unknown exit status, or never
-    /// started), hung.
+    /// bad input, crashed (a signal, a plugin oops, an unknown exit status,
+    /// or never started), hung.
     var kind: String {
         switch self {
         case .clean: "clean"
         case .findings: "findings"
         case .badInput: "bad input"
-        case .crashed, .exited, .notStarted: "crashed"
+        case .crashed, .pluginOops, .exited, .notStarted: "crashed"
         case .hung: "hung"
         }
     }
-    var isCrash: Bool { if case .crashed = self { return true } else { return false } }
+    var isCrash: Bool {
+        switch self {
+        case .crashed, .pluginOops: return true
+        default: return false
+        }
+    }
 }
 
 /// A finished run: its outcome, wall time and the end of its output.
@@ -163,6 +173,8 @@ struct CampaignRunner {
         case .exited(1):
             let findings = readFindings(jsonPath(index))
             return .findings(total: findings?.total, first: findings?.first)
+        case .exited(PluginCrashReport.exitStatus):
+            return .pluginOops(signal: RunLog.oopsSignal(in: logPath(index)))
         case .exited(let status): return .exited(status: status)
         }
     }

@@ -13,16 +13,49 @@ enum RunLog {
     /// no such backtrace: the last `maxLines` non-empty lines. Empty when
     /// the log is empty or unreadable.
     static func excerpt(of path: String, crashed: Bool, maxLines: Int = 20) -> [String] {
+        if crashed, let oops = oopsExcerpt(lines(of: path, fromEnd: true)) { return oops }
         if crashed, let backtrace = backtraceExcerpt(lines(of: path, fromEnd: false), maxLines: maxLines) { return backtrace }
         return Array(lines(of: path, fromEnd: true).suffix(maxLines))
     }
 
-    /// One line for the summary table: the crash and its thread for a
-    /// backtrace excerpt, else the excerpt's last line.
+    /// The plugin oops a run printed (`mmulab oops` to its end), whole:
+    /// it is the crash report. nil if there is none.
+    static func oopsExcerpt(_ lines: [String]) -> [String]? {
+        guard let start = lines.lastIndex(where: { $0.contains("==== mmulab oops ====") }) else { return nil }
+        let rest = lines[start...]
+        let end = rest.dropFirst().firstIndex { $0.hasPrefix("=====") } ?? rest.endIndex - 1
+        return Array(lines[start...end])
+    }
+
+    /// The signal named by the oops in the log at `path` (`SIGSEGV`), if any.
+    static func oopsSignal(in path: String) -> String? {
+        guard let oops = oopsExcerpt(lines(of: path, fromEnd: true)),
+            let line = oops.first(where: { $0.hasPrefix("BUG: ") }), let at = line.range(of: "SIG")
+        else { return nil }
+        return String(line[at.lowerBound...].prefix { $0.isLetter })
+    }
+
+    /// One line for the summary table: the BUG line of an oops, the crash
+    /// and its thread for a backtrace excerpt, else the excerpt's last line.
     static func headline(_ excerpt: [String]) -> String? {
+        if excerpt.first?.contains("mmulab oops") == true { return oopsHeadline(excerpt) }
         guard let first = excerpt.first, first.hasPrefix("Program crashed:") else { return excerpt.last }
         let thread = excerpt.dropFirst().first { $0.hasSuffix("crashed:") }.map { "; " + $0.dropLast() } ?? ""
         return first + thread
+    }
+
+    /// `plugin oops: SIGSEGV at NULL in dev#0 invalidate_range_start`:
+    /// the signal and the innermost frame, without the plugin's path and the range.
+    private static func oopsHeadline(_ oops: [String]) -> String {
+        let bug = oops.first { $0.hasPrefix("BUG: ") } ?? ""
+        var signal = bug.range(of: "SIG").map { String(bug[$0.lowerBound...].prefix { $0.isLetter }) } ?? "a signal"
+        if bug.contains("NULL pointer") { signal += " at NULL" }
+        guard var frame = oops.first(where: { $0.hasPrefix("  in ") }).map({ String($0.dropFirst(5)) }) else { return "plugin oops: \(signal)" }
+        if let open = frame.range(of: " (plugin "), let close = frame[open.upperBound...].firstIndex(of: ")") {
+            frame.removeSubrange(open.lowerBound...close)
+        }
+        if let comma = frame.firstIndex(of: ",") { frame = String(frame[..<comma]) }
+        return "plugin oops: \(signal) in \(frame)"
     }
 
     private static func backtraceExcerpt(_ lines: [String], maxLines: Int) -> [String]? {

@@ -1,4 +1,5 @@
 import Foundation
+import PluginHost
 
 #if canImport(Glibc)
 import Glibc
@@ -22,6 +23,7 @@ enum RunStatusFile {
         case .findings: return "exit 1 \(times)"
         case .badInput: return "exit 2 \(times)"
         case .crashed(let signal): return "exit \(128 + signal) \(times)"
+        case .pluginOops: return "exit \(PluginCrashReport.exitStatus) \(times)"
         case .exited(let status): return "exit \(status) \(times)"
         case .hung: return "exit 124 \(times)"
         case .notStarted(let reason): return "notstarted \(reason.replacingOccurrences(of: "\n", with: " "))"
@@ -30,7 +32,10 @@ enum RunStatusFile {
 
     /// The outcome and duration a status file says, nil if it is missing
     /// or not one; `findings` reads the run's report for an exit status 1.
-    static func read(_ path: String, findings: () -> (total: Int, first: String?)?) -> (outcome: RunOutcome, seconds: Double)? {
+    /// `oopsSignal` reads the signal a plugin oops names, for an exit status 4.
+    static func read(
+        _ path: String, findings: () -> (total: Int, first: String?)?, oopsSignal: () -> String? = { nil }
+    ) -> (outcome: RunOutcome, seconds: Double)? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         let line = text.trimmingCharacters(in: .whitespacesAndNewlines)
         if line.hasPrefix("notstarted ") { return (.notStarted(reason: String(line.dropFirst("notstarted ".count))), 0) }
@@ -44,6 +49,7 @@ enum RunStatusFile {
             let found = findings()
             outcome = .findings(total: found?.total, first: found?.first)
         case 2: outcome = .badInput
+        case PluginCrashReport.exitStatus: outcome = .pluginOops(signal: oopsSignal())
         case 124, 137: outcome = .hung(afterSeconds: seconds)  // coreutils timeout: timed out, or killed after its grace
         case 129...192: outcome = .crashed(signal: status - 128)
         default: outcome = .exited(status: status)
@@ -56,7 +62,10 @@ extension CampaignDirectory {
     /// Run `index`'s record, from its status file, its report and its log;
     /// nil if it left no status (still running, never run, or lost).
     func record(of run: CampaignRun, index: Int) -> RunRecord? {
-        guard let (outcome, seconds) = RunStatusFile.read(statusPath(index), findings: { readRunFindings(resultPath(index)) }) else { return nil }
+        guard
+            let (outcome, seconds) = RunStatusFile.read(
+                statusPath(index), findings: { readRunFindings(resultPath(index)) }, oopsSignal: { RunLog.oopsSignal(in: logPath(index)) })
+        else { return nil }
         let excerpt = outcome.isClean ? [] : RunLog.excerpt(of: logPath(index), crashed: outcome.isCrash)
         return RunRecord(run: run, outcome: outcome, seconds: seconds, logExcerpt: excerpt)
     }

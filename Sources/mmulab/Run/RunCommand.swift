@@ -26,7 +26,11 @@ struct RunCommand: ParsableCommand {
             the primary already flagged are attached to that bug.
 
             Exit status: 0 clean, 0 SKIP (no read was checked: the run proves nothing), 1 \
-            findings, 2 bad input (a malformed scenario, a plugin that does not load, a bad flag).
+            findings, 2 bad input (a malformed scenario, a plugin that does not load, a bad flag), \
+            4 a plugin crashed the run (a SIGSEGV, SIGBUS, SIGILL, SIGFPE or abort in one of its \
+            callbacks or in a host service it called): its oops is on standard error, with the \
+            plugin, the callback, the range or binding, the faulting address, the last events and \
+            the replay command.
             """
     )
 

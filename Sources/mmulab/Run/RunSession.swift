@@ -1,4 +1,5 @@
 import ArgumentParser
+import PluginHost
 import ReclaimLab
 
 #if canImport(Glibc)
@@ -8,7 +9,9 @@ import Glibc
 /// One scenario run as `mmulab run` and `mmulab demo` do it: the scenario
 /// found by name or path, extra plugins added, a progress line on a
 /// terminal, the summary, the JSON and HTML reports. Exit status: 0
-/// clean, 1 findings, 2 bad input (nothing runs, nothing is written).
+/// clean, 1 findings, 2 bad input (nothing runs, nothing is written), 4 a
+/// plugin crashed the run (its oops is on standard error; nothing else is
+/// written).
 struct RunSession {
     var scenarioArgument: String
     var options = RunOptions()
@@ -74,6 +77,9 @@ struct RunSession {
         options.progress = { progress in line.update(Self.progressText(progress)) }
         options.stopRequested = { StopSignals.received != nil }
         StopSignals.install(secondEndsProcess: true)
+        // A plugin that crashes (SIGSEGV, abort, ...) inside a callback or a
+        // host service gets an oops on standard error and exit status 4.
+        PluginCrashReport.install()
         let result: RunResult
         do {
             result = try ScenarioRunner.run(scenario, options: options)
