@@ -18,6 +18,12 @@ let strictSwift6: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
+/// Code built on the Linux shim exports only its plugin entry (which says so itself).
+let linuxShimC: [CSetting] = [.unsafeFlags(["-fvisibility=hidden"])]
+/// A driver on the Linux shim that calls what the shim does not provide fails to link
+/// (an undefined symbol), never loads to fail later.
+let everySymbolDefined: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "defs"])]
+
 /// Fixture plugins built from Tests/Fixtures/Plugins/MisuseTemplate, one mistake each (issue 18): a misused
 /// host service, something left behind at detach or destroy, a lock-order bug, a crash. Directory, product name.
 let misuseFixtures: [(directory: String, name: String)] = [
@@ -48,6 +54,8 @@ let package = Package(
         .library(name: "mmulab-plugin-mirror-c", type: .dynamic, targets: ["MirrorPluginC"]),
         .library(name: "mmulab-plugin-mirror-swift", type: .dynamic, targets: ["MirrorPluginSwift"]),
         .library(name: "mmulab-plugin-mirror-broken", type: .dynamic, targets: ["BrokenMirror"]),
+        // A test_hmm-style driver in kernel C on the Linux shim (Examples/KernelStyleMirror).
+        .library(name: "mmulab-plugin-kernel-mirror", type: .dynamic, targets: ["KernelStyleMirror"]),
         // Deliberately broken plugins the PluginHost tests load (Tests/Fixtures/Plugins).
         .library(name: "mmulab-fixture-noentry", type: .dynamic, targets: ["FixtureNoEntry"]),
         .library(name: "mmulab-fixture-wrongmajor", type: .dynamic, targets: ["FixtureWrongMajor"]),
@@ -64,6 +72,8 @@ let package = Package(
         .library(name: "mmulab-fixture-crashes", type: .dynamic, targets: ["FixtureCrashes"]),
         // A plugin that answers retry to blockable starts and logs MMULAB_LOG_MISBEHAVING (the CLI tests' contract findings).
         .library(name: "mmulab-fixture-misbehaving", type: .dynamic, targets: ["FixtureMisbehaving"]),
+        // Kernel-style probes of the Linux shim's semantics, driven step by step through `control`.
+        .library(name: "mmulab-fixture-linuxshim", type: .dynamic, targets: ["FixtureLinuxShim"]),
     ] + misuseFixtures.map { .library(name: "mmulab-fixture-\($0.name)", type: .dynamic, targets: ["Fixture\($0.directory)"]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -86,6 +96,9 @@ let package = Package(
         // Performs a kernel-diff script on the real kernel with a KVM guest watching (C, Linux only).
         .executableTarget(name: "KernelRunner", path: "Sources/KernelRunner"),
         .target(name: "DevicePluginKit", dependencies: ["CDevicePluginABI"], swiftSettings: strictSwift6),
+        // The Linux-API shim: linux/ headers and a C runtime on the plugin ABI's host services, so
+        // kernel-style notifier and fault code builds as a plugin with one glue file (README "Bring your driver").
+        .target(name: "CLinuxShim", dependencies: ["CDevicePluginABI"], cSettings: linuxShimC),
         // The reclaim lab: scenario files, actors, the oracle, reports.
         .target(
             name: "ReclaimLab",
@@ -111,6 +124,9 @@ let package = Package(
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
         .target(name: "MirrorPluginSwift", dependencies: ["DevicePluginKit"], path: "Examples/MirrorPluginSwift", swiftSettings: strictSwift6),
         .target(name: "BrokenMirror", dependencies: ["DevicePluginKit"], path: "Examples/BrokenMirror", swiftSettings: strictSwift6),
+        .target(
+            name: "KernelStyleMirror", dependencies: ["CLinuxShim", "CDevicePluginABI"], path: "Examples/KernelStyleMirror",
+            publicHeadersPath: ".", cSettings: linuxShimC, linkerSettings: everySymbolDefined),
         .target(name: "FixtureTemplate", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Template"),
         .target(name: "FixtureNoEntry", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/NoEntry", publicHeadersPath: "."),
         .target(name: "FixtureWrongMajor", dependencies: ["CDevicePluginABI", "FixtureTemplate"], path: "Tests/Fixtures/Plugins/WrongMajor", publicHeadersPath: "."),
@@ -124,6 +140,9 @@ let package = Package(
         .target(name: "FixtureCountingC", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/CountingC", publicHeadersPath: "."),
         .target(name: "FixtureMisbehaving", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/Misbehaving", publicHeadersPath: "."),
         .target(name: "FixtureServicesProbe", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/ServicesProbe", publicHeadersPath: "."),
+        .target(
+            name: "FixtureLinuxShim", dependencies: ["CLinuxShim", "CDevicePluginABI"], path: "Tests/Fixtures/Plugins/LinuxShim",
+            publicHeadersPath: ".", cSettings: linuxShimC, linkerSettings: everySymbolDefined),
         .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
         .target(name: "FixtureMisuseTemplate", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/MisuseTemplate"),
         .target(

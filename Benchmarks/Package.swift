@@ -16,6 +16,32 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // The hot paths the README gives instruction counts for, shared by
+        // the benchmarks that time them and by InstructionCounts.
+        .target(
+            name: "HotPaths",
+            dependencies: [
+                .product(name: "PluginHost", package: "mmulab"),
+                .product(name: "VirtualMemory", package: "mmulab"),
+                .product(name: "MMUNotifier", package: "mmulab"),
+                .product(name: "LabSync", package: "mmulab"),
+            ],
+            path: "Sources/HotPaths",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // Runs one hot path N times: scripts/instruction-counts runs it under
+        // callgrind (instruction counts hold on a loaded or different machine).
+        .executableTarget(
+            name: "InstructionCounts",
+            dependencies: [
+                "HotPaths",
+                // Built beside it so it can dlopen them.
+                .product(name: "mmulab-plugin-mirror-c", package: "mmulab"),
+                .product(name: "mmulab-plugin-mirror-swift", package: "mmulab"),
+            ],
+            path: "Sources/InstructionCounts",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "NotifierBenchmarks",
             dependencies: [
@@ -34,6 +60,7 @@ let package = Package(
                 .product(name: "VirtualMemory", package: "mmulab"),
                 .product(name: "MMUNotifier", package: "mmulab"),
                 .product(name: "LabSync", package: "mmulab"),
+                "HotPaths",
             ],
             path: "Benchmarks/VirtualMemoryBenchmarks",
             swiftSettings: [.swiftLanguageMode(.v6)],
@@ -49,6 +76,9 @@ let package = Package(
                 // Built beside the benchmark so it can dlopen them.
                 .product(name: "mmulab-fixture-countingc", package: "mmulab"),
                 .product(name: "mmulab-fixture-countingswift", package: "mmulab"),
+                .product(name: "mmulab-plugin-mirror-c", package: "mmulab"),
+                .product(name: "mmulab-plugin-mirror-swift", package: "mmulab"),
+                "HotPaths",
             ],
             path: "Benchmarks/PluginCallbackBenchmarks",
             swiftSettings: [.swiftLanguageMode(.v6)],

@@ -5,6 +5,8 @@
 #include <unistd.h>
 #include "CLabSyncShims.h"
 
+__thread void *mmulab_thread_context = NULL;
+
 int32_t mmulab_gettid(void) {
     return (int32_t)syscall(SYS_gettid);
 }

@@ -20,6 +20,8 @@ extension ControlledScheduler {
         let step = stepCount.load(ordering: .relaxed) &+ 1
         stepCount.store(step, ordering: .relaxed)
         me.stepsSinceDrop &+= 1
+        me.lastKind = kind
+        me.lastObject = object
         let now = clock.load(ordering: .relaxed) &+ configuration.nanosecondsPerStep
         clock.store(now, ordering: .relaxed)
         // The digest folds (thread, kind, object) of every step in order.
@@ -36,6 +38,11 @@ extension ControlledScheduler {
             }
         }
         if now >= nextDeadline { fireTimers() }
+        if let limit = configuration.stepLimit, step >= limit {
+            deadlocked(.stepLimit)
+            // Parked for ever, like every other thread of the run.
+            while true { pthread_cond_wait(me.gate, mutex) }
+        }
     }
 
     /// A scheduling point of the current thread `me`: one step, then the
@@ -169,8 +176,27 @@ extension ControlledScheduler {
 
     // MARK: Choosing
 
-    /// After a point of the running, runnable `me`.
+    /// After a point of the running, runnable `me`: the listed choice, or
+    /// the default rule, while choices are followed; else the strategy's.
     func chooseAfterPoint(_ me: ScheduledThread, yielding: Bool) -> ScheduledThread {
+        decisions += 1
+        let following = followsChoices
+        guard following || configuration.recordsChoices else { return strategyAfterPoint(me, yielding: yielding) }
+        let fallback = defaultAfterPoint(me, yielding: yielding)
+        let next: ScheduledThread
+        let site = ScheduleSite(thread: me.index, kind: me.lastKind, object: me.lastObject, stopped: false)
+        if following {
+            next = listedChoice(at: site, or: fallback)
+            passOverChangePoints()
+        } else {
+            next = strategyAfterPoint(me, yielding: yielding)
+        }
+        record(next, default: fallback, at: site)
+        return next
+    }
+
+    /// The strategy's choice after a point of the running, runnable `me`.
+    func strategyAfterPoint(_ me: ScheduledThread, yielding: Bool) -> ScheduledThread {
         switch configuration.strategy {
         case .random(let p):
             guard enabledCount > 1 else { return me }
@@ -203,15 +229,23 @@ extension ControlledScheduler {
     /// When `me` cannot go on: the next runnable thread; if none, the clock
     /// jumps to the next wake-up; if there is none either, a deadlock (nil).
     func chooseWhenStopped(_ me: ScheduledThread) -> ScheduledThread? {
+        decisions += 1
         var waitedForForeign = 0
         while true {
             if enabledCount > 0 {
-                switch configuration.strategy {
-                case .random: return randomEnabled(excluding: nil)
-                case .pct:
-                    priorityOrderChanged = false
-                    return highestEnabled()
+                let following = followsChoices
+                guard following || configuration.recordsChoices else { return strategyWhenStopped() }
+                let fallback = defaultWhenStopped(me)
+                let next: ScheduledThread?
+                let site = ScheduleSite(thread: me.index, kind: me.lastKind, object: me.lastObject, stopped: true)
+                if following, let fallback {
+                    next = listedChoice(at: site, or: fallback)
+                    passOverChangePoints()
+                } else {
+                    next = strategyWhenStopped()
                 }
+                if let next { record(next, default: fallback, at: site) }
+                return next
             }
             if nextDeadline != .max {
                 jumpClock()
@@ -233,6 +267,16 @@ extension ControlledScheduler {
             }
             deadlocked(.deadlock)
             return nil
+        }
+    }
+
+    /// The strategy's choice among the runnable threads (some are).
+    func strategyWhenStopped() -> ScheduledThread? {
+        switch configuration.strategy {
+        case .random: return randomEnabled(excluding: nil)
+        case .pct:
+            priorityOrderChanged = false
+            return highestEnabled()
         }
     }
 

@@ -58,6 +58,16 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         /// error is told which thread is running without calling in (it
         /// cannot be preempted: every other thread waits); 0: never.
         public var stallWarningSeconds: Int = 10
+        /// Follow these choices up to their `through` step, then the
+        /// strategy (`ControlledScheduler+Choices.swift`).
+        public var choices: ScheduleChoices? = nil
+        /// Write down every decision that differs from the default rule
+        /// (`recordedChoices`): what replays the run, or a shrinker cuts down.
+        public var recordsChoices = false
+        /// A run that reaches this step ends there, as a deadlock does (a
+        /// `DeadlockReport` of kind `.stepLimit`): a bound on a run that
+        /// might not end (nil: none).
+        public var stepLimit: UInt64? = nil
 
         public init(strategy: ScheduleStrategy, seed: UInt64) {
             self.strategy = strategy
@@ -116,6 +126,11 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     var nextChange = 0
     var lowestPriority: Int64 = 0
     var priorityOrderChanged = true
+    // Choices (ControlledScheduler+Choices.swift)
+    var decisions: UInt64 = 0
+    var nextListed = 0
+    var choicesFollowed = 0
+    var recorded: [ScheduleChoice] = []
 
     let clock = Atomic<UInt64>(0)
     let stepCount = Atomic<UInt64>(0)
@@ -194,7 +209,8 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         return ScheduleStatistics(
             steps: stepCount.load(ordering: .relaxed), switches: switches, virtualNanoseconds: clock.load(ordering: .relaxed),
-            threads: threadsMade, digest: digest, foreignThreads: foreignNames)
+            threads: threadsMade, digest: digest, foreignThreads: foreignNames, decisions: decisions, choicesFollowed: choicesFollowed,
+            choicesSkipped: (configuration.choices?.choices.count ?? 0) - choicesFollowed)
     }
 
     /// The last `configuration.keptSteps` steps, oldest first.
@@ -342,6 +358,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     }
 
     public func now() -> Duration { .nanoseconds(Int64(clamping: clock.load(ordering: .relaxed))) }
+    public func nowNanoseconds() -> UInt64 { clock.load(ordering: .relaxed) }
 
     public func schedulesCurrentThread() -> Bool { scheduledSelf() != nil }
 

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CLabSyncShims
 import Synchronization
 
 /// An object that can name a non-blockable section it opened (a spin lock,
@@ -113,18 +114,22 @@ public final class ExecutionContext {
 
     /// The context of the calling thread, created on first use.
     public static var current: ExecutionContext {
-        if let raw = pthread_getspecific(contextKey) {
+        if let raw = mmulab_current_context() {
             return Unmanaged<ExecutionContext>.fromOpaque(raw).takeUnretainedValue()
         }
+        // The pthread key owns the reference (its destructor drops it when
+        // the thread ends); the thread-local word is the fast way to it.
         let context = ExecutionContext()
-        pthread_setspecific(contextKey, Unmanaged.passRetained(context).toOpaque())
+        let raw = Unmanaged.passRetained(context).toOpaque()
+        pthread_setspecific(contextKey, raw)
+        mmulab_set_current_context(raw)
         return context
     }
 
     /// Runs `body` on the calling thread's context without retaining it.
     @inline(__always)
     static func withCurrent<R>(_ body: (ExecutionContext) -> R) -> R {
-        guard let raw = pthread_getspecific(contextKey) else { return body(current) }
+        guard let raw = mmulab_current_context() else { return body(current) }
         return Unmanaged<ExecutionContext>.fromOpaque(raw)._withUnsafeGuaranteedRef(body)
     }
 
@@ -246,6 +251,9 @@ private let contextKey: pthread_key_t = {
     var key = pthread_key_t()
     let status = pthread_key_create(&key) { raw in
         guard let raw else { return }
+        // Cleared first: a later destructor that takes a lock finds no
+        // context and makes a fresh one (which this key then drops in turn).
+        if mmulab_current_context() == raw { mmulab_set_current_context(nil) }
         Unmanaged<ExecutionContext>.fromOpaque(raw).release()
     }
     precondition(status == 0, "pthread_key_create failed: \(status)")

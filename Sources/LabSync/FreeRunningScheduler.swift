@@ -46,6 +46,12 @@ public struct FreeRunningScheduler: Scheduler {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return .seconds(ts.tv_sec) + .nanoseconds(ts.tv_nsec)
     }
+
+    public func nowNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(max(ts.tv_sec, 0)) &* 1_000_000_000 &+ UInt64(max(ts.tv_nsec, 0))
+    }
 }
 
 @inline(__always)

@@ -27,6 +27,8 @@ public struct DeadlockReport: Sendable, CustomStringConvertible {
         case deadlock
         /// Only spinning threads could run, and none got anywhere for `livelockSteps` steps.
         case livelock
+        /// The run reached its `stepLimit` without ending.
+        case stepLimit = "step limit"
     }
 
     /// One live thread at the time: its name and what it was doing.
@@ -51,9 +53,11 @@ public struct DeadlockReport: Sendable, CustomStringConvertible {
     public let threads: [Thread]
 
     public var description: String {
-        let head = kind == .deadlock
-            ? "deadlock at step \(step): every thread is blocked and nothing can wake one"
-            : "livelock at step \(step): only spinning threads can run and none gets anywhere"
+        let head = switch kind {
+        case .deadlock: "deadlock at step \(step): every thread is blocked and nothing can wake one"
+        case .livelock: "livelock at step \(step): only spinning threads can run and none gets anywhere"
+        case .stepLimit: "step limit: the run reached step \(step) without ending"
+        }
         return ([head] + threads.map { "  \($0)" }).joined(separator: "\n")
     }
 }
@@ -85,4 +89,11 @@ public struct ScheduleStatistics: Sendable, Hashable {
     /// Names of threads the scheduler did not make that used its primitives
     /// (each makes the run irreproducible), at most a few.
     public var foreignThreads: [String]
+    /// Decisions made (who runs next: after every point, and whenever the running thread stopped).
+    public var decisions: UInt64 = 0
+    /// Listed choices (`Configuration.choices`) the run followed so far, and
+    /// the rest (at the run's end: those it skipped, their site or thread
+    /// never coming up in their window).
+    public var choicesFollowed = 0
+    public var choicesSkipped = 0
 }

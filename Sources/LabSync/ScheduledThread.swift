@@ -38,6 +38,9 @@ final class ScheduledThread: @unchecked Sendable {
     /// counts these, across switches: a thread that runs a little between
     /// every other thread's turns still uses its slice up).
     var stepsSinceDrop: UInt64 = 0
+    /// The kind and object of its last scheduling point (a decision's site).
+    var lastKind: SchedulingPointKind = .start
+    var lastObject: UInt32 = 0
     /// Threads blocked in `join` on it.
     var joiners: [ScheduledThread] = []
     /// Threads the scheduler did not make, waiting in `join` on it.

@@ -42,6 +42,10 @@ public protocol Scheduler: Sendable {
     /// Monotonic time since an arbitrary, fixed origin.
     func now() -> Duration
 
+    /// `now()` in whole nanoseconds (clamped at 0): the clock the lab reads
+    /// on every device access, without `Duration`'s 128-bit arithmetic.
+    func nowNanoseconds() -> UInt64
+
     /// Whether this scheduler decides every interleaving (and wants
     /// `schedulingPoint` calls). Read once, when a `SyncDomain` is made.
     var isControlled: Bool { get }
@@ -65,6 +69,10 @@ public protocol Scheduler: Sendable {
 }
 
 extension Scheduler {
+    public func nowNanoseconds() -> UInt64 {
+        let elapsed = now().components
+        return UInt64(max(elapsed.seconds, 0)) &* 1_000_000_000 &+ UInt64(max(elapsed.attoseconds, 0) / 1_000_000_000)
+    }
     public func makeMonitor(named name: String) -> any Monitor { makeMonitor() }
     public func schedulingPoint(_ kind: SchedulingPointKind, object: String, site: SourceSite) {}
     public var isControlled: Bool { false }

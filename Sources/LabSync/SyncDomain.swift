@@ -111,6 +111,9 @@ public final class SyncDomain: Sendable {
     /// The lab reads no other clock.
     public func now() -> Duration { scheduler.now() }
 
+    /// `now()` in whole nanoseconds (the scheduler's clock, read without `Duration` arithmetic).
+    public func nowNanoseconds() -> UInt64 { scheduler.nowNanoseconds() }
+
     /// A number naming the calling thread (see `Scheduler.currentThreadID`).
     public var currentThreadID: UInt64 { scheduler.currentThreadID() }
 

@@ -14,6 +14,7 @@ struct MMULab: ParsableCommand {
             and KVM plugins. `mmulab run` runs any scenario (built in, or your YAML file) \
             against any plugin; `mmulab campaign` runs many seeds in child processes or on a \
             Slurm cluster; `mmulab bugs` lists the bugs campaigns found; \
+            `mmulab replay` steps through a deterministic run's failure and `mmulab shrink` cuts it down; \
             `mmulab scenarios` lists and checks scenarios; `mmulab plugins` lists and inspects \
             device plugins; `mmulab events` lists the invalidation events; \
             `mmulab notifier-storm` storms the notifier core alone; `mmulab kernel-diff` checks \
@@ -24,7 +25,7 @@ struct MMULab: ParsableCommand {
             """,
         version: Version.text,
         subcommands: [
-            DemoCommand.self, RunCommand.self, CampaignCommand.self, ReplayRunCommand.self, ScenariosCommand.self, PluginsCommand.self,
+            DemoCommand.self, RunCommand.self, CampaignCommand.self, ReplayRunCommand.self, ShrinkCommand.self, ScenariosCommand.self, PluginsCommand.self,
             EventsCommand.self, NotifierStormCommand.self, KernelDiffCommand.self, BugsCommand.self,
         ],
         defaultSubcommand: DemoCommand.self

@@ -29,10 +29,12 @@ struct LayeringTests {
     /// shims, the CLI's campaign, which times child processes (outside any
     /// run) in real time, the bug database, which dates campaigns and
     /// sightings by the wall clock, and the kernel-diff harness's runner, a
-    /// process of its own that drives the real kernel, not the lab.
+    /// process of its own that drives the real kernel, not the lab, and the
+    /// shrinker's candidate runner, which times its child processes.
     static let exempt = [
         "/Sources/LabSync/", "/Sources/CLabSyncShims/", "/Sources/mmulab/Campaign/", "/Sources/mmulab/CampaignCommand.swift",
         "/Sources/mmulab/CampaignCollectCommand.swift", "/Sources/BugDatabase/", "/Sources/KernelRunner/",
+        "/Sources/mmulab/Shrink/CandidateProcess.swift",
     ]
 
     static var packageRoot: String {

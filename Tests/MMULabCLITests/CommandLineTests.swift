@@ -116,7 +116,7 @@ struct CommandLineTests {
         for _ in 0..<3 { root = String(root[..<root.lastIndex(of: "/")!]) }
         let script = try String(contentsOfFile: root + "/scripts/demo", encoding: .utf8)
         for product in ["mmulab-plugin-gpu", "mmulab-plugin-rdma", "mmulab-plugin-kvm", "mmulab-plugin-mirror-c", "mmulab-plugin-mirror-swift",
-            "mmulab-plugin-mirror-broken"]
+            "mmulab-plugin-mirror-broken", "mmulab-plugin-kernel-mirror"]
         {
             #expect(script.contains(product), "scripts/demo does not build \(product)")
         }

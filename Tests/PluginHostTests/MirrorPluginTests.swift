@@ -90,6 +90,11 @@ struct MirrorPluginTests {
         try runMirrorUnderPressure(mirrorSwift)
     }
 
+    /// The test_hmm-style driver in kernel C, through the Linux shim.
+    @Test func theKernelStyleMirrorKeepsDataCoherentUnderPressure() throws {
+        try runMirrorUnderPressure(kernelMirror)
+    }
+
     @Test func aPluginThatSleepsInANonBlockableCallbackIsReported() throws {
         let plugin = try load(fixture("sleepy"))
         let machine = makeMachine()

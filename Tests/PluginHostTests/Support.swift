@@ -9,6 +9,7 @@ let buildDirectory = PluginDiscovery.executableDirectory!
 func fixture(_ name: String) -> String { "\(buildDirectory)/libmmulab-fixture-\(name).so" }
 let mirrorC = "\(buildDirectory)/libmmulab-plugin-mirror-c.so"
 let mirrorSwift = "\(buildDirectory)/libmmulab-plugin-mirror-swift.so"
+let kernelMirror = "\(buildDirectory)/libmmulab-plugin-kernel-mirror.so"
 
 /// Tests/Fixtures/Plugins, found from this file.
 let fixturesDirectory: String = {

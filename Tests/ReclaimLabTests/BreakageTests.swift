@@ -95,6 +95,18 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=longterm-pfn on longterm-pins", scenario: "longterm-pins", plugin: ("mirror-broken", "bug=longterm-pfn"),
             seconds: 1, expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
+        // The kernel-style driver (Examples/KernelStyleMirror, through the
+        // Linux shim) with the classic bugs of a Linux driver; its two fault
+        // races are in KernelStyleMirrorTests, on a scenario made for them.
+        // The OOM kill comes 500 ms into the run; 2 s leave a loaded machine
+        // time to reap (a whole-suite run once missed it in three 1 s runs).
+        Case(
+            name: "kernel-mirror bug=mutex-in-nonblockable on oom-reaper", scenario: "oom-reaper",
+            plugin: ("kernel-mirror", "bug=mutex-in-nonblockable"), seconds: 2, expected: [.contextViolation]),
+        Case(
+            name: "kernel-mirror bug=keep-write-tag on mprotect-flip", scenario: "mprotect-flip", plugin: ("kernel-mirror", "bug=keep-write-tag"),
+            seconds: 1, expected: [.writeThroughReadOnly],
+            allowed: [.protNoneAccess, .lostWrite, .staleTranslation, .useAfterFree, .crossSpaceLeak]),
     ]
 
     @Test(arguments: cases)

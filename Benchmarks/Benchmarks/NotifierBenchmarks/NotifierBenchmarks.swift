@@ -46,6 +46,15 @@ nonisolated(unsafe) let millionIntervals: IntervalTree = {
     return tree
 }()
 
+/// What scripts/benchmark-regressions lets pass against a stored baseline
+/// (the benchmark package's threshold tolerances): times within 10% at the
+/// median and p75 (run-to-run noise on an idle machine), allocation counts
+/// within a handful.
+var tenPercent: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 10.0, .p75: 10.0]) }
+var regressionTolerances: [BenchmarkMetric: BenchmarkThresholds] {
+    [.wallClock: tenPercent, .mallocCountTotal: BenchmarkThresholds(absolute: [.p50: 16, .p75: 16])]
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput],
@@ -53,7 +62,8 @@ let benchmarks: @Sendable () -> Void = {
         warmupIterations: 3,
         scalingFactor: .kilo,
         maxDuration: .seconds(2),
-        maxIterations: .count(100_000)
+        maxIterations: .count(100_000),
+        thresholds: regressionTolerances
     )
 
     for others in [0, 100, 10_000] {

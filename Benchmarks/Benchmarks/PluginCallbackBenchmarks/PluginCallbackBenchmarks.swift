@@ -1,4 +1,5 @@
 import Benchmark
+import HotPaths
 import MMUNotifier
 import PluginHost
 import Synchronization
@@ -42,6 +43,15 @@ nonisolated(unsafe) let inProcess = Fixture(
     subscriber: InProcessCounter(),
     range: InvalidationRange(addressSpace: AddressSpaceID(1), start: 0x1000, end: 0x2000, event: .vmscan), keepAlive: [])
 
+/// What scripts/benchmark-regressions lets pass against a stored baseline
+/// (the benchmark package's threshold tolerances): times within 10% at the
+/// median and p75 (run-to-run noise on an idle machine), allocation counts
+/// within a handful.
+var tenPercent: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 10.0, .p75: 10.0]) }
+var regressionTolerances: [BenchmarkMetric: BenchmarkThresholds] {
+    [.wallClock: tenPercent, .mallocCountTotal: BenchmarkThresholds(absolute: [.p50: 16, .p75: 16])]
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock],
@@ -49,7 +59,8 @@ let benchmarks: @Sendable () -> Void = {
         warmupIterations: 3,
         scalingFactor: .mega,
         maxDuration: .seconds(3),
-        maxIterations: .count(200)
+        maxIterations: .count(200),
+        thresholds: regressionTolerances
     )
     for (name, fixture) in [("C plugin through the ABI", cPlugin), ("Swift plugin through the ABI", swiftPlugin),
                             ("in-process Swift subscriber", inProcess)] {
@@ -60,6 +71,22 @@ let benchmarks: @Sendable () -> Void = {
             for _ in benchmark.scaledIterations {
                 blackHole(subscriber.invalidateRangeStart(range))
             }
+        }
+    }
+
+    // Issue 21, item 5: one device read of a resident page through the ABI
+    // (the lab's access call, the plugin's table, the host's checked
+    // dma_read), timed here and counted in instructions by
+    // scripts/instruction-counts (same fixture).
+    for (name, file) in [("C plugin (mirror-c)", "libmmulab-plugin-mirror-c.so"), ("Swift plugin (mirror-swift)", "libmmulab-plugin-mirror-swift.so")] {
+        Benchmark(
+            "one device read through the ABI: \(name)",
+            configuration: .init(metrics: [.wallClock, .mallocCountTotal], timeUnits: .nanoseconds, warmupIterations: 3,
+                                 scalingFactor: .kilo, maxDuration: .seconds(3), maxIterations: .count(200))
+        ) { benchmark in
+            let fixture = DeviceReadFixture(plugin: file)
+            benchmark.startMeasurement()
+            fixture.run(benchmark.scaledIterations.count)
         }
     }
 }

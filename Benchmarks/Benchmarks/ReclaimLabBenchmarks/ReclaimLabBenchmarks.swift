@@ -3,15 +3,20 @@ import LabSync
 import PluginHost
 import ReclaimLab
 
-// Issue target: the reclaim-storm scenario (memory oversubscribed 2x, the
+// Issue targets: the reclaim-storm scenario (memory oversubscribed 2x, the
 // three bundled plugins gpu, rdma and kvm active, every kind of pressure),
-// with the oracle on, checks at least 2,000,000 accesses a second (CPU and
-// device together, `RunResult.operations`) on a 2-core machine.
+// with the oracle on, checks at least 10,000,000 accesses a second (CPU and
+// device together, `RunResult.operations`) on a 2-core machine (issue 21;
+// issue 13 asked 2,000,000), at least a third of them the devices'.
 
 /// Checked accesses per second of one run, as the lab counts them: the
 /// actors' accesses over the run's own elapsed time (setup and teardown are
 /// outside both).
 let checkedAccesses = BenchmarkMetric.custom("checked accesses/s", polarity: .prefersLarger, useScalingFactor: false)
+
+/// The devices' share of a run's checked accesses, in percent (issue 21:
+/// at least a third; the devices are what is under test).
+let deviceShare = BenchmarkMetric.custom("device accesses %", polarity: .prefersLarger, useScalingFactor: false)
 
 /// How long each iteration's run lasts.
 let runSeconds = 3.0
@@ -35,14 +40,24 @@ func requireClean(_ result: RunResult, replay: String) {
     }
 }
 
+/// What scripts/benchmark-regressions lets pass against a stored baseline
+/// (the benchmark package's threshold tolerances): times within 10% at the
+/// median and p75 (run-to-run noise on an idle machine), allocation counts
+/// within a handful.
+var tenPercent: BenchmarkThresholds { BenchmarkThresholds(relative: [.p50: 10.0, .p75: 10.0]) }
+var regressionTolerances: [BenchmarkMetric: BenchmarkThresholds] {
+    [.wallClock: tenPercent, .mallocCountTotal: BenchmarkThresholds(absolute: [.p50: 16, .p75: 16])]
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
-        metrics: [checkedAccesses, .wallClock, .peakMemoryResident, .mallocCountTotal],
+        metrics: [checkedAccesses, deviceShare, .wallClock, .peakMemoryResident, .mallocCountTotal],
         timeUnits: .milliseconds,
-        units: [checkedAccesses: .count],
+        units: [checkedAccesses: .count, deviceShare: .count],
         warmupIterations: 0,
         maxDuration: .seconds(20),
-        maxIterations: .count(3)
+        maxIterations: .count(3),
+        thresholds: regressionTolerances.merging([checkedAccesses: tenPercent]) { $1 }
     )
 
     Benchmark("reclaim-storm, oracle on, gpu+rdma+kvm, \(Int(runSeconds)) s run") { benchmark in
@@ -55,6 +70,7 @@ let benchmarks: @Sendable () -> Void = {
         let result = try ScenarioRunner.run(scenario, options: options)
         requireClean(result, replay: "mmulab run reclaim-storm --seed \(result.seed) --duration \(Int(runSeconds))")
         benchmark.measurement(checkedAccesses, Int((Double(result.operations) / result.elapsedSeconds).rounded()))
+        benchmark.measurement(deviceShare, 100 * (result.deviceReads + result.deviceWrites) / result.operations)
     }
 
     // Issue 17's target: at least 500,000 checked accesses a second (real

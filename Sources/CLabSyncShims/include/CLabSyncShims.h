@@ -21,4 +21,19 @@ static inline void mmulab_cpu_relax(void) {
 #endif
 }
 
+/// The calling thread's execution context (LabSync's `ExecutionContext`,
+/// unretained), NULL until the thread first asks for it and again once its
+/// thread-exit destructor ran. A thread-local word: reading it costs a load
+/// from the thread pointer where `pthread_getspecific` cost a call (and its
+/// key, a lazy global, a once-check) on every lock and unlock.
+extern __thread void *mmulab_thread_context;
+
+static inline void *mmulab_current_context(void) {
+    return mmulab_thread_context;
+}
+
+static inline void mmulab_set_current_context(void *context) {
+    mmulab_thread_context = context;
+}
+
 #endif

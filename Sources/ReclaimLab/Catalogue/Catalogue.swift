@@ -30,12 +30,12 @@ public enum Catalogue {
               - { plugin: rdma, name: nic, options: "dma-us=10", bindings: [ { space: app, mapping: heap } ] }
               - { plugin: gpu, options: "vram=0", bindings: [ { space: gpu-app, mapping: buffers } ] }
             workloads:
-              - { name: guest, actor: kvm, space: vm, mapping: guest, threads: 2, pattern: zipfian, writes: 0.3 }
-              - { name: app-cpu, actor: cpu, space: app, mapping: heap, writes: 0.5 }
-              - { name: peer, actor: nic, space: app, mapping: heap, writes: 0.5 }
-              - { name: files, actor: cpu, space: app, mapping: data, pattern: sequential }
-              - { name: shader, actor: gpu, space: gpu-app, mapping: buffers, writes: 0.3 }
-              - { name: host-side, actor: cpu, space: gpu-app, mapping: buffers, writes: 0 }
+              - { name: guest, actor: kvm, space: vm, mapping: guest, threads: 3, pattern: zipfian, writes: 0.3 }
+              - { name: app-cpu, actor: cpu, space: app, mapping: heap, writes: 0.5, rate: 500000 }
+              - { name: peer, actor: nic, space: app, mapping: heap, threads: 8, writes: 0.5 }
+              - { name: files, actor: cpu, space: app, mapping: data, pattern: sequential, rate: 1000000 }
+              - { name: shader, actor: gpu, space: gpu-app, mapping: buffers, threads: 2, writes: 0.3 }
+              - { name: host-side, actor: cpu, space: gpu-app, mapping: buffers, writes: 0, rate: 1000000 }
             pressure:
               migration-rate: 1000
               ksm: { scans-per-second: 10, duplicates: 0.1 }

@@ -99,7 +99,12 @@ public enum JSONReport {
     private static func scheduleObject(_ s: ScheduleSummary) -> String {
         var out = "{ \"strategy\": \(quote(s.strategy)), \"steps\": \(s.steps), \"switches\": \(s.switches), \"threads\": \(s.threads), "
         out += "\"schedule_digest\": \(quote(digest(s.scheduleDigest))), \"virtual_seconds\": \(s.virtualSeconds), "
-        out += "\"wall_seconds\": \(s.wallSeconds), \"escapes\": [" + s.escapes.map(quote).joined(separator: ", ") + "]"
+        out += "\"wall_seconds\": \(s.wallSeconds), \"decisions\": \(s.decisions), \"escapes\": [" + s.escapes.map(quote).joined(separator: ", ") + "], "
+        out += "\"thread_names\": [" + s.threadNames.map(quote).joined(separator: ", ") + "]"
+        if let listed = s.choicesListed {
+            out += ", \"choices\": { \"listed\": \(listed), \"followed\": \(s.choicesFollowed), \"skipped\": \(s.choicesSkipped), "
+                + "\"through\": \(s.choicesThrough ?? 0) }"
+        }
         if let deadlock = s.deadlock { out += ", \"deadlock\": \(quote(deadlock))" }
         return out + " }"
     }

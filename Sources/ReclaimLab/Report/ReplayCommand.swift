@@ -39,6 +39,11 @@ public struct ReplayCommand: Sendable, Equatable {
     public var pluginDirectory: String?
     /// `--schedule`, the strategy of a deterministic run (`pct:3`).
     public var schedule: String? = nil
+    /// `--schedule-file`, the choices (and strategy) a deterministic run
+    /// followed; written instead of `--schedule`, which the file carries.
+    public var scheduleFile: String? = nil
+    /// `--stop-at-step`: where a deterministic run was cut.
+    public var stopAtStep: UInt64? = nil
 
     public init(
         scenario: String, seed: UInt64, seconds: Double? = nil, injections: [Injection] = [], plugins: [String] = [], pluginOptions: String = "",
@@ -61,7 +66,12 @@ public struct ReplayCommand: Sendable, Equatable {
         for injection in injections { words += ["--inject", injection.rawValue] }
         for plugin in plugins { words += ["--plugin", plugin] }
         if !pluginOptions.isEmpty { words += ["--plugin-options", pluginOptions] }
-        if let schedule { words += ["--schedule", schedule] }
+        if let scheduleFile {
+            words += ["--schedule-file", scheduleFile]
+        } else if let schedule {
+            words += ["--schedule", schedule]
+        }
+        if let stopAtStep { words += ["--stop-at-step", "\(stopAtStep)"] }
         return words
     }
 

@@ -39,6 +39,7 @@ enum DeviceActors {
             let space = lab.spaces[spaceIndex]
             let reader = WorkloadSpec(name: "attach-churn \(target.plugin)", actor: .device(plugin: target.plugin), space: target.space, mapping: target.mapping)
             let label = lab.label(of: target.plugin)
+            let shard = counters.attachChurnShard(index)
             actors.append(("attach-churn \(target.plugin) \(target.space)/\(target.mapping)", { heartbeat in
                 // A subscription added while invalidations are in flight
                 // must not miss one (the race `mm_lock` closed: Andrea
@@ -65,7 +66,7 @@ enum DeviceActors {
                     }
                     let thread = WorkloadThread(
                         lab: lab, spec: reader, mapping: mapping, space: space, writerIndex: nil, writers: 1, device: (instance, binding, label),
-                        counters: counters, heartbeat: heartbeat, path: path, history: history)
+                        counters: shard, heartbeat: heartbeat, path: path, history: history)
                     for _ in 0..<target.pages { thread.read(Int(rng.next() % UInt64(mapping.pages))) }
                     instance.detach(binding)
                     return false  // the reads counted the actor's successes

@@ -188,10 +188,7 @@ final class LabClock: Sendable {
         runStart.store(origin, ordering: .relaxed)
     }
 
-    private static func absolute(_ domain: SyncDomain) -> UInt64 {
-        let elapsed = domain.now().components
-        return UInt64(max(elapsed.seconds, 0)) &* 1_000_000_000 &+ UInt64(max(elapsed.attoseconds, 0) / 1_000_000_000)
-    }
+    private static func absolute(_ domain: SyncDomain) -> UInt64 { domain.nowNanoseconds() }
 
     /// Nanoseconds now, on the clock's scale.
     var nanoseconds: UInt64 { Self.absolute(domain) }

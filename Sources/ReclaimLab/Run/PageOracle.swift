@@ -185,23 +185,16 @@ final class TrackedMapping: @unchecked Sendable {
 
     static let magic: UInt8 = 0xA5
 
-    /// The 16-byte tag of a version of a page of this mapping.
-    func tag(page: Int, version: UInt32) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        put(UInt32(page), at: 0, in: &bytes)
-        put(version, at: 4, in: &bytes)
-        put(UInt32(spaceIndex), at: 8, in: &bytes)
-        put(UInt32(mappingIndex), at: 12, in: &bytes)
-        bytes[15] = Self.magic
-        return bytes
+    /// The 16-byte tag of a version of a page of this mapping, in place.
+    func pageTag(page: Int, version: UInt32) -> PageTag {
+        PageTag(page: UInt32(page), version: version, space: UInt32(spaceIndex), mapping: UInt32(mappingIndex))
     }
+
+    /// The 16-byte tag of a version of a page of this mapping.
+    func tag(page: Int, version: UInt32) -> [UInt8] { pageTag(page: page, version: version).bytes }
 
     /// What every duplicate page holds.
     var duplicateContent: [UInt8] { [UInt8](repeating: 0xD0, count: 15) + [Self.magic] }
-
-    private func put(_ value: UInt32, at offset: Int, in bytes: inout [UInt8]) {
-        for i in 0..<(offset == 12 ? 3 : 4) { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
-    }
 
     struct Decoded: Equatable {
         var page: UInt32
@@ -210,9 +203,14 @@ final class TrackedMapping: @unchecked Sendable {
         var mapping: UInt32
     }
 
+    /// The tag `tag` holds, if it carries the magic.
+    static func decode(_ tag: PageTag) -> Decoded? {
+        guard tag.magic == magic else { return nil }
+        return Decoded(page: tag.page, version: tag.version, space: tag.space, mapping: tag.mapping)
+    }
+
     static func decode(_ bytes: [UInt8]) -> Decoded? {
-        guard bytes.count >= 16, bytes[15] == magic else { return nil }
-        func word(_ at: Int, _ count: Int) -> UInt32 { (0..<count).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * UInt32($1)) } }
-        return Decoded(page: word(0, 4), version: word(4, 4), space: word(8, 4), mapping: word(12, 3))
+        guard bytes.count >= 16 else { return nil }
+        return decode(PageTag(bytes))
     }
 }

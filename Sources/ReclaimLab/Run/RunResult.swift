@@ -161,6 +161,8 @@ public struct RunResult: Sendable {
     public var trailDigest: UInt64 = 0
     /// How a deterministic run (`--schedule`) was scheduled; nil when free-running.
     public var schedule: ScheduleSummary? = nil
+    /// With `RunOptions.recordsChoices`: the run's scheduling choices.
+    public var recordedSchedule: RecordedSchedule? = nil
     /// Plugins' calls into the host from threads the scheduler did not make.
     var scheduleEscapes: [String] = []
     /// With `RunOptions.trace`: the kept steps and the event-trail entries

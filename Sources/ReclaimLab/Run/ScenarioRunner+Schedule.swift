@@ -1,4 +1,11 @@
-import LabSync
+public import LabSync
+
+/// A deterministic run's scheduling choices, written down
+/// (`RunOptions.recordsChoices`), and its threads' names by index.
+public struct RecordedSchedule: Sendable {
+    public var choices: ScheduleChoices
+    public var threadNames: [String]
+}
 
 /// How a deterministic run was scheduled, for the summary, the JSON report
 /// and the replay command.
@@ -21,12 +28,28 @@ public struct ScheduleSummary: Sendable {
     public var escapes: [String]
     /// Set when the run could not go on: every thread blocked with nothing to wake it.
     public var deadlock: String?
+    /// Decisions made (who runs next), and, when the run followed a list of
+    /// choices (`--schedule-file`), how many it listed, followed and skipped
+    /// (their thread could not run then), and the step up to which they governed.
+    public var decisions: UInt64 = 0
+    public var choicesListed: Int? = nil
+    public var choicesFollowed = 0
+    public var choicesSkipped = 0
+    public var choicesThrough: UInt64? = nil
+    /// The threads' names, by index (what a schedule file's thread numbers name).
+    public var threadNames: [String] = []
 }
 
 extension ScenarioRunner {
     /// Virtual time each scheduling point costs in the lab (about what a
     /// lock round trip costs a real thread, so rates keep their proportions).
     public static let nanosecondsPerStep: UInt64 = 100
+
+    /// A run cut at a step (`RunOptions.stopAtStep`) that has not ended this
+    /// many steps later (its teardown hangs, or an actor never finishes its
+    /// round) is ended there: `mmulab run --stop-at-step N` sets
+    /// `RunOptions.stepLimit` to N plus this.
+    public static let stepsAfterStop: UInt64 = 2_000_000
 
     /// The run under a controlled scheduler seeded with the run's seed: its
     /// every thread (the main one, the actors, kswapd, the plugins' own
@@ -43,6 +66,9 @@ extension ScenarioRunner {
             configuration.keptSteps = max(trace.steps, 1)
             configuration.keepStepsUntil = trace.lastStep
         }
+        configuration.choices = options.scheduleChoices
+        configuration.recordsChoices = options.recordsChoices
+        configuration.stepLimit = options.stepLimit
         let scheduler = ControlledScheduler(configuration)
         let sync = SyncDomain(scheduler: scheduler, lockOrder: scenario.validatesLockOrder)
         let started = FreeRunningScheduler().now()
@@ -60,6 +86,15 @@ extension ScenarioRunner {
             scheduleDigest: statistics.digest, virtualSeconds: Double(statistics.virtualNanoseconds) / 1e9,
             wallSeconds: Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18,
             escapes: statistics.foreignThreads.map { "thread \($0) used the lab's primitives without being scheduled" }, deadlock: nil)
+        summary.decisions = statistics.decisions
+        summary.threadNames = scheduler.threadNames
+        if let listed = options.scheduleChoices {
+            summary.choicesListed = listed.choices.count
+            summary.choicesFollowed = statistics.choicesFollowed
+            summary.choicesSkipped = statistics.choicesSkipped
+            summary.choicesThrough = listed.through
+        }
+        let recorded = options.recordsChoices ? RecordedSchedule(choices: scheduler.recordedChoices, threadNames: scheduler.threadNames) : nil
         switch outcome {
         case .finished(.failure(let failure), _):
             throw failure
@@ -67,10 +102,10 @@ extension ScenarioRunner {
             summary.escapes = result.scheduleEscapes + summary.escapes
             if !leftBehind.isEmpty { summary.escapes.append("left parked at the end (stuck): \(leftBehind.joined(separator: ", "))") }
             result.schedule = summary
+            result.recordedSchedule = recorded
             if options.trace != nil { result.trace = Self.trace(scheduler, trailLines: result.trace) }
             return result
         case .deadlocked(let report):
-            // Nothing can run again; what the run had gathered is out of reach.
             // Nothing can run again; what the run had gathered is out of
             // reach: the result is the deadlock, filed as a bug of its own.
             summary.deadlock = report.description
@@ -81,16 +116,21 @@ extension ScenarioRunner {
                 scenario: scenario.name, seed: seed, elapsedSeconds: summary.virtualSeconds, cpuReads: 0, cpuWrites: 0, deviceReads: 0,
                 deviceWrites: 0, checkedReads: 0, failedAccesses: 0, findings: [finding], findingsTotal: 1, machineStatistics: [],
                 pluginStatistics: [])
-            result.bugs = [Bug(key: BugKey(invariant: .stuck, path: "\(report.kind.rawValue) of every thread"), count: 1,
-                firstSeenSeconds: finding.seconds ?? 0, first: finding)]
+            let path = report.kind == .stepLimit ? "step limit \(report.step) reached" : "\(report.kind.rawValue) of every thread"
+            result.bugs = [Bug(key: BugKey(invariant: .stuck, path: path), count: 1, firstSeenSeconds: finding.seconds ?? 0, first: finding)]
             result.findingsByInvariant = [(.stuck, 1)]
             result.schedule = summary
+            result.recordedSchedule = recorded
             var replay = options.replay ?? ReplayCommand(
                 scenario: scenario.name, seed: seed, seconds: options.seconds, injections: Injection.named(in: options.faults),
                 pluginDirectory: options.pluginDirectory)
             replay.seed = seed
             replay.schedule = strategy.description
+            replay.stopAtStep = options.stopAtStep
             result.replay = replay
+            var configured = scenario
+            configured.seed = seed
+            result.scenarioYAML = ScenarioWriter.yaml(configured)
             return result
         }
     }

@@ -28,6 +28,19 @@ public struct RunOptions: Sendable {
     /// including `lastStep` (a finding's), and the event-trail entries
     /// recorded at them, for `RunResult.trace` (`mmulab replay --trail`).
     public var trace: (lastStep: UInt64, steps: Int)? = nil
+    /// With `schedule`: follow these scheduling choices up to their
+    /// `through` step, then the strategy (`mmulab run --schedule-file`).
+    public var scheduleChoices: ScheduleChoices? = nil
+    /// With `schedule`: write down the run's choices (`RunResult.recordedChoices`).
+    public var recordsChoices = false
+    /// With `schedule`: the run ends, as if its length ran out, once the
+    /// scheduler is past this step (the actors stop at the end of their
+    /// round, teardown and its checks run): a run cut at a finding's step.
+    public var stopAtStep: UInt64? = nil
+    /// With `schedule`: a run that reaches this step ends there, as a
+    /// deadlock does, with a `stuck` finding (a bound on a run that might
+    /// not end; nil: none).
+    public var stepLimit: UInt64? = nil
     /// Polled every few milliseconds while the actors run: once it answers
     /// true the run stops early (the actors finish their step, teardown and
     /// the checks after it run as usual) and the result says `interrupted`.
@@ -92,8 +105,9 @@ public enum ScenarioRunner {
         let findings = lab.findings
         let machine = lab.machine
         if scenario.pressure.backgroundReclaim { machine.startBackgroundReclaim() }
-        let counters = RunCounters()
-        let stop = StopFlag()
+        let counters = RunCounters(
+            workloadThreads: scenario.workloads.reduce(0) { $0 + $1.threads }, attachChurners: scenario.pressure.attachChurn.count)
+        let stop = StopFlag(afterStep: sync.isControlled ? options.stopAtStep : nil, sync: sync)
         var heartbeats: [Heartbeat] = []
         var threads: [any ThreadHandle] = []
 
@@ -107,6 +121,7 @@ public enum ScenarioRunner {
                 pluginDirectory: options.pluginDirectory)
         }
         replay.schedule = options.schedule?.description
+        replay.stopAtStep = sync.isControlled ? options.stopAtStep : nil
         // What a plugin oops ends with (if the command line installed its handler).
         PluginCrashReport.setContext("scenario \(scenario.name), seed \(seed)\nreplay: \(replay.commandLine)")
 
@@ -148,6 +163,7 @@ public enum ScenarioRunner {
                 interrupted = true
                 break
             }
+            if stop.isSet { break }  // past `stopAtStep`: the run's end, as its length's
             if case .seconds(let limit) = length, seconds(now - start) >= limit { break }
             if case .operations(let limit) = length, counters.operations >= limit { break }
             primaryChecks.collect(lab)
@@ -208,9 +224,9 @@ public enum ScenarioRunner {
         let bugs = findings.all
         var result = RunResult(
             scenario: scenario.name, seed: seed, elapsedSeconds: seconds(elapsed),
-            cpuReads: counters.cpuReads.load(ordering: .relaxed), cpuWrites: counters.cpuWrites.load(ordering: .relaxed),
-            deviceReads: counters.deviceReads.load(ordering: .relaxed), deviceWrites: counters.deviceWrites.load(ordering: .relaxed),
-            checkedReads: counters.checkedReads.load(ordering: .relaxed), failedAccesses: counters.failedAccesses.load(ordering: .relaxed),
+            cpuReads: counters.total(.cpuReads), cpuWrites: counters.total(.cpuWrites),
+            deviceReads: counters.total(.deviceReads), deviceWrites: counters.total(.deviceWrites),
+            checkedReads: counters.total(.checkedReads), failedAccesses: counters.total(.failedAccesses),
             findings: bugs.map(\.first), findingsTotal: findings.count(of: findings.enabled),
             machineStatistics: machineStatistics, pluginStatistics: pluginStatistics)
         result.bugs = bugs
@@ -274,6 +290,7 @@ public enum ScenarioRunner {
                     device = (lab.instances[p][i], lab.bindings[p][i][b], lab.instanceLabels[p][i])
                 }
                 let writers = writersOf[key] ?? 1
+                let shard = counters.workloadShard(made.count)
                 let index = writerIndex
                 let chosen = device
                 if writerIndex != nil {
@@ -284,7 +301,7 @@ public enum ScenarioRunner {
                 made.append(("\(workload.name)-\(thread)", { heartbeat in
                     WorkloadThread(
                         lab: lab, spec: workload, mapping: mapping, space: lab.spaces[spaceIndex], writerIndex: index, writers: writers,
-                        device: chosen, counters: counters, heartbeat: heartbeat)
+                        device: chosen, counters: shard, heartbeat: heartbeat)
                 }))
             }
         }

@@ -1,3 +1,4 @@
+import LabSync
 import Synchronization
 
 /// An actor's sign of life for the watchdog, and of use for the report:
@@ -13,8 +14,10 @@ final class Heartbeat: Sendable {
         self.name = name
         self.role = role
     }
-    func beat() { beats.add(1, ordering: .relaxed) }
-    func succeeded() { successes.add(1, ordering: .relaxed) }
+    // Bumped by the actor's own thread only (every caller is its loop), so a
+    // load and a store do: no locked read-modify-write on every access.
+    func beat() { beats.store(beats.load(ordering: .relaxed) &+ 1, ordering: .relaxed) }
+    func succeeded() { successes.store(successes.load(ordering: .relaxed) &+ 1, ordering: .relaxed) }
     func finish() { finished.store(true, ordering: .releasing) }
 
     var activity: ActorActivity {
@@ -22,10 +25,27 @@ final class Heartbeat: Sendable {
     }
 }
 
-/// Tells every actor to finish.
+/// Tells every actor to finish: once set, or (a run cut at a step) once
+/// the run's controlled scheduler is past the step it was given. Actors
+/// read it between rounds, so a step's round is never cut short.
 final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
-    var isSet: Bool { flag.load(ordering: .relaxed) }
+    /// Set by itself once the controlled scheduler of `sync` is past this step.
+    private let afterStep: UInt64?
+    private let sync: SyncDomain?
+
+    init(afterStep: UInt64? = nil, sync: SyncDomain? = nil) {
+        precondition(afterStep == nil || sync?.isControlled == true, "a stop at a step needs a controlled scheduler")
+        self.afterStep = afterStep
+        self.sync = sync
+    }
+
+    var isSet: Bool {
+        if flag.load(ordering: .relaxed) { return true }
+        guard let afterStep, let step = sync?.currentStep else { return false }
+        return step > afterStep
+    }
+
     func set() { flag.store(true, ordering: .relaxed) }
 }
 

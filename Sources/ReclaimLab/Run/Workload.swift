@@ -49,19 +49,79 @@ struct PagePicker {
     }
 }
 
-/// Counts shared by every actor of a run.
+/// Counts of a run: one shard per workload thread, bumped by that thread
+/// alone (no shared cache line on the path of every access: with every
+/// actor bumping one set of atomics, each access moved a line between the
+/// cores), and a shared set for the pressure actors' rare counts. The
+/// totals sum them all.
 final class RunCounters: Sendable {
-    let cpuReads = Atomic<Int>(0)
-    let cpuWrites = Atomic<Int>(0)
-    let deviceReads = Atomic<Int>(0)
-    let deviceWrites = Atomic<Int>(0)
+    enum Count: Int, CaseIterable {
+        case cpuReads, cpuWrites, deviceReads, deviceWrites, failedAccesses, checkedReads
+    }
+
+    /// One workload thread's counts, on cache lines of their own. Single
+    /// writer: only its thread bumps them (a load and a store, no locked
+    /// read-modify-write); anyone may read them.
+    final class Shard: @unchecked Sendable {
+        // @unchecked: the slots are atomics, allocated once.
+        private static let slots = 16  // two cache lines, so no neighbour shares them
+        private let counts: UnsafeMutablePointer<Atomic<Int>>
+
+        init() {
+            counts = UnsafeMutableRawPointer.allocate(byteCount: Self.slots * MemoryLayout<Atomic<Int>>.stride, alignment: 64)
+                .bindMemory(to: Atomic<Int>.self, capacity: Self.slots)
+            for index in 0..<Self.slots { (counts + index).initialize(to: Atomic(0)) }
+        }
+
+        deinit {
+            counts.deinitialize(count: Self.slots)
+            counts.deallocate()
+        }
+
+        /// Adds one to `count` (the shard's own thread only).
+        @inline(__always)
+        func bump(_ count: Count) {
+            counts[count.rawValue].store(counts[count.rawValue].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        }
+
+        subscript(_ count: Count) -> Int { counts[count.rawValue].load(ordering: .relaxed) }
+    }
+
+    /// A shard per workload thread, then one per attach-churn actor (which
+    /// reads through workload threads of its own), made with the counters
+    /// (read-only after).
+    private let shards: [Shard]
+    private let workloadThreads: Int
+
+    // The pressure actors' counts (several threads: atomic adds).
     let failedAccesses = Atomic<Int>(0)
+    let deviceReads = Atomic<Int>(0)
     let checkedReads = Atomic<Int>(0)
 
-    var operations: Int {
-        cpuReads.load(ordering: .relaxed) + cpuWrites.load(ordering: .relaxed) + deviceReads.load(ordering: .relaxed)
-            + deviceWrites.load(ordering: .relaxed)
+    init(workloadThreads: Int, attachChurners: Int) {
+        self.workloadThreads = workloadThreads
+        shards = (0..<workloadThreads + attachChurners).map { _ in Shard() }
     }
+
+    /// The shard of the `index`-th workload thread.
+    func workloadShard(_ index: Int) -> Shard { shards[index] }
+
+    /// The shard of the `index`-th attach-churn actor.
+    func attachChurnShard(_ index: Int) -> Shard { shards[workloadThreads + index] }
+
+    /// The run's total of `count`, every shard and the shared counts.
+    func total(_ count: Count) -> Int {
+        let shared: Int
+        switch count {
+        case .failedAccesses: shared = failedAccesses.load(ordering: .relaxed)
+        case .deviceReads: shared = deviceReads.load(ordering: .relaxed)
+        case .checkedReads: shared = checkedReads.load(ordering: .relaxed)
+        case .cpuReads, .cpuWrites, .deviceWrites: shared = 0
+        }
+        return shards.reduce(shared) { $0 + $1[count] }
+    }
+
+    var operations: Int { total(.cpuReads) + total(.cpuWrites) + total(.deviceReads) + total(.deviceWrites) }
 }
 
 /// One thread of a workload: picks pages, reads and writes them through
@@ -81,7 +141,8 @@ struct WorkloadThread {
     /// The device's aging check on this mapping (it times accesses once the
     /// device has answered a young check).
     let aging: (check: AgingCheck, mapping: Int)?
-    let counters: RunCounters
+    /// This thread's counts (bumped by this thread only).
+    let counters: RunCounters.Shard
     let heartbeat: Heartbeat
     /// Its device accesses, for the run loop's reading of the primary's checks.
     let history: AccessHistory?
@@ -90,7 +151,7 @@ struct WorkloadThread {
 
     init(
         lab: Lab, spec: WorkloadSpec, mapping: TrackedMapping, space: AddressSpace, writerIndex: Int?, writers: Int,
-        device: (instance: PluginInstance, binding: PluginInstance.Binding, label: String)?, counters: RunCounters, heartbeat: Heartbeat,
+        device: (instance: PluginInstance, binding: PluginInstance.Binding, label: String)?, counters: RunCounters.Shard, heartbeat: Heartbeat,
         path: String? = nil, history: AccessHistory? = nil
     ) {
         self.lab = lab
@@ -116,7 +177,13 @@ struct WorkloadThread {
         register()
         var rng = SplitMix64(seed: seed)
         var picker = PagePicker(pages: mapping.pages, pattern: spec.pattern, start: Int(rng.next() % UInt64(mapping.pages)))
-        let interval: Duration? = spec.rate > 0 ? .nanoseconds(1_000_000_000 / spec.rate) : nil
+        // Pacing: up to 1,000 accesses a second each access is followed by
+        // its interval's sleep; above, one sleep per millisecond's worth of
+        // accesses (a sleep per access would cost more than the access, and
+        // one shorter than the timer slack overshoots it many times over).
+        let batch = max(spec.rate / 1_000, 1)
+        let pause: Duration? = spec.rate > 0 ? .nanoseconds(Int64(batch) * 1_000_000_000 / Int64(spec.rate)) : nil
+        var sincePause = 0
         while !stop.isSet {
             heartbeat.beat()
             var page = picker.pick(&rng)
@@ -128,8 +195,14 @@ struct WorkloadThread {
             } else {
                 read(page)
             }
-            if let interval {
-                lab.machine.sync.sleep(for: interval)
+            if let pause {
+                sincePause += 1
+                if sincePause == batch {
+                    sincePause = 0
+                    lab.machine.sync.sleep(for: pause)
+                } else {
+                    lab.machine.sync.preemptionPoint()
+                }
             } else {
                 lab.machine.sync.preemptionPoint()  // a device access may take no host lock at all
             }
@@ -151,7 +224,7 @@ struct WorkloadThread {
     /// One access; returns when it began (lab clock; 0 for a CPU access,
     /// which is not timed: reading the clock would cost a CPU access a
     /// fifth of its time), or nil if it failed cleanly.
-    private func access(_ page: Int, write: Bool, atomic: Bool = false, _ bytes: inout [UInt8]) -> UInt64? {
+    private func access(_ page: Int, write: Bool, atomic: Bool = false, _ bytes: inout PageTag) -> UInt64? {
         let address = mapping.address + UInt64(page) * 4096
         var began: UInt64 = 0
         do {
@@ -160,26 +233,27 @@ struct WorkloadThread {
                 let pumpAfter = history?.record(address, write: write, at: began) ?? false
                 let target = device.binding.deviceAddress + UInt64(page) * 4096
                 let agingBegan = aging.flatMap { $0.check.isActive ? $0.check.now : nil }
-                try bytes.withUnsafeMutableBytes {
+                try bytes.withBytes {
                     try device.instance.access(device.binding, deviceAddress: target, write: write, atomic: atomic, buffer: $0)
                 }
-                mapping.hot?.deviceUsed(page, at: lab.clock.nanoseconds)
+                if let hot = mapping.hot { hot.deviceUsed(page, at: lab.clock.nanoseconds) }
                 if let aging, let agingBegan { aging.check.deviceUsed(mapping: aging.mapping, page: page, start: agingBegan) }
-                if write { counters.deviceWrites.add(1, ordering: .relaxed) } else { counters.deviceReads.add(1, ordering: .relaxed) }
+                counters.bump(write ? .deviceWrites : .deviceReads)
                 if pumpAfter { lab.attribution.collectIfFilling(lab) }
             } else if write {
-                try space.write(address, bytes)
-                counters.cpuWrites.add(1, ordering: .relaxed)
+                try bytes.withBytes { try space.write(address, from: UnsafeRawBufferPointer($0)) }
+                counters.bump(.cpuWrites)
             } else {
-                bytes = try space.read(address)
-                counters.cpuReads.add(1, ordering: .relaxed)
+                // The payload is at least 16 bytes (ScenarioReader), so the whole tag is read.
+                _ = try bytes.withBytes { try space.read(address, into: $0) }
+                counters.bump(.cpuReads)
             }
             heartbeat.succeeded()
             return began
         } catch {
             // munmap churn, mprotect flips, an OOM kill: the access fails
             // cleanly, which is allowed; what it returns is never checked.
-            counters.failedAccesses.add(1, ordering: .relaxed)
+            counters.bump(.failedAccesses)
             return nil
         }
     }
@@ -188,7 +262,7 @@ struct WorkloadThread {
         let epoch = mapping.epoch.load(ordering: .acquiring)
         let (word, last) = mapping.version(of: page, in: epoch)
         let version = last + 1
-        var bytes = mapping.tag(page: page, version: version)
+        var bytes = mapping.pageTag(page: page, version: version)
         guard access(page, write: true, atomic: atomic, &bytes) != nil else { return }
         // Published only if the memory was not replaced meanwhile (the
         // exchange fails if churn reset the page after `word` was read).
@@ -202,21 +276,21 @@ struct WorkloadThread {
     func read(_ page: Int) {
         let epoch = mapping.epoch.load(ordering: .acquiring)
         let before = mapping.version(of: page, in: epoch).version
-        var bytes = [UInt8](repeating: 0, count: 16)
+        var bytes = PageTag()
         guard let began = access(page, write: false, &bytes) else { return }
         guard epoch % 2 == 0, mapping.epoch.load(ordering: .acquiring) == epoch else { return }
-        counters.checkedReads.add(1, ordering: .relaxed)
+        counters.bump(.checkedReads)
         check(bytes, page: page, before: before, began: began, epoch: epoch)
     }
 
-    private func check(_ bytes: [UInt8], page: Int, before: UInt32, began: UInt64, epoch: UInt64) {
+    private func check(_ tag: PageTag, page: Int, before: UInt32, began: UInt64, epoch: UInt64) {
         // The common case first, with no classification: its own tag, new enough.
-        if page >= mapping.duplicates, let tag = TrackedMapping.decode(bytes), tag.space == UInt32(mapping.spaceIndex),
+        if page >= mapping.duplicates, tag.magic == TrackedMapping.magic, tag.space == UInt32(mapping.spaceIndex),
             tag.mapping == UInt32(mapping.mappingIndex), tag.page == UInt32(page), tag.version >= before
         {
             return
         }
-        let content = PageContent(bytes, mappings: lab.mappings)
+        let content = PageContent(tag.bytes, mappings: lab.mappings)
         if page < mapping.duplicates {
             if content != .duplicate { report(.useAfterFree, page, "a duplicate page holds", content, began) }
             return

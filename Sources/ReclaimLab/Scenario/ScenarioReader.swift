@@ -9,7 +9,7 @@ import Yams
 public enum ScenarioReader {
     /// Plugins the lab ships, usable by name (built beside mmulab): the
     /// three device plugins and the examples, one of them broken on purpose.
-    public static let bundledPlugins = ["gpu", "rdma", "kvm", "mirror-c", "mirror-swift", "mirror-broken"]
+    public static let bundledPlugins = ["gpu", "rdma", "kvm", "mirror-c", "mirror-swift", "mirror-broken", "kernel-mirror"]
 
     /// Reads the scenario file at `path`.
     public static func read(path: String) throws(ScenarioError) -> Scenario {

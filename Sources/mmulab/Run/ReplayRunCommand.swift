@@ -58,7 +58,7 @@ struct ReplayRunCommand: ParsableCommand {
             throw bad("no replay.arguments (a report of mmulab run --json from this version is needed)")
         }
         let arguments = Array(words.dropFirst())
-        guard json["schedule"] != nil, arguments.contains("--schedule") else {
+        guard json["schedule"] != nil, arguments.contains("--schedule") || arguments.contains("--schedule-file") else {
             throw bad("the run was not deterministic (run it with --schedule to replay it step by step)")
         }
         guard let first = (json["findings"] as? [[String: Any]])?.first else { throw bad("the run has no finding to replay") }
@@ -87,7 +87,7 @@ struct ReplayRunCommand: ParsableCommand {
             writeToStandardError("mmulab: \(error)\n")
             throw ExitCode(2)
         }
-        var options = session.options
+        var options = try session.preparedOptions()
         if trail { options.trace = (lastStep: UInt64(recorded.step), steps: steps) }
         let result: RunResult
         do {

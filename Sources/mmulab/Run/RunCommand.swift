@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LabSync
 import ReclaimLab
 import VirtualMemory
@@ -63,6 +64,28 @@ struct RunCommand: ParsableCommand {
     var schedule: ScheduleArgument?
 
     @Option(help: ArgumentHelp(
+        "Run deterministically, following the scheduling choices in this file (from --record-schedule or mmulab shrink), then "
+            + "its strategy (the file names it: no --schedule).", valueName: "file"))
+    var scheduleFile: String?
+
+    @Option(help: ArgumentHelp(
+        "With --schedule or --schedule-file: write the run's scheduling choices to this file, for --schedule-file.", valueName: "file"))
+    var recordSchedule: String?
+
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "With --schedule or --schedule-file: end the run once it is past this scheduling step (the actors finish their round; "
+                + "teardown and its checks run), as at a finding's step.", valueName: "step"),
+        transform: { UInt64(try ArgumentValues.count($0, in: 1...Int.max)) })
+    var stopAtStep: UInt64?
+
+    @Option(help: ArgumentHelp(
+        "With --schedule: if the run fails, shrink it (mmulab shrink, its first bug) into this directory; the run's report goes "
+            + "there as report.json unless --json names a file.", valueName: "dir"))
+    var shrink: String?
+
+    @Option(help: ArgumentHelp(
         "Break the primary on purpose, to see the oracle catch it: \(Injection.allCases.map(\.rawValue).joined(separator: ", ")); repeatable.",
         valueName: "fault"), transform: Self.injection)
     var inject: [Injection] = []
@@ -78,10 +101,40 @@ struct RunCommand: ParsableCommand {
         if pluginOptions != nil && plugin.isEmpty {
             throw ValidationError("--plugin-options applies to the plugins --plugin adds, and there is no --plugin (a scenario file's plugins take 'options:')")
         }
+        if schedule != nil && scheduleFile != nil {
+            throw ValidationError("--schedule-file names its strategy: give --schedule-file or --schedule, not both")
+        }
+        if shrink != nil {
+            guard schedule != nil || scheduleFile != nil else { throw ValidationError("--shrink needs a deterministic run: add --schedule") }
+            guard json != "-" && report != "-" else { throw ValidationError("--shrink prints its progress: no report on standard output (-)") }
+        }
+        if schedule == nil && scheduleFile == nil {
+            if recordSchedule != nil { throw ValidationError("--record-schedule needs a deterministic run: add --schedule (or --schedule-file)") }
+            if stopAtStep != nil { throw ValidationError("--stop-at-step needs a deterministic run: add --schedule (or --schedule-file)") }
+        }
         try RunSession.validateReportPaths(json: json, report: report)
     }
 
-    func run() throws { try session().run() }
+    func run() throws {
+        guard let shrink else { return try session().run() }
+        var session = session()
+        let report = json ?? shrink + "/report.json"
+        session.jsonPath = report
+        do {
+            try FileManager.default.createDirectory(atPath: shrink, withIntermediateDirectories: true)
+            try session.run()
+        } catch let code as ExitCode where code.rawValue == 1 {
+            // Findings: shrink the first bug (a report that could not be written ends in mmulab shrink's own refusal).
+            print("")
+            var command = try ShrinkCommand.parse([report, "--output-directory", shrink])
+            if let pluginDirectory { command.pluginDirectory = pluginDirectory }
+            try command.run()
+            throw code
+        } catch let error as CocoaError {
+            writeToStandardError("mmulab: --shrink \(shrink): \(error.localizedDescription)\n")
+            throw ExitCode(2)
+        }
+    }
 
     /// The run these flags ask for (also what `mmulab replay` reruns).
     func session() -> RunSession {
@@ -96,6 +149,10 @@ struct RunCommand: ParsableCommand {
         session.reportPath = report
         session.injections = inject
         session.options.schedule = schedule?.strategy
+        session.scheduleFilePath = scheduleFile
+        session.recordSchedulePath = recordSchedule
+        session.options.stopAtStep = stopAtStep
+        if let stopAtStep { session.options.stepLimit = stopAtStep.addingReportingOverflow(ScenarioRunner.stepsAfterStop).partialValue }
         return session
     }
 }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import LabSync
 import PluginHost
 import ReclaimLab
 
@@ -23,6 +25,36 @@ struct RunSession {
     var injections: [Injection] = []
     /// A line printed once the input is checked, before the run.
     var banner: String? = nil
+    /// `--schedule-file`: the choices (and strategy) to follow, read by `preparedOptions`.
+    var scheduleFilePath: String? = nil
+    /// `--record-schedule`: where the run's choices go.
+    var recordSchedulePath: String? = nil
+
+    /// The schedule file at `path`; exit 2 with the reason if it cannot be read or is malformed.
+    static func readScheduleFile(_ path: String) throws -> ScheduleFile {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            writeToStandardError("mmulab: --schedule-file \(path): cannot read it\n")
+            throw ExitCode(2)
+        }
+        do {
+            return try ScheduleFile(parsing: String(decoding: data, as: UTF8.self))
+        } catch {
+            writeToStandardError("mmulab: --schedule-file \(path): \(error)\n")
+            throw ExitCode(2)
+        }
+    }
+
+    /// `options` with the schedule file's strategy and choices, if one was given.
+    func preparedOptions() throws -> RunOptions {
+        var options = options
+        if let scheduleFilePath {
+            let file = try Self.readScheduleFile(scheduleFilePath)
+            options.schedule = file.strategy
+            options.scheduleChoices = file.choices
+        }
+        options.recordsChoices = recordSchedulePath != nil
+        return options
+    }
 
     /// Checks what can be checked while parsing: at most one report on
     /// standard output (the paths themselves are checked by `run`, before
@@ -58,6 +90,13 @@ struct RunSession {
 
     func run() throws {
         let (json, report) = try Self.destinations(json: jsonPath, report: reportPath)
+        let recording: ReportDestination?
+        do {
+            recording = try recordSchedulePath.map { path throws(ReportDestination.Failure) in try ReportDestination.checked(path, option: "--record-schedule") }
+        } catch {
+            writeToStandardError("mmulab: \(error)\n")
+            throw ExitCode(2)
+        }
         // With a report on standard output, everything meant for a person
         // goes to standard error, so the report can be piped.
         let human: Int32 = json?.isStandardOutput == true || report?.isStandardOutput == true ? STDERR_FILENO : STDOUT_FILENO
@@ -69,10 +108,11 @@ struct RunSession {
             writeToStandardError("mmulab: \(error)\n")
             throw ExitCode(2)
         }
-        var options = options
+        var options = try preparedOptions()
         options.replay = ReplayCommand(
             scenario: scenarioArgument, seed: options.seed ?? scenario.seed, seconds: options.seconds, injections: injections, plugins: plugins,
             pluginOptions: pluginOptions, pluginDirectory: options.pluginDirectory)
+        options.replay?.scheduleFile = scheduleFilePath
         nonisolated(unsafe) let line = ProgressLine(descriptor: human)
         options.progress = { progress in line.update(Self.progressText(progress)) }
         options.stopRequested = { StopSignals.received != nil }
@@ -94,6 +134,14 @@ struct RunSession {
         // hides findings (exit 1 wins) or an interruption.
         var written = true
         if let json { written = write(json, JSONReport.render(result)) && written }
+        if let recording, let recorded = result.recordedSchedule, let strategy = options.schedule {
+            let file = ScheduleFile(strategy: strategy, choices: recorded.choices)
+            let text = file.text(threadNames: recorded.threadNames, comments: [
+                "the scheduling choices of: \(result.replay.commandLine)",
+                "replay: mmulab run ... --schedule-file FILE with the same scenario and seed (README: races that replay exactly)",
+            ])
+            written = write(recording, text) && written
+        }
         if let report {
             if write(report, HTMLReport.render(result)) {
                 if !report.isStandardOutput { writeText("report    \(report)\n", to: human) }

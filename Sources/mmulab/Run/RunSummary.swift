@@ -104,6 +104,11 @@ extension RunSummary {
                 + "\(s.threads) threads, \(fixed(s.virtualSeconds)) s virtual in \(fixed(s.wallSeconds)) s",
             "          trail digest \(hexDigest(trailDigest)), schedule digest \(hexDigest(s.scheduleDigest))",
         ]
+        if let listed = s.choicesListed {
+            lines.append("          followed \(grouped(s.choicesFollowed)) of \(grouped(listed)) listed choices up to step \(grouped(Int(clamping: s.choicesThrough ?? 0)))"
+                + (s.choicesSkipped > 0 ? " (\(grouped(s.choicesSkipped)) skipped: their thread could not run then)" : "")
+                + ", then \(s.strategy)")
+        }
         for escape in s.escapes { lines.append("          NOT REPRODUCIBLE: \(escape)") }
         if let deadlock = s.deadlock { lines += deadlock.split(separator: "\n").map { "          \($0)" } }
         return lines

@@ -1,0 +1,103 @@
+/*
+ * mmulab Linux shim: <linux/mm.h>.
+ *
+ * Pages (see <linux/mm_types.h>: a struct page pointer is a handle on one
+ * translation): set_page_dirty tells the lab the device wrote the page
+ * (host->set_dirty), mark_page_accessed that it used it
+ * (host->mark_accessed). The folio of a page is the page (the lab maps
+ * 4 KiB pages).
+ *
+ * Pinning (pin_user_pages and friends, FOLL_WRITE for write access) pins
+ * through the host (host->pin): the frames stay until unpinned, and the
+ * returned pages may be kmapped for as long as they are pinned. The pages
+ * are those of current->mm (pin_user_pages, pin_user_pages_fast) or of the
+ * mm given (pin_user_pages_remote). unpin_user_pages_dirty_lock with
+ * make_dirty reports the device's writes as the pages go.
+ *
+ * Declared here and not provided, so a driver that reaches for them fails
+ * to link (undefined symbol), never runs a stand-in:
+ *   page_address, pfn_to_page   a page's memory is reached only through
+ *                               kmap, and a bare pfn carries no translation;
+ *   alloc_page(s), __free_page(s), get_page, put_page, folio_get,
+ *   folio_put                   the lab holds pages only through the
+ *                               primary's mappings (pin) and the notifier
+ *                               contract; a driver's own page references
+ *                               are not modelled;
+ *   get_user_pages(_remote)     use pin_user_pages (FOLL_PIN), which the lab
+ *                               accounts.
+ */
+#ifndef MMULAB_LINUX_MM_H
+#define MMULAB_LINUX_MM_H
+
+#include <linux/err.h>
+#include <linux/gfp.h>
+#include <linux/kernel.h>
+#include <linux/mm_types.h>
+#include <linux/mmap_lock.h>
+#include <linux/types.h>
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE (1UL << PAGE_SHIFT)
+#define PAGE_MASK (~(PAGE_SIZE - 1))
+#define PAGE_ALIGN(address) ALIGN((unsigned long)(address), PAGE_SIZE)
+#define PAGE_ALIGNED(address) IS_ALIGNED((unsigned long)(address), PAGE_SIZE)
+#define offset_in_page(p) ((unsigned long)(p) & ~PAGE_MASK)
+#define PHYS_PFN(x) ((unsigned long)((x) >> PAGE_SHIFT))
+
+/* The frame number behind the page (for a device-private page, the
+ * device page's number). */
+unsigned long page_to_pfn(const struct page *page);
+bool is_zone_device_page(const struct page *page);
+bool is_device_private_page(const struct page *page);
+
+bool set_page_dirty(struct page *page);
+int set_page_dirty_lock(struct page *page);
+void mark_page_accessed(struct page *page);
+
+static inline struct folio *page_folio(struct page *page) { return (struct folio *)page; }
+static inline struct page *mmulab_linux_folio_page(struct folio *folio, unsigned long n) {
+    WARN_ON(n != 0); /* every folio here is one 4 KiB page */
+    return (struct page *)folio;
+}
+#define folio_page(folio, n) mmulab_linux_folio_page((folio), (n))
+static inline bool folio_mark_dirty(struct folio *folio) { return set_page_dirty((struct page *)folio); }
+static inline void folio_mark_accessed(struct folio *folio) { mark_page_accessed((struct page *)folio); }
+static inline unsigned long folio_pfn(struct folio *folio) { return page_to_pfn((struct page *)folio); }
+static inline long folio_nr_pages(struct folio *folio) {
+    (void)folio;
+    return 1;
+}
+
+/* gup_flags */
+#define FOLL_WRITE 0x01u
+#define FOLL_FORCE 0x10u
+#define FOLL_NOWAIT 0x20u
+#define FOLL_LONGTERM 0x100u
+
+/* Pins nr_pages pages of current->mm from `start`; fills `pages`. Returns
+ * how many were pinned (all or nothing here) or a negative error. The
+ * caller holds mmap_read_lock (pin_user_pages, _remote) or not (_fast). */
+long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages);
+int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages);
+long pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
+                           struct page **pages, int *locked);
+void unpin_user_page(struct page *page);
+void unpin_user_pages(struct page **pages, unsigned long npages);
+void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty);
+
+/* Not provided (see above): declared so that using them is a link error. */
+void *page_address(const struct page *page);
+struct page *pfn_to_page(unsigned long pfn);
+struct page *alloc_pages(gfp_t gfp, unsigned int order);
+struct page *alloc_page(gfp_t gfp);
+void __free_pages(struct page *page, unsigned int order);
+void __free_page(struct page *page);
+void get_page(struct page *page);
+void put_page(struct page *page);
+void folio_get(struct folio *folio);
+void folio_put(struct folio *folio);
+long get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages);
+long get_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
+                           struct page **pages, int *locked);
+
+#endif /* MMULAB_LINUX_MM_H */

@@ -1,0 +1,274 @@
+/*
+ * mmulab Linux shim: struct page handles, dirty and accessed reports, and
+ * pinning (<linux/mm.h>).
+ *
+ * A struct page here is a handle on one translation the host gave: the
+ * address space, and the mmulab_pfn (address, frame, the frame's
+ * generation, permission). The same translation always gives the same
+ * handle (a hash on all of it), so drivers may compare page pointers as
+ * they do in Linux. Handles live in a ring of up to RING pages a device;
+ * when the ring is full, the oldest handle no one holds (no kmap, no pin)
+ * is reused. A driver that keeps a page pointer through RING newer
+ * translations and then uses it reaches the newer translation instead:
+ * that can only hide a stale use, never invent one, and a driver that
+ * keeps stale pages is found long before that.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#include <linux/highmem.h>
+#include <linux/sched.h>
+
+#define RING (1u << 16)
+#define CHUNK 1024u
+/* Beyond RING only if every handle is held; a hard bound past that. */
+#define MAX_CHUNKS (4u * RING / CHUNK)
+
+struct page {
+    uint64_t address_space;
+    mmulab_pfn pfn;
+    struct mmulab_linux_device *device;
+    struct page *hash_next;
+    uint32_t holds; /* kmap mappings outstanding */
+    uint32_t pins;  /* pins this handle took (pin_user_pages) */
+    bool live;
+};
+
+struct mmulab_linux_pages {
+    struct page *chunks[MAX_CHUNKS];
+    uint32_t chunk_count;
+    uint32_t used;   /* slots ever handed out */
+    uint32_t cursor; /* the next slot to consider for reuse */
+    struct page *buckets[RING];
+};
+
+/* What makes two translations the same. */
+static const uint32_t identity_flags = MMULAB_PFN_WRITABLE | MMULAB_PFN_PINNED | MMULAB_PFN_DEVICE_PRIVATE;
+
+static uint32_t hash_of(uint64_t space, const mmulab_pfn *pfn) {
+    uint64_t h = space * 0x9E3779B97F4A7C15ull;
+    h ^= pfn->address * 0xC2B2AE3D27D4EB4Full;
+    h ^= pfn->pfn * 0x165667B19E3779F9ull;
+    h ^= ((uint64_t)pfn->generation << 8 | (pfn->flags & identity_flags)) * 0x27D4EB2F165667C5ull;
+    return (uint32_t)(h >> 32) & (RING - 1);
+}
+
+static bool same(const struct page *page, uint64_t space, const mmulab_pfn *pfn) {
+    return page->address_space == space && page->pfn.address == pfn->address && page->pfn.pfn == pfn->pfn &&
+           page->pfn.generation == pfn->generation &&
+           (page->pfn.flags & identity_flags) == (pfn->flags & identity_flags);
+}
+
+static struct page *slot(struct mmulab_linux_pages *pages, uint32_t index) {
+    return &pages->chunks[index / CHUNK][index % CHUNK];
+}
+
+static void unhash(struct mmulab_linux_pages *pages, struct page *page) {
+    struct page **link = &pages->buckets[hash_of(page->address_space, &page->pfn)];
+    while (*link && *link != page) link = &(*link)->hash_next;
+    if (*link) *link = page->hash_next;
+    page->hash_next = NULL;
+}
+
+/* A free slot (page lock held), or NULL when there is none to be had. */
+static struct page *free_slot(struct mmulab_linux_pages *pages) {
+    uint32_t capacity = pages->chunk_count * CHUNK;
+    if (pages->used < capacity) return slot(pages, pages->used++);
+    if (capacity < RING) goto grow;
+    for (uint32_t tried = 0; tried < capacity; tried++) {
+        struct page *page = slot(pages, pages->cursor);
+        pages->cursor = (pages->cursor + 1) % capacity;
+        if (page->holds == 0 && page->pins == 0) {
+            unhash(pages, page);
+            return page;
+        }
+    }
+grow:
+    if (pages->chunk_count == MAX_CHUNKS) return NULL;
+    pages->chunks[pages->chunk_count] = calloc(CHUNK, sizeof(struct page));
+    if (!pages->chunks[pages->chunk_count]) return NULL;
+    pages->chunk_count++;
+    return slot(pages, pages->used++);
+}
+
+struct page *shim_page_intern(struct mmulab_linux_device *device, uint64_t address_space, const mmulab_pfn *pfn,
+                              bool pin) {
+    const mmulab_host *host = device->host;
+    host->lock(device->page_lock);
+    struct mmulab_linux_pages *pages = device->pages;
+    if (!pages) pages = device->pages = calloc(1, sizeof *pages);
+    struct page *page = NULL;
+    if (pages) {
+        uint32_t bucket = hash_of(address_space, pfn);
+        for (page = pages->buckets[bucket]; page && !same(page, address_space, pfn); page = page->hash_next) {}
+        if (!page && (page = free_slot(pages))) {
+            *page = (struct page){ .address_space = address_space, .pfn = *pfn, .device = device, .live = true,
+                                   .hash_next = pages->buckets[bucket] };
+            pages->buckets[bucket] = page;
+        }
+        if (page && pin) page->pins++;
+    }
+    host->unlock(device->page_lock);
+    /* hmm_pfns carry the handle in the bits below the flags. */
+    BUG_ON(page && ((uintptr_t)page & HMM_PFN_FLAGS));
+    return page;
+}
+
+bool shim_page_read(struct page *page, uint64_t *address_space, mmulab_pfn *pfn, bool hold) {
+    if (!page) return false;
+    struct mmulab_linux_device *device = page->device;
+    if (!device) return false;
+    device->host->lock(device->page_lock);
+    bool live = page->live;
+    if (live) {
+        *address_space = page->address_space;
+        *pfn = page->pfn;
+        if (hold) page->holds++;
+    }
+    device->host->unlock(device->page_lock);
+    return live;
+}
+
+void shim_page_release_hold(struct page *page) {
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    if (page->holds > 0) page->holds--;
+    device->host->unlock(device->page_lock);
+}
+
+struct mmulab_linux_device *shim_page_device(const struct page *page) { return page->device; }
+
+void shim_pages_free(struct mmulab_linux_device *device) {
+    struct mmulab_linux_pages *pages = device->pages;
+    if (!pages) return;
+    uint64_t pinned = 0;
+    for (uint32_t i = 0; i < pages->used; i++) pinned += slot(pages, i)->pins;
+    if (pinned > 0) {
+        /* The pins stay taken: the lab's own pin-leak check reports them. */
+        shim_log(device, MMULAB_LOG_WARNING, "%llu page pin(s) never unpinned", (unsigned long long)pinned);
+    }
+    for (uint32_t i = 0; i < pages->chunk_count; i++) free(pages->chunks[i]);
+    free(pages);
+    device->pages = NULL;
+}
+
+/* A page handle's translation, or false (reported) if it is not one. */
+static bool translation(struct page *page, uint64_t *space, mmulab_pfn *pfn, const char *what) {
+    if (shim_page_read(page, space, pfn, false)) return true;
+    shim_report(shim_device(), "BUG", "a struct page pointer that no hmm_range_fault or pin_user_pages returned",
+                "page.c", __LINE__, what);
+    return false;
+}
+
+unsigned long page_to_pfn(const struct page *page) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    return translation((struct page *)page, &space, &pfn, "page_to_pfn") ? (unsigned long)pfn.pfn : 0;
+}
+
+bool is_device_private_page(const struct page *page) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    return translation((struct page *)page, &space, &pfn, "is_device_private_page") &&
+           (pfn.flags & MMULAB_PFN_DEVICE_PRIVATE);
+}
+
+bool is_zone_device_page(const struct page *page) { return is_device_private_page(page); }
+
+bool set_page_dirty(struct page *page) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "set_page_dirty")) return false;
+    page->device->host->set_dirty(page->device->ctx, &pfn);
+    return true;
+}
+
+int set_page_dirty_lock(struct page *page) { return set_page_dirty(page); }
+
+void mark_page_accessed(struct page *page) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "mark_page_accessed")) return;
+    page->device->host->mark_accessed(page->device->ctx, &pfn);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Pinning                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static long pin_pages(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
+                      struct page **pages) {
+    struct mmulab_linux_device *device = shim_require_device("pin_user_pages");
+    if (!mm) return -EFAULT;
+    if (nr_pages == 0) return 0;
+    if (start & ~PAGE_MASK || nr_pages > (1ul << 20)) return -EINVAL;
+    mmulab_pfn *pfns = calloc(nr_pages, sizeof *pfns);
+    if (!pfns) return -ENOMEM;
+    mmulab_error error = { 0 };
+    uint64_t space = shim_mm(mm)->address_space;
+    mmulab_status status = device->host->pin(device->ctx, space, start, nr_pages * PAGE_SIZE,
+                                             (gup_flags & FOLL_WRITE) ? MMULAB_FAULT_WRITE : 0, pfns, &error);
+    if (status != MMULAB_OK) {
+        free(pfns);
+        return shim_errno_from_status(status);
+    }
+    for (unsigned long i = 0; i < nr_pages; i++) {
+        pages[i] = shim_page_intern(device, space, &pfns[i], true);
+        if (!pages[i]) {
+            /* No handle to give: give back what this call pinned. */
+            for (unsigned long j = 0; j < i; j++) unpin_user_page(pages[j]);
+            device->host->unpin(device->ctx, &pfns[i], nr_pages - i, false);
+            free(pfns);
+            return -ENOMEM;
+        }
+    }
+    free(pfns);
+    return (long)nr_pages;
+}
+
+long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages) {
+    struct mm_struct *mm = current->mm;
+    if (mm) mmap_assert_locked(mm);
+    return pin_pages(mm, start, nr_pages, gup_flags, pages);
+}
+
+int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages) {
+    if (nr_pages < 0) return -EINVAL;
+    return (int)pin_pages(current->mm, start, (unsigned long)nr_pages, gup_flags, pages);
+}
+
+long pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
+                           struct page **pages, int *locked) {
+    if (mm && !locked) mmap_assert_locked(mm);
+    return pin_pages(mm, start, nr_pages, gup_flags, pages);
+}
+
+static void unpin(struct page *page, bool dirty) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "unpin_user_page")) return;
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool pinned = page->pins > 0;
+    if (pinned) page->pins--;
+    device->host->unlock(device->page_lock);
+    if (!pinned) {
+        shim_report(shim_device(), "BUG", "unpin of a page this handle never pinned (or unpinned twice)", "page.c",
+                    __LINE__, "unpin_user_page");
+        return;
+    }
+    device->host->unpin(device->ctx, &pfn, 1, dirty);
+}
+
+void unpin_user_page(struct page *page) { unpin(page, false); }
+
+void unpin_user_pages(struct page **pages, unsigned long npages) {
+    for (unsigned long i = 0; i < npages; i++) unpin(pages[i], false);
+}
+
+void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty) {
+    for (unsigned long i = 0; i < npages; i++) unpin(pages[i], make_dirty);
+}
