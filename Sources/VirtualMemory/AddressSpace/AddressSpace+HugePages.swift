@@ -71,7 +71,7 @@ extension AddressSpace {
                 if !pte.isNone { empty = false }
             }
             guard empty else { return false }
-            memory.mapcounts[Int(head)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+            memory.addMapping(head)  // its own reference (see `zeroFill`): ours is put after the unlock
             pageTable.forEachEntry(from: block >> 12, to: (block + Self.hugeSize) >> 12, create: true) { vpn, pte in
                 pte = PTE.present(frame: frames[Int(vpn & 511)], writable: writable, dirty: true).with(huge: true)
             }
@@ -79,10 +79,8 @@ extension AddressSpace {
             return true
         }
         memory.unlock(head)
-        guard installed else {
-            memory.put(head)
-            return false
-        }
+        memory.put(head)  // the allocation's (the last one if it was not installed)
+        guard installed else { return false }
         machine.statistics.hugeFaults.add(1, ordering: .relaxed)
         machine.statistics.faults.add(1, ordering: .relaxed)
         return true

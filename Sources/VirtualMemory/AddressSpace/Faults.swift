@@ -138,12 +138,12 @@ extension AddressSpace {
                     raced.append(frame)
                     continue
                 }
-                memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)
+                memory.addMapping(frame)  // its own reference: see `zeroFill`
                 pageTable.set(vpn, .present(frame: frame, writable: writable, dirty: write))
             }
         }
         for frame in frames { memory.unlock(frame) }
-        memory.put(raced)
+        memory.put(frames)  // the allocations' references (a raced frame's was its last)
         let installed = frames.count - raced.count
         residentPages.add(installed, ordering: .relaxed)
         machine.statistics.faults.add(installed, ordering: .relaxed)
@@ -256,24 +256,26 @@ extension AddressSpace {
         if hugeFault(vma, page) { return }
         let frame = try allocateFrame(flags: .anonymous)
         vma.own(frame, at: page, memory: memory)
-        // On the LRU while we still own it, locked so reclaim leaves it be:
-        // once the PTE is set, an unmap may free it at any moment.
+        // On the LRU while we still own it, locked so reclaim leaves it be.
+        // Once the PTE is set, an unmap (or a copy-on-write of the page)
+        // may drop the mapping at any moment: the mapping takes a
+        // reference of its own, and the allocation's, which keeps the
+        // frame alive while it is locked, is put only after the unlock (a
+        // frame freed while locked would have its next owner unlocked by
+        // us: a uffd-snapshot campaign found that in copy-on-write).
         let locked = memory.tryLock(frame)
         precondition(locked, "a fresh frame is unlocked")
         memory.node(of: frame).addToLRU(frame, memory: memory)
         let installed = ptl.withLock { () -> Bool in
             guard pageTable.entry(page >> 12).isNone else { return false }
-            memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+            memory.addMapping(frame)
             pageTable.set(page >> 12, .present(frame: frame, writable: vma.protection.contains(.write), dirty: write))
             residentPages.add(1, ordering: .relaxed)
             return true
         }
         memory.unlock(frame)
-        if installed {
-            machine.statistics.zeroFills.add(1, ordering: .relaxed)
-        } else {
-            memory.put(frame)
-        }
+        memory.put(frame)  // the allocation's (the last one if it was not installed)
+        if installed { machine.statistics.zeroFills.add(1, ordering: .relaxed) }
     }
 
     private func fileFault(_ vma: VMA, _ page: UInt64, write: Bool) throws(MemoryError) {
@@ -403,17 +405,20 @@ extension AddressSpace {
                 memory.removeMapping(old)
                 released.frames.append(old)
             }
-            memory.mapcounts[Int(copy)].add(1, ordering: .relaxed)
+            // Its own reference: the end callbacks still run with `copy`
+            // locked, and meanwhile the page may be unmapped, or made
+            // read-only (a userfaultfd write-protect) and copied again,
+            // dropping the mapping's (see `zeroFill`).
+            memory.addMapping(copy)
             current = .present(frame: copy, writable: true, dirty: true)
             replaced = true
         }
         memory.unlock(copy)
+        memory.put(copy)  // the allocation's (the last one if it was not used)
         if replaced && fromZeroPage { residentPages.add(1, ordering: .relaxed) }
         if replaced {
             machine.statistics.cowCopies.add(1, ordering: .relaxed)
             if wasKSM { machine.statistics.ksmBreaks.add(1, ordering: .relaxed) }
-        } else {
-            memory.put(copy)
         }
     }
 

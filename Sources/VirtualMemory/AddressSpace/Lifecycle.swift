@@ -27,7 +27,10 @@ extension AddressSpace {
             }
             var mapped: [Int32] = []
             defer {
-                for frame in mapped { memory.unlock(frame) }  // mapped in the child: unlocked once the walk is done
+                for frame in mapped {  // mapped in the child: unlocked once the walk is done, then the allocation's reference put
+                    memory.unlock(frame)
+                    memory.put(frame)
+                }
                 for (_, frame) in copies.sorted(by: { $0.key < $1.key }) {  // not used after all: the page went meanwhile (freed in address order, for replays)
                     memory.unlock(frame)
                     memory.put(frame)
@@ -77,7 +80,7 @@ extension AddressSpace {
                             // Copied under the page-table lock while the
                             // parent still maps the pinned page.
                             memory.copyPayload(from: pte.frame, to: copy)
-                            memory.mapcounts[Int(copy)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+                            memory.addMapping(copy)  // its own reference (see `zeroFill`): ours is put after the unlock
                             child.residentPages.add(1, ordering: .relaxed)
                             let copied = PTE.present(
                                 frame: copy, writable: vma.protection.contains(.write), dirty: true, protNone: pte.isProtNone)

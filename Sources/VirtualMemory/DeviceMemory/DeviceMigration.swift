@@ -169,15 +169,15 @@ extension AddressSpace {
             let home = machine.deviceMemory(of: page)!
             memory.payload(of: frame).copyMemory(from: UnsafeRawBufferPointer(home.payload(of: page)))
             home.migratedToHost.add(1, ordering: .relaxed)
-            memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+            memory.addMapping(frame)  // its own reference (see `zeroFill`): ours is put after the unlock
             pte = .present(frame: frame, writable: pte.isWritable, dirty: true)
             residentPages.add(1, ordering: .relaxed)
             released.devicePages.append(page)
             used.insert(address)
         }
-        for (address, frame) in frames.sorted(by: { $0.key < $1.key }) {  // in address order, for replays
+        for (_, frame) in frames.sorted(by: { $0.key < $1.key }) {  // in address order, for replays
             memory.unlock(frame)
-            if !used.contains(address) { memory.put(frame) }
+            memory.put(frame)  // the allocation's (the last one if it was not used)
         }
         return used.count
     }

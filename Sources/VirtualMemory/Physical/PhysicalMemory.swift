@@ -215,6 +215,13 @@ public final class PhysicalMemory: @unchecked Sendable {
 
     private func prepare(_ frame: Int32, flags: FrameFlags) {
         let f = Int(frame)
+        // Linux's check_new_page: a page off the free list is neither in
+        // use nor locked. A lock bit here is a tryLock on a frame nobody
+        // held a reference to (its holder would later unlock the frame's
+        // next owner). (A device's late set_dirty or mark_accessed through
+        // a stale translation may leave dirty or referenced: overwritten.)
+        let stale = FrameFlags(rawValue: flagWords[f].load(ordering: .acquiring))
+        precondition(stale.isDisjoint(with: [.allocated, .locked]), "allocating frame \(frame) with flags \(stale) left on it while free")
         refcounts[f].store(1, ordering: .relaxed)
         mapcounts[f].store(0, ordering: .relaxed)
         pincounts[f].store(0, ordering: .relaxed)
@@ -233,6 +240,9 @@ public final class PhysicalMemory: @unchecked Sendable {
         let before = refcounts[f].subtract(1, ordering: .acquiringAndReleasing).oldValue
         precondition(before > 0, "put on frame \(frame) with no reference (flags \(flags(of: frame)))")
         guard before == 1 else { return false }
+        // Linux's free_page_is_bad (PG_locked among the flags checked at
+        // free): the holder of the lock would unlock the frame's next owner.
+        precondition(!flags(of: frame).contains(.locked), "freeing frame \(frame) that is locked (flags \(flags(of: frame)))")
         if flags(of: frame).contains(.huge) {
             freeFolio(frame)
             return true
@@ -258,6 +268,7 @@ public final class PhysicalMemory: @unchecked Sendable {
             let before = refcounts[f].subtract(1, ordering: .acquiringAndReleasing).oldValue
             precondition(before > 0, "put on frame \(frame) with no reference (flags \(flags(of: frame)))")
             guard before == 1 else { continue }
+            precondition(!flags(of: frame).contains(.locked), "freeing frame \(frame) that is locked (flags \(flags(of: frame)))")
             if flags(of: frame).contains(.huge) {
                 freeFolio(frame)
                 continue

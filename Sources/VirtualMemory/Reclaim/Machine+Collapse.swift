@@ -142,10 +142,11 @@ extension AddressSpace {
                     pageTable.set(first + UInt64(k), PTE.present(frame: frames[k], writable: writable, dirty: true).with(huge: true))
                     filled += 1
                 }
-                memory.mapcounts[Int(head)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+                memory.addMapping(head)  // its own reference (see `zeroFill`): ours is put after the unlock
             }
             residentPages.add(filled, ordering: .relaxed)
             memory.unlock(head)
+            memory.put(head)  // the allocation's
             machine.statistics.hugeCollapses.add(1, ordering: .relaxed)
             return .collapsed
         }
