@@ -203,7 +203,7 @@ let package = Package(
         .testTarget(name: "GPUDiscoveryTests", dependencies: ["GPUDeviceDiscovery", "CLibDRM"], swiftSettings: strictSwift6),
         .testTarget(
             name: "PluginHostTests",
-            dependencies: ["PluginHost", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
+            dependencies: ["PluginHost", "CDevicePluginABI", "VirtualMemory", "MMUNotifier", "LabSync", "TestSupport"],
             exclude: [],
             swiftSettings: strictSwift6
         ),

@@ -41,11 +41,7 @@ struct binding {
 };
 
 static mmulab_status fail(mmulab_error *error, mmulab_status status, const char *message) {
-    if (error) {
-        error->status = status;
-        snprintf(error->message, sizeof error->message, "%s", message);
-    }
-    return status;
+    return mmulab_fail(error, status, "%s", message);
 }
 
 static const struct {

@@ -50,12 +50,6 @@ struct mirror {
     _Atomic uint64_t faults, retries, invalidations, refused, dma_reads, dma_writes;
 };
 
-static void set_error(mmulab_error *error, mmulab_status status, const char *message) {
-    if (!error) return;
-    error->status = status;
-    snprintf(error->message, sizeof error->message, "%s", message);
-}
-
 /* [range-dependent] The interval's invalidate callback. */
 static bool invalidate(void *data, mmulab_interval *interval, const mmulab_range *range, uint64_t current_seq) {
     binding *b = data;
@@ -67,8 +61,8 @@ static bool invalidate(void *data, mmulab_interval *interval, const mmulab_range
         return false;
     }
     m->host->interval_set_seq(interval, current_seq);
-    uint64_t first = range->start > b->start ? range->start : b->start;
-    uint64_t end = range->end < b->start + b->length ? range->end : b->start + b->length;
+    uint64_t first = 0, end = 0;
+    mmulab_range_clamp(range, b->start, b->length, &first, &end);
     for (uint64_t a = first; a < end; a += PAGE) {
         entry *e = &b->pages[(a - b->start) / PAGE];
         if ((e->state & ENTRY_WRITTEN)) m->host->set_dirty(m->host->context, &e->pfn); /* the dirty state transfers */
@@ -88,8 +82,7 @@ static mmulab_status create(const mmulab_host *host, const char *options, void *
     (void)options;
     mirror *m = calloc(1, sizeof *m);
     if (!m) {
-        set_error(error, MMULAB_ERR_NO_MEMORY, "out of memory");
-        return MMULAB_ERR_NO_MEMORY;
+        return mmulab_fail(error, MMULAB_ERR_NO_MEMORY, "out of memory");
     }
     m->host = host;
     m->lock = host->lock_create(host->context, "mirror-c device", MMULAB_LOCK_SPIN);
@@ -106,16 +99,14 @@ static void destroy(void *instance) {
 static mmulab_status attach(void *instance, const mmulab_binding_desc *desc, void **out, mmulab_error *error) {
     mirror *m = instance;
     if (desc->length == 0 || desc->start % PAGE || desc->length % PAGE) {
-        set_error(error, MMULAB_ERR_INVALID, "a binding must be page aligned and not empty");
-        return MMULAB_ERR_INVALID;
+        return mmulab_fail(error, MMULAB_ERR_INVALID, "a binding must be page aligned and not empty");
     }
     binding *b = calloc(1, sizeof *b);
     entry *pages = calloc(desc->length / PAGE, sizeof *pages);
     if (!b || !pages) {
         free(b);
         free(pages);
-        set_error(error, MMULAB_ERR_NO_MEMORY, "out of memory");
-        return MMULAB_ERR_NO_MEMORY;
+        return mmulab_fail(error, MMULAB_ERR_NO_MEMORY, "out of memory");
     }
     *b = (binding){ .device = m, .address_space = desc->address_space, .start = desc->start, .length = desc->length,
                     .device_address = desc->device_address, .writable = (desc->flags & MMULAB_BINDING_WRITE) != 0,
@@ -149,12 +140,10 @@ static mmulab_status access_page(void *instance, void *handle, uint64_t device_a
     binding *b = handle;
     int write = (flags & MMULAB_ACCESS_WRITE) != 0;
     if (device_address < b->device_address || device_address >= b->device_address + b->length) {
-        set_error(error, MMULAB_ERR_FAULT, "device address outside the binding");
-        return MMULAB_ERR_FAULT;
+        return mmulab_fail(error, MMULAB_ERR_FAULT, "device address outside the binding");
     }
     if (write && !b->writable) {
-        set_error(error, MMULAB_ERR_FAULT, "write to a read-only binding");
-        return MMULAB_ERR_FAULT;
+        return mmulab_fail(error, MMULAB_ERR_FAULT, "write to a read-only binding");
     }
     uint64_t page = (device_address - b->device_address) / PAGE;
     uint64_t address = b->start + page * PAGE;
@@ -193,8 +182,7 @@ static mmulab_status access_page(void *instance, void *handle, uint64_t device_a
         e->state = ENTRY_VALID | ((pfn.flags & MMULAB_PFN_WRITABLE) ? ENTRY_WRITE : 0);
         m->host->unlock(m->lock);
     }
-    set_error(error, MMULAB_ERR_BUSY, "could not fault the page in");
-    return MMULAB_ERR_BUSY;
+    return mmulab_fail(error, MMULAB_ERR_BUSY, "could not fault the page in");
 }
 
 static const char *stat_names[] = { "faults", "fault retries", "invalidations", "refused non-blockable",

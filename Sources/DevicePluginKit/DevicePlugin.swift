@@ -48,15 +48,26 @@ public struct BindingRequest: Sendable {
 /// A device plugin written in Swift: a type conforming to this protocol plus
 /// one export line (see `DevicePluginExport`). The kit turns the C tables
 /// into these calls; contexts are those of the C header.
+///
+/// `attach`, `detach` and `access` are [any-thread] (ABI 1.2 on): the host
+/// calls them concurrently with each other and with the device's own
+/// threads (the lab's attach-churn and exit-release actors do), so the
+/// plugin synchronises its own state, with the host's locks.
 public protocol DevicePlugin: AnyObject {
     static var info: PluginInfo { get }
     /// [blockable] `create`.
     init(host: Host, options: String) throws(PluginError)
-    /// [blockable] Map a window; return the object that stands for it.
+    /// [blockable] [any-thread] Map a window; return the object that stands
+    /// for it. May run concurrently with `access`, `detach` and other
+    /// attaches on the same instance.
     func attach(_ request: BindingRequest) throws(PluginError) -> AnyObject
-    /// [blockable] Unmap a window; no callback for it may run after this returns.
+    /// [blockable] [any-thread] Unmap a window; no callback for it may run
+    /// after this returns. May run concurrently with `access` and `attach`
+    /// on other bindings. Also called for a binding whose address space
+    /// has exited (after release): it must then only free what is left.
     func detach(_ binding: AnyObject)
-    /// [blockable] The device reads or writes the page at `deviceAddress`.
+    /// [blockable] [any-thread] The device reads or writes the page at
+    /// `deviceAddress`, faulting the translation in if needed.
     func access(_ binding: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError)
     /// [blockable] An atomic read-modify-write of the page at
     /// `deviceAddress` that writes `buffer` (ABI 1.5, MMULAB_ACCESS_ATOMIC):

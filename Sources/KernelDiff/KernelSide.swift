@@ -34,6 +34,10 @@ final class KernelSide {
         }
         var toRunner: [Int32] = [0, 0], fromRunner: [Int32] = [0, 0]
         guard pipe(&toRunner) == 0, pipe(&fromRunner) == 0 else { throw RunnerFailure(description: "pipe: \(errnoText())") }
+        // Close-on-exec, so another child this process starts later does not
+        // keep the runner's pipes open (dup2 onto 0 and 1 clears the flag
+        // there). The runner closes whatever else it inherits (main.c).
+        for fd in toRunner + fromRunner { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

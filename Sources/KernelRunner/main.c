@@ -297,6 +297,10 @@ static int swap_devices(void) {
 int main(int argc, char **argv) {
     (void)argc;
     (void)argv;
+    /* Only our standard streams: a descriptor the starting process left
+     * without close-on-exec (a pipe or socket through which it watches some
+     * other child) would otherwise stay open for as long as we live. */
+    closefrom(3);
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     if (geteuid() != 0) return unavailable("%s", "not root (PFNs in pagemap, tracefs and KSM's sysfs need root)");
     if (access("/dev/kvm", R_OK | W_OK) < 0) return unavailable("/dev/kvm: %s", strerror(errno));

@@ -15,8 +15,8 @@ struct ShrinkCommandTests {
     }
 
     static let proofs = [
-        Proof(name: "mirror-broken bug=stale on reclaim-storm under random", run: [
-            "run", "reclaim-storm", "--seed", "1", "--duration", "0.02", "--plugin", "mirror-broken", "--plugin-options", "bug=stale",
+        Proof(name: "mirror-broken bug=stale on reclaim-storm (seed 2) under random", run: [
+            "run", "reclaim-storm", "--seed", "2", "--duration", "0.02", "--plugin", "mirror-broken", "--plugin-options", "bug=stale",
             "--schedule", "random",
         ]),
         Proof(name: "free-before-invalidate on munmap-race under pct:3", run: [

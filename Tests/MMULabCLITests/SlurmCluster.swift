@@ -53,23 +53,36 @@ final class SlurmCluster {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    /// Runs `executable arguments...` to its end: its status and its output (both streams).
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) -> (Int32, String) {
+    /// Runs `executable arguments...` to its end (killed past `limit`
+    /// seconds): its status and its output (both streams, through a file:
+    /// a daemon it starts never holds a pipe of ours open).
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], limit: Double = 180) -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(["PATH": path]) { $1 }.merging(environment) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("mmulab-slurm-cluster-\(UUID().uuidString).out").path
+        guard FileManager.default.createFile(atPath: output, contents: nil), let handle = FileHandle(forWritingAtPath: output) else {
+            return (-1, "cannot create \(output)")
+        }
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        process.standardOutput = handle
+        process.standardError = handle
         process.standardInput = FileHandle.nullDevice
         do {
             try process.run()
         } catch {
             return (-1, "cannot run \(executable): \(error)")
         }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        try? handle.close()
+        let deadline = Date().addingTimeInterval(limit)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            return (-1, text + "\n\(executable) \(arguments.joined(separator: " ")) did not end within \(Int(limit)) s (killed)")
+        }
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        return (process.terminationStatus, text)
     }
 }

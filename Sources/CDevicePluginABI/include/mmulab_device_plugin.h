@@ -4,7 +4,13 @@
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
  * adds change_pte_pfn to the subscriber table and the plugin's optional
- * control operation. 1.3 changes no struct: migrate_to_host announces the
+ * control operation, and made the plugin's attach, detach and access
+ * [any-thread] (the lab's attach-churn and exit-release actors call them
+ * concurrently with each other and with the device workloads): no struct
+ * changed, but a plugin written to the 1.0/1.1 text, which tagged them
+ * only [blockable], may have assumed one caller at a time and must lock
+ * its own state (hosts call them concurrently whatever minor was
+ * negotiated). 1.3 changes no struct: migrate_to_host announces the
  * device memory's owner in its migrate invalidation, as Linux's
  * migrate_to_ram does, so the owning device skips it and must drop its own
  * translations of the range before it calls; to an instance that
@@ -77,9 +83,11 @@
 #ifndef MMULAB_DEVICE_PLUGIN_H
 #define MMULAB_DEVICE_PLUGIN_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -117,6 +125,24 @@ typedef struct mmulab_error {
     mmulab_status status;
     char message[256];
 } mmulab_error;
+
+/* [any-thread] Fills `error` (when not NULL) with `status` and a
+ * printf-style message, truncated to fit, and returns `status`, so a
+ * callee fails in one line: `return mmulab_fail(error, MMULAB_ERR_INVALID,
+ * "bad option '%s'", key);`. Never sleeps. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static inline mmulab_status mmulab_fail(mmulab_error *error, mmulab_status status, const char *format, ...) {
+    if (error) {
+        va_list arguments;
+        va_start(arguments, format);
+        error->status = status;
+        vsnprintf(error->message, sizeof error->message, format, arguments);
+        va_end(arguments);
+    }
+    return status;
+}
 
 /* ---------------------------------------------------------------------- */
 /* Ranges, events, translations                                            */
@@ -167,6 +193,23 @@ typedef struct mmulab_range {
     uint32_t flags; /* MMULAB_RANGE_* */
     uint64_t owner; /* who started a migration, if MMULAB_RANGE_HAS_OWNER */
 } mmulab_range;
+
+/* [any-thread] The part of `range` inside the window [start, start + length)
+ * (a binding's, say), in *first and *end (end exclusive); false, with
+ * neither written, when they do not overlap. An invalidation's range may
+ * be wider than the window the callee mirrors (a whole-space subscriber
+ * sees every range of the address space; an interval sees any range that
+ * overlaps it), so every callback that walks its own page table clamps
+ * first. Never sleeps. */
+static inline bool mmulab_range_clamp(const mmulab_range *range, uint64_t start, uint64_t length, uint64_t *first, uint64_t *end) {
+    uint64_t window_end = start + length;
+    uint64_t lo = range->start > start ? range->start : start;
+    uint64_t hi = range->end < window_end ? range->end : window_end;
+    if (lo >= hi) return false;
+    *first = lo;
+    *end = hi;
+    return true;
+}
 
 enum {
     MMULAB_PFN_WRITABLE = 1u << 0,

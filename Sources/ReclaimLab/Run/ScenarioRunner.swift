@@ -187,7 +187,6 @@ public enum ScenarioRunner {
         }
         stop.set()
         let elapsed = clock.now() - start
-        timeline.append(sample(at: clock.now()))
         // Every actor finishes its step and stops; one that does not within
         // the watchdog's limit is stuck (a deadlock, a callback that never
         // returns) and is left behind rather than joined, so the run still
@@ -200,6 +199,10 @@ public enum ScenarioRunner {
             }
         }
         for (index, thread) in threads.enumerated() where !watchdog.stuck.contains(index) { thread.join() }
+        // The last point once every actor has finished its step: the run's
+        // totals, with what reclaim did while the actors wound down (the
+        // machine's statistics below are read as late).
+        timeline.append(sample(at: clock.now()))
 
         let pluginStatistics = zip(scenario.plugins, lab.instances).flatMap { spec, made in
             made.enumerated().map { ("\(spec.name)#\($0.offset)", $0.element.statistics()) }

@@ -80,9 +80,7 @@ typedef struct binding {
 } binding;
 
 static void set_error(mmulab_error *error, mmulab_status status, const char *message) {
-    if (!error) return;
-    error->status = status;
-    snprintf(error->message, sizeof error->message, "%s", message);
+    (void)mmulab_fail(error, status, "%s", message);
 }
 
 static bool invalidate(void *data, mmulab_interval *interval, const mmulab_range *range, uint64_t current_seq) {
