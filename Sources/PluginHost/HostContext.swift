@@ -228,6 +228,7 @@ final class HostContext: @unchecked Sendable {
         MemoryServices.install(into: &t)
         DeviceMemoryServices.install(into: &t)
         ThreadServices.install(into: &t)
+        ExclusiveServices.install(into: &t)
         return t
     }
 }
@@ -236,7 +237,7 @@ func translation(_ pfn: mmulab_pfn) -> DeviceTranslation {
     DeviceTranslation(
         address: pfn.address, frame: PageFrameNumber(pfn.pfn), generation: pfn.generation,
         writable: pfn.flags & UInt32(MMULAB_PFN_WRITABLE) != 0, pinned: pfn.flags & UInt32(MMULAB_PFN_PINNED) != 0,
-        devicePage: pfn.isDevicePrivate ? DevicePage(rawValue: pfn.pfn) : nil)
+        devicePage: pfn.isDevicePrivate ? DevicePage(rawValue: pfn.pfn) : nil, exclusive: pfn.flags & UInt32(MMULAB_PFN_EXCLUSIVE) != 0)
 }
 
 extension mmulab_pfn {
@@ -250,6 +251,7 @@ func status(for error: MemoryError) -> Int {
     case .outOfMemory: MMULAB_ERR_NO_MEMORY
     case .killed, .exited: MMULAB_ERR_KILLED
     case .invalidArgument: MMULAB_ERR_INVALID
+    case .busy: MMULAB_ERR_BUSY
     }
 }
 

@@ -201,13 +201,18 @@ extension HostContext {
         guard start % 4096 == 0, length > 0, length % 4096 == 0, !overflow, end <= AddressSpace.addressLimit else {
             return invalid(errorOut, service, "[0x\(String(start, radix: 16)), +\(length)) must be page aligned, nonzero and inside the address space")
         }
-        guard flags & ~UInt32(MMULAB_FAULT_WRITE) == 0 else { return invalid(errorOut, service, "flags 0x\(String(flags, radix: 16)) are not MMULAB_FAULT_*") }
+        // Long-term pins are 1.5's: an older instance never meant the bit.
+        let known = UInt32(MMULAB_FAULT_WRITE) | (pin && negotiatedMinor >= 5 ? UInt32(MMULAB_PIN_LONGTERM) : 0)
+        guard flags & ~known == 0 else {
+            return invalid(errorOut, service, "flags 0x\(String(flags, radix: 16)) are not MMULAB_FAULT_*\(pin && negotiatedMinor >= 5 ? " or MMULAB_PIN_LONGTERM" : "")")
+        }
         let (found, status) = space(addressSpace, for: service, errorOut)
         guard let space = found else { return status }
         let write = flags & UInt32(MMULAB_FAULT_WRITE) != 0
+        let longTerm = flags & UInt32(MMULAB_PIN_LONGTERM) != 0
         do {
             let translations = pin
-                ? try space.pin(start: start, length: length, write: write)
+                ? try space.pin(start: start, length: length, write: write, longTerm: longTerm)
                 : try space.faultRange(start: start, length: length, write: write, devicePrivateOwner: devicePrivateOwner)
             if pin {
                 let binding = owner(space: addressSpace, start: start, end: end)
@@ -221,7 +226,8 @@ extension HostContext {
                 pfns[i] = mmulab_pfn(
                     address: t.address, pfn: t.frame.rawValue, generation: t.generation,
                     flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.pinned ? UInt32(MMULAB_PFN_PINNED) : 0)
-                        | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0))
+                        | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0)
+                        | (t.huge && negotiatedMinor >= 5 ? UInt32(MMULAB_PFN_HUGE) : 0))
             }
             return mmulab_status(MMULAB_OK)
         } catch {

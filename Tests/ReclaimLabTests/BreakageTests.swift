@@ -68,6 +68,33 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=zero-page on munmap-race", scenario: "munmap-race", plugin: ("mirror-broken", "bug=zero-page"),
             seconds: 1, expected: [.writeThroughReadOnly], allowed: [.lostWrite]),
+        // A write after MADV_FREE through a writable but clean translation,
+        // never reported dirty: reclaim discards the page with it.
+        Case(
+            name: "mirror-broken bug=lazy-free on lazy-free-churn", scenario: "lazy-free-churn", plugin: ("mirror-broken", "bug=lazy-free"),
+            seconds: 2, expected: [.lostWrite]),
+        // Writable translations kept through a userfaultfd write-protect.
+        Case(
+            name: "mirror-broken bug=ignore-wp on uffd-snapshot", scenario: "uffd-snapshot", plugin: ("mirror-broken", "bug=ignore-wp"),
+            seconds: 1, expected: [.writeThroughReadOnly], allowed: [.lostWrite, .staleTranslation, .useAfterFree, .crossSpaceLeak]),
+        // Translations of the old address kept through mremap.
+        Case(
+            name: "mirror-broken bug=ignore-mremap on mremap-move", scenario: "mremap-move", plugin: ("mirror-broken", "bug=ignore-mremap"),
+            seconds: 1, expected: [.staleTranslation], allowed: [.useAfterFree, .lostWrite, .crossSpaceLeak]),
+        // A 2 MiB device entry kept through a split, zapped only by ranges
+        // that cover its first page.
+        Case(
+            name: "mirror-broken bug=huge-split on thp-storm", scenario: "thp-storm", plugin: ("mirror-broken", "bug=huge-split"),
+            seconds: 3, expected: [.staleTranslation, .useAfterFree], allowed: [.writeThroughReadOnly, .lostWrite, .crossSpaceLeak]),
+        // An exclusive entry kept after the CPU took the page back.
+        Case(
+            name: "mirror-broken bug=keep-exclusive on device-atomics", scenario: "device-atomics", plugin: ("mirror-broken", "bug=keep-exclusive"),
+            seconds: 1, expected: [.staleTranslation], allowed: [.useAfterFree, .lostWrite, .crossSpaceLeak]),
+        // Translations looked up before a long-term pin that moved the
+        // pages out of movable memory.
+        Case(
+            name: "mirror-broken bug=longterm-pfn on longterm-pins", scenario: "longterm-pins", plugin: ("mirror-broken", "bug=longterm-pfn"),
+            seconds: 1, expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
         // The kernel-style driver (Examples/KernelStyleMirror, through the
         // Linux shim) with the classic bugs of a Linux driver; its two fault
         // races are in KernelStyleMirrorTests, on a scenario made for them.

@@ -145,6 +145,9 @@ extension GPUVM {
         if svm.length == GPUPageTable.hugeSize, ptes.allSatisfy({ $0.writable == ptes[0].writable }) {
             ok = pageTable.installHuge(svm.start, ptes, cache: &tableCache, freed: &freed)
             if ok { gpu.counters[.hugeMappings].add(1, ordering: .relaxed) }
+            // Backed by one huge page of the primary's (ABI 1.5 MMULAB_PFN_HUGE),
+            // as nouveau maps 2 MiB where hmm_range_fault reports order 9.
+            if ok && pfns.allSatisfy(\.isHuge) { gpu.counters[.hugeOverHugePages].add(1, ordering: .relaxed) }
         } else {
             for (i, pte) in ptes.enumerated() where ok {
                 ok = pageTable.install(svm.start + UInt64(i) * 4096, pte, cache: &tableCache)
@@ -192,7 +195,7 @@ extension GPUVM {
 
     /// Page-table pages for the next install, allocated before taking the
     /// VM lock (allocation may reclaim, and reclaim calls back into us).
-    private func topUpTableCache() {
+    func topUpTableCache() {
         var missing = lock.withLock { max(0, 4 - tableCache.count) }
         var fresh: [UInt64] = []
         while missing > 0, let page = gpu.host.allocatePageTablePage() {

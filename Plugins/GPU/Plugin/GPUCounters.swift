@@ -16,6 +16,8 @@ enum GPUCounter: Int, PluginCounterName {
     case tlbMisses
     case tlbFlushes
     case hugeMappings
+    /// 2 MiB entries whose 512 pages are one huge page of the primary's.
+    case hugeOverHugePages
     case tableCacheEmpty
     case invalidations
     case nonBlockableRetries
@@ -33,6 +35,12 @@ enum GPUCounter: Int, PluginCounterName {
     case dmaWrites
     /// A gauge: GPU accesses holding a fence now.
     case workInFlight
+    /// Atomics, pages taken exclusive for them, takes that raced an
+    /// invalidation, and its own exclusive conversions skipped.
+    case atomics
+    case exclusiveTaken
+    case exclusiveRetries
+    case ownExclusiveSkipped
 
     var label: String {
         switch self {
@@ -47,6 +55,7 @@ enum GPUCounter: Int, PluginCounterName {
         case .tlbMisses: "tlb misses"
         case .tlbFlushes: "tlb flushes"
         case .hugeMappings: "2M mappings"
+        case .hugeOverHugePages: "2M over huge pages"
         case .tableCacheEmpty: "table cache empty"
         case .invalidations: "invalidations"
         case .nonBlockableRetries: "retries"
@@ -63,6 +72,10 @@ enum GPUCounter: Int, PluginCounterName {
         case .dmaReads: "dma reads"
         case .dmaWrites: "dma writes"
         case .workInFlight: "work in flight"
+        case .atomics: "atomics"
+        case .exclusiveTaken: "exclusive taken"
+        case .exclusiveRetries: "exclusive retries"
+        case .ownExclusiveSkipped: "own exclusive skipped"
         }
     }
 }

@@ -164,6 +164,15 @@ final class GPU: DevicePlugin {
         try binding.vm.access(binding, deviceAddress, write: write, buffer)
     }
 
+    /// An atomic: through an entry the GPU took exclusive (ABI 1.5).
+    func atomic(_ object: AnyObject, deviceAddress: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        let binding = object as! GPUBinding
+        guard binding.contains(deviceAddress) else { throw .fault("GPU address 0x\(String(deviceAddress, radix: 16)) is outside the binding") }
+        guard binding.writable else { throw .fault("atomic through a read-only binding") }
+        guard host.offersExclusive else { return try binding.vm.access(binding, deviceAddress, write: true, buffer) }
+        try binding.vm.access(binding, deviceAddress, write: true, atomic: true, buffer)
+    }
+
     /// Posts a fault for every page of the range not mapped yet and services
     /// them as one batch (ibv_advise_mr's GPU cousin: xe's prefetch ioctl).
     func prefetch(_ object: AnyObject, deviceAddress: UInt64, length: UInt64) throws(PluginError) {

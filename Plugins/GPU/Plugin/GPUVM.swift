@@ -55,6 +55,13 @@ final class GPUVM: @unchecked Sendable {
             gpu.counters[.ownMigrationsSkipped].add(1, ordering: .relaxed)
             return true
         }
+        // Our own page taken exclusive for an atomic (nouveau's
+        // svm_range_invalidate): the frame stays, and the atomic path maps
+        // it once this returns. The CPU taking it back carries no owner.
+        if range.event == MMULAB_EVENT_EXCLUSIVE.rawValue, range.owner == gpu.owner {
+            gpu.counters[.ownExclusiveSkipped].add(1, ordering: .relaxed)
+            return true
+        }
         if range.isBlockable {
             lock.lock()
         } else if !lock.tryLock() {
@@ -123,10 +130,18 @@ final class GPUVM: @unchecked Sendable {
     /// The GPU reads or writes the page at `address`: through the TLB, or a
     /// page-table walk that fills it, or a replayable fault that the fault
     /// handler services before the access is replayed.
-    func access(_ binding: GPUBinding, _ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+    ///
+    /// An atomic (`atomic`, with `write`) goes only through an entry the
+    /// GPU took exclusive (`make_exclusive`): with a writable entry in
+    /// place, the fault handler takes the page exclusive and maps it so;
+    /// without one, the access faults for a write first.
+    func access(
+        _ binding: GPUBinding, _ address: UInt64, write: Bool, atomic: Bool = false, _ buffer: UnsafeMutableRawBufferPointer
+    ) throws(PluginError) {
         for attempt in 0..<10_000 {
             lock.lock()
-            if let (pte, svm) = translate(address), !write || pte.writable {
+            let entry = translate(address)
+            if let (pte, svm) = entry, !write || pte.writable, !atomic || pte.exclusive {
                 // The fence: the invalidation of this range waits for it.
                 svm.fences.add(1, ordering: .acquiring)
                 svm.lastUse = clock
@@ -142,13 +157,19 @@ final class GPUVM: @unchecked Sendable {
                     gpu.counters[.dmaReads].add(1, ordering: .relaxed)
                 }
                 if !pte.pfn.isDevicePrivate { gpu.host.markAccessed(pte.pfn) }
+                if atomic { gpu.counters[.atomics].add(1, ordering: .relaxed) }
                 gpu.counters[.workInFlight].subtract(1, ordering: .relaxed)
                 svm.fences.subtract(1, ordering: .releasing)
                 return
             }
+            let needsExclusive = atomic && entry.map { $0.0.writable && !$0.0.pfn.isDevicePrivate } == true
             lock.unlock()
             if attempt > 0 { gpu.counters[.replays].add(1, ordering: .relaxed) }
             if attempt > 8 { gpu.host.sleep(nanoseconds: 20_000) }  // let an invalidation or migration finish
+            if needsExclusive {
+                try gpu.faultLock.withLock { () throws(PluginError) in try takeExclusive(binding, address) }
+                continue
+            }
             gpu.faultBuffer.push(GPUFault(vm: self, binding: binding, address: address & ~4095, write: write, replays: attempt))
             gpu.serviceFaults()
             if let error = gpu.faultBuffer.takeError(self, address) { throw error }
@@ -180,6 +201,35 @@ final class GPUVM: @unchecked Sendable {
             let svm = notifier.range(containing: address), svm.mapped
         else { return nil }
         return svm
+    }
+
+    /// Takes the page at `address` exclusive and maps it so (the GPU's fault
+    /// lock held, as any fault service): `read_begin` on the range's
+    /// notifier, `make_exclusive` with the GPU's owner (its own conversion
+    /// is skipped by `invalidate`), then, under the VM lock, the exclusive
+    /// entry replaces the page's entry if no invalidation raced. A range
+    /// that went meanwhile leaves the access to fault again.
+    private func takeExclusive(_ binding: GPUBinding, _ address: UInt64) throws(PluginError) {
+        let page = address & ~4095
+        guard !binding.detached, let (notifier, svm) = lock.withLock({ () -> (SVMNotifier, SVMRange)? in
+            guard let notifier = binding.notifiers[binding.region(of: page).start], let svm = notifier.range(containing: page),
+                svm.mapped, !svm.unmapped
+            else { return nil }
+            return (notifier, svm)
+        }) else { return }
+        topUpTableCache()
+        let seq = notifier.readBegin()
+        let pfn = try gpu.host.makeExclusive(addressSpace: addressSpace, address: page, owner: gpu.owner)
+        lock.withLock {
+            guard !notifier.readRetry(seq), svm.mapped, !svm.unmapped, notifier.range(containing: page) === svm,
+                pageTable.install(page, GPUPTE(pfn: pfn, writable: true, exclusive: true), cache: &tableCache)
+            else {
+                gpu.counters[.exclusiveRetries].add(1, ordering: .relaxed)
+                return
+            }
+            tlb.invalidate(page, page + 4096)
+            gpu.counters[.exclusiveTaken].add(1, ordering: .relaxed)
+        }
     }
 
     /// Sets the dirty bit for a write (VM lock held, before the DMA).

@@ -150,9 +150,15 @@ extension Machine {
         try space.checkRange(start, length)
         var frames: [Int32] = []
         space.mmapLock.withShared {
+            // Huge pages there are split first, to go out page by page
+            // (Linux splits a THP it pages out to swap).
+            space.splitHugePages(start, start + length, partialOnly: false, zeroUnused: true)
             space.ptl.withLock {
                 space.pageTable.forEachEntry(from: start >> 12, to: (start + length) >> 12) { _, pte in
-                    if pte.isPresent { frames.append(pte.frame) }
+                    // A huge page once, by its head (it is on the LRU as one).
+                    guard pte.isPresent else { return }
+                    let head = memory.head(of: pte.frame)
+                    if frames.last != head { frames.append(head) }
                 }
             }
         }
@@ -204,9 +210,25 @@ extension Machine {
             return .kept(active: true)
         }
         if flags.contains(.ksm) || flags.contains(.devicePageTable) { return .kept(active: true) }
+        if flags.contains(.huge) {
+            // A huge page is aged as one (its 512 accessed bits, the
+            // devices' young bits over its 2 MiB); a cold one is split to
+            // be swapped out (Linux splits a THP it cannot swap whole):
+            // its other pages go on the inactive list, this one goes on.
+            if !ignoreReferences && isHugeRecentlyUsed(frame) { return .kept(active: true) }
+            splitHugeFolio(frame, zeroUnused: true)
+            // A page of zeroes is now the zero page's mapping: nothing to swap.
+            if memory.mapcount(of: frame) == 0 { return .evicted }
+            return evict(frame, ignoreReferences: true)
+        }
         if !ignoreReferences && isRecentlyUsed(frame) { return .kept(active: true) }
 
         let anonymous = flags.contains(.anonymous)
+        // Marked and unmarked only under the frame lock, which we hold, and
+        // never in the swap cache (MADV_FREE takes it out first).
+        let lazy = anonymous && flags.contains(.lazyFree)
+        assert(!(lazy && flags.contains(.swapCache)), "frame \(frame) is lazily freed and in the swap cache")
+        if lazy { return discardLazilyFreed(frame) }
         var slot: Int? = nil
         if anonymous {
             slot = swap.slot(of: frame)
@@ -240,7 +262,7 @@ extension Machine {
                 vma.space.residentPages.subtract(1, ordering: .relaxed)
                 if let slot {
                     swap.retain(slot)
-                    pte = .swap(slot: slot)
+                    pte = PTE.swap(slot: slot).with(uffdWP: pte.isUffdWP)
                 } else {
                     pte = .none
                 }
@@ -264,6 +286,43 @@ extension Machine {
             memory.put(frame)  // the page cache's reference
             statistics.evictedFile.add(1, ordering: .relaxed)
         }
+        return .evicted
+    }
+
+    /// Reclaims a lazily freed page (frame locked, isolated): each mapping
+    /// is unmapped under a `vmscan` invalidation and the page is discarded,
+    /// not swapped, while it is clean; the PTE is cleared, so the next
+    /// access reads zeroes. If the page was written since MADV_FREE (a
+    /// dirty PTE, or the frame marked dirty, by a CPU write or a device's
+    /// set_dirty, which a secondary's callback can still do when the
+    /// invalidation starts), the PTE stays, the page becomes swap-backed
+    /// again and is kept (Linux: `try_to_unmap_one` restoring the PTE and
+    /// `folio_set_swapbacked`).
+    private func discardLazilyFreed(_ frame: Int32) -> Eviction {
+        var redirtied = false
+        forEachMapping(of: frame) { vma, address in
+            vma.space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
+                guard pte.isPresent, pte.frame == frame, !redirtied else { return }
+                if pte.isDirty || memory.flags(of: frame).contains(.dirty) {
+                    if pte.isDirty { memory.setFlags(.dirty, on: frame) }
+                    redirtied = true
+                    return
+                }
+                memory.removeMapping(frame)
+                released.frames.append(frame)
+                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                pte = .none
+            }
+        }
+        if redirtied {
+            // Off the LRU (isolated): clearing the flag moves it to the
+            // anonymous lists when it is put back.
+            memory.clearFlags(.lazyFree, on: frame)
+            statistics.lazyFreeRedirtied.add(1, ordering: .relaxed)
+            return .kept(active: true)
+        }
+        guard memory.mapcount(of: frame) == 0 else { return .kept(active: false) }  // a fault mapped it again
+        statistics.lazyFreeDiscards.add(1, ordering: .relaxed)
         return .evicted
     }
 
