@@ -99,10 +99,19 @@ extension AddressSpace {
     /// pages had before. Fails with `outOfMemory` when a page cannot be
     /// moved (no room in a normal zone) after a bounded number of rounds;
     /// nothing stays pinned then.
+    ///
+    /// A long-term pin never pins the shared zero page of a private
+    /// mapping the process may write: the page is unshared first (a fresh
+    /// zeroed page of its own, as Linux's `gup_must_unshare` asks of a
+    /// FOLL_LONGTERM read-only pin of a page that is not anonymous in a
+    /// copy-on-write mapping), so a later CPU write does not copy it away
+    /// from under the device. (The model maps the unshared page writable;
+    /// Linux maps it read-only until the write. A mapping the process
+    /// cannot write keeps the zero page.)
     public func pin(start: UInt64, length: UInt64, write: Bool, longTerm: Bool = false) throws(MemoryError) -> [DeviceTranslation] {
         guard longTerm else { return try collect(start: start, length: length, write: write, pin: true) }
         for _ in 0..<16 {
-            let pinned = try collect(start: start, length: length, write: write, pin: true)
+            let pinned = try collect(start: start, length: length, write: write, pin: true, unshareZeroPage: true)
             let movable = pinned.filter { memory.isMovable($0.frame.frame) }
             if movable.isEmpty { return pinned }
             // Unpinned before moving (a pinned page cannot move), as Linux
@@ -119,7 +128,7 @@ extension AddressSpace {
     }
 
     private func collect(
-        start: UInt64, length: UInt64, write: Bool, pin: Bool, devicePrivateOwner: OwnerCookie? = nil
+        start: UInt64, length: UInt64, write: Bool, pin: Bool, unshareZeroPage: Bool = false, devicePrivateOwner: OwnerCookie? = nil
     ) throws(MemoryError) -> [DeviceTranslation] {
         try checkRange(start, length)
         return try mmapLock.withShared { () throws(MemoryError) -> [DeviceTranslation] in
@@ -130,6 +139,7 @@ extension AddressSpace {
                 while address < start + length {
                     try checkAlive()
                     var hugeToPin = false
+                    var unshare = false
                     let taken = ptl.withLock { () -> DeviceTranslation? in
                         let pte = pageTable.entry(address >> 12)
                         if pte.isDevicePrivate, !pin, let owner = devicePrivateOwner {
@@ -140,6 +150,12 @@ extension AddressSpace {
                         // the folio, and a folio with pins could never split.
                         if pin && pte.isHuge {
                             hugeToPin = true
+                            return nil
+                        }
+                        if pin && unshareZeroPage && pte.frame == machine.zeroFrame && !pte.isWritable,
+                            vma(containing: address)?.protection.contains(.write) == true
+                        {
+                            unshare = true
                             return nil
                         }
                         if pin && pte.frame != machine.zeroFrame { memory.addPin(pte.frame) }  // the zero page needs no pin
@@ -154,7 +170,7 @@ extension AddressSpace {
                     } else if hugeToPin {
                         splitHugePage(at: address)
                     } else {
-                        try handleFault(address, write: write)
+                        try handleFault(address, write: write || unshare)
                     }
                 }
             } catch {
