@@ -6,6 +6,7 @@
 //   LabSync       host-owned synchronisation layer: every lock, wait and sleep
 //   MMUNotifier   events, ranges, subscriptions, interval notifiers, shrinkers
 //   VirtualMemory the primary MMU model: frames, page tables, rmap, reclaim, ...
+//   NotifierStormLab  the notifier core alone under a storm (`mmulab notifier-storm`)
 //   mmulab        the command-line tool
 // Later layers (VirtualMemory, CDevicePluginABI, PluginHost, DevicePluginKit,
 // ReclaimLab, Plugins/*) stack on these and never the other way round.
@@ -30,7 +31,7 @@ let misuseFixtures: [(directory: String, name: String)] = [
     ("ForeignPFN", "foreign-pfn"), ("DoubleUnpin", "double-unpin"), ("OverUnpin", "over-unpin"), ("UnpinUnpinned", "unpin-unpinned"),
     ("FreeForeignPage", "free-foreign-page"), ("DoubleFreePage", "double-free-page"), ("DestroyedLock", "destroyed-lock"),
     ("DestroyedCompletion", "destroyed-completion"), ("ForeignUnlock", "foreign-unlock"), ("SetSeqOutside", "set-seq-outside"),
-    ("DoubleRemove", "double-remove"), ("NullPointers", "null-pointers"),
+    ("DoubleRemove", "double-remove"), ("NullPointers", "null-pointers"), ("BadExclusive", "bad-exclusive"),
     ("LeakSubscription", "leak-subscription"), ("LeakInterval", "leak-interval"), ("LeakShrinker", "leak-shrinker"), ("LeakPin", "leak-pin"),
     ("LeakPageTablePage", "leak-page-table-page"), ("LeakDeviceMemory", "leak-device-memory"),
     ("LockInversion", "lock-inversion"), ("LockOrdered", "lock-ordered"), ("LockHeld", "lock-held"), ("NullDerefStart", "null-deref-start"),
@@ -88,6 +89,8 @@ let package = Package(
         .target(name: "LabSync", dependencies: ["CLabSyncShims"], swiftSettings: strictSwift6),
         .target(name: "MMUNotifier", dependencies: ["LabSync"], swiftSettings: strictSwift6),
         .target(name: "VirtualMemory", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
+        // `mmulab notifier-storm`: the notifier core alone, stormed with in-process mirror devices and checked.
+        .target(name: "NotifierStormLab", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
         // The plugin oops: per-thread call frames and the crash handler that prints them (C: async-signal-safe).
         .target(name: "CPluginOops"),
@@ -112,18 +115,18 @@ let package = Package(
         // The GPU plugin (Plugins/GPU): libdrm device discovery and the simulated GPU MMU.
         .systemLibrary(name: "CLibDRM", path: "Plugins/GPU/CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
         .target(name: "GPUDeviceDiscovery", dependencies: ["CLibDRM"], path: "Plugins/GPU/Discovery", swiftSettings: strictSwift6),
-        .target(name: "GPUPlugin", dependencies: ["DevicePluginKit", "GPUDeviceDiscovery"], path: "Plugins/GPU/Plugin", swiftSettings: strictSwift6),
+        .target(name: "GPUPlugin", dependencies: ["DevicePluginKit", "CDevicePluginABI", "GPUDeviceDiscovery"], path: "Plugins/GPU/Plugin", swiftSettings: strictSwift6),
 
         // The RDMA plugin (Plugins/RDMA): a simulated NIC with on-demand paging (mlx5 ODP).
-        .target(name: "RDMAPlugin", dependencies: ["DevicePluginKit"], path: "Plugins/RDMA", swiftSettings: strictSwift6),
+        .target(name: "RDMAPlugin", dependencies: ["DevicePluginKit", "CDevicePluginABI"], path: "Plugins/RDMA", swiftSettings: strictSwift6),
 
         // The KVM plugin (Plugins/KVM): KVM's MMU (memslots, EPT, vCPU TLBs, aging, change_pte, dirty logging).
-        .target(name: "KVMPlugin", dependencies: ["DevicePluginKit"], path: "Plugins/KVM", exclude: ["README.md"], swiftSettings: strictSwift6),
+        .target(name: "KVMPlugin", dependencies: ["DevicePluginKit", "CDevicePluginABI"], path: "Plugins/KVM", exclude: ["README.md"], swiftSettings: strictSwift6),
 
         // Example plugins (Examples/): a plugin author's starting points.
         .target(name: "MirrorPluginC", dependencies: ["CDevicePluginABI"], path: "Examples/MirrorPluginC", publicHeadersPath: "."),
-        .target(name: "MirrorPluginSwift", dependencies: ["DevicePluginKit"], path: "Examples/MirrorPluginSwift", swiftSettings: strictSwift6),
-        .target(name: "BrokenMirror", dependencies: ["DevicePluginKit"], path: "Examples/BrokenMirror", swiftSettings: strictSwift6),
+        .target(name: "MirrorPluginSwift", dependencies: ["DevicePluginKit", "CDevicePluginABI"], path: "Examples/MirrorPluginSwift", swiftSettings: strictSwift6),
+        .target(name: "BrokenMirror", dependencies: ["DevicePluginKit", "CDevicePluginABI"], path: "Examples/BrokenMirror", swiftSettings: strictSwift6),
         .target(
             name: "KernelStyleMirror", dependencies: ["CLinuxShim", "CDevicePluginABI"], path: "Examples/KernelStyleMirror",
             publicHeadersPath: ".", cSettings: linuxShimC, linkerSettings: everySymbolDefined),
@@ -143,7 +146,7 @@ let package = Package(
         .target(
             name: "FixtureLinuxShim", dependencies: ["CLinuxShim", "CDevicePluginABI"], path: "Tests/Fixtures/Plugins/LinuxShim",
             publicHeadersPath: ".", cSettings: linuxShimC, linkerSettings: everySymbolDefined),
-        .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
+        .target(name: "FixtureCountingSwift", dependencies: ["DevicePluginKit", "CDevicePluginABI"], path: "Tests/Fixtures/Plugins/CountingSwift", swiftSettings: strictSwift6),
         .target(name: "FixtureMisuseTemplate", dependencies: ["CDevicePluginABI"], path: "Tests/Fixtures/Plugins/MisuseTemplate"),
         .target(
             name: "PluginHost",
@@ -159,6 +162,7 @@ let package = Package(
                 "ReclaimLab",
                 "BugDatabase",
                 "MMUNotifier",
+                "NotifierStormLab",
                 "VirtualMemory",
                 "PluginHost",
                 "KernelDiff",

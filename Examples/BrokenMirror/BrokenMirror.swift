@@ -33,8 +33,45 @@
 //                      writable (it takes the shared zero page a read fault
 //                      gives for its own page) and writes through it.
 //                      Write through a read-only translation.
+//   bug=longterm-pfn   registers every binding as an RDMA NIC without
+//                      on-demand paging does (a long-term pin of the whole
+//                      binding, no notifier), but looks the pages up with
+//                      fault_range before pinning them and keeps those
+//                      translations: the long-term pin moved the pages in
+//                      movable memory elsewhere first (FOLL_LONGTERM), so
+//                      the device uses frames the primary freed. Stale
+//                      translation / use after free (longterm-pins).
+//   bug=keep-exclusive does its atomics through pages it takes exclusive
+//                      (make_exclusive), and skips every exclusive
+//                      invalidation, as if each were its own conversion:
+//                      it never checks the owner, so when the CPU takes a
+//                      page back it keeps its exclusive entry and goes on
+//                      writing through it. Stale translation
+//                      (device-atomics).
+//   bug=ignore-mremap  ignores mremap invalidations: the pages keep their
+//                      frames, so it believes its translations still good,
+//                      but they are good at the new address, not at the
+//                      old one it uses them for. Stale translation
+//                      (mremap-move).
+//   bug=huge-split     maps a whole 2 MiB entry when fault_range says the
+//                      page is part of a huge page (all 512 pages at once),
+//                      keyed by its first page; ignores huge-page splits
+//                      (the frames stay where they are), and from then on
+//                      zaps that entry only for an invalidation that covers
+//                      its first page: one that names another 4 KiB of the
+//                      split page (reclaim evicting it, a copy-on-write)
+//                      leaves the device on a freed frame. Use after free /
+//                      stale translation (thp-storm).
+//   bug=lazy-free      trusts a write fault to have dirtied the page, so it
+//                      reports dirty only pages it faulted for reading and
+//                      wrote later. After MADV_FREE a page stays mapped
+//                      writable but clean, a write fault there faults
+//                      nothing (hmm_range_fault sees a writable PTE), and
+//                      reclaim discards the clean page with the device's
+//                      write. Lost write (lazy-free-churn).
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import Synchronization
 
 /// One mirror entry: the translation and what the device did with it.
@@ -44,6 +81,13 @@ struct MirrorEntry {
     var writable = false
     var written = false
     var young = false
+    /// Faulted in by a write access (bug=lazy-free believes the primary
+    /// marked such a page dirty).
+    var faultedForWrite = false
+    /// Taken exclusive for atomics (make_exclusive).
+    var exclusive = false
+    /// Part of a 2 MiB entry (bug=huge-split): the index of its first page.
+    var hugeFirst: Int? = nil
 }
 
 /// A binding's page table, whichever way it hears of invalidations.
@@ -64,7 +108,8 @@ final class BrokenMirror: DevicePlugin {
     enum Bug: String, CaseIterable {
         case stale, sleep
         case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
-        case ignoreRelease = "ignore-release", zeroPage = "zero-page"
+        case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free", longTermPFN = "longterm-pfn"
+        case keepExclusive = "keep-exclusive", ignoreMremap = "ignore-mremap", hugeSplit = "huge-split"
 
         /// The bugs that live in a whole-space subscriber (start, end,
         /// young, release); the others in an interval subscription.
@@ -80,6 +125,17 @@ final class BrokenMirror: DevicePlugin {
     let bug: Bug
     /// A spin lock: DMA under it never sleeps.
     let lock: HostLock
+    /// The owner its exclusive conversions announce (an object's address:
+    /// unique while it lives, never 0).
+    var owner: UInt64 { UInt64(UInt(bitPattern: ObjectIdentifier(self))) }
+
+    /// Whether an invalidation is one the device skips: its own page taken
+    /// exclusive (the frame stays; it maps it next). BUG (keep-exclusive):
+    /// every exclusive invalidation, the CPU taking a page back too.
+    func skips(_ range: InvalidationRange) -> Bool {
+        guard range.event == MMULAB_EVENT_EXCLUSIVE.rawValue else { return false }
+        return bug == .keepExclusive || range.owner == owner
+    }
 
     init(host: Host, options: String) throws(PluginError) {
         self.host = host
@@ -99,6 +155,7 @@ final class BrokenMirror: DevicePlugin {
         guard request.length > 0, request.start % 4096 == 0, request.length % 4096 == 0 else {
             throw .invalid("a binding must be page aligned and not empty")
         }
+        if bug == .longTermPFN { return try PinnedTable(device: self, request: request) }
         if bug.wantsWholeSpace {
             let table = SpaceTable(device: self, request: request)
             try host.subscribe(addressSpace: request.addressSpace, table)
@@ -110,14 +167,18 @@ final class BrokenMirror: DevicePlugin {
     }
 
     func detach(_ object: AnyObject) {
+        if let pinned = object as? PinnedTable { return pinned.release(self) }
         let table = object as! any BrokenTable
         table.unhook()  // no callback runs after this
-        for entry in table.pages where entry.valid && entry.written { reportDirty(entry.pfn) }
+        for entry in table.pages where entry.valid && entry.written { reportDirty(entry) }
     }
 
-    /// The dirty state transfers (except with bug=no-dirty).
-    func reportDirty(_ pfn: PFN) {
-        if bug != .noDirty { host.setDirty(pfn) }
+    /// The dirty state transfers (except with bug=no-dirty, and with
+    /// bug=lazy-free for a page the device faulted in for a write).
+    func reportDirty(_ entry: MirrorEntry) {
+        if bug == .noDirty { return }
+        if bug == .lazyFree && entry.faultedForWrite { return }  // BUG (lazy-free): "the write fault dirtied it"
+        host.setDirty(entry.pfn)
     }
 
     /// Drops the entries of `table` in `[start, end)`, reporting written
@@ -127,13 +188,42 @@ final class BrokenMirror: DevicePlugin {
         var address = max(start, request.start)
         while address < min(end, request.start + request.length) {
             let index = Int((address - request.start) / 4096)
-            if table.pages[index].valid && table.pages[index].written { reportDirty(table.pages[index].pfn) }
-            table.pages[index] = MirrorEntry()
             address += 4096
+            // BUG (huge-split): a 2 MiB entry goes only with its first page.
+            if let first = table.pages[index].hugeFirst {
+                let firstAddress = request.start + UInt64(first) * 4096
+                guard firstAddress >= start && firstAddress < end else { continue }
+                for k in first..<first + 512 {
+                    if table.pages[k].valid && table.pages[k].written { reportDirty(table.pages[k]) }
+                    table.pages[k] = MirrorEntry()
+                }
+                continue
+            }
+            if table.pages[index].valid && table.pages[index].written { reportDirty(table.pages[index]) }
+            table.pages[index] = MirrorEntry()
         }
     }
 
+    /// The aligned 2 MiB around page `index` of `table`, if it lies wholly
+    /// in the binding: its first page's index.
+    func hugeBlock(_ table: any BrokenTable, _ index: Int) -> Int? {
+        let request = table.request
+        let address = request.start + UInt64(index) * 4096
+        let block = address & ~(UInt64(2 << 20) - 1)
+        guard block >= request.start, block + (2 << 20) <= request.start + request.length else { return nil }
+        return Int((block - request.start) / 4096)
+    }
+
     func access(_ object: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        if let pinned = object as? PinnedTable {
+            let request = pinned.request
+            guard deviceAddress >= request.deviceAddress, deviceAddress < request.deviceAddress + request.length else {
+                throw .fault("device address outside the binding")
+            }
+            guard !write || request.writable else { throw .fault("write to a read-only binding") }
+            lock.withLock { pinned.access(self, index: Int((deviceAddress - request.deviceAddress) / 4096), write: write, buffer) }
+            return
+        }
         let table = object as! any BrokenTable
         let request = table.request
         guard deviceAddress >= request.deviceAddress, deviceAddress < request.deviceAddress + request.length else {
@@ -159,15 +249,63 @@ final class BrokenMirror: DevicePlugin {
             if attempt > 2 { host.sleep(nanoseconds: 20_000) }  // let an invalidation finish
             guard let token = table.faultBegin(address) else { continue }
             let pfn = try host.faultRange(addressSpace: request.addressSpace, start: address, length: 4096, write: write)[0]
+            if bug == .hugeSplit, pfn.isHuge, let first = hugeBlock(table, index) {
+                // BUG (huge-split): one 2 MiB entry for the huge page.
+                let start = request.start + UInt64(first) * 4096
+                let pfns = try host.faultRange(addressSpace: request.addressSpace, start: start, length: 2 << 20, write: write)
+                lock.withLock {
+                    guard !table.faultRaced(token, address), pfns.allSatisfy(\.isHuge) else { return }
+                    for (k, p) in pfns.enumerated() {
+                        table.pages[first + k] = MirrorEntry(
+                            pfn: p, valid: true, writable: p.isWritable, young: true, faultedForWrite: write, hugeFirst: first)
+                    }
+                }
+                continue
+            }
             lock.withLock {
                 guard !table.faultRaced(token, address) else { return }
                 // BUG (zero-page): a read fault of private memory may give the
                 // shared zero page, read-only; this device takes it as its own.
                 let writable = pfn.isWritable || (bug == .zeroPage && request.writable)
-                table.pages[index] = MirrorEntry(pfn: pfn, valid: true, writable: writable, young: true)
+                table.pages[index] = MirrorEntry(pfn: pfn, valid: true, writable: writable, young: true, faultedForWrite: write)
             }
         }
         throw .busy("could not fault the page in")
+    }
+}
+
+extension BrokenMirror {
+    /// An atomic: through an entry taken exclusive (make_exclusive), which
+    /// the device maps as after any fault, if no invalidation raced.
+    func atomic(_ object: AnyObject, deviceAddress: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        guard host.offersExclusive, let table = object as? any BrokenTable else {
+            return try access(object, deviceAddress: deviceAddress, write: true, buffer: buffer)
+        }
+        let request = table.request
+        guard deviceAddress >= request.deviceAddress, deviceAddress < request.deviceAddress + request.length, request.writable else {
+            throw .fault("atomic outside the binding or through a read-only one")
+        }
+        let index = Int((deviceAddress - request.deviceAddress) / 4096)
+        let address = request.start + UInt64(index) * 4096
+        for attempt in 0..<1_000 {
+            let done = lock.withLock { () -> Bool in
+                let entry = table.pages[index]
+                guard entry.valid, entry.exclusive else { return false }
+                table.pages[index].young = true
+                table.pages[index].written = true
+                host.dmaWrite(addressSpace: request.addressSpace, entry.pfn, from: UnsafeRawBufferPointer(buffer))
+                return true
+            }
+            if done { return }
+            if attempt > 2 { host.sleep(nanoseconds: 20_000) }  // let an invalidation finish
+            guard let token = table.faultBegin(address) else { continue }
+            let pfn = try host.makeExclusive(addressSpace: request.addressSpace, address: address, owner: owner)
+            lock.withLock {
+                guard !table.faultRaced(token, address) else { return }
+                table.pages[index] = MirrorEntry(pfn: pfn, valid: true, writable: true, young: true, faultedForWrite: true, exclusive: true)
+            }
+        }
+        throw .busy("could not take the page exclusive")
     }
 }
 

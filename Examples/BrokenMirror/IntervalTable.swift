@@ -1,7 +1,8 @@
+import CDevicePluginABI
 import DevicePluginKit
 
 /// A binding heard through an interval subscription (bugs stale, sleep,
-/// ignore-wp, no-dirty, zero-page; correct otherwise): the canonical fault
+/// ignore-wp, no-dirty, zero-page, lazy-free, keep-exclusive, ignore-mremap, huge-split; correct otherwise): the canonical fault
 /// loop with `read_begin` / `read_retry`.
 final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendable {
     unowned let device: BrokenMirror
@@ -17,11 +18,14 @@ final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendabl
     /// [range-dependent] Where most of the bugs live.
     override func invalidate(range: InvalidationRange, currentSeq: UInt64) -> Bool {
         if device.bug == .sleep && !range.isBlockable { device.host.sleep(nanoseconds: 10_000) }  // BUG (sleep): must not sleep here
+        if device.skips(range) { return true }  // its own exclusive conversion (BUG (keep-exclusive): any)
+        if device.bug == .hugeSplit && range.event == MMULAB_EVENT_HUGE_SPLIT.rawValue { return true }  // BUG (huge-split): "nothing moved"
         device.lock.lock()
         setSeq(currentSeq)
         let protection = range.event == MMULAB_EVENT_MPROTECT.rawValue || range.event == MMULAB_EVENT_WRITE_PROTECT.rawValue
             || range.event == MMULAB_EVENT_SOFT_DIRTY.rawValue
         let keep = device.bug == .stale || (device.bug == .ignoreWriteProtect && protection)  // BUG (stale, ignore-wp)
+            || (device.bug == .ignoreMremap && range.event == MMULAB_EVENT_MREMAP.rawValue)  // BUG (ignore-mremap)
         if !keep { device.zap(self, range.start, range.end) }
         device.lock.unlock()
         return true

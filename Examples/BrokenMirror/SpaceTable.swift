@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 
 /// A binding heard through a whole-space subscription (bugs zap-at-end,
@@ -26,6 +27,7 @@ final class SpaceTable: SpaceSubscription, BrokenTable, @unchecked Sendable {
     }
 
     override func invalidateRangeStart(_ range: InvalidationRange) -> Bool {
+        if device.skips(range) { return true }  // its own exclusive conversion
         device.lock.withLock {
             inProgress.append((range.start, range.end))
             if device.bug != .zapAtEnd { device.zap(self, range.start, range.end) }
@@ -34,6 +36,7 @@ final class SpaceTable: SpaceSubscription, BrokenTable, @unchecked Sendable {
     }
 
     override func invalidateRangeEnd(_ range: InvalidationRange) {
+        if device.skips(range) { return }
         // BUG (zap-at-end): the device's TLB shootdown and the zap happen
         // here, after the primary may already have freed the pages; the
         // shootdown takes its time while the device keeps running.

@@ -8,8 +8,8 @@
 // subscription over the binding, and the canonical fault loop:
 //     seq = readBegin; fault the page; lock; if readRetry(seq) start over; install; unlock
 
-public import DevicePluginKit
-import Synchronization
+public import CDevicePluginABI
+import DevicePluginKit
 
 final class MirrorBinding: IntervalSubscription, @unchecked Sendable {
     struct Entry {
@@ -35,7 +35,7 @@ final class MirrorBinding: IntervalSubscription, @unchecked Sendable {
         if range.isBlockable {
             device.lock.lock()
         } else if !device.lock.tryLock() {
-            device.refused.add(1, ordering: .relaxed)  // non-blockable and busy: refuse, never wait
+            device.counters[.refused].bump()  // non-blockable and busy: refuse, never wait
             return false
         }
         setSeq(currentSeq)
@@ -49,7 +49,7 @@ final class MirrorBinding: IntervalSubscription, @unchecked Sendable {
             address += 4096
         }
         device.lock.unlock()
-        device.invalidations.add(1, ordering: .relaxed)
+        device.counters[.invalidations].bump()
         return true
     }
 }
@@ -62,12 +62,7 @@ final class SwiftMirror: DevicePlugin {
 
     let host: Host
     let lock: HostLock  // a spin lock: DMA under it never sleeps
-    let faults = Atomic<UInt64>(0)
-    let retries = Atomic<UInt64>(0)
-    let invalidations = Atomic<UInt64>(0)
-    let refused = Atomic<UInt64>(0)
-    let dmaReads = Atomic<UInt64>(0)
-    let dmaWrites = Atomic<UInt64>(0)
+    let counters = PluginCounters<MirrorCounter>()
 
     init(host: Host, options: String) throws(PluginError) {
         self.host = host
@@ -105,10 +100,10 @@ final class SwiftMirror: DevicePlugin {
                 if write {
                     host.dmaWrite(addressSpace: request.addressSpace, entry.pfn, from: UnsafeRawBufferPointer(buffer))
                     binding.pages[index].written = true
-                    dmaWrites.add(1, ordering: .relaxed)
+                    counters[.dmaWrites].bump()
                 } else {
                     host.dmaRead(addressSpace: request.addressSpace, entry.pfn, into: buffer)
-                    dmaReads.add(1, ordering: .relaxed)
+                    counters[.dmaReads].bump()
                 }
                 return true
             }
@@ -118,23 +113,33 @@ final class SwiftMirror: DevicePlugin {
             if attempt > 2 { host.sleep(nanoseconds: 20_000) }  // let an invalidation finish
             let seq = binding.readBegin()
             let pfn = try host.faultRange(addressSpace: request.addressSpace, start: address, length: 4096, write: write)[0]
-            faults.add(1, ordering: .relaxed)
+            counters[.faults].bump()
             let installed = lock.withLock { () -> Bool in
                 if binding.readRetry(seq) { return false }
                 binding.pages[index] = MirrorBinding.Entry(pfn: pfn, valid: true, writable: pfn.isWritable, written: false)
                 return true
             }
-            if !installed { retries.add(1, ordering: .relaxed) }
+            if !installed { counters[.faultRetries].bump() }
         }
         throw .busy("could not fault the page in")
     }
 
-    var statistics: [(name: String, value: UInt64)] {
-        [
-            ("faults", faults.load(ordering: .relaxed)), ("fault retries", retries.load(ordering: .relaxed)),
-            ("invalidations", invalidations.load(ordering: .relaxed)), ("refused non-blockable", refused.load(ordering: .relaxed)),
-            ("dma reads", dmaReads.load(ordering: .relaxed)), ("dma writes", dmaWrites.load(ordering: .relaxed)),
-        ]
+    var statistics: [(name: String, value: UInt64)] { counters.all }
+}
+
+/// The device's counters (its `stats`), in the order they are listed.
+enum MirrorCounter: Int, PluginCounterName {
+    case faults, faultRetries, invalidations, refused, dmaReads, dmaWrites
+
+    var label: String {
+        switch self {
+        case .faults: "faults"
+        case .faultRetries: "fault retries"
+        case .invalidations: "invalidations"
+        case .refused: "refused non-blockable"
+        case .dmaReads: "dma reads"
+        case .dmaWrites: "dma writes"
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 import Synchronization
 
@@ -63,7 +64,7 @@ extension VM {
             }
             return protected
         }
-        counters.dirtyPagesReported.bump(UInt64(reported))
+        counters[.dirtyPagesReported].bump(UInt64(reported))
     }
 
     /// Clears the writable bit of a present entry (MMU lock held), telling

@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 import Synchronization
 
@@ -29,11 +30,11 @@ extension VM {
         }
         let gfn = gpa >> 12
         for _ in 0..<Self.maximumViolations {
-            if vcpu.enter() { counters.tlbFlushes.bump() }
+            if vcpu.enter() { counters[.tlbFlushes].bump() }
             if let line = vcpu.tlb.lookup(gfn), !write || line.writable {
                 access(through: line, write: write, buffer)
                 vcpu.exit()
-                counters.tlbHits.bump()
+                counters[.tlbHits].bump()
                 return
             }
             // A TLB miss: the hardware walks the EPT (here under the MMU
@@ -44,11 +45,11 @@ extension VM {
                 vcpu.tlb.fill(gfn, pfn: line.pfn, writable: line.writable, word: line.word!)
                 access(through: line, write: write, buffer)
                 vcpu.exit()
-                counters.tlbMisses.bump()
+                counters[.tlbMisses].bump()
                 return
             case .violation(let slot, let index):
                 vcpu.exit()
-                counters.eptViolations.bump()
+                counters[.eptViolations].bump()
                 try fault(slot, index, write: write)
             case .noMemslot:
                 vcpu.exit()
@@ -91,7 +92,7 @@ extension VM {
                 }
                 if write && !entry.isWritable {
                     Memslot.set(&slot.dirtyBitmap, index)
-                    counters.dirtyLogFaults.bump()
+                    counters[.dirtyLogFaults].bump()
                 }
             }
             let writable = wanted & EPTEntry.writable != 0
@@ -125,10 +126,10 @@ extension VM {
         }
         if write {
             host.dmaWrite(addressSpace: addressSpace, line.pfn, from: UnsafeRawBufferPointer(buffer))
-            counters.guestWrites.bump()
+            counters[.guestWrites].bump()
         } else {
             host.dmaRead(addressSpace: addressSpace, line.pfn, into: buffer)
-            counters.guestReads.bump()
+            counters[.guestReads].bump()
         }
     }
 
@@ -146,7 +147,7 @@ extension VM {
         mmuLock.withLock {
             guard !slot.deleted, !released else { return }
             if mustRetry(hva: hva, since: seq) {
-                counters.faultRetries.bump()
+                counters[.faultRetries].bump()
                 retrying = true
                 return
             }
@@ -182,8 +183,8 @@ extension VM {
         if writable && write && slot.dirtyLogging { Memslot.set(&slot.dirtyBitmap, index) }
         if Memslot.test(slot.zappedByKSM, index) {
             Memslot.clear(&slot.zappedByKSM, index)
-            counters.ksmRefaults.bump()
+            counters[.ksmRefaults].bump()
         }
-        counters.pagesInstalled.bump()
+        counters[.pagesInstalled].bump()
     }
 }

@@ -16,7 +16,8 @@
 // the range its host-virtual backing. `access` is a guest access by the
 // calling thread's vCPU at a guest-physical address (any memslot of the VM).
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import Synchronization
 
 final class KVM: DevicePlugin {
@@ -87,12 +88,12 @@ final class KVM: DevicePlugin {
                 vm = VM(host: host, addressSpace: request.addressSpace, counters: counters, configuration: configuration)
                 try host.subscribe(addressSpace: request.addressSpace, vm)
                 vms[request.addressSpace] = vm
-                counters.vms.bump()
+                counters[.vms].bump()
             }
             do throws(PluginError) {
                 let slot = try vm.addMemslot(
                     firstGFN: request.deviceAddress >> 12, pages: request.length / 4096, hva: request.start, writable: request.writable)
-                counters.memslots.bump()
+                counters[.memslots].bump()
                 return slot
             } catch {
                 if vm.mmuLock.withLock({ vm.slots.isEmpty }) { retire(vm) }
@@ -107,7 +108,7 @@ final class KVM: DevicePlugin {
         vmsLock.withLock {
             let vm = slot.vm
             vm.removeMemslot(slot)
-            counters.memslots.drop()
+            counters[.memslots].drop()
             if vm.mmuLock.withLock({ vm.slots.isEmpty }) { retire(vm) }
         }
     }
@@ -116,7 +117,7 @@ final class KVM: DevicePlugin {
     private func retire(_ vm: VM) {
         host.unsubscribe(vm)
         vms.removeValue(forKey: vm.addressSpace)
-        counters.vms.drop()
+        counters[.vms].drop()
     }
 
     func shutdown() {

@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 import Synchronization
 
@@ -87,7 +88,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
             slots.removeAll { $0 === slot }
             slot.deleted = true
             let zapped = zap(slot, 0..<Int(slot.pages), byKSM: false)
-            counters.entriesZapped.bump(UInt64(zapped))
+            counters[.entriesZapped].bump(UInt64(zapped))
             sequence.add(1, ordering: .releasing)
             return zapped
         }
@@ -133,13 +134,13 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     /// non-blockable range KVM only zaps without yielding, and so does this
     /// (the flush spins, it does not sleep).
     override func invalidateRangeStart(_ range: InvalidationRange) -> Bool {
-        counters.invalidations.bump()
-        if !range.isBlockable { counters.nonBlockableInvalidations.bump() }
+        counters[.invalidations].bump()
+        if !range.isBlockable { counters[.nonBlockableInvalidations].bump() }
         if handlesChangePTE && range.event == MMULAB_EVENT_KSM.rawValue {
             // With change_pte, the ksm start and end have nothing to do
             // (the 2014 thread cited at `handlesChangePTE`); change_pte keeps
             // the entries pointing at the right page.
-            counters.ksmStartsSkipped.bump()
+            counters[.ksmStartsSkipped].bump()
             return true
         }
         changeEntriesThenFlush {
@@ -175,7 +176,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
                 }
                 return (pendingKSMFlush, flushesOutstanding > pendingKSMFlushers)
             }
-            counters.flushWaits.bump(UInt64(vcpus.wait(ticket)))
+            counters[.flushWaits].bump(UInt64(vcpus.wait(ticket)))
             if othersOutstanding { flushRemoteTLBs() }
             return
         }
@@ -200,7 +201,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
         for slot in slots {
             zapped += zap(slot, slot.indices(hvaStart: hvaStart, hvaEnd: hvaEnd), byKSM: byKSM)
         }
-        counters.entriesZapped.bump(UInt64(zapped))
+        counters[.entriesZapped].bump(UInt64(zapped))
         return zapped
     }
 
@@ -216,7 +217,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
             rmap.remove(frame: old.frame, ReverseMap.ref(slot, index))
             if byKSM {
                 Memslot.set(&slot.zappedByKSM, index)
-                counters.ksmZaps.bump()
+                counters[.ksmZaps].bump()
             }
             zapped += 1
         }
@@ -230,15 +231,15 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     func reportDirtyIfWritten(_ old: EPTEntry, _ slot: Memslot, _ index: Int) {
         guard old.mayBeDirty else { return }
         host.setDirty(PFN(address: slot.hva(of: index), pfn: old.frame, generation: slot.generations[index], flags: 0))
-        counters.pagesDirtied.bump()
+        counters[.pagesDirtied].bump()
     }
 
     /// `kvm_flush_remote_tlbs`: every vCPU flushes; those in guest mode are
     /// waited for. Not under the MMU lock: a vCPU in guest mode may be
     /// walking the EPT, which takes it.
     func flushRemoteTLBs() {
-        counters.flushRequests.bump()
-        counters.flushWaits.bump(UInt64(vcpus.wait(vcpus.requestFlush())))
+        counters[.flushRequests].bump()
+        counters[.flushWaits].bump(UInt64(vcpus.wait(vcpus.requestFlush())))
     }
 
     // MARK: - change_pte (docs/CONTRACT.md, rule 13)
@@ -256,7 +257,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
                     guard slot.entry(index).isPresent else { continue }
                     changed = true
                     if pfn.isWritable {
-                        counters.entriesZapped.bump(UInt64(zap(slot, index..<index + 1, byKSM: false)))
+                        counters[.entriesZapped].bump(UInt64(zap(slot, index..<index + 1, byKSM: false)))
                         continue
                     }
                     repoint(slot, index, to: pfn)
@@ -285,12 +286,12 @@ final class VM: SpaceSubscription, @unchecked Sendable {
             }
             reportDirtyIfWritten(old, slot, index)
             if old.frame == pfn.pfn {
-                counters.changePTEWriteProtects.bump()
+                counters[.changePTEWriteProtects].bump()
             } else {
                 let ref = ReverseMap.ref(slot, index)
                 rmap.remove(frame: old.frame, ref)
                 rmap.add(frame: pfn.pfn, ref)
-                counters.refaultsSaved.bump()
+                counters[.refaultsSaved].bump()
             }
             slot.generations[index] = pfn.generation
             return
@@ -313,15 +314,15 @@ final class VM: SpaceSubscription, @unchecked Sendable {
                     let old = EPTEntry(bits: slot.entries[index].bitwiseAnd(~EPTEntry.accessed, ordering: .acquiringAndReleasing).oldValue)
                     if old.isPresent && old.isAccessed {
                         young = true
-                        counters.accessedBitsCleared.bump()
+                        counters[.accessedBitsCleared].bump()
                     }
                 }
             }
             return young
         }
-        counters.youngChecks.bump()
+        counters[.youngChecks].bump()
         if young {
-            counters.youngAnswers.bump()
+            counters[.youngAnswers].bump()
             flushRemoteTLBs()  // spins, never sleeps: allowed here
         }
         return young
@@ -330,7 +331,7 @@ final class VM: SpaceSubscription, @unchecked Sendable {
     /// `kvm_mmu_notifier_test_young`: whether any entry mapping `address`
     /// has its accessed bit set; clears nothing.
     override func testYoung(addressSpace: UInt64, address: UInt64) -> Bool {
-        counters.youngChecks.bump()
+        counters[.youngChecks].bump()
         return mmuLock.withLock {
             slots.contains { slot in
                 slot.indices(hvaStart: address, hvaEnd: address + 4096).contains {
@@ -351,6 +352,6 @@ final class VM: SpaceSubscription, @unchecked Sendable {
             sequence.add(1, ordering: .releasing)
             return zap(hvaStart: 0, hvaEnd: UInt64.max, byKSM: false)
         }
-        counters.releases.bump()
+        counters[.releases].bump()
     }
 }

@@ -74,7 +74,7 @@ final class ODPRegion: MemoryRegion, @unchecked Sendable {
             writable: request.access.contains(.remoteWrite), parent: nil)
         super.init(nic: nic, request)
         try nic.host.insertInterval(addressSpace: addressSpace, start: start, length: end - start, umem)
-        nic.counters.odpRegions.bump()
+        nic.counters[.odpRegions].bump()
     }
 
     override func acquireTable(for address: UInt64) throws(PluginError) -> UmemODP { umem }
@@ -90,7 +90,7 @@ final class ODPRegion: MemoryRegion, @unchecked Sendable {
     override func release() {
         umem.releaseAll()
         nic.host.removeInterval(umem)
-        nic.counters.odpRegions.drop()
+        nic.counters[.odpRegions].drop()
     }
 }
 
@@ -119,7 +119,7 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
     init(nic: NIC, addressSpace: UInt64, access: AccessFlags) {
         childrenLock = nic.host.makeLock("rdma implicit children", spin: false)
         super.init(nic: nic, Request(addressSpace: addressSpace, start: 0, end: Self.span, iova: 0, access: access))
-        nic.counters.implicitRegions.bump()
+        nic.counters[.implicitRegions].bump()
     }
 
     var chunkSize: UInt64 { nic.configuration.implicitChunkPages * 4096 }
@@ -146,8 +146,8 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
         if winner !== made {
             nic.host.removeInterval(made)  // another fault made it first
         } else {
-            nic.counters.childrenCreated.bump()
-            nic.counters.implicitChildren.bump()
+            nic.counters[.childrenCreated].bump()
+            nic.counters[.implicitChildren].bump()
         }
         return winner
     }
@@ -189,8 +189,8 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
     /// Removes a dead child's interval (no locks held: it waits for callbacks).
     private func free(_ child: UmemODP) {
         nic.host.removeInterval(child)
-        nic.counters.childrenFreed.bump()
-        nic.counters.implicitChildren.drop()
+        nic.counters[.childrenFreed].bump()
+        nic.counters[.implicitChildren].drop()
     }
 
     override func transfer(_ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
@@ -216,6 +216,6 @@ final class ImplicitODPRegion: MemoryRegion, @unchecked Sendable {
             child.releaseAll()
             free(child)
         }
-        nic.counters.implicitRegions.drop()
+        nic.counters[.implicitRegions].drop()
     }
 }

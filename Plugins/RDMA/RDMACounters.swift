@@ -1,47 +1,57 @@
-import Synchronization
+import DevicePluginKit
 
 /// The RDMA plugin's counters (its `stats`), readable from any thread.
-final class RDMACounters: Sendable {
+typealias RDMACounters = PluginCounters<RDMACounter>
+
+/// The names of the RDMA plugin's counters, in the order its `stats` lists them.
+enum RDMACounter: Int, PluginCounterName {
     // Gauges: what is registered now.
-    let odpRegions = Atomic<UInt64>(0)
-    let implicitRegions = Atomic<UInt64>(0)
-    let pinnedRegions = Atomic<UInt64>(0)
+    case odpRegions
+    case implicitRegions
+    case pinnedRegions
     /// Pages pinned by registrations without ODP: memory reclaim cannot touch.
-    let pinnedPages = Atomic<UInt64>(0)
-    let implicitChildren = Atomic<UInt64>(0)
+    case pinnedPages
+    case implicitChildren
 
-    let remoteReads = Atomic<UInt64>(0)
-    let remoteWrites = Atomic<UInt64>(0)
-    let remoteAccessErrors = Atomic<UInt64>(0)
-    let pageFaults = Atomic<UInt64>(0)
-    let pagesFaulted = Atomic<UInt64>(0)
-    let faultRetries = Atomic<UInt64>(0)
-    let prefetches = Atomic<UInt64>(0)
-    let invalidations = Atomic<UInt64>(0)
-    let nonBlockableRetries = Atomic<UInt64>(0)
-    let pagesZapped = Atomic<UInt64>(0)
-    let drainWaits = Atomic<UInt64>(0)
-    let pagesDirtied = Atomic<UInt64>(0)
-    let childrenCreated = Atomic<UInt64>(0)
-    let childrenFreed = Atomic<UInt64>(0)
+    case remoteReads
+    case remoteWrites
+    case remoteAccessErrors
+    case pageFaults
+    case pagesFaulted
+    case faultRetries
+    case prefetches
+    case invalidations
+    case nonBlockableRetries
+    case pagesZapped
+    case drainWaits
+    case pagesDirtied
+    case childrenCreated
+    case childrenFreed
     /// A gauge: DMA transfers between their translation and their end.
-    let dmaInFlight = Atomic<UInt64>(0)
+    case dmaInFlight
 
-    var all: [(name: String, value: UInt64)] {
-        func v(_ a: borrowing Atomic<UInt64>) -> UInt64 { a.load(ordering: .relaxed) }
-        return [
-            ("odp regions", v(odpRegions)), ("implicit regions", v(implicitRegions)), ("pinned regions", v(pinnedRegions)),
-            ("pinned pages", v(pinnedPages)), ("implicit children", v(implicitChildren)),
-            ("remote reads", v(remoteReads)), ("remote writes", v(remoteWrites)), ("remote access errors", v(remoteAccessErrors)),
-            ("page faults", v(pageFaults)), ("pages faulted", v(pagesFaulted)), ("fault retries", v(faultRetries)),
-            ("prefetches", v(prefetches)), ("invalidations", v(invalidations)), ("retries", v(nonBlockableRetries)),
-            ("pages zapped", v(pagesZapped)), ("drain waits", v(drainWaits)), ("pages dirtied", v(pagesDirtied)),
-            ("children created", v(childrenCreated)), ("children freed", v(childrenFreed)), ("dma in flight", v(dmaInFlight)),
-        ]
+    var label: String {
+        switch self {
+        case .odpRegions: "odp regions"
+        case .implicitRegions: "implicit regions"
+        case .pinnedRegions: "pinned regions"
+        case .pinnedPages: "pinned pages"
+        case .implicitChildren: "implicit children"
+        case .remoteReads: "remote reads"
+        case .remoteWrites: "remote writes"
+        case .remoteAccessErrors: "remote access errors"
+        case .pageFaults: "page faults"
+        case .pagesFaulted: "pages faulted"
+        case .faultRetries: "fault retries"
+        case .prefetches: "prefetches"
+        case .invalidations: "invalidations"
+        case .nonBlockableRetries: "retries"
+        case .pagesZapped: "pages zapped"
+        case .drainWaits: "drain waits"
+        case .pagesDirtied: "pages dirtied"
+        case .childrenCreated: "children created"
+        case .childrenFreed: "children freed"
+        case .dmaInFlight: "dma in flight"
+        }
     }
-}
-
-extension Atomic<UInt64> {
-    func bump(_ by: UInt64 = 1) { add(by, ordering: .relaxed) }
-    func drop(_ by: UInt64 = 1) { subtract(by, ordering: .relaxed) }
 }

@@ -13,7 +13,8 @@
 // 2^47) is an implicit ODP region. The device address of a binding is its
 // iova; `access` is a remote READ or WRITE at an iova, found by key.
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import Synchronization
 
 final class NIC: DevicePlugin {
@@ -113,26 +114,26 @@ final class NIC: DevicePlugin {
     func access(_ object: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
         let binding = object as! MemoryRegion
         guard let region = keys.acquire(binding.key) else {
-            counters.remoteAccessErrors.bump()
+            counters[.remoteAccessErrors].bump()
             throw .fault("remote access error: key 0x\(String(binding.key, radix: 16)) is not registered")
         }
         defer { region.users.subtract(1, ordering: .releasing) }
         guard deviceAddress >= region.iova, deviceAddress - region.iova < region.end - region.start else {
-            counters.remoteAccessErrors.bump()
+            counters[.remoteAccessErrors].bump()
             throw .fault("remote access error: iova 0x\(String(deviceAddress, radix: 16)) is outside the region")
         }
         guard !write || region.access.contains(.remoteWrite) else {
-            counters.remoteAccessErrors.bump()
+            counters[.remoteAccessErrors].bump()
             throw .fault("remote access error: RDMA WRITE to a region without REMOTE_WRITE")
         }
         let address = (region.start + (deviceAddress - region.iova)) & ~4095
         do {
             try region.transfer(address, write: write, buffer)
         } catch {
-            counters.remoteAccessErrors.bump()
+            counters[.remoteAccessErrors].bump()
             throw error
         }
-        if write { counters.remoteWrites.bump() } else { counters.remoteReads.bump() }
+        if write { counters[.remoteWrites].bump() } else { counters[.remoteReads].bump() }
     }
 
     /// `ibv_advise_mr(IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE)`: faults the range
@@ -149,14 +150,14 @@ final class NIC: DevicePlugin {
         else { throw .invalid("prefetch range must be page aligned and inside the region") }
         let first = region.start + (deviceAddress - region.iova)
         try region.prefetch(first, first + length)
-        counters.prefetches.bump()
+        counters[.prefetches].bump()
     }
 
     /// Carries out one DMA transfer through `pfn`, on an engine if the NIC
     /// has them (the caller counts it in flight around this call).
     func dma(_ addressSpace: UInt64, _ pfn: PFN, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) {
-        counters.dmaInFlight.bump()
-        defer { counters.dmaInFlight.drop() }
+        counters[.dmaInFlight].bump()
+        defer { counters[.dmaInFlight].drop() }
         if let engine {
             engine.perform(addressSpace: addressSpace, pfn: pfn, write: write, buffer: buffer)
         } else {

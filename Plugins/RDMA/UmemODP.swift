@@ -76,10 +76,10 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
             // The OOM reaper must not wait for us; it skips the range and
             // comes back (mlx5_ib_invalidate_range returns false here too).
             // Fail fast, touch nothing.
-            nic.counters.nonBlockableRetries.bump()
+            nic.counters[.nonBlockableRetries].bump()
             return false
         }
-        nic.counters.invalidations.bump()
+        nic.counters[.invalidations].bump()
         let first = max(start, range.start & ~4095)
         let last = min(end, range.end)
         guard first < last else {
@@ -102,8 +102,8 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
                 zapped += 1
             }
             let left = mappedPages.subtract(Int(zapped), ordering: .relaxed).newValue
-            nic.counters.pagesZapped.bump(zapped)
-            nic.counters.pagesDirtied.bump(dirtied)
+            nic.counters[.pagesZapped].bump(zapped)
+            nic.counters[.pagesDirtied].bump(dirtied)
             return (left == 0, inFlight[pages].contains { $0 > 0 })
         }
         // No new transfer can start on the range now (its entries are gone
@@ -119,7 +119,7 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
 
     /// [blockable] Sleeps until no transfer is in flight on `pages`.
     private func waitForDrain(_ pages: Range<Int>) {
-        nic.counters.drainWaits.bump()
+        nic.counters[.drainWaits].bump()
         repeat {
             nic.host.sleep(nanoseconds: 2_000)
         } while lock.withLock({ inFlight[pages].contains { $0 > 0 } })
@@ -163,10 +163,10 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
             return true
         }
         if installed {
-            nic.counters.pageFaults.bump()
-            nic.counters.pagesFaulted.bump(UInt64(pfns.count))
+            nic.counters[.pageFaults].bump()
+            nic.counters[.pagesFaulted].bump(UInt64(pfns.count))
         } else {
-            nic.counters.faultRetries.bump()
+            nic.counters[.faultRetries].bump()
         }
         return installed
     }
@@ -203,6 +203,6 @@ final class UmemODP: IntervalSubscription, @unchecked Sendable {
             mappedPages.store(0, ordering: .relaxed)
             return dirtied
         }
-        nic.counters.pagesDirtied.bump(dirtied)
+        nic.counters[.pagesDirtied].bump(dirtied)
     }
 }

@@ -88,26 +88,41 @@ void mmulab_linux_reportf(const char *kind, const char *file, int line, const ch
     shim_report(shim_device(), kind, what, file, line, function);
 }
 
+/* The level comes from the text as formatted, as Linux's
+ * printk_parse_prefix reads it (so printk("%s...", KERN_ERR, ...), as
+ * print_hex_dump does, has its level); without one a message takes
+ * Linux's default message level, CONFIG_MESSAGE_LOGLEVEL_DEFAULT (4,
+ * KERN_WARNING, unless configured). Returns what Linux's does: the length
+ * stored, without the prefix and without the one trailing newline Linux
+ * strips. */
 int printk(const char *format, ...) {
-    int level = MMULAB_LOG_INFO;
-    if (format[0] == KERN_SOH[0] && format[1] >= '0' && format[1] <= '7') {
-        int kernel_level = format[1] - '0';
-        level = kernel_level <= 3 ? MMULAB_LOG_ERROR
-              : kernel_level == 4 ? MMULAB_LOG_WARNING
-              : kernel_level <= 6 ? MMULAB_LOG_INFO
-                                  : MMULAB_LOG_DEBUG;
-        format += 2;
-    }
     char message[512];
     va_list arguments;
     va_start(arguments, format);
-    int length = vsnprintf(message, sizeof message, format, arguments);
+    vsnprintf(message, sizeof message, format, arguments);
     va_end(arguments);
+    int level = MMULAB_LOG_WARNING;
+    const char *text = message;
+    /* Every SOH pair in front: a level digit, 'c' (KERN_CONT) or 'd' (KERN_DEFAULT). */
+    while (text[0] == KERN_SOH[0] && text[1] != '\0') {
+        if (text[1] >= '0' && text[1] <= '7') {
+            int kernel_level = text[1] - '0';
+            level = kernel_level <= 3 ? MMULAB_LOG_ERROR
+                  : kernel_level == 4 ? MMULAB_LOG_WARNING
+                  : kernel_level <= 6 ? MMULAB_LOG_INFO
+                                      : MMULAB_LOG_DEBUG;
+        } else if (text[1] != 'c' && text[1] != 'd') {
+            break;
+        }
+        text += 2;
+    }
     /* printk lines end in a newline; the host log's entries do not. */
-    size_t end = strlen(message);
-    while (end > 0 && message[end - 1] == '\n') message[--end] = '\0';
-    shim_log(shim_device(), level, "%s", message);
-    return length;
+    size_t end = strlen(text);
+    char stored[512];
+    memcpy(stored, text, end + 1);
+    if (end > 0 && stored[end - 1] == '\n') stored[--end] = '\0';
+    shim_log(shim_device(), level, "%s", stored);
+    return (int)end;
 }
 
 /* ---------------------------------------------------------------------- */

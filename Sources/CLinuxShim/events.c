@@ -18,8 +18,10 @@ static enum mmu_notifier_event event_of(const mmulab_range *range) {
     /* A device's migration names its owner; ordinary page migration is a
      * CLEAR in Linux (try_to_migrate_one). */
     case MMULAB_EVENT_MIGRATE: return (range->flags & MMULAB_RANGE_HAS_OWNER) ? MMU_NOTIFY_MIGRATE : MMU_NOTIFY_CLEAR;
-    /* DONTNEED, reclaim, KSM, COW break, and any reason a newer host adds:
-     * CLEAR tells the driver only that the entries go, which is always true. */
+    /* DONTNEED, MADV_FREE, a huge page's split or collapse (ABI 1.5),
+     * reclaim, KSM, COW break, and any reason a newer host adds: CLEAR, as
+     * Linux sends for each of these; it tells the driver only that the
+     * entries go, which is always true. */
     default: return MMU_NOTIFY_CLEAR;
     }
 }

@@ -28,9 +28,8 @@ static const mmulab_interval_ops interval_ops = {
     .invalidate = invalidate,
 };
 
-int mmu_interval_notifier_insert_locked(struct mmu_interval_notifier *subscription, struct mm_struct *mm,
-                                        unsigned long start, unsigned long length,
-                                        const struct mmu_interval_notifier_ops *ops) {
+static int insert(struct mmu_interval_notifier *subscription, struct mm_struct *mm, unsigned long start,
+                  unsigned long length, const struct mmu_interval_notifier_ops *ops) {
     struct mmulab_linux_device *device = shim_mm(mm)->device;
     if (WARN_ON(!ops || !ops->invalidate)) return -EINVAL;
     /* An address space that exited meanwhile (the lab's exit can race an
@@ -71,11 +70,22 @@ int mmu_interval_notifier_insert_locked(struct mmu_interval_notifier *subscripti
     return 0;
 }
 
+/* Linux's takes mmap_lock for writing when it must register the mm's
+ * interval tree: may sleep. */
 int mmu_interval_notifier_insert(struct mmu_interval_notifier *subscription, struct mm_struct *mm,
                                  unsigned long start, unsigned long length,
                                  const struct mmu_interval_notifier_ops *ops) {
     might_sleep();
-    return mmu_interval_notifier_insert_locked(subscription, mm, start, length, ops);
+    return insert(subscription, mm, start, length, ops);
+}
+
+/* The same, for a caller that holds mmap_lock for writing (asserted, as
+ * Linux's mmap_assert_write_locked does). */
+int mmu_interval_notifier_insert_locked(struct mmu_interval_notifier *subscription, struct mm_struct *mm,
+                                        unsigned long start, unsigned long length,
+                                        const struct mmu_interval_notifier_ops *ops) {
+    mmap_assert_write_locked(mm);
+    return insert(subscription, mm, start, length, ops);
 }
 
 /* Unhooks from the host (no invalidate runs after it returns) and from the mm's list. */

@@ -177,9 +177,15 @@ struct mmu_notifier *mmu_notifier_get_locked(const struct mmu_notifier_ops *ops,
     struct mmu_notifier *found = NULL, *subscription;
     device->host->lock(device->lock);
     list_for_each_entry(subscription, &shim_mm(mm)->notifiers, mmulab_link) {
-        if (subscription->ops == ops && subscription->users > 0 && subscription->users < UINT_MAX) {
-            subscription->users++;
-            found = subscription;
+        /* users 0: its last put is unhooking it (Linux has already taken it off the list). */
+        if (subscription->ops == ops && subscription->users > 0) {
+            /* Linux refuses a count that would wrap rather than share past it. */
+            if (subscription->users == UINT_MAX) {
+                found = ERR_PTR(-EOVERFLOW);
+            } else {
+                subscription->users++;
+                found = subscription;
+            }
             break;
         }
     }

@@ -186,7 +186,11 @@ bool set_page_dirty(struct page *page) {
     return true;
 }
 
-int set_page_dirty_lock(struct page *page) { return set_page_dirty(page); }
+/* Linux takes the page lock around set_page_dirty: it may sleep. */
+int set_page_dirty_lock(struct page *page) {
+    shim_might_sleep(shim_device(), "set_page_dirty_lock()", "page.c", __LINE__);
+    return set_page_dirty(page);
+}
 
 void mark_page_accessed(struct page *page) {
     uint64_t space;
@@ -199,34 +203,58 @@ void mark_page_accessed(struct page *page) {
 /* Pinning                                                                 */
 /* ---------------------------------------------------------------------- */
 
+/* Pins [start, start + count pages) through the host into `pfns`: 0 or the host's status. */
+static mmulab_status host_pin(struct mmulab_linux_device *device, uint64_t space, unsigned long start,
+                              unsigned long count, unsigned int gup_flags, mmulab_pfn *pfns) {
+    mmulab_error error = { 0 };
+    return device->host->pin(device->ctx, space, start, count * PAGE_SIZE,
+                             (gup_flags & FOLL_WRITE) ? MMULAB_FAULT_WRITE : 0, pfns, &error);
+}
+
+/*
+ * Linux's gup: the page containing `start` and the nr_pages - 1 after it
+ * (an unaligned start is rounded down, not refused), as many as can be
+ * pinned from the first on. Returns how many were pinned, which may be
+ * fewer than asked when a page part way cannot be (not mapped, or not
+ * writable with FOLL_WRITE): the caller owns those pins and must unpin
+ * them. Only when the first page cannot be pinned is the answer an error.
+ * The host pins a range all or nothing, so a failed range is pinned again
+ * a page at a time to find where it stops.
+ */
 static long pin_pages(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
                       struct page **pages) {
     struct mmulab_linux_device *device = shim_require_device("pin_user_pages");
     if (!mm) return -EFAULT;
     if (nr_pages == 0) return 0;
-    if (start & ~PAGE_MASK || nr_pages > (1ul << 20)) return -EINVAL;
+    if (nr_pages > (1ul << 20)) return -EINVAL;
+    start &= PAGE_MASK;
     mmulab_pfn *pfns = calloc(nr_pages, sizeof *pfns);
     if (!pfns) return -ENOMEM;
-    mmulab_error error = { 0 };
     uint64_t space = shim_mm(mm)->address_space;
-    mmulab_status status = device->host->pin(device->ctx, space, start, nr_pages * PAGE_SIZE,
-                                             (gup_flags & FOLL_WRITE) ? MMULAB_FAULT_WRITE : 0, pfns, &error);
+    unsigned long pinned = nr_pages;
+    mmulab_status status = host_pin(device, space, start, nr_pages, gup_flags, pfns);
     if (status != MMULAB_OK) {
-        free(pfns);
-        return shim_errno_from_status(status);
+        for (pinned = 0; pinned < nr_pages; pinned++) {
+            status = host_pin(device, space, start + pinned * PAGE_SIZE, 1, gup_flags, &pfns[pinned]);
+            if (status != MMULAB_OK) break;
+        }
+        if (pinned == 0) {
+            free(pfns);
+            return shim_errno_from_status(status);
+        }
     }
-    for (unsigned long i = 0; i < nr_pages; i++) {
+    for (unsigned long i = 0; i < pinned; i++) {
         pages[i] = shim_page_intern(device, space, &pfns[i], true);
         if (!pages[i]) {
             /* No handle to give: give back what this call pinned. */
             for (unsigned long j = 0; j < i; j++) unpin_user_page(pages[j]);
-            device->host->unpin(device->ctx, &pfns[i], nr_pages - i, false);
+            device->host->unpin(device->ctx, &pfns[i], pinned - i, false);
             free(pfns);
             return -ENOMEM;
         }
     }
     free(pfns);
-    return (long)nr_pages;
+    return (long)pinned;
 }
 
 long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages) {
@@ -235,14 +263,20 @@ long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gu
     return pin_pages(mm, start, nr_pages, gup_flags, pages);
 }
 
+/* Takes mmap_lock itself when it must fault (Linux's slow path): may sleep.
+ * nr_pages 0 or negative pins nothing and returns 0, as Linux documents. */
 int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages) {
-    if (nr_pages < 0) return -EINVAL;
+    shim_might_sleep(shim_device(), "pin_user_pages_fast()", "page.c", __LINE__);
+    if (nr_pages <= 0) return 0;
     return (int)pin_pages(current->mm, start, (unsigned long)nr_pages, gup_flags, pages);
 }
 
+/* With `locked` NULL or *locked set, the caller holds mmap_lock (asserted);
+ * with *locked 0, Linux takes and drops it itself (and leaves *locked 0),
+ * which is what the shim's gup, holding it only inside the host, does. */
 long pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
                            struct page **pages, int *locked) {
-    if (mm && !locked) mmap_assert_locked(mm);
+    if (mm && (!locked || *locked)) mmap_assert_locked(mm);
     return pin_pages(mm, start, nr_pages, gup_flags, pages);
 }
 

@@ -69,6 +69,11 @@ public protocol DevicePlugin: AnyObject {
     /// [blockable] [any-thread] The device reads or writes the page at
     /// `deviceAddress`, faulting the translation in if needed.
     func access(_ binding: AnyObject, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginError)
+    /// [blockable] An atomic read-modify-write of the page at
+    /// `deviceAddress` that writes `buffer` (ABI 1.5, MMULAB_ACCESS_ATOMIC):
+    /// take the page exclusive first (`Host.makeExclusive`). By default a
+    /// plain write.
+    func atomic(_ binding: AnyObject, deviceAddress: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(PluginError)
     /// [blockable] Fault a range in ahead of use (declare `.prefetch`).
     func prefetch(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64) throws(PluginError)
     /// [blockable] Move a range to device memory or back (declare `.migrate`).
@@ -83,6 +88,9 @@ public protocol DevicePlugin: AnyObject {
 }
 
 extension DevicePlugin {
+    public func atomic(_ binding: AnyObject, deviceAddress: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        try access(binding, deviceAddress: deviceAddress, write: true, buffer: buffer)
+    }
     public func prefetch(_ binding: AnyObject, deviceAddress: UInt64, length: UInt64) throws(PluginError) {
         throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "prefetch is not provided")
     }
@@ -97,7 +105,11 @@ extension DevicePlugin {
 }
 
 /// Exports a `DevicePlugin` type through the C ABI. The plugin's one
-/// export line:
+/// export line (its file imports `CDevicePluginABI` for the descriptor's
+/// type, which the kit does not re-export):
+///
+///     public import CDevicePluginABI
+///     import DevicePluginKit
 ///
 ///     @_cdecl("mmulab_device_plugin_v1")
 ///     public func entry(_ hostMinor: UInt16, _ negotiated: UnsafeMutablePointer<UInt16>?)
@@ -188,10 +200,15 @@ public enum DevicePluginExport {
         UnsafeMutablePointer<mmulab_error>?
     ) -> mmulab_status = { instance, binding, address, flags, buffer, length, errorOut in
         let object = Unmanaged<AnyObject>.fromOpaque(binding!).takeUnretainedValue()
+        let bytes = UnsafeMutableRawBufferPointer(start: buffer, count: Int(length))
+        let write = flags & UInt32(MMULAB_ACCESS_WRITE) != 0
         do throws(PluginError) {
-            try InstanceBox.from(instance).plugin.access(
-                object, deviceAddress: address, write: flags & UInt32(MMULAB_ACCESS_WRITE) != 0,
-                buffer: UnsafeMutableRawBufferPointer(start: buffer, count: Int(length)))
+            let plugin = InstanceBox.from(instance).plugin
+            if write && flags & UInt32(MMULAB_ACCESS_ATOMIC) != 0 {
+                try plugin.atomic(object, deviceAddress: address, buffer: bytes)
+            } else {
+                try plugin.access(object, deviceAddress: address, write: write, buffer: bytes)
+            }
             return mmulab_status(MMULAB_OK)
         } catch {
             return error.report(into: errorOut)

@@ -1,4 +1,9 @@
-@_exported public import CDevicePluginABI
+// Public, not re-exported: the kit's API keeps the C types it wraps where it
+// has no Swift type of its own (`PFN` is `mmulab_pfn`; ``Host`` holds the
+// `mmulab_host` table; the export glue returns the `mmulab_device_plugin`
+// descriptor). A plugin that names C symbols (MMULAB_CAP_*, MMULAB_EVENT_*,
+// MMULAB_ERR_*, the entry's return type) imports CDevicePluginABI itself.
+public import CDevicePluginABI
 
 #if canImport(Glibc)
 import Glibc
@@ -132,9 +137,12 @@ public struct Host: @unchecked Sendable {
 
     /// [blockable] `pin_user_pages`: faults `[start, start + length)` in
     /// and pins every page; the frames stay (unreclaimable, unmovable) until
-    /// `unpin`. All or nothing: on error no page stays pinned.
-    public func pin(addressSpace: UInt64, start: UInt64, length: UInt64, write: Bool) throws(PluginError) -> [PFN] {
-        try translations(table.pointee.pin, addressSpace, start, length, write)
+    /// `unpin`. All or nothing: on error no page stays pinned. `longTerm`
+    /// (ABI 1.5, FOLL_LONGTERM, for a pin held indefinitely): pages in
+    /// movable memory move out of it first, so use only the pfns this
+    /// returns.
+    public func pin(addressSpace: UInt64, start: UInt64, length: UInt64, write: Bool, longTerm: Bool = false) throws(PluginError) -> [PFN] {
+        try translations(table.pointee.pin, addressSpace, start, length, write, extra: longTerm ? UInt32(MMULAB_PIN_LONGTERM) : 0)
     }
 
     /// One call of `fault_range` or `pin` (same signature).
@@ -143,12 +151,12 @@ public struct Host: @unchecked Sendable {
             UnsafeMutableRawPointer?, UInt64, UInt64, UInt64, UInt32, UnsafeMutablePointer<mmulab_pfn>?,
             UnsafeMutablePointer<mmulab_error>?
         ) -> mmulab_status,
-        _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ write: Bool
+        _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ write: Bool, extra: UInt32 = 0
     ) throws(PluginError) -> [PFN] {
         var pfns = [PFN](repeating: PFN(), count: Int(length / 4096))
         var error = mmulab_error()
         let status = pfns.withUnsafeMutableBufferPointer { buffer in
-            service(context, addressSpace, start, length, write ? UInt32(MMULAB_FAULT_WRITE) : 0, buffer.baseAddress, &error)
+            service(context, addressSpace, start, length, (write ? UInt32(MMULAB_FAULT_WRITE) : 0) | extra, buffer.baseAddress, &error)
         }
         guard status == mmulab_status(MMULAB_OK) else { throw PluginError(error) }
         return pfns
@@ -214,6 +222,32 @@ public final class HostLock: @unchecked Sendable {
 extension mmulab_pfn {
     /// The page lives in the caller's own device memory (ABI 1.1).
     public var isDevicePrivate: Bool { flags & UInt32(MMULAB_PFN_DEVICE_PRIVATE) != 0 }
+    /// Taken with `makeExclusive` (ABI 1.5).
+    public var isExclusive: Bool { flags & UInt32(MMULAB_PFN_EXCLUSIVE) != 0 }
+    /// Part of a huge page's PMD mapping (ABI 1.5): its aligned 2 MiB may be
+    /// mapped with one 2 MiB entry.
+    public var isHuge: Bool { flags & UInt32(MMULAB_PFN_HUGE) != 0 }
+}
+
+extension Host {
+    /// Whether the host offers device-exclusive pages (ABI 1.5).
+    public var offersExclusive: Bool {
+        table.pointee.abi_minor >= 5
+            && Int(table.pointee.struct_size) >= MemoryLayout<mmulab_host>.offset(of: \.make_exclusive)! + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// [blockable] `make_device_exclusive`: takes the page at `address`
+    /// exclusive for this instance; the invalidation carries `owner` (skip
+    /// it). Install the returned translation only if no invalidation raced.
+    public func makeExclusive(addressSpace: UInt64, address: UInt64, owner: UInt64) throws(PluginError) -> PFN {
+        guard offersExclusive else { throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the host offers no device-exclusive pages (ABI < 1.5)") }
+        var pfn = PFN()
+        var error = mmulab_error()
+        guard table.pointee.make_exclusive(context, addressSpace, address, owner, &pfn, &error) == mmulab_status(MMULAB_OK) else {
+            throw PluginError(error)
+        }
+        return pfn
+    }
 }
 
 /// A device memory the host made for this instance (ABI 1.1).

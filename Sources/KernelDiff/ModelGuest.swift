@@ -9,7 +9,12 @@ import VirtualMemory
 /// page in through `faultRange` (KVM: `hva_to_pfn`, a `get_user_pages`) and
 /// keeps the translation, writable if the primary maps it writable (KVM's
 /// `map_writable`). An invalidation start drops the translations in its
-/// range; an aging call clears their accessed bits; release drops all.
+/// range, reporting every writable one dirty as it goes: the runner's KVM
+/// is a shadow MMU (PVM) whose shadow PTEs carry no accessed/dirty bits,
+/// and KVM then counts every writable SPTE dirty when it zaps it
+/// (`is_dirty_spte`), so a page the guest merely read through a writable
+/// mapping becomes dirty too (a lazily freed page is kept by reclaim). An
+/// aging call clears the accessed bits; release drops all.
 ///
 /// It records every invalidation start and every aging call, in order: the
 /// model's view of what the runner reads from `kvm:kvm_unmap_hva_range` and
@@ -43,7 +48,10 @@ final class ModelGuest: AddressSpaceSubscriber, @unchecked Sendable {
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         state.withLock { s in
             s.invalidations.append(RawRange(start: range.start, end: range.end, cause: "\(range.event)"))
-            for address in s.entries.keys where range.contains(address) { s.entries.removeValue(forKey: address) }
+            for (address, entry) in s.entries where range.contains(address) {
+                if entry.translation.writable { machine.setDirty(entry.translation.frame) }
+                s.entries.removeValue(forKey: address)
+            }
         }
         return .ok
     }

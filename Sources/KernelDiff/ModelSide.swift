@@ -16,16 +16,20 @@ final class ModelSide {
     private var kinds: [Int: MappingKind] = [:]
     private var nextSlot: UInt64 = 0
     private var exited = false
+    /// Mappings registered for userfaultfd write-protect (on first use, as the runner does).
+    private var userfaultRegistered: Set<Int> = []
 
     /// Mappings start 1 GiB apart from here, as the runner's do (from another base).
     static let slotBase: UInt64 = 0x10_0000_0000
     static let slotStride: UInt64 = 0x4000_0000
 
     init(facts: MachineFacts, faults: MemoryFaultInjection) {
+        // Transparent huge pages where a mapping asks (MADV_HUGEPAGE), as
+        // the runner's machine (enabled: madvise) gives them.
         machine = Machine(
             .init(
                 memory: .init(frames: 8192, nodes: max(facts.nodes, 1), payloadSize: 16),
-                swapSlots: facts.swapDevices > 0 ? 8192 : 0, faults: faults))
+                swapSlots: facts.swapDevices > 0 ? 8192 : 0, faults: faults, transparentHugePages: .madvise))
         space = machine.makeAddressSpace()
         guest = ModelGuest(machine: machine, space: space)
         do {
@@ -57,11 +61,14 @@ final class ModelSide {
     private func run(_ primitive: Primitive) throws(MemoryError) -> Outcome {
         if exited { return .error("the process has exited") }
         switch primitive {
-        case .map(let id, let kind, let pages, let protection):
+        case .map(let id, let kind, let pages, let protection, let advice):
             let length = UInt64(pages) * 4096
             let at = nextAddress()
             switch kind {
-            case .anon: _ = try space.map(length: length, kind: .anonymousPrivate, protection: protection.model, at: at)
+            case .anon:
+                _ = try space.map(length: length, kind: .anonymousPrivate, protection: protection.model, at: at)
+                // As the runner: MADV_HUGEPAGE, MADV_NOHUGEPAGE, or neither.
+                if advice != .unadvised { try space.adviseHugePage(start: at, length: length, enable: advice == .huge) }
             case .shared: _ = try space.map(length: length, kind: .anonymousShared, protection: protection.model, at: at)
             case .file:
                 let file = machine.makeFile(named: "kdiff-\(id)", pages: pages)
@@ -86,6 +93,21 @@ final class ModelSide {
             return .ok
         case .munmap(let r): try space.unmap(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .dontNeed(let r): try space.adviseDontNeed(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
+        case .free(let r): try space.adviseFree(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
+        case .unregister(let id):
+            if userfaultRegistered.remove(id) != nil {
+                try space.unregisterUserfault(start: layout[id]!.start, length: UInt64(layout[id]!.pages) * 4096)
+            }
+        case .collapse(let r):
+            // MADV_COLLAPSE fails (EINVAL/EAGAIN-like) when nothing there can collapse.
+            let blocks = try space.adviseCollapse(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
+            if blocks == 0 { return .error("nothing collapsed") }
+        case .writeProtect(let r, let protect):
+            if !userfaultRegistered.contains(r.mapping) {
+                try space.registerUserfault(start: layout[r.mapping]!.start, length: UInt64(layout[r.mapping]!.pages) * 4096)
+                userfaultRegistered.insert(r.mapping)
+            }
+            try space.userfaultWriteProtect(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096, protect: protect)
         case .pageOut(let r): _ = try machine.pageOut(space, start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .mergeable(let r): try space.adviseMergeable(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096)
         case .mprotect(let r, let p): try space.protect(start: address(r.mapping, r.first), length: UInt64(r.count) * 4096, p.model)

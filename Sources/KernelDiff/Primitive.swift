@@ -2,7 +2,7 @@
 /// exactly these, in this order: the kernel runner receives each as a line
 /// of its protocol (`line`), the model performs each through its public API.
 public enum Primitive: Sendable, Hashable {
-    case map(id: Int, kind: MappingKind, pages: Int, protection: Protection)
+    case map(id: Int, kind: MappingKind, pages: Int, protection: Protection, advice: HugePageAdvice)
     case read(id: Int, page: Int)
     case write(id: Int, page: Int, value: UInt32)
     case guestRead(id: Int, page: Int)
@@ -11,6 +11,10 @@ public enum Primitive: Sendable, Hashable {
     case childWrite(id: Int, page: Int, value: UInt32)
     case munmap(PageRange)
     case dontNeed(PageRange)
+    case free(PageRange)
+    case writeProtect(PageRange, protect: Bool)
+    case unregister(id: Int)
+    case collapse(PageRange)
     case pageOut(PageRange)
     case mergeable(PageRange)
     case mprotect(PageRange, Protection)
@@ -25,7 +29,8 @@ public enum Primitive: Sendable, Hashable {
     public var line: String {
         func range(_ verb: String, _ r: PageRange) -> String { "\(verb) \(r.mapping) \(r.first) \(r.count)" }
         switch self {
-        case .map(let id, let kind, let pages, let protection): return "map \(id) \(kind.rawValue) \(pages) \(protection.rawValue)"
+        case .map(let id, let kind, let pages, let protection, let advice):
+            return "map \(id) \(kind.rawValue) \(pages) \(protection.rawValue)" + (advice == .nohuge ? "" : " \(advice.rawValue)")
         case .read(let id, let page): return "read \(id) \(page)"
         case .write(let id, let page, let value): return "write \(id) \(page) \(String(value, radix: 16))"
         case .guestRead(let id, let page): return "gread \(id) \(page)"
@@ -34,6 +39,10 @@ public enum Primitive: Sendable, Hashable {
         case .childWrite(let id, let page, let value): return "cwrite \(id) \(page) \(String(value, radix: 16))"
         case .munmap(let r): return range("munmap", r)
         case .dontNeed(let r): return range("dontneed", r)
+        case .free(let r): return range("free", r)
+        case .writeProtect(let r, let protect): return range(protect ? "wrprotect" : "wrunprotect", r)
+        case .unregister(let id): return "unregister \(id)"
+        case .collapse(let r): return range("collapse", r)
         case .pageOut(let r): return range("pageout", r)
         case .mergeable(let r): return range("mergeable", r)
         case .mprotect(let r, let p): return range("mprotect", r) + " \(p.rawValue)"
@@ -54,7 +63,7 @@ extension Step {
     func primitives(nodes: Int) -> [Primitive] {
         var result: [Primitive] = []
         switch operation {
-        case .map(let m, let p): result = [.map(id: m.id, kind: m.kind, pages: m.pages, protection: p)]
+        case .map(let m, let p): result = [.map(id: m.id, kind: m.kind, pages: m.pages, protection: p, advice: m.advice)]
         case .read(let r): result = r.pages.map { .read(id: r.mapping, page: $0) }
         case .write(let r, let v): result = r.pages.map { .write(id: r.mapping, page: $0, value: v) }
         case .guestRead(let r): result = r.pages.map { .guestRead(id: r.mapping, page: $0) }
@@ -63,6 +72,10 @@ extension Step {
         case .childWrite(let r, let v): result = r.pages.map { .childWrite(id: r.mapping, page: $0, value: v) }
         case .munmap(let r): result = [.munmap(r)]
         case .dontNeed(let r): result = [.dontNeed(r)]
+        case .free(let r): result = [.free(r)]
+        case .writeProtect(let r, let protect): result = [.writeProtect(r, protect: protect)]
+        case .unregister(let id): result = [.unregister(id: id)]
+        case .collapse(let r): result = [.collapse(r)]
         case .pageOut(let r): result = [.pageOut(r)]
         case .mergeable(let r): result = [.mergeable(r)]
         case .mprotect(let r, let p): result = [.mprotect(r, p)]

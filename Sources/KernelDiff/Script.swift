@@ -31,12 +31,34 @@ public enum Protection: String, Sendable, Hashable, CaseIterable {
     case rw, r, none
 }
 
-/// A mapping a script makes: its id (index in `Script.mappings`), name, kind, size.
+/// What a mapping tells the kernel about transparent huge pages (the
+/// machine's setting is `madvise`, in the runner and in the model).
+public enum HugePageAdvice: String, Sendable, Hashable, CaseIterable {
+    /// `MADV_NOHUGEPAGE` (the default): small pages only.
+    case nohuge
+    /// `MADV_HUGEPAGE`: a fault fills a whole aligned 2 MiB.
+    case huge
+    /// Neither: small pages on faults, and khugepaged leaves it alone, but
+    /// `MADV_COLLAPSE` may collapse it (it ignores the setting).
+    case unadvised
+}
+
+/// A mapping a script makes: its id (index in `Script.mappings`), name,
+/// kind, size, and its huge-page advice.
 public struct MappingDeclaration: Sendable, Hashable {
     public let id: Int
     public let name: String
     public let kind: MappingKind
     public let pages: Int
+    public let advice: HugePageAdvice
+
+    public init(id: Int, name: String, kind: MappingKind, pages: Int, advice: HugePageAdvice = .nohuge) {
+        self.id = id
+        self.name = name
+        self.kind = kind
+        self.pages = pages
+        self.advice = advice
+    }
 }
 
 /// Pages `first ..< first + count` of a mapping.
@@ -65,6 +87,18 @@ public enum Operation: Sendable, Hashable {
     /// the memslot follows it, as a VMM's would.
     case mremap(mapping: Int)
     case dontNeed(PageRange)
+    /// `MADV_FREE`: the pages stay until reclaim (here `pageout`) discards the clean ones.
+    case free(PageRange)
+    /// userfaultfd write-protect (`protect`) or unprotect of the pages
+    /// (`UFFDIO_WRITEPROTECT`; the mapping is registered on first use).
+    /// No script may write a protected page: nobody would resolve it.
+    case writeProtect(PageRange, protect: Bool)
+    /// `UFFDIO_UNREGISTER` of the whole mapping (after `wrprotect`): a
+    /// script that write-protects ends with it, or the userfaultfd's
+    /// release would clear the marks at some moment during the exit.
+    case unregister(mapping: Int)
+    /// `MADV_COLLAPSE`: small pages of an aligned 2 MiB become a huge page.
+    case collapse(PageRange)
     case pageOut(PageRange)
     case mergeable(PageRange)
     case mprotect(PageRange, Protection)

@@ -12,7 +12,7 @@ public struct ScriptError: Error, Sendable, Hashable, CustomStringConvertible {
 ///     map NAME anon|shared|file PAGES [rw|r|none]
 ///     read|guest-read|child-read NAME PAGES
 ///     write|guest-write|child-write NAME PAGES [VALUE]     (VALUE defaults to the step number)
-///     munmap|dontneed|pageout|mergeable|migrate NAME [PAGES]
+///     munmap|dontneed|free|pageout|mergeable|migrate|wrprotect|wrunprotect|collapse NAME [PAGES]
 ///     mprotect NAME rw|r|none [PAGES]
 ///     mremap NAME
 ///     fork | child-exit | ksm | exit
@@ -24,7 +24,7 @@ public struct ScriptError: Error, Sendable, Hashable, CustomStringConvertible {
 public enum ScriptParser {
     /// Limits that keep a run small and inside the runner's tables.
     public static let maximumMappings = 16
-    public static let maximumPages = 64
+    public static let maximumPages = 512  // a 2 MiB huge page (the runner's MAX_PAGES)
 
     /// Reads the script at `path`.
     public static func read(path: String) throws(ScriptError) -> Script {
@@ -101,7 +101,7 @@ private struct ParseState {
         let value = UInt32(truncatingIfNeeded: steps.count + 1)
         switch verb {
         case "map":
-            try arguments(words, 3...4, usage: "map NAME anon|shared|file PAGES [rw|r|none]")
+            try arguments(words, 3...5, usage: "map NAME anon|shared|file PAGES [rw|r|none] [huge|unadvised]")
             return try map(words)
         case "read", "guest-read", "child-read":
             try arguments(words, 2...2, usage: "\(verb) NAME PAGES")
@@ -112,12 +112,16 @@ private struct ParseState {
             let range = try pages(words[1], words[2])
             let v = words.count == 4 ? try number(words[3]) : value
             return verb == "write" ? .write(range, v) : verb == "guest-write" ? .guestWrite(range, v) : .childWrite(range, v)
-        case "munmap", "dontneed", "pageout", "mergeable", "migrate":
+        case "munmap", "dontneed", "free", "pageout", "mergeable", "migrate", "wrprotect", "wrunprotect", "collapse":
             try arguments(words, 1...2, usage: "\(verb) NAME [PAGES]")
             let range = try pages(words[1], words.count == 3 ? words[2] : "all")
             switch verb {
             case "munmap": return .munmap(range)
             case "dontneed": return .dontNeed(range)
+            case "free": return .free(range)
+            case "wrprotect": return .writeProtect(range, protect: true)
+            case "wrunprotect": return .writeProtect(range, protect: false)
+            case "collapse": return .collapse(range)
             case "pageout": return .pageOut(range)
             case "mergeable": return .mergeable(range)
             default: return .migrate(range)
@@ -129,6 +133,9 @@ private struct ParseState {
         case "mremap":
             try arguments(words, 1...1, usage: "mremap NAME")
             return .mremap(mapping: try mapping(words[1]).id)
+        case "unregister":
+            try arguments(words, 1...1, usage: "unregister NAME")
+            return .unregister(mapping: try mapping(words[1]).id)
         case "fork", "child-exit", "ksm", "exit":
             try arguments(words, 0...0, usage: verb)
             return verb == "fork" ? .fork : verb == "child-exit" ? .childExit : verb == "ksm" ? .ksm : .exit
@@ -148,8 +155,17 @@ private struct ParseState {
         guard let pages = Int(words[3]), (1...ScriptParser.maximumPages).contains(pages) else {
             throw fail("a mapping has 1 to \(ScriptParser.maximumPages) pages, not `\(words[3])`")
         }
-        let prot = words.count == 5 ? try protection(words[4]) : .rw
-        let declaration = MappingDeclaration(id: mappings.count, name: name, kind: kind, pages: pages)
+        var rest = Array(words.dropFirst(4))
+        var advice = HugePageAdvice.nohuge
+        if let last = rest.last, let given = HugePageAdvice(rawValue: last), given != .nohuge {
+            rest.removeLast()
+            guard kind == .anon else { throw fail("huge-page advice is for anon mappings") }
+            advice = given
+        }
+        guard rest.count <= 1 else { throw fail("usage: map NAME anon|shared|file PAGES [rw|r|none] [huge|unadvised]") }
+        var prot = Protection.rw
+        if let word = rest.first { prot = try protection(word) }
+        let declaration = MappingDeclaration(id: mappings.count, name: name, kind: kind, pages: pages, advice: advice)
         mappings.append(declaration)
         return .map(declaration, prot)
     }

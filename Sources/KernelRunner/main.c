@@ -25,6 +25,7 @@
 
 #define TRACEFS "/sys/kernel/tracing"
 #define KSM "/sys/kernel/mm/ksm"
+#define KHUGEPAGED "/sys/kernel/mm/transparent_hugepage/khugepaged"
 
 static char instance[256];
 static int trace_fd = -1;
@@ -56,6 +57,34 @@ static long read_number(const char *path) {
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     return n > 0 ? strtol(buf, NULL, 10) : -1;
+}
+
+/* khugepaged's limits we replaced, to restore: while a runner runs, it may
+ * collapse nothing with an empty, swapped or shared page in it, so it never
+ * collapses a script's 2 MiB behind the script's back (it wakes as soon as
+ * a mapping is madvised MADV_HUGEPAGE, and its invalidations come from its
+ * own thread, which the trace does not follow). MADV_COLLAPSE ignores them. */
+static const char *const khugepaged_limits[] = {"max_ptes_none", "max_ptes_swap", "max_ptes_shared"};
+static long khugepaged_was[3] = {-1, -1, -1};
+
+static void quiet_khugepaged(void) {
+    for (int i = 0; i < 3; i++) {
+        char path[128];
+        snprintf(path, sizeof path, KHUGEPAGED "/%s", khugepaged_limits[i]);
+        khugepaged_was[i] = read_number(path);
+        if (khugepaged_was[i] > 0) write_file(path, "0");
+    }
+}
+
+static void restore_khugepaged(void) {
+    for (int i = 0; i < 3; i++) {
+        if (khugepaged_was[i] <= 0) continue;
+        char path[128], value[32];
+        snprintf(path, sizeof path, KHUGEPAGED "/%s", khugepaged_limits[i]);
+        snprintf(value, sizeof value, "%ld", khugepaged_was[i]);
+        write_file(path, value);
+        khugepaged_was[i] = -1;
+    }
 }
 
 static void sleep_ms(int ms) {
@@ -241,6 +270,7 @@ static void cleanup(void) {
     }
     stop_tracing();
     if (ksm_run_was == 0) write_file(KSM "/run", "0");
+    restore_khugepaged();
 }
 
 static int numa_nodes(void) {
@@ -283,6 +313,7 @@ int main(int argc, char **argv) {
     if (lock < 0 || flock(lock, LOCK_EX) < 0) return unavailable("lock: %s", strerror(errno));
     remove_stale_instances();
     ksmd = find_kthread("ksmd");
+    quiet_khugepaged();
 
     int down[2], up[2];
     if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0) return unavailable("pipe: %s", strerror(errno));

@@ -18,13 +18,13 @@
  *
  *   (greeting)  hello kernel=R nodes=N swap=N zero-pfn=HEX ksmd=yes|no
  *               or: unavailable REASON       (then exit status 3)
- *   map ID anon|shared|file PAGES rw|r|none
+ *   map ID anon|shared|file PAGES rw|r|none [huge|unadvised]
  *   read|gread|cread ID PAGE                 -> value 0xV | fault | error TEXT
  *   write|gwrite|cwrite ID PAGE HEXVALUE     -> ok | fault | error TEXT
- *   munmap|dontneed|pageout|mergeable ID FIRST COUNT
+ *   munmap|dontneed|free|pageout|mergeable|wrprotect|wrunprotect|collapse ID FIRST COUNT
  *   mprotect ID FIRST COUNT rw|r|none
  *   migrate ID FIRST COUNT NODE
- *   mremap ID | fork | cexit | ksm | exit    -> ok | error TEXT
+ *   mremap ID | unregister ID | fork | cexit | ksm | exit -> ok | error TEXT
  *   snap  -> inval START END self|ksmd|other   (every kvm_unmap_hva_range since the last snap)
  *            age START END self|ksmd|other     (every kvm_age_hva)
  *            layout ID START PAGES             (while the subject lives)

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,6 +20,9 @@
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
 #endif
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -33,7 +38,28 @@ struct mapping {
     enum kind kind;
     uint64_t start;
     int pages;
+    int uffd_registered; /* registered for userfaultfd write-protect */
 };
+
+/* The process's userfaultfd, made on the first wrprotect (no handler
+ * thread: a script never writes a page while it is write-protected). */
+static int uffd = -1;
+
+/* Registers mapping `m` for write-protect faults, making the userfaultfd
+ * first if needed; 0 or -1 with errno. */
+static int uffd_register(struct mapping *m) {
+    if (m->uffd_registered) return 0;
+    if (uffd < 0) {
+        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        if (uffd < 0) return -1;
+        struct uffdio_api api = {.api = UFFD_API, .features = 0};
+        if (ioctl(uffd, UFFDIO_API, &api) < 0) return -1;
+    }
+    struct uffdio_register reg = {.range = {.start = m->start, .len = (uint64_t)m->pages * 4096}, .mode = UFFDIO_REGISTER_MODE_WP};
+    if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) return -1;
+    m->uffd_registered = 1;
+    return 0;
+}
 
 static struct mapping maps[MAX_MAPPINGS];
 static int next_slot;
@@ -94,7 +120,8 @@ static int make_file(int pages) {
     return fd;
 }
 
-static void do_map(int id, const char *kind, int pages, const char *prot_name) {
+/* `advice`: 0 MADV_NOHUGEPAGE, 1 MADV_HUGEPAGE, 2 neither. */
+static void do_map(int id, const char *kind, int pages, const char *prot_name, int advice) {
     int prot = prot_of(prot_name);
     if (id < 0 || id >= MAX_MAPPINGS || maps[id].used || pages < 1 || pages > MAX_PAGES || prot < 0) {
         reply("error bad map command");
@@ -127,13 +154,16 @@ static void do_map(int id, const char *kind, int pages, const char *prot_name) {
         reply_errno("mmap");
         return;
     }
-    /* No transparent huge pages: the model has none. No readahead on the
-     * file: the model reads a file page only when it is faulted. */
-    madvise(p, (size_t)pages * 4096, MADV_NOHUGEPAGE);
+    /* Transparent huge pages only where the script asks (MADV_HUGEPAGE;
+     * the machine's setting is madvise); none elsewhere, as in the model.
+     * No readahead on the file: the model reads a file page only when it
+     * is faulted. */
+    if (advice != 2) madvise(p, (size_t)pages * 4096, advice == 1 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     if (m->kind == FILE_BACKED) madvise(p, (size_t)pages * 4096, MADV_RANDOM);
     m->used = 1;
     m->start = at;
     m->pages = pages;
+    m->uffd_registered = 0;
     if (guest_set_slot(id, at, (uint64_t)pages * 4096) < 0) {
         reply_errno("memslot");
         return;
@@ -163,6 +193,24 @@ static void do_mremap(int id) {
     reply("ok");
 }
 
+/* UFFDIO_UNREGISTER of mapping `id`, if it was registered. */
+static void do_unregister(int id) {
+    if (id < 0 || id >= MAX_MAPPINGS || !maps[id].used) {
+        reply("error bad mapping");
+        return;
+    }
+    struct mapping *m = &maps[id];
+    if (m->uffd_registered) {
+        struct uffdio_range range = {.start = m->start, .len = (uint64_t)m->pages * 4096};
+        if (ioctl(uffd, UFFDIO_UNREGISTER, &range) < 0) {
+            reply_errno("unregister");
+            return;
+        }
+        m->uffd_registered = 0;
+    }
+    reply("ok");
+}
+
 static void do_range(const char *op, int id, int first, int count, const char *prot_name) {
     struct mapping *m = lookup(id, first, count);
     if (!m) {
@@ -174,6 +222,16 @@ static void do_range(const char *op, int id, int first, int count, const char *p
     int rc;
     if (!strcmp(op, "munmap")) rc = munmap(at, len);
     else if (!strcmp(op, "dontneed")) rc = madvise(at, len, MADV_DONTNEED);
+    else if (!strcmp(op, "free")) rc = madvise(at, len, MADV_FREE);
+    else if (!strcmp(op, "collapse")) rc = madvise(at, len, MADV_COLLAPSE);
+    else if (!strcmp(op, "wrprotect") || !strcmp(op, "wrunprotect")) {
+        rc = uffd_register(m);
+        if (rc == 0) {
+            struct uffdio_writeprotect wp = {
+                .range = {.start = (uint64_t)(uintptr_t)at, .len = len}, .mode = !strcmp(op, "wrprotect") ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
+            rc = ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+        }
+    }
     else if (!strcmp(op, "pageout")) rc = madvise(at, len, MADV_PAGEOUT);
     else if (!strcmp(op, "mergeable")) rc = madvise(at, len, MADV_MERGEABLE);
     else if (!strcmp(op, "mprotect")) {
@@ -377,14 +435,16 @@ static void do_init(void) {
 }
 
 void subject_main(int in, int out) {
-    char line[LINE_MAX_LEN], a[32], b[32];
+    char line[LINE_MAX_LEN], a[32], b[32], c[32];
     reply_fd = out;
     while (read_line(in, line, sizeof line) == 1) {
         int id, x, y, z;
         unsigned value;
         uint32_t got = 0;
         if (!strcmp(line, "init")) do_init();
-        else if (sscanf(line, "map %d %31s %d %31s", &id, a, &x, b) == 4) do_map(id, a, x, b);
+        else if (sscanf(line, "map %d %31s %d %31s %31s", &id, a, &x, b, c) == 5)
+            do_map(id, a, x, b, !strcmp(c, "huge") ? 1 : !strcmp(c, "unadvised") ? 2 : 0);
+        else if (sscanf(line, "map %d %31s %d %31s", &id, a, &x, b) == 4) do_map(id, a, x, b, 0);
         else if (sscanf(line, "read %d %d", &id, &x) == 2) {
             struct mapping *m = lookup(id, x, 1);
             if (!m) reply("error bad page");
@@ -412,6 +472,7 @@ void subject_main(int in, int out) {
             if (!m) reply("error bad page");
             else to_child(command);
         } else if (sscanf(line, "mremap %d", &id) == 1) do_mremap(id);
+        else if (sscanf(line, "unregister %d", &id) == 1) do_unregister(id);
         else if (sscanf(line, "mprotect %d %d %d %31s", &id, &x, &y, a) == 4) do_range("mprotect", id, x, y, a);
         else if (sscanf(line, "migrate %d %d %d %d", &id, &x, &y, &z) == 4) do_migrate(id, x, y, z);
         else if (sscanf(line, "%31s %d %d %d", a, &id, &x, &y) == 4) do_range(a, id, x, y, NULL);

@@ -29,13 +29,28 @@ public enum NotifierEvent: UInt8, Sendable, Hashable, CaseIterable, CustomString
     case ksm
     /// A write breaks COW (or KSM) sharing: the PTE will point at a new copy.
     case cowBreak
-    /// A device takes exclusive access (make_device_exclusive).
+    /// A device takes exclusive access to a page for an atomic operation
+    /// (make_device_exclusive): the range carries that device's owner
+    /// cookie, so it can skip its own conversion. With no owner: the CPU
+    /// takes the page back from the device (Linux 6.15 and later send
+    /// MMU_NOTIFY_CLEAR there, 5.14 to 6.14 MMU_NOTIFY_EXCLUSIVE without
+    /// an owner), and the device must drop its exclusive entry.
     case exclusive
     /// The address space is being torn down at exit: the whole-space
     /// invalidation of intervals that `release` sends.
     case exit
     /// The OOM reaper frees the victim's memory; always non-blockable.
     case oomReap
+    /// The pages are marked lazily freed (madvise MADV_FREE): the PTEs stay
+    /// but become clean and old, so reclaim may discard them while nobody
+    /// writes them again.
+    case madviseFree
+    /// A transparent huge page is split (a PMD mapping becomes 512 PTE
+    /// mappings of the same frames), over the whole 2 MiB: before a partial
+    /// munmap, mprotect, DONTNEED or MADV_FREE, a copy-on-write, a swap-out.
+    case hugeSplit
+    /// 512 small pages are replaced by one huge page (khugepaged, MADV_COLLAPSE).
+    case collapse
 
     public var description: String { "\(name)" }
 
@@ -55,6 +70,9 @@ public enum NotifierEvent: UInt8, Sendable, Hashable, CaseIterable, CustomString
         case .exclusive: "exclusive"
         case .exit: "exit"
         case .oomReap: "oomReap"
+        case .madviseFree: "madviseFree"
+        case .hugeSplit: "hugeSplit"
+        case .collapse: "collapse"
         }
     }
 
@@ -64,7 +82,7 @@ public enum NotifierEvent: UInt8, Sendable, Hashable, CaseIterable, CustomString
         switch self {
         case .munmap, .mremap, .oomReap: "MMU_NOTIFY_UNMAP"
         case .exit: "MMU_NOTIFY_RELEASE"
-        case .madviseDontNeed, .vmscan, .ksm, .cowBreak: "MMU_NOTIFY_CLEAR"
+        case .madviseDontNeed, .madviseFree, .vmscan, .ksm, .cowBreak, .hugeSplit, .collapse: "MMU_NOTIFY_CLEAR"
         case .mprotect: "MMU_NOTIFY_PROTECTION_VMA"
         case .writeProtect: "MMU_NOTIFY_PROTECTION_PAGE"
         case .softDirty: "MMU_NOTIFY_SOFT_DIRTY"

@@ -4,13 +4,18 @@ import LabSync
 import MMUNotifier
 import Synchronization
 
-/// The C view of an invalidation range.
-func cRange(_ range: InvalidationRange) -> mmulab_range {
+/// The C view of an invalidation range, for an instance that negotiated
+/// ABI minor `minor`: the events 1.5 added (MADV_FREE, a huge page's split,
+/// a collapse) reach an older instance as MMULAB_EVENT_MADVISE_DONTNEED,
+/// the CLEAR-type event it knows (the VMA stays, the translations go).
+func cRange(_ range: InvalidationRange, minor: Int) -> mmulab_range {
     var flags: UInt32 = range.blockable ? UInt32(MMULAB_RANGE_BLOCKABLE) : 0
     if range.owner != nil { flags |= UInt32(MMULAB_RANGE_HAS_OWNER) }
+    var event = range.event
+    if minor < 5, event.rawValue > NotifierEvent.oomReap.rawValue { event = .madviseDontNeed }
     return mmulab_range(
         address_space: range.addressSpace.rawValue, start: range.start, end: range.end,
-        event: UInt32(range.event.rawValue), flags: flags, owner: range.owner?.rawValue ?? 0)
+        event: UInt32(event.rawValue), flags: flags, owner: range.owner?.rawValue ?? 0)
 }
 
 /// Copies a plugin's table, keeping only the fields its declared size covers.
@@ -96,7 +101,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     @inline(__always)
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         if orphaned.load(ordering: .relaxed) { return .ok }
-        var r = cRange(range)
+        var r = cRange(range, minor: context.negotiatedMinor)
         let status = callPlugin(context, PluginCallback.invalidateRangeStart.name, timing: .invalidateRangeStart, describe: { $0.describe(&r) }) {
             ops.invalidate_range_start!(data, &r)
         }
@@ -110,7 +115,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     @inline(__always)
     func invalidateRangeEnd(_ range: InvalidationRange) {
         if orphaned.load(ordering: .relaxed) { return }
-        var r = cRange(range)
+        var r = cRange(range, minor: context.negotiatedMinor)
         callPlugin(context, PluginCallback.invalidateRangeEnd.name, timing: .invalidateRangeEnd, describe: { $0.describe(&r) }) {
             ops.invalidate_range_end!(data, &r)
         }
@@ -118,7 +123,7 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
 
     func invalidateSecondaryTLBs(_ range: InvalidationRange) {
         if orphaned.load(ordering: .relaxed) { return }
-        var r = cRange(range)
+        var r = cRange(range, minor: context.negotiatedMinor)
         callPlugin(context, PluginCallback.invalidateSecondaryTLBs.name, timing: .invalidateSecondaryTLBs, describe: { $0.describe(&r) }) {
             ops.invalidate_secondary_tlbs?(data, &r)
         }
@@ -199,7 +204,7 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
 
     func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
         if orphaned.load(ordering: .relaxed) { return true }
-        var r = cRange(range)
+        var r = cRange(range, minor: context.negotiatedMinor)
         let record = record!
         record.publish(interval)  // the callback may come before interval_insert has returned
         let handle = OpaquePointer(record.opaque)

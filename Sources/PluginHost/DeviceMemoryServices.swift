@@ -8,54 +8,83 @@ import VirtualMemory
 /// `VirtualMemory`'s `DeviceMemory` and its migrations, each handle checked
 /// to be a device memory this instance made.
 enum DeviceMemoryServices {
+    /// Puts each service below into the host table. The closures only forward: Swift forms a
+    /// C function pointer from a literal closure or a global function, not from a static method.
     static func install(into t: inout mmulab_host) {
-        t.device_memory_create = { ctx, name, pages, owner, out, error in
-            guard let host = HostContext.from(ctx, "device_memory_create") else { return mmulab_status(MMULAB_ERR_INVALID) }
-            CallFrames.enterService(host, "device_memory_create")
-            defer { CallFrames.leave() }
-            guard pages > 0, pages < UInt64(Int32.max) else {
-                return host.invalid(error, "device_memory_create", "\(pages) pages (1...2^31-1)")
-            }
-            guard owner != 0 else { return host.invalid(error, "device_memory_create", "the owner must not be 0") }
-            guard let out else { return host.invalid(error, "device_memory_create", "out is NULL") }
-            let label = name.map { String(cString: $0) } ?? "\(host.pluginName) device memory"
-            let made = host.deviceMemories.withLock { list -> DeviceMemory? in
-                guard list.allSatisfy({ $0.owner.rawValue == owner }) else { return nil }
-                let memory = host.machine.makeDeviceMemory(name: label, pages: Int(pages), owner: OwnerCookie(owner))
-                list.append(memory)
-                return memory
-            }
-            guard let made else {
-                return host.invalid(error, "device_memory_create", "an instance's device memories share one owner")
-            }
-            out.pointee = OpaquePointer(Unmanaged.passUnretained(made).toOpaque())  // the context keeps it
-            return mmulab_status(MMULAB_OK)
+        t.device_memory_create = { DeviceMemoryServices.deviceMemoryCreate($0, $1, $2, $3, $4, $5) }
+        t.device_memory_used = { DeviceMemoryServices.deviceMemoryUsed($0) }
+        t.migrate_to_device = { DeviceMemoryServices.migrateToDevice($0, $1, $2, $3, $4, $5, $6) }
+        t.migrate_to_host = { DeviceMemoryServices.migrateToHost($0, $1, $2, $3, $4, $5, $6) }
+        t.device_memory_evict = { DeviceMemoryServices.deviceMemoryEvict($0, $1, $2) }
+    }
+
+    /// [blockable] `device_memory_create`: 1...2^31-1 pages, a nonzero owner,
+    /// one owner for all of an instance's device memories.
+    static func deviceMemoryCreate(
+        _ ctx: UnsafeMutableRawPointer?, _ name: UnsafePointer<CChar>?, _ pages: UInt64, _ owner: UInt64,
+        _ out: UnsafeMutablePointer<OpaquePointer?>?, _ error: UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status {
+        guard let host = HostContext.from(ctx, "device_memory_create") else { return mmulab_status(MMULAB_ERR_INVALID) }
+        CallFrames.enterService(host, "device_memory_create")
+        defer { CallFrames.leave() }
+        guard pages > 0, pages < UInt64(Int32.max) else {
+            return host.invalid(error, "device_memory_create", "\(pages) pages (1...2^31-1)")
         }
-        t.device_memory_used = { handle in
-            guard let handle else {
-                HostContext.reportUnattributed("device_memory_used", "the device memory is NULL")
-                return 0
-            }
-            return UInt64(Unmanaged<DeviceMemory>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue().usedPages)
+        guard owner != 0 else { return host.invalid(error, "device_memory_create", "the owner must not be 0") }
+        guard let out else { return host.invalid(error, "device_memory_create", "out is NULL") }
+        let label = name.map { String(cString: $0) } ?? "\(host.pluginName) device memory"
+        let made = host.deviceMemories.withLock { list -> DeviceMemory? in
+            guard list.allSatisfy({ $0.owner.rawValue == owner }) else { return nil }
+            let memory = host.machine.makeDeviceMemory(name: label, pages: Int(pages), owner: OwnerCookie(owner))
+            list.append(memory)
+            return memory
         }
-        t.migrate_to_device = { ctx, handle, addressSpace, start, length, moved, errorOut in
-            migrate("migrate_to_device", ctx, handle, addressSpace, start, length, moved, errorOut) { machine, space, memory, _ throws(MemoryError) in
-                try machine.migrateToDevice(space, start: start, length: length, into: memory)
-            }
+        guard let made else {
+            return host.invalid(error, "device_memory_create", "an instance's device memories share one owner")
         }
-        t.migrate_to_host = { ctx, handle, addressSpace, start, length, moved, errorOut in
-            migrate("migrate_to_host", ctx, handle, addressSpace, start, length, moved, errorOut) { machine, space, memory, host throws(MemoryError) in
-                // From 1.3 the owner is announced, as migrate_to_ram does.
-                try machine.migrateToHost(space, start: start, length: length, from: memory, announcingOwner: host.negotiatedMinor >= 3)
-            }
+        out.pointee = OpaquePointer(Unmanaged.passUnretained(made).toOpaque())  // the context keeps it
+        return mmulab_status(MMULAB_OK)
+    }
+
+    /// [any-thread] `device_memory_used`: pages of the device memory in use.
+    static func deviceMemoryUsed(_ handle: OpaquePointer?) -> UInt64 {
+        guard let handle else {
+            HostContext.reportUnattributed("device_memory_used", "the device memory is NULL")
+            return 0
         }
-        t.device_memory_evict = { ctx, handle, pages in
-            guard let host = HostContext.from(ctx, "device_memory_evict") else { return 0 }
-            CallFrames.enterService(host, "device_memory_evict")
-            defer { CallFrames.leave() }
-            guard let memory = host.deviceMemory(handle, "device_memory_evict") else { return 0 }
-            return UInt64(host.machine.evictDeviceMemory(memory, pages: Int(clamping: pages)))
+        return UInt64(Unmanaged<DeviceMemory>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue().usedPages)
+    }
+
+    /// [blockable] `migrate_to_device`: the range's pages into the device memory
+    /// (Linux: migrate_vma_setup/pages/finalize).
+    static func migrateToDevice(
+        _ ctx: UnsafeMutableRawPointer?, _ handle: OpaquePointer?, _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64,
+        _ moved: UnsafeMutablePointer<UInt64>?, _ errorOut: UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status {
+        migrate("migrate_to_device", ctx, handle, addressSpace, start, length, moved, errorOut) { machine, space, memory, _ throws(MemoryError) in
+            try machine.migrateToDevice(space, start: start, length: length, into: memory)
         }
+    }
+
+    /// [blockable] `migrate_to_host`: the range's pages in the device memory home.
+    static func migrateToHost(
+        _ ctx: UnsafeMutableRawPointer?, _ handle: OpaquePointer?, _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64,
+        _ moved: UnsafeMutablePointer<UInt64>?, _ errorOut: UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status {
+        migrate("migrate_to_host", ctx, handle, addressSpace, start, length, moved, errorOut) { machine, space, memory, host throws(MemoryError) in
+            // From 1.3 the owner is announced, as migrate_to_ram does.
+            try machine.migrateToHost(space, start: start, length: length, from: memory, announcingOwner: host.negotiatedMinor >= 3)
+        }
+    }
+
+    /// [blockable] `device_memory_evict`: device memory pressure; how many pages
+    /// came home.
+    static func deviceMemoryEvict(_ ctx: UnsafeMutableRawPointer?, _ handle: OpaquePointer?, _ pages: UInt64) -> UInt64 {
+        guard let host = HostContext.from(ctx, "device_memory_evict") else { return 0 }
+        CallFrames.enterService(host, "device_memory_evict")
+        defer { CallFrames.leave() }
+        guard let memory = host.deviceMemory(handle, "device_memory_evict") else { return 0 }
+        return UInt64(host.machine.evictDeviceMemory(memory, pages: Int(clamping: pages)))
     }
 }
 

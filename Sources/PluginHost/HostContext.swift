@@ -220,26 +220,15 @@ final class HostContext: @unchecked Sendable {
         t.abi_major = UInt16(MMULAB_ABI_MAJOR)
         t.abi_minor = UInt16(MMULAB_ABI_MINOR)
 
-        t.log = { ctx, level, message in
-            guard let host = HostContext.from(ctx, "log") else { return }
-            let known = PluginLogEntry.Level(rawValue: level)
-            if known == nil { host.report("log", "level \(level) is not an mmulab_log_level (0...4); logged as info") }
-            if message == nil { host.report("log", "the message is NULL") }
-            host.log.record(
-                PluginLogEntry(plugin: host.pluginName, level: known ?? .info, message: message.map { String(cString: $0) } ?? ""))
-        }
-        t.sleep_ns = { ctx, ns in
-            guard let host = HostContext.from(ctx, "sleep_ns") else { return }
-            host.machine.sync.sleep(for: .nanoseconds(Int64(clamping: ns)))
-        }
-        t.in_non_blockable = { _ in ExecutionContext.isCurrentNonBlockable }
-        t.in_reclaim = { _ in ExecutionContext.isCurrentInReclaim }
-
+        // Each service is a named function of its group, documented with the
+        // header's context tag; these assign them into the table.
+        ContextServices.install(into: &t)
         LockServices.install(into: &t)
         NotifierServices.install(into: &t)
         MemoryServices.install(into: &t)
         DeviceMemoryServices.install(into: &t)
         ThreadServices.install(into: &t)
+        ExclusiveServices.install(into: &t)
         return t
     }
 }
@@ -248,7 +237,7 @@ func translation(_ pfn: mmulab_pfn) -> DeviceTranslation {
     DeviceTranslation(
         address: pfn.address, frame: PageFrameNumber(pfn.pfn), generation: pfn.generation,
         writable: pfn.flags & UInt32(MMULAB_PFN_WRITABLE) != 0, pinned: pfn.flags & UInt32(MMULAB_PFN_PINNED) != 0,
-        devicePage: pfn.isDevicePrivate ? DevicePage(rawValue: pfn.pfn) : nil)
+        devicePage: pfn.isDevicePrivate ? DevicePage(rawValue: pfn.pfn) : nil, exclusive: pfn.flags & UInt32(MMULAB_PFN_EXCLUSIVE) != 0)
 }
 
 extension mmulab_pfn {
@@ -262,6 +251,7 @@ func status(for error: MemoryError) -> Int {
     case .outOfMemory: MMULAB_ERR_NO_MEMORY
     case .killed, .exited: MMULAB_ERR_KILLED
     case .invalidArgument: MMULAB_ERR_INVALID
+    case .busy: MMULAB_ERR_BUSY
     }
 }
 

@@ -16,83 +16,131 @@ import VirtualMemory
 /// model's address space. Pins and page-table pages are checked against
 /// what the instance holds (its ledger).
 enum MemoryServices {
+    /// Puts each service below into the host table. The closures only forward: Swift forms a
+    /// C function pointer from a literal closure or a global function, not from a static method.
     static func install(into t: inout mmulab_host) {
-        t.fault_range = { ctx, addressSpace, start, length, flags, pfns, error in
-            guard let host = HostContext.from(ctx, "fault_range") else { return mmulab_status(MMULAB_ERR_INVALID) }
-            CallFrames.enterService(host, "fault_range")
-            defer { CallFrames.leave() }
-            return host.translate(addressSpace, start, length, flags, pfns, error, pin: false)
+        t.fault_range = { MemoryServices.faultRange($0, $1, $2, $3, $4, $5, $6) }
+        t.pin = { MemoryServices.pin($0, $1, $2, $3, $4, $5, $6) }
+        t.unpin = { MemoryServices.unpin($0, $1, $2, $3) }
+        t.set_dirty = { MemoryServices.setDirty($0, $1) }
+        t.mark_accessed = { MemoryServices.markAccessed($0, $1) }
+        t.dma_read = { MemoryServices.dmaRead($0, $1, $2, $3, $4) }
+        t.dma_write = { MemoryServices.dmaWrite($0, $1, $2, $3, $4) }
+        t.alloc_page_table_page = { MemoryServices.allocatePageTablePage($0, $1) }
+        t.free_page_table_page = { MemoryServices.freePageTablePage($0, $1) }
+    }
+
+    /// [blockable] `fault_range`: the translations of a range, as hmm_range_fault
+    /// (checked by `translate`).
+    static func faultRange(
+        _ ctx: UnsafeMutableRawPointer?, _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ flags: UInt32,
+        _ pfns: UnsafeMutablePointer<mmulab_pfn>?, _ error: UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status {
+        guard let host = HostContext.from(ctx, "fault_range") else { return mmulab_status(MMULAB_ERR_INVALID) }
+        CallFrames.enterService(host, "fault_range")
+        defer { CallFrames.leave() }
+        return host.translate(addressSpace, start, length, flags, pfns, error, pin: false)
+    }
+
+    /// [blockable] `pin`: the frames stay until unpin, as pin_user_pages; each pin
+    /// is recorded in the ledger (checked by `translate`).
+    static func pin(
+        _ ctx: UnsafeMutableRawPointer?, _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ flags: UInt32,
+        _ pfns: UnsafeMutablePointer<mmulab_pfn>?, _ error: UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status {
+        guard let host = HostContext.from(ctx, "pin") else { return mmulab_status(MMULAB_ERR_INVALID) }
+        CallFrames.enterService(host, "pin")
+        defer { CallFrames.leave() }
+        return host.translate(addressSpace, start, length, flags, pfns, error, pin: true)
+    }
+
+    /// [any-thread] `unpin`: only translations this instance holds pinned.
+    static func unpin(_ ctx: UnsafeMutableRawPointer?, _ pfns: UnsafePointer<mmulab_pfn>?, _ count: UInt64, _ dirty: Bool) {
+        guard let host = HostContext.from(ctx, "unpin") else { return }
+        CallFrames.enterService(host, "unpin")
+        defer { CallFrames.leave() }
+        host.unpin(pfns, count, dirty: dirty)
+    }
+
+    /// [any-thread] `set_dirty`: the device wrote the page. A device page needs
+    /// nothing: it comes home dirty.
+    static func setDirty(_ ctx: UnsafeMutableRawPointer?, _ pfn: UnsafePointer<mmulab_pfn>?) {
+        guard let host = HostContext.from(ctx, "set_dirty") else { return }
+        CallFrames.enterService(host, "set_dirty")
+        defer { CallFrames.leave() }
+        guard let pfn = host.checked(pfn, "set_dirty"), !pfn.isDevicePrivate else { return }
+        host.machine.setDirty(PageFrameNumber(pfn.pfn))
+    }
+
+    /// [any-thread] `mark_accessed`: the device used the page. A device page is
+    /// never reclaimed, so it needs nothing.
+    static func markAccessed(_ ctx: UnsafeMutableRawPointer?, _ pfn: UnsafePointer<mmulab_pfn>?) {
+        guard let host = HostContext.from(ctx, "mark_accessed") else { return }
+        CallFrames.enterService(host, "mark_accessed")
+        defer { CallFrames.leave() }
+        guard let pfn = host.checked(pfn, "mark_accessed"), !pfn.isDevicePrivate else { return }
+        host.machine.markAccessed(PageFrameNumber(pfn.pfn))
+    }
+
+    /// [any-thread] `dma_read`: a device read through a translation, checked
+    /// against the primary; none to an address space that has exited.
+    static func dmaRead(
+        _ ctx: UnsafeMutableRawPointer?, _ addressSpace: UInt64, _ pfn: UnsafePointer<mmulab_pfn>?, _ buffer: UnsafeMutableRawPointer?,
+        _ length: UInt32
+    ) {
+        guard let host = HostContext.from(ctx, "dma_read") else { return }
+        CallFrames.enterService(host, "dma_read")
+        defer { CallFrames.leave() }
+        guard let pfn = host.checked(pfn, "dma_read") else { return }
+        guard let buffer else { return host.report("dma_read", "the buffer is NULL") }
+        guard let space = host.liveSpace(addressSpace, pfn, write: false, service: "dma_read") else { return }
+        host.machine.dmaAccess(space, translation(pfn), issuer: host.device, write: false) { page in
+            buffer.copyMemory(from: page.baseAddress!, byteCount: min(Int(length), page.count))
         }
-        t.pin = { ctx, addressSpace, start, length, flags, pfns, error in
-            guard let host = HostContext.from(ctx, "pin") else { return mmulab_status(MMULAB_ERR_INVALID) }
-            CallFrames.enterService(host, "pin")
-            defer { CallFrames.leave() }
-            return host.translate(addressSpace, start, length, flags, pfns, error, pin: true)
+    }
+
+    /// [any-thread] `dma_write`: a device write through a translation, checked
+    /// against the primary; none to an address space that has exited.
+    static func dmaWrite(
+        _ ctx: UnsafeMutableRawPointer?, _ addressSpace: UInt64, _ pfn: UnsafePointer<mmulab_pfn>?, _ buffer: UnsafeRawPointer?,
+        _ length: UInt32
+    ) {
+        guard let host = HostContext.from(ctx, "dma_write") else { return }
+        CallFrames.enterService(host, "dma_write")
+        defer { CallFrames.leave() }
+        guard let pfn = host.checked(pfn, "dma_write") else { return }
+        guard let buffer else { return host.report("dma_write", "the buffer is NULL") }
+        guard let space = host.liveSpace(addressSpace, pfn, write: true, service: "dma_write") else { return }
+        host.machine.dmaAccess(space, translation(pfn), issuer: host.device, write: true) { page in
+            page.baseAddress!.copyMemory(from: buffer, byteCount: min(Int(length), page.count))
         }
-        t.unpin = { ctx, pfns, count, dirty in
-            guard let host = HostContext.from(ctx, "unpin") else { return }
-            CallFrames.enterService(host, "unpin")
-            defer { CallFrames.leave() }
-            host.unpin(pfns, count, dirty: dirty)
+    }
+
+    /// [any-thread][reclaim] `alloc_page_table_page`: a page for the device's
+    /// own page tables, held in the ledger; in reclaim only from a bounded reserve.
+    static func allocatePageTablePage(_ ctx: UnsafeMutableRawPointer?, _ out: UnsafeMutablePointer<UInt64>?) -> mmulab_status {
+        guard let host = HostContext.from(ctx, "alloc_page_table_page") else { return mmulab_status(MMULAB_ERR_INVALID) }
+        CallFrames.enterService(host, "alloc_page_table_page")
+        defer { CallFrames.leave() }
+        guard let out else { return host.invalid(nil, "alloc_page_table_page", "pfn_out is NULL: the page could never be freed") }
+        guard let page = host.machine.allocateDevicePageTablePage() else { return mmulab_status(MMULAB_ERR_NO_MEMORY) }
+        let frame = Int32(truncatingIfNeeded: page.rawValue)
+        let binding = CallFrames.currentBinding(of: host).binding
+        host.ledger.withLock { ledger in
+            ledger.pageTablePages[frame] = ResourceLedger.PageTableHold(generation: host.machine.memory.generation(of: frame), binding: binding)
+            ledger.freedPageTablePages.remove(frame)
         }
-        // A device page needs neither: it comes home dirty, and is never reclaimed.
-        t.set_dirty = { ctx, pfn in
-            guard let host = HostContext.from(ctx, "set_dirty") else { return }
-            CallFrames.enterService(host, "set_dirty")
-            defer { CallFrames.leave() }
-            guard let pfn = host.checked(pfn, "set_dirty"), !pfn.isDevicePrivate else { return }
-            host.machine.setDirty(PageFrameNumber(pfn.pfn))
-        }
-        t.mark_accessed = { ctx, pfn in
-            guard let host = HostContext.from(ctx, "mark_accessed") else { return }
-            CallFrames.enterService(host, "mark_accessed")
-            defer { CallFrames.leave() }
-            guard let pfn = host.checked(pfn, "mark_accessed"), !pfn.isDevicePrivate else { return }
-            host.machine.markAccessed(PageFrameNumber(pfn.pfn))
-        }
-        t.dma_read = { ctx, addressSpace, pfn, buffer, length in
-            guard let host = HostContext.from(ctx, "dma_read") else { return }
-            CallFrames.enterService(host, "dma_read")
-            defer { CallFrames.leave() }
-            guard let pfn = host.checked(pfn, "dma_read") else { return }
-            guard let buffer else { return host.report("dma_read", "the buffer is NULL") }
-            guard let space = host.liveSpace(addressSpace, pfn, write: false, service: "dma_read") else { return }
-            host.machine.dmaAccess(space, translation(pfn), issuer: host.device, write: false) { page in
-                buffer.copyMemory(from: page.baseAddress!, byteCount: min(Int(length), page.count))
-            }
-        }
-        t.dma_write = { ctx, addressSpace, pfn, buffer, length in
-            guard let host = HostContext.from(ctx, "dma_write") else { return }
-            CallFrames.enterService(host, "dma_write")
-            defer { CallFrames.leave() }
-            guard let pfn = host.checked(pfn, "dma_write") else { return }
-            guard let buffer else { return host.report("dma_write", "the buffer is NULL") }
-            guard let space = host.liveSpace(addressSpace, pfn, write: true, service: "dma_write") else { return }
-            host.machine.dmaAccess(space, translation(pfn), issuer: host.device, write: true) { page in
-                page.baseAddress!.copyMemory(from: buffer, byteCount: min(Int(length), page.count))
-            }
-        }
-        t.alloc_page_table_page = { ctx, out in
-            guard let host = HostContext.from(ctx, "alloc_page_table_page") else { return mmulab_status(MMULAB_ERR_INVALID) }
-            CallFrames.enterService(host, "alloc_page_table_page")
-            defer { CallFrames.leave() }
-            guard let out else { return host.invalid(nil, "alloc_page_table_page", "pfn_out is NULL: the page could never be freed") }
-            guard let page = host.machine.allocateDevicePageTablePage() else { return mmulab_status(MMULAB_ERR_NO_MEMORY) }
-            let frame = Int32(truncatingIfNeeded: page.rawValue)
-            let binding = CallFrames.currentBinding(of: host).binding
-            host.ledger.withLock { ledger in
-                ledger.pageTablePages[frame] = ResourceLedger.PageTableHold(generation: host.machine.memory.generation(of: frame), binding: binding)
-                ledger.freedPageTablePages.remove(frame)
-            }
-            out.pointee = page.rawValue
-            return mmulab_status(MMULAB_OK)
-        }
-        t.free_page_table_page = { ctx, pfn in
-            guard let host = HostContext.from(ctx, "free_page_table_page") else { return }
-            CallFrames.enterService(host, "free_page_table_page")
-            defer { CallFrames.leave() }
-            host.freePageTablePage(pfn)
-        }
+        out.pointee = page.rawValue
+        return mmulab_status(MMULAB_OK)
+    }
+
+    /// [any-thread][reclaim] `free_page_table_page` (with alloc_page_table_page):
+    /// only a page this instance holds.
+    static func freePageTablePage(_ ctx: UnsafeMutableRawPointer?, _ pfn: UInt64) {
+        guard let host = HostContext.from(ctx, "free_page_table_page") else { return }
+        CallFrames.enterService(host, "free_page_table_page")
+        defer { CallFrames.leave() }
+        host.freePageTablePage(pfn)
     }
 }
 
@@ -153,13 +201,18 @@ extension HostContext {
         guard start % 4096 == 0, length > 0, length % 4096 == 0, !overflow, end <= AddressSpace.addressLimit else {
             return invalid(errorOut, service, "[0x\(String(start, radix: 16)), +\(length)) must be page aligned, nonzero and inside the address space")
         }
-        guard flags & ~UInt32(MMULAB_FAULT_WRITE) == 0 else { return invalid(errorOut, service, "flags 0x\(String(flags, radix: 16)) are not MMULAB_FAULT_*") }
+        // Long-term pins are 1.5's: an older instance never meant the bit.
+        let known = UInt32(MMULAB_FAULT_WRITE) | (pin && negotiatedMinor >= 5 ? UInt32(MMULAB_PIN_LONGTERM) : 0)
+        guard flags & ~known == 0 else {
+            return invalid(errorOut, service, "flags 0x\(String(flags, radix: 16)) are not MMULAB_FAULT_*\(pin && negotiatedMinor >= 5 ? " or MMULAB_PIN_LONGTERM" : "")")
+        }
         let (found, status) = space(addressSpace, for: service, errorOut)
         guard let space = found else { return status }
         let write = flags & UInt32(MMULAB_FAULT_WRITE) != 0
+        let longTerm = flags & UInt32(MMULAB_PIN_LONGTERM) != 0
         do {
             let translations = pin
-                ? try space.pin(start: start, length: length, write: write)
+                ? try space.pin(start: start, length: length, write: write, longTerm: longTerm)
                 : try space.faultRange(start: start, length: length, write: write, devicePrivateOwner: devicePrivateOwner)
             if pin {
                 let binding = owner(space: addressSpace, start: start, end: end)
@@ -173,7 +226,8 @@ extension HostContext {
                 pfns[i] = mmulab_pfn(
                     address: t.address, pfn: t.frame.rawValue, generation: t.generation,
                     flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.pinned ? UInt32(MMULAB_PFN_PINNED) : 0)
-                        | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0))
+                        | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0)
+                        | (t.huge && negotiatedMinor >= 5 ? UInt32(MMULAB_PFN_HUGE) : 0))
             }
             return mmulab_status(MMULAB_OK)
         } catch {

@@ -167,12 +167,18 @@ public final class PluginInstance: @unchecked Sendable {
 
     /// The device reads (or writes) `buffer.count` bytes at the start of the
     /// page at `deviceAddress`, through its own page table.
-    public func access(_ binding: Binding, deviceAddress: UInt64, write: Bool, buffer: UnsafeMutableRawBufferPointer) throws(PluginCallError) {
+    /// `atomic` (with `write`): an atomic read-modify-write, passed as
+    /// MMULAB_ACCESS_ATOMIC to an instance that negotiated ABI 1.5, as a
+    /// plain write to an older one.
+    public func access(
+        _ binding: Binding, deviceAddress: UInt64, write: Bool, atomic: Bool = false, buffer: UnsafeMutableRawBufferPointer
+    ) throws(PluginCallError) {
         var error = mmulab_error()
+        var flags: UInt32 = write ? UInt32(MMULAB_ACCESS_WRITE) : 0
+        if write && atomic && context.negotiatedMinor >= 5 { flags |= UInt32(MMULAB_ACCESS_ATOMIC) }
         let status = call("access", binding) {
             plugin.descriptor.pointee.access!(
-                instance, binding.handle, deviceAddress, write ? UInt32(MMULAB_ACCESS_WRITE) : 0, buffer.baseAddress,
-                UInt32(buffer.count), &error)
+                instance, binding.handle, deviceAddress, flags, buffer.baseAddress, UInt32(buffer.count), &error)
         }
         guard status == mmulab_status(MMULAB_OK) else { throw callError("access", status, error) }
     }

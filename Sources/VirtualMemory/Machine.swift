@@ -30,6 +30,17 @@ public struct MemoryFaultInjection: OptionSet, Sendable, Hashable {
     public static let skipMprotectInvalidation = MemoryFaultInjection(rawValue: 1 << 16)
 }
 
+/// When private anonymous memory gets transparent huge pages (Linux:
+/// /sys/kernel/mm/transparent_hugepage/enabled).
+public enum TransparentHugePages: String, Sendable, Hashable, CaseIterable {
+    /// Never (the model's default, as the kernel-diff runner sets it).
+    case never
+    /// Only where madvise(MADV_HUGEPAGE) asked for them.
+    case madvise
+    /// Wherever an aligned 2 MiB of a mapping allows, unless MADV_NOHUGEPAGE.
+    case always
+}
+
 /// The primary MMU: physical memory, swap, files, address spaces, reclaim,
 /// migration, KSM and the OOM killer, calling the notifier core in the
 /// order the contract requires.
@@ -44,8 +55,14 @@ public final class Machine: @unchecked Sendable {
         public var faults: MemoryFaultInjection
         /// Frames a device may take for page-table pages from reclaim context.
         public var devicePageTableReserve: Int
+        /// Transparent huge pages for private anonymous memory.
+        public var transparentHugePages: TransparentHugePages
 
-        public init(memory: PhysicalMemory.Configuration, swapSlots: Int, faults: MemoryFaultInjection = [], devicePageTableReserve: Int = 16) {
+        public init(
+            memory: PhysicalMemory.Configuration, swapSlots: Int, faults: MemoryFaultInjection = [], devicePageTableReserve: Int = 16,
+            transparentHugePages: TransparentHugePages = .never
+        ) {
+            self.transparentHugePages = transparentHugePages
             self.memory = memory
             self.swapSlots = swapSlots
             self.faults = faults
@@ -143,6 +160,8 @@ public final class Machine: @unchecked Sendable {
     public var zeroFrame: Int32 { memory.zeroFrame }
 
     private let nextDevice = Atomic<UInt64>(1)
+    /// Where the collapse daemon's next pass begins (`collapseScan`).
+    let collapseCursor = Atomic<Int>(0)
 
     /// A new identity for a device (a plugin instance, an in-process
     /// mirror): its subscriptions carry it, and its accesses name it, so
@@ -174,6 +193,30 @@ public final class MachineStatistics: Sendable {
     public let oomGiveUps = Atomic<Int>(0)
     public let directReclaims = Atomic<Int>(0)
     public let backgroundReclaims = Atomic<Int>(0)
+    /// Pages MADV_FREE marked lazily freed, lazily freed pages reclaim
+    /// discarded (clean), and those it found written again and kept.
+    public let lazyFreed = Atomic<Int>(0)
+    public let lazyFreeDiscards = Atomic<Int>(0)
+    public let lazyFreeRedirtied = Atomic<Int>(0)
+    /// Pages compaction moved, and pinned pages it passed over untold.
+    public let compactions = Atomic<Int>(0)
+    public let compactionSkippedPinned = Atomic<Int>(0)
+    /// Pages a long-term pin moved out of a movable zone first.
+    public let longTermPinMigrations = Atomic<Int>(0)
+    /// Pages devices took exclusive, and pages the CPU took back.
+    public let exclusiveTaken = Atomic<Int>(0)
+    public let exclusiveGivenBack = Atomic<Int>(0)
+    /// CPU writes that waited for a userfaultfd monitor.
+    public let userfaultWaits = Atomic<Int>(0)
+    /// Transparent huge pages: faults that got one, faults that fell back
+    /// to small pages, splits, collapses (and collapses passed over because
+    /// no page was young), whole-folio migrations.
+    public let hugeFaults = Atomic<Int>(0)
+    public let hugeFallbacks = Atomic<Int>(0)
+    public let hugeSplits = Atomic<Int>(0)
+    public let hugeCollapses = Atomic<Int>(0)
+    public let hugeCollapsesCold = Atomic<Int>(0)
+    public let hugeMigrations = Atomic<Int>(0)
 
     init() {}
 
@@ -188,6 +231,12 @@ public final class MachineStatistics: Sendable {
             ("migrations refused (pinned)", v(migrationsRefusedPinned)), ("KSM merges", v(ksmMerges)), ("KSM breaks", v(ksmBreaks)),
             ("OOM kills", v(oomKills)), ("OOM reap retries", v(oomReapRetries)), ("OOM give-ups", v(oomGiveUps)),
             ("direct reclaims", v(directReclaims)), ("background reclaims", v(backgroundReclaims)),
+            ("lazily freed", v(lazyFreed)), ("lazy-free discards", v(lazyFreeDiscards)), ("lazy-free redirtied", v(lazyFreeRedirtied)),
+            ("compactions", v(compactions)), ("compaction skipped (pinned)", v(compactionSkippedPinned)),
+            ("long-term pin migrations", v(longTermPinMigrations)), ("exclusive taken", v(exclusiveTaken)),
+            ("exclusive given back", v(exclusiveGivenBack)), ("userfault waits", v(userfaultWaits)),
+            ("THP faults", v(hugeFaults)), ("THP fallbacks", v(hugeFallbacks)), ("THP splits", v(hugeSplits)),
+            ("THP collapses", v(hugeCollapses)), ("THP collapses skipped (cold)", v(hugeCollapsesCold)), ("THP migrations", v(hugeMigrations)),
         ]
     }
 }

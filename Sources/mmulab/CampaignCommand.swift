@@ -101,8 +101,7 @@ struct CampaignRunCommand: ParsableCommand {
         transform: { try DurationText.seconds($0, in: 0.001...604_800) })
     var timeout: Double?
 
-    @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
-    var pluginDirectory: String?
+    @OptionGroup var bundledPlugins: PluginDirectoryOption
 
     @Option(help: ArgumentHelp("Add a plugin (a .so path or a bundled name) to every run, as `mmulab run --plugin`; repeatable.", valueName: "path"))
     var plugin: [String] = []
@@ -113,8 +112,7 @@ struct CampaignRunCommand: ParsableCommand {
     @Option(help: "Write the campaign's summary as JSON to this file.")
     var json: String?
 
-    @Option(help: scheduleHelp)
-    var schedule: ScheduleArgument?
+    @OptionGroup var scheduling: ScheduleOption
 
     /// Most runs (scenarios x seeds) one campaign may ask for.
     static let maximumRuns: UInt64 = 10_000
@@ -131,7 +129,7 @@ struct CampaignRunCommand: ParsableCommand {
         if wrapped || overflow || runs > Self.maximumRuns {
             throw ValidationError("--seeds \(seeds) over \(scenarioCount) scenario(s) is more than \(Self.maximumRuns) runs")
         }
-        if let pluginDirectory {
+        if let pluginDirectory = bundledPlugins.pluginDirectory {
             var info = stat()
             guard stat(pluginDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw ValidationError("--plugin-directory \(pluginDirectory): not a directory")
@@ -186,9 +184,9 @@ struct CampaignRunCommand: ParsableCommand {
         let campaign: CampaignDirectory
         var plan = CampaignPlan(
             engine: engine.rawValue, scenarios: names, firstSeed: range.lowerBound, lastSeed: range.upperBound, jobs: jobs, duration: duration,
-            pluginDirectory: pluginDirectory.map(absolutePath), plugins: plugin.map { $0.contains("/") ? absolutePath($0) : $0 },
+            pluginDirectory: bundledPlugins.pluginDirectory.map(absolutePath), plugins: plugin.map { $0.contains("/") ? absolutePath($0) : $0 },
             pluginOptions: pluginOptions, timeouts: timeouts, executable: executable, database: absolutePath(db ?? outputDir + "/bugs.sqlite"),
-            createdAt: Date(), workingDirectory: FileManager.default.currentDirectoryPath, schedule: schedule?.strategy.description,
+            createdAt: Date(), workingDirectory: FileManager.default.currentDirectoryPath, schedule: scheduling.schedule?.strategy.description,
             runsPerTask: runsPerTask ?? SlurmEngine.defaultRunsPerTask(runs: runCount), jobID: nil)
         let database: BugDatabase
         do {

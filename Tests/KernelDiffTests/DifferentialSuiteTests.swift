@@ -31,7 +31,12 @@ struct DifferentialSuiteTests {
         let healthy = KernelDiff(knownDifferences: list)
         let broken = KernelDiff(knownDifferences: list, faults: .skipMprotectInvalidation)
         let all = try libraryScripts()
-        let withMprotect = all.filter { $0.steps.contains { if case .mprotect = $0.operation { true } else { false } } }
+        // (Not the huge-page scripts: there a partial mprotect splits the
+        // huge page first, and the split's own CLEAR over the 2 MiB covers
+        // the pages whether or not mprotect's range reaches the guest.)
+        let withMprotect = all.filter { script in
+            !script.name.hasPrefix("thp-") && script.steps.contains { if case .mprotect = $0.operation { true } else { false } }
+        }
         let without = all.filter { !withMprotect.contains($0) }.prefix(4)
         #expect(withMprotect.count >= 6)
         var exercised = 0

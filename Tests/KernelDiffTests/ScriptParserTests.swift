@@ -67,7 +67,7 @@ struct ScriptParserTests {
         ("read b 0\n", 1, "no mapping `b` (make it with `map` first)"),
         ("map a anon 4\nmap a shared 2\n", 2, "mapping `a` is already made"),
         ("map a heap 4\n", 1, "mapping kind is anon, shared or file, not `heap`"),
-        ("map a anon 65\n", 1, "a mapping has 1 to 64 pages, not `65`"),
+        ("map a anon 513\n", 1, "a mapping has 1 to 512 pages, not `513`"),
         ("map A anon 1\n", 1, "a mapping name is lower-case letters, digits, - and _, starting with a letter: `A`"),
         ("map a anon 1\nmprotect a rx\n", 2, "protection is rw, r or none, not `rx`"),
         ("map a anon 1\nwrite a 0 lots\n", 2, "a value is a 32-bit number (decimal or 0x hex), not `lots`"),

@@ -107,6 +107,27 @@ struct LayeringTests {
         }
     }
 
+    /// The notifier-only storm checks the notifier contract with devices of
+    /// its own: no primary MMU model, no plugins.
+    @Test func theNotifierStormKnowsOnlyTheNotifierCore() throws {
+        let files = try swiftFiles(under: Self.sourcesRoot + "/NotifierStormLab")
+        #expect(files.count >= 3, "found the storm under \(Self.sourcesRoot)")
+        for file in files {
+            let text = try read(file)
+            for module in ["VirtualMemory", "PluginHost", "ReclaimLab", "DevicePluginKit", "CDevicePluginABI"] {
+                #expect(!text.contains("import \(module)"), "\(file) imports \(module)")
+            }
+        }
+    }
+
+    /// Whoever needs a C module's symbols imports it: neither the lab's
+    /// modules nor the plugins re-export one to their users.
+    @Test func nothingReExportsAModule() throws {
+        for file in try Self.everyFile() where file.hasSuffix(".swift") {
+            #expect(!Self.withoutComments(try read(file)).contains("@_exported"), "\(file) re-exports a module")
+        }
+    }
+
     @Test func onlyPluginHostLoadsSharedObjects() throws {
         for file in try Self.everyFile() where !file.contains("/Sources/PluginHost/") {
             #expect(!Self.withoutComments(try read(file)).contains("dlopen("), "\(file) calls dlopen")

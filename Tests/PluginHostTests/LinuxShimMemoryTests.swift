@@ -31,6 +31,8 @@ struct LinuxShimMemoryTests {
         let fresh = UInt64(try probe.run(.readBegin).result)
         let fault = try probe.run(.hmmFault, [page0, 1, fresh, 0])
         #expect(fault.result == 0 && fault.arguments[1] == 1, "\(fault)")
+        let frame = UInt64(probe.space.translate(page0).frame)
+        #expect(fault.arguments[2] == frame << 12 && fault.arguments[3] == 0, "hmm_pfn_to_phys, hmm_pfn_to_map_order (4 KiB): \(fault)")
         #expect(try probe.run(.readRetry, [fresh]).result == 0)
         #expect(try probe.run(.pageToPFN, [0]).result == Int64(probe.space.translate(page0).frame), "page_to_pfn is the frame")
 
@@ -125,7 +127,7 @@ struct LinuxShimMemoryTests {
     }
 
     /// probe.h's PROBE_NOTIFIER steps.
-    enum NotifierStep: UInt64 { case register = 1, state, unregister, get, put, hooks }
+    enum NotifierStep: UInt64 { case register = 1, state, unregister, get, put, hooks, registerLocked, getLocked, getSaturated }
 
     @Test func aWholeSpaceNotifierHearsStartsEndsAndOneRelease() throws {
         let probe = try ShimProbe()

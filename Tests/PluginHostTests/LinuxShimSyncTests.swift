@@ -28,9 +28,17 @@ struct LinuxShimSyncTests {
     enum Context: UInt64, CaseIterable {
         case mutex = 1, gfpKernel, gfpAtomic, mightSleep, mutexTrylock, downRead, downReadTrylock, msleep, kmap, kmapLocal
         case xaStoreKernel, xaStoreAtomic, condResched
+        case setPageDirty, setPageDirtyLock, markAccessed, memcpyFromPage, pinFast, checkRetry, ktimeGetNs
+        case ndelay, mdelay, fsleepShort, fsleepLong, msleepInterruptible, printk
 
         /// Whether Linux would say "sleeping function called from invalid context".
-        var sleeps: Bool { [.mutex, .gfpKernel, .mightSleep, .downRead, .msleep, .kmap, .xaStoreKernel, .condResched].contains(self) }
+        /// (set_page_dirty_lock takes the page lock; fsleep of 10 us or less
+        /// is udelay, of more a sleep; pin_user_pages_fast may fall back to
+        /// faulting under mmap_lock.)
+        var sleeps: Bool {
+            [.mutex, .gfpKernel, .mightSleep, .downRead, .msleep, .kmap, .xaStoreKernel, .condResched, .setPageDirtyLock, .pinFast,
+             .fsleepLong, .msleepInterruptible].contains(self)
+        }
     }
 
     @Test(arguments: Context.allCases)
@@ -55,7 +63,7 @@ struct LinuxShimSyncTests {
     /// probe.h's `enum probe_warning`.
     enum Warning: UInt64 {
         case warnOn = 1, lockdep, mutexUnlock, bugOn, warnOnOnceTwice, doubleKfree, kunmapOrder, leak, format, printk, heldLockFreed
-        case uninitialised
+        case uninitialised, lockdepWrite, lockdepRead, spinNotLocked
     }
 
     @Test func warningsAndBugsAreReportedWithTheirFileAndLine() throws {
@@ -94,6 +102,13 @@ struct LinuxShimSyncTests {
         #expect(freed.count == 1 && freed[0].hasPrefix("BUG: held lock freed: 'held' in memory freed at probe.c:"), "\(freed)")
         let uninitialised = try reported(.uninitialised)
         #expect(uninitialised.count == 1 && uninitialised[0].contains("lock used before it was initialised at probe.c:"), "\(uninitialised)")
+
+        let write = try reported(.lockdepWrite)
+        #expect(write.count == 1 && write[0].hasPrefix("WARN: lockdep_assert_held_write(&probe->sem) at probe.c:"), "held for reading: \(write)")
+        let read = try reported(.lockdepRead)
+        #expect(read.count == 1 && read[0].hasPrefix("WARN: lockdep_assert_held_read(&probe->sem) at probe.c:"), "\(read)")
+        let spin = try reported(.spinNotLocked)
+        #expect(spin.count == 1 && spin[0].hasPrefix("WARN: assert_spin_locked(&probe->lock) at probe.c:"), "\(spin)")
 
         _ = try reported(.leak)
         probe.instance.destroy()

@@ -1,5 +1,7 @@
 import LabSync
 @testable import PluginHost
+import CDevicePluginABI
+import MMUNotifier
 import Testing
 import TestSupport
 
@@ -9,7 +11,7 @@ struct LoaderTests {
         let plugin = try load(mirrorC)
         #expect(plugin.name == "mirror-c")
         #expect(plugin.version == "1.0")
-        #expect(plugin.minor == 4, "built against ABI 1.4, on a 1.4 host")
+        #expect(plugin.minor == 5, "built against ABI 1.5, on a 1.5 host")
         #expect(plugin.capabilityNames == ["failsNonBlocking"])
         #expect(plugin.optionalOperations == ["stats"])
         #expect(plugin.path == mirrorC)
@@ -18,7 +20,7 @@ struct LoaderTests {
     @Test func theSwiftExampleLoadsWithWhatItDeclares() throws {
         let plugin = try load(mirrorSwift)
         #expect(plugin.name == "mirror-swift")
-        #expect(plugin.minor == 4, "built against ABI 1.4, on a 1.4 host")
+        #expect(plugin.minor == 5, "built against ABI 1.5, on a 1.5 host")
         #expect(plugin.capabilityNames == ["failsNonBlocking"])
         #expect(plugin.optionalOperations == ["stats"])
     }
@@ -35,7 +37,7 @@ struct LoaderTests {
         ("toosmall", "descriptor is 16 bytes"),
         ("missingop", "required operation 'access' is NULL"),
         ("entryrefuses", "returned no descriptor"),
-        ("greedyminor", "chose ABI minor 9, but the host offered at most 4"),
+        ("greedyminor", "chose ABI minor 10, but the host offered at most 5"),
     ])
     func brokenPluginsAreRefusedWithAReason(name: String, reason: String) {
         switch PluginLoader.load(fixture(name)) {
@@ -105,5 +107,24 @@ struct DescriptorSizeTests {
         let plugin = try result.get()
         #expect(plugin.optionalOperations.isEmpty, "stat_count lies past struct_size: it must not be read")
         #expect(plugin.name == "mirror-c", "fields inside the size are read")
+    }
+}
+
+@Suite("Events by negotiated minor")
+struct EventMinorTests {
+    /// The events 1.5 added reach an instance that negotiated 1.4 or less
+    /// as MMULAB_EVENT_MADVISE_DONTNEED, the CLEAR-type event it knows;
+    /// older events, and every event to a 1.5 instance, pass unchanged.
+    @Test func newerEventsReachOlderInstancesAsDontNeed() {
+        let space = AddressSpaceID(1)
+        for event in NotifierEvent.allCases {
+            let range = InvalidationRange(addressSpace: space, start: 0, end: 4096, event: event)
+            let added = event == .madviseFree || event == .hugeSplit || event == .collapse
+            #expect(cRange(range, minor: 4).event == (added ? UInt32(MMULAB_EVENT_MADVISE_DONTNEED.rawValue) : UInt32(event.rawValue)), "\(event)")
+            #expect(cRange(range, minor: 5).event == UInt32(event.rawValue), "\(event)")
+        }
+        #expect(UInt32(NotifierEvent.madviseFree.rawValue) == MMULAB_EVENT_MADVISE_FREE.rawValue)
+        #expect(UInt32(NotifierEvent.hugeSplit.rawValue) == MMULAB_EVENT_HUGE_SPLIT.rawValue)
+        #expect(UInt32(NotifierEvent.collapse.rawValue) == MMULAB_EVENT_COLLAPSE.rawValue)
     }
 }

@@ -88,6 +88,10 @@ struct PluginMisuseTests {
             ("interval_read_begin", "the interval is NULL"), ("completion_complete", "the completion is NULL"),
             ("set_dirty", "called with a NULL context"),
         ]),
+        ("bad-exclusive", [
+            ("make_exclusive", "the pfn is NULL"), ("make_exclusive", "is not a page-aligned address inside the address space"),
+            ("make_exclusive", "0x4000000000000000 is not a page-aligned address"), ("make_exclusive", "does not exist"),
+        ]),
     ]
 
     @Test("each misuse is refused and reported, naming the plugin, the service and what was wrong", arguments: misuses.map(\.fixture))

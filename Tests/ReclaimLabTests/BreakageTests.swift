@@ -68,6 +68,33 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=zero-page on munmap-race", scenario: "munmap-race", plugin: ("mirror-broken", "bug=zero-page"),
             seconds: 1, expected: [.writeThroughReadOnly], allowed: [.lostWrite]),
+        // A write after MADV_FREE through a writable but clean translation,
+        // never reported dirty: reclaim discards the page with it.
+        Case(
+            name: "mirror-broken bug=lazy-free on lazy-free-churn", scenario: "lazy-free-churn", plugin: ("mirror-broken", "bug=lazy-free"),
+            seconds: 2, expected: [.lostWrite]),
+        // Writable translations kept through a userfaultfd write-protect.
+        Case(
+            name: "mirror-broken bug=ignore-wp on uffd-snapshot", scenario: "uffd-snapshot", plugin: ("mirror-broken", "bug=ignore-wp"),
+            seconds: 1, expected: [.writeThroughReadOnly], allowed: [.lostWrite, .staleTranslation, .useAfterFree, .crossSpaceLeak]),
+        // Translations of the old address kept through mremap.
+        Case(
+            name: "mirror-broken bug=ignore-mremap on mremap-move", scenario: "mremap-move", plugin: ("mirror-broken", "bug=ignore-mremap"),
+            seconds: 1, expected: [.staleTranslation], allowed: [.useAfterFree, .lostWrite, .crossSpaceLeak]),
+        // A 2 MiB device entry kept through a split, zapped only by ranges
+        // that cover its first page.
+        Case(
+            name: "mirror-broken bug=huge-split on thp-storm", scenario: "thp-storm", plugin: ("mirror-broken", "bug=huge-split"),
+            seconds: 3, expected: [.staleTranslation, .useAfterFree], allowed: [.writeThroughReadOnly, .lostWrite, .crossSpaceLeak]),
+        // An exclusive entry kept after the CPU took the page back.
+        Case(
+            name: "mirror-broken bug=keep-exclusive on device-atomics", scenario: "device-atomics", plugin: ("mirror-broken", "bug=keep-exclusive"),
+            seconds: 1, expected: [.staleTranslation], allowed: [.useAfterFree, .lostWrite, .crossSpaceLeak]),
+        // Translations looked up before a long-term pin that moved the
+        // pages out of movable memory.
+        Case(
+            name: "mirror-broken bug=longterm-pfn on longterm-pins", scenario: "longterm-pins", plugin: ("mirror-broken", "bug=longterm-pfn"),
+            seconds: 1, expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
         // The kernel-style driver (Examples/KernelStyleMirror, through the
         // Linux shim) with the classic bugs of a Linux driver; its two fault
         // races are in KernelStyleMirrorTests, on a scenario made for them.
@@ -152,6 +179,62 @@ struct BreakageTests {
             breakage: Case(name: "mirror-broken bug=sleep on oom-reaper", scenario: "oom-reaper", plugin: ("mirror-broken", "bug=sleep"),
                 seconds: 0.7, expected: [.contextViolation]),
             strategy: .pct(depth: 3)),
+        // The other BrokenMirror bugs, each in the scenario of its
+        // free-running case. Each length leaves at least half again the
+        // virtual time at which the default seed's run notes its first
+        // finding (in brackets: time, step; `mmulab run` with the same
+        // scenario, seed, strategy and length), and the runs of seeds
+        // 1...12 found their bug within it too, at the latest time given.
+        // The device zaps only at range end, after the frame went back:
+        // found after the churn's first munmaps or a copy-on-write break
+        // [5 ms, step 47,167; seeds 1...12 by 10 ms].
+        ScheduledCase(
+            breakage: Case(name: "mirror-broken bug=zap-at-end on munmap-race", scenario: "munmap-race",
+                plugin: ("mirror-broken", "bug=zap-at-end"), seconds: 0.02,
+                expected: [.staleTranslation, .useAfterFree], allowed: [.crossSpaceLeak, .lostWrite]),
+            strategy: .random(switchProbability: 0.1)),
+        // The device's first read faults of untouched private memory get
+        // the zero page, and its next write goes through it [1 ms, step
+        // 23,152; seeds 1...12 by 4 ms].
+        ScheduledCase(
+            breakage: Case(name: "mirror-broken bug=zero-page on munmap-race", scenario: "munmap-race",
+                plugin: ("mirror-broken", "bug=zero-page"), seconds: 0.01,
+                expected: [.writeThroughReadOnly], allowed: [.lostWrite]),
+            strategy: .random(switchProbability: 0.1)),
+        // mprotect flips every 2.5 ms; a write after a flip to read-only
+        // through a translation faulted writable before it [7 ms, step
+        // 77,492; seeds 1...12 by 9 ms].
+        ScheduledCase(
+            breakage: Case(name: "mirror-broken bug=ignore-wp on mprotect-flip", scenario: "mprotect-flip",
+                plugin: ("mirror-broken", "bug=ignore-wp"), seconds: 0.02,
+                expected: [.writeThroughReadOnly], allowed: [.lostWrite, .staleTranslation, .useAfterFree, .crossSpaceLeak]),
+            strategy: .random(switchProbability: 0.1)),
+        // The longest: a write is lost only on a page that reclaim evicted,
+        // that came back clean (swapped in) and mapped writable, that the
+        // device wrote, and that reclaim evicted again: two passes of
+        // reclaim over memory that first fills about 15 ms in [32 ms, step
+        // 320,267; seeds 1...12 by 74 ms].
+        ScheduledCase(
+            breakage: Case(name: "mirror-broken bug=no-dirty on reclaim-storm", scenario: "reclaim-storm",
+                plugin: ("mirror-broken", "bug=no-dirty"), seconds: 0.08, expected: [.lostWrite]),
+            strategy: .pct(depth: 3)),
+        // The first young check of a page the guests keep hot comes once the
+        // streaming CPU has filled memory [13 ms, step 127,263; seeds 1...12
+        // by 13 ms].
+        ScheduledCase(
+            breakage: Case(name: "mirror-broken bug=not-young on young-aging", scenario: "young-aging",
+                plugin: ("mirror-broken", "bug=not-young"), seconds: 0.02,
+                expected: [.youngLost], allowed: [.hotPageEvicted]),
+            strategy: .random(switchProbability: 0.1)),
+        // The first short-lived space to exit leaves the device its view
+        // [under 1 ms, seeds 1...12 by 1 ms; the device's read after the
+        // exit is noted at step 5,152, the primary's check of the same read,
+        // the first finding, at step 15,083 as the actors stop].
+        ScheduledCase(
+            breakage: Case(name: "mirror-broken bug=ignore-release on exit-release", scenario: "exit-release",
+                plugin: ("mirror-broken", "bug=ignore-release"), seconds: 0.005,
+                expected: [.useAfterFree], allowed: [.staleTranslation, .crossSpaceLeak], namesPages: false),
+            strategy: .random(switchProbability: 0.1)),
     ]
 
     @Test(arguments: scheduledCases)

@@ -81,6 +81,10 @@ struct ScenarioReaderTests {
         ("name: x\nmachine: { frames: 64, nodes: 9 }\n", 2, "machine.nodes", "out of range 1...8"),
         ("name: x\nmachine: { frames: lots }\n", 2, "machine.frames", "expected an integer"),
         ("name: x\nmachine: { frames: 1024, low-watermark: 64, high-watermark: 32 }\n", 2, "machine.low-watermark", "below the high one"),
+        ("name: x\nmachine: { frames: 1024, movable-frames: 1000 }\n", 2, "machine.movable-frames", "must leave a normal zone"),
+        ("name: x\nmachine: { frames: 1024, transparent-hugepages: sometimes }\n", 2, "machine.transparent-hugepages", "not one of never"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, kind: file, pages: 8, huge: true } ] } ]\n", 2, "spaces[0].mappings[0].huge",
+            "anonymous mappings only"),
         ("name: x\nlength: { operations: 5, seconds: 1 }\n", 2, "length", "either 'operations' or 'seconds'"),
         ("name: x\nspaces:\n  - name: a\n    mappings: [ { name: m, pages: 8 } ]\n  - name: a\n    mappings: []\n", 5, "spaces[1]",
             "a second address space named 'a'"),
@@ -99,6 +103,11 @@ struct ScenarioReaderTests {
             4, "workloads[0].zipf-s", "pattern: zipfian only"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: []\n", 3, "workloads", "at least one workload"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  churn: [ { space: a, mapping: m, rate: 5 } ]\n  mremap: [ { space: a, mapping: m, rate: 5 } ]\n", 6, "pressure.mremap",
+            "churned too"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads:\n  - { name: w, actor: cpu, space: a, mapping: m, atomics: 0.5 }\n",
+            4, "workloads[0].atomics", "atomics are a device's"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
             + "pressure:\n  writeback: [ { space: a, mapping: m, rate: 5 } ]\n", 5, "pressure.writeback", "not a file mapping"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
             + "pressure:\n  exit-release: [ { plugin: gpu, rate: 5 } ]\n", 5, "pressure.exit-release[0].plugin", "no plugin named 'gpu'"),
@@ -109,6 +118,10 @@ struct ScenarioReaderTests {
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8, hot: maybe } ] } ]\n", 2, "spaces[0].mappings[0].hot", "true or false"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, kind: file, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
             + "pressure:\n  churn: [ { space: a, mapping: m, rate: 5 } ]\n", 5, "pressure.churn", "anonymous memory only"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, kind: file, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  lazy-free: [ { space: a, mapping: m, rate: 5 } ]\n", 5, "pressure.lazy-free[0]", "MADV_FREE applies to anonymous memory only"),
+        ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n"
+            + "pressure:\n  lazy-free: [ { space: a, mapping: m, rate: 5, pages: 9 } ]\n", 5, "pressure.lazy-free[0].pages", "do not fit in a/m"),
         ("name: x\nspaces: [ { name: a, mappings: [ { name: m, pages: 8 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\nchecks: [stale]\n",
             4, "checks[0]", "not one of stale-translation"),
         ("name: x\nmachine: { frames: 64, swap-slots: 0 }\nspaces: [ { name: a, mappings: [ { name: m, pages: 65 } ] } ]\nworkloads: [ { name: w, actor: cpu, space: a, mapping: m } ]\n",
@@ -151,6 +164,17 @@ struct ScenarioWriterTests {
         scenario.pressure.deviceMigration = [.init(plugin: "nic", space: "app", mapping: "heap", rate: 5, pages: 6)]
         scenario.pressure.attachChurn = [.init(plugin: "nic", space: "app", mapping: "heap", rate: 7, pages: 8)]
         scenario.pressure.exitRelease = [.init(plugin: "kvm", rate: 9, pages: 10)]
+        scenario.pressure.lazyFree = [.init(space: "app", mapping: "heap", rate: 11, pages: 12)]
+        scenario.workloads[2].atomics = 0.25
+        scenario.pressure.compactionRate = 13
+        scenario.pressure.userfaultSnapshot = [.init(space: "app", mapping: "heap", rate: 16)]
+        scenario.pressure.mremap = [.init(space: "vm", mapping: "guest", rate: 17)]
+        scenario.pressure.attachChurn.append(.init(plugin: "nic", space: "app", mapping: "heap", rate: 14, pages: 15, pinned: true))
+        scenario.machine.movableFrames = 1024
+        scenario.machine.transparentHugePages = .madvise
+        scenario.spaces[1].mappings[0].huge = true
+        scenario.pressure.collapseScansPerSecond = 18
+        scenario.pressure.mprotect = [.init(space: "app", mapping: "heap", rate: 3, pages: 19)]
         scenario.pressure.backgroundReclaim = false
         #expect(try ScenarioReader.read(yaml: ScenarioWriter.yaml(scenario), file: "written.yaml") == scenario)
     }

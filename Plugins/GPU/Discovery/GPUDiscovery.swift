@@ -1,4 +1,6 @@
-public import CLibDRM
+// Package, not public: only `device(from:)` takes a libdrm type (a record, so
+// this package's tests can build one by hand); the public API is Swift types.
+package import CLibDRM
 
 #if canImport(Glibc)
 import Glibc
@@ -61,7 +63,7 @@ public enum GPUDiscovery {
     /// Translates one libdrm device record into a `GPUDevice`. Pure: reads
     /// only the record (and what it points to), so it is tested with
     /// records built by hand.
-    public static func device(from record: UnsafePointer<drmDevice>, driver: String?) -> GPUDevice {
+    package static func device(from record: UnsafePointer<drmDevice>, driver: String?) -> GPUDevice {
         let r = record.pointee
         func node(_ kind: Int32) -> String? {
             guard r.available_nodes & (1 << kind) != 0, let nodes = r.nodes, let name = nodes[Int(kind)] else { return nil }

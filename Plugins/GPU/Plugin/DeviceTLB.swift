@@ -30,14 +30,14 @@ struct DeviceTLB {
 
     mutating func lookup(_ address: UInt64) -> GPUPTE? {
         if let entry = entries[Self.key(address, huge: false)] {
-            counters.tlbHits.add(1, ordering: .relaxed)
+            counters[.tlbHits].add(1, ordering: .relaxed)
             return entry.pte
         }
         if let entry = entries[Self.key(address, huge: true)], let huge = entry.huge {
-            counters.tlbHits.add(1, ordering: .relaxed)
+            counters[.tlbHits].add(1, ordering: .relaxed)
             return huge.pages[Int((address >> 12) & 511)]
         }
-        counters.tlbMisses.add(1, ordering: .relaxed)
+        counters[.tlbMisses].add(1, ordering: .relaxed)
         return nil
     }
 
@@ -52,7 +52,7 @@ struct DeviceTLB {
 
     /// Drops every entry overlapping `[start, end)`: one flush.
     mutating func invalidate(_ start: UInt64, _ end: UInt64) {
-        counters.tlbFlushes.add(1, ordering: .relaxed)
+        counters[.tlbFlushes].add(1, ordering: .relaxed)
         order.removeAll { key in
             let (first, size): (UInt64, UInt64) = key & Self.hugeTag != 0 ? ((key & ~Self.hugeTag) << 21, 2 << 20) : (key << 12, 4096)
             guard first < end && start < first + size else { return false }

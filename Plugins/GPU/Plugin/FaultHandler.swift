@@ -39,7 +39,7 @@ final class FaultBuffer: @unchecked Sendable {
 
     func push(_ fault: GPUFault) {
         lock.withLock {
-            if entries.count < capacity { entries.append(fault) } else { counters.faultBufferOverflows.add(1, ordering: .relaxed) }
+            if entries.count < capacity { entries.append(fault) } else { counters[.faultBufferOverflows].add(1, ordering: .relaxed) }
         }
     }
 
@@ -71,7 +71,7 @@ extension GPUVM {
             do {
                 try service(fault)
             } catch {
-                gpu.counters.faultErrors.add(1, ordering: .relaxed)
+                gpu.counters[.faultErrors].add(1, ordering: .relaxed)
                 gpu.faultBuffer.record(error, for: fault)
             }
         }
@@ -113,10 +113,10 @@ extension GPUVM {
                 return install(svm, pfns)
             }
             if installed {
-                gpu.counters.faults.add(1, ordering: .relaxed)
+                gpu.counters[.faults].add(1, ordering: .relaxed)
                 return
             }
-            gpu.counters.faultRetries.add(1, ordering: .relaxed)
+            gpu.counters[.faultRetries].add(1, ordering: .relaxed)
             // Forward progress: under memory pressure reclaim may invalidate
             // a large chunk faster than it can be faulted in (a controlled
             // schedule that runs kswapd whenever an allocation wakes it does
@@ -144,7 +144,10 @@ extension GPUVM {
         var freed: [UInt64] = []
         if svm.length == GPUPageTable.hugeSize, ptes.allSatisfy({ $0.writable == ptes[0].writable }) {
             ok = pageTable.installHuge(svm.start, ptes, cache: &tableCache, freed: &freed)
-            if ok { gpu.counters.hugeMappings.add(1, ordering: .relaxed) }
+            if ok { gpu.counters[.hugeMappings].add(1, ordering: .relaxed) }
+            // Backed by one huge page of the primary's (ABI 1.5 MMULAB_PFN_HUGE),
+            // as nouveau maps 2 MiB where hmm_range_fault reports order 9.
+            if ok && pfns.allSatisfy(\.isHuge) { gpu.counters[.hugeOverHugePages].add(1, ordering: .relaxed) }
         } else {
             for (i, pte) in ptes.enumerated() where ok {
                 ok = pageTable.install(svm.start + UInt64(i) * 4096, pte, cache: &tableCache)
@@ -157,7 +160,7 @@ extension GPUVM {
             _ = pageTable.clear(svm.start, svm.end, freed: &dropped)
             tlb.invalidate(svm.start, svm.end)
             recycle(dropped)
-            gpu.counters.tableCacheEmpty.add(1, ordering: .relaxed)
+            gpu.counters[.tableCacheEmpty].add(1, ordering: .relaxed)
             return false
         }
         svm.mapped = true
@@ -174,7 +177,7 @@ extension GPUVM {
         let notifier = SVMNotifier(vm: self, binding: binding, start: region.start, end: region.end)
         try gpu.host.insertInterval(addressSpace: addressSpace, start: region.start, length: region.end - region.start, notifier)
         lock.withLock { binding.notifiers[region.start] = notifier }
-        gpu.counters.notifiersInserted.add(1, ordering: .relaxed)
+        gpu.counters[.notifiersInserted].add(1, ordering: .relaxed)
         return notifier
     }
 
@@ -185,14 +188,14 @@ extension GPUVM {
             let (first, last) = notifier.binding.chunk(around: address, in: notifier, limit: limit)
             let svm = SVMRange(start: first, end: last, notifier: notifier)
             notifier.ranges[first] = svm
-            gpu.counters.rangesCreated.add(1, ordering: .relaxed)
+            gpu.counters[.rangesCreated].add(1, ordering: .relaxed)
             return svm
         }
     }
 
     /// Page-table pages for the next install, allocated before taking the
     /// VM lock (allocation may reclaim, and reclaim calls back into us).
-    private func topUpTableCache() {
+    func topUpTableCache() {
         var missing = lock.withLock { max(0, 4 - tableCache.count) }
         var fresh: [UInt64] = []
         while missing > 0, let page = gpu.host.allocatePageTablePage() {
@@ -216,7 +219,7 @@ extension GPUVM {
                     emptied.append(notifier)
                 }
             }
-            gpu.counters.rangesCollected.add(UInt64(garbage.count), ordering: .relaxed)
+            gpu.counters[.rangesCollected].add(UInt64(garbage.count), ordering: .relaxed)
             garbage.removeAll()
             return emptied
         }

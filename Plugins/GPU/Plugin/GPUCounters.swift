@@ -1,48 +1,81 @@
-import Synchronization
+import DevicePluginKit
 
 /// The GPU plugin's counters (its `stats`), readable from any thread.
-final class GPUCounters: Sendable {
-    let faults = Atomic<UInt64>(0)
-    let faultBatches = Atomic<UInt64>(0)
-    let batchedFaults = Atomic<UInt64>(0)
-    let faultRetries = Atomic<UInt64>(0)
-    let faultErrors = Atomic<UInt64>(0)
-    let faultBufferOverflows = Atomic<UInt64>(0)
-    let replays = Atomic<UInt64>(0)
-    let tlbHits = Atomic<UInt64>(0)
-    let tlbMisses = Atomic<UInt64>(0)
-    let tlbFlushes = Atomic<UInt64>(0)
-    let hugeMappings = Atomic<UInt64>(0)
-    let tableCacheEmpty = Atomic<UInt64>(0)
-    let invalidations = Atomic<UInt64>(0)
-    let nonBlockableRetries = Atomic<UInt64>(0)
-    let ownMigrationsSkipped = Atomic<UInt64>(0)
-    let fenceWaits = Atomic<UInt64>(0)
-    let notifiersInserted = Atomic<UInt64>(0)
-    let rangesCreated = Atomic<UInt64>(0)
-    let rangesCollected = Atomic<UInt64>(0)
-    let migratedToVRAM = Atomic<UInt64>(0)
-    let migratedToHost = Atomic<UInt64>(0)
-    let vramEvictions = Atomic<UInt64>(0)
-    let shrinkerZapped = Atomic<UInt64>(0)
-    let shrinkerStops = Atomic<UInt64>(0)
-    let dmaReads = Atomic<UInt64>(0)
-    let dmaWrites = Atomic<UInt64>(0)
-    /// A gauge: GPU accesses holding a fence now.
-    let workInFlight = Atomic<UInt64>(0)
+typealias GPUCounters = PluginCounters<GPUCounter>
 
-    var all: [(name: String, value: UInt64)] {
-        func v(_ a: borrowing Atomic<UInt64>) -> UInt64 { a.load(ordering: .relaxed) }
-        return [
-            ("faults", v(faults)), ("fault batches", v(faultBatches)), ("batched faults", v(batchedFaults)),
-            ("fault retries", v(faultRetries)), ("fault errors", v(faultErrors)), ("fault buffer overflows", v(faultBufferOverflows)),
-            ("replays", v(replays)), ("tlb hits", v(tlbHits)), ("tlb misses", v(tlbMisses)), ("tlb flushes", v(tlbFlushes)),
-            ("2M mappings", v(hugeMappings)), ("table cache empty", v(tableCacheEmpty)), ("invalidations", v(invalidations)),
-            ("retries", v(nonBlockableRetries)), ("own migrations skipped", v(ownMigrationsSkipped)), ("fence waits", v(fenceWaits)),
-            ("notifiers inserted", v(notifiersInserted)), ("ranges created", v(rangesCreated)), ("ranges collected", v(rangesCollected)),
-            ("migrations", v(migratedToVRAM)), ("migrations to host", v(migratedToHost)), ("vram evictions", v(vramEvictions)),
-            ("shrinker zapped", v(shrinkerZapped)), ("shrinker stops", v(shrinkerStops)),
-            ("dma reads", v(dmaReads)), ("dma writes", v(dmaWrites)), ("work in flight", v(workInFlight)),
-        ]
+/// The names of the GPU plugin's counters, in the order its `stats` lists them.
+enum GPUCounter: Int, PluginCounterName {
+    case faults
+    case faultBatches
+    case batchedFaults
+    case faultRetries
+    case faultErrors
+    case faultBufferOverflows
+    case replays
+    case tlbHits
+    case tlbMisses
+    case tlbFlushes
+    case hugeMappings
+    /// 2 MiB entries whose 512 pages are one huge page of the primary's.
+    case hugeOverHugePages
+    case tableCacheEmpty
+    case invalidations
+    case nonBlockableRetries
+    case ownMigrationsSkipped
+    case fenceWaits
+    case notifiersInserted
+    case rangesCreated
+    case rangesCollected
+    case migratedToVRAM
+    case migratedToHost
+    case vramEvictions
+    case shrinkerZapped
+    case shrinkerStops
+    case dmaReads
+    case dmaWrites
+    /// A gauge: GPU accesses holding a fence now.
+    case workInFlight
+    /// Atomics, pages taken exclusive for them, takes that raced an
+    /// invalidation, and its own exclusive conversions skipped.
+    case atomics
+    case exclusiveTaken
+    case exclusiveRetries
+    case ownExclusiveSkipped
+
+    var label: String {
+        switch self {
+        case .faults: "faults"
+        case .faultBatches: "fault batches"
+        case .batchedFaults: "batched faults"
+        case .faultRetries: "fault retries"
+        case .faultErrors: "fault errors"
+        case .faultBufferOverflows: "fault buffer overflows"
+        case .replays: "replays"
+        case .tlbHits: "tlb hits"
+        case .tlbMisses: "tlb misses"
+        case .tlbFlushes: "tlb flushes"
+        case .hugeMappings: "2M mappings"
+        case .hugeOverHugePages: "2M over huge pages"
+        case .tableCacheEmpty: "table cache empty"
+        case .invalidations: "invalidations"
+        case .nonBlockableRetries: "retries"
+        case .ownMigrationsSkipped: "own migrations skipped"
+        case .fenceWaits: "fence waits"
+        case .notifiersInserted: "notifiers inserted"
+        case .rangesCreated: "ranges created"
+        case .rangesCollected: "ranges collected"
+        case .migratedToVRAM: "migrations"
+        case .migratedToHost: "migrations to host"
+        case .vramEvictions: "vram evictions"
+        case .shrinkerZapped: "shrinker zapped"
+        case .shrinkerStops: "shrinker stops"
+        case .dmaReads: "dma reads"
+        case .dmaWrites: "dma writes"
+        case .workInFlight: "work in flight"
+        case .atomics: "atomics"
+        case .exclusiveTaken: "exclusive taken"
+        case .exclusiveRetries: "exclusive retries"
+        case .ownExclusiveSkipped: "own exclusive skipped"
+        }
     }
 }

@@ -7,6 +7,9 @@ struct GPUPTE {
     var pfn: PFN
     var writable: Bool
     var dirty = false
+    /// Taken exclusive for atomics (`make_exclusive`): the GPU's atomics
+    /// go only through such an entry.
+    var exclusive = false
 }
 
 /// A 2 MiB leaf: one entry at level 1 that maps an aligned 2 MiB chunk.

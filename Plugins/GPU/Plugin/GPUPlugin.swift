@@ -12,7 +12,8 @@
 // Discovery of real devices goes through libdrm (GPUDeviceDiscovery); with
 // no device the plugin says so in its description and runs simulated.
 
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import GPUDeviceDiscovery
 import Synchronization
 
@@ -127,7 +128,7 @@ final class GPU: DevicePlugin {
             // Its VRAM pages come home: nothing the GPU holds outlives the binding.
             if let vram {
                 let home = (try? host.migrateToHost(vram, addressSpace: vm.addressSpace, start: binding.start, length: binding.end - binding.start)) ?? 0
-                counters.migratedToHost.add(home, ordering: .relaxed)
+                counters[.migratedToHost].add(home, ordering: .relaxed)
             }
             let last = vm.lock.withLock { () -> Bool in
                 vm.bindings.removeAll { $0 === binding }
@@ -163,6 +164,15 @@ final class GPU: DevicePlugin {
         try binding.vm.access(binding, deviceAddress, write: write, buffer)
     }
 
+    /// An atomic: through an entry the GPU took exclusive (ABI 1.5).
+    func atomic(_ object: AnyObject, deviceAddress: UInt64, buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+        let binding = object as! GPUBinding
+        guard binding.contains(deviceAddress) else { throw .fault("GPU address 0x\(String(deviceAddress, radix: 16)) is outside the binding") }
+        guard binding.writable else { throw .fault("atomic through a read-only binding") }
+        guard host.offersExclusive else { return try binding.vm.access(binding, deviceAddress, write: true, buffer) }
+        try binding.vm.access(binding, deviceAddress, write: true, atomic: true, buffer)
+    }
+
     /// Posts a fault for every page of the range not mapped yet and services
     /// them as one batch (ibv_advise_mr's GPU cousin: xe's prefetch ioctl).
     func prefetch(_ object: AnyObject, deviceAddress: UInt64, length: UInt64) throws(PluginError) {
@@ -185,8 +195,8 @@ final class GPU: DevicePlugin {
         faultLock.withLock {
             let batch = faultBuffer.drain()
             guard !batch.isEmpty else { return }
-            counters.faultBatches.add(1, ordering: .relaxed)
-            counters.batchedFaults.add(UInt64(batch.count), ordering: .relaxed)
+            counters[.faultBatches].add(1, ordering: .relaxed)
+            counters[.batchedFaults].add(UInt64(batch.count), ordering: .relaxed)
             // By VM, the VMs in address-space order (a replay services them alike).
             var byVM: [UInt64: [GPUFault]] = [:]
             for fault in batch { byVM[fault.vm.addressSpace, default: []].append(fault) }

@@ -20,7 +20,7 @@ final class GPUShrinker: Shrinker, @unchecked Sendable {
             if canBlock {
                 vm.lock.lock()
             } else if !vm.lock.tryLock() {
-                gpu.counters.shrinkerStops.add(1, ordering: .relaxed)
+                gpu.counters[.shrinkerStops].add(1, ordering: .relaxed)
                 return zapped > 0 ? zapped : nil
             }
             if !vm.tornDown {
@@ -41,7 +41,7 @@ final class GPUShrinker: Shrinker, @unchecked Sendable {
             }
             vm.lock.unlock()
         }
-        gpu.counters.shrinkerZapped.add(zapped, ordering: .relaxed)
+        gpu.counters[.shrinkerZapped].add(zapped, ordering: .relaxed)
         return zapped
     }
 }

@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 import Synchronization
 
@@ -51,19 +52,26 @@ final class GPUVM: @unchecked Sendable {
         // Our own migration: the migrating code already dropped our
         // translations of the range (test_hmm's dmirror_interval_invalidate).
         if range.event == MMULAB_EVENT_MIGRATE.rawValue, range.owner == gpu.owner {
-            gpu.counters.ownMigrationsSkipped.add(1, ordering: .relaxed)
+            gpu.counters[.ownMigrationsSkipped].add(1, ordering: .relaxed)
+            return true
+        }
+        // Our own page taken exclusive for an atomic (nouveau's
+        // svm_range_invalidate): the frame stays, and the atomic path maps
+        // it once this returns. The CPU taking it back carries no owner.
+        if range.event == MMULAB_EVENT_EXCLUSIVE.rawValue, range.owner == gpu.owner {
+            gpu.counters[.ownExclusiveSkipped].add(1, ordering: .relaxed)
             return true
         }
         if range.isBlockable {
             lock.lock()
         } else if !lock.tryLock() {
-            gpu.counters.nonBlockableRetries.add(1, ordering: .relaxed)
+            gpu.counters[.nonBlockableRetries].add(1, ordering: .relaxed)
             return false
         }
         let overlapping = notifier.ranges.filter { $0.value.overlaps(range.start, range.end) }.valuesInKeyOrder  // sorts only the few that overlap
         if !range.isBlockable, overlapping.contains(where: { $0.fences.load(ordering: .acquiring) > 0 }) {
             lock.unlock()
-            gpu.counters.nonBlockableRetries.add(1, ordering: .relaxed)
+            gpu.counters[.nonBlockableRetries].add(1, ordering: .relaxed)
             return false
         }
         notifier.setSeq(seq)
@@ -76,7 +84,7 @@ final class GPUVM: @unchecked Sendable {
             }
         }
         lock.unlock()
-        gpu.counters.invalidations.add(1, ordering: .relaxed)
+        gpu.counters[.invalidations].add(1, ordering: .relaxed)
         if range.isBlockable { waitForFences(overlapping) }
         return true
     }
@@ -109,7 +117,7 @@ final class GPUVM: @unchecked Sendable {
         for svm in ranges {
             var rounds = 0
             while svm.fences.load(ordering: .acquiring) > 0 {
-                if rounds == 0 { gpu.counters.fenceWaits.add(1, ordering: .relaxed) }
+                if rounds == 0 { gpu.counters[.fenceWaits].add(1, ordering: .relaxed) }
                 rounds += 1
                 precondition(rounds < 5_000_000, "a GPU fence never signalled")
                 gpu.host.sleep(nanoseconds: 5_000)
@@ -122,32 +130,46 @@ final class GPUVM: @unchecked Sendable {
     /// The GPU reads or writes the page at `address`: through the TLB, or a
     /// page-table walk that fills it, or a replayable fault that the fault
     /// handler services before the access is replayed.
-    func access(_ binding: GPUBinding, _ address: UInt64, write: Bool, _ buffer: UnsafeMutableRawBufferPointer) throws(PluginError) {
+    ///
+    /// An atomic (`atomic`, with `write`) goes only through an entry the
+    /// GPU took exclusive (`make_exclusive`): with a writable entry in
+    /// place, the fault handler takes the page exclusive and maps it so;
+    /// without one, the access faults for a write first.
+    func access(
+        _ binding: GPUBinding, _ address: UInt64, write: Bool, atomic: Bool = false, _ buffer: UnsafeMutableRawBufferPointer
+    ) throws(PluginError) {
         for attempt in 0..<10_000 {
             lock.lock()
-            if let (pte, svm) = translate(address), !write || pte.writable {
+            let entry = translate(address)
+            if let (pte, svm) = entry, !write || pte.writable, !atomic || pte.exclusive {
                 // The fence: the invalidation of this range waits for it.
                 svm.fences.add(1, ordering: .acquiring)
                 svm.lastUse = clock
                 if write && !pte.dirty { noteWrite(address) }
                 lock.unlock()
-                gpu.counters.workInFlight.add(1, ordering: .relaxed)
+                gpu.counters[.workInFlight].add(1, ordering: .relaxed)
                 if gpu.configuration.workMicroseconds > 0 { gpu.host.sleep(nanoseconds: UInt64(gpu.configuration.workMicroseconds) * 1_000) }
                 if write {
                     gpu.host.dmaWrite(addressSpace: addressSpace, pte.pfn, from: UnsafeRawBufferPointer(buffer))
-                    gpu.counters.dmaWrites.add(1, ordering: .relaxed)
+                    gpu.counters[.dmaWrites].add(1, ordering: .relaxed)
                 } else {
                     gpu.host.dmaRead(addressSpace: addressSpace, pte.pfn, into: buffer)
-                    gpu.counters.dmaReads.add(1, ordering: .relaxed)
+                    gpu.counters[.dmaReads].add(1, ordering: .relaxed)
                 }
                 if !pte.pfn.isDevicePrivate { gpu.host.markAccessed(pte.pfn) }
-                gpu.counters.workInFlight.subtract(1, ordering: .relaxed)
+                if atomic { gpu.counters[.atomics].add(1, ordering: .relaxed) }
+                gpu.counters[.workInFlight].subtract(1, ordering: .relaxed)
                 svm.fences.subtract(1, ordering: .releasing)
                 return
             }
+            let needsExclusive = atomic && entry.map { $0.0.writable && !$0.0.pfn.isDevicePrivate } == true
             lock.unlock()
-            if attempt > 0 { gpu.counters.replays.add(1, ordering: .relaxed) }
+            if attempt > 0 { gpu.counters[.replays].add(1, ordering: .relaxed) }
             if attempt > 8 { gpu.host.sleep(nanoseconds: 20_000) }  // let an invalidation or migration finish
+            if needsExclusive {
+                try gpu.faultLock.withLock { () throws(PluginError) in try takeExclusive(binding, address) }
+                continue
+            }
             gpu.faultBuffer.push(GPUFault(vm: self, binding: binding, address: address & ~4095, write: write, replays: attempt))
             gpu.serviceFaults()
             if let error = gpu.faultBuffer.takeError(self, address) { throw error }
@@ -179,6 +201,35 @@ final class GPUVM: @unchecked Sendable {
             let svm = notifier.range(containing: address), svm.mapped
         else { return nil }
         return svm
+    }
+
+    /// Takes the page at `address` exclusive and maps it so (the GPU's fault
+    /// lock held, as any fault service): `read_begin` on the range's
+    /// notifier, `make_exclusive` with the GPU's owner (its own conversion
+    /// is skipped by `invalidate`), then, under the VM lock, the exclusive
+    /// entry replaces the page's entry if no invalidation raced. A range
+    /// that went meanwhile leaves the access to fault again.
+    private func takeExclusive(_ binding: GPUBinding, _ address: UInt64) throws(PluginError) {
+        let page = address & ~4095
+        guard !binding.detached, let (notifier, svm) = lock.withLock({ () -> (SVMNotifier, SVMRange)? in
+            guard let notifier = binding.notifiers[binding.region(of: page).start], let svm = notifier.range(containing: page),
+                svm.mapped, !svm.unmapped
+            else { return nil }
+            return (notifier, svm)
+        }) else { return }
+        topUpTableCache()
+        let seq = notifier.readBegin()
+        let pfn = try gpu.host.makeExclusive(addressSpace: addressSpace, address: page, owner: gpu.owner)
+        lock.withLock {
+            guard !notifier.readRetry(seq), svm.mapped, !svm.unmapped, notifier.range(containing: page) === svm,
+                pageTable.install(page, GPUPTE(pfn: pfn, writable: true, exclusive: true), cache: &tableCache)
+            else {
+                gpu.counters[.exclusiveRetries].add(1, ordering: .relaxed)
+                return
+            }
+            tlb.invalidate(page, page + 4096)
+            gpu.counters[.exclusiveTaken].add(1, ordering: .relaxed)
+        }
     }
 
     /// Sets the dirty bit for a write (VM lock held, before the DMA).

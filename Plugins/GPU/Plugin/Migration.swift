@@ -1,3 +1,4 @@
+import CDevicePluginABI
 import DevicePluginKit
 
 extension GPU {
@@ -34,17 +35,17 @@ extension GPU {
             vm.waitForFences(affected)
             guard toDevice else {
                 let moved = try host.migrateToHost(vram, addressSpace: vm.addressSpace, start: start, length: end - start)
-                counters.migratedToHost.add(moved, ordering: .relaxed)
+                counters[.migratedToHost].add(moved, ordering: .relaxed)
                 return
             }
             let pages = (end - start) / 4096
             var moved = try host.migrateToDevice(vram, addressSpace: vm.addressSpace, start: start, length: end - start)
             if moved < pages, host.usedPages(of: vram) + (pages - moved) > UInt64(configuration.vramPages) {
                 // VRAM pressure: evict the oldest pages home, then try once more.
-                counters.vramEvictions.add(host.evict(vram, pages: pages - moved), ordering: .relaxed)
+                counters[.vramEvictions].add(host.evict(vram, pages: pages - moved), ordering: .relaxed)
                 moved += try host.migrateToDevice(vram, addressSpace: vm.addressSpace, start: start, length: end - start)
             }
-            counters.migratedToVRAM.add(moved, ordering: .relaxed)
+            counters[.migratedToVRAM].add(moved, ordering: .relaxed)
         }
     }
 }

@@ -1,5 +1,5 @@
 /*
- * mmulab device plugin ABI, version 1.4.
+ * mmulab device plugin ABI, version 1.5.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
@@ -17,13 +17,20 @@
  * negotiated 1.2 or less the host still announces no owner. 1.4 adds the
  * host's thread services (thread_create, thread_join, yield, now_ns,
  * thread_id) at the end of the host table, so a plugin's own engines run
- * on threads the host schedules and read the host's clock. Every addition
- * is at the end of its struct: the host reads only what struct_size
- * covers, and a plugin reads a host field only if the host table's
- * struct_size covers it. (Hosts from 1.4 on also check every argument of
- * every service and what a binding or instance leaves behind, and validate
- * lock order; no struct changed for it, so the minor did not either: see
- * "Host services" and the rules at detach and destroy below.)
+ * on threads the host schedules and read the host's clock. (Hosts from 1.4
+ * on also check every argument of every service and what a binding or
+ * instance leaves behind, and validate lock order; no struct changed for
+ * it, so the minor did not either: see "Host services" and the rules at
+ * detach and destroy below.) 1.5 adds the events MMULAB_EVENT_MADVISE_FREE,
+ * MMULAB_EVENT_HUGE_SPLIT and MMULAB_EVENT_COLLAPSE (an instance that
+ * negotiated 1.4 or less gets MMULAB_EVENT_MADVISE_DONTNEED for them, the
+ * CLEAR-type event it knows), the pin flag MMULAB_PIN_LONGTERM,
+ * MMULAB_PFN_HUGE (huge pages reported by fault_range), device-exclusive
+ * pages (the host service make_exclusive, MMULAB_PFN_EXCLUSIVE, and
+ * MMULAB_ACCESS_ATOMIC, which the host passes only to an instance that
+ * negotiated 1.5). Every addition is at the end of its struct: the host
+ * reads only what struct_size covers, and a plugin reads a host field only
+ * if the host table's struct_size covers it.
  *
  * This header is the whole contract between the mmulab host and a device
  * plugin (a secondary MMU: a GPU, an RDMA NIC, KVM, an accelerator). A
@@ -87,7 +94,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 4
+#define MMULAB_ABI_MINOR 5
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -157,6 +164,19 @@ enum mmulab_event {
     MMULAB_EVENT_EXCLUSIVE = 10,
     MMULAB_EVENT_EXIT = 11,
     MMULAB_EVENT_OOM_REAP = 12,
+    /* 1.5: madvise(MADV_FREE): the pages stay mapped but become clean, and
+     * reclaim may discard them until someone writes them again. A device
+     * that writes such a page afterwards must report it dirty
+     * (host->set_dirty) or its write may be discarded with the page. */
+    MMULAB_EVENT_MADVISE_FREE = 13,
+    /* 1.5: a transparent huge page is split: always the whole aligned
+     * 2 MiB, before the operation that needed the split (a partial munmap,
+     * mprotect or madvise, copy-on-write, swap-out) sends its own event
+     * for its own range. The frames stay where they are. */
+    MMULAB_EVENT_HUGE_SPLIT = 14,
+    /* 1.5: 512 small pages are replaced by one huge page (khugepaged,
+     * MADV_COLLAPSE), over the aligned 2 MiB: the old frames are freed. */
+    MMULAB_EVENT_COLLAPSE = 15,
 };
 
 enum {
@@ -197,6 +217,19 @@ enum {
     /* 1.1: the page lives in the caller's own device memory; `pfn` names
      * the device page (Linux: hmm_range_fault with dev_private_owner). */
     MMULAB_PFN_DEVICE_PRIVATE = 1u << 2,
+    /* 1.5: taken with make_exclusive: good only while the primary still
+     * holds the page exclusive for this instance; once the CPU takes it
+     * back (an MMULAB_EVENT_EXCLUSIVE invalidation without an owner), it
+     * is stale like any dropped translation. */
+    MMULAB_PFN_EXCLUSIVE = 1u << 3,
+    /* 1.5: the page is part of a transparent huge page's PMD mapping: its
+     * aligned 2 MiB is one folio, mapped with one permission, so the device
+     * may map it with one 2 MiB entry (fault the whole 2 MiB to get all 512
+     * pfns). Any change to any part of it first comes as an invalidation of
+     * the whole 2 MiB (MMULAB_EVENT_HUGE_SPLIT, a migration, a collapse):
+     * zap the whole entry then; a later invalidation of one 4 KiB page of a
+     * split huge page covers only that page. */
+    MMULAB_PFN_HUGE = 1u << 4,
 };
 
 /* A translation from the primary MMU: the frame behind one page, and the
@@ -348,6 +381,12 @@ enum mmulab_lock_kind {
 
 enum {
     MMULAB_FAULT_WRITE = 1u << 0, /* fault for write access */
+    /* 1.5, pin only: a long-term pin (Linux: FOLL_LONGTERM, what an RDMA
+     * registration without ODP needs). A page in movable memory is moved
+     * out of it first, with a migrate invalidation every other device
+     * must follow, and the pfns returned are those of the pinned frames:
+     * translations taken before the call may be stale. */
+    MMULAB_PIN_LONGTERM = 1u << 1,
 };
 
 typedef struct mmulab_host {
@@ -497,6 +536,25 @@ typedef struct mmulab_host {
      * among live threads (the host's, not pthread_self: stable across
      * replays in deterministic mode). */
     uint64_t (*thread_id)(void *ctx);
+
+    /* Device-exclusive pages, ABI 1.5 (check struct_size or the negotiated
+     * minor).
+     *
+     * [blockable] Take the page at `address` exclusive for this instance,
+     * for atomics the CPU must not interleave with (Linux:
+     * make_device_exclusive). The page is faulted in writable first; then
+     * its PTE becomes a device-exclusive entry under an
+     * MMULAB_EVENT_EXCLUSIVE invalidation carrying `owner`
+     * (MMULAB_RANGE_HAS_OWNER; 0: none), which you skip, as every other
+     * device drops its translation. `*pfn` gets the translation
+     * (MMULAB_PFN_WRITABLE | MMULAB_PFN_EXCLUSIVE). Install it as after
+     * fault_range: under the lock your invalidation takes, only if no
+     * invalidation of the page raced (interval_read_retry). Any CPU access
+     * to the page, another device's fault on it, fork, reclaim or migration
+     * gives it back with an invalidation without your owner (exclusive,
+     * or the operation's own event): drop the entry then, like any other. */
+    mmulab_status (*make_exclusive)(void *ctx, uint64_t address_space, uint64_t address, uint64_t owner, mmulab_pfn *pfn,
+                                    mmulab_error *error);
 } mmulab_host;
 
 /* ---------------------------------------------------------------------- */
@@ -521,6 +579,11 @@ enum {
 
 enum {
     MMULAB_ACCESS_WRITE = 1u << 0,
+    /* 1.5: an atomic read-modify-write (with MMULAB_ACCESS_WRITE): a device
+     * that does atomics on system memory takes the page exclusive first
+     * (host->make_exclusive), as GPUs do for atomics the CPU must not see
+     * half done. A device that cannot may treat it as a write. */
+    MMULAB_ACCESS_ATOMIC = 1u << 1,
 };
 
 typedef struct mmulab_device_plugin {

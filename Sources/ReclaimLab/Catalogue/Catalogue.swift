@@ -234,5 +234,129 @@ public enum Catalogue {
               - { name: guest, actor: kvm, space: vm, mapping: hot, threads: 2, writes: 0.2 }
               - { name: stream, actor: cpu, space: app, mapping: stream, pattern: sequential, writes: 0.5 }
             """),
+        Entry(name: "lazy-free-churn", yaml: """
+            name: lazy-free-churn
+            summary: the CPU, a GPU and a NIC write a heap that is lazily freed (MADV_FREE) under them, 16 pages at a time, while reclaim discards what stayed clean; a write after MADV_FREE, by the CPU or a device, must survive
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: heap, pages: 512 }, { name: filler, pages: 768 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: heap } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: heap } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: heap, writes: 0.3 }
+              - { name: shader, actor: gpu, space: app, mapping: heap, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: heap, writes: 0.5 }
+              - { name: filler, actor: cpu, space: app, mapping: filler, pattern: sequential, writes: 0.5 }
+            pressure:
+              lazy-free: [ { space: app, mapping: heap, rate: 500, pages: 16 } ]
+            """),
+        Entry(name: "longterm-pins", yaml: """
+            name: longterm-pins
+            summary: NIC memory regions without on-demand paging are registered and deregistered 200 times a second over memory a GPU and an ODP NIC also use; each registration pins long-term (FOLL_LONGTERM), which first moves the pages out of movable memory (a migrate invalidation the others must follow); compaction passes the pinned pages over, reclaim runs
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096, movable-frames: 768 }
+            spaces:
+              - name: app
+                mappings: [ { name: buffers, pages: 96 }, { name: log, pages: 32 }, { name: heap, pages: 1024 } ]
+            plugins:
+              - { plugin: rdma, name: pinned-nic, bindings: [ { space: app, mapping: log, pinned: true } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: buffers } ] }
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: buffers } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: buffers, writes: 0.3 }
+              - { name: peer, actor: nic, space: app, mapping: buffers, writes: 0.3 }
+              - { name: shader, actor: gpu, space: app, mapping: buffers, writes: 0.3 }
+              - { name: logger, actor: pinned-nic, space: app, mapping: log, writes: 0.5 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+            pressure:
+              compaction-rate: 1000
+              attach-churn: [ { plugin: pinned-nic, space: app, mapping: buffers, rate: 200, pages: 16, pinned: true } ]
+            """),
+        Entry(name: "device-atomics", yaml: """
+            name: device-atomics
+            summary: a GPU does atomics on pages the CPU and a NIC use too; each atomic takes its page exclusive (make_device_exclusive), and every CPU access or NIC fault on the page takes it back, which the GPU must follow; fork and reclaim add their own invalidations
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: counters, pages: 64 }, { name: heap, pages: 1024 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: counters } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: counters } ] }
+            workloads:
+              - { name: shader, actor: gpu, space: app, mapping: counters, threads: 2, writes: 0.6, atomics: 1 }
+              - { name: host-side, actor: cpu, space: app, mapping: counters, writes: 0.2 }
+              - { name: peer, actor: nic, space: app, mapping: counters, writes: 0 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+            pressure:
+              fork: [ { space: app, rate: 20 } ]
+            """),
+        Entry(name: "uffd-snapshot", yaml: """
+            name: uffd-snapshot
+            summary: a heap the CPU, a GPU and a NIC write is snapshotted 50 times a second with userfaultfd write-protect (every page write-protected at once, then released 16 at a time, the pages CPU writes wait on first); devices must drop their writable translations at each protect and cannot fault writable until the release
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: heap, pages: 256 }, { name: filler, pages: 768 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: heap } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: heap } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: heap, writes: 0.3 }
+              - { name: shader, actor: gpu, space: app, mapping: heap, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: heap, writes: 0.5 }
+              - { name: filler, actor: cpu, space: app, mapping: filler, pattern: sequential, writes: 0.5 }
+            pressure:
+              uffd-snapshot: [ { space: app, mapping: heap, rate: 50 } ]
+            """),
+        Entry(name: "mremap-move", yaml: """
+            name: mremap-move
+            summary: a populated mapping the CPU, a GPU and a NIC use is moved away by mremap and back 100 times a second, a millisecond away each time; each move invalidates the range it leaves and fills the other without a fault; devices must drop the old addresses' translations, and no write may be lost
+            length: { seconds: 10 }
+            machine: { frames: 1024, swap-slots: 4096 }
+            spaces:
+              - name: app
+                mappings: [ { name: moved, pages: 128 }, { name: heap, pages: 768 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: app, mapping: moved } ] }
+              - { plugin: rdma, name: nic, bindings: [ { space: app, mapping: moved } ] }
+            workloads:
+              - { name: cpu, actor: cpu, space: app, mapping: moved, writes: 0.3 }
+              - { name: shader, actor: gpu, space: app, mapping: moved, writes: 0.5 }
+              - { name: peer, actor: nic, space: app, mapping: moved, writes: 0.5 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, writes: 0.5 }
+            pressure:
+              mremap: [ { space: app, mapping: moved, rate: 100 } ]
+            """),
+        Entry(name: "thp-storm", yaml: """
+            name: thp-storm
+            summary: transparent huge pages under GPU and KVM traffic; huge faults, splits (mprotect of a few pages, copy-on-write after fork, swap-out), khugepaged collapsing what was split, whole-folio NUMA migration, reclaim keeping a fifth of memory free
+            length: { seconds: 10 }
+            machine: { frames: 8192, nodes: 2, swap-slots: 16384, low-watermark: 700, high-watermark: 1800, transparent-hugepages: always }
+            spaces:
+              - name: gpu-app
+                mappings: [ { name: buffers, pages: 2048 } ]
+              - name: vm
+                mappings: [ { name: guest, pages: 2048 } ]
+              - name: app
+                mappings: [ { name: heap, pages: 3072 } ]
+            plugins:
+              - { plugin: gpu, options: "vram=0", bindings: [ { space: gpu-app, mapping: buffers } ] }
+              - { plugin: kvm, bindings: [ { space: vm, mapping: guest, device-address: 0x100000000 } ] }
+            workloads:
+              - { name: shader, actor: gpu, space: gpu-app, mapping: buffers, threads: 2, writes: 0.4 }
+              - { name: host-side, actor: cpu, space: gpu-app, mapping: buffers, writes: 0.2 }
+              - { name: guest, actor: kvm, space: vm, mapping: guest, threads: 2, pattern: zipfian, writes: 0.3 }
+              - { name: heap, actor: cpu, space: app, mapping: heap, pattern: sequential, writes: 0.5 }
+            pressure:
+              migration-rate: 200
+              collapse: { scans-per-second: 100 }
+              mprotect: [ { space: gpu-app, mapping: buffers, rate: 50, pages: 8 }, { space: vm, mapping: guest, rate: 20, pages: 4 } ]
+              fork: [ { space: gpu-app, rate: 10 } ]
+            """),
     ]
 }

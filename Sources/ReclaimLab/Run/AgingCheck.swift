@@ -18,9 +18,15 @@ import Synchronization
 /// frame is mapped at, under the space's young lock, as Linux asks under
 /// the page-table lock), so "the previous check" is well defined; an
 /// access counts only if it began after that check ended (or after the
-/// last invalidation of the page ended, which may have taken the device's
-/// translation and its accessed bit) and ended before this one began, so a
-/// concurrent access never makes a false alarm.
+/// last invalidation of the page began or ended, which may have taken the
+/// device's translation and its accessed bit) and ended before this one
+/// began, so a concurrent access never makes a false alarm. A check
+/// answered while an invalidation of the page is in progress is not
+/// judged at all: the device may keep using its translation until its own
+/// callback (docs/DESIGN's oracle), which may come after the invalidation
+/// began and after the access, and then rightly has nothing young to
+/// report (KVM zaps the SPTE, and the accessed bit with it, in
+/// `invalidate_range_start`).
 final class AgingCheck: @unchecked Sendable {
     // @unchecked: arrays of atomics, allocated once; the rest immutable.
     /// The instance, as `RunResult.pluginStatistics` names it.
@@ -36,6 +42,8 @@ final class AgingCheck: @unchecked Sendable {
     private let lastCheckEnd: [UnsafeMutablePointer<Atomic<UInt64>>]
     /// Per mapping, per page: the last check answered "not young" wrongly.
     private let misjudged: [UnsafeMutablePointer<Atomic<Bool>>]
+    /// Per mapping, per page: invalidations of it begun and not ended yet.
+    private let inProgress: [UnsafeMutablePointer<Atomic<Int32>>]
     /// Set at the first young answer: the instance tracks accessed bits.
     private let active = Atomic<Bool>(false)
 
@@ -63,6 +71,11 @@ final class AgingCheck: @unchecked Sendable {
             for page in 0..<mapping.pages { (pages + page).initialize(to: Atomic(false)) }
             return pages
         }
+        inProgress = mappings.map { mapping in
+            let pages = UnsafeMutablePointer<Atomic<Int32>>.allocate(capacity: mapping.pages)
+            for page in 0..<mapping.pages { (pages + page).initialize(to: Atomic(0)) }
+            return pages
+        }
     }
 
     deinit {
@@ -70,6 +83,7 @@ final class AgingCheck: @unchecked Sendable {
             lastAccess[index].deinitialize(count: mapping.pages).deallocate()
             lastCheckEnd[index].deinitialize(count: mapping.pages).deallocate()
             misjudged[index].deinitialize(count: mapping.pages).deallocate()
+            inProgress[index].deinitialize(count: mapping.pages).deallocate()
         }
     }
 
@@ -100,7 +114,10 @@ final class AgingCheck: @unchecked Sendable {
             guard first < last else { continue }
             for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12) {
                 let previous = lastCheckEnd[index][page].exchange(ended, ordering: .acquiringAndReleasing)
-                guard !young else { continue }
+                // Young, or an invalidation of the page in progress (the
+                // device's own callback may have dropped the translation
+                // after the access): nothing to judge.
+                guard !young, inProgress[index][page].load(ordering: .acquiring) <= 0 else { continue }
                 let access = lastAccess[index][page].load(ordering: .acquiring)
                 let (used, done) = (UInt64(access.first), UInt64(access.second))
                 guard done != 0, used > previous, done < asked else { continue }
@@ -120,19 +137,45 @@ final class AgingCheck: @unchecked Sendable {
         }
     }
 
-    /// An invalidation of `[start, end)` of `space` ended: a device may have
-    /// dropped its translations there and their accessed bits with them
-    /// (KVM moves them to the old page as it zaps), so accesses before now
-    /// no longer bind the next answer. Treated as a check of those pages.
-    func invalidated(space: AddressSpaceID, start: UInt64, end: UInt64) {
+    /// An invalidation of `[start, end)` of `space` began: a device may
+    /// drop its translations there, and their accessed bits with them (KVM
+    /// moves them to the old page as it zaps), once its own callback runs.
+    /// Until the invalidation ends, a "not young" answer there is not
+    /// judged; accesses before now no longer bind the next answer.
+    func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        let began = now
+        forEachPage(space: space, start: start, end: end) { index, page in
+            inProgress[index][page].add(1, ordering: .acquiringAndReleasing)
+            lastCheckEnd[index][page].store(began, ordering: .releasing)
+        }
+    }
+
+    /// An invalidation of `[start, end)` of `space` ended (every device's
+    /// callback has returned): treated as a check of those pages.
+    func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64) {
         let ended = now
+        forEachPage(space: space, start: start, end: end) { index, page in
+            lastCheckEnd[index][page].store(ended, ordering: .releasing)
+            // Never below zero: a subscriber registered while an
+            // invalidation was in flight hears its end without its start
+            // (as in Linux, whose end walks the list as it is then).
+            var count = inProgress[index][page].load(ordering: .relaxed)
+            while count > 0 {
+                let (exchanged, original) = inProgress[index][page].compareExchange(
+                    expected: count, desired: count - 1, ordering: .acquiringAndReleasing)
+                if exchanged { break }
+                count = original
+            }
+        }
+    }
+
+    /// Calls `body` with (mapping index, page) for each tracked page of `[start, end)` of `space`.
+    private func forEachPage(space: AddressSpaceID, start: UInt64, end: UInt64, _ body: (Int, Int) -> Void) {
         for (index, mapping) in mappings.enumerated() where mapping.space.id == space {
             let first = max(start, mapping.address)
             let last = min(end, mapping.address + UInt64(mapping.pages) * 4096)
             guard first < last else { continue }
-            for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12) {
-                lastCheckEnd[index][page].store(ended, ordering: .releasing)
-            }
+            for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12) { body(index, page) }
         }
     }
 
@@ -171,7 +214,11 @@ final class AgingChecks: @unchecked Sendable {
         for check in all { check.evicting(space: space, start: start, end: end) }
     }
 
-    func invalidated(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        for check in all { check.invalidated(space: space, start: start, end: end) }
+    func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        for check in all { check.invalidationBegan(space: space, start: start, end: end) }
+    }
+
+    func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        for check in all { check.invalidationEnded(space: space, start: start, end: end) }
     }
 }

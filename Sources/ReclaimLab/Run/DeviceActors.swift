@@ -54,8 +54,12 @@ enum DeviceActors {
                 Pressure.repeatEvery(target.rate, stop, lab.machine, heartbeat) {
                     let binding: PluginInstance.Binding
                     do {
+                        // Pinned: a registration without on-demand paging,
+                        // which pins the whole mapping (long-term) for as
+                        // long as it lives.
                         binding = try instance.attach(
-                            addressSpace: space.id, start: mapping.address, length: UInt64(mapping.pages) * 4096, write: false)
+                            addressSpace: space.id, start: mapping.address, length: UInt64(mapping.pages) * 4096, write: false,
+                            pinned: target.pinned)
                     } catch {
                         counters.failedAccesses.add(1, ordering: .relaxed)
                         return false

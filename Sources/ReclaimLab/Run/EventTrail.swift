@@ -252,12 +252,18 @@ final class TrailSubscriber: AddressSpaceSubscriber {
             checkHotPages(range)
             aging.evicting(space: range.addressSpace, start: range.start, end: range.end)
         }
+        // From here the devices' callbacks may drop their translations and
+        // accessed bits (KVM moves them to the page as it zaps), each at its
+        // own callback, which may come after this one: a young check while
+        // the range is still in progress (reclaim of a page a concurrent
+        // mprotect or split covers) may rightly answer "not young".
+        aging.invalidationBegan(space: range.addressSpace, start: range.start, end: range.end)
         return .ok
     }
 
     func invalidateRangeEnd(_ range: InvalidationRange) {
         trail.record(.end, range.addressSpace, range.start, range.end, event: range.event, blockable: range.blockable)
-        aging.invalidated(space: range.addressSpace, start: range.start, end: range.end)
+        aging.invalidationEnded(space: range.addressSpace, start: range.start, end: range.end)
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {

@@ -90,11 +90,12 @@ final class Lab: @unchecked Sendable {
     ) throws(SetupError) -> Lab {
         let spec = scenario.machine
         let memory = PhysicalMemory.Configuration(
-            frames: spec.frames, nodes: spec.nodes, payloadSize: spec.payloadSize, lowFree: spec.lowWatermark, highFree: spec.highWatermark)
+            frames: spec.frames, nodes: spec.nodes, payloadSize: spec.payloadSize, lowFree: spec.lowWatermark, highFree: spec.highWatermark,
+            movablePerNode: spec.movableFrames / spec.nodes)
         if let problem = memory.problem { throw SetupError(message: "machine: \(problem)", mark: scenario.machineMark.known) }
         let lab = Lab(
             scenario: scenario,
-            machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults), notifierCore: NotifierCore(sync: sync)),
+            machine: Machine(.init(memory: memory, swapSlots: spec.swapSlots, faults: faults, transparentHugePages: spec.transparentHugePages), notifierCore: NotifierCore(sync: sync)),
             enabled: enabled, window: traceWindow)
         do {
             try lab.makeSpaces()
@@ -125,6 +126,7 @@ final class Lab: @unchecked Sendable {
                         address = try space.map(length: length, kind: .fileShared, file: file)
                         files[spaceIndex].append(file)
                     }
+                    if mapping.huge { try space.adviseHugePage(start: address, length: length, enable: true) }
                     var duplicates = 0
                     if mapping.mergeable {
                         try space.adviseMergeable(start: address, length: length)

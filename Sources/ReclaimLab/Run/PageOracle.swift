@@ -54,6 +54,47 @@ final class TrackedMapping: @unchecked Sendable {
     /// preceded a finding (a bug's key).
     let lastInvalidations: UnsafeMutablePointer<Atomic<UInt64>>
 
+    /// Per page, what the last MADV_FREE of it allows a read to find:
+    /// zeroes are legal (reclaim may have discarded the clean page) as long
+    /// as no write completed after that MADV_FREE returned, for a write
+    /// after MADV_FREE must survive (Linux: a dirty lazily freed page is
+    /// kept). The word: bit 63 set if there is a mark, bit 62 while the
+    /// MADV_FREE is in progress (any write may still be lost then), the
+    /// epoch's low 30 bits, and the last version completed when it
+    /// returned. Written by the lazy-free actor, read by readers that
+    /// found zeroes.
+    let lazyFreeMarks: UnsafeMutablePointer<Atomic<UInt64>>
+    private static let markedBit: UInt64 = 1 << 63
+    private static let inProgressBit: UInt64 = 1 << 62
+
+    private static func markEpoch(_ epoch: UInt64) -> UInt64 { (epoch & 0x3FFF_FFFF) << 32 }
+
+    /// MADV_FREE of `pages` in `epoch` is about to begin (call before it).
+    func beginLazyFree(_ pages: Range<Int>, in epoch: UInt64) {
+        for page in pages { lazyFreeMarks[page].store(Self.markedBit | Self.inProgressBit | Self.markEpoch(epoch), ordering: .releasing) }
+    }
+
+    /// MADV_FREE of `pages` in `epoch` returned: from now on a write that
+    /// completes must survive. The one write the page's writer may have in
+    /// flight now (it landed before the MADV_FREE cleaned the page, and
+    /// publishes its version only now) is excused too: one write after the
+    /// MADV_FREE may go unchecked, none is wrongly accused.
+    func endLazyFree(_ pages: Range<Int>, in epoch: UInt64) {
+        for page in pages {
+            let completed = UInt64(version(of: page, in: epoch).version)
+            lazyFreeMarks[page].store(Self.markedBit | Self.markEpoch(epoch) | (completed + 1), ordering: .releasing)
+        }
+    }
+
+    /// Whether zeroes read from `page` in `epoch` are what a lazily freed
+    /// page may hold, for a reader that knew of version `before`: a MADV_FREE
+    /// of the page is in progress, or one returned after `before` completed.
+    func mayReadZerosAfterLazyFree(_ page: Int, knowing before: UInt32, in epoch: UInt64) -> Bool {
+        let word = lazyFreeMarks[page].load(ordering: .acquiring)
+        guard word & Self.markedBit != 0, word & 0x3FFF_FFFF_0000_0000 == Self.markEpoch(epoch) else { return false }
+        return word & Self.inProgressBit != 0 || UInt32(truncatingIfNeeded: word) >= before
+    }
+
     /// Where page `page` is, and what the primary maps there now.
     func place(of page: Int) -> Finding.Place {
         let address = address + UInt64(page) * 4096
@@ -94,6 +135,8 @@ final class TrackedMapping: @unchecked Sendable {
         for index in 0..<pages { (completed + index).initialize(to: Atomic(0)) }  // epoch 0, version 0
         lastInvalidations = .allocate(capacity: 2 * pages)
         for index in 0..<2 * pages { (lastInvalidations + index).initialize(to: Atomic(0)) }
+        lazyFreeMarks = .allocate(capacity: pages)
+        for index in 0..<pages { (lazyFreeMarks + index).initialize(to: Atomic(0)) }
     }
 
     deinit {
@@ -101,6 +144,8 @@ final class TrackedMapping: @unchecked Sendable {
         completed.deallocate()
         lastInvalidations.deinitialize(count: 2 * pages)
         lastInvalidations.deallocate()
+        lazyFreeMarks.deinitialize(count: pages)
+        lazyFreeMarks.deallocate()
     }
 
     /// An invalidation of `event` started on `[start, end)` at `nanoseconds`.

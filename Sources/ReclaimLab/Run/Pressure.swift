@@ -23,6 +23,31 @@ enum Pressure {
                 }
             }))
         }
+        if let rate = spec.compactionRate, !tracked.isEmpty {
+            actors.append(("compaction", { heartbeat in
+                // Compaction moves a movable page within its node; a pinned
+                // page is never isolated, so nobody hears of it.
+                var rng = SplitMix64.stream(1_500, of: seed)
+                repeatEvery(rate, stop, machine, heartbeat) {
+                    let mapping = tracked[Int(rng.next() % UInt64(tracked.count))]
+                    let space = lab.spaces[mapping.spaceIndex]
+                    let address = mapping.address + (rng.next() % UInt64(mapping.pages)) * 4096
+                    let pte = space.translate(address)
+                    guard pte.isPresent, pte.frame != machine.zeroFrame else { return false }
+                    let node = machine.memory.node(of: pte.frame).id
+                    if case .migrated = machine.migrate(space, address: address, to: node, reason: .compaction) { return true }
+                    return false
+                }
+            }))
+        }
+        if let scans = spec.collapseScansPerSecond {
+            actors.append(("khugepaged", { heartbeat in
+                repeatEvery(scans, stop, machine, heartbeat) {
+                    _ = machine.collapseScan(limit: 8)
+                    return true  // a scan that collapses nothing still scanned
+                }
+            }))
+        }
         if let rate = spec.ksmScansPerSecond {
             actors.append(("ksm", { heartbeat in
                 repeatEvery(rate, stop, machine, heartbeat) {
@@ -55,12 +80,52 @@ enum Pressure {
             let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
             let space = lab.spaces[spaceIndex]
             actors.append(("mprotect \(target.space)/\(target.mapping!)", { heartbeat in
+                // The whole mapping, or a random window of it (which splits
+                // the huge pages it covers in part).
                 var readOnly = false
+                var rng = SplitMix64.stream(5_000, of: seed)
+                let pages = target.pages ?? mapping.pages
+                var first = 0
                 repeatEvery(target.rate * 2, stop, machine, heartbeat) {
                     readOnly.toggle()
-                    return (try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, readOnly ? .read : .readWrite)) != nil
+                    if readOnly { first = Int(rng.next() % UInt64(mapping.pages - pages + 1)) }
+                    let start = mapping.address + UInt64(first) * 4096
+                    return (try? space.protect(start: start, length: UInt64(pages) * 4096, readOnly ? .read : .readWrite)) != nil
                 }
                 try? space.protect(start: mapping.address, length: UInt64(mapping.pages) * 4096, .readWrite)
+            }))
+        }
+        for target in spec.userfaultSnapshot {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
+            let space = lab.spaces[spaceIndex]
+            actors.append(("uffd-snapshot \(target.space)/\(target.mapping!)", { heartbeat in
+                let length = UInt64(mapping.pages) * 4096
+                guard (try? space.registerUserfault(start: mapping.address, length: length)) != nil else { return heartbeat.finish() }
+                repeatEvery(target.rate, stop, machine, heartbeat) { snapshot(space, mapping) }
+                // Nothing stays protected after the run: a writer must not wait for a monitor that is gone.
+                try? space.userfaultWriteProtect(start: mapping.address, length: length, protect: false)
+            }))
+        }
+        for target in spec.mremap {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping!)
+            let space = lab.spaces[spaceIndex]
+            actors.append(("mremap \(target.space)/\(target.mapping!)", { heartbeat in
+                // Away to an address 1 TiB further (nothing of the lab's is
+                // there), a millisecond there, and back: the pages move with
+                // their frames, each move invalidates the range it leaves,
+                // and devices must refault at the old address once it is back.
+                let length = UInt64(mapping.pages) * 4096
+                let away = mapping.address + (1 << 40)
+                repeatEvery(target.rate, stop, machine, heartbeat) {
+                    guard (try? space.remap(from: mapping.address, length: length, to: away)) != nil else { return false }
+                    machine.sync.sleep(for: .milliseconds(1))
+                    do {
+                        try space.remap(from: away, length: length, to: mapping.address)
+                    } catch {
+                        preconditionFailure("mremap of \(target.space)/\(target.mapping!) back to its place failed: \(error)")
+                    }
+                    return true
+                }
             }))
         }
         for target in spec.forkRate {
@@ -107,7 +172,51 @@ enum Pressure {
                 }
             }))
         }
+        for (index, target) in spec.lazyFree.enumerated() {
+            let (spaceIndex, mapping) = lab.locate(target.space, target.mapping)
+            let space = lab.spaces[spaceIndex]
+            actors.append(("lazy-free \(target.space)/\(target.mapping)", { heartbeat in
+                // MADV_FREE of a random window (past KSM's duplicate pages,
+                // whose fixed content must stay): what reclaim discards
+                // while clean reads back as zeroes, which the readers
+                // accept until a write completes after the MADV_FREE.
+                var rng = SplitMix64.stream(4_000 + index, of: seed)
+                let usable = mapping.pages - mapping.duplicates
+                guard usable > 0 else { return heartbeat.finish() }
+                let pages = min(target.pages, usable)
+                repeatEvery(target.rate, stop, machine, heartbeat) {
+                    let first = mapping.duplicates + Int(rng.next() % UInt64(usable - pages + 1))
+                    let epoch = mapping.epoch.load(ordering: .acquiring)
+                    guard epoch % 2 == 0 else { return false }  // churn is replacing the memory
+                    mapping.beginLazyFree(first..<first + pages, in: epoch)
+                    let done = (try? space.adviseFree(start: mapping.address + UInt64(first) * 4096, length: UInt64(pages) * 4096)) != nil
+                    mapping.endLazyFree(first..<first + pages, in: epoch)
+                    return done
+                }
+            }))
+        }
         return actors + DeviceActors.actors(lab, spec, seed: seed, stop: stop, counters: counters)
+    }
+
+    /// One live snapshot of `mapping` with userfaultfd write-protect (as
+    /// QEMU's background snapshot or CRIU do): the mapping is
+    /// write-protected whole, then released 16 pages at a time, the pages
+    /// CPU writes are waiting on before the rest. Devices must drop their
+    /// writable translations at the protect (an mprotect-type
+    /// invalidation) and cannot fault writable until the release.
+    static func snapshot(_ space: AddressSpace, _ mapping: TrackedMapping) -> Bool {
+        let length = UInt64(mapping.pages) * 4096
+        guard (try? space.userfaultWriteProtect(start: mapping.address, length: length, protect: true)) != nil else { return false }
+        var next = 0
+        while next < mapping.pages {
+            for fault in space.pendingUserfaults() where mapping.contains(fault) {
+                _ = try? space.userfaultWriteProtect(start: fault, length: 4096, protect: false)
+            }
+            let count = min(16, mapping.pages - next)
+            _ = try? space.userfaultWriteProtect(start: mapping.address + UInt64(next) * 4096, length: UInt64(count) * 4096, protect: false)
+            next += count
+        }
+        return true
     }
 
     /// Runs `body` `rate` times a second until `stop`; `body` says whether

@@ -190,7 +190,8 @@ struct WorkloadThread {
             let wantsWrite = writerIndex != nil && Double(rng.next() >> 11) / Double(1 << 53) < spec.writes
             if wantsWrite, let own = ownPage(near: page) {
                 page = own
-                write(page)
+                let atomic = device != nil && spec.atomics > 0 && Double(rng.next() >> 11) / Double(1 << 53) < spec.atomics
+                write(page, atomic: atomic)
             } else {
                 read(page)
             }
@@ -223,7 +224,7 @@ struct WorkloadThread {
     /// One access; returns when it began (lab clock; 0 for a CPU access,
     /// which is not timed: reading the clock would cost a CPU access a
     /// fifth of its time), or nil if it failed cleanly.
-    private func access(_ page: Int, write: Bool, _ bytes: inout PageTag) -> UInt64? {
+    private func access(_ page: Int, write: Bool, atomic: Bool = false, _ bytes: inout PageTag) -> UInt64? {
         let address = mapping.address + UInt64(page) * 4096
         var began: UInt64 = 0
         do {
@@ -232,7 +233,9 @@ struct WorkloadThread {
                 let pumpAfter = history?.record(address, write: write, at: began) ?? false
                 let target = device.binding.deviceAddress + UInt64(page) * 4096
                 let agingBegan = aging.flatMap { $0.check.isActive ? $0.check.now : nil }
-                try bytes.withBytes { try device.instance.access(device.binding, deviceAddress: target, write: write, buffer: $0) }
+                try bytes.withBytes {
+                    try device.instance.access(device.binding, deviceAddress: target, write: write, atomic: atomic, buffer: $0)
+                }
                 if let hot = mapping.hot { hot.deviceUsed(page, at: lab.clock.nanoseconds) }
                 if let aging, let agingBegan { aging.check.deviceUsed(mapping: aging.mapping, page: page, start: agingBegan) }
                 counters.bump(write ? .deviceWrites : .deviceReads)
@@ -255,12 +258,12 @@ struct WorkloadThread {
         }
     }
 
-    private func write(_ page: Int) {
+    private func write(_ page: Int, atomic: Bool = false) {
         let epoch = mapping.epoch.load(ordering: .acquiring)
         let (word, last) = mapping.version(of: page, in: epoch)
         let version = last + 1
         var bytes = mapping.pageTag(page: page, version: version)
-        guard access(page, write: true, &bytes) != nil else { return }
+        guard access(page, write: true, atomic: atomic, &bytes) != nil else { return }
         // Published only if the memory was not replaced meanwhile (the
         // exchange fails if churn reset the page after `word` was read).
         if epoch % 2 == 0 && mapping.epoch.load(ordering: .acquiring) == epoch {
@@ -277,10 +280,10 @@ struct WorkloadThread {
         guard let began = access(page, write: false, &bytes) else { return }
         guard epoch % 2 == 0, mapping.epoch.load(ordering: .acquiring) == epoch else { return }
         counters.bump(.checkedReads)
-        check(bytes, page: page, before: before, began: began)
+        check(bytes, page: page, before: before, began: began, epoch: epoch)
     }
 
-    private func check(_ tag: PageTag, page: Int, before: UInt32, began: UInt64) {
+    private func check(_ tag: PageTag, page: Int, before: UInt32, began: UInt64, epoch: UInt64) {
         // The common case first, with no classification: its own tag, new enough.
         if page >= mapping.duplicates, tag.magic == TrackedMapping.magic, tag.space == UInt32(mapping.spaceIndex),
             tag.mapping == UInt32(mapping.mappingIndex), tag.page == UInt32(page), tag.version >= before
@@ -294,7 +297,11 @@ struct WorkloadThread {
         }
         switch content {
         case .zeros:
-            if before > 0 { report(.lostWrite, page, "zeros, but version \(before) was written before the read", nil, began) }
+            // A lazily freed page may have been discarded: zeroes are its
+            // legal content until a write completes after the MADV_FREE.
+            if before > 0, !mapping.mayReadZerosAfterLazyFree(page, knowing: before, in: epoch) {
+                report(.lostWrite, page, "zeros, but version \(before) was written before the read", nil, began)
+            }
         case .tag(let tag):
             if tag.space != UInt32(mapping.spaceIndex) {
                 report(.crossSpaceLeak, page, "another address space's data:", content, began)

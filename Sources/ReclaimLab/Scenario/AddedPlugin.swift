@@ -45,6 +45,8 @@ extension Scenario {
         for target in targets {
             var workload = WorkloadSpec(name: "\(name) on \(target.space)/\(target.mapping)", actor: .device(plugin: name), space: target.space, mapping: target.mapping)
             workload.writes = 0.2
+            // Atomics where the scenario's devices do them on this mapping.
+            workload.atomics = workloads.filter { $0.space == target.space && $0.mapping == target.mapping }.map(\.atomics).max() ?? 0
             scenario.workloads.append(workload)
         }
         scenario.pressure.deviceMigration += Self.joining(pressure.deviceMigration, as: name)

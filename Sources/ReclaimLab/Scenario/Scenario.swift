@@ -1,3 +1,5 @@
+public import VirtualMemory
+
 /// A reclaim scenario: the machine, the address spaces and their mappings,
 /// the plugins with their bindings, the workloads, the pressure, how long,
 /// the seed, and which checks are on. Read from YAML by `ScenarioReader`;
@@ -63,6 +65,14 @@ public struct MachineSpec: Sendable, Equatable {
     /// Free-frame watermarks per node; nil: the model's defaults.
     public var lowWatermark: Int? = nil
     public var highWatermark: Int? = nil
+    /// Transparent huge pages for private anonymous memory (Linux:
+    /// /sys/kernel/mm/transparent_hugepage/enabled): never, madvise (only
+    /// mappings marked `huge`), always.
+    public var transparentHugePages: TransparentHugePages = .never
+    /// Frames in ZONE_MOVABLE, over all nodes (each node's upper part):
+    /// user memory comes from there first, and a long-term pin moves a
+    /// page out of it. 0: none.
+    public var movableFrames = 0
 
     public init() {}
 }
@@ -87,6 +97,9 @@ public struct MappingSpec: Sendable, Equatable {
     public var mergeable = false
     /// Devices use it hot: the hot-pages check watches its evictions.
     public var hot = false
+    /// madvise(MADV_HUGEPAGE): huge pages where the machine's setting is
+    /// `madvise` (anonymous mappings only).
+    public var huge = false
 
     public init(name: String, kind: Kind = .anonymous, pages: Int, mergeable: Bool = false) {
         self.name = name
@@ -153,6 +166,9 @@ public struct WorkloadSpec: Sendable, Equatable {
     public var pattern: Pattern = .uniform
     /// The fraction of accesses that write, 0...1.
     public var writes = 0.5
+    /// Device workloads: the fraction of the writes that are atomics,
+    /// 0...1 (the device takes the page exclusive first, ABI 1.5).
+    public var atomics = 0.0
     /// Accesses per second per thread; 0: as fast as it can.
     public var rate = 0
 
@@ -195,17 +211,52 @@ public struct PressureSpec: Sendable, Equatable {
     public var writeback: [RatedTarget] = []
     /// Short-lived address spaces a device binds and that exit under it.
     public var exitRelease: [ExitRelease] = []
+    /// MADV_FREE of a window of an anonymous mapping, per second.
+    public var lazyFree: [WindowTarget] = []
+    /// Live snapshots with userfaultfd write-protect, per second: the
+    /// mapping write-protected whole, then released 16 pages at a time,
+    /// the pages CPU writes wait on first.
+    public var userfaultSnapshot: [RatedTarget] = []
+    /// mremap of a mapping away and back, per second (away for a
+    /// millisecond: accesses there fail; the data moves with it).
+    public var mremap: [RatedTarget] = []
+    /// A khugepaged-like collapse daemon: scans per second, each trying up
+    /// to 8 aligned 2 MiB ranges that are not huge pages yet (collapsed
+    /// only if a page there is young, for the CPU or by `test_young`).
+    public var collapseScansPerSecond: Int? = nil
+    /// Compaction: pages of the tracked mappings moved within their node,
+    /// per second (pinned pages are passed over untold).
+    public var compactionRate: Int? = nil
 
     public init() {}
+
+    /// A window of `pages` pages of a mapping, chosen at random each time,
+    /// and a rate.
+    public struct WindowTarget: Sendable, Equatable {
+        public var space: String
+        public var mapping: String
+        public var rate: Int
+        public var pages: Int
+        public init(space: String, mapping: String, rate: Int, pages: Int) {
+            self.space = space
+            self.mapping = mapping
+            self.rate = rate
+            self.pages = pages
+        }
+    }
 
     public struct RatedTarget: Sendable, Equatable {
         public var space: String
         public var mapping: String?
         public var rate: Int
-        public init(space: String, mapping: String?, rate: Int) {
+        /// mprotect only: a random window of this many pages each time
+        /// (nil: the whole mapping).
+        public var pages: Int?
+        public init(space: String, mapping: String?, rate: Int, pages: Int? = nil) {
             self.space = space
             self.mapping = mapping
             self.rate = rate
+            self.pages = pages
         }
     }
 
@@ -216,12 +267,16 @@ public struct PressureSpec: Sendable, Equatable {
         public var mapping: String
         public var rate: Int
         public var pages: Int
-        public init(plugin: String, space: String, mapping: String, rate: Int, pages: Int) {
+        /// Attach churn only: each binding is registered pinned (RDMA
+        /// without on-demand paging: a long-term pin of the whole mapping).
+        public var pinned: Bool
+        public init(plugin: String, space: String, mapping: String, rate: Int, pages: Int, pinned: Bool = false) {
             self.plugin = plugin
             self.space = space
             self.mapping = mapping
             self.rate = rate
             self.pages = pages
+            self.pinned = pinned
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import VirtualMemory
 import Yams
 
 /// Reads a scenario from YAML, checking every field's type and range and
@@ -111,7 +112,9 @@ public enum ScenarioReader {
     }
 
     private static func machine(_ field: YAMLField) throws(ScenarioError) -> MachineSpec {
-        let fields = try field.mapping(keys: ["frames", "nodes", "payload-size", "swap-slots", "low-watermark", "high-watermark"])
+        let fields = try field.mapping(keys: [
+            "frames", "nodes", "payload-size", "swap-slots", "low-watermark", "high-watermark", "movable-frames", "transparent-hugepages",
+        ])
         var machine = MachineSpec()
         if let frames = fields["frames"] { machine.frames = try frames.integer(in: 64...(1 << 24)) }
         if let nodes = fields["nodes"] { machine.nodes = try nodes.integer(in: 1...8) }
@@ -119,12 +122,20 @@ public enum ScenarioReader {
         if let swap = fields["swap-slots"] { machine.swapSlots = try swap.integer(in: 0...(1 << 24)) }
         if let low = fields["low-watermark"] { machine.lowWatermark = try low.integer(in: 0...(1 << 24)) }
         if let high = fields["high-watermark"] { machine.highWatermark = try high.integer(in: 1...(1 << 24)) }
+        if let movable = fields["movable-frames"] { machine.movableFrames = try movable.integer(in: 0...(1 << 24)) }
+        if let thp = fields["transparent-hugepages"] { machine.transparentHugePages = try thp.choice(TransparentHugePages.self) }
         let perNode = machine.frames / machine.nodes
         if let low = machine.lowWatermark, let high = machine.highWatermark, low >= high {
             throw fields["low-watermark"]!.error("the low watermark (\(low)) must be below the high one (\(high))")
         }
         if let high = machine.highWatermark, high >= perNode {
             throw fields["high-watermark"]!.error("the high watermark (\(high)) must be below the frames of a node (\(perNode))")
+        }
+        if machine.movableFrames > 0 {
+            let memory = PhysicalMemory.Configuration(
+                frames: machine.frames, nodes: machine.nodes, payloadSize: machine.payloadSize, lowFree: machine.lowWatermark,
+                highFree: machine.highWatermark, movablePerNode: machine.movableFrames / machine.nodes)
+            if let problem = memory.problem { throw fields["movable-frames"]!.error(problem) }
         }
         return machine
     }
@@ -134,11 +145,15 @@ public enum ScenarioReader {
         var space = SpaceSpec(name: try fields.required("name").name())
         let mappingFields = try fields.required("mappings").sequence()
         for item in mappingFields {
-            let m = try item.mapping(keys: ["name", "kind", "pages", "mergeable", "hot"])
+            let m = try item.mapping(keys: ["name", "kind", "pages", "mergeable", "hot", "huge"])
             var mapping = MappingSpec(name: try m.required("name").name(), pages: try m.required("pages").integer(in: 1...(1 << 24)))
             if let kind = m["kind"] { mapping.kind = try kind.choice(MappingSpec.Kind.self) }
             if let mergeable = m["mergeable"] { mapping.mergeable = try mergeable.boolean() }
             if let hot = m["hot"] { mapping.hot = try hot.boolean() }
+            if let huge = m["huge"] {
+                mapping.huge = try huge.boolean()
+                if mapping.huge && mapping.kind != .anonymous { throw huge.error("huge pages are for anonymous mappings only") }
+            }
             space.mappings.append(mapping)
         }
         try unique(space.mappings.map(\.name), mappingFields, what: "mapping in '\(space.name)'")
@@ -200,7 +215,7 @@ public enum ScenarioReader {
     }
 
     private static func workload(_ field: YAMLField, spaces: [SpaceSpec], plugins: [PluginSpec]) throws(ScenarioError) -> WorkloadSpec {
-        let fields = try field.mapping(keys: ["name", "actor", "space", "mapping", "threads", "pattern", "zipf-s", "writes", "rate"])
+        let fields = try field.mapping(keys: ["name", "actor", "space", "mapping", "threads", "pattern", "zipf-s", "writes", "atomics", "rate"])
         let (space, mapping) = try target(fields, spaces: spaces)
         let actorField = try fields.required("actor")
         let actorName = try actorField.name()
@@ -230,6 +245,10 @@ public enum ScenarioReader {
             throw s.error("zipf-s applies to pattern: zipfian only")
         }
         if let writes = fields["writes"] { workload.writes = try writes.number(in: 0...1) }
+        if let atomics = fields["atomics"] {
+            guard case .device = workload.actor else { throw atomics.error("atomics are a device's: the CPU's writes are plain") }
+            workload.atomics = try atomics.number(in: 0...1)
+        }
         if let rate = fields["rate"] { workload.rate = try rate.integer(in: 0...100_000_000) }
         return workload
     }
@@ -237,23 +256,34 @@ public enum ScenarioReader {
     private static func pressure(_ field: YAMLField, spaces: [SpaceSpec], plugins: [PluginSpec]) throws(ScenarioError) -> PressureSpec {
         let fields = try field.mapping(keys: [
             "balloon-pages", "background-reclaim", "migration-rate", "ksm", "churn", "mprotect", "fork", "oom-kill",
-            "device-migration", "attach-churn", "writeback", "exit-release",
+            "device-migration", "attach-churn", "writeback", "exit-release", "lazy-free", "compaction-rate", "uffd-snapshot", "mremap",
+            "collapse",
         ])
         var pressure = PressureSpec()
         if let balloon = fields["balloon-pages"] { pressure.balloonPages = try balloon.integer(in: 1...(1 << 24)) }
         if let kswapd = fields["background-reclaim"] { pressure.backgroundReclaim = try kswapd.boolean() }
         if let migration = fields["migration-rate"] { pressure.migrationRate = try migration.integer(in: 1...10_000_000) }
+        if let compaction = fields["compaction-rate"] { pressure.compactionRate = try compaction.integer(in: 1...10_000_000) }
+        if let collapse = fields["collapse"] {
+            let c = try collapse.mapping(keys: ["scans-per-second"])
+            pressure.collapseScansPerSecond = try c.required("scans-per-second").integer(in: 1...10_000)
+        }
         if let ksm = fields["ksm"] {
             let k = try ksm.mapping(keys: ["scans-per-second", "duplicates"])
             pressure.ksmScansPerSecond = try k.required("scans-per-second").integer(in: 1...10_000)
             if let duplicates = k["duplicates"] { pressure.ksmDuplicates = try duplicates.number(in: 0...1) }
         }
-        func rated(_ key: String, mappingRequired: Bool) throws(ScenarioError) -> [PressureSpec.RatedTarget] {
+        func rated(_ key: String, mappingRequired: Bool, window: Bool = false) throws(ScenarioError) -> [PressureSpec.RatedTarget] {
             var targets: [PressureSpec.RatedTarget] = []
             for item in try fields[key]?.sequence() ?? [] {
-                let t = try item.mapping(keys: mappingRequired ? ["space", "mapping", "rate"] : ["space", "rate"])
+                let t = try item.mapping(keys: (mappingRequired ? ["space", "mapping", "rate"] : ["space", "rate"]) + (window ? ["pages"] : []))
                 let (space, mapping) = try target(t, spaces: spaces, mappingRequired: mappingRequired)
-                targets.append(.init(space: space, mapping: mapping, rate: try t.required("rate").integer(in: 1...1_000_000)))
+                var pages: Int? = nil
+                if let field = t["pages"] {
+                    let size = spaces.first { $0.name == space }!.mappings.first { $0.name == mapping }!.pages
+                    pages = try field.integer(in: 1...size)
+                }
+                targets.append(.init(space: space, mapping: mapping, rate: try t.required("rate").integer(in: 1...1_000_000), pages: pages))
             }
             return targets
         }
@@ -261,22 +291,32 @@ public enum ScenarioReader {
         for target in pressure.churn where spaces.first(where: { $0.name == target.space })!.mappings.first(where: { $0.name == target.mapping })!.kind != .anonymous {
             throw fields["churn"]!.error("\(target.space)/\(target.mapping ?? "") is a file mapping; churn remaps anonymous memory only")
         }
-        pressure.mprotect = try rated("mprotect", mappingRequired: true)
+        pressure.mprotect = try rated("mprotect", mappingRequired: true, window: true)
+        pressure.userfaultSnapshot = try rated("uffd-snapshot", mappingRequired: true)
+        pressure.mremap = try rated("mremap", mappingRequired: true)
+        for (key, targets) in [("uffd-snapshot", pressure.userfaultSnapshot), ("mremap", pressure.mremap)] {
+            for target in targets where spaces.first(where: { $0.name == target.space })!.mappings.first(where: { $0.name == target.mapping })!.kind != .anonymous {
+                throw fields[key]!.error("\(target.space)/\(target.mapping ?? "") is a file mapping; \(key) works on anonymous memory only")
+            }
+        }
+        for target in pressure.mremap where pressure.churn.contains(where: { $0.space == target.space && $0.mapping == target.mapping }) {
+            throw fields["mremap"]!.error("\(target.space)/\(target.mapping ?? "") is churned too: mremap moves it back to where churn maps it anew")
+        }
         pressure.forkRate = try rated("fork", mappingRequired: false)
         if let oom = fields["oom-kill"] {
             let o = try oom.mapping(keys: ["space", "after-ms"])
             let (space, _) = try target(o, spaces: spaces, mappingRequired: false)
             pressure.oomKill = .init(space: space, afterMilliseconds: try o.required("after-ms").integer(in: 0...86_400_000))
         }
-        func deviceTargets(_ key: String) throws(ScenarioError) -> [PressureSpec.DeviceTarget] {
+        func deviceTargets(_ key: String, pinnable: Bool = false) throws(ScenarioError) -> [PressureSpec.DeviceTarget] {
             var targets: [PressureSpec.DeviceTarget] = []
             for item in try fields[key]?.sequence() ?? [] {
-                let t = try item.mapping(keys: ["plugin", "space", "mapping", "rate", "pages"])
+                let t = try item.mapping(keys: ["plugin", "space", "mapping", "rate", "pages"] + (pinnable ? ["pinned"] : []))
                 let (space, mapping) = try target(t, spaces: spaces)
                 let plugin = try pluginName(t.required("plugin"), plugins: plugins)
                 targets.append(.init(
                     plugin: plugin, space: space, mapping: mapping!, rate: try t.required("rate").integer(in: 1...1_000_000),
-                    pages: try t["pages"]?.integer(in: 1...(1 << 16)) ?? 8))
+                    pages: try t["pages"]?.integer(in: 1...(1 << 16)) ?? 8, pinned: try t["pinned"]?.boolean() ?? false))
             }
             return targets
         }
@@ -286,7 +326,7 @@ public enum ScenarioReader {
         }) {
             throw fields["device-migration"]!.error("plugin '\(migration.plugin)' has no binding on \(migration.space)/\(migration.mapping) to migrate")
         }
-        pressure.attachChurn = try deviceTargets("attach-churn")
+        pressure.attachChurn = try deviceTargets("attach-churn", pinnable: true)
         pressure.writeback = try rated("writeback", mappingRequired: true)
         for target in pressure.writeback {
             let mapping = spaces.first { $0.name == target.space }!.mappings.first { $0.name == target.mapping }!
@@ -294,6 +334,7 @@ public enum ScenarioReader {
                 throw fields["writeback"]!.error("\(target.space)/\(target.mapping ?? "") is not a file mapping; writeback needs kind: file")
             }
         }
+        pressure.lazyFree = try windows("lazy-free", fields, spaces: spaces, anonymousOnly: "MADV_FREE applies to anonymous memory only")
         for item in try fields["exit-release"]?.sequence() ?? [] {
             let e = try item.mapping(keys: ["plugin", "rate", "pages"])
             pressure.exitRelease.append(.init(
@@ -301,6 +342,27 @@ public enum ScenarioReader {
                 pages: try e["pages"]?.integer(in: 1...(1 << 16)) ?? 16))
         }
         return pressure
+    }
+
+    /// The window targets under `key`: space, mapping, rate, and pages per
+    /// step (default 16, at most the mapping's size). With `anonymousOnly`,
+    /// a file mapping is refused with that reason.
+    private static func windows(
+        _ key: String, _ fields: YAMLMapping, spaces: [SpaceSpec], anonymousOnly: String? = nil
+    ) throws(ScenarioError) -> [PressureSpec.WindowTarget] {
+        var targets: [PressureSpec.WindowTarget] = []
+        for item in try fields[key]?.sequence() ?? [] {
+            let t = try item.mapping(keys: ["space", "mapping", "rate", "pages"])
+            let (space, mapping) = try target(t, spaces: spaces)
+            let spec = spaces.first { $0.name == space }!.mappings.first { $0.name == mapping }!
+            if let anonymousOnly, spec.kind != .anonymous {
+                throw item.error("\(space)/\(mapping!) is a file mapping: \(anonymousOnly)")
+            }
+            let pages = try t["pages"]?.integer(in: 1...(1 << 16)) ?? 16
+            if pages > spec.pages { throw t["pages"]!.error("\(pages) pages do not fit in \(space)/\(mapping!) (\(spec.pages) pages)") }
+            targets.append(.init(space: space, mapping: mapping!, rate: try t.required("rate").integer(in: 1...1_000_000), pages: pages))
+        }
+        return targets
     }
 
     /// The index of a binding among `earlier` whose device window overlaps

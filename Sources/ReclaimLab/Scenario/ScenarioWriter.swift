@@ -1,3 +1,5 @@
+import VirtualMemory
+
 /// A scenario as the YAML `ScenarioReader` reads: every field spelled out
 /// (defaults too), so what a report shows is the scenario as it ran, and
 /// reading it back gives the same scenario.
@@ -17,6 +19,8 @@ public enum ScenarioWriter {
         ]
         if let low = s.machine.lowWatermark { machine.append("low-watermark: \(low)") }
         if let high = s.machine.highWatermark { machine.append("high-watermark: \(high)") }
+        if s.machine.movableFrames > 0 { machine.append("movable-frames: \(s.machine.movableFrames)") }
+        if s.machine.transparentHugePages != .never { machine.append("transparent-hugepages: \(s.machine.transparentHugePages.rawValue)") }
         lines.append("machine: " + flow(machine))
         lines.append(s.spaces.isEmpty ? "spaces: []" : "spaces:")
         for space in s.spaces {
@@ -25,7 +29,7 @@ public enum ScenarioWriter {
             for m in space.mappings {
                 lines.append("      - " + flow([
                     "name: \(quote(m.name))", "kind: \(m.kind.rawValue)", "pages: \(m.pages)", "mergeable: \(m.mergeable)", "hot: \(m.hot)",
-                ]))
+                ] + (m.huge ? ["huge: true"] : [])))
             }
         }
         lines.append(s.plugins.isEmpty ? "plugins: []" : "plugins:")
@@ -55,7 +59,9 @@ public enum ScenarioWriter {
             case .sequential: fields.append("pattern: sequential")
             case .zipfian(let exponent): fields += ["pattern: zipfian", "zipf-s: \(number(exponent))"]
             }
-            fields += ["writes: \(number(w.writes))", "rate: \(w.rate)"]
+            fields += ["writes: \(number(w.writes))"]
+            if w.atomics > 0 { fields.append("atomics: \(number(w.atomics))") }
+            fields.append("rate: \(w.rate)")
             lines.append("  - " + flow(fields))
         }
         lines += pressure(s.pressure)
@@ -69,6 +75,8 @@ public enum ScenarioWriter {
         var lines = ["pressure:", "  background-reclaim: \(p.backgroundReclaim)"]
         if let pages = p.balloonPages { lines.append("  balloon-pages: \(pages)") }
         if let rate = p.migrationRate { lines.append("  migration-rate: \(rate)") }
+        if let rate = p.compactionRate { lines.append("  compaction-rate: \(rate)") }
+        if let scans = p.collapseScansPerSecond { lines.append("  collapse: { scans-per-second: \(scans) }") }
         if let scans = p.ksmScansPerSecond {
             lines.append("  ksm: " + flow(["scans-per-second: \(scans)", "duplicates: \(number(p.ksmDuplicates))"]))
         }
@@ -76,7 +84,9 @@ public enum ScenarioWriter {
             guard !targets.isEmpty else { return }
             lines.append("  \(key):")
             for t in targets {
-                lines.append("    - " + flow(["space: \(quote(t.space))"] + (t.mapping.map { ["mapping: \(quote($0))"] } ?? []) + ["rate: \(t.rate)"]))
+                lines.append("    - " + flow(
+                    ["space: \(quote(t.space))"] + (t.mapping.map { ["mapping: \(quote($0))"] } ?? []) + ["rate: \(t.rate)"]
+                        + (t.pages.map { ["pages: \($0)"] } ?? [])))
             }
         }
         func devices(_ key: String, _ targets: [PressureSpec.DeviceTarget]) {
@@ -85,16 +95,26 @@ public enum ScenarioWriter {
             for t in targets {
                 lines.append("    - " + flow([
                     "plugin: \(quote(t.plugin))", "space: \(quote(t.space))", "mapping: \(quote(t.mapping))", "rate: \(t.rate)", "pages: \(t.pages)",
-                ]))
+                ] + (t.pinned ? ["pinned: true"] : [])))
             }
         }
         rated("churn", p.churn)
         rated("mprotect", p.mprotect)
+        rated("uffd-snapshot", p.userfaultSnapshot)
+        rated("mremap", p.mremap)
         rated("fork", p.forkRate)
         if let kill = p.oomKill { lines.append("  oom-kill: " + flow(["space: \(quote(kill.space))", "after-ms: \(kill.afterMilliseconds)"])) }
         devices("device-migration", p.deviceMigration)
         devices("attach-churn", p.attachChurn)
         rated("writeback", p.writeback)
+        func windows(_ key: String, _ targets: [PressureSpec.WindowTarget]) {
+            guard !targets.isEmpty else { return }
+            lines.append("  \(key):")
+            for t in targets {
+                lines.append("    - " + flow(["space: \(quote(t.space))", "mapping: \(quote(t.mapping))", "rate: \(t.rate)", "pages: \(t.pages)"]))
+            }
+        }
+        windows("lazy-free", p.lazyFree)
         if !p.exitRelease.isEmpty {
             lines.append("  exit-release:")
             for e in p.exitRelease { lines.append("    - " + flow(["plugin: \(quote(e.plugin))", "rate: \(e.rate)", "pages: \(e.pages)"])) }

@@ -183,8 +183,21 @@ extension AddressSpace {
     /// moves to the frame, its mapping is dropped (the reference is put
     /// later, by `release`), a swap entry's slot is released. The zero
     /// page is nobody's: its entry just goes.
+    ///
+    /// A huge page's 512 entries are zapped together (callers split a huge
+    /// page they cover in part first): the folio's mapping count and
+    /// reference go with its last entry, so a zap that stops part way
+    /// through (a gather's flush) frees nothing still mapped.
     func zap(_ pte: inout PTE, _ released: inout Released) {
-        if pte.isPresent {
+        if pte.isPresent && pte.isHuge {
+            if pte.isDirty { memory.setFlags(.dirty, on: pte.frame) }
+            if memory.subpage(of: pte.frame) == PhysicalMemory.hugePages - 1 {
+                let head = memory.head(of: pte.frame)
+                memory.removeMapping(head)
+                released.frames.append(head)
+            }
+            residentPages.subtract(1, ordering: .relaxed)
+        } else if pte.isPresent {
             if pte.frame != machine.zeroFrame {
                 if pte.isDirty { memory.setFlags(.dirty, on: pte.frame) }
                 memory.removeMapping(pte.frame)

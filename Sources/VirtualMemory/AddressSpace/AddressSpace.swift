@@ -16,6 +16,10 @@ public enum MemoryError: Error, Sendable, Hashable, CustomStringConvertible {
     case exited
     /// An argument is out of range or misaligned.
     case invalidArgument(String)
+    /// The page kept changing under the operation, which gave up after a
+    /// bounded number of tries where Linux would keep trying: nobody's
+    /// mistake, try again later.
+    case busy(String)
 
     public var description: String {
         switch self {
@@ -25,6 +29,7 @@ public enum MemoryError: Error, Sendable, Hashable, CustomStringConvertible {
         case .killed: "killed by the OOM killer"
         case .exited: "the address space has exited"
         case .invalidArgument(let why): "invalid argument: \(why)"
+        case .busy(let why): "busy: \(why)"
         }
     }
 }
@@ -66,6 +71,16 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     /// device acknowledged (guarded by `ptl`): what the device-access check
     /// holds each device to.
     var inFlight: [InFlightInvalidation] = []
+    /// Which device holds each device-exclusive PTE, by virtual page
+    /// (guarded by `ptl`). Read only where the PTE has the bit, so an entry
+    /// left behind after the PTE went (a zap, reclaim) is never believed;
+    /// `makeExclusive` overwrites it, a restore removes it.
+    var exclusiveHolders: [UInt64: DeviceID] = [:]
+    /// userfaultfd: the pages CPU writes wait on, for the monitor; the
+    /// queue the writers wait in; and a count of resolutions (unprotects).
+    let userfaultQueue: SpinLocked<[UInt64]>
+    let userfaultWaits: WaitQueue
+    let userfaultResolutions = Atomic<UInt64>(0)
 
     enum State: UInt8 { case alive, killed, exited }
     let stateWord = Atomic<UInt8>(State.alive.rawValue)
@@ -79,6 +94,8 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync, orderClass: "mmap_lock")
         ptl = SpinLock("page_table_lock \(id)", domain: machine.sync, orderClass: "page_table_lock")
         youngLock = SpinLock("young check \(id)", domain: machine.sync, orderClass: "young check")
+        userfaultQueue = SpinLocked([], name: "userfaults \(id)", domain: machine.sync)
+        userfaultWaits = WaitQueue("userfault waits \(id)", domain: machine.sync)
     }
 
     /// Virtual addresses of the model stay below this (2^44).
@@ -140,7 +157,10 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             }
         }
         return try mmapLock.withExclusive { () throws(MemoryError) -> UInt64 in
-            let start = try place(length, at: fixedAddress)
+            // Private anonymous memory of 2 MiB or more starts on a 2 MiB
+            // boundary when huge pages may be used (Linux: thp_get_unmapped_area).
+            let alignHuge = kind == .anonymousPrivate && length >= Self.hugeSize && machine.configuration.transparentHugePages != .never
+            let start = try place(length, at: fixedAddress, alignHuge: alignHuge)
             let region = kind == .anonymousPrivate ? machine.owners.makeRegion(sync: machine.sync) : nil
             let backing: BackingFile? = switch kind {
             case .anonymousPrivate: nil
@@ -157,7 +177,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Finds room for `length` bytes (mmap lock held exclusively).
-    private func place(_ length: UInt64, at fixed: UInt64?) throws(MemoryError) -> UInt64 {
+    private func place(_ length: UInt64, at fixed: UInt64?, alignHuge: Bool = false) throws(MemoryError) -> UInt64 {
         mmapLock.assertHeldExclusive()
         if let fixed {
             guard fixed % 4096 == 0, fixed + length <= PageTable.limit else { throw .invalidArgument("bad fixed address") }
@@ -166,10 +186,11 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             }
             return fixed
         }
-        var candidate = cursor
+        func aligned(_ address: UInt64) -> UInt64 { alignHuge ? (address + Self.hugeSize - 1) & ~(Self.hugeSize - 1) : address }
+        var candidate = aligned(cursor)
         for vma in vmas where vma.end > candidate {
             if vma.start >= candidate + length { break }
-            candidate = vma.end
+            candidate = aligned(vma.end)
         }
         guard candidate + length <= PageTable.limit else { throw .outOfMemory }
         cursor = candidate + length + 4096  // leave a guard gap
@@ -215,13 +236,19 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
-    /// Splits VMAs so that `address` is a boundary (mmap lock held exclusively).
+    /// Splits VMAs so that `address` is a boundary (mmap lock held
+    /// exclusively). A huge page across the new boundary is split first
+    /// (Linux: `vma_adjust_trans_huge`), so no huge page straddles VMAs.
     func split(at address: UInt64) {
         mmapLock.assertHeldExclusive()
         guard let vma = vma(containing: address), vma.start != address else { return }
+        if address % Self.hugeSize != 0 { splitHugePages(address, address + 1, partialOnly: false) }
         let tail = VMA(start: address, end: vma.end, protection: vma.protection, kind: vma.kind,
                        pageOffset: vma.index(of: address), region: vma.region, file: vma.file, space: self)
         tail.mergeable = vma.mergeable
+        tail.userfaultWP = vma.userfaultWP
+        tail.hugePage = vma.hugePage
+        tail.noHugePage = vma.noHugePage
         adjusting(vma) {
             vma.end = address
             if let region = tail.region { region.vmas.append(tail) } else if let file = tail.file { file.vmas.append(tail) }
@@ -247,6 +274,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         try checkRange(start, length)
         mmapLock.withExclusive {
             let end = start + length
+            splitHugePages(start, end, partialOnly: true)  // a huge page unmapped in part is split first
             invalidateBlocking(start, end, .munmap, flush: .gathered) { _, pte, released in zap(&pte, &released) }
             for vma in carve(start, end) {
                 vmas.removeAll { $0 === vma }
@@ -274,7 +302,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
                 if pte.isPresent {
                     pte = (readOnly ? pte.with(writable: false) : pte).with(protNone: none)
                 } else if pte.isMigration {
-                    pte = .migration(frame: pte.frame, writable: pte.isWritable && !readOnly, protNone: none)
+                    pte = .migration(frame: pte.frame, writable: pte.isWritable && !readOnly, protNone: none, uffdWP: pte.isUffdWP)
                 } else if pte.isDevicePrivate && readOnly {
                     pte = pte.with(writable: false)
                 }
@@ -308,6 +336,9 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             guard !vmas.contains(where: { $0.start < newStart + length && newStart < $0.end }) else {
                 throw .invalidArgument("the target range overlaps a mapping")
             }
+            // Huge pages move whole (Linux: move_huge_pmd) only to the same
+            // place in a 2 MiB: otherwise, and at a partial edge, they split.
+            splitHugePages(oldStart, oldEnd, partialOnly: newStart % Self.hugeSize == oldStart % Self.hugeSize)
             var moved: [(UInt64, PTE)] = []
             invalidateBlocking(oldStart, oldEnd, .mremap) { address, pte, _ in
                 moved.append((address - oldStart, pte))
@@ -323,7 +354,13 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
             }
             insertSorted(vma)
             ptl.withLock {
-                for (offset, pte) in moved { pageTable.set((newStart + offset) >> 12, pte) }
+                for (offset, pte) in moved {
+                    pageTable.set((newStart + offset) >> 12, pte)
+                    // A device-exclusive entry keeps its holder at its new place.
+                    if pte.isDeviceExclusive, let holder = exclusiveHolders.removeValue(forKey: (oldStart + offset) >> 12) {
+                        exclusiveHolders[(newStart + offset) >> 12] = holder
+                    }
+                }
             }
             // A device page's reverse map follows its mapping.
             for (offset, pte) in moved where pte.isDevicePrivate {
@@ -337,6 +374,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     public func adviseDontNeed(start: UInt64, length: UInt64) throws(MemoryError) {
         try checkRange(start, length)
         mmapLock.withShared {
+            splitHugePages(start, start + length, partialOnly: true)
             invalidateBlocking(start, start + length, .madviseDontNeed, flush: .gathered) { _, pte, released in zap(&pte, &released) }
         }
     }

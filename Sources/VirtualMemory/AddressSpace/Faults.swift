@@ -2,31 +2,52 @@ import LabSync
 import MMUNotifier
 import Synchronization
 
+/// One try of a CPU access under the mmap lock: done, or a userfault to
+/// wait for outside it.
+private enum FaultAttempt<R> {
+    case done(R)
+    case userfault
+}
+
 extension AddressSpace {
     /// Runs `body` on the bytes of the page at `address` as the CPU would
     /// access them, faulting the page in first if needed (zero fill,
     /// copy-on-write, swap-in, file read). The access happens under the
     /// page-table lock, so it lands entirely before or after any concurrent
     /// unmap. `body` must be short and must not sleep.
+    ///
+    /// A write to a page write-protected for the userfaultfd monitor waits,
+    /// with the mmap lock dropped, until the monitor resolves it.
     public func access<R>(
         _ address: UInt64, write: Bool, _ body: (UnsafeMutableRawBufferPointer) -> R
     ) throws(MemoryError) -> R {
-        try mmapLock.withShared { () throws(MemoryError) -> R in
-            try checkAlive()
-            for _ in 0..<64 {
-                let done = ptl.withLock { () -> R? in
-                    let vpn = address >> 12
-                    let pte = pageTable.entry(vpn)
-                    guard pte.isAccessible, !write || pte.isWritable else { return nil }
-                    var updated = pte.with(accessed: true)
-                    if write { updated = updated.with(dirty: true).with(softDirty: true) }
-                    if updated != pte { pageTable.set(vpn, updated) }
-                    return body(memory.payload(of: pte.frame))
+        while true {
+            let attempt = try mmapLock.withShared { () throws(MemoryError) -> FaultAttempt<R> in
+                try checkAlive()
+                for _ in 0..<64 {
+                    var protected = false
+                    let done = ptl.withLock { () -> R? in
+                        let vpn = address >> 12
+                        let pte = pageTable.entry(vpn)
+                        guard pte.isAccessible, !write || pte.isWritable else {
+                            protected = write && pte.isAccessible && pte.isUffdWP
+                            return nil
+                        }
+                        var updated = pte.with(accessed: true)
+                        if write { updated = updated.with(dirty: true).with(softDirty: true) }
+                        if updated != pte { pageTable.set(vpn, updated) }
+                        return body(memory.payload(of: pte.frame))
+                    }
+                    if let done { return .done(done) }
+                    if protected, vma(containing: address)?.protection.contains(.write) == true { return .userfault }
+                    try handleFault(address, write: write)
                 }
-                if let done { return done }
-                try handleFault(address, write: write)
+                preconditionFailure("page at 0x\(String(address, radix: 16)) still not accessible after 64 faults")
             }
-            preconditionFailure("page at 0x\(String(address, radix: 16)) still not accessible after 64 faults")
+            switch attempt {
+            case .done(let result): return result
+            case .userfault: try waitForUserfault(address & ~4095)
+            }
         }
     }
 
@@ -60,6 +81,10 @@ extension AddressSpace {
                 // A read populate of untouched private memory maps the zero
                 // page (MADV_POPULATE_READ), through the ordinary fault.
                 if write, let vma = vma(containing: address), vma.kind == .anonymousPrivate, vma.protection.contains(.write) {
+                    if address % Self.hugeSize == 0, address + Self.hugeSize <= end, hugeFault(vma, address) {
+                        address += Self.hugeSize
+                        continue
+                    }
                     let leafEnd = (address | (512 * 4096 - 1)) + 1
                     let done = zeroFillRun(vma, from: address, to: min(end, vma.end, leafEnd), write: write)
                     if done > 0 {
@@ -113,12 +138,12 @@ extension AddressSpace {
                     raced.append(frame)
                     continue
                 }
-                memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)
+                memory.addMapping(frame)  // its own reference: see `zeroFill`
                 pageTable.set(vpn, .present(frame: frame, writable: writable, dirty: write))
             }
         }
         for frame in frames { memory.unlock(frame) }
-        memory.put(raced)
+        memory.put(frames)  // the allocations' references (a raced frame's was its last)
         let installed = frames.count - raced.count
         residentPages.add(installed, ordering: .relaxed)
         machine.statistics.faults.add(installed, ordering: .relaxed)
@@ -136,18 +161,32 @@ extension AddressSpace {
         guard vma.protection.contains(write ? .write : .read) else { throw .protectionFault(address) }
         let page = address & ~4095
         let pte = translateLocked(page)
+        // Write-protected for the userfaultfd monitor: a device's fault (or
+        // any fault that cannot wait for the monitor) fails (Linux:
+        // handle_userfault without FAULT_FLAG_ALLOW_RETRY, -EFAULT); the
+        // CPU's `access` waits before it gets here.
+        if write && pte.isUffdWP && pte.isPresent { throw .protectionFault(address) }
+        if pte.isDeviceExclusive {
+            // A device holds the page for its atomics: the CPU takes it back.
+            giveBackExclusive(page, pte)
+            return
+        }
         if pte.isPresent {
             if write && !pte.isWritable { try writeProtectedFault(vma, page, pte) }
             return
         }
         if pte.isMigration {
-            // Wait for the migration to finish: it holds the old frame's
-            // lock. Without a reference the frame may already be freed (the
-            // migration is over) and must not be touched.
-            guard memory.tryGet(pte.frame) else { return }
-            memory.lock(pte.frame)
-            memory.unlock(pte.frame)
-            memory.put(pte.frame)
+            // Wait for the migration (or a huge page's split) to finish: it
+            // holds the old frame's lock (a huge folio's: its head's).
+            // Without a reference the frame may already be freed (the
+            // migration is over) and must not be touched. The head is
+            // found once: a split may make a tail a page of its own
+            // meanwhile, and the reference must be put where it was taken.
+            let head = memory.head(of: pte.frame)
+            guard memory.tryGet(head) else { return }
+            memory.lock(head)
+            memory.unlock(head)
+            memory.put(head)
             return
         }
         if pte.isSwap { return try swapIn(vma, page, pte, write: write) }
@@ -212,26 +251,31 @@ extension AddressSpace {
             if mapped { machine.statistics.zeroPageMaps.add(1, ordering: .relaxed) }
             return
         }
+        // Where a huge page may be, one is tried first (falling back to a
+        // small page when the 2 MiB is not empty or no folio can be had).
+        if hugeFault(vma, page) { return }
         let frame = try allocateFrame(flags: .anonymous)
         vma.own(frame, at: page, memory: memory)
-        // On the LRU while we still own it, locked so reclaim leaves it be:
-        // once the PTE is set, an unmap may free it at any moment.
+        // On the LRU while we still own it, locked so reclaim leaves it be.
+        // Once the PTE is set, an unmap (or a copy-on-write of the page)
+        // may drop the mapping at any moment: the mapping takes a
+        // reference of its own, and the allocation's, which keeps the
+        // frame alive while it is locked, is put only after the unlock (a
+        // frame freed while locked would have its next owner unlocked by
+        // us: a uffd-snapshot campaign found that in copy-on-write).
         let locked = memory.tryLock(frame)
         precondition(locked, "a fresh frame is unlocked")
         memory.node(of: frame).addToLRU(frame, memory: memory)
         let installed = ptl.withLock { () -> Bool in
             guard pageTable.entry(page >> 12).isNone else { return false }
-            memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+            memory.addMapping(frame)
             pageTable.set(page >> 12, .present(frame: frame, writable: vma.protection.contains(.write), dirty: write))
             residentPages.add(1, ordering: .relaxed)
             return true
         }
         memory.unlock(frame)
-        if installed {
-            machine.statistics.zeroFills.add(1, ordering: .relaxed)
-        } else {
-            memory.put(frame)
-        }
+        memory.put(frame)  // the allocation's (the last one if it was not installed)
+        if installed { machine.statistics.zeroFills.add(1, ordering: .relaxed) }
     }
 
     private func fileFault(_ vma: VMA, _ page: UInt64, write: Bool) throws(MemoryError) {
@@ -276,7 +320,7 @@ extension AddressSpace {
             defer { memory.put(cached) }  // the lookup's reference
             ptl.withLock {
                 guard pageTable.entry(page >> 12) == pte, swap.slot(of: cached) == slot else { return }
-                mapSwapped(cached, at: page, releasing: slot, writableIfExclusive: writableIfExclusive)
+                mapSwapped(cached, at: page, releasing: slot, writableIfExclusive: writableIfExclusive, uffdWP: pte.isUffdWP)
             }
             return  // mapped, or the PTE or the cache changed: the caller retries
         }
@@ -288,7 +332,7 @@ extension AddressSpace {
             // the frame in the cache a moment later cannot mistake our
             // allocation reference for the cache's.
             guard pageTable.entry(page >> 12) == pte, swap.readIntoCache(slot, frame: fresh, memory: memory) else { return false }
-            mapSwapped(fresh, at: page, releasing: slot, writableIfExclusive: writableIfExclusive)
+            mapSwapped(fresh, at: page, releasing: slot, writableIfExclusive: writableIfExclusive, uffdWP: pte.isUffdWP)
             return true
         }
         guard read else {
@@ -309,12 +353,14 @@ extension AddressSpace {
     /// user of the page and its slot; otherwise read-only until written: a
     /// write fault then decides between reusing this page (dropping the
     /// stale slot) and copying it.
-    private func mapSwapped(_ frame: Int32, at page: UInt64, releasing slot: Int, writableIfExclusive: Bool) {
+    /// A page write-protected for a userfaultfd monitor (`uffdWP`) comes
+    /// back read-only and still protected.
+    private func mapSwapped(_ frame: Int32, at page: UInt64, releasing slot: Int, writableIfExclusive: Bool, uffdWP: Bool) {
         ptl.assertHeld()
-        let exclusive = writableIfExclusive && !memory.flags(of: frame).contains(.ksm) && memory.mapcount(of: frame) == 0
+        let exclusive = writableIfExclusive && !uffdWP && !memory.flags(of: frame).contains(.ksm) && memory.mapcount(of: frame) == 0
             && machine.swap.swapReferences(of: frame) == 1
         memory.addMapping(frame)
-        pageTable.set(page >> 12, .present(frame: frame, writable: exclusive))
+        pageTable.set(page >> 12, PTE.present(frame: frame, writable: exclusive).with(uffdWP: uffdWP))
         residentPages.add(1, ordering: .relaxed)
         machine.swap.release(slot)  // the cache still links the slot, so it stays allocated
     }
@@ -323,6 +369,15 @@ extension AddressSpace {
     /// writable (and its page dirty), reuse an exclusive anonymous page, or
     /// break copy-on-write (or KSM sharing) with a fresh copy.
     private func writeProtectedFault(_ vma: VMA, _ page: UInt64, _ pte: PTE) throws(MemoryError) {
+        if pte.isHuge {
+            // A huge page mapped read-only (after fork, mprotect): reused
+            // whole if this mapping is its only one (Linux:
+            // do_huge_pmd_wp_page), else split first and copied page by
+            // page (Linux splits only the faulting PMD; the model splits
+            // the folio, so its other mappings hear a hugeSplit too).
+            if !reuseHugeIfExclusive(page, pte) { splitHugePage(at: page) }
+            return
+        }
         let old = pte.frame
         if vma.kind != .anonymousPrivate {
             ptl.withLock {
@@ -350,18 +405,40 @@ extension AddressSpace {
                 memory.removeMapping(old)
                 released.frames.append(old)
             }
-            memory.mapcounts[Int(copy)].add(1, ordering: .relaxed)
+            // Its own reference: the end callbacks still run with `copy`
+            // locked, and meanwhile the page may be unmapped, or made
+            // read-only (a userfaultfd write-protect) and copied again,
+            // dropping the mapping's (see `zeroFill`).
+            memory.addMapping(copy)
             current = .present(frame: copy, writable: true, dirty: true)
             replaced = true
         }
         memory.unlock(copy)
+        memory.put(copy)  // the allocation's (the last one if it was not used)
         if replaced && fromZeroPage { residentPages.add(1, ordering: .relaxed) }
         if replaced {
             machine.statistics.cowCopies.add(1, ordering: .relaxed)
             if wasKSM { machine.statistics.ksmBreaks.add(1, ordering: .relaxed) }
-        } else {
-            memory.put(copy)
         }
+    }
+
+    /// Makes the huge page at `page` writable in place, all 512 entries, if
+    /// this mapping is its only one and it is an ordinary anonymous folio.
+    private func reuseHugeIfExclusive(_ page: UInt64, _ pte: PTE) -> Bool {
+        let head = memory.head(of: pte.frame)
+        let flags = memory.flags(of: head)
+        guard flags.contains(.anonymous), !flags.contains(.swapCache), memory.mapcount(of: head) == 1 else { return false }
+        let block = page & ~(Self.hugeSize - 1)
+        let reused = ptl.withLock { () -> Bool in
+            guard pageTable.entry(page >> 12) == pte, memory.mapcount(of: head) == 1 else { return false }
+            pageTable.forEachEntry(from: block >> 12, to: (block + Self.hugeSize) >> 12) { _, entry in
+                guard entry.isPresent, entry.isHuge, memory.head(of: entry.frame) == head else { return }
+                entry = entry.with(writable: true).with(dirty: true).with(softDirty: true)
+            }
+            return true
+        }
+        if reused { machine.statistics.cowReuses.add(1, ordering: .relaxed) }
+        return reused
     }
 
     /// Makes an anonymous page writable in place when this PTE is its only
@@ -381,6 +458,24 @@ extension AddressSpace {
         // anonymous page is always PageAnonExclusive), so the device's pin
         // and the CPU keep sharing it.
         guard !flags.contains(.ksm), frame != machine.zeroFrame, memory.mapcount(of: frame) == 1 else { return false }
+        if memory.pincount(of: frame) > 0 {
+            // A pinned anonymous page is PageAnonExclusive in Linux: reused
+            // whatever else holds it (reclaim or compaction may have it
+            // locked, isolated or referenced this moment; copying it then
+            // would leave the pin on a frame the primary no longer maps).
+            // It may stay in the swap cache: its PTE is dirty, so the next
+            // eviction writes the slot again. Fork never shares a pinned
+            // page, nor does KSM merge one.
+            let reused = ptl.withLock { () -> Bool in
+                guard pageTable.entry(page >> 12) == pte, memory.pincount(of: frame) > 0, memory.mapcount(of: frame) == 1 else { return false }
+                pageTable.set(page >> 12, pte.with(writable: true).with(dirty: true).with(softDirty: true).with(accessed: true))
+                return true
+            }
+            if reused {
+                machine.statistics.cowReuses.add(1, ordering: .relaxed)
+                return true
+            }
+        }
         guard memory.tryGet(frame) else { return false }
         defer { memory.put(frame) }  // runs last: after the unlock below
         guard memory.tryLock(frame) else { return false }

@@ -81,12 +81,14 @@ final class InFlightInvalidation: AcknowledgementRecorder, @unchecked Sendable {
     }
 
     /// Whether the event only changes protection bits: every frame stays
-    /// mapped where it was (mprotect, write-protect, soft-dirty), so a
-    /// device that keeps reading the page it maps reads the right data.
-    /// Writes are held to the permissions separately.
+    /// mapped where it was (mprotect, write-protect, soft-dirty, a device
+    /// taking a page exclusive or giving it back), so a device that keeps
+    /// reading the page it maps reads the right data. Writes are held to
+    /// the permissions separately, and who may use an exclusive entry by
+    /// the access check.
     var keepsFrames: Bool {
         switch range.event {
-        case .mprotect, .writeProtect, .softDirty: true
+        case .mprotect, .writeProtect, .softDirty, .exclusive: true
         default: false
         }
     }

@@ -27,7 +27,10 @@ extension AddressSpace {
             }
             var mapped: [Int32] = []
             defer {
-                for frame in mapped { memory.unlock(frame) }  // mapped in the child: unlocked once the walk is done
+                for frame in mapped {  // mapped in the child: unlocked once the walk is done, then the allocation's reference put
+                    memory.unlock(frame)
+                    memory.put(frame)
+                }
                 for (_, frame) in copies.sorted(by: { $0.key < $1.key }) {  // not used after all: the page went meanwhile (freed in address order, for replays)
                     memory.unlock(frame)
                     memory.put(frame)
@@ -56,13 +59,16 @@ extension AddressSpace {
                 let share = { (address: UInt64, pte: PTE) in
                     if pte.isPresent {
                         if pte.frame != self.machine.zeroFrame {
-                            self.memory.addMapping(pte.frame)
+                            // A huge page's PMD mapping counts once (its first entry).
+                            if !pte.isHuge || self.memory.subpage(of: pte.frame) == 0 { self.memory.addMapping(pte.frame) }
                             child.residentPages.add(1, ordering: .relaxed)
                         }
                     } else if pte.isSwap {
                         self.machine.swap.retain(pte.swapSlot)
                     }
-                    child.ptl.withLock { child.pageTable.set(address >> 12, pte.with(accessed: false)) }
+                    // The child has no userfaultfd (without UFFD_FEATURE_EVENT_FORK
+                    // Linux clears the write-protect bit in the child's copy).
+                    child.ptl.withLock { child.pageTable.set(address >> 12, pte.with(accessed: false).with(uffdWP: false)) }
                 }
                 if vma.kind == .anonymousPrivate && vma.region?.hasPages.load(ordering: .relaxed) != true {
                     // Never held an anonymous page (at most the zero page):
@@ -74,7 +80,7 @@ extension AddressSpace {
                             // Copied under the page-table lock while the
                             // parent still maps the pinned page.
                             memory.copyPayload(from: pte.frame, to: copy)
-                            memory.mapcounts[Int(copy)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+                            memory.addMapping(copy)  // its own reference (see `zeroFill`): ours is put after the unlock
                             child.residentPages.add(1, ordering: .relaxed)
                             let copied = PTE.present(
                                 frame: copy, writable: vma.protection.contains(.write), dirty: true, protNone: pte.isProtNone)
@@ -82,8 +88,15 @@ extension AddressSpace {
                             mapped.append(copy)
                             return
                         }
+                        // A device-exclusive entry goes back to normal first
+                        // (Linux: copy_nonpresent_pte's try_restore_exclusive_pte);
+                        // this invalidation tells its holder.
+                        if pte.isDeviceExclusive {
+                            pte = pte.with(deviceExclusive: false).with(dirty: true)
+                            exclusiveHolders.removeValue(forKey: address >> 12)
+                        }
                         if pte.isPresent { pte = pte.with(writable: false) }
-                        if pte.isMigration { pte = .migration(frame: pte.frame, writable: false) }
+                        if pte.isMigration { pte = .migration(frame: pte.frame, writable: false, uffdWP: pte.isUffdWP) }
                         share(address, pte)
                     }
                 } else {

@@ -48,6 +48,13 @@ final class VMA: @unchecked Sendable, CustomStringConvertible {
     unowned let space: AddressSpace
     /// Madvised `MADV_MERGEABLE`: the KSM scanner looks at it.
     var mergeable = false
+    /// Registered with a userfaultfd for write-protect faults
+    /// (`UFFDIO_REGISTER_MODE_WP`): its pages may be write-protected for the
+    /// monitor (`AddressSpace.userfaultWriteProtect`).
+    var userfaultWP = false
+    /// madvise(MADV_HUGEPAGE) / (MADV_NOHUGEPAGE).
+    var hugePage = false
+    var noHugePage = false
 
     init(start: UInt64, end: UInt64, protection: Protection, kind: MappingKind, pageOffset: UInt32,
          region: AnonymousRegion?, file: BackingFile?, space: AddressSpace) {

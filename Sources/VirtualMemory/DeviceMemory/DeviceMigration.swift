@@ -64,13 +64,19 @@ extension Machine {
 extension AddressSpace {
     /// `Machine.migrateToDevice` with the mmap lock held.
     func sendToDevice(_ start: UInt64, _ end: UInt64, _ device: DeviceMemory) -> Int {
+        // Device memory takes small pages: huge ones in the range are split first.
+        splitHugePages(start, end, partialOnly: false, zeroUnused: true)
         // Candidates, referenced and locked so reclaim and NUMA migration
         // leave them be while they move.
         var candidates: [(UInt64, Int32)] = []
         for vma in vmas where vma.kind == .anonymousPrivate && vma.end > start && vma.start < end {
             ptl.withLock {
                 pageTable.forEachEntry(from: max(start, vma.start) >> 12, to: min(end, vma.end) >> 12) { vpn, pte in
-                    if pte.isPresent && memory.tryGet(pte.frame) { candidates.append((vpn << 12, pte.frame)) }
+                    // (A device-exclusive page stays: migrate_vma does not collect it.)
+                    // (Nor a page write-protected for a userfaultfd monitor.)
+                    if pte.isPresent && !pte.isHuge && !pte.isDeviceExclusive && !pte.isUffdWP && memory.tryGet(pte.frame) {
+                        candidates.append((vpn << 12, pte.frame))
+                    }
                 }
             }
         }
@@ -98,7 +104,11 @@ extension AddressSpace {
         guard !pages.isEmpty else { return 0 }
         var moved = 0
         invalidateBlocking(start, end, .migrate, owner: device.owner) { address, pte, released in
-            guard pte.isPresent, let frame = movable[address], pte.frame == frame, let page = pages.popLast() else { return }
+            // A pin taken since the frame was chosen (under this lock, through
+            // this PTE) keeps the page where it is.
+            guard pte.isPresent, !pte.isDeviceExclusive, let frame = movable[address], pte.frame == frame, memory.pincount(of: frame) == 0,
+                let page = pages.popLast()
+            else { return }
             device.payload(of: page).copyMemory(from: UnsafeRawBufferPointer(memory.payload(of: frame)))
             device.setMapping(page, space: id, address: address)
             memory.removeMapping(frame)
@@ -159,15 +169,15 @@ extension AddressSpace {
             let home = machine.deviceMemory(of: page)!
             memory.payload(of: frame).copyMemory(from: UnsafeRawBufferPointer(home.payload(of: page)))
             home.migratedToHost.add(1, ordering: .relaxed)
-            memory.mapcounts[Int(frame)].add(1, ordering: .relaxed)  // the allocation's reference becomes the mapping's
+            memory.addMapping(frame)  // its own reference (see `zeroFill`): ours is put after the unlock
             pte = .present(frame: frame, writable: pte.isWritable, dirty: true)
             residentPages.add(1, ordering: .relaxed)
             released.devicePages.append(page)
             used.insert(address)
         }
-        for (address, frame) in frames.sorted(by: { $0.key < $1.key }) {  // in address order, for replays
+        for (_, frame) in frames.sorted(by: { $0.key < $1.key }) {  // in address order, for replays
             memory.unlock(frame)
-            if !used.contains(address) { memory.put(frame) }
+            memory.put(frame)  // the allocation's (the last one if it was not used)
         }
         return used.count
     }

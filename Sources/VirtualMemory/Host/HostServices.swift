@@ -15,19 +15,33 @@ public struct DeviceTranslation: Sendable, Hashable, CustomStringConvertible {
     /// Set when the page lives in the asking device's own memory (then
     /// `frame` is the device page's raw value, and `generation` its generation).
     public let devicePage: DevicePage?
+    /// Taken with `makeExclusive`: good only while the primary's entry is
+    /// the device-exclusive one this device holds.
+    public let exclusive: Bool
+    /// The page is part of a huge page's PMD mapping: the aligned 2 MiB
+    /// around it is one folio, mapped with one permission, so a device may
+    /// map it with one 2 MiB entry (every change to any part of it comes as
+    /// an invalidation of the whole 2 MiB first: a split, a migration).
+    public let huge: Bool
 
-    public init(address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool, devicePage: DevicePage? = nil) {
+    public init(
+        address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool, devicePage: DevicePage? = nil,
+        exclusive: Bool = false, huge: Bool = false
+    ) {
+        self.huge = huge
         self.address = address
         self.frame = frame
         self.generation = generation
         self.writable = writable
         self.pinned = pinned
         self.devicePage = devicePage
+        self.exclusive = exclusive
     }
 
     public var description: String {
         let target = devicePage.map { "\($0)" } ?? "\(frame)"
         return "0x\(String(address, radix: 16)) -> \(target) gen \(generation)\(writable ? " W" : "")\(pinned ? " pinned" : "")"
+            + (exclusive ? " exclusive" : "")
     }
 }
 
@@ -75,8 +89,33 @@ extension AddressSpace {
 
     /// Faults the range in and pins every page (Linux: `pin_user_pages`):
     /// pinned frames are neither reclaimed nor migrated until `unpin`.
-    public func pin(start: UInt64, length: UInt64, write: Bool) throws(MemoryError) -> [DeviceTranslation] {
-        try collect(start: start, length: length, write: write, pin: true)
+    ///
+    /// `longTerm` (FOLL_LONGTERM: a pin held for an indefinite time, an
+    /// RDMA registration): a page in a movable zone is moved out of it
+    /// first, with a `migrate` invalidation every secondary must follow,
+    /// then the range is pinned again, as Linux's `__gup_longterm_locked`
+    /// loops (`check_and_migrate_movable_pages`): the translations
+    /// returned are those of the pinned frames, never of the frames the
+    /// pages had before. Fails with `outOfMemory` when a page cannot be
+    /// moved (no room in a normal zone) after a bounded number of rounds;
+    /// nothing stays pinned then.
+    public func pin(start: UInt64, length: UInt64, write: Bool, longTerm: Bool = false) throws(MemoryError) -> [DeviceTranslation] {
+        guard longTerm else { return try collect(start: start, length: length, write: write, pin: true) }
+        for _ in 0..<16 {
+            let pinned = try collect(start: start, length: length, write: write, pin: true)
+            let movable = pinned.filter { memory.isMovable($0.frame.frame) }
+            if movable.isEmpty { return pinned }
+            // Unpinned before moving (a pinned page cannot move), as Linux
+            // unpins the whole batch before migrating.
+            machine.unpin(pinned)
+            for t in movable {
+                let target = memory.node(of: t.frame.frame).id
+                if case .migrated = machine.migrate(self, address: t.address, to: target, reason: .longTermPin) {
+                    machine.statistics.longTermPinMigrations.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        throw .outOfMemory
     }
 
     private func collect(
@@ -90,21 +129,30 @@ extension AddressSpace {
             do throws(MemoryError) {
                 while address < start + length {
                     try checkAlive()
+                    var hugeToPin = false
                     let taken = ptl.withLock { () -> DeviceTranslation? in
                         let pte = pageTable.entry(address >> 12)
                         if pte.isDevicePrivate, !pin, let owner = devicePrivateOwner {
                             return ownDevicePage(address, pte, owner: owner, write: write)
                         }
                         guard pte.isAccessible, !write || pte.isWritable else { return nil }
+                        // A pin splits a huge page first: pins are counted on
+                        // the folio, and a folio with pins could never split.
+                        if pin && pte.isHuge {
+                            hugeToPin = true
+                            return nil
+                        }
                         if pin && pte.frame != machine.zeroFrame { memory.addPin(pte.frame) }  // the zero page needs no pin
                         pageTable.set(address >> 12, pte.with(accessed: true))
                         return DeviceTranslation(
                             address: address, frame: PageFrameNumber(pte.frame), generation: memory.generation(of: pte.frame),
-                            writable: pte.isWritable, pinned: pin)
+                            writable: pte.isWritable, pinned: pin, huge: pte.isHuge)
                     }
                     if let taken {
                         result.append(taken)
                         address += 4096
+                    } else if hugeToPin {
+                        splitHugePage(at: address)
                     } else {
                         try handleFault(address, write: write)
                     }
@@ -180,7 +228,7 @@ extension Machine {
                 devicePageTablesInReserve.subtract(1, ordering: .relaxed)
                 return nil
             }
-            guard let frame = memory.allocate(flags: .devicePageTable, reserve: true) else {
+            guard let frame = memory.allocate(flags: .devicePageTable, reserve: true, movable: false) else {
                 devicePageTablesInReserve.subtract(1, ordering: .relaxed)
                 return nil
             }
@@ -188,9 +236,10 @@ extension Machine {
             return PageFrameNumber(frame)
         }
         sync.mightReclaim()  // lock order: whatever is held here comes before reclaim
-        if let frame = memory.allocate(flags: .devicePageTable) { return PageFrameNumber(frame) }
+        // Kernel memory: never from a movable zone.
+        if let frame = memory.allocate(flags: .devicePageTable, movable: false) { return PageFrameNumber(frame) }
         _ = reclaimDirectly()
-        return memory.allocate(flags: .devicePageTable).map(PageFrameNumber.init)
+        return memory.allocate(flags: .devicePageTable, movable: false).map(PageFrameNumber.init)
     }
 
     /// Returns a device page-table page.

@@ -39,6 +39,9 @@ extension Machine {
     ///   progress (before its callback runs, or while it runs and drains
     ///   its in-flight DMA), or a frame the device pinned: anything else is
     ///   a *stale translation*;
+    /// - for a page a device holds exclusive (`makeExclusive`), only that
+    ///   device; and a translation taken exclusive only while the entry is
+    ///   still the device-exclusive one its device holds;
     /// - with the permissions the primary maps it with: no access to a
     ///   PROT_NONE page, no write to a page mapped read-only or through a
     ///   translation given read-only (pins keep their own permission).
@@ -67,7 +70,12 @@ extension Machine {
             } else {
                 let frame = t.frame.frame
                 sameGeneration = memory.generation(of: frame) == t.generation
+                // A device-exclusive entry reaches only its holder; a
+                // translation taken exclusive is good only while the entry
+                // is still exclusive to it (once the CPU took the page
+                // back, its atomics are no longer atomic).
                 maps = pte.isPresent && pte.frame == frame
+                    && (pte.isDeviceExclusive ? issuer != nil && space.exclusiveHolders[t.address >> 12] == issuer : !t.exclusive)
                 pinned = t.pinned && memory.pincount(of: frame) > 0
                 target = memory.payload(of: frame)
                 if write && frame == zeroFrame {

@@ -30,13 +30,32 @@ public struct FrameFlags: OptionSet, Sendable, Hashable, CustomStringConvertible
     public static let devicePrivate = FrameFlags(rawValue: 1 << 11)
     /// The shared zero page: never freed, never written, never on an LRU.
     public static let zeroPage = FrameFlags(rawValue: 1 << 12)
+    /// Lazily freed anonymous memory (madvise MADV_FREE; Linux: an anon
+    /// folio with PG_swapbacked cleared): it sits on the file LRU, and
+    /// reclaim discards it instead of swapping it, unless it was written
+    /// (its PTE or the frame dirty) since.
+    public static let lazyFree = FrameFlags(rawValue: 1 << 13)
+    /// The head frame of a transparent huge page (a 2 MiB folio of 512
+    /// frames): it holds the folio's reference, mapping and pin counts,
+    /// flags, rmap owner and LRU place for all of them.
+    public static let huge = FrameFlags(rawValue: 1 << 14)
+    /// One of the 511 other frames of a huge folio: only its payload and
+    /// generation are its own; every count, flag and lock is the head's
+    /// (`PhysicalMemory.head(of:)`). `flags(of:)` of a tail answers the
+    /// head's flags with this one added.
+    public static let tail = FrameFlags(rawValue: 1 << 15)
+
+    /// Whether the frame belongs on an anonymous LRU list (swap-backed);
+    /// a lazily freed page goes on the file lists, as Linux's `lru_lazyfree`
+    /// moves it.
+    var onAnonymousLRU: Bool { contains(.anonymous) && !contains(.lazyFree) }
 
     public var description: String {
         let names: [(FrameFlags, String)] = [
             (.allocated, "allocated"), (.locked, "locked"), (.waiters, "waiters"), (.dirty, "dirty"),
             (.referenced, "referenced"), (.onLRU, "lru"), (.active, "active"), (.anonymous, "anon"),
             (.swapCache, "swapcache"), (.ksm, "ksm"), (.devicePageTable, "device-pt"), (.devicePrivate, "device-private"),
-            (.zeroPage, "zero-page"),
+            (.zeroPage, "zero-page"), (.lazyFree, "lazyfree"), (.huge, "huge"), (.tail, "tail"),
         ]
         let set = names.filter { contains($0.0) }.map(\.1)
         return set.isEmpty ? "[]" : "[" + set.joined(separator: ",") + "]"

@@ -16,17 +16,31 @@ public enum LRUList: Int, Sendable, CaseIterable {
     }
 }
 
+/// The zones of a node (Linux: `enum zone_type`, the two that matter to a
+/// secondary MMU). User memory is allocated from ZONE_MOVABLE first, which
+/// holds only pages that can be migrated (memory hot-unplug and
+/// contiguous allocations rely on it); a long-term pin (FOLL_LONGTERM)
+/// therefore moves a page out of it first.
+public enum Zone: Int, Sendable, CaseIterable {
+    case normal, movable
+}
+
 /// One node of physical memory: a contiguous run of frames with its own
-/// free list and LRU lists under one spin lock (Linux: a `pglist_data` with
-/// its zone's free lists and the `lruvec`).
+/// free lists (one per zone) and LRU lists under one spin lock (Linux: a
+/// `pglist_data` with its zones' free lists and the `lruvec`).
 public final class MemoryNode: @unchecked Sendable {
     // @unchecked: every `var` is guarded by `lock`; the links live in
     // PhysicalMemory's arrays and are guarded by this node's lock too.
     public let id: Int
     public let frames: Range<Int>
+    /// The first frame of the node's ZONE_MOVABLE (its upper part);
+    /// `frames.upperBound` when it has none.
+    public let movableStart: Int
     let lock: SpinLock
 
-    private var freeHead: Int32 = -1
+    /// Free lists by zone (`Zone.rawValue`).
+    private var freeHeads: [Int32] = [-1, -1]
+    private var zoneFree = [0, 0]
     private var freeCountStorage = 0
     /// `freeCountStorage` published for lock-free reads (watermark checks).
     private let freeCountMirror = Atomic<Int>(0)
@@ -37,20 +51,29 @@ public final class MemoryNode: @unchecked Sendable {
     @exclusivity(unchecked) private var tails = [Int32](repeating: -1, count: LRUList.allCases.count)
     @exclusivity(unchecked) private var counts = [Int](repeating: 0, count: LRUList.allCases.count)
 
-    init(id: Int, frames: Range<Int>, sync: SyncDomain) {
+    init(id: Int, frames: Range<Int>, movable: Int = 0, sync: SyncDomain) {
+        precondition(movable >= 0 && movable < frames.count, "a node's movable zone must leave it a normal one")
         self.id = id
         self.frames = frames
+        movableStart = frames.upperBound - movable
         lock = SpinLock("node \(id)", domain: sync)
     }
 
-    /// Links every frame into the free list, lowest frame first out.
+    /// The zone `frame` (one of this node's) lies in.
+    @inline(__always)
+    func zone(of frame: Int32) -> Zone { Int(frame) >= movableStart ? .movable : .normal }
+
+    /// Links every frame into its zone's free list, lowest frame first out.
     func buildFreeList(next: UnsafeMutablePointer<Int32>, prev: UnsafeMutablePointer<Int32>) {
         lock.withLock {
-            freeHead = -1
+            freeHeads = [-1, -1]
+            zoneFree = [0, 0]
             for f in frames.reversed() {
-                next[f] = freeHead
+                let z = zone(of: Int32(f)).rawValue
+                next[f] = freeHeads[z]
                 prev[f] = -1
-                freeHead = Int32(f)
+                freeHeads[z] = Int32(f)
+                zoneFree[z] += 1
             }
             freeCountStorage = frames.count
             freeCountMirror.store(freeCountStorage, ordering: .relaxed)
@@ -60,40 +83,64 @@ public final class MemoryNode: @unchecked Sendable {
     /// Free frames on this node now (read without the lock; may be a moment old).
     public var freeCount: Int { freeCountMirror.load(ordering: .relaxed) }
 
-    func popFree(next: UnsafeMutablePointer<Int32>, prev: UnsafeMutablePointer<Int32>, floor: Int) -> Int32? {
+    /// Free frames of one zone now.
+    public func freeCount(in zone: Zone) -> Int { lock.withLock { zoneFree[zone.rawValue] } }
+
+    /// The zones an allocation may take from, in order: a movable one
+    /// (user memory) tries ZONE_MOVABLE first and falls back to the normal
+    /// zone; anything else only the normal zone (Linux's zonelist).
+    private func zones(movable: Bool) -> [Zone] { movable ? [.movable, .normal] : [.normal] }
+
+    /// Takes one free frame off zone `z`'s list (lock held).
+    private func take(from z: Int, next: UnsafeMutablePointer<Int32>) -> Int32 {
+        let frame = freeHeads[z]
+        freeHeads[z] = next[Int(frame)]
+        next[Int(frame)] = -1
+        zoneFree[z] -= 1
+        freeCountStorage -= 1
+        return frame
+    }
+
+    /// Takes a free frame, keeping `floor` frames of the node free.
+    func popFree(next: UnsafeMutablePointer<Int32>, prev: UnsafeMutablePointer<Int32>, floor: Int, movable: Bool = true) -> Int32? {
         lock.withLock {
-            guard freeCountStorage > floor, freeHead >= 0 else { return nil }
-            let frame = freeHead
-            freeHead = next[Int(frame)]
-            next[Int(frame)] = -1
-            freeCountStorage -= 1
-            freeCountMirror.store(freeCountStorage, ordering: .relaxed)
-            return frame
+            guard freeCountStorage > floor else { return nil }
+            for z in zones(movable: movable) where freeHeads[z.rawValue] >= 0 {
+                let frame = take(from: z.rawValue, next: next)
+                freeCountMirror.store(freeCountStorage, ordering: .relaxed)
+                return frame
+            }
+            return nil
         }
     }
 
     /// Takes up to `count` free frames at once, keeping `floor` free.
-    func popFree(_ count: Int, into frames: inout [Int32], next: UnsafeMutablePointer<Int32>, floor: Int) {
+    func popFree(_ count: Int, into frames: inout [Int32], next: UnsafeMutablePointer<Int32>, floor: Int, movable: Bool = true) {
         lock.withLock {
             var taken = 0
-            while taken < count, freeCountStorage > floor, freeHead >= 0 {
-                let frame = freeHead
-                freeHead = next[Int(frame)]
-                next[Int(frame)] = -1
-                freeCountStorage -= 1
-                frames.append(frame)
-                taken += 1
+            for z in zones(movable: movable) {
+                while taken < count, freeCountStorage > floor, freeHeads[z.rawValue] >= 0 {
+                    frames.append(take(from: z.rawValue, next: next))
+                    taken += 1
+                }
             }
             freeCountMirror.store(freeCountStorage, ordering: .relaxed)
         }
     }
 
+    /// Puts a frame on its zone's free list (lock held).
+    private func link(free frame: Int32, next: UnsafeMutablePointer<Int32>, prev: UnsafeMutablePointer<Int32>) {
+        let z = zone(of: frame).rawValue
+        next[Int(frame)] = freeHeads[z]
+        prev[Int(frame)] = -1
+        freeHeads[z] = frame
+        zoneFree[z] += 1
+        freeCountStorage += 1
+    }
+
     func pushFree(_ frame: Int32, next: UnsafeMutablePointer<Int32>, prev: UnsafeMutablePointer<Int32>) {
         lock.withLock {
-            next[Int(frame)] = freeHead
-            prev[Int(frame)] = -1
-            freeHead = frame
-            freeCountStorage += 1
+            link(free: frame, next: next, prev: prev)
             freeCountMirror.store(freeCountStorage, ordering: .relaxed)
         }
     }
@@ -106,10 +153,7 @@ public final class MemoryNode: @unchecked Sendable {
                 unlinkIfListed(frame, memory: memory)
                 memory.generations[Int(frame)].add(1, ordering: .acquiringAndReleasing)
                 memory.flagWords[Int(frame)].store(0, ordering: .releasing)
-                memory.lruNext[Int(frame)] = freeHead
-                memory.lruPrev[Int(frame)] = -1
-                freeHead = frame
-                freeCountStorage += 1
+                link(free: frame, next: memory.lruNext, prev: memory.lruPrev)
             }
             freeCountMirror.store(freeCountStorage, ordering: .relaxed)
         }
@@ -121,7 +165,7 @@ public final class MemoryNode: @unchecked Sendable {
             for frame in frames {
                 let flags = memory.flags(of: frame)
                 precondition(!flags.contains(.onLRU), "frame \(frame) is already on an LRU list")
-                link(frame, at: LRUList.of(anonymous: flags.contains(.anonymous), active: false), memory: memory)
+                link(frame, at: LRUList.of(anonymous: flags.onAnonymousLRU, active: false), memory: memory)
                 memory.setFlags(.onLRU, on: frame)
             }
         }
@@ -143,9 +187,27 @@ public final class MemoryNode: @unchecked Sendable {
         lock.withLock {
             let flags = memory.flags(of: frame)
             precondition(!flags.contains(.onLRU), "frame \(frame) is already on an LRU list")
-            let list = LRUList.of(anonymous: flags.contains(.anonymous), active: active)
+            let list = LRUList.of(anonymous: flags.onAnonymousLRU, active: active)
             link(frame, at: list, memory: memory)
             memory.setFlags(active ? [.onLRU, .active] : [.onLRU], on: frame)
+        }
+    }
+
+    /// Marks a frame lazily freed (MADV_FREE; Linux: `folio_mark_lazyfree`,
+    /// `lru_lazyfree`): off the active list, not referenced, and onto the
+    /// head of the inactive file list if it is on an LRU list at all (an
+    /// isolated frame goes back to that list when it is put back). The
+    /// caller holds the frame's lock.
+    func markLazyFree(_ frame: Int32, memory: PhysicalMemory) {
+        lock.withLock {
+            let listed = memory.flags(of: frame).contains(.onLRU)
+            unlinkIfListed(frame, memory: memory)
+            memory.clearFlags([.active, .referenced], on: frame)
+            memory.setFlags(.lazyFree, on: frame)
+            if listed {
+                link(frame, at: .inactiveFile, memory: memory)
+                memory.setFlags(.onLRU, on: frame)
+            }
         }
     }
 
@@ -189,7 +251,7 @@ public final class MemoryNode: @unchecked Sendable {
     /// Puts an isolated frame back on the list its flags and `active` say.
     func putBack(_ frame: Int32, memory: PhysicalMemory, active: Bool) {
         lock.withLock {
-            let list = LRUList.of(anonymous: memory.flags(of: frame).contains(.anonymous), active: active)
+            let list = LRUList.of(anonymous: memory.flags(of: frame).onAnonymousLRU, active: active)
             link(frame, at: list, memory: memory)
             memory.setFlags(active ? [.onLRU, .active] : [.onLRU], on: frame)
         }
@@ -216,7 +278,7 @@ public final class MemoryNode: @unchecked Sendable {
     private func unlinkIfListed(_ frame: Int32, memory: PhysicalMemory) {
         let flags = memory.flags(of: frame)
         guard flags.contains(.onLRU) else { return }
-        unlink(frame, from: LRUList.of(anonymous: flags.contains(.anonymous), active: flags.contains(.active)), memory: memory)
+        unlink(frame, from: LRUList.of(anonymous: flags.onAnonymousLRU, active: flags.contains(.active)), memory: memory)
         memory.clearFlags([.onLRU, .active], on: frame)
     }
 

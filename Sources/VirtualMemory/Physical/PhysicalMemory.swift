@@ -44,8 +44,16 @@ public final class PhysicalMemory: @unchecked Sendable {
         public var lowFree: Int
         /// Free frames per node the background reclaimer works up to.
         public var highFree: Int
+        /// Frames of each node in its ZONE_MOVABLE (the node's upper part;
+        /// Linux: `movablecore=`): user memory comes from there first, and
+        /// a long-term pin moves a page out of it. 0: no movable zone.
+        public var movablePerNode: Int
 
-        public init(frames: Int, nodes: Int = 1, payloadSize: Int = 16, minFree: Int? = nil, lowFree: Int? = nil, highFree: Int? = nil) {
+        public init(
+            frames: Int, nodes: Int = 1, payloadSize: Int = 16, minFree: Int? = nil, lowFree: Int? = nil, highFree: Int? = nil,
+            movablePerNode: Int = 0
+        ) {
+            self.movablePerNode = movablePerNode
             self.frames = frames
             self.nodes = nodes
             self.payloadSize = payloadSize
@@ -62,6 +70,9 @@ public final class PhysicalMemory: @unchecked Sendable {
             if payloadSize < 8 || payloadSize > 4096 { return "payloadSize must be 8...4096 bytes, got \(payloadSize)" }
             if !(0 <= minFree && minFree <= lowFree && lowFree <= highFree && highFree < frames / nodes) {
                 return "watermarks must satisfy 0 <= min (\(minFree)) <= low (\(lowFree)) <= high (\(highFree)) < frames per node (\(frames / nodes))"
+            }
+            if !(0 <= movablePerNode && movablePerNode < frames / nodes - highFree) {
+                return "the movable zone (\(movablePerNode) frames a node) must leave a normal zone above the high watermark (\(highFree)) of the \(frames / nodes) frames a node"
             }
             return nil
         }
@@ -92,6 +103,8 @@ public final class PhysicalMemory: @unchecked Sendable {
     let indices: UnsafeMutablePointer<UInt32>
     let payloads: UnsafeMutableRawPointer
     private let frameWaits: [WaitQueue]
+    /// Every huge folio's frames, head first, by head (guarded by its lock).
+    let folios: SpinLocked<[Int32: [Int32]]>
 
     /// Bytes of metadata per frame (the benchmark checks the budget).
     public static let metadataBytesPerFrame = 4 + 2 + 2 + 2 + 4 + 4 + 4 + 4 + 4
@@ -132,10 +145,11 @@ public final class PhysicalMemory: @unchecked Sendable {
         for id in 0..<configuration.nodes {
             let first = id * perNode
             let end = id == configuration.nodes - 1 ? n : first + perNode
-            built.append(MemoryNode(id: id, frames: first..<end, sync: sync))
+            built.append(MemoryNode(id: id, frames: first..<end, movable: configuration.movablePerNode, sync: sync))
         }
         nodes = built
         frameWaits = (0..<64).map { WaitQueue("frame wait \($0)", domain: sync) }
+        folios = SpinLocked([:], name: "huge folios", domain: sync)
         for node in nodes { node.buildFreeList(next: lruNext, prev: lruPrev) }
     }
 
@@ -162,16 +176,24 @@ public final class PhysicalMemory: @unchecked Sendable {
         return nodes[min(Int(frame) / perNode, nodes.count - 1)]
     }
 
+    /// Whether `frame` lies in a movable zone (a long-term pin must move
+    /// the page out first; the zero page never does).
+    public func isMovable(_ frame: Int32) -> Bool {
+        frame != zeroFrame && node(of: frame).zone(of: frame) == .movable
+    }
+
     /// Takes a free frame, preferring `node`, falling back to the others.
     /// Outside reclaim context a node gives no frame at or below its min
     /// watermark; in reclaim context (Linux's PF_MEMALLOC) it may give its
-    /// reserve. Returns nil when nothing can be had: the caller reclaims or
-    /// fails. The frame comes back zeroed, with one reference and `flags`.
-    public func allocate(preferring node: Int = 0, flags: FrameFlags = [], reserve: Bool? = nil) -> Int32? {
+    /// reserve. `movable`: user memory, which may come from (and comes
+    /// first from) a movable zone; otherwise only from a normal zone.
+    /// Returns nil when nothing can be had: the caller reclaims or fails.
+    /// The frame comes back zeroed, with one reference and `flags`.
+    public func allocate(preferring node: Int = 0, flags: FrameFlags = [], reserve: Bool? = nil, movable: Bool = true) -> Int32? {
         let useReserve = reserve ?? ExecutionContext.isCurrentInReclaim
         for step in 0..<nodes.count {
             let candidate = nodes[(node + step) % nodes.count]
-            if let frame = candidate.popFree(next: lruNext, prev: lruPrev, floor: useReserve ? 0 : configuration.minFree) {
+            if let frame = candidate.popFree(next: lruNext, prev: lruPrev, floor: useReserve ? 0 : configuration.minFree, movable: movable) {
                 prepare(frame, flags: flags)
                 return frame
             }
@@ -193,6 +215,13 @@ public final class PhysicalMemory: @unchecked Sendable {
 
     private func prepare(_ frame: Int32, flags: FrameFlags) {
         let f = Int(frame)
+        // Linux's check_new_page: a page off the free list is neither in
+        // use nor locked. A lock bit here is a tryLock on a frame nobody
+        // held a reference to (its holder would later unlock the frame's
+        // next owner). (A device's late set_dirty or mark_accessed through
+        // a stale translation may leave dirty or referenced: overwritten.)
+        let stale = FrameFlags(rawValue: flagWords[f].load(ordering: .acquiring))
+        precondition(stale.isDisjoint(with: [.allocated, .locked]), "allocating frame \(frame) with flags \(stale) left on it while free")
         refcounts[f].store(1, ordering: .relaxed)
         mapcounts[f].store(0, ordering: .relaxed)
         pincounts[f].store(0, ordering: .relaxed)
@@ -202,14 +231,22 @@ public final class PhysicalMemory: @unchecked Sendable {
         flagWords[f].store(flags.union(.allocated).rawValue, ordering: .releasing)
     }
 
-    /// Drops one reference; the last one frees the frame (Linux: `put_page`).
-    /// Returns whether the frame was freed.
+    /// Drops one reference; the last one frees the frame (Linux: `put_page`),
+    /// or the whole huge folio it belongs to. Returns whether it was freed.
     @discardableResult
     public func put(_ frame: Int32) -> Bool {
+        let frame = head(of: frame)
         let f = Int(frame)
         let before = refcounts[f].subtract(1, ordering: .acquiringAndReleasing).oldValue
         precondition(before > 0, "put on frame \(frame) with no reference (flags \(flags(of: frame)))")
         guard before == 1 else { return false }
+        // Linux's free_page_is_bad (PG_locked among the flags checked at
+        // free): the holder of the lock would unlock the frame's next owner.
+        precondition(!flags(of: frame).contains(.locked), "freeing frame \(frame) that is locked (flags \(flags(of: frame)))")
+        if flags(of: frame).contains(.huge) {
+            freeFolio(frame)
+            return true
+        }
         let node = node(of: frame)
         if flags(of: frame).contains(.onLRU) { node.removeFromLRU(frame, memory: self) }
         precondition(mapcounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still mapped")
@@ -225,11 +262,17 @@ public final class PhysicalMemory: @unchecked Sendable {
     /// are freed in one lock hold per node (Linux: `release_pages`).
     public func put(_ frames: [Int32]) {
         var dead: [[Int32]] = Array(repeating: [], count: nodes.count)
-        for frame in frames {
+        for given in frames {
+            let frame = head(of: given)
             let f = Int(frame)
             let before = refcounts[f].subtract(1, ordering: .acquiringAndReleasing).oldValue
             precondition(before > 0, "put on frame \(frame) with no reference (flags \(flags(of: frame)))")
             guard before == 1 else { continue }
+            precondition(!flags(of: frame).contains(.locked), "freeing frame \(frame) that is locked (flags \(flags(of: frame)))")
+            if flags(of: frame).contains(.huge) {
+                freeFolio(frame)
+                continue
+            }
             precondition(mapcounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still mapped")
             precondition(pincounts[f].load(ordering: .relaxed) == 0, "freeing frame \(frame) that is still pinned")
             precondition(!flags(of: frame).contains(.swapCache), "freeing frame \(frame) that is still in the swap cache")
@@ -241,12 +284,17 @@ public final class PhysicalMemory: @unchecked Sendable {
     /// Takes one more reference (Linux: `get_page`).
     @inline(__always)
     public func get(_ frame: Int32) {
+        let frame = head(of: frame)
         let before = refcounts[Int(frame)].add(1, ordering: .relaxed).oldValue
         precondition(before > 0, "get on free frame \(frame)")
     }
 
     /// Takes a reference unless the frame is free (Linux: `get_page_unless_zero`).
+    /// On a tail page of a huge folio the reference is the folio's; a
+    /// caller that holds it across a possible split should take it on
+    /// `head(of:)` and use that frame throughout.
     public func tryGet(_ frame: Int32) -> Bool {
+        let frame = head(of: frame)
         var current = refcounts[Int(frame)].load(ordering: .relaxed)
         while current > 0 {
             let (exchanged, original) = refcounts[Int(frame)].compareExchange(
@@ -259,37 +307,71 @@ public final class PhysicalMemory: @unchecked Sendable {
 
     // MARK: - Metadata
 
+    /// The head of the huge folio `frame` belongs to, or `frame` itself.
+    ///
+    /// A tail keeps its head's number in `owners` while it is a tail; a
+    /// split clears the tail flag before it gives the frame an owner of its
+    /// own, so the flag read again after the owner confirms the pair
+    /// (frames split only with every PMD mapping of their folio turned
+    /// into migration entries, so callers that found the frame in a present
+    /// huge PTE under the page-table lock never race a split at all).
+    @inline(__always)
+    public func head(of frame: Int32) -> Int32 {
+        let f = Int(frame)
+        while true {
+            guard flagWords[f].load(ordering: .acquiring) & FrameFlags.tail.rawValue != 0 else { return frame }
+            let head = Int32(bitPattern: owners[f])
+            if flagWords[f].load(ordering: .acquiring) & FrameFlags.tail.rawValue != 0 { return head }
+        }
+    }
+
+    /// Which of its folio's pages `frame` is (0 for a head or a small page).
+    public func subpage(of frame: Int32) -> Int {
+        flagWords[Int(frame)].load(ordering: .acquiring) & FrameFlags.tail.rawValue != 0 ? Int(indices[Int(frame)]) : 0
+    }
+
+    /// The frame's flags: a tail answers its head's, with `.tail` added.
     @inline(__always) public func flags(of frame: Int32) -> FrameFlags {
-        FrameFlags(rawValue: flagWords[Int(frame)].load(ordering: .acquiring))
+        let own = FrameFlags(rawValue: flagWords[Int(frame)].load(ordering: .acquiring))
+        guard own.contains(.tail) else { return own }
+        return FrameFlags(rawValue: flagWords[Int(head(of: frame))].load(ordering: .acquiring)).union(.tail)
     }
     @inline(__always) public func setFlags(_ set: FrameFlags, on frame: Int32) {
-        flagWords[Int(frame)].bitwiseOr(set.rawValue, ordering: .acquiringAndReleasing)
+        flagWords[Int(head(of: frame))].bitwiseOr(set.rawValue, ordering: .acquiringAndReleasing)
     }
     @inline(__always) public func clearFlags(_ clear: FrameFlags, on frame: Int32) {
-        flagWords[Int(frame)].bitwiseAnd(~clear.rawValue, ordering: .acquiringAndReleasing)
+        flagWords[Int(head(of: frame))].bitwiseAnd(~clear.rawValue, ordering: .acquiringAndReleasing)
     }
     /// Clears `flag` and says whether it was set (Linux: `TestClearPage*`).
     @inline(__always) public func testAndClear(_ flag: FrameFlags, on frame: Int32) -> Bool {
-        FrameFlags(rawValue: flagWords[Int(frame)].bitwiseAnd(~flag.rawValue, ordering: .acquiringAndReleasing).oldValue).contains(flag)
+        FrameFlags(rawValue: flagWords[Int(head(of: frame))].bitwiseAnd(~flag.rawValue, ordering: .acquiringAndReleasing).oldValue).contains(flag)
     }
 
-    public func refcount(of frame: Int32) -> Int { Int(refcounts[Int(frame)].load(ordering: .relaxed)) }
-    public func mapcount(of frame: Int32) -> Int { Int(mapcounts[Int(frame)].load(ordering: .relaxed)) }
-    public func pincount(of frame: Int32) -> Int { Int(pincounts[Int(frame)].load(ordering: .relaxed)) }
+    /// The counts of the frame's folio (a tail answers its head's).
+    public func refcount(of frame: Int32) -> Int { Int(refcounts[Int(head(of: frame))].load(ordering: .relaxed)) }
+    public func mapcount(of frame: Int32) -> Int { Int(mapcounts[Int(head(of: frame))].load(ordering: .relaxed)) }
+    public func pincount(of frame: Int32) -> Int { Int(pincounts[Int(head(of: frame))].load(ordering: .relaxed)) }
+    /// The frame's own generation (every frame of a folio is freed, and
+    /// changes generation, at once).
     public func generation(of frame: Int32) -> UInt32 { generations[Int(frame)].load(ordering: .acquiring) }
 
+    /// One more mapping of the frame's folio (a huge folio's PMD mapping
+    /// counts once), and its reference.
     func addMapping(_ frame: Int32) {
+        let frame = head(of: frame)
         get(frame)
         mapcounts[Int(frame)].add(1, ordering: .relaxed)
     }
 
     /// Drops a mapping's count; the caller puts the mapping's reference.
     func removeMapping(_ frame: Int32) {
+        let frame = head(of: frame)
         let before = mapcounts[Int(frame)].subtract(1, ordering: .relaxed).oldValue
         precondition(before > 0, "unmapping frame \(frame) that has no mapping")
     }
 
     func addPin(_ frame: Int32) {
+        let frame = head(of: frame)
         get(frame)
         pincounts[Int(frame)].add(1, ordering: .relaxed)
     }
@@ -297,17 +379,22 @@ public final class PhysicalMemory: @unchecked Sendable {
     /// Drops a pin and its reference; returns whether the frame was freed.
     @discardableResult
     func removePin(_ frame: Int32) -> Bool {
+        let frame = head(of: frame)
         let before = pincounts[Int(frame)].subtract(1, ordering: .relaxed).oldValue
         precondition(before > 0, "unpinning frame \(frame) that is not pinned")
         return put(frame)
     }
 
-    /// Who owns the frame for the reverse map and at which page index.
+    /// Who owns the frame for the reverse map and at which page index (a
+    /// tail: its folio's owner, at the folio's index plus its place in it).
     public func owner(of frame: Int32) -> (owner: UInt32, index: UInt32) {
-        (owners[Int(frame)], indices[Int(frame)])
+        let head = head(of: frame)
+        guard head != frame else { return (owners[Int(frame)], indices[Int(frame)]) }
+        return (owners[Int(head)], indices[Int(head)] &+ UInt32(subpage(of: frame)))
     }
 
     func setOwner(_ frame: Int32, owner: UInt32, index: UInt32) {
+        precondition(!FrameFlags(rawValue: flagWords[Int(frame)].load(ordering: .relaxed)).contains(.tail), "setting the owner of tail frame \(frame)")
         owners[Int(frame)] = owner
         indices[Int(frame)] = index
     }
@@ -326,8 +413,10 @@ public final class PhysicalMemory: @unchecked Sendable {
 
     // MARK: - The frame lock (PG_locked)
 
-    /// Locks the frame if it is unlocked; never sleeps.
+    /// Locks the frame (its folio: a tail locks its head) if it is
+    /// unlocked; never sleeps.
     public func tryLock(_ frame: Int32) -> Bool {
+        let frame = head(of: frame)
         let old = flagWords[Int(frame)].bitwiseOr(FrameFlags.locked.rawValue, ordering: .acquiring).oldValue
         return old & FrameFlags.locked.rawValue == 0
     }
@@ -339,6 +428,7 @@ public final class PhysicalMemory: @unchecked Sendable {
     public static let lockWatchdog: Duration = .seconds(20)
 
     public func lock(_ frame: Int32, file: StaticString = #fileID, line: UInt = #line) {
+        let frame = head(of: frame)
         var waited: Duration = .zero
         while !tryLock(frame) {
             setFlags(.waiters, on: frame)
@@ -355,6 +445,7 @@ public final class PhysicalMemory: @unchecked Sendable {
     }
 
     public func unlock(_ frame: Int32) {
+        let frame = head(of: frame)
         let old = flagWords[Int(frame)].bitwiseAnd(~(FrameFlags.locked.rawValue | FrameFlags.waiters.rawValue), ordering: .releasing).oldValue
         precondition(old & FrameFlags.locked.rawValue != 0, "unlocking frame \(frame) that is not locked")
         if old & FrameFlags.waiters.rawValue != 0 { frameWaits[Int(frame) & 63].wakeAll() }

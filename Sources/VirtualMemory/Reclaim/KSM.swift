@@ -31,7 +31,8 @@ public final class SamePageMerger: @unchecked Sendable {
                 space.ptl.withLock {
                     for vma in space.vmas where vma.mergeable {
                         space.pageTable.forEachEntry(from: vma.start >> 12, to: vma.end >> 12) { vpn, pte in
-                            if pte.isAccessible { found.append((vpn << 12, pte.frame)) }
+                            // (KSM leaves huge pages alone: Linux splits them first.)
+                            if pte.isAccessible && !pte.isHuge { found.append((vpn << 12, pte.frame)) }
                         }
                     }
                 }
@@ -123,7 +124,7 @@ public final class SamePageMerger: @unchecked Sendable {
                 memory.removeMapping(frame)
                 released.frames.append(frame)
                 memory.addMapping(target)
-                pte = .present(frame: target, writable: false, accessed: pte.isAccessed)
+                pte = PTE.present(frame: target, writable: false, accessed: pte.isAccessed).with(uffdWP: pte.isUffdWP)
                 space.notifiers.changePTE(
                     PrimaryPTE(address: address, frame: PageFrameNumber(target), generation: memory.generation(of: target), writable: false))
                 merged = true

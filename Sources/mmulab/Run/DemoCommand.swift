@@ -20,30 +20,20 @@ struct DemoCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "How long to run: seconds, or 500ms, 10s, 2m.", transform: ArgumentValues.duration)
     var duration: Double = 30
 
-    @Option(parsing: .unconditional, help: "Seed: a whole number from 0 (a finding's seed replays it).", transform: ArgumentValues.seed)
-    var seed: UInt64?
+    @OptionGroup var seedOption: SeedOption
 
-    @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
-    var pluginDirectory: String?
+    @OptionGroup var bundledPlugins: PluginDirectoryOption
 
-    @Option(help: ArgumentHelp("Write the result as JSON to this file.", valueName: "file"))
-    var json: String?
-
-    @Option(help: ArgumentHelp("Write a self-contained HTML report to this file.", valueName: "file"))
-    var report: String?
-
-    func validate() throws {
-        try RunSession.validateReportPaths(json: json, report: report)
-    }
+    @OptionGroup var reports: RunReportOptions
 
     func run() throws {
         var session = RunSession(scenarioArgument: "reclaim-storm")
         session.banner = "mmulab demo: reclaim-storm with the gpu, rdma and kvm plugins for \(fixed(duration)) s"
-        session.options.seed = seed
+        session.options.seed = seedOption.seed
         session.options.seconds = duration
-        session.options.pluginDirectory = pluginDirectory
-        session.jsonPath = json
-        session.reportPath = report
+        session.options.pluginDirectory = bundledPlugins.pluginDirectory
+        session.jsonPath = reports.json
+        session.reportPath = reports.report
         try session.run()
     }
 }

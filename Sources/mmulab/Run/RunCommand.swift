@@ -38,8 +38,7 @@ struct RunCommand: ParsableCommand {
     @Argument(help: "A scenario file (YAML), or the name of a built-in one (mmulab scenarios list).")
     var scenario: String
 
-    @Option(parsing: .unconditional, help: "Seed: a whole number from 0 (replaces the scenario's; a finding's seed replays it).", transform: ArgumentValues.seed)
-    var seed: UInt64?
+    @OptionGroup var seedOption: SeedOption
 
     @Option(
         parsing: .unconditional, help: "How long to run: seconds, or 500ms, 10s, 2m (replaces the scenario's length).", transform: ArgumentValues.duration)
@@ -51,17 +50,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Options for the plugins --plugin adds (needs --plugin).")
     var pluginOptions: String?
 
-    @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
-    var pluginDirectory: String?
+    @OptionGroup var bundledPlugins: PluginDirectoryOption
 
-    @Option(help: ArgumentHelp("Write the result as JSON to this file ('-': standard output).", valueName: "file"))
-    var json: String?
+    @OptionGroup var reports: RunReportOptions
 
-    @Option(help: ArgumentHelp("Write a self-contained HTML report (bugs, charts, latencies) to this file ('-': standard output).", valueName: "file"))
-    var report: String?
-
-    @Option(help: scheduleHelp)
-    var schedule: ScheduleArgument?
+    @OptionGroup var scheduling: ScheduleOption
 
     @Option(help: ArgumentHelp(
         "Run deterministically, following the scheduling choices in this file (from --record-schedule or mmulab shrink), then "
@@ -97,7 +90,9 @@ struct RunCommand: ParsableCommand {
         return injection
     }
 
+    // --json and --report are checked by their group (RunReportOptions), before this.
     func validate() throws {
+        let (schedule, json, report) = (scheduling.schedule, reports.json, reports.report)
         if pluginOptions != nil && plugin.isEmpty {
             throw ValidationError("--plugin-options applies to the plugins --plugin adds, and there is no --plugin (a scenario file's plugins take 'options:')")
         }
@@ -112,13 +107,12 @@ struct RunCommand: ParsableCommand {
             if recordSchedule != nil { throw ValidationError("--record-schedule needs a deterministic run: add --schedule (or --schedule-file)") }
             if stopAtStep != nil { throw ValidationError("--stop-at-step needs a deterministic run: add --schedule (or --schedule-file)") }
         }
-        try RunSession.validateReportPaths(json: json, report: report)
     }
 
     func run() throws {
         guard let shrink else { return try session().run() }
         var session = session()
-        let report = json ?? shrink + "/report.json"
+        let report = reports.json ?? shrink + "/report.json"
         session.jsonPath = report
         do {
             try FileManager.default.createDirectory(atPath: shrink, withIntermediateDirectories: true)
@@ -127,7 +121,7 @@ struct RunCommand: ParsableCommand {
             // Findings: shrink the first bug (a report that could not be written ends in mmulab shrink's own refusal).
             print("")
             var command = try ShrinkCommand.parse([report, "--output-directory", shrink])
-            if let pluginDirectory { command.pluginDirectory = pluginDirectory }
+            if let pluginDirectory = bundledPlugins.pluginDirectory { command.pluginDirectory = pluginDirectory }
             try command.run()
             throw code
         } catch let error as CocoaError {
@@ -139,16 +133,16 @@ struct RunCommand: ParsableCommand {
     /// The run these flags ask for (also what `mmulab replay` reruns).
     func session() -> RunSession {
         var session = RunSession(scenarioArgument: scenario)
-        session.options.seed = seed
+        session.options.seed = seedOption.seed
         session.options.seconds = duration
-        session.options.pluginDirectory = pluginDirectory
+        session.options.pluginDirectory = bundledPlugins.pluginDirectory
         session.options.faults = MemoryFaultInjection(inject.map(\.fault))
         session.plugins = plugin
         session.pluginOptions = pluginOptions ?? ""
-        session.jsonPath = json
-        session.reportPath = report
+        session.jsonPath = reports.json
+        session.reportPath = reports.report
         session.injections = inject
-        session.options.schedule = schedule?.strategy
+        session.options.schedule = scheduling.schedule?.strategy
         session.scheduleFilePath = scheduleFile
         session.recordSchedulePath = recordSchedule
         session.options.stopAtStep = stopAtStep

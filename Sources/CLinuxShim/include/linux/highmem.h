@@ -43,29 +43,42 @@ void mmulab_linux_kunmap_local(const void *address, const char *file, int line);
     ((char *)mmulab_linux_kmap((struct page *)(folio), true, MMULAB_LINUX_FILE, __LINE__) + (offset))
 #define kunmap_local(address) mmulab_linux_kunmap_local((address), MMULAB_LINUX_FILE, __LINE__)
 
+/* The helpers below are kmap_local_page, a copy, kunmap_local: the copy
+ * is read by a checked DMA read and, if it changed the page, written back
+ * by a checked DMA write. A range past the page's end is Linux's
+ * VM_BUG_ON (reported) and copies nothing; a page the shim refused to map
+ * (reported at the kmap) copies nothing either. */
 static inline void memcpy_from_page(char *to, struct page *page, size_t offset, size_t length) {
     char *from = (char *)kmap_local_page(page);
-    memcpy(to, from + offset, length);
+    if (!from) return;
+    VM_BUG_ON(offset + length > PAGE_SIZE);
+    if (offset + length <= PAGE_SIZE) memcpy(to, from + offset, length);
     kunmap_local(from);
 }
 
 static inline void memcpy_to_page(struct page *page, size_t offset, const char *from, size_t length) {
     char *to = (char *)kmap_local_page(page);
-    memcpy(to + offset, from, length);
+    if (!to) return;
+    VM_BUG_ON(offset + length > PAGE_SIZE);
+    if (offset + length <= PAGE_SIZE) memcpy(to + offset, from, length);
     kunmap_local(to);
 }
 
 static inline void clear_highpage(struct page *page) {
     void *address = kmap_local_page(page);
+    if (!address) return;
     memset(address, 0, PAGE_SIZE);
     kunmap_local(address);
 }
 
 static inline void copy_highpage(struct page *to, struct page *from) {
     char *source = (char *)kmap_local_page(from);
+    if (!source) return;
     char *target = (char *)kmap_local_page(to);
-    memcpy(target, source, PAGE_SIZE);
-    kunmap_local(target);
+    if (target) {
+        memcpy(target, source, PAGE_SIZE);
+        kunmap_local(target);
+    }
     kunmap_local(source);
 }
 

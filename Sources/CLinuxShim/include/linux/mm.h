@@ -50,6 +50,10 @@ unsigned long page_to_pfn(const struct page *page);
 bool is_zone_device_page(const struct page *page);
 bool is_device_private_page(const struct page *page);
 
+/* The device wrote the page: the lab records it dirty, so reclaim writes it
+ * back. Always answers true (Linux: whether it was newly dirtied; the host
+ * does not say). set_page_dirty_lock takes the page lock first in Linux,
+ * so it may sleep. */
 bool set_page_dirty(struct page *page);
 int set_page_dirty_lock(struct page *page);
 void mark_page_accessed(struct page *page);
@@ -74,9 +78,14 @@ static inline long folio_nr_pages(struct folio *folio) {
 #define FOLL_NOWAIT 0x20u
 #define FOLL_LONGTERM 0x100u
 
-/* Pins nr_pages pages of current->mm from `start`; fills `pages`. Returns
- * how many were pinned (all or nothing here) or a negative error. The
- * caller holds mmap_read_lock (pin_user_pages, _remote) or not (_fast). */
+/* Pins nr_pages pages of current->mm (of `mm`, for _remote) from the page
+ * containing `start`; fills `pages`. Returns how many were pinned, as
+ * Linux's gup does: from the first page on, fewer than asked when a page
+ * part way is not mapped (or not writable, with FOLL_WRITE), the caller
+ * owning those pins; a negative error only when the first page cannot be
+ * pinned. The caller holds mmap_read_lock (pin_user_pages; _remote with
+ * `locked` NULL or *locked set, asserted) or not (_fast, which may sleep;
+ * _remote with *locked 0). _fast pins nothing for nr_pages <= 0. */
 long pin_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages);
 int pin_user_pages_fast(unsigned long start, int nr_pages, unsigned int gup_flags, struct page **pages);
 long pin_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,

@@ -1,8 +1,11 @@
 /*
  * mmulab Linux shim: <linux/printk.h>: printk and pr_* go to the host's
  * log, at the level the KERN_* prefix names (emergency to error: error;
- * warning: warning; notice and info: info; debug: debug). A warning
- * printed is not a finding; WARN_ON is (<linux/bug.h>).
+ * warning: warning; notice and info: info; debug: debug), read from the
+ * text as formatted, as Linux reads it; without one, at Linux's default
+ * message level, warning. printk returns the length of
+ * the text it logged (the prefix and the trailing newline left out). A
+ * warning printed is not a finding; WARN_ON is (<linux/bug.h>).
  */
 #ifndef MMULAB_LINUX_PRINTK_H
 #define MMULAB_LINUX_PRINTK_H

@@ -1,6 +1,7 @@
 // Test and benchmark fixture: the Swift twin of CountingC, written with
 // DevicePluginKit's whole-space subscription.
-public import DevicePluginKit
+public import CDevicePluginABI
+import DevicePluginKit
 import Synchronization
 
 final class Counter: SpaceSubscription, @unchecked Sendable {

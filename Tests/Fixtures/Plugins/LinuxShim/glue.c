@@ -10,9 +10,18 @@
 #include "mmulab_device_plugin.h"
 #include "mmulab/linux_glue.h"
 
+#include <linux/errno.h>
+
 #include <linux/sched/mm.h>
 
 #include "probe.h"
+
+struct instance {
+    struct mmulab_linux_device *shim;
+    const mmulab_host *host;
+    /* Made by the first PROBE_GLUE_TO_DEVICE. */
+    mmulab_device_memory *memory;
+};
 
 struct binding {
     struct mm_struct *mm;
@@ -25,12 +34,28 @@ static mmulab_status fail(mmulab_error *error, mmulab_status status, const char 
 
 static mmulab_status create(const mmulab_host *host, const char *options, void **out, mmulab_error *error) {
     (void)options;
-    return mmulab_linux_device_create(host, "linux-shim-probe", (struct mmulab_linux_device **)out, error);
+    struct instance *instance = calloc(1, sizeof *instance);
+    if (!instance) return fail(error, MMULAB_ERR_NO_MEMORY, "out of memory");
+    instance->host = host;
+    mmulab_status status = mmulab_linux_device_create(host, "linux-shim-probe", &instance->shim, error);
+    if (status != MMULAB_OK) {
+        free(instance);
+        return status;
+    }
+    *out = instance;
+    return MMULAB_OK;
 }
 
-static void destroy(void *instance) { mmulab_linux_device_destroy(instance); }
+static void destroy(void *handle) {
+    struct instance *instance = handle;
+    /* A driver's remove evicts its device memory first. */
+    if (instance->memory) instance->host->device_memory_evict(instance->host->context, instance->memory, UINT64_MAX);
+    mmulab_linux_device_destroy(instance->shim);
+    free(instance);
+}
 
-static mmulab_status attach(void *instance, const mmulab_binding_desc *desc, void **out, mmulab_error *error) {
+static mmulab_status attach(void *handle, const mmulab_binding_desc *desc, void **out, mmulab_error *error) {
+    struct mmulab_linux_device *instance = ((struct instance *)handle)->shim;
     struct binding *binding = calloc(1, sizeof *binding);
     if (!binding) return fail(error, MMULAB_ERR_NO_MEMORY, "out of memory");
     binding->mm = mmulab_linux_mm_get(instance, desc->address_space, error);
@@ -50,8 +75,9 @@ static mmulab_status attach(void *instance, const mmulab_binding_desc *desc, voi
     return MMULAB_OK;
 }
 
-static void detach(void *instance, void *handle) {
-    struct binding *binding = handle;
+static void detach(void *handle, void *binding_handle) {
+    struct mmulab_linux_device *instance = ((struct instance *)handle)->shim;
+    struct binding *binding = binding_handle;
     mmulab_linux_scope scope = mmulab_linux_enter(instance, binding->mm);
     probe_release(binding->probe);
     mmdrop(binding->mm);
@@ -65,15 +91,39 @@ static mmulab_status access_page(void *instance, void *handle, uint64_t device_a
     return fail(error, MMULAB_ERR_NOT_SUPPORTED, "the probe has no device accesses: use control");
 }
 
-static mmulab_status control(void *instance, void *handle, uint32_t command, void *argument, uint64_t size,
+/* PROBE_GLUE_TO_DEVICE: the page at `address` into the instance's device
+ * memory (made on first use, 4 pages). */
+static long to_device(struct instance *instance, struct binding *binding, uint64_t address) {
+    const mmulab_host *host = instance->host;
+    mmulab_error error = { 0 };
+    if (!instance->memory &&
+        host->device_memory_create(host->context, "probe vram", 4, (uint64_t)(uintptr_t)instance, &instance->memory,
+                                   &error) != MMULAB_OK) {
+        return -ENOMEM;
+    }
+    uint64_t moved = 0;
+    mmulab_status status = host->migrate_to_device(host->context, instance->memory,
+                                                   mmulab_linux_mm_address_space(binding->mm), address, 4096, &moved,
+                                                   &error);
+    return status == MMULAB_OK ? (long)moved : -EIO;
+}
+
+static mmulab_status control(void *handle, void *binding_handle, uint32_t command, void *argument, uint64_t size,
                              mmulab_error *error) {
-    struct binding *binding = handle;
+    struct instance *instance = handle;
+    struct binding *binding = binding_handle;
     if (!binding || !argument || size != sizeof(struct probe_command)) {
         return fail(error, MMULAB_ERR_INVALID, "control: a struct probe_command on a binding");
     }
     struct probe_command *c = argument;
-    mmulab_linux_scope scope = mmulab_linux_enter(instance, binding->mm);
-    c->result = probe_command(binding->probe, command, c);
+    if (command == PROBE_GLUE_TO_DEVICE) {
+        c->result = to_device(instance, binding, c->arguments[0]);
+        return MMULAB_OK;
+    }
+    /* PROBE_NO_MM: a kernel thread's view, no current->mm. */
+    struct mm_struct *mm = (command & PROBE_NO_MM) ? NULL : binding->mm;
+    mmulab_linux_scope scope = mmulab_linux_enter(instance->shim, mm);
+    c->result = probe_command(binding->probe, command & ~PROBE_NO_MM, c);
     mmulab_linux_leave(scope);
     return MMULAB_OK;
 }

@@ -30,44 +30,7 @@
 #include <linux/xarray.h>
 
 #include "probe.h"
-
-#define SLOTS 8
-#define KEPT 64
-
-struct probe_notifier {
-    struct mmu_notifier notifier;
-    struct probe *probe;
-    atomic_t starts, ends, releases, young, tested, flushes;
-    int last_event;
-};
-
-struct probe {
-    struct mmu_interval_notifier notifier;
-    struct mutex mutex;
-    spinlock_t lock;
-    struct rw_semaphore sem;
-    struct completion done;
-    wait_queue_head_t wq;
-    bool flag;
-    /* Pages from hmm_range_fault, kept past invalidations on purpose. */
-    struct page *slots[SLOTS];
-    struct page *pinned[16];
-    unsigned long pinned_count;
-    /* What the interval heard. */
-    atomic_t invalidations;
-    int last_event;
-    bool last_blockable;
-    unsigned long last_start, last_end;
-    /* Allocations made in invalidations while armed. */
-    bool alloc_armed;
-    void *kept[KEPT];
-    int kept_count;
-    atomic_t alloc_failed;
-    /* Whole-space notifiers. */
-    struct probe_notifier *registered;
-    struct mmu_notifier *gotten;
-    atomic_t frees;
-};
+#include "probe_state.h"
 
 static bool probe_invalidate(struct mmu_interval_notifier *mni, const struct mmu_notifier_range *range,
                              unsigned long cur_seq) {
@@ -78,6 +41,9 @@ static bool probe_invalidate(struct mmu_interval_notifier *mni, const struct mmu
     else if (!mutex_trylock(&probe->mutex))
         return false;
     mmu_interval_set_seq(mni, cur_seq);
+    /* What a fault path racing this invalidation would be told now, before
+     * the invalidation ends: the sequence it began with is stale. */
+    if (probe->watching) probe->retry_in_callback = mmu_interval_check_retry(mni, probe->watched_seq);
     probe->last_event = range->event;
     probe->last_blockable = mmu_notifier_range_blockable(range);
     probe->last_start = range->start;
@@ -115,6 +81,7 @@ struct probe *probe_open(unsigned long start, unsigned long length) {
 }
 
 void probe_release(struct probe *probe) {
+    if (probe->extra.inserted) mmu_interval_notifier_remove(&probe->extra.notifier);
     mmu_interval_notifier_remove(&probe->notifier);
     for (int i = 0; i < probe->kept_count; i++) kfree(probe->kept[i]);
     kfree(probe);
@@ -162,6 +129,27 @@ static int probe_context(struct probe *probe, u64 which) {
         kunmap_local(mapped);
         break;
     case PROBE_CONTEXT_COND_RESCHED: cond_resched(); break;
+    case PROBE_CONTEXT_SET_PAGE_DIRTY: set_page_dirty(probe->slots[0]); break;
+    case PROBE_CONTEXT_SET_PAGE_DIRTY_LOCK: set_page_dirty_lock(probe->slots[0]); break;
+    case PROBE_CONTEXT_MARK_ACCESSED: mark_page_accessed(probe->slots[0]); break;
+    case PROBE_CONTEXT_MEMCPY_FROM_PAGE: {
+        char bytes[8];
+        memcpy_from_page(bytes, probe->slots[0], 0, sizeof(bytes));
+        break;
+    }
+    case PROBE_CONTEXT_PIN_FAST: {
+        struct page *page;
+        if (pin_user_pages_fast(probe->notifier.interval.start, 1, 0, &page) == 1) unpin_user_page(page);
+        break;
+    }
+    case PROBE_CONTEXT_CHECK_RETRY: (void)mmu_interval_check_retry(&probe->notifier, 0); break;
+    case PROBE_CONTEXT_KTIME_GET_NS: (void)ktime_get_ns(); break;
+    case PROBE_CONTEXT_NDELAY: ndelay(1000); break;
+    case PROBE_CONTEXT_MDELAY: mdelay(1); break;
+    case PROBE_CONTEXT_FSLEEP_SHORT: fsleep(5); break;
+    case PROBE_CONTEXT_FSLEEP_LONG: fsleep(100); break;
+    case PROBE_CONTEXT_MSLEEP_INTERRUPTIBLE: (void)msleep_interruptible(1); break;
+    case PROBE_CONTEXT_PRINTK: pr_warn("probe under a spin lock\n"); break;
     case PROBE_CONTEXT_XA_STORE_KERNEL:
     case PROBE_CONTEXT_XA_STORE_ATOMIC:
         xa_store(&xa, 1, probe, which == PROBE_CONTEXT_XA_STORE_KERNEL ? GFP_KERNEL : GFP_ATOMIC);
@@ -208,6 +196,13 @@ static int probe_warning(struct probe *probe, u64 which) {
         kfree(held);
         break;
     }
+    case PROBE_WARN_LOCKDEP_WRITE:
+        down_read(&probe->sem);
+        lockdep_assert_held_write(&probe->sem);
+        up_read(&probe->sem);
+        break;
+    case PROBE_WARN_LOCKDEP_READ: lockdep_assert_held_read(&probe->sem); break;
+    case PROBE_WARN_SPIN_NOT_LOCKED: assert_spin_locked(&probe->lock); break;
     case PROBE_WARN_UNINITIALISED: {
         struct mutex never = { 0 };
         mutex_lock(&never);
@@ -231,130 +226,10 @@ static int probe_rwsem(struct probe *probe, u64 which) {
     return -EINVAL;
 }
 
-static struct probe_notifier *notifier_of(struct mmu_notifier *mn) {
-    return container_of(mn, struct probe_notifier, notifier);
-}
-
-static int notifier_start(struct mmu_notifier *mn, const struct mmu_notifier_range *range) {
-    atomic_inc(&notifier_of(mn)->starts);
-    notifier_of(mn)->last_event = range->event;
-    return 0;
-}
-
-static void notifier_end(struct mmu_notifier *mn, const struct mmu_notifier_range *range) {
-    (void)range;
-    atomic_inc(&notifier_of(mn)->ends);
-}
-
-static void notifier_release(struct mmu_notifier *mn, struct mm_struct *mm) {
-    (void)mm;
-    atomic_inc(&notifier_of(mn)->releases);
-}
-
-static int notifier_young(struct mmu_notifier *mn, struct mm_struct *mm, unsigned long start, unsigned long end) {
-    (void)mm, (void)start, (void)end;
-    atomic_inc(&notifier_of(mn)->young);
-    return 1;
-}
-
-/* Says every page is young (the test checks the answer gets through). */
-static int notifier_test_young(struct mmu_notifier *mn, struct mm_struct *mm, unsigned long address) {
-    (void)mm, (void)address;
-    atomic_inc(&notifier_of(mn)->tested);
-    return 1;
-}
-
-static void notifier_tlbs(struct mmu_notifier *mn, struct mm_struct *mm, unsigned long start, unsigned long end) {
-    (void)mm, (void)start, (void)end;
-    atomic_inc(&notifier_of(mn)->flushes);
-}
-
-static const struct mmu_notifier_ops probe_notifier_ops = {
-    .release = notifier_release,
-    .clear_flush_young = notifier_young,
-    .test_young = notifier_test_young,
-    .arch_invalidate_secondary_tlbs = notifier_tlbs,
-    .invalidate_range_start = notifier_start,
-    .invalidate_range_end = notifier_end,
-};
-
-/* mmu_notifier_get's: the probe it is for, passed by the caller's thread. */
-static _Thread_local struct probe *getting_for;
-
-static struct mmu_notifier *shared_alloc(struct mm_struct *mm) {
-    (void)mm;
-    struct probe_notifier *pn = kzalloc(sizeof(*pn), GFP_KERNEL);
-    if (!pn) return ERR_PTR(-ENOMEM);
-    pn->probe = getting_for;
-    return &pn->notifier;
-}
-
-static void shared_free(struct mmu_notifier *mn) {
-    atomic_inc(&notifier_of(mn)->probe->frees);
-    kfree(notifier_of(mn));
-}
-
-static const struct mmu_notifier_ops probe_shared_ops = {
-    .invalidate_range_start = notifier_start,
-    .invalidate_range_end = notifier_end,
-    .alloc_notifier = shared_alloc,
-    .free_notifier = shared_free,
-};
-
-static int probe_notifier(struct probe *probe, u64 which, struct probe_command *c) {
-    struct probe_notifier *pn = probe->registered;
-    struct mmu_notifier *mn;
-    int ret;
-
-    switch (which) {
-    case PROBE_NOTIFIER_REGISTER:
-        pn = kzalloc(sizeof(*pn), GFP_KERNEL);
-        if (!pn) return -ENOMEM;
-        pn->notifier.ops = &probe_notifier_ops;
-        pn->probe = probe;
-        ret = mmu_notifier_register(&pn->notifier, current->mm);
-        if (ret) {
-            kfree(pn);
-            return ret;
-        }
-        probe->registered = pn;
-        return 0;
-    case PROBE_NOTIFIER_STATE:
-        if (!pn) return -ENOENT;
-        c->arguments[0] = (u64)atomic_read(&pn->starts);
-        c->arguments[1] = (u64)atomic_read(&pn->ends);
-        c->arguments[2] = (u64)atomic_read(&pn->releases);
-        c->arguments[3] = (u64)atomic_read(&pn->young);
-        return pn->last_event;
-    case PROBE_NOTIFIER_HOOKS:
-        if (!pn) return -ENOENT;
-        c->arguments[0] = (u64)atomic_read(&pn->young);
-        c->arguments[1] = (u64)atomic_read(&pn->tested);
-        c->arguments[2] = (u64)atomic_read(&pn->flushes);
-        return 0;
-    case PROBE_NOTIFIER_UNREGISTER:
-        if (!pn) return -ENOENT;
-        mmu_notifier_unregister(&pn->notifier, current->mm);
-        c->arguments[2] = (u64)atomic_read(&pn->releases);
-        kfree(pn);
-        probe->registered = NULL;
-        return 0;
-    case PROBE_NOTIFIER_GET:
-        getting_for = probe;
-        mn = mmu_notifier_get(&probe_shared_ops, current->mm);
-        getting_for = NULL;
-        if (IS_ERR(mn)) return (int)PTR_ERR(mn);
-        if (!probe->gotten) probe->gotten = mn;
-        c->arguments[0] = mn->users;
-        return mn == probe->gotten;
-    case PROBE_NOTIFIER_PUT:
-        if (!probe->gotten) return -ENOENT;
-        mn = probe->gotten;
-        if (mn->users == 1) probe->gotten = NULL;
-        mmu_notifier_put(mn);
-        return atomic_read(&probe->frees);
-    }
-    return -EINVAL;
+struct page *probe_page_at(struct probe *probe, u64 slot) {
+    if (slot < SLOTS) return probe->slots[slot];
+    if (slot >= PINNED_SLOT && slot - PINNED_SLOT < probe->pinned_count) return probe->pinned[slot - PINNED_SLOT];
+    return NULL;
 }
 
 long probe_command(struct probe *probe, u32 command, struct probe_command *c) {
@@ -385,6 +260,8 @@ long probe_command(struct probe *probe, u32 command, struct probe_command *c) {
         if (ret == 0) {
             probe->slots[a[3]] = hmm_pfn_to_page(pfn);
             a[1] = (pfn & HMM_PFN_WRITE) != 0;
+            a[2] = hmm_pfn_to_phys(pfn);
+            a[3] = hmm_pfn_to_map_order(pfn);
         }
         return ret;
     case PROBE_KMAP_READ:
@@ -413,7 +290,7 @@ long probe_command(struct probe *probe, u32 command, struct probe_command *c) {
         ret = (int)pin_user_pages(a[0], a[1], a[2] ? FOLL_WRITE | FOLL_LONGTERM : FOLL_LONGTERM, probe->pinned);
         mmap_read_unlock(current->mm);
         if (ret > 0) probe->pinned_count = (unsigned long)ret;
-        /* A pinned page may be kmapped: slot 7 is the first. */
+        /* A pinned page may be kmapped: slot 7 is the first (and PINNED_SLOT + i the i-th). */
         if (ret > 0) probe->slots[7] = probe->pinned[0];
         return ret;
     case PROBE_UNPIN:
@@ -464,6 +341,24 @@ long probe_command(struct probe *probe, u32 command, struct probe_command *c) {
         mmput(current->mm);
         return 1;
     case PROBE_NOTIFIER: return probe_notifier(probe, a[0], c);
+    case PROBE_CHECK_RETRY:
+        mutex_lock(&probe->mutex);
+        if (a[1]) {
+            probe->watching = true;
+            probe->watched_seq = a[0];
+            probe->retry_in_callback = -1;
+        }
+        a[1] = (u64)(s64)probe->retry_in_callback;
+        mutex_unlock(&probe->mutex);
+        return mmu_interval_check_retry(&probe->notifier, a[0]);
+    case PROBE_EXTRA: return probe_extra(probe, c);
+    case PROBE_PIN_VARIANT: return probe_pin_variant(probe, c);
+    case PROBE_UNPIN_ONE: return probe_unpin_one(probe, c);
+    case PROBE_PAGE: return probe_page(probe, c);
+    case PROBE_HIGHMEM: return probe_highmem(probe, c);
+    case PROBE_DELAY: return probe_delay(probe, c);
+    case PROBE_PRINTK: return probe_printk(probe, c);
+    case PROBE_MM_REFS: return probe_mm_refs(probe, c);
     case PROBE_RECLAIM_ALLOC:
         mutex_lock(&probe->mutex);
         probe->alloc_armed = a[0] != 0;

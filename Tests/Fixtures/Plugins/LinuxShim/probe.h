@@ -2,7 +2,7 @@
  * The Linux shim's probe: kernel-style code that exercises one shim
  * function at a time, driven by the tests through the plugin's control
  * operation (glue.c). Commands and their argument block are shared with
- * Tests/PluginHostTests/LinuxShimTests.swift.
+ * Tests/PluginHostTests/ShimProbe.swift and the LinuxShim*Tests there.
  */
 #ifndef SHIMPROBE_H
 #define SHIMPROBE_H
@@ -21,12 +21,13 @@ enum probe_commands {
     PROBE_SELFTEST = 1,      /* pure functions; result: checks passed (message: the first failure) */
     PROBE_READ_BEGIN,        /* result: mmu_interval_read_begin */
     PROBE_READ_RETRY,        /* [0] seq; result: mmu_interval_read_retry */
-    PROBE_HMM_FAULT,         /* [0] address [1] write [2] seq [3] slot; result: hmm_range_fault; [1] out: HMM_PFN_WRITE set */
+    PROBE_HMM_FAULT,         /* [0] address [1] write [2] seq [3] slot; result: hmm_range_fault; out: [1] HMM_PFN_WRITE set,
+                                [2] hmm_pfn_to_phys [3] hmm_pfn_to_map_order */
     PROBE_KMAP_READ,         /* [0] slot [1] local; bytes out */
     PROBE_KMAP_WRITE,        /* [0] slot [1] local; bytes in */
     PROBE_SET_DIRTY,         /* [0] slot */
     PROBE_PAGE_TO_PFN,       /* [0] slot; result: page_to_pfn */
-    PROBE_PIN,               /* [0] address [1] pages [2] write; result: pin_user_pages */
+    PROBE_PIN,               /* [0] address [1] pages [2] write; result: pin_user_pages (the last pin) */
     PROBE_UNPIN,             /* [0] dirty: unpin_user_pages(_dirty_lock) of what PROBE_PIN pinned */
     PROBE_INTERVAL_STATE,    /* result: invalidations; [0] last event [1] last blockable [2] start [3] end */
     PROBE_CONTEXT,           /* [0] case (enum probe_context); does it with the spin lock held */
@@ -40,6 +41,83 @@ enum probe_commands {
     PROBE_MMGET,             /* result: mmget_not_zero (then mmput) */
     PROBE_NOTIFIER,          /* [0] case (enum probe_notifier_step); result and [0..3]: counts */
     PROBE_RECLAIM_ALLOC,     /* [0] 1: arm 0: disarm and free; result: kept; [0] failed */
+    PROBE_CHECK_RETRY,       /* [0] seq [1] 1: also watch it from the invalidate op; result: mmu_interval_check_retry;
+                                [1] out: what the op's check said after set_seq (-1: no invalidation yet) */
+    PROBE_EXTRA,             /* [0] step (enum probe_extra_step): the second interval */
+    PROBE_PIN_VARIANT,       /* [0] address [1] pages [2] gup_flags [3] variant (enum probe_pin_variant);
+                                result: its answer; [1] out: *locked after (remote with locked) */
+    PROBE_UNPIN_ONE,         /* [0] index in the last pin: unpin_user_page; [1] 1: forget the pin set after */
+    PROBE_PAGE,              /* [0] page (probe_page_at) [1] op (enum probe_page_op) [2] second page; result: its answer */
+    PROBE_HIGHMEM,           /* [0] op (enum probe_highmem_op) [1] page [2] offset [3] length, or the source page; bytes */
+    PROBE_DELAY,             /* [0] op (enum probe_delay_op) [1] amount; result: ns it took (ktime_get_ns); [1] out */
+    PROBE_PRINTK,            /* [0] level 0..7, or 8: none; result: printk's answer */
+    PROBE_MM_REFS,           /* [0] op (enum probe_mm_op); result: mm_users after; [0] out: mm_count after */
+};
+
+/* Set in the command number: run it in a scope with no mm (current->mm
+ * NULL, a kernel thread's view); the probe still knows its mm. */
+#define PROBE_NO_MM 0x1000u
+
+/* Handled by the glue (glue.c), not the probe: host services a driver on
+ * the shim would reach through migrate_vma_*, which the shim lacks. */
+enum probe_glue_commands {
+    PROBE_GLUE_TO_DEVICE = 100, /* [0] address: that page into the instance's device memory; result: pages moved */
+};
+
+enum probe_mmap_lock {
+    PROBE_MMAP_NONE = 0,
+    PROBE_MMAP_WRITE,
+    PROBE_MMAP_READ,
+};
+
+enum probe_extra_step {
+    PROBE_EXTRA_INSERT_LOCKED = 1, /* [1] start [2] length [3] mmap lock (enum probe_mmap_lock); result: the insert's */
+    PROBE_EXTRA_STATE,             /* result: invalidations; [0] start [1] end [2] event of the last; [3] interval.last */
+    PROBE_EXTRA_REMOVE,
+};
+
+enum probe_pin_variant {
+    PROBE_PIN_FAST = 1,          /* pin_user_pages_fast, no lock held */
+    PROBE_PIN_REMOTE,            /* pin_user_pages_remote(the probe's mm), mmap_read_lock held, locked NULL */
+    PROBE_PIN_REMOTE_LOCKED,     /* the same with *locked = 1 */
+    PROBE_PIN_REMOTE_UNLOCKED,   /* no lock held, *locked = 0 (the callee takes it) */
+    PROBE_PIN_REMOTE_NO_LOCK,    /* no lock held and locked NULL: a misuse */
+};
+
+enum probe_page_op {
+    PROBE_PAGE_DIRTY_LOCK = 1,   /* set_page_dirty_lock */
+    PROBE_PAGE_FOLIO_DIRTY,      /* folio_mark_dirty(page_folio(page)) */
+    PROBE_PAGE_ACCESSED,         /* mark_page_accessed */
+    PROBE_PAGE_FOLIO_ACCESSED,   /* folio_mark_accessed(page_folio(page)) */
+    PROBE_PAGE_DEVICE_PRIVATE,   /* is_device_private_page */
+    PROBE_PAGE_ZONE_DEVICE,      /* is_zone_device_page */
+    PROBE_PAGE_FOLIO_SAME,       /* page_folio(page) == page_folio(second page) */
+    PROBE_PAGE_FOLIO_CHECKS,     /* bits: 1 folio_page(folio, 0) == page, 2 folio_pfn == page_to_pfn, 4 folio_nr_pages == 1 */
+};
+
+enum probe_highmem_op {
+    PROBE_MEMCPY_FROM_PAGE = 1,  /* bytes out [0, length): from the page at offset */
+    PROBE_MEMCPY_TO_PAGE,        /* bytes in [0, length) to the page at offset */
+    PROBE_CLEAR_HIGHPAGE,
+    PROBE_COPY_HIGHPAGE,         /* to the page [1] from the page [3] */
+    PROBE_KMAP_LOCAL_FOLIO,      /* bytes out [0, length): kmap_local_folio(page_folio(page), offset) */
+};
+
+enum probe_delay_op {
+    PROBE_NDELAY = 1,            /* [1] ns */
+    PROBE_UDELAY,                /* [1] us */
+    PROBE_MDELAY,                /* [1] ms */
+    PROBE_FSLEEP,                /* [1] us */
+    PROBE_MSLEEP_INTERRUPTIBLE,  /* [1] ms; [1] out: its answer */
+    PROBE_KTIME_GET_NS,          /* result: ktime_get_ns(); [1] out: ktime_get() after it */
+};
+
+enum probe_mm_op {
+    PROBE_MM_READ = 1,
+    PROBE_MM_GET,                /* mmget */
+    PROBE_MM_PUT,                /* mmput */
+    PROBE_MM_GRAB,               /* mmgrab */
+    PROBE_MM_DROP,               /* mmdrop */
 };
 
 enum probe_context {
@@ -56,6 +134,19 @@ enum probe_context {
     PROBE_CONTEXT_XA_STORE_KERNEL,
     PROBE_CONTEXT_XA_STORE_ATOMIC,
     PROBE_CONTEXT_COND_RESCHED,
+    PROBE_CONTEXT_SET_PAGE_DIRTY,      /* needs slot 0 */
+    PROBE_CONTEXT_SET_PAGE_DIRTY_LOCK, /* needs slot 0 */
+    PROBE_CONTEXT_MARK_ACCESSED,       /* needs slot 0 */
+    PROBE_CONTEXT_MEMCPY_FROM_PAGE,    /* needs slot 0 */
+    PROBE_CONTEXT_PIN_FAST,            /* the interval's first page, unpinned again */
+    PROBE_CONTEXT_CHECK_RETRY,
+    PROBE_CONTEXT_KTIME_GET_NS,
+    PROBE_CONTEXT_NDELAY,
+    PROBE_CONTEXT_MDELAY,
+    PROBE_CONTEXT_FSLEEP_SHORT,        /* 5 us: a spin */
+    PROBE_CONTEXT_FSLEEP_LONG,         /* 100 us: a sleep */
+    PROBE_CONTEXT_MSLEEP_INTERRUPTIBLE,
+    PROBE_CONTEXT_PRINTK,
 };
 
 enum probe_warning {
@@ -71,6 +162,9 @@ enum probe_warning {
     PROBE_WARN_PRINTK,         /* pr_err and pr_info: the host log, not reports */
     PROBE_WARN_HELD_LOCK_FREED,
     PROBE_WARN_UNINITIALISED,  /* a mutex used before mutex_init */
+    PROBE_WARN_LOCKDEP_WRITE,  /* lockdep_assert_held_write on a semaphore held for reading */
+    PROBE_WARN_LOCKDEP_READ,   /* lockdep_assert_held_read on a semaphore not held */
+    PROBE_WARN_SPIN_NOT_LOCKED, /* assert_spin_locked on a spin lock not held */
 };
 
 enum probe_rwsem {
@@ -90,6 +184,9 @@ enum probe_notifier_step {
     PROBE_NOTIFIER_GET,        /* result: 1 if the same notifier as the first get; [0] users */
     PROBE_NOTIFIER_PUT,        /* result: free_notifier calls so far */
     PROBE_NOTIFIER_HOOKS,      /* [0] clear_flush_young [1] test_young [2] arch_invalidate_secondary_tlbs calls */
+    PROBE_NOTIFIER_REGISTER_LOCKED, /* __mmu_notifier_register, [1] mmap lock (enum probe_mmap_lock) */
+    PROBE_NOTIFIER_GET_LOCKED,      /* mmu_notifier_get_locked, [1] mmap lock; as PROBE_NOTIFIER_GET */
+    PROBE_NOTIFIER_GET_SATURATED,   /* mmu_notifier_get with the shared notifier's users at UINT_MAX */
 };
 
 struct probe;

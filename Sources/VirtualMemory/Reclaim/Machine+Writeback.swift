@@ -53,7 +53,7 @@ extension Machine {
         var freed = 0
         for frame in 0..<Int32(memory.frameCount) {
             let flags = memory.flags(of: frame)
-            guard flags.contains(.allocated), flags.contains(.onLRU), memory.mapcount(of: frame) == 0,
+            guard flags.contains(.allocated), !flags.contains(.tail), flags.contains(.onLRU), memory.mapcount(of: frame) == 0,
                 memory.pincount(of: frame) == 0, memory.node(of: frame).isolate(frame, memory: memory)
             else { continue }
             if reclaim(isolated: frame, ignoreReferences: true) { freed += 1 }

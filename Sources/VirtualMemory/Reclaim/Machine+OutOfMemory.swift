@@ -48,8 +48,11 @@ extension Machine {
             }
             defer { victim.mmapLock.unlockShared() }
             if pending == nil {
+                // Chunks on 2 MiB boundaries, so no huge page is reaped in part.
                 pending = victim.vmas.filter { $0.kind == .anonymousPrivate }.flatMap { vma in
-                    stride(from: vma.start, to: vma.end, by: Int(Self.oomReapChunk)).map { ($0, min($0 + Self.oomReapChunk, vma.end)) }
+                    stride(from: vma.start & ~(Self.oomReapChunk - 1), to: vma.end, by: Int(Self.oomReapChunk)).map {
+                        (max($0, vma.start), min($0 + Self.oomReapChunk, vma.end))
+                    }
                 }
             }
             var refused: [(UInt64, UInt64)] = []

@@ -1,10 +1,13 @@
+public import MMUNotifier
 import LabSync
-import MMUNotifier
 import Synchronization
 
-/// The demo's stress run: actors on real threads against the notifier core,
-/// with the stale-translation oracle after every invalidation.
-final class NotifierStorm: Sendable {
+/// A stress run of the notifier core alone (`mmulab notifier-storm`): actors
+/// on the core's threads against in-process mirror devices (KVM-like,
+/// GPU-like, RDMA-like; see StormDevices.swift), with the stale-translation
+/// oracle after every invalidation. It knows nothing of the primary MMU
+/// model or of plugins: what it checks is the notifier contract itself.
+public final class NotifierStorm: Sendable {
     static let pagesPerSpace = 256
     static let rangePages = 32
     static let blockableEvents: [NotifierEvent] = [
@@ -13,7 +16,7 @@ final class NotifierStorm: Sendable {
 
     struct Space: Sendable {
         let notifiers: AddressSpaceNotifiers
-        let primary: DemoPrimary
+        let primary: StormPrimary
         let mirror: MirrorSubscriber
         let busy: BusyDevice
         let ranges: [FaultingRange]
@@ -46,7 +49,7 @@ final class NotifierStorm: Sendable {
         var registered: [MirrorSubscriber] { lock.withLock { ready } }
     }
 
-    let seed: UInt64
+    public let seed: UInt64
     let core: NotifierCore
     let spaces: [Space]
     let counters = Counters()
@@ -62,7 +65,10 @@ final class NotifierStorm: Sendable {
 
     private let staleReports: ReportLog<String>
 
-    init(seed: UInt64, addressSpaces: Int, faults: NotifierCore.FaultInjection) {
+    /// Builds `addressSpaces` address spaces (at least 1), each with its devices registered.
+    /// `faults` breaks the core on purpose, to see the oracle catch it.
+    public init(seed: UInt64, addressSpaces: Int, faults: NotifierCore.FaultInjection) {
+        precondition(addressSpaces > 0, "a storm needs an address space")
         self.seed = seed
         let core = NotifierCore(faults: faults)
         self.core = core
@@ -78,30 +84,26 @@ final class NotifierStorm: Sendable {
             let ranges = (0..<(Self.pagesPerSpace / Self.rangePages)).map { FaultingRange("gpu-like \(id) range \($0)", sync: sync) }
             let intervals = ranges.enumerated().map { i, range in
                 try! notifiers.insertInterval(
-                    start: UInt64(i * Self.rangePages) * demoPageSize,
-                    end: UInt64((i + 1) * Self.rangePages) * demoPageSize, ops: range)
+                    start: UInt64(i * Self.rangePages) * stormPageSize,
+                    end: UInt64((i + 1) * Self.rangePages) * stormPageSize, ops: range)
             }
             return Space(
-                notifiers: notifiers, primary: DemoPrimary(pages: Self.pagesPerSpace), mirror: mirror, busy: busy,
+                notifiers: notifiers, primary: StormPrimary(pages: Self.pagesPerSpace), mirror: mirror, busy: busy,
                 ranges: ranges, intervals: intervals, guests: Guests(sync: sync))
         }
     }
 
-    struct Snapshot {
-        let elapsed: Duration
-        let invalidations: Int
-        let faults: Int
-        let violations: Int
-
-        var progressText: String {
-            let seconds = elapsed.seconds
-            let rate = seconds > 0 ? Int(Double(invalidations) / seconds) : 0
-            return "[\(fixed(seconds).leftPadded(to: 5)) s] invalidations \(invalidations) (\(rate)/s)  device faults \(faults)  violations \(violations)"
-        }
+    /// Where a running storm stands (for a progress line).
+    public struct Snapshot: Sendable {
+        public let elapsed: Duration
+        public let invalidations: Int
+        public let faults: Int
+        public let violations: Int
     }
 
-    /// Runs every actor for `duration`, calling `progress` about four times a second.
-    func run(for duration: Duration, progress: (Snapshot) -> Void) -> Outcome {
+    /// Runs every actor for `duration`, calling `progress` about four times a
+    /// second, then unregisters every guest and releases every space. Run once.
+    public func run(for duration: Duration, progress: (Snapshot) -> Void) -> Outcome {
         let sync = core.sync
         let stop = Atomic<Bool>(false)
         let start = sync.now()
@@ -123,7 +125,7 @@ final class NotifierStorm: Sendable {
             while let guest = space.guests.removeOldest() { try? space.notifiers.unregister(guest) }
             space.notifiers.release()
         }
-        return Outcome(storm: self, elapsed: elapsed)
+        return Outcome(self, elapsed: elapsed)
     }
 
     private func snapshot(since start: Duration) -> Snapshot {
@@ -155,8 +157,8 @@ final class NotifierStorm: Sendable {
             let event = Self.blockableEvents.randomElement(using: &rng)!
             let owner: OwnerCookie? = event == .migrate ? OwnerCookie(UInt64(stream)) : nil
             let range = InvalidationRange(
-                addressSpace: space.notifiers.addressSpace, start: UInt64(pages.lowerBound) * demoPageSize,
-                end: UInt64(pages.upperBound) * demoPageSize, event: event, owner: owner)
+                addressSpace: space.notifiers.addressSpace, start: UInt64(pages.lowerBound) * stormPageSize,
+                end: UInt64(pages.upperBound) * stormPageSize, event: event, owner: owner)
             let active = space.notifiers.startInvalidation(range)
             space.notifiers.invalidateSecondaryTLBs(range)
             if Int.random(in: 0..<4, using: &rng) == 0 { core.sync.sleep(for: .microseconds(20)) }
@@ -174,8 +176,8 @@ final class NotifierStorm: Sendable {
             let space = spaces.randomElement(using: &rng)!
             let pages = randomRange(&rng)
             let range = InvalidationRange(
-                addressSpace: space.notifiers.addressSpace, start: UInt64(pages.lowerBound) * demoPageSize,
-                end: UInt64(pages.upperBound) * demoPageSize, event: .oomReap, blockable: false)
+                addressSpace: space.notifiers.addressSpace, start: UInt64(pages.lowerBound) * stormPageSize,
+                end: UInt64(pages.upperBound) * stormPageSize, event: .oomReap, blockable: false)
             do {
                 let active = try space.notifiers.tryStartInvalidation(range)
                 var minimum: MinimumVersions = [:]

@@ -1,6 +1,6 @@
 import ArgumentParser
-import LabSync
 import MMUNotifier
+import NotifierStormLab
 
 #if canImport(Glibc)
 import Glibc
@@ -53,7 +53,7 @@ struct NotifierStormCommand: ParsableCommand {
             progress.update(snapshot.progressText)
         }
         progress.finish()
-        print(outcome.report())
+        print(outcome.report)
         if !outcome.isClean { throw ExitCode(1) }
     }
 }

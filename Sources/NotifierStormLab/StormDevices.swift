@@ -2,12 +2,16 @@ import LabSync
 import MMUNotifier
 import Synchronization
 
-let demoPageSize: UInt64 = 4096
+// The storm's in-process devices: each caches translations the way one kind
+// of secondary MMU does, so the oracle can ask whether it still holds one an
+// ended invalidation made stale.
 
-/// The primary page table of one demo address space, reduced to a version
+let stormPageSize: UInt64 = 4096
+
+/// The primary page table of one storm address space, reduced to a version
 /// per page: an invalidation bumps the versions of its pages between start
 /// and end, as the primary MMU rewrites PTEs between them.
-final class DemoPrimary: Sendable {
+final class StormPrimary: Sendable {
     private final class Page: Sendable { let version = Atomic<UInt64>(1) }
     private let pages: [Page]
 
@@ -18,7 +22,7 @@ final class DemoPrimary: Sendable {
     func bump(_ page: Int) -> UInt64 { pages[page].version.add(1, ordering: .sequentiallyConsistent).newValue }
 }
 
-/// What a demo device must hold at least after an invalidation ended:
+/// What a storm device must hold at least after an invalidation ended:
 /// page -> the version the primary moved to.
 typealias MinimumVersions = [Int: UInt64]
 
@@ -39,7 +43,7 @@ final class TranslationCache: @unchecked Sendable {
     func withEntries<R>(_ body: (inout [Int: UInt64]) -> R) -> R { lock.withLock { body(&entries) } }
 
     func zap(_ range: InvalidationRange) {
-        withEntries { entries in entries = entries.filter { !range.contains(UInt64($0.key) * demoPageSize) } }
+        withEntries { entries in entries = entries.filter { !range.contains(UInt64($0.key) * stormPageSize) } }
     }
 
     func stale(_ minimum: MinimumVersions) -> [Int] {
@@ -65,7 +69,7 @@ final class MirrorSubscriber: AddressSpaceSubscriber, CheckedDevice, @unchecked 
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         cache.withEntries { entries in
             open.append(range)
-            entries = entries.filter { !range.contains(UInt64($0.key) * demoPageSize) }
+            entries = entries.filter { !range.contains(UInt64($0.key) * stormPageSize) }
         }
         return .ok
     }
@@ -75,13 +79,13 @@ final class MirrorSubscriber: AddressSpaceSubscriber, CheckedDevice, @unchecked 
     }
 
     func clearYoung(addressSpace: AddressSpaceID, start: UInt64, end: UInt64) -> Bool {
-        cache.withEntries { entries in entries.keys.contains { UInt64($0) * demoPageSize >= start && UInt64($0) * demoPageSize < end } }
+        cache.withEntries { entries in entries.keys.contains { UInt64($0) * stormPageSize >= start && UInt64($0) * stormPageSize < end } }
     }
 
     /// Returns whether the translation was installed.
-    func fault(_ page: Int, primary: DemoPrimary) -> Bool {
+    func fault(_ page: Int, primary: StormPrimary) -> Bool {
         cache.withEntries { entries in
-            guard !open.contains(where: { $0.contains(UInt64(page) * demoPageSize) }) else { return false }
+            guard !open.contains(where: { $0.contains(UInt64(page) * stormPageSize) }) else { return false }
             entries[page] = primary.version(page)
             return true
         }
@@ -105,13 +109,13 @@ final class FaultingRange: IntervalInvalidator, CheckedDevice, @unchecked Sendab
     func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
         cache.withEntries { entries in
             interval.setSeq(currentSeq)
-            entries = entries.filter { !range.contains(UInt64($0.key) * demoPageSize) }
+            entries = entries.filter { !range.contains(UInt64($0.key) * stormPageSize) }
         }
         return true
     }
 
     /// Faults `page` in; returns the number of retries it took.
-    func fault(_ page: Int, interval: IntervalNotifier, primary: DemoPrimary) -> Int {
+    func fault(_ page: Int, interval: IntervalNotifier, primary: StormPrimary) -> Int {
         var retries = 0
         while true {
             let seq = interval.readBegin()

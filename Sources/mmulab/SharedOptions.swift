@@ -1,0 +1,37 @@
+import ArgumentParser
+
+// The options `run`, `demo` and `campaign` share, each declared once: the
+// same flag, default, help and checks wherever it appears. A command puts
+// each group where the option stands in its help.
+
+/// `--seed` of one run (`run`, `demo`).
+struct SeedOption: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Seed: a whole number from 0 (replaces the scenario's; a finding's seed replays it).", transform: ArgumentValues.seed)
+    var seed: UInt64?
+}
+
+/// `--plugin-directory` (`run`, `demo`, `campaign`).
+struct PluginDirectoryOption: ParsableArguments {
+    @Option(help: "Directory of the bundled plugins (default: beside mmulab).")
+    var pluginDirectory: String?
+}
+
+/// `--json` and `--report` of one run (`run`, `demo`): at most one of them
+/// on standard output.
+struct RunReportOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Write the result as JSON to this file ('-': standard output).", valueName: "file"))
+    var json: String?
+
+    @Option(help: ArgumentHelp("Write a self-contained HTML report (bugs, charts, latencies) to this file ('-': standard output).", valueName: "file"))
+    var report: String?
+
+    func validate() throws {
+        try RunSession.validateReportPaths(json: json, report: report)
+    }
+}
+
+/// `--schedule` (`run`, `campaign`).
+struct ScheduleOption: ParsableArguments {
+    @Option(help: scheduleHelp)
+    var schedule: ScheduleArgument?
+}
