@@ -157,13 +157,14 @@ extension Machine {
     /// headed by `head` since the last look, in any mapping (reclaim's
     /// aging at folio granularity, Linux's `folio_referenced` on a PMD):
     /// the 512 accessed bits of each mapping, then every secondary's
-    /// `clearYoung` over its 2 MiB; clears what it reads.
-    func isHugeRecentlyUsed(_ head: Int32) -> Bool {
+    /// `clearYoung` over its 2 MiB; clears what it reads. Only the blocks
+    /// some PTE of which maps the folio are looked at, each under its
+    /// space's young lock (as `checkReferences`); they are returned.
+    func checkHugeReferences(_ head: Int32) -> (used: Bool, mapped: Set<MappingKey>) {
         var cpu = memory.testAndClear(.referenced, on: head)
         var device = false
+        var mapped: Set<MappingKey> = []
         forEachMapping(of: head) { vma, block in
-            // As `checkReferences`: only a block some PTE of which maps the
-            // huge page, under the space's young lock.
             let space = vma.space
             space.youngLock.withLock {
                 var maps = false
@@ -177,12 +178,13 @@ extension Machine {
                     }
                 }
                 guard maps else { return }
+                mapped.insert(MappingKey(space: space.id, address: block))
                 if !faults.contains(.skipYoungCheck), space.notifiers.clearYoung(start: block, end: block + AddressSpace.hugeSize) {
                     device = true
                 }
             }
         }
         if device { statistics.keptBySecondaryYoung.add(1, ordering: .relaxed) } else if cpu { statistics.keptYoung.add(1, ordering: .relaxed) }
-        return cpu || device
+        return (cpu || device, mapped)
     }
 }

@@ -130,8 +130,10 @@ extension Machine {
 
     private enum Eviction { case evicted, kept(active: Bool) }
 
-    /// The body of `reclaim(isolated:)`, with the frame locked.
-    private func evict(_ frame: Int32, ignoreReferences: Bool) -> Eviction {
+    /// The body of `reclaim(isolated:)`, with the frame locked. `known`:
+    /// the mappings a young check already found (a huge page's, checked
+    /// whole before its split), the only ones to unmap.
+    private func evict(_ frame: Int32, ignoreReferences: Bool, checked known: Set<MappingKey>? = nil) -> Eviction {
         let flags = memory.flags(of: frame)
         // Linux's `shrink_folio_list` keeps a pinned anonymous page before
         // giving it a swap slot. One already in the swap cache, and a file
@@ -148,15 +150,20 @@ extension Machine {
             // devices' young bits over its 2 MiB); a cold one is split to
             // be swapped out (Linux splits a THP it cannot swap whole):
             // its other pages go on the inactive list, this one goes on.
-            if !ignoreReferences && isHugeRecentlyUsed(frame) { return .kept(active: true) }
+            var checked: Set<MappingKey>? = nil
+            if !ignoreReferences {
+                let (used, mapped) = checkHugeReferences(frame)
+                if used { return .kept(active: true) }
+                checked = mapped  // the blocks, where the head page is mapped
+            }
             splitHugeFolio(frame, zeroUnused: true)
             // A page of zeroes is now the zero page's mapping: nothing to swap.
             if memory.mapcount(of: frame) == 0 { return .evicted }
-            return evict(frame, ignoreReferences: true)
+            return evict(frame, ignoreReferences: true, checked: checked)
         }
         // The mappings the young check found (nil: MADV_PAGEOUT, which asks
         // nobody, unmaps every mapping of the frame).
-        var checked: Set<MappingKey>? = nil
+        var checked = known
         if !ignoreReferences {
             let (used, mapped) = checkReferences(frame)
             if used { return .kept(active: true) }
