@@ -78,6 +78,46 @@ struct DeterminismTests {
         #expect(first == second, "mprotect-flip, \(strategy), seed \(testSeed): \(first.difference(from: second))")
     }
 
+    /// A progress callback does not change the run: `mmulab run` watches
+    /// with one, `mmulab replay` and `shrink` without, and a finding after
+    /// the first progress sample (250 ms) must still replay. (The snapshot
+    /// for the callback took the trail's lock, a scheduling point, only when
+    /// someone watched.)
+    @Test func aWatchedRunSchedulesAsAnUnwatchedOne() throws {
+        let scenario = try #require(try Catalogue.scenario(named: "munmap-race"))
+        func run(watched: Bool) throws -> Fingerprint {
+            var options = RunOptions()
+            options.seed = testSeed
+            options.seconds = 0.03
+            options.schedule = .pct(depth: 3)
+            options.progressInterval = .milliseconds(5)
+            if watched { options.progress = { _ in } }
+            return Fingerprint(try ScenarioRunner.run(scenario, options: options))
+        }
+        let (unwatched, watched) = (try run(watched: false), try run(watched: true))
+        #expect(unwatched == watched, "munmap-race, pct:3, seed \(testSeed): \(unwatched.difference(from: watched))")
+    }
+
+    /// reclaim-storm, seed 65, random:0.1 for 300 ms (as `mmulab run
+    /// reclaim-storm --seed 65 --duration 300ms --schedule random:0.1`): a
+    /// KVM page the guest used was checked through a frame it had left (a
+    /// COW copy had replaced it) while its own frame's check ran; the stale
+    /// check took the accessed bit, the page's own check answered "not
+    /// young", and the aging oracle reported the correct KVM plugin. Reclaim
+    /// now asks only about the pages a frame is mapped at, one check of a
+    /// page at a time (YoungCheckTests). Needs the KVM plugin (a release or
+    /// debug build of the package has it).
+    @Test func reclaimStormSeed65HasNoFalseAgingFinding() throws {
+        let scenario = try #require(try Catalogue.scenario(named: "reclaim-storm"))
+        var options = RunOptions()
+        options.seed = 65
+        options.seconds = 0.3
+        options.schedule = .random(switchProbability: 0.1)
+        let result = try ScenarioRunner.run(scenario, options: options)
+        #expect(result.pluginStatistics.contains { $0.0.hasPrefix("kvm") }, "the KVM plugin ran")
+        #expect(result.findings.isEmpty, "\(result.findings.prefix(2).map { "\($0.invariant.rawValue): \($0.detail)" })")
+    }
+
     /// Free-running runs say nothing about a schedule (and keep a trail digest).
     @Test func aFreeRunHasNoSchedule() throws {
         let scenario = try #require(try Catalogue.scenario(named: "munmap-race"))

@@ -14,8 +14,9 @@ import Synchronization
 /// bit, or never flushed the TLB that hid its accesses), and so is the
 /// eviction that follows (the hot page it then lost).
 ///
-/// Checks of one page are serialised (reclaim holds the frame's lock
-/// across its young check), so "the previous check" is well defined; an
+/// Checks of one page are serialised (reclaim asks only about the pages its
+/// frame is mapped at, under the space's young lock, as Linux asks under
+/// the page-table lock), so "the previous check" is well defined; an
 /// access counts only if it began after that check ended (or after the
 /// last invalidation of the page began or ended, which may have taken the
 /// device's translation and its accessed bit) and ended before this one

@@ -180,9 +180,15 @@ public enum ScenarioRunner {
                     timeline = timeline.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
                     sampleInterval *= 2
                 }
-                options.progress?(RunProgress(
+                // Taken whether or not anyone watches: the snapshot takes the
+                // trail's lock, a scheduling point under --schedule, so a run
+                // with a progress line (`mmulab run`) and one without
+                // (`mmulab replay`, `shrink`, tests) must both take it, or the
+                // same seed schedules differently and the replay finds nothing.
+                let progress = RunProgress(
                     elapsedSeconds: point.seconds, operations: point.operations, freeFrames: point.freeFrames,
-                    findings: findings.total.load(ordering: .relaxed), invalidations: lab.trail.invalidationsByEvent))
+                    findings: findings.total.load(ordering: .relaxed), invalidations: lab.trail.invalidationsByEvent)
+                options.progress?(progress)
             }
         }
         stop.set()

@@ -38,8 +38,9 @@ public enum MemoryError: Error, Sendable, Hashable, CustomStringConvertible {
 /// page table and its notifier subscriptions.
 ///
 /// Locks, outermost first: `mmapLock` (a sleeping reader-writer lock, like
-/// Linux's `mmap_lock`), a frame's lock, an rmap owner's lock, `ptl` (the
-/// page-table spin lock, `mm->page_table_lock`), a node's lock.
+/// Linux's `mmap_lock`), a frame's lock, an rmap owner's lock, `youngLock`
+/// (reclaim's young checks only), `ptl` (the page-table spin lock,
+/// `mm->page_table_lock`), a node's lock.
 public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     // @unchecked: `vmas`, `cursor` are guarded by `mmapLock`; `pageTable`
     // and `inFlight` by `ptl`; the rest is atomic or immutable.
@@ -52,6 +53,17 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     let machine: Machine
     let mmapLock: SleepingRWLock
     let ptl: SpinLock
+    /// Held by reclaim's young check of a mapping from its look at the PTE
+    /// until every secondary has answered `clearYoung`: the part Linux's
+    /// page-table lock plays in `folio_referenced_one`, which holds it across
+    /// `ptep_clear_flush_young_notify`, so two checks of one page never
+    /// overlap (nor would one check's answer be taken from another's). The
+    /// model cannot hold `ptl` there: its check of every device access takes
+    /// `ptl`, and a secondary's young check may wait for that access (KVM's
+    /// flush waits for the vCPUs in guest mode). Nothing but young checks
+    /// takes this lock, and nothing is taken under it but `ptl` and what the
+    /// secondaries' `clearYoung` takes.
+    let youngLock: SpinLock
     let pageTable = PageTable()
     var vmas: [VMA] = []
     private var cursor: UInt64 = 0x10_0000_0000
@@ -81,6 +93,7 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         notifiers = machine.notifierCore.makeAddressSpaceNotifiers(for: id)
         mmapLock = SleepingRWLock("mmap_lock \(id)", domain: machine.sync, orderClass: "mmap_lock")
         ptl = SpinLock("page_table_lock \(id)", domain: machine.sync, orderClass: "page_table_lock")
+        youngLock = SpinLock("young check \(id)", domain: machine.sync, orderClass: "young check")
         userfaultQueue = SpinLocked([], name: "userfaults \(id)", domain: machine.sync)
         userfaultWaits = WaitQueue("userfault waits \(id)", domain: machine.sync)
     }

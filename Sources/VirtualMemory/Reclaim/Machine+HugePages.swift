@@ -157,23 +157,34 @@ extension Machine {
     /// headed by `head` since the last look, in any mapping (reclaim's
     /// aging at folio granularity, Linux's `folio_referenced` on a PMD):
     /// the 512 accessed bits of each mapping, then every secondary's
-    /// `clearYoung` over its 2 MiB; clears what it reads.
-    func isHugeRecentlyUsed(_ head: Int32) -> Bool {
+    /// `clearYoung` over its 2 MiB; clears what it reads. Only the blocks
+    /// some PTE of which maps the folio are looked at, each under its
+    /// space's young lock (as `checkReferences`); they are returned.
+    func checkHugeReferences(_ head: Int32) -> (used: Bool, mapped: Set<MappingKey>) {
         var cpu = memory.testAndClear(.referenced, on: head)
         var device = false
+        var mapped: Set<MappingKey> = []
         forEachMapping(of: head) { vma, block in
-            vma.space.ptl.withLock {
-                vma.space.pageTable.forEachEntry(from: block >> 12, to: (block + AddressSpace.hugeSize) >> 12) { _, pte in
-                    guard pte.isPresent, pte.isHuge, memory.head(of: pte.frame) == head, pte.isAccessed else { return }
-                    pte = pte.with(accessed: false)
-                    cpu = true
+            let space = vma.space
+            space.youngLock.withLock {
+                var maps = false
+                space.ptl.withLock {
+                    space.pageTable.forEachEntry(from: block >> 12, to: (block + AddressSpace.hugeSize) >> 12) { _, pte in
+                        guard pte.isPresent, pte.isHuge, memory.head(of: pte.frame) == head else { return }
+                        maps = true
+                        guard pte.isAccessed else { return }
+                        pte = pte.with(accessed: false)
+                        cpu = true
+                    }
                 }
-            }
-            if !faults.contains(.skipYoungCheck), vma.space.notifiers.clearYoung(start: block, end: block + AddressSpace.hugeSize) {
-                device = true
+                guard maps else { return }
+                mapped.insert(MappingKey(space: space.id, address: block))
+                if !faults.contains(.skipYoungCheck), space.notifiers.clearYoung(start: block, end: block + AddressSpace.hugeSize) {
+                    device = true
+                }
             }
         }
         if device { statistics.keptBySecondaryYoung.add(1, ordering: .relaxed) } else if cpu { statistics.keptYoung.add(1, ordering: .relaxed) }
-        return cpu || device
+        return (cpu || device, mapped)
     }
 }

@@ -130,8 +130,10 @@ extension Machine {
 
     private enum Eviction { case evicted, kept(active: Bool) }
 
-    /// The body of `reclaim(isolated:)`, with the frame locked.
-    private func evict(_ frame: Int32, ignoreReferences: Bool) -> Eviction {
+    /// The body of `reclaim(isolated:)`, with the frame locked. `known`:
+    /// the mappings a young check already found (a huge page's, checked
+    /// whole before its split), the only ones to unmap.
+    private func evict(_ frame: Int32, ignoreReferences: Bool, checked known: Set<MappingKey>? = nil) -> Eviction {
         let flags = memory.flags(of: frame)
         // Linux's `shrink_folio_list` keeps a pinned anonymous page before
         // giving it a swap slot. One already in the swap cache, and a file
@@ -148,20 +150,32 @@ extension Machine {
             // devices' young bits over its 2 MiB); a cold one is split to
             // be swapped out (Linux splits a THP it cannot swap whole):
             // its other pages go on the inactive list, this one goes on.
-            if !ignoreReferences && isHugeRecentlyUsed(frame) { return .kept(active: true) }
+            var checked: Set<MappingKey>? = nil
+            if !ignoreReferences {
+                let (used, mapped) = checkHugeReferences(frame)
+                if used { return .kept(active: true) }
+                checked = mapped  // the blocks, where the head page is mapped
+            }
             splitHugeFolio(frame, zeroUnused: true)
             // A page of zeroes is now the zero page's mapping: nothing to swap.
             if memory.mapcount(of: frame) == 0 { return .evicted }
-            return evict(frame, ignoreReferences: true)
+            return evict(frame, ignoreReferences: true, checked: checked)
         }
-        if !ignoreReferences && isRecentlyUsed(frame) { return .kept(active: true) }
+        // The mappings the young check found (nil: MADV_PAGEOUT, which asks
+        // nobody, unmaps every mapping of the frame).
+        var checked = known
+        if !ignoreReferences {
+            let (used, mapped) = checkReferences(frame)
+            if used { return .kept(active: true) }
+            checked = mapped
+        }
 
         let anonymous = flags.contains(.anonymous)
         // Marked and unmarked only under the frame lock, which we hold, and
         // never in the swap cache (MADV_FREE takes it out first).
         let lazy = anonymous && flags.contains(.lazyFree)
         assert(!(lazy && flags.contains(.swapCache)), "frame \(frame) is lazily freed and in the swap cache")
-        if lazy { return discardLazilyFreed(frame) }
+        if lazy { return discardLazilyFreed(frame, checked: checked) }
         var slot: Int? = nil
         if anonymous {
             slot = swap.slot(of: frame)
@@ -182,6 +196,15 @@ extension Machine {
             }
         }
         forEachMapping(of: frame) { vma, address in
+            // Only the mappings the young check looked at (Linux holds the
+            // folio lock from `folio_referenced` to `try_to_unmap`, so no
+            // fault maps the page in between; the model's swap-in maps a
+            // swap-cache frame without the frame's lock). Every vmscan
+            // invalidation of a page so follows a young check of it, and a
+            // frame mapped nowhere gets none (Linux: `shrink_folio_list`
+            // calls `try_to_unmap` only if `folio_mapped`). A mapping made
+            // since stays, and the frame with it (the mapcount test below).
+            if let checked, !checked.contains(MappingKey(space: vma.space.id, address: address)) { return }
             vma.space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
                 guard pte.isPresent, pte.frame == frame else { return }
                 // A pinned anonymous page cannot be unshared: its PTE stays.
@@ -231,9 +254,11 @@ extension Machine {
     /// invalidation starts), the PTE stays, the page becomes swap-backed
     /// again and is kept (Linux: `try_to_unmap_one` restoring the PTE and
     /// `folio_set_swapbacked`).
-    private func discardLazilyFreed(_ frame: Int32) -> Eviction {
+    /// Only the mappings in `checked` (if given) are unmapped, as `evict`'s.
+    private func discardLazilyFreed(_ frame: Int32, checked: Set<MappingKey>?) -> Eviction {
         var redirtied = false
         forEachMapping(of: frame) { vma, address in
+            if let checked, !checked.contains(MappingKey(space: vma.space.id, address: address)) { return }
             vma.space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
                 guard pte.isPresent, pte.frame == frame, !redirtied else { return }
                 if pte.isDirty || memory.flags(of: frame).contains(.dirty) {
@@ -259,24 +284,52 @@ extension Machine {
         return .evicted
     }
 
+    /// One mapping of a frame: where a young check found it.
+    struct MappingKey: Hashable {
+        let space: AddressSpaceID
+        let address: UInt64
+    }
+
     /// Whether the CPU or any secondary used the frame since the last look;
     /// clears what it reads, as `folio_referenced` does.
-    func isRecentlyUsed(_ frame: Int32) -> Bool {
+    func isRecentlyUsed(_ frame: Int32) -> Bool { checkReferences(frame).used }
+
+    /// `folio_referenced`: for every mapping whose PTE maps `frame` now, the
+    /// CPU's accessed bit, cleared, ORed with every secondary's
+    /// `clearYoung` of that page; and those mappings. The reverse map only
+    /// says where the frame *may* be mapped (Linux's `page_vma_mapped_walk`
+    /// filters its false positives): a frame the page has left (a COW copy
+    /// replaced it, it was unmapped and stayed in the swap cache, it was
+    /// migrated) must not ask the secondaries about the page, whose accessed
+    /// bits then belong to another frame. Taking them would leave that frame
+    /// looking cold to its own check, and the two checks could overlap.
+    ///
+    /// Each mapping's check runs under its space's `youngLock`, from the look
+    /// at the PTE to the last answer, as Linux's runs under the page-table lock.
+    func checkReferences(_ frame: Int32) -> (used: Bool, mapped: Set<MappingKey>) {
         var cpu = memory.testAndClear(.referenced, on: frame)
         var device = false
+        var mapped: Set<MappingKey> = []
         forEachMapping(of: frame) { vma, address in
-            vma.space.ptl.withLock {
-                let pte = vma.space.pageTable.entry(address >> 12)
-                if pte.isPresent, pte.frame == frame, pte.isAccessed {
-                    vma.space.pageTable.set(address >> 12, pte.with(accessed: false))
-                    cpu = true
+            let space = vma.space
+            space.youngLock.withLock {
+                let maps = space.ptl.withLock { () -> Bool in
+                    let pte = space.pageTable.entry(address >> 12)
+                    guard pte.isPresent, pte.frame == frame else { return false }
+                    if pte.isAccessed {
+                        space.pageTable.set(address >> 12, pte.with(accessed: false))
+                        cpu = true
+                    }
+                    return true
                 }
-            }
-            if !faults.contains(.skipYoungCheck), vma.space.notifiers.clearYoung(start: address, end: address + 4096) {
-                device = true
+                guard maps else { return }
+                mapped.insert(MappingKey(space: space.id, address: address))
+                if !faults.contains(.skipYoungCheck), space.notifiers.clearYoung(start: address, end: address + 4096) {
+                    device = true
+                }
             }
         }
         if device { statistics.keptBySecondaryYoung.add(1, ordering: .relaxed) } else if cpu { statistics.keptYoung.add(1, ordering: .relaxed) }
-        return cpu || device
+        return (cpu || device, mapped)
     }
 }

@@ -8,10 +8,11 @@ import Synchronization
 ///
 /// Each candidate page is checked for recent use first: the CPU accessed
 /// bits of every PTE mapping it, ORed with every secondary's `clearYoung`
-/// (Linux: `folio_referenced_one` calls `ptep_clear_flush_young_notify`;
+/// of those pages (Linux: `folio_referenced_one` calls `ptep_clear_flush_young_notify`;
 /// Andrea Arcangeli, linux-kernel/kvm-devel, 2008-01-24, "Re: [kvm-devel]
 /// [PATCH] export notifier #1").
-/// Only a cold page is unmapped, with a `vmscan` invalidation per mapping;
+/// Only a cold page is unmapped, with a `vmscan` invalidation per mapping
+/// the check found;
 /// then an anonymous page goes to swap (written only if dirty or new to
 /// swap), a file page is written back if dirty and dropped.
 public final class Reclaimer: @unchecked Sendable {
