@@ -224,18 +224,7 @@ struct ControlledSchedulerTests {
     /// PCT with depth 2 must find it with probability at least 1 / (n k),
     /// n threads and k steps (Burckhardt et al., theorem 9).
     @Test func pctFindsADepthTwoRaceWithinItsBound() {
-        @Sendable func program(_ domain: SyncDomain) -> Int {
-            let lock = SleepingLock("x", domain: domain)
-            let x = Unsynchronised(0)
-            let a = domain.spawnThread(named: "a") {
-                let seen = lock.withLock { x.value }
-                lock.withLock { x.value = seen + 1 }
-            }
-            let b = domain.spawnThread(named: "b") { lock.withLock { x.value += 1 } }
-            a.join()
-            b.join()
-            return x.value
-        }
+        let program = lostUpdate  // ScheduleChoicesTests.swift
         // k: the steps of a run (every run of this program takes the same number).
         let (_, probe, _) = controlled(.pct(depth: 1), seed: 0) { program($0) }
         let k = probe.steps
