@@ -36,6 +36,8 @@ let package = Package(
             dependencies: [
                 "HotPaths",
                 // Built beside it so it can dlopen them.
+                .product(name: "mmulab-fixture-countingc", package: "mmulab"),
+                .product(name: "mmulab-fixture-countingswift", package: "mmulab"),
                 .product(name: "mmulab-plugin-mirror-c", package: "mmulab"),
                 .product(name: "mmulab-plugin-mirror-swift", package: "mmulab"),
             ],

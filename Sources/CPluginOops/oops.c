@@ -15,11 +15,8 @@
 #include <unistd.h>
 #include "mmulab_oops.h"
 
-__thread mmulab_oops_frame mmulab_oops_frames[MMULAB_OOPS_MAX_FRAMES];
-__thread uint32_t mmulab_oops_depth;
-__thread bool mmulab_oops_thread_ready;
+__thread mmulab_oops_stack mmulab_oops_thread_stack;
 volatile int mmulab_oops_armed;
-mmulab_oops_frame mmulab_oops_overflow;
 mmulab_oops_event mmulab_oops_events[MMULAB_OOPS_EVENTS];
 uint64_t mmulab_oops_event_count;
 
@@ -42,6 +39,19 @@ struct image {
 static struct image images[64];
 static int image_count; /* slots claimed (atomically) */
 
+/* The first push of a thread after installation: out of line, so the
+ * common path of mmulab_oops_thread saves nothing and calls nothing. */
+static __attribute__((noinline)) mmulab_oops_stack *prepared_thread(void) {
+    mmulab_oops_prepare_thread();
+    return &mmulab_oops_thread_stack;
+}
+
+mmulab_oops_stack *mmulab_oops_thread(void) {
+    mmulab_oops_stack *stack = &mmulab_oops_thread_stack;
+    if (__builtin_expect(mmulab_oops_armed && !stack->ready, 0)) return prepared_thread();
+    return stack;
+}
+
 /* ---- alternate stacks: one per thread, freed when the thread ends ---- */
 
 #define ALTERNATE_STACK_SIZE (128 * 1024)
@@ -57,7 +67,7 @@ static void free_stack(void *stack) {
 static void make_stack_key(void) { pthread_key_create(&stack_key, free_stack); }
 
 void mmulab_oops_prepare_thread(void) {
-    mmulab_oops_thread_ready = true;
+    mmulab_oops_thread_stack.ready = true;
     stack_t current;
     if (sigaltstack(NULL, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return; /* someone gave it one */
     void *stack = malloc(ALTERNATE_STACK_SIZE);
@@ -257,7 +267,7 @@ static void chain(int sig, siginfo_t *info, void *context) {
 }
 
 static void handler(int sig, siginfo_t *info, void *context) {
-    uint32_t depth = mmulab_oops_depth;
+    uint32_t depth = mmulab_oops_thread_stack.depth;
     uintptr_t pc = program_counter(context);
     const struct image *image = image_of(pc);
     if (depth == 0 && !image) {
@@ -303,8 +313,8 @@ static void handler(int sig, siginfo_t *info, void *context) {
             out(" more frames not kept)\n");
         }
         uint32_t stored = depth < MMULAB_OOPS_MAX_FRAMES ? depth : MMULAB_OOPS_MAX_FRAMES;
-        for (uint32_t i = stored; i > 0; i--) out_frame(&mmulab_oops_frames[i - 1]);
-        if (mmulab_oops_frames[stored - 1].service) {
+        for (uint32_t i = stored; i > 0; i--) out_frame(&mmulab_oops_thread_stack.frames[i - 1]);
+        if (mmulab_oops_thread_stack.frames[stored - 1].service) {
             out("  (a crash inside a host service: the plugin passed it something it could not check, such as a bad buffer pointer)\n");
         }
     }

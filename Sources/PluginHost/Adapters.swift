@@ -34,6 +34,29 @@ extension HostContext: SectionSubject {
     var sectionSubjectName: String { displayName }
 }
 
+/// What a call into a plugin needs of its instance, copied out of the
+/// `HostContext` once so that the common call (nobody timing callbacks, no
+/// lock-order validation) touches no reference-counted object: the frame's
+/// label and instance, and whether the call takes the observed path.
+struct PluginCallSite {
+    /// The instance's label for the oops (`HostContext.reportLabel`, which lives as long as the context).
+    let label: UnsafePointer<CChar>
+    /// The host context, unretained, as frames record it.
+    let instance: UnsafeMutableRawPointer
+    /// Someone times the calls or lock order is validated: `callObserved` runs the call.
+    let observed: Bool
+
+    init(_ context: HostContext) {
+        label = UnsafePointer(context.reportLabel)
+        instance = context.opaque
+        observed = context.observer != nil || context.lockOrder != nil
+    }
+
+    /// The context (valid while the instance is: every holder of a site is owned by it).
+    @inline(__always)
+    var context: HostContext { Unmanaged<HostContext>.fromOpaque(instance).takeUnretainedValue() }
+}
+
 /// Calls into a plugin: a frame on the thread's call stack (for the oops
 /// and for attributing misuses), the thread marked as running the
 /// instance's `operation` (for context violations and lock-order reports,
@@ -45,9 +68,33 @@ func callPlugin<Result>(
     _ context: HostContext, _ operation: StaticString, timing: PluginCallback? = nil,
     describe: (UnsafeMutablePointer<mmulab_oops_frame>) -> Void = { _ in }, _ body: () -> Result
 ) -> Result {
-    describe(CallFrames.enterPlugin(context, operation))
-    defer { CallFrames.leave() }
-    guard context.observer != nil || context.lockOrder != nil else { return body() }
+    callPlugin(PluginCallSite(context), operation, timing: timing, describe: describe, body)
+}
+
+/// `callPlugin` from a site: the frame costs a few stores in thread-local
+/// storage; everything else is in `callObserved`, out of line.
+@inline(__always)
+func callPlugin<Result>(
+    _ site: PluginCallSite, _ operation: StaticString, timing: PluginCallback? = nil,
+    describe: (UnsafeMutablePointer<mmulab_oops_frame>) -> Void = { _ in }, _ body: () -> Result
+) -> Result {
+    let frames = ThreadFrames()
+    frames.push(
+        mmulab_oops_frame(
+            plugin: site.label, operation: CallFrames.cString(operation), service: nil, instance: site.instance, object: nil,
+            binding: 0, subject: 0, event: 0, a: 0, b: 0, c: 0, d: 0, sequence: 0),
+        describe: describe)
+    defer { frames.pop() }
+    guard site.observed else { return body() }
+    return callObserved(site.context, operation, timing: timing, body)
+}
+
+/// A call into a plugin with the thread's frame already pushed, when it
+/// is observed: marks the thread as running the instance's `operation`,
+/// times the call, and checks that the plugin returns holding no lock it
+/// took.
+@inline(never)
+func callObserved<Result>(_ context: HostContext, _ operation: StaticString, timing: PluginCallback?, _ body: () -> Result) -> Result {
     let previous = ExecutionContext.enterCurrentCallee(CalleeFrame(callee: context, operation: operation))
     defer { ExecutionContext.restoreCurrentCallee(previous) }
     let held = context.lockOrder?.heldByCurrentThread ?? 0
@@ -59,6 +106,26 @@ func callPlugin<Result>(
             summary: "\(operation) returned holding a lock")
     }
     return result
+}
+
+/// Calls a plugin's range callback (start, end, secondary TLBs) in a frame
+/// that describes the range, written in one go from the C range. `frames`
+/// is the calling thread's, reached by the caller before it builds the
+/// range (so nothing it computes has to be saved across that call).
+@inline(__always)
+func callPlugin<Result>(
+    _ site: PluginCallSite, _ frames: ThreadFrames, _ operation: StaticString, timing: PluginCallback,
+    range: UnsafePointer<mmulab_range>, _ body: () -> Result
+) -> Result {
+    frames.push(
+        mmulab_oops_frame(
+            plugin: site.label, operation: CallFrames.cString(operation), service: nil, instance: site.instance, object: nil,
+            binding: 0, subject: UInt32(MMULAB_OOPS_SUBJECT_RANGE.rawValue), event: range.pointee.event,
+            a: range.pointee.address_space, b: range.pointee.start, c: range.pointee.end,
+            d: UInt64(range.pointee.flags & UInt32(MMULAB_RANGE_BLOCKABLE)), sequence: 0))
+    defer { frames.pop() }
+    guard site.observed else { return body() }
+    return callObserved(site.context, operation, timing: timing, body)
 }
 
 /// A plugin's whole-address-space subscription, seen by the notifier core
@@ -74,6 +141,9 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     let capabilities: SubscriberCapabilities
     let device: DeviceID?
     unowned(unsafe) let context: HostContext
+    /// The context's call site and ABI minor, copied so a callback reads no other object.
+    let site: PluginCallSite
+    let minor: Int
     /// Set when the plugin left the subscription behind (detach or destroy
     /// returned with it registered): from then on the host answers in the
     /// plugin's stead until it has removed it, and calls nothing.
@@ -83,6 +153,8 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
         self.ops = ops
         self.data = data
         self.context = context
+        site = PluginCallSite(context)
+        minor = context.negotiatedMinor
         device = context.device
         subscriberName = context.pluginName
         var capabilities: SubscriberCapabilities = []
@@ -101,31 +173,43 @@ final class CSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     @inline(__always)
     func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
         if orphaned.load(ordering: .relaxed) { return .ok }
-        var r = cRange(range, minor: context.negotiatedMinor)
-        let status = callPlugin(context, PluginCallback.invalidateRangeStart.name, timing: .invalidateRangeStart, describe: { $0.describe(&r) }) {
-            ops.invalidate_range_start!(data, &r)
+        let frames = ThreadFrames()
+        var r = cRange(range, minor: minor)
+        let start = ops.invalidate_range_start!
+        let data = data
+        let status = withUnsafeMutablePointer(to: &r) { r in
+            callPlugin(site, frames, PluginCallback.invalidateRangeStart.name, timing: .invalidateRangeStart, range: r) { start(data, r) }
         }
         if status == mmulab_status(MMULAB_RETRY) { return .retry }
-        if status != mmulab_status(MMULAB_OK) {
-            context.report("invalidate_range_start", "answered \(status): only MMULAB_OK or MMULAB_RETRY are answers (taken as OK)")
-        }
+        if status != mmulab_status(MMULAB_OK) { reportBadStart(status) }
         return .ok
+    }
+
+    @inline(never)
+    private func reportBadStart(_ status: mmulab_status) {
+        context.report("invalidate_range_start", "answered \(status): only MMULAB_OK or MMULAB_RETRY are answers (taken as OK)")
     }
 
     @inline(__always)
     func invalidateRangeEnd(_ range: InvalidationRange) {
         if orphaned.load(ordering: .relaxed) { return }
-        var r = cRange(range, minor: context.negotiatedMinor)
-        callPlugin(context, PluginCallback.invalidateRangeEnd.name, timing: .invalidateRangeEnd, describe: { $0.describe(&r) }) {
-            ops.invalidate_range_end!(data, &r)
+        let frames = ThreadFrames()
+        var r = cRange(range, minor: minor)
+        let end = ops.invalidate_range_end!
+        let data = data
+        withUnsafeMutablePointer(to: &r) { r in
+            callPlugin(site, frames, PluginCallback.invalidateRangeEnd.name, timing: .invalidateRangeEnd, range: r) { end(data, r) }
         }
     }
 
     func invalidateSecondaryTLBs(_ range: InvalidationRange) {
         if orphaned.load(ordering: .relaxed) { return }
-        var r = cRange(range, minor: context.negotiatedMinor)
-        callPlugin(context, PluginCallback.invalidateSecondaryTLBs.name, timing: .invalidateSecondaryTLBs, describe: { $0.describe(&r) }) {
-            ops.invalidate_secondary_tlbs?(data, &r)
+        let frames = ThreadFrames()
+        var r = cRange(range, minor: minor)
+        withUnsafeMutablePointer(to: &r) { r in
+            callPlugin(site, frames, PluginCallback.invalidateSecondaryTLBs.name, timing: .invalidateSecondaryTLBs, range: r) {
+                ops.invalidate_secondary_tlbs?(data, r)
+            }
         }
     }
 
@@ -191,6 +275,8 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
     let device: DeviceID?
     unowned(unsafe) let context: HostContext
     unowned(unsafe) var record: IntervalRecord! = nil
+    /// As for CSubscriber.
+    let site: PluginCallSite
     /// As for CSubscriber: the host acknowledges in the plugin's stead.
     let orphaned = Atomic<Bool>(false)
 
@@ -198,6 +284,7 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
         self.ops = ops
         self.data = data
         self.context = context
+        site = PluginCallSite(context)
         device = context.device
         intervalName = context.pluginName
     }
@@ -209,7 +296,7 @@ final class CInterval: IntervalInvalidator, @unchecked Sendable {
         record.publish(interval)  // the callback may come before interval_insert has returned
         let handle = OpaquePointer(record.opaque)
         return callPlugin(
-            context, PluginCallback.intervalInvalidate.name, timing: .intervalInvalidate,
+            site, PluginCallback.intervalInvalidate.name, timing: .intervalInvalidate,
             describe: { frame in
                 frame.describe(&r)
                 frame.pointee.object = UnsafeRawPointer(record.opaque)

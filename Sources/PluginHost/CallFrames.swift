@@ -1,6 +1,51 @@
 import CDevicePluginABI
 import CPluginOops
 public import MMUNotifier
+import Synchronization
+
+/// The calling thread's frame stack (`CPluginOops`), reached with one call
+/// per call into a plugin: `push` writes the frame with plain stores and
+/// counts it with a release store (the oops handler runs on the same
+/// thread, so a compiler barrier is all it needs, and that is what a
+/// release store is on x86-64 and arm64); `pop` puts the depth back.
+/// No allocation, no reference counting, no lock.
+struct ThreadFrames {
+    let stack: UnsafeMutablePointer<mmulab_oops_stack>
+    /// The depth before the push: what `pop` restores.
+    let depth: UInt32
+
+    @inline(__always)
+    init() {
+        stack = mmulab_oops_thread()
+        depth = stack.pointee.depth
+    }
+
+    @inline(__always)
+    private var counter: UnsafeMutablePointer<Atomic<UInt32>> {
+        // An aligned UInt32, which Atomic<UInt32> lays out as.
+        withUnsafeMutablePointer(to: &stack.pointee.depth) { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    }
+
+    /// Writes `frame` as the thread's next frame (the spare slot past the
+    /// last when the stack is full: counted, not kept), lets `describe`
+    /// fill in the rest, and only then counts it.
+    @inline(__always)
+    func push(_ frame: mmulab_oops_frame, describe: (UnsafeMutablePointer<mmulab_oops_frame>) -> Void = { _ in }) {
+        let frames = withUnsafeMutablePointer(to: &stack.pointee.frames) { UnsafeMutableRawPointer($0) }
+        let slot = frames.assumingMemoryBound(to: mmulab_oops_frame.self) + Int(min(depth, UInt32(MMULAB_OOPS_MAX_FRAMES)))
+        slot.pointee = frame
+        describe(slot)
+        // Release: every store of the frame is ordered before the count.
+        counter.pointee.store(depth &+ 1, ordering: .releasing)
+    }
+
+    /// Pops the frame `push` pushed (every frame pushed inside the call has been popped).
+    @inline(__always)
+    func pop() {
+        assert(stack.pointee.depth == depth &+ 1, "call frames pushed and popped out of order")
+        counter.pointee.store(depth, ordering: .relaxed)
+    }
+}
 
 /// The calling thread's stack of calls between the host and plugins: one
 /// frame per call into a plugin (a callback, attach, access, ...) and per

@@ -77,6 +77,40 @@ public final class DeviceReadFixture: @unchecked Sendable {
     }
 }
 
+/// One `invalidateRangeStart` on a whole-space subscription of a plugin
+/// loaded with `dlopen`, called the way the notifier core calls it (the
+/// PluginCallbackBenchmarks fixture): the call frame the host runs every
+/// plugin call in, the C ABI call, the plugin's callback.
+public final class CallbackFixture: @unchecked Sendable {
+    public let machine: Machine
+    public let space: AddressSpace
+    public let instance: PluginInstance
+    public let subscriber: any AddressSpaceSubscriber
+    public let range: InvalidationRange
+
+    /// `plugin` is a file name beside the executable (`libmmulab-fixture-countingc.so`).
+    public init(plugin file: String) {
+        let path = PluginDiscovery.executableDirectory! + "/" + file
+        let plugin = try! PluginLoader.load(path).get()
+        machine = Machine(.init(memory: .init(frames: 64, payloadSize: 16), swapSlots: 64))
+        space = machine.makeAddressSpace()
+        let base = try! space.map(length: 4096, kind: .anonymousPrivate)
+        instance = try! PluginInstance.create(plugin, machine: machine).get()
+        _ = try! instance.attach(addressSpace: space.id, start: base, length: 4096)
+        subscriber = instance.subscribers[0]
+        range = InvalidationRange(addressSpace: space.id, start: base, end: base + 4096, event: .vmscan)
+    }
+
+    /// `count` start callbacks; fails if the plugin ever answers anything but `ok`.
+    public func run(_ count: Int) {
+        let subscriber = self.subscriber
+        let range = self.range
+        for _ in 0..<count {
+            guard case .ok = subscriber.invalidateRangeStart(range) else { fatalError("the counting plugin must answer ok") }
+        }
+    }
+}
+
 /// One invalidation with a populated mirror: MADV_DONTNEED of one page of a
 /// populated range a `FlatMirror` translates (the start and end callbacks,
 /// the PTE cleared, the frame freed), then the page faulted back in, so the

@@ -54,40 +54,57 @@ typedef struct mmulab_oops_frame {
     uint64_t sequence;     /* the current_seq given to an interval's invalidate callback */
 } mmulab_oops_frame;
 
-extern __thread mmulab_oops_frame mmulab_oops_frames[MMULAB_OOPS_MAX_FRAMES];
-extern __thread uint32_t mmulab_oops_depth;
-extern __thread bool mmulab_oops_thread_ready;
+/* The calling thread's frames, in one thread-local block: a push or a pop
+ * computes its address once and writes plain stores (no allocation, no
+ * reference counting, no lock). */
+typedef struct mmulab_oops_stack {
+    uint32_t depth; /* frames pushed, stored or not (past MMULAB_OOPS_MAX_FRAMES they are counted only) */
+    bool ready;     /* the thread has its alternate signal stack (made after installation) */
+    /* The frames; the one past the last is where deeper frames are written
+     * (never read: the handler prints MMULAB_OOPS_MAX_FRAMES at most). */
+    mmulab_oops_frame frames[MMULAB_OOPS_MAX_FRAMES + 1];
+} mmulab_oops_stack;
+
+extern __thread mmulab_oops_stack mmulab_oops_thread_stack;
 extern volatile int mmulab_oops_armed;
-extern mmulab_oops_frame mmulab_oops_overflow;
 
 /* Gives the calling thread its alternate signal stack (after installation). */
 void mmulab_oops_prepare_thread(void);
 
+/* The calling thread's stack, ready for a push: the thread has its
+ * alternate signal stack if the handler is installed. Out of line (one TLS
+ * address and a test); Swift pushes and pops through it with plain stores,
+ * writing the frame at `frames[min(depth, MMULAB_OOPS_MAX_FRAMES)]` and
+ * then `depth + 1` with release ordering, so the handler, which runs on the
+ * same thread, never counts a frame before it is complete. */
+mmulab_oops_stack *_Nonnull mmulab_oops_thread(void);
+
 /* Pushes a frame (its fields cleared but for these) and returns it for the
- * caller to fill before it calls the plugin. */
+ * caller to fill before it calls the plugin. (A signal before the caller
+ * has filled it reads the frame as pushed here, cleared.) */
 static inline mmulab_oops_frame *mmulab_oops_push(const char *plugin, const char *operation, const char *service, const void *instance) {
-    if (mmulab_oops_armed && !mmulab_oops_thread_ready) mmulab_oops_prepare_thread();
-    uint32_t depth = mmulab_oops_depth;
-    mmulab_oops_frame *frame = depth < MMULAB_OOPS_MAX_FRAMES ? &mmulab_oops_frames[depth] : &mmulab_oops_overflow;
+    mmulab_oops_stack *stack = mmulab_oops_thread();
+    uint32_t depth = stack->depth;
+    mmulab_oops_frame *frame = &stack->frames[depth < MMULAB_OOPS_MAX_FRAMES ? depth : MMULAB_OOPS_MAX_FRAMES];
     *frame = (mmulab_oops_frame){ .plugin = plugin, .operation = operation, .service = service, .instance = instance };
     /* The frame is written before the handler can see it counted. */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    mmulab_oops_depth = depth + 1;
+    stack->depth = depth + 1;
     return frame;
 }
 
 /* Pops the innermost frame. */
 static inline void mmulab_oops_pop(void) {
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    mmulab_oops_depth -= 1;
+    mmulab_oops_thread_stack.depth -= 1;
 }
 
 /* How many frames the calling thread has (stored or not). */
-static inline uint32_t mmulab_oops_frame_depth(void) { return mmulab_oops_depth; }
+static inline uint32_t mmulab_oops_frame_depth(void) { return mmulab_oops_thread_stack.depth; }
 
 /* The calling thread's frame at `index` (0: outermost), or NULL past the stored ones. */
 static inline const mmulab_oops_frame *mmulab_oops_frame_at(uint32_t index) {
-    return index < mmulab_oops_depth && index < MMULAB_OOPS_MAX_FRAMES ? &mmulab_oops_frames[index] : NULL;
+    return index < mmulab_oops_thread_stack.depth && index < MMULAB_OOPS_MAX_FRAMES ? &mmulab_oops_thread_stack.frames[index] : NULL;
 }
 
 /* One event of the run's trail, kept for the report (kind: 0 start, 1 end,
