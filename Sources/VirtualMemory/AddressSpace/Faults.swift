@@ -117,34 +117,48 @@ extension AddressSpace {
         guard run > 0 else { return 0 }
         var frames: [Int32] = []
         frames.reserveCapacity(run)
-        memory.allocate(run, preferring: Int(id.rawValue) % memory.nodes.count, flags: .anonymous, into: &frames)
+        // Locked as they come off the free list (Linux: `__folio_set_locked`
+        // on a new folio): nobody else holds a reference yet, so the lock
+        // bit is set with the allocation's flags instead of an atomic
+        // tryLock per frame. Locked and on the LRU before they are mapped,
+        // as in `zeroFill`.
+        memory.allocate(run, preferring: Int(id.rawValue) % memory.nodes.count, flags: [.anonymous, .locked], into: &frames)
         guard !frames.isEmpty else { return 0 }
         machine.reclaimer?.wakeIfLow()
-        // Locked and on the LRU before they are mapped, as in `zeroFill`.
-        var byNode: [[Int32]] = Array(repeating: [], count: memory.nodes.count)
-        for (i, frame) in frames.enumerated() {
-            vma.own(frame, at: start + UInt64(i) * 4096, memory: memory)
-            let locked = memory.tryLock(frame)
-            precondition(locked, "a fresh frame is unlocked")
-            byNode[memory.node(of: frame).id].append(frame)
-        }
-        for (id, batch) in byNode.enumerated() where !batch.isEmpty { memory.nodes[id].addToLRU(batch, memory: memory) }
-        var raced: [Int32] = []
+        let first = start >> 12
+        var raced = 0
         let writable = vma.protection.contains(.write)
-        ptl.withLock {
+        frames.withUnsafeBufferPointer { frames in
             for (i, frame) in frames.enumerated() {
-                let vpn = (start >> 12) + UInt64(i)
-                guard pageTable.entry(vpn).isNone else {
-                    raced.append(frame)
-                    continue
-                }
-                memory.addMapping(frame)  // its own reference: see `zeroFill`
-                pageTable.set(vpn, .present(frame: frame, writable: writable, dirty: write))
+                assert(memory.flags(of: frame).contains([.allocated, .locked]), "a fresh frame is allocated and locked")
+                vma.own(frame, at: start + UInt64(i) * 4096, memory: memory)
             }
+            // The allocator fills from one node, then the next: each node's
+            // frames are one run of `frames`, added to its LRU in one go.
+            var from = 0
+            while from < frames.count {
+                let node = memory.node(of: frames[from])
+                var to = from + 1
+                while to < frames.count, memory.node(of: frames[to]) === node { to += 1 }
+                node.addToLRU(UnsafeBufferPointer(rebasing: frames[from..<to]), memory: memory)
+                from = to
+            }
+            ptl.withLock {
+                // One leaf table (the run stays within one): its entries in place.
+                pageTable.forEachEntry(from: first, to: first + UInt64(frames.count), create: true) { vpn, pte in
+                    guard pte.isNone else {
+                        raced += 1
+                        return
+                    }
+                    let frame = frames[Int(vpn - first)]
+                    memory.addMapping(frame)  // its own reference: see `zeroFill`
+                    pte = .present(frame: frame, writable: writable, dirty: write)
+                }
+            }
+            for frame in frames { memory.unlock(frame) }
         }
-        for frame in frames { memory.unlock(frame) }
         memory.put(frames)  // the allocations' references (a raced frame's was its last)
-        let installed = frames.count - raced.count
+        let installed = frames.count - raced
         residentPages.add(installed, ordering: .relaxed)
         machine.statistics.faults.add(installed, ordering: .relaxed)
         machine.statistics.zeroFills.add(installed, ordering: .relaxed)

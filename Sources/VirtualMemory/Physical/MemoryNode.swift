@@ -38,18 +38,23 @@ public final class MemoryNode: @unchecked Sendable {
     public let movableStart: Int
     let lock: SpinLock
 
-    /// Free lists by zone (`Zone.rawValue`).
-    private var freeHeads: [Int32] = [-1, -1]
-    private var zoneFree = [0, 0]
-    private var freeCountStorage = 0
+    /// Free lists by zone (`Zone.rawValue`): their heads and lengths.
+    /// Lock-guarded; fixed-size raw storage like the LRU lists below (as
+    /// arrays, two exclusivity checks and a uniqueness check per frame
+    /// were half of a bulk fault-in's instructions).
+    private let freeHeads = UnsafeMutablePointer<Int32>.allocate(capacity: Zone.allCases.count)
+    private let zoneFree = UnsafeMutablePointer<Int>.allocate(capacity: Zone.allCases.count)
+    @exclusivity(unchecked) private var freeCountStorage = 0
     /// `freeCountStorage` published for lock-free reads (watermark checks).
     private let freeCountMirror = Atomic<Int>(0)
-    // Lock-guarded, so the runtime's exclusivity checks on the LRU heads
-    // could never fail; they were two thirds of a munmap's instructions
-    // (each a thread-local lookup), so they are off.
-    @exclusivity(unchecked) private var heads = [Int32](repeating: -1, count: LRUList.allCases.count)
-    @exclusivity(unchecked) private var tails = [Int32](repeating: -1, count: LRUList.allCases.count)
-    @exclusivity(unchecked) private var counts = [Int](repeating: 0, count: LRUList.allCases.count)
+    // The LRU lists' heads, tails and lengths by `LRUList.rawValue`.
+    // Lock-guarded, so the runtime's exclusivity checks on them could never
+    // fail; they were two thirds of a munmap's instructions (each a
+    // thread-local lookup), and the arrays' uniqueness checks most of the
+    // rest of a link: raw storage, indexed only by an enum's raw value.
+    private let heads = UnsafeMutablePointer<Int32>.allocate(capacity: LRUList.allCases.count)
+    private let tails = UnsafeMutablePointer<Int32>.allocate(capacity: LRUList.allCases.count)
+    private let counts = UnsafeMutablePointer<Int>.allocate(capacity: LRUList.allCases.count)
 
     init(id: Int, frames: Range<Int>, movable: Int = 0, sync: SyncDomain) {
         precondition(movable >= 0 && movable < frames.count, "a node's movable zone must leave it a normal one")
@@ -57,6 +62,18 @@ public final class MemoryNode: @unchecked Sendable {
         self.frames = frames
         movableStart = frames.upperBound - movable
         lock = SpinLock("node \(id)", domain: sync)
+        freeHeads.initialize(repeating: -1, count: Zone.allCases.count)
+        zoneFree.initialize(repeating: 0, count: Zone.allCases.count)
+        heads.initialize(repeating: -1, count: LRUList.allCases.count)
+        tails.initialize(repeating: -1, count: LRUList.allCases.count)
+        counts.initialize(repeating: 0, count: LRUList.allCases.count)
+    }
+
+    deinit {
+        for storage in [UnsafeMutableRawPointer(freeHeads), UnsafeMutableRawPointer(zoneFree), UnsafeMutableRawPointer(heads),
+                        UnsafeMutableRawPointer(tails), UnsafeMutableRawPointer(counts)] {
+            storage.deallocate()
+        }
     }
 
     /// The zone `frame` (one of this node's) lies in.
@@ -66,8 +83,8 @@ public final class MemoryNode: @unchecked Sendable {
     /// Links every frame into its zone's free list, lowest frame first out.
     func buildFreeList(next: UnsafeMutablePointer<Int32>, prev: UnsafeMutablePointer<Int32>) {
         lock.withLock {
-            freeHeads = [-1, -1]
-            zoneFree = [0, 0]
+            freeHeads.update(repeating: -1, count: Zone.allCases.count)
+            zoneFree.update(repeating: 0, count: Zone.allCases.count)
             for f in frames.reversed() {
                 let z = zone(of: Int32(f)).rawValue
                 next[f] = freeHeads[z]
@@ -89,7 +106,9 @@ public final class MemoryNode: @unchecked Sendable {
     /// The zones an allocation may take from, in order: a movable one
     /// (user memory) tries ZONE_MOVABLE first and falls back to the normal
     /// zone; anything else only the normal zone (Linux's zonelist).
-    private func zones(movable: Bool) -> [Zone] { movable ? [.movable, .normal] : [.normal] }
+    private func zones(movable: Bool) -> [Zone] { movable ? Self.movableZones : Self.normalZones }
+    private static let movableZones: [Zone] = [.movable, .normal]
+    private static let normalZones: [Zone] = [.normal]
 
     /// Takes one free frame off zone `z`'s list (lock held).
     private func take(from z: Int, next: UnsafeMutablePointer<Int32>) -> Int32 {
@@ -161,6 +180,12 @@ public final class MemoryNode: @unchecked Sendable {
 
     /// Puts a batch of fresh frames on the head of their LRU lists at once.
     func addToLRU(_ frames: [Int32], memory: PhysicalMemory) {
+        frames.withUnsafeBufferPointer { addToLRU($0, memory: memory) }
+    }
+
+    /// Adds frames (all of this node, none on a list) to the head of their
+    /// inactive lists, under one lock hold.
+    func addToLRU(_ frames: UnsafeBufferPointer<Int32>, memory: PhysicalMemory) {
         lock.withLock {
             for frame in frames {
                 let flags = memory.flags(of: frame)
