@@ -72,6 +72,9 @@ enum CallFrames {
     @inline(__always)
     static func leave() { mmulab_oops_pop() }
 
+    /// How many frames the calling thread has (stored or not).
+    static var depth: UInt32 { mmulab_oops_frame_depth() }
+
     @inline(__always)
     static func cString(_ text: StaticString) -> UnsafePointer<CChar> {
         UnsafeRawPointer(text.utf8Start).assumingMemoryBound(to: CChar.self)
