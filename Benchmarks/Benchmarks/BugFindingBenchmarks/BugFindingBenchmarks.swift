@@ -36,12 +36,19 @@ struct Case: Sendable {
     var scenario: String
     var faults: MemoryFaultInjection = []
     var brokenMirrorBug: String? = nil
+    /// How long a run may look for it (default `runSeconds`).
+    var seconds = runSeconds
 }
 
 let cases: [Case] = [
     Case(name: "free-before-invalidate", scenario: "reclaim-storm", faults: .freeBeforeInvalidate),
     Case(name: "skip-range-end", scenario: "munmap-race", faults: .skipRangeEnd),
-    Case(name: "drop-secondary-dirty", scenario: "dirty-writeback", faults: .dropSecondaryDirty),
+    // A device write to a long-term pinned page whose dirty report is lost
+    // shows only when the pin ends and the page is written back: in
+    // dirty-writeback, at teardown (the pinned NIC holds its pins for the
+    // whole run). A run finds it at its end, whatever its length, so a
+    // campaign hunting it runs short runs, and so does this case.
+    Case(name: "drop-secondary-dirty", scenario: "dirty-writeback", faults: .dropSecondaryDirty, seconds: 0.3),
     Case(name: "skip-young-check", scenario: "young-aging", faults: .skipYoungCheck),
     Case(name: "bug=stale", scenario: "reclaim-storm", brokenMirrorBug: "stale"),
     Case(name: "bug=no-dirty", scenario: "reclaim-storm", brokenMirrorBug: "no-dirty"),
@@ -54,7 +61,7 @@ let cases: [Case] = [
 ]
 
 /// The lab seconds from the start of a run of `entry` with `seed` to its
-/// first finding; nil if it found nothing in `runSeconds`.
+/// first finding; nil if it found nothing in the case's run length.
 func secondsToFirstFinding(_ entry: Case, seed: UInt64) throws -> Double? {
     guard var scenario = try Catalogue.scenario(named: entry.scenario) else {
         fatalError("no \(entry.scenario) scenario in the catalogue")
@@ -62,7 +69,7 @@ func secondsToFirstFinding(_ entry: Case, seed: UInt64) throws -> Double? {
     if let bug = entry.brokenMirrorBug { scenario = try scenario.adding(plugin: "mirror-broken", options: "bug=\(bug)") }
     var options = RunOptions()
     options.seed = seed
-    options.seconds = runSeconds
+    options.seconds = entry.seconds
     options.faults = entry.faults
     // The plugins are built beside this executable (see Package.swift).
     options.pluginDirectory = PluginDiscovery.executableDirectory
@@ -86,7 +93,7 @@ let benchmarks: @Sendable () -> Void = {
     )
 
     for entry in cases {
-        Benchmark("\(entry.name) (\(entry.scenario)), \(seeds) seeds") { benchmark in
+        Benchmark("\(entry.name) (\(entry.scenario)), \(seeds) seeds of \(entry.seconds) s") { benchmark in
             // The benchmark package counts its iterations from zero; seed = iteration + 1.
             let seed = UInt64(benchmark.currentIteration + 1)
             let seconds = try secondsToFirstFinding(entry, seed: seed) ?? missedSeconds
