@@ -46,10 +46,11 @@ struct PluginCallSite {
     /// Someone times the calls or lock order is validated: `callObserved` runs the call.
     let observed: Bool
 
+    @inline(__always)
     init(_ context: HostContext) {
         label = UnsafePointer(context.reportLabel)
         instance = context.opaque
-        observed = context.observer != nil || context.lockOrder != nil
+        observed = context.observed
     }
 
     /// The context (valid while the instance is: every holder of a site is owned by it).
@@ -86,15 +87,23 @@ func callPlugin<Result>(
         describe: describe)
     defer { frames.pop() }
     guard site.observed else { return body() }
-    return callObserved(site.context, operation, timing: timing, body)
+    // Inline here (out of line, the closure's captures were retained around the whole call).
+    return runObserved(site.context, operation, timing: timing, body)
+}
+
+/// `runObserved` out of line, for the range callbacks: their fast path then
+/// needs no stack frame for it.
+@inline(never)
+func callObserved<Result>(_ context: HostContext, _ operation: StaticString, timing: PluginCallback?, _ body: () -> Result) -> Result {
+    runObserved(context, operation, timing: timing, body)
 }
 
 /// A call into a plugin with the thread's frame already pushed, when it
 /// is observed: marks the thread as running the instance's `operation`,
 /// times the call, and checks that the plugin returns holding no lock it
 /// took.
-@inline(never)
-func callObserved<Result>(_ context: HostContext, _ operation: StaticString, timing: PluginCallback?, _ body: () -> Result) -> Result {
+@inline(__always)
+func runObserved<Result>(_ context: HostContext, _ operation: StaticString, timing: PluginCallback?, _ body: () -> Result) -> Result {
     let previous = ExecutionContext.enterCurrentCallee(CalleeFrame(callee: context, operation: operation))
     defer { ExecutionContext.restoreCurrentCallee(previous) }
     let held = context.lockOrder?.heldByCurrentThread ?? 0

@@ -67,6 +67,8 @@ final class HostContext: @unchecked Sendable {
     let negotiatedMinor: Int
     /// The lock-order validator, when the machine's domain validates lock order.
     let lockOrder: LockOrderValidator?
+    /// `observer` or `lockOrder` is set: calls into the plugin take the observed path (`callObserved`).
+    let observed: Bool
     /// Frames `0..<frameCount` and the zero page (`frameCount`) are frames.
     let zeroFrame: UInt64
     /// This object, unretained, as the C side sees it.
@@ -93,6 +95,7 @@ final class HostContext: @unchecked Sendable {
         quarantine = Quarantine(domain: machine.sync)
         bindings = SpinLocked([:], name: "\(plugin.name) bindings seen", domain: machine.sync)
         lockOrder = machine.sync.lockOrder
+        observed = observer != nil || lockOrder != nil
         zeroFrame = UInt64(machine.zeroFrame)
         table = .allocate(capacity: 1)
         table.initialize(to: Self.makeTable())
