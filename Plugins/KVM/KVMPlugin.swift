@@ -61,7 +61,7 @@ final class KVM: DevicePlugin {
     private var vms: [UInt64: VM] = [:]
 
     init(host: Host, options: String) throws(PluginError) {
-        // vCPUs are found by the host's thread ids, and non-blockable flushes wait by yielding through the host.
+        // vCPUs are found by the host's thread ids, and flushes wait by yielding through the host.
         guard host.offersThreadServices else {
             throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the KVM plugin needs the host's thread services (ABI 1.4)")
         }

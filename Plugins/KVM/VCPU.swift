@@ -27,17 +27,11 @@ final class VCPU: @unchecked Sendable {
     /// Exits so far: a waiter that saw the vCPU in guest mode waits for
     /// this to move (the vCPU may have exited and entered again meanwhile).
     let exits = Atomic<UInt64>(0)
-    /// Flush waiters sleeping on `exited` (`VCPUTable.wait`).
-    let sleepers = Atomic<Int>(0)
-    /// Completed by an exit that sees a sleeper: what a blockable flush
-    /// wait sleeps on instead of yielding round after round.
-    let exited: HostCompletion
     var tlb: TLB
 
-    init(index: Int, tlbEntries: Int, host: Host) {
+    init(index: Int, tlbEntries: Int) {
         self.index = index
         tlb = TLB(entries: tlbEntries)
-        exited = HostCompletion(host: host, name: "kvm vcpu \(index) exited")
     }
 
     /// Enters guest mode, serving requests first. Returns whether the TLB
@@ -57,15 +51,10 @@ final class VCPU: @unchecked Sendable {
         }
     }
 
-    /// Leaves guest mode; the access before it is complete. Wakes a
-    /// sleeping flush waiter: the exit count moves before the sleepers are
-    /// looked at, and a waiter counts itself in before it looks at the exit
-    /// count, both sequentially consistent, so either the waiter sees the
-    /// exit or the exit sees the waiter (the `enter` protocol's argument).
+    /// Leaves guest mode; the access before it is complete.
     func exit() {
         mode.store(Self.outsideGuest, ordering: .releasing)
-        exits.add(1, ordering: .sequentiallyConsistent)  // one locked add on x86-64 either way
-        if sleepers.load(ordering: .sequentiallyConsistent) != 0 { exited.complete() }
+        exits.add(1, ordering: .releasing)
     }
 }
 
@@ -130,7 +119,7 @@ final class VCPUTable: @unchecked Sendable {
         for index in 0..<tableSize { (owners + index).initialize(to: Atomic(0)) }
         slotOf = .allocate(capacity: tableSize)
         slotOf.initialize(repeating: -1, count: tableSize)
-        vcpus = (0..<capacity).map { VCPU(index: $0, tlbEntries: tlbEntries, host: host) }
+        vcpus = (0..<capacity).map { VCPU(index: $0, tlbEntries: tlbEntries) }
     }
 
     deinit {
@@ -138,11 +127,6 @@ final class VCPUTable: @unchecked Sendable {
         owners.deallocate()
         slotOf.deallocate()
     }
-
-    /// Rounds a flush wait spins before it sleeps or yields (a guest access is a few hundred nanoseconds).
-    static let spinRounds = 64
-    /// The longest one sleep of a flush wait lasts before it looks again.
-    static let sleepBound: UInt64 = 1_000_000
 
     /// vCPUs in use so far.
     var count: Int { min(claimed.load(ordering: .acquiring), vcpus.count) }
@@ -198,36 +182,17 @@ final class VCPUTable: @unchecked Sendable {
     }
 
     /// Waits until every vCPU of `ticket` has left guest mode once (the
-    /// acknowledgement of the flush request). The wait is one guest access
-    /// long unless the vCPU's thread is preempted: it spins a little first;
-    /// then, where it may sleep, it sleeps on the vCPU's exit completion
-    /// (KVM's IPIs are waited for by spinning, but a host CPU is never
-    /// preempted in guest mode the way a lab thread is: on two cores with a
-    /// dozen threads, yielding round after round was most of the wait's
-    /// cost). A non-blockable flush (the OOM reaper's) must not sleep and
-    /// yields through the host each round instead (a deterministic host
-    /// then runs another thread). The sleep has a bound, and the condition
-    /// is checked again after it: a surplus or late completion only costs a
-    /// round. Returns how many vCPUs it had to wait for.
+    /// acknowledgement of the flush request). Spins: the wait is one guest
+    /// access long, and it must not sleep, as non-blockable invalidations
+    /// (the OOM reaper) flush too; KVM waits for its IPIs the same way. Each
+    /// round yields through the host, which then runs the vCPU's thread (a
+    /// deterministic host runs nothing else while this one spins).
+    /// Returns how many vCPUs it had to wait for.
     @discardableResult
     func wait(_ ticket: Ticket) -> Int {
         for (vcpu, exits) in ticket.waits {
-            var rounds = 0
-            func stillInGuest() -> Bool {
-                vcpu.mode.load(ordering: .sequentiallyConsistent) == VCPU.inGuest
-                    && vcpu.exits.load(ordering: .sequentiallyConsistent) == exits
-            }
-            while stillInGuest() {
-                rounds += 1
-                if rounds <= Self.spinRounds { continue }
-                if host.isNonBlockable {
-                    host.yield()
-                    continue
-                }
-                vcpu.sleepers.add(1, ordering: .sequentiallyConsistent)
-                // Looked at again after counting in: an exit before this is seen here, one after it sees us.
-                if stillInGuest() { _ = vcpu.exited.wait(nanoseconds: Self.sleepBound) }
-                vcpu.sleepers.subtract(1, ordering: .sequentiallyConsistent)
+            while vcpu.mode.load(ordering: .acquiring) == VCPU.inGuest && vcpu.exits.load(ordering: .acquiring) == exits {
+                host.yield()
             }
         }
         return ticket.waits.count
