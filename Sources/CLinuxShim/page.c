@@ -33,7 +33,14 @@ struct page {
     struct mmulab_linux_device *device;
     struct page *hash_next;
     uint32_t holds; /* kmap mappings outstanding */
-    uint32_t pins;  /* pins this handle took (pin_user_pages) */
+    uint32_t pins;  /* pins this handle took (pin_user_pages), each a host pin */
+    uint32_t refs;  /* get_page references outstanding */
+    /* The host pin kept from the last unpin_user_page while references
+     * remained: it backs `refs` once no pin of this handle does. Set only
+     * while refs > 0; the host pins this handle holds are pins + ref_pin. */
+    bool ref_pin;
+    uint32_t refused; /* get_page calls refused (reported): their put_page is not reported again */
+    mmulab_pfn ref_pfn; /* that pin's translation (MMULAB_PFN_PINNED) */
     bool live;
 };
 
@@ -81,7 +88,7 @@ static struct page *free_slot(struct mmulab_linux_pages *pages) {
     for (uint32_t tried = 0; tried < capacity; tried++) {
         struct page *page = slot(pages, pages->cursor);
         pages->cursor = (pages->cursor + 1) % capacity;
-        if (page->holds == 0 && page->pins == 0) {
+        if (page->holds == 0 && page->pins == 0 && page->refs == 0) {
             unhash(pages, page);
             return page;
         }
@@ -125,7 +132,10 @@ bool shim_page_read(struct page *page, uint64_t *address_space, mmulab_pfn *pfn,
     bool live = page->live;
     if (live) {
         *address_space = page->address_space;
-        *pfn = page->pfn;
+        /* A page the driver holds a reference on is reached through the
+         * pin behind it: good for as long as the reference is held, even
+         * once the primary has unmapped it (Linux: the page stays). */
+        *pfn = page->ref_pin ? page->ref_pfn : page->pfn;
         if (hold) page->holds++;
     }
     device->host->unlock(device->page_lock);
@@ -144,11 +154,19 @@ struct mmulab_linux_device *shim_page_device(const struct page *page) { return p
 void shim_pages_free(struct mmulab_linux_device *device) {
     struct mmulab_linux_pages *pages = device->pages;
     if (!pages) return;
-    uint64_t pinned = 0;
-    for (uint32_t i = 0; i < pages->used; i++) pinned += slot(pages, i)->pins;
+    uint64_t pinned = 0, referenced = 0;
+    for (uint32_t i = 0; i < pages->used; i++) {
+        pinned += slot(pages, i)->pins;
+        referenced += slot(pages, i)->refs;
+    }
     if (pinned > 0) {
         /* The pins stay taken: the lab's own pin-leak check reports them. */
         shim_log(device, MMULAB_LOG_WARNING, "%llu page pin(s) never unpinned", (unsigned long long)pinned);
+    }
+    if (referenced > 0) {
+        /* The host pins behind them stay taken too: the same check reports them. */
+        shim_report(device, "BUG", "get_page reference(s) never put (put_page) when the device went away", "page.c",
+                    __LINE__, "get_page");
     }
     for (uint32_t i = 0; i < pages->chunk_count; i++) free(pages->chunks[i]);
     free(pages);
@@ -288,13 +306,24 @@ static void unpin(struct page *page, bool dirty) {
     device->host->lock(device->page_lock);
     bool pinned = page->pins > 0;
     if (pinned) page->pins--;
+    /* The last pin of a page the driver still holds references on stays
+     * taken, for the references (get_page borrowed it). */
+    bool kept = pinned && page->pins == 0 && page->refs > 0 && !page->ref_pin;
+    if (kept) {
+        page->ref_pin = true;
+        page->ref_pfn = page->pfn;
+    }
     device->host->unlock(device->page_lock);
     if (!pinned) {
         shim_report(shim_device(), "BUG", "unpin of a page this handle never pinned (or unpinned twice)", "page.c",
                     __LINE__, "unpin_user_page");
         return;
     }
-    device->host->unpin(device->ctx, &pfn, 1, dirty);
+    if (!kept) {
+        device->host->unpin(device->ctx, &pfn, 1, dirty);
+    } else if (dirty) {
+        device->host->set_dirty(device->ctx, &pfn);
+    }
 }
 
 void unpin_user_page(struct page *page) { unpin(page, false); }
@@ -306,3 +335,67 @@ void unpin_user_pages(struct page **pages, unsigned long npages) {
 void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty) {
     for (unsigned long i = 0; i < npages; i++) unpin(pages[i], make_dirty);
 }
+
+/* ---------------------------------------------------------------------- */
+/* References (get_page / put_page)                                        */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * The plugin ABI holds a frame only through a pin (host->pin, by address:
+ * it may sleep, takes the primary's mmap lock and may fault the page in or
+ * split a huge page). Linux's get_page takes none of that, and a driver
+ * takes it where it may hold its notifier lock, so a reference on a page
+ * nothing holds yet cannot be expressed. A reference on a page the driver
+ * holds pinned can: it is counted here and keeps the pin behind it, even
+ * past unpin_user_page, until the last put_page.
+ */
+void get_page(struct page *page) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "get_page")) return;
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool held = page->pins > 0 || page->refs > 0;
+    bool overflow = held && page->refs == UINT32_MAX;
+    if (held && !overflow) page->refs++;
+    if (!held) page->refused++;
+    device->host->unlock(device->page_lock);
+    if (overflow) {
+        shim_report(shim_device(), "BUG", "get_page: the page's reference count would overflow", "page.c", __LINE__,
+                    "get_page");
+    } else if (!held) {
+        shim_report(shim_device(), "BUG",
+                    "get_page of a page no pin or reference holds (one from hmm_range_fault) is not provided: the "
+                    "plugin ABI keeps a page only by pinning its address, which may sleep and takes the mmap lock "
+                    "(pin it with pin_user_pages and take references on that)",
+                    "page.c", __LINE__, "get_page");
+    }
+}
+
+void put_page(struct page *page) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "put_page")) return;
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool underflow = page->refs == 0 && page->refused == 0;
+    bool release = false;
+    mmulab_pfn pinned = page->ref_pfn;
+    if (page->refs > 0) {
+        page->refs--;
+        /* The last reference gives back the pin it kept (if it kept one). */
+        release = page->refs == 0 && page->ref_pin;
+        if (release) page->ref_pin = false;
+    } else if (page->refused > 0) {
+        page->refused--; /* its get_page was refused, and reported then */
+    }
+    device->host->unlock(device->page_lock);
+    if (underflow) {
+        shim_report(shim_device(), "BUG", "put_page of a page without a reference (Linux would free a page in use)",
+                    "page.c", __LINE__, "put_page");
+    }
+    if (release) device->host->unpin(device->ctx, &pinned, 1, false);
+}
+
+void folio_get(struct folio *folio) { get_page((struct page *)folio); }
+void folio_put(struct folio *folio) { put_page((struct page *)folio); }

@@ -14,14 +14,26 @@
  * mm given (pin_user_pages_remote). unpin_user_pages_dirty_lock with
  * make_dirty reports the device's writes as the pages go.
  *
+ * References (get_page, put_page, folio_get, folio_put) are provided on
+ * pages the driver holds pinned: the plugin ABI keeps a frame only through
+ * a pin of its address (host->pin), so a reference is counted on the pinned
+ * page and keeps the pin behind it, past unpin_user_page, until the last
+ * put_page (the page stays good to kmap meanwhile; after the last, it is
+ * freed or reused like any unpinned page). A reference on a page nothing
+ * holds (one from hmm_range_fault) cannot be expressed: a pin may sleep,
+ * takes the primary's mmap lock and may fault or split a huge page, none
+ * of which Linux's get_page does where a driver calls it (under its
+ * notifier lock). Such a get_page is refused and reported as a BUG finding
+ * naming get_page (its put_page is then not reported again); put_page of a
+ * page without a reference is reported as a BUG too.
+ *
  * Declared here and not provided, so a driver that reaches for them fails
  * to link (undefined symbol), never runs a stand-in:
  *   page_address, pfn_to_page   a page's memory is reached only through
  *                               kmap, and a bare pfn carries no translation;
- *   alloc_page(s), __free_page(s), get_page, put_page, folio_get,
- *   folio_put                   the lab holds pages only through the
- *                               primary's mappings (pin) and the notifier
- *                               contract; a driver's own page references
+ *   alloc_page(s), __free_page(s)  the lab holds pages only through the
+ *                               primary's mappings (pin) and the device's
+ *                               own memory; a driver's own system pages
  *                               are not modelled;
  *   get_user_pages(_remote)     use pin_user_pages (FOLL_PIN), which the lab
  *                               accounts.
@@ -94,6 +106,15 @@ void unpin_user_page(struct page *page);
 void unpin_user_pages(struct page **pages, unsigned long npages);
 void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty);
 
+/* A reference on a page this device holds pinned (or referenced): keeps the
+ * frame, and the page good to kmap, until the matching put_page, even past
+ * unpin_user_page. Never sleeps. On any other page refused and reported
+ * (see above). */
+void get_page(struct page *page);
+void put_page(struct page *page);
+void folio_get(struct folio *folio);
+void folio_put(struct folio *folio);
+
 /* Not provided (see above): declared so that using them is a link error. */
 void *page_address(const struct page *page);
 struct page *pfn_to_page(unsigned long pfn);
@@ -101,10 +122,6 @@ struct page *alloc_pages(gfp_t gfp, unsigned int order);
 struct page *alloc_page(gfp_t gfp);
 void __free_pages(struct page *page, unsigned int order);
 void __free_page(struct page *page);
-void get_page(struct page *page);
-void put_page(struct page *page);
-void folio_get(struct folio *folio);
-void folio_put(struct folio *folio);
 long get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages);
 long get_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
                            struct page **pages, int *locked);

@@ -93,6 +93,11 @@ enum probe_page_op {
     PROBE_PAGE_ZONE_DEVICE,      /* is_zone_device_page */
     PROBE_PAGE_FOLIO_SAME,       /* page_folio(page) == page_folio(second page) */
     PROBE_PAGE_FOLIO_CHECKS,     /* bits: 1 folio_page(folio, 0) == page, 2 folio_pfn == page_to_pfn, 4 folio_nr_pages == 1 */
+    PROBE_PAGE_GET,              /* get_page */
+    PROBE_PAGE_PUT,              /* put_page */
+    PROBE_PAGE_FOLIO_GET,        /* folio_get(page_folio(page)) */
+    PROBE_PAGE_FOLIO_PUT,        /* folio_put(page_folio(page)) */
+    PROBE_PAGE_GET_LOCKED,       /* get_page under the probe's spin lock (a driver's notifier lock) */
 };
 
 enum probe_highmem_op {
