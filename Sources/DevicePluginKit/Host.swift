@@ -250,6 +250,29 @@ extension Host {
     }
 }
 
+extension Host {
+    /// Whether the host offers `lookup_range` (ABI 1.6).
+    public var offersLookup: Bool {
+        table.pointee.abi_minor >= 6
+            && Int(table.pointee.struct_size) >= MemoryLayout<mmulab_host>.offset(of: \.lookup_range)! + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// [blockable] `hmm_range_fault` without `HMM_PFN_REQ_FAULT` (ABI 1.6):
+    /// the translations of `[start, start + length)` as the primary maps
+    /// them now, nil where nothing is mapped; faults nothing in. Install
+    /// them only if no invalidation raced (`readRetry`).
+    public func lookupRange(addressSpace: UInt64, start: UInt64, length: UInt64) throws(PluginError) -> [PFN?] {
+        guard offersLookup else { throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the host offers no lookup_range (ABI < 1.6)") }
+        var pfns = [PFN](repeating: PFN(), count: Int(length / 4096))
+        var error = mmulab_error()
+        let status = pfns.withUnsafeMutableBufferPointer { buffer in
+            table.pointee.lookup_range(context, addressSpace, start, length, buffer.baseAddress, &error)
+        }
+        guard status == mmulab_status(MMULAB_OK) else { throw PluginError(error) }
+        return pfns.map { $0.flags & UInt32(MMULAB_PFN_NONE) != 0 ? nil : $0 }
+    }
+}
+
 /// A device memory the host made for this instance (ABI 1.1).
 public struct DeviceMemoryHandle: @unchecked Sendable {
     // @unchecked: the handle is the host's, valid until the instance is destroyed.

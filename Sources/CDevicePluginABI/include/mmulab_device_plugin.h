@@ -1,5 +1,5 @@
 /*
- * mmulab device plugin ABI, version 1.5.
+ * mmulab device plugin ABI, version 1.6.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
@@ -28,7 +28,10 @@
  * MMULAB_PFN_HUGE (huge pages reported by fault_range), device-exclusive
  * pages (the host service make_exclusive, MMULAB_PFN_EXCLUSIVE, and
  * MMULAB_ACCESS_ATOMIC, which the host passes only to an instance that
- * negotiated 1.5). Every addition is at the end of its struct: the host
+ * negotiated 1.5). 1.6 adds the host service lookup_range (the primary's
+ * translations of a range as they are, faulting nothing in: Linux's
+ * hmm_range_fault without HMM_PFN_REQ_FAULT) and MMULAB_PFN_NONE, the
+ * entry it gives where nothing is mapped. Every addition is at the end of its struct: the host
  * reads only what struct_size covers, and a plugin reads a host field only
  * if the host table's struct_size covers it.
  *
@@ -94,7 +97,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 5
+#define MMULAB_ABI_MINOR 6
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -230,6 +233,11 @@ enum {
      * zap the whole entry then; a later invalidation of one 4 KiB page of a
      * split huge page covers only that page. */
     MMULAB_PFN_HUGE = 1u << 4,
+    /* 1.6, lookup_range only: nothing a device could use is mapped at the
+     * address (not present, swapped out, PROT_NONE, a device-exclusive
+     * entry, another device's page); pfn and generation are 0. Not a
+     * translation: never pass it to another service (refused). */
+    MMULAB_PFN_NONE = 1u << 5,
 };
 
 /* A translation from the primary MMU: the frame behind one page, and the
@@ -555,6 +563,22 @@ typedef struct mmulab_host {
      * or the operation's own event): drop the entry then, like any other. */
     mmulab_status (*make_exclusive)(void *ctx, uint64_t address_space, uint64_t address, uint64_t owner, mmulab_pfn *pfn,
                                     mmulab_error *error);
+
+    /* Lookup without faulting, ABI 1.6 (check struct_size or the negotiated
+     * minor).
+     *
+     * [blockable] Fills `pfns` (length / 4096 entries) with the translations
+     * of [start, start + length) as the primary maps them now (Linux:
+     * hmm_range_fault with no HMM_PFN_REQ_FAULT): faults nothing in, brings
+     * no device page home, marks nothing accessed. Where nothing the device
+     * could use is mapped the entry is MMULAB_PFN_NONE. Pages in the
+     * caller's own device memory come as MMULAB_PFN_DEVICE_PRIVATE, huge
+     * pages with MMULAB_PFN_HUGE, as from fault_range. Like fault_range, no
+     * reference is kept: check read_retry before installing. Takes the
+     * primary's mmap lock shared, so it may sleep. MMULAB_ERR_KILLED once
+     * the address space has exited. */
+    mmulab_status (*lookup_range)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length, mmulab_pfn *pfns,
+                                  mmulab_error *error);
 } mmulab_host;
 
 /* ---------------------------------------------------------------------- */

@@ -187,7 +187,7 @@ extension AddressSpace {
     /// its memory (page-table lock held), or nil if the caller must fault:
     /// another device's page, or a write the entry does not allow yet. A
     /// device page has one mapping, so a write upgrade needs no copy.
-    private func ownDevicePage(_ address: UInt64, _ pte: PTE, owner: OwnerCookie, write: Bool) -> DeviceTranslation? {
+    func ownDevicePage(_ address: UInt64, _ pte: PTE, owner: OwnerCookie, write: Bool) -> DeviceTranslation? {
         ptl.assertHeld()
         let page = pte.devicePage
         guard let home = machine.deviceMemory(of: page), home.owner == owner else { return nil }

@@ -16,9 +16,18 @@
  *            (or the address space has exited);
  *   -ENOMEM  the primary ran out of memory;
  *   -EINVAL  the range is empty or not page aligned;
- *   -EOPNOTSUPP  a page was requested without HMM_PFN_REQ_FAULT (a
- *            snapshot of what is mapped without faulting it in): the
- *            plugin ABI offers no such service, so it is refused, loudly.
+ *   -EOPNOTSUPP  a page was requested without HMM_PFN_REQ_FAULT on a host
+ *            older than ABI 1.6 (which has no lookup without faulting):
+ *            refused, with an error in the host log.
+ * An entry whose request has no HMM_PFN_REQ_FAULT is not faulted (Linux's
+ * snapshot mode): it is HMM_PFN_VALID (and HMM_PFN_WRITE) where the
+ * primary maps a page now, and 0 where it maps nothing the device could use
+ * (not present, swapped out, PROT_NONE, device-exclusive, another device's
+ * page); HMM_PFN_REQ_WRITE without HMM_PFN_REQ_FAULT faults nothing either.
+ * A page of a huge (PMD) mapping carries the map order PMD_SHIFT -
+ * PAGE_SHIFT (9): hmm_pfn_to_map_order says the aligned 2 MiB around it is
+ * one mapping the device may map with one entry (every change to any of it
+ * is first an invalidation of the whole 2 MiB).
  * As in Linux, the entries are only a snapshot: an invalidation that comes
  * while or after they are read is not seen here. Install them under the
  * driver's lock after mmu_interval_read_retry says nothing raced.
@@ -64,8 +73,10 @@ static inline struct page *hmm_pfn_to_page(unsigned long hmm_pfn) { return (stru
 static inline unsigned long hmm_pfn_to_phys(unsigned long hmm_pfn) {
     return page_to_pfn(hmm_pfn_to_page(hmm_pfn)) << PAGE_SHIFT;
 }
+#define HMM_PFN_ORDER_MASK (0x1FUL << HMM_PFN_ORDER_SHIFT)
 static inline unsigned int hmm_pfn_to_map_order(unsigned long hmm_pfn) {
     return (unsigned int)((hmm_pfn >> HMM_PFN_ORDER_SHIFT) & 0x1F);
 }
+static inline unsigned long hmm_pfn_flags_order(unsigned long order) { return order << HMM_PFN_ORDER_SHIFT; }
 
 #endif /* MMULAB_LINUX_HMM_H */

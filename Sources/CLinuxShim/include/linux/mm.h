@@ -55,6 +55,11 @@
 #define PAGE_ALIGNED(address) IS_ALIGNED((unsigned long)(address), PAGE_SIZE)
 #define offset_in_page(p) ((unsigned long)(p) & ~PAGE_MASK)
 #define PHYS_PFN(x) ((unsigned long)((x) >> PAGE_SHIFT))
+/* A huge (PMD) mapping: 2 MiB, as on x86-64 (hmm_range_fault's map order
+ * for a page of one is PMD_SHIFT - PAGE_SHIFT). */
+#define PMD_SHIFT 21
+#define PMD_SIZE (1UL << PMD_SHIFT)
+#define PMD_MASK (~(PMD_SIZE - 1))
 
 /* The frame number behind the page (for a device-private page, the
  * device page's number). */

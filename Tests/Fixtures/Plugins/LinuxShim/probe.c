@@ -359,6 +359,7 @@ long probe_command(struct probe *probe, u32 command, struct probe_command *c) {
     case PROBE_DELAY: return probe_delay(probe, c);
     case PROBE_PRINTK: return probe_printk(probe, c);
     case PROBE_MM_REFS: return probe_mm_refs(probe, c);
+    case PROBE_HMM_RANGE: return probe_hmm_range(probe, c);
     case PROBE_RECLAIM_ALLOC:
         mutex_lock(&probe->mutex);
         probe->alloc_armed = a[0] != 0;

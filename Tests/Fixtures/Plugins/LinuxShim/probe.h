@@ -52,6 +52,16 @@ enum probe_commands {
     PROBE_DELAY,             /* [0] op (enum probe_delay_op) [1] amount; result: ns it took (ktime_get_ns); [1] out */
     PROBE_PRINTK,            /* [0] level 0..7, or 8: none; result: printk's answer */
     PROBE_MM_REFS,           /* [0] op (enum probe_mm_op); result: mm_users after; [0] out: mm_count after */
+    PROBE_HMM_RANGE,         /* [0] start [1] pages (<= 512) [2] flags (enum probe_hmm_flags) [3] seq; result: hmm_range_fault;
+                                out: [0] valid bits of entries 0..63 [1] write bits of 0..63 [2] entries of map order 9
+                                [3] valid entries; bytes[0..8) page_to_pfn of entry 0; slot 6: entry 0's page */
+};
+
+enum probe_hmm_flags {
+    PROBE_HMM_FAULT_ALL = 1,     /* default_flags HMM_PFN_REQ_FAULT (else a snapshot) */
+    PROBE_HMM_WRITE = 2,         /* ... | HMM_PFN_REQ_WRITE */
+    PROBE_HMM_FAULT_ODD = 4,     /* per-entry requests (pfn_flags_mask ~0): HMM_PFN_REQ_FAULT on odd entries only */
+    PROBE_HMM_STALE_INPUT = 8,   /* the entries start as garbage (HMM_PFN_ERROR | 0x1000), default_flags only */
 };
 
 /* Set in the command number: run it in a scope with no mm (current->mm

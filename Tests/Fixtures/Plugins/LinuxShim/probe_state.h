@@ -89,5 +89,6 @@ long probe_highmem(struct probe *probe, struct probe_command *c);
 long probe_delay(struct probe *probe, struct probe_command *c);
 long probe_printk(struct probe *probe, struct probe_command *c);
 long probe_mm_refs(struct probe *probe, struct probe_command *c);
+long probe_hmm_range(struct probe *probe, struct probe_command *c);
 
 #endif /* SHIMPROBE_STATE_H */
