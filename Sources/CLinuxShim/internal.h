@@ -150,6 +150,9 @@ struct page *shim_page_intern(struct mmulab_linux_device *device, uint64_t addre
 bool shim_page_read(struct page *page, uint64_t *address_space, mmulab_pfn *pfn, bool hold);
 void shim_page_release_hold(struct page *page);
 struct mmulab_linux_device *shim_page_device(const struct page *page);
+/* Locks a page for make_device_exclusive and counts a reference that holds
+ * nothing; false (nothing done) if it is locked already. */
+bool shim_page_lock_transient(struct page *page);
 void shim_pages_free(struct mmulab_linux_device *device);
 
 /* mm (mm.c). */

@@ -40,6 +40,10 @@ struct page {
      * while refs > 0; the host pins this handle holds are pins + ref_pin. */
     bool ref_pin;
     uint32_t refused; /* get_page calls refused (reported): their put_page is not reported again */
+    /* References that hold nothing: make_device_exclusive's (the host
+     * hands out none; the exclusive entry keeps the page mapped). Put first. */
+    uint32_t transient;
+    bool locked; /* the folio lock make_device_exclusive returns it with */
     mmulab_pfn ref_pfn; /* that pin's translation (MMULAB_PFN_PINNED) */
     bool live;
 };
@@ -53,7 +57,8 @@ struct mmulab_linux_pages {
 };
 
 /* What makes two translations the same. */
-static const uint32_t identity_flags = MMULAB_PFN_WRITABLE | MMULAB_PFN_PINNED | MMULAB_PFN_DEVICE_PRIVATE;
+static const uint32_t identity_flags =
+    MMULAB_PFN_WRITABLE | MMULAB_PFN_PINNED | MMULAB_PFN_DEVICE_PRIVATE | MMULAB_PFN_EXCLUSIVE;
 
 static uint32_t hash_of(uint64_t space, const mmulab_pfn *pfn) {
     uint64_t h = space * 0x9E3779B97F4A7C15ull;
@@ -88,7 +93,7 @@ static struct page *free_slot(struct mmulab_linux_pages *pages) {
     for (uint32_t tried = 0; tried < capacity; tried++) {
         struct page *page = slot(pages, pages->cursor);
         pages->cursor = (pages->cursor + 1) % capacity;
-        if (page->holds == 0 && page->pins == 0 && page->refs == 0) {
+        if (page->holds == 0 && page->pins == 0 && page->refs == 0 && page->transient == 0 && !page->locked) {
             unhash(pages, page);
             return page;
         }
@@ -378,10 +383,12 @@ void put_page(struct page *page) {
     if (!translation(page, &space, &pfn, "put_page")) return;
     struct mmulab_linux_device *device = page->device;
     device->host->lock(device->page_lock);
-    bool underflow = page->refs == 0 && page->refused == 0;
+    bool underflow = page->refs == 0 && page->refused == 0 && page->transient == 0;
     bool release = false;
     mmulab_pfn pinned = page->ref_pfn;
-    if (page->refs > 0) {
+    if (page->transient > 0) {
+        page->transient--;
+    } else if (page->refs > 0) {
         page->refs--;
         /* The last reference gives back the pin it kept (if it kept one). */
         release = page->refs == 0 && page->ref_pin;
@@ -399,3 +406,36 @@ void put_page(struct page *page) {
 
 void folio_get(struct folio *folio) { get_page((struct page *)folio); }
 void folio_put(struct folio *folio) { put_page((struct page *)folio); }
+
+/* make_device_exclusive's page: locked, with a reference that holds
+ * nothing (the host takes none). False if it is locked already (reported
+ * by the caller: Linux would wait for ever). */
+bool shim_page_lock_transient(struct page *page) {
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool was_locked = page->locked;
+    if (!was_locked) {
+        page->locked = true;
+        page->transient++;
+    }
+    device->host->unlock(device->page_lock);
+    return !was_locked;
+}
+
+void folio_unlock(struct folio *folio) {
+    struct page *page = (struct page *)folio;
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "folio_unlock")) return;
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool was_locked = page->locked;
+    page->locked = false;
+    device->host->unlock(device->page_lock);
+    if (!was_locked) {
+        shim_report(shim_device(), "BUG", "folio_unlock of a folio that is not locked (VM_BUG_ON_FOLIO)", "page.c",
+                    __LINE__, "folio_unlock");
+    }
+}
+
+void unlock_page(struct page *page) { folio_unlock((struct folio *)page); }

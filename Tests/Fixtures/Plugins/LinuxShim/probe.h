@@ -55,6 +55,15 @@ enum probe_commands {
     PROBE_HMM_RANGE,         /* [0] start [1] pages (<= 512) [2] flags (enum probe_hmm_flags) [3] seq; result: hmm_range_fault;
                                 out: [0] valid bits of entries 0..63 [1] write bits of 0..63 [2] entries of map order 9
                                 [3] valid entries; bytes[0..8) page_to_pfn of entry 0; slot 6: entry 0's page */
+    PROBE_EXCLUSIVE,         /* [0] op (enum probe_exclusive_op) [1] address [2] 1: the probe is the owner (else NULL);
+                                result: 0 or the errno; slot 5: the page */
+};
+
+enum probe_exclusive_op {
+    PROBE_EXCLUSIVE_MAKE = 1,    /* make_device_exclusive under mmap_read_lock; keeps the folio locked and referenced */
+    PROBE_EXCLUSIVE_RELEASE,     /* folio_unlock and folio_put of it */
+    PROBE_EXCLUSIVE_OWNER,       /* result: the last invalidation's owner: 1 the probe, 0 none, 2 another */
+    PROBE_EXCLUSIVE_UNLOCK,      /* folio_unlock only */
 };
 
 enum probe_hmm_flags {

@@ -10,6 +10,9 @@
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/rmap.h>
+#include <linux/err.h>
+#include <linux/mutex.h>
 
 #include "probe.h"
 #include "probe_state.h"
@@ -64,4 +67,42 @@ long probe_hmm_range(struct probe *probe, struct probe_command *c) {
     }
     kvfree(pfns);
     return ret;
+}
+
+/* make_device_exclusive as test_hmm's atomic path calls it: under
+ * mmap_read_lock, then (in a driver) the entry installed under the
+ * notifier lock, then folio_unlock and folio_put. */
+long probe_exclusive(struct probe *probe, struct probe_command *c) {
+    u64 *a = c->arguments;
+    struct folio *folio = NULL;
+    struct page *page;
+    long ret = 0;
+
+    switch (a[0]) {
+    case PROBE_EXCLUSIVE_MAKE:
+        mmap_read_lock(current->mm);
+        page = make_device_exclusive(current->mm, a[1], a[2] ? (void *)probe : NULL, &folio);
+        mmap_read_unlock(current->mm);
+        if (IS_ERR(page)) return PTR_ERR(page);
+        WARN_ON(page_folio(page) != folio);
+        probe->slots[5] = page;
+        probe->exclusive = folio;
+        return 0;
+    case PROBE_EXCLUSIVE_RELEASE:
+        if (!probe->exclusive) return -ENOENT;
+        folio_unlock(probe->exclusive);
+        folio_put(probe->exclusive);
+        probe->exclusive = NULL;
+        return 0;
+    case PROBE_EXCLUSIVE_UNLOCK:
+        if (!probe->exclusive) return -ENOENT;
+        folio_unlock(probe->exclusive);
+        return 0;
+    case PROBE_EXCLUSIVE_OWNER:
+        mutex_lock(&probe->mutex);
+        ret = probe->last_owner == probe ? 1 : probe->last_owner ? 2 : 0;
+        mutex_unlock(&probe->mutex);
+        return ret;
+    }
+    return -EINVAL;
 }

@@ -56,6 +56,7 @@ struct probe {
     /* What the interval heard. */
     atomic_t invalidations;
     int last_event;
+    const void *last_owner;
     bool last_blockable;
     unsigned long last_start, last_end;
     /* PROBE_CHECK_RETRY's watch: mmu_interval_check_retry(watched_seq) as
@@ -73,6 +74,8 @@ struct probe {
     struct mmu_notifier *gotten;
     atomic_t frees;
     struct probe_extra extra;
+    /* make_device_exclusive's last folio (PROBE_EXCLUSIVE). */
+    struct folio *exclusive;
 };
 
 /* A page by number: 0..SLOTS-1 the hmm_range_fault slots, PINNED_SLOT + i
@@ -90,5 +93,6 @@ long probe_delay(struct probe *probe, struct probe_command *c);
 long probe_printk(struct probe *probe, struct probe_command *c);
 long probe_mm_refs(struct probe *probe, struct probe_command *c);
 long probe_hmm_range(struct probe *probe, struct probe_command *c);
+long probe_exclusive(struct probe *probe, struct probe_command *c);
 
 #endif /* SHIMPROBE_STATE_H */
