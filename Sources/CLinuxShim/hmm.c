@@ -103,6 +103,32 @@ int hmm_range_fault(struct hmm_range *range) {
         free(pfns);
         return ret;
     }
+    /* A device-private page dev_private_owner does not claim: Linux faults
+     * it home (the pagemap's migrate_to_ram) where a fault is asked for,
+     * and reports nothing where none is. */
+    for (unsigned long i = 0; i < count; i++) {
+        if (!(pfns[i].flags & MMULAB_PFN_DEVICE_PRIVATE) || shim_claims_device_page(device, range->dev_private_owner))
+            continue;
+        if (!(request_of(range, i) & HMM_PFN_REQ_FAULT)) {
+            pfns[i] = (mmulab_pfn){ .address = pfns[i].address, .flags = MMULAB_PFN_NONE };
+            continue;
+        }
+        mmulab_error error = { 0 };
+        uint64_t address = range->start + i * PAGE_SIZE;
+        ret = shim_bring_home(device, space, address);
+        mmulab_status status = ret ? MMULAB_ERR_FAULT
+                                   : device->host->fault_range(device->ctx, space, address, PAGE_SIZE,
+                                                               (request_of(range, i) & HMM_PFN_REQ_WRITE)
+                                                                   ? MMULAB_FAULT_WRITE
+                                                                   : 0,
+                                                               &pfns[i], &error);
+        /* Home and faulted again; a page that went back to the device
+         * meanwhile is a race the caller's sequence catches: -EBUSY. */
+        if (status != MMULAB_OK || (pfns[i].flags & MMULAB_PFN_DEVICE_PRIVATE)) {
+            free(pfns);
+            return status != MMULAB_OK ? shim_errno_from_status(status) : -EBUSY;
+        }
+    }
     for (unsigned long i = 0; i < count; i++) {
         /* Nothing mapped and no fault asked: Linux leaves the entry 0. */
         if (pfns[i].flags & MMULAB_PFN_NONE) {

@@ -14,7 +14,7 @@ final class ShimProbe: @unchecked Sendable {
     enum Command: UInt32 {
         case selftest = 1, readBegin, readRetry, hmmFault, kmapRead, kmapWrite, setDirty, pageToPFN, pin, unpin, intervalState
         case context, warn, waitEvent, wake, waitCompletion, complete, rwsem, jiffies, mmget, notifier, reclaimAlloc
-        case checkRetry, extra, pinVariant, unpinOne, page, highmem, delay, printk, mmRefs, hmmRange, exclusive
+        case checkRetry, extra, pinVariant, unpinOne, page, highmem, delay, printk, mmRefs, hmmRange, exclusive, migrate
         /// Handled by the glue: the page at [0] into the instance's device memory.
         case glueToDevice = 100
     }

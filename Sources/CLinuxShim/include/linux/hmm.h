@@ -34,10 +34,14 @@
  *
  * The page number bits of an entry hold the shim's page handle, not the
  * frame number: decode an entry with hmm_pfn_to_page, as Linux drivers do
- * (page_to_pfn gives the frame). dev_private_owner is accepted and has no
- * effect: the host answers with device-private translations for the
- * instance's own device memory by itself (ABI 1.1), and the shim has no
- * dev_pagemap yet.
+ * (page_to_pfn gives the frame). dev_private_owner: a page in the device
+ * memory memremap_pages made (<linux/memremap.h>) is reported as a
+ * device-private page (is_device_private_page) when dev_private_owner is
+ * the pagemap's owner; otherwise it is brought home first where a fault
+ * is asked for (Linux faults it through the pagemap's migrate_to_ram; here
+ * the host's migrate_to_host, with the owner in its invalidation) and is 0
+ * in a snapshot. Device memory a glue file made itself (no pagemap) is
+ * always reported as the device's own, as the host does.
  */
 #ifndef MMULAB_LINUX_HMM_H
 #define MMULAB_LINUX_HMM_H

@@ -362,6 +362,7 @@ long probe_command(struct probe *probe, u32 command, struct probe_command *c) {
     case PROBE_MM_REFS: return probe_mm_refs(probe, c);
     case PROBE_HMM_RANGE: return probe_hmm_range(probe, c);
     case PROBE_EXCLUSIVE: return probe_exclusive(probe, c);
+    case PROBE_MIGRATE: return probe_migrate(probe, c);
     case PROBE_RECLAIM_ALLOC:
         mutex_lock(&probe->mutex);
         probe->alloc_armed = a[0] != 0;

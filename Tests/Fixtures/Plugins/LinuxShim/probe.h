@@ -57,6 +57,18 @@ enum probe_commands {
                                 [3] valid entries; bytes[0..8) page_to_pfn of entry 0; slot 6: entry 0's page */
     PROBE_EXCLUSIVE,         /* [0] op (enum probe_exclusive_op) [1] address [2] 1: the probe is the owner (else NULL);
                                 result: 0 or the errno; slot 5: the page */
+    PROBE_MIGRATE,           /* [0] op (enum probe_migrate_op) [1] start [2] pages [3] argument; see the op */
+};
+
+enum probe_migrate_op {
+    PROBE_MIGRATE_REMAP = 1,     /* memremap_pages: MEMORY_DEVICE_PRIVATE, owner the probe ([3] 1: no owner), [2] pages;
+                                    result: 0 or the errno */
+    PROBE_MIGRATE_TO_DEVICE,     /* migrate_vma SELECT_SYSTEM over [1], [2] pages (<= 64), pgmap_owner the probe; result:
+                                    setup's; out: [0] cpages [1] src MIGRATE bits after setup [2] after pages [3] WRITE bits */
+    PROBE_MIGRATE_TO_RAM,        /* the same with SELECT_DEVICE_PRIVATE, pgmap_owner the probe ([3] 1: NULL) */
+    PROBE_MIGRATE_UNMAP,         /* memunmap_pages */
+    PROBE_MIGRATE_HMM,           /* hmm_range_fault of the page at [1] (write), dev_private_owner the probe ([3] 1: NULL);
+                                    result: its answer; out: [0] is_device_private_page [1] page_pgmap is the probe's */
 };
 
 enum probe_exclusive_op {

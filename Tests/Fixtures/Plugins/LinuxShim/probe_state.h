@@ -10,6 +10,7 @@
 
 #include <linux/atomic.h>
 #include <linux/completion.h>
+#include <linux/memremap.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
 #include <linux/mutex.h>
@@ -74,6 +75,8 @@ struct probe {
     struct mmu_notifier *gotten;
     atomic_t frees;
     struct probe_extra extra;
+    /* PROBE_MIGRATE's device memory. */
+    struct dev_pagemap pgmap;
     /* make_device_exclusive's last folio (PROBE_EXCLUSIVE). */
     struct folio *exclusive;
 };
@@ -94,5 +97,6 @@ long probe_printk(struct probe *probe, struct probe_command *c);
 long probe_mm_refs(struct probe *probe, struct probe_command *c);
 long probe_hmm_range(struct probe *probe, struct probe_command *c);
 long probe_exclusive(struct probe *probe, struct probe_command *c);
+long probe_migrate(struct probe *probe, struct probe_command *c);
 
 #endif /* SHIMPROBE_STATE_H */
