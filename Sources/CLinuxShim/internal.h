@@ -170,6 +170,7 @@ bool shim_claims_device_page(struct mmulab_linux_device *device, const void *own
 int shim_bring_home(struct mmulab_linux_device *device, uint64_t space, uint64_t address);
 
 /* mm (mm.c). */
+struct mmulab_linux_mm *shim_xa_load_locked_mm(struct mmulab_linux_device *device, uint64_t address_space);
 void shim_mms_free(struct mmulab_linux_device *device);
 
 #endif /* MMULAB_LINUX_INTERNAL_H */

@@ -14,6 +14,7 @@
 #include <linux/memremap.h>
 #include <linux/migrate.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 
 /* The address space's end (the host's addressLimit): 2^44. */
 #define SHIM_ADDRESS_LIMIT (1UL << 44)
@@ -182,10 +183,55 @@ bool shim_claims_device_page(struct mmulab_linux_device *device, const void *own
     return !device->pgmap || owns(device, owner);
 }
 
+/* The device page at `address` of `mm` (a handle), or NULL if none is there. */
+static struct page *device_page_at(struct mmulab_linux_device *device, uint64_t space, unsigned long address) {
+    mmulab_pfn pfn = { 0 };
+    mmulab_error error = { 0 };
+    if (device->host->lookup_range(device->ctx, space, address, PAGE_SIZE, &pfn, &error) != MMULAB_OK ||
+        !(pfn.flags & MMULAB_PFN_DEVICE_PRIVATE))
+        return NULL;
+    return shim_page_intern(device, space, &pfn, false);
+}
+
+/* Calls the pagemap's migrate_to_ram for the page at `address` (scope
+ * entered, mmap_read_lock held): its answer, or -EOPNOTSUPP without one
+ * (or on a host older than 1.6, whose lookup_range it needs). */
+static int call_migrate_to_ram(struct mmulab_linux_device *device, struct mm_struct *mm, unsigned long address) {
+    struct dev_pagemap *pgmap = device->pgmap;
+    if (!pgmap || !pgmap->ops || !pgmap->ops->migrate_to_ram || device->host->abi_minor < 6) return -EOPNOTSUPP;
+    uint64_t space = shim_mm(mm)->address_space;
+    struct page *page = device_page_at(device, space, address & PAGE_MASK);
+    if (!page) return 0; /* home already */
+    struct vm_fault vmf = { .vma = vma_lookup(mm, address), .address = address & PAGE_MASK, .page = page };
+    vm_fault_t ret = pgmap->ops->migrate_to_ram(&vmf);
+    return ret ? -EFAULT : 0;
+}
+
 int shim_bring_home(struct mmulab_linux_device *device, uint64_t space, uint64_t address) {
+    /* As Linux's fault path: the pagemap's migrate_to_ram first (the
+     * caller holds mmap_read_lock), then the host for what is left. */
+    struct mmulab_linux_mm *m = shim_xa_load_locked_mm(device, space);
+    if (m) call_migrate_to_ram(device, &m->mm, (unsigned long)address);
     uint64_t moved = 0;
     mmulab_error error = { 0 };
     mmulab_status status =
         device->host->migrate_to_host(device->ctx, device->memory, space, address & PAGE_MASK, PAGE_SIZE, &moved, &error);
     return shim_errno_from_status(status);
+}
+
+mmulab_status mmulab_linux_migrate_to_ram(struct mmulab_linux_device *device, uint64_t address_space, uint64_t address,
+                                          mmulab_error *error) {
+    if (!device) return mmulab_fail(error, MMULAB_ERR_INVALID, "migrate_to_ram: no device");
+    if (!device->pgmap || !device->pgmap->ops || !device->pgmap->ops->migrate_to_ram)
+        return mmulab_fail(error, MMULAB_ERR_NOT_SUPPORTED, "no dev_pagemap with a migrate_to_ram");
+    struct mm_struct *mm = mmulab_linux_mm_get(device, address_space, error);
+    if (!mm) return error ? error->status : MMULAB_ERR_NOT_SUPPORTED;
+    mmulab_linux_scope scope = mmulab_linux_enter(device, mm);
+    /* Linux's fault path holds mmap_read_lock around migrate_to_ram. */
+    mmap_read_lock(mm);
+    int ret = call_migrate_to_ram(device, mm, (unsigned long)address);
+    mmap_read_unlock(mm);
+    mmdrop(mm);
+    mmulab_linux_leave(scope);
+    return mmulab_linux_fail(error, ret, "migrate_to_ram");
 }

@@ -6,12 +6,13 @@ import VirtualMemory
 
 /// Device-private memory through the Linux shim: memremap_pages of a
 /// MEMORY_DEVICE_PRIVATE pagemap, migrate_vma_setup/pages/finalize both
-/// ways on the host's migrate_to_device / migrate_to_host, and
-/// hmm_range_fault's dev_private_owner.
+/// ways on the host's migrate_to_device / migrate_to_host, the pagemap's
+/// migrate_to_ram on a CPU fault (ABI 1.6), and hmm_range_fault's
+/// dev_private_owner.
 @Suite("Linux shim: dev_pagemap and migrate_vma")
 struct LinuxShimMigrationTests {
     /// probe.h's `enum probe_migrate_op`.
-    enum Op: UInt64 { case remap = 1, toDevice, toRAM, unmap, hmm }
+    enum Op: UInt64 { case remap = 1, toDevice, toRAM, unmap, hmm, ramFaults }
     static let EINVAL: Int64 = -22
 
     func isDevicePrivate(_ probe: ShimProbe, _ page: Int) -> Bool { probe.space.translate(probe.address(page)).isDevicePrivate }
@@ -60,24 +61,64 @@ struct LinuxShimMigrationTests {
         probe.instance.destroy()
     }
 
-    /// A CPU access to a device page brings it home by the host (the ABI
-    /// has no migrate_to_ram callback): the driver hears an invalidation
-    /// with no owner, and a device access through the old device page is
-    /// then a stale translation.
-    @Test func aCPUAccessBringsAPageHomeWithoutTheOwner() throws {
+    /// A CPU access to a device page calls the pagemap's migrate_to_ram
+    /// (ABI 1.6), with the fault's address and the device page, which
+    /// migrates it home with migrate_vma: the invalidation names the owner.
+    /// A device access through the old device page is then a stale
+    /// translation.
+    @Test func aCPUAccessCallsThePagemapsMigrateToRAM() throws {
         let probe = try ShimProbe()
         try probe.space.write(probe.address(0), payload(0, 1))
         #expect(try probe.run(.migrate, [Op.remap.rawValue, 0, 4]).result == 0)
         #expect(try probe.run(.migrate, [Op.toDevice.rawValue, probe.base, 1]).arguments[2] == 1)
         #expect(try probe.run(.migrate, [Op.hmm.rawValue, probe.address(0), 0, 0]).arguments[0] == 1)
+        #expect(try probe.run(.migrate, [Op.ramFaults.rawValue]).result == 0)
         let before = try probe.run(.intervalState).result
-        #expect(try probe.space.read(probe.address(0)) == payload(0, 1))
+        #expect(try probe.space.read(probe.address(0)) == payload(0, 1), "the data came home")
         #expect(!isDevicePrivate(probe, 0))
-        #expect(try probe.run(.intervalState).result > before)
-        #expect(try lastOwnerIsProbe(probe) == 0, "no owner: the driver drops its entry")
+        let fault = try probe.run(.migrate, [Op.ramFaults.rawValue])
+        #expect(fault.result == 1 && fault.arguments[0] == probe.address(0) && fault.arguments[1] == 1, "\(fault)")
+        let state = try probe.run(.intervalState)
+        #expect(state.result > before && state.arguments[0] == ShimProbe.Event.migrate.rawValue, "\(state)")
+        #expect(try lastOwnerIsProbe(probe) == 1, "migrate_to_ram's migration names the owner, which skips it")
         _ = try probe.run(.kmapRead, [4, 1])
         let found = probe.violations(at: probe.address(0))
         #expect(found.contains(.staleTranslation) || found.contains(.useAfterFree), "\(found)")
+        #expect(probe.reports.isEmpty, "\(probe.reports)")
+        probe.instance.destroy()
+    }
+
+    /// hmm_range_fault with a dev_private_owner that does not claim the
+    /// page faults it home through migrate_to_ram, as Linux's does.
+    @Test func hmmRangeFaultOfAnUnclaimedDevicePageCallsMigrateToRAM() throws {
+        let probe = try ShimProbe()
+        try probe.space.write(probe.address(0), payload(0, 1))
+        #expect(try probe.run(.migrate, [Op.remap.rawValue, 0, 4]).result == 0)
+        #expect(try probe.run(.migrate, [Op.toDevice.rawValue, probe.base, 1]).arguments[2] == 1)
+        let foreign = try probe.run(.migrate, [Op.hmm.rawValue, probe.address(0), 0, 1])
+        #expect(foreign.result == 0 && foreign.arguments[0] == 0, "\(foreign)")
+        #expect(try probe.run(.migrate, [Op.ramFaults.rawValue]).result == 1)
+        #expect(try lastOwnerIsProbe(probe) == 1)
+        #expect(try probe.space.read(probe.address(0)) == payload(0, 1))
+        probe.instance.destroy()
+    }
+
+    /// A migrate_to_ram that fails (VM_FAULT_SIGBUS), or none: the host
+    /// brings the page home itself, with an invalidation that names no
+    /// owner (the driver hears MMU_NOTIFY_CLEAR and drops its entry).
+    @Test(arguments: [2, 3] as [UInt64])
+    func withoutAWorkingMigrateToRAMTheHostBringsThePageHome(ops: UInt64) throws {
+        let probe = try ShimProbe()
+        try probe.space.write(probe.address(0), payload(0, 1))
+        #expect(try probe.run(.migrate, [Op.remap.rawValue, 0, 4, ops]).result == 0)
+        #expect(try probe.run(.migrate, [Op.toDevice.rawValue, probe.base, 1]).arguments[2] == 1)
+        let before = try probe.run(.intervalState).result
+        #expect(try probe.space.read(probe.address(0)) == payload(0, 1))
+        #expect(!isDevicePrivate(probe, 0))
+        #expect(try probe.run(.migrate, [Op.ramFaults.rawValue]).result == (ops == 2 ? 1 : 0), "called only if there is one")
+        let state = try probe.run(.intervalState)
+        #expect(state.result > before && state.arguments[0] == ShimProbe.Event.clear.rawValue, "\(state)")
+        #expect(try lastOwnerIsProbe(probe) == 0, "no owner")
         probe.instance.destroy()
     }
 

@@ -31,7 +31,11 @@
  * negotiated 1.5). 1.6 adds the host service lookup_range (the primary's
  * translations of a range as they are, faulting nothing in: Linux's
  * hmm_range_fault without HMM_PFN_REQ_FAULT) and MMULAB_PFN_NONE, the
- * entry it gives where nothing is mapped. Every addition is at the end of its struct: the host
+ * entry it gives where nothing is mapped, and the plugin's optional
+ * migrate_to_ram (Linux: the pagemap's migrate_to_ram), which the host calls
+ * on a CPU fault of a page in the instance's device memory before it
+ * brings the page home itself (never for an instance that negotiated 1.5
+ * or less). Every addition is at the end of its struct: the host
  * reads only what struct_size covers, and a plugin reads a host field only
  * if the host table's struct_size covers it.
  *
@@ -507,9 +511,10 @@ typedef struct mmulab_host {
      * device must already have dropped its own translations of the range,
      * every other device lets go through the invalidation. (1.2 and older:
      * no owner; every device, the caller included, is told.) A CPU access
-     * to a device page brings it home by itself, with no owner: this ABI
-     * has no migrate_to_ram callback, so the owner learns of it through
-     * the invalidation like everyone else. */
+     * to a device page calls the plugin's migrate_to_ram first (1.6);
+     * without one, or for what it left in device memory, the host brings
+     * the page home by itself, with no owner, so the owner learns of it
+     * through the invalidation like everyone else. */
     mmulab_status (*migrate_to_host)(void *ctx, mmulab_device_memory *memory, uint64_t address_space, uint64_t start,
                                      uint64_t length, uint64_t *moved, mmulab_error *error);
     /* [blockable] Device memory pressure: bring up to `pages` of the pages
@@ -664,6 +669,19 @@ typedef struct mmulab_device_plugin {
      * MMULAB_ERR_NOT_SUPPORTED for a command you do not know. Optional. */
     mmulab_status (*control)(void *instance, void *binding, uint32_t command, void *argument, uint64_t size,
                              mmulab_error *error);
+    /* 1.6 [blockable] A CPU access (or another device's fault) reached the
+     * page at `address` of `address_space`, which is in this instance's
+     * device memory (Linux: the pagemap's migrate_to_ram, from do_swap_page).
+     * Called on the faulting thread with the primary's mmap lock held for
+     * reading: the host services that take it (fault_range, lookup_range,
+     * migrate_to_host, migrate_to_device) do not take it again on this
+     * thread. Bring the page (at least it) home with migrate_to_host, whose
+     * invalidation carries your owner, having dropped your own translations
+     * first, and answer MMULAB_OK. Whatever is still in device memory when
+     * this returns (an error, or nothing moved) the host brings home
+     * itself, with an invalidation that carries no owner. Not called while
+     * the instance is being created or destroyed. Optional. */
+    mmulab_status (*migrate_to_ram)(void *instance, uint64_t address_space, uint64_t address, mmulab_error *error);
 } mmulab_device_plugin;
 
 /* The entry point. `host_minor`: the highest minor the host supports.

@@ -18,7 +18,7 @@ extension AddressSpace {
         -> [DeviceTranslation?]
     {
         try checkRange(start, length)
-        return try mmapLock.withShared { () throws(MemoryError) -> [DeviceTranslation?] in
+        return try withMmapShared { () throws(MemoryError) -> [DeviceTranslation?] in
             try checkAlive()
             var result: [DeviceTranslation?] = []
             result.reserveCapacity(Int(length >> 12))

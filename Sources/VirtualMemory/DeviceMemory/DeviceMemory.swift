@@ -57,6 +57,19 @@ public final class DeviceMemory: @unchecked Sendable, CustomStringConvertible {
     private var stamps: [UInt64]
     private var clock: UInt64 = 0
 
+    /// The owner's migrate_to_ram (Linux: `pgmap->ops->migrate_to_ram`):
+    /// called on a CPU fault of one of these pages, mmap lock held shared,
+    /// before the primary brings the page home itself. Nil: none.
+    private let migrateToRAMHandler = Mutex<(@Sendable (AddressSpace, UInt64) -> Void)?>(nil)
+
+    /// Sets (or, with nil, clears) the handler a CPU fault on one of these
+    /// pages calls first (see `migrateToRAM`).
+    public func setMigrateToRAM(_ handler: (@Sendable (AddressSpace, UInt64) -> Void)?) {
+        migrateToRAMHandler.withLock { $0 = handler }
+    }
+
+    var migrateToRAM: (@Sendable (AddressSpace, UInt64) -> Void)? { migrateToRAMHandler.withLock { $0 } }
+
     public let migratedToDevice = Atomic<Int>(0)
     public let migratedToHost = Atomic<Int>(0)
     public let evicted = Atomic<Int>(0)

@@ -131,7 +131,7 @@ extension AddressSpace {
         start: UInt64, length: UInt64, write: Bool, pin: Bool, unshareZeroPage: Bool = false, devicePrivateOwner: OwnerCookie? = nil
     ) throws(MemoryError) -> [DeviceTranslation] {
         try checkRange(start, length)
-        return try mmapLock.withShared { () throws(MemoryError) -> [DeviceTranslation] in
+        return try withMmapShared { () throws(MemoryError) -> [DeviceTranslation] in
             var result: [DeviceTranslation] = []
             result.reserveCapacity(Int(length >> 12))
             var address = start

@@ -22,10 +22,19 @@
  * device pages (pfn_to_page over the range) and its copy do not run here:
  * pfn_to_page is not provided. A device page's handle is a translation as
  * any page's (is_device_private_page, page_pgmap, kmap). ops->page_free is
- * never called, and ops->migrate_to_ram is never called either: the ABI
- * has no such callback, so a CPU access to a device page brings it home by
- * the host itself, with an invalidation that carries no owner (the driver
- * hears MMU_NOTIFY_CLEAR and drops its entry).
+ * never called.
+ *
+ * ops->migrate_to_ram(vmf) is called, as in Linux, when the CPU (or
+ * hmm_range_fault with another dev_private_owner) reaches a page of the
+ * memory: vmf->vma, vmf->address and vmf->page (the device page), with
+ * mmap_read_lock held. Typically it migrates the page home with
+ * migrate_vma (MIGRATE_VMA_SELECT_DEVICE_PRIVATE, pgmap_owner the owner,
+ * fault_page vmf->page) and returns 0; VM_FAULT_SIGBUS on failure. The
+ * glue file wires it (ABI 1.6: the descriptor's migrate_to_ram calls
+ * mmulab_linux_migrate_to_ram). Whatever it leaves in device memory the
+ * host brings home itself, with an invalidation that carries no owner (the
+ * driver hears MMU_NOTIFY_CLEAR and drops its entry); so does a CPU access
+ * on a host older than 1.6.
  */
 #ifndef MMULAB_LINUX_MEMREMAP_H
 #define MMULAB_LINUX_MEMREMAP_H
@@ -33,8 +42,6 @@
 #include <linux/mm.h>
 #include <linux/types.h>
 
-struct vm_fault;
-typedef unsigned int vm_fault_t;
 
 enum memory_type {
     MEMORY_DEVICE_PRIVATE = 1,
@@ -54,7 +61,7 @@ static inline u64 range_len(const struct range *range) { return range->end - ran
 
 struct dev_pagemap_ops {
     void (*page_free)(struct page *page);          /* never called here (see above) */
-    vm_fault_t (*migrate_to_ram)(struct vm_fault *vmf); /* never called here (see above) */
+    vm_fault_t (*migrate_to_ram)(struct vm_fault *vmf);
 };
 
 struct dev_pagemap {

@@ -61,6 +61,20 @@
 #define PMD_SIZE (1UL << PMD_SHIFT)
 #define PMD_MASK (~(PMD_SIZE - 1))
 
+/* A fault, as a dev_pagemap's migrate_to_ram sees it (<linux/memremap.h>):
+ * the vma (vma_lookup's), the faulting address (page aligned) and the
+ * device-private page there. */
+typedef unsigned int vm_fault_t;
+#define VM_FAULT_OOM 0x000001u
+#define VM_FAULT_SIGBUS 0x000002u
+struct vm_area_struct;
+struct vm_fault {
+    struct vm_area_struct *vma;
+    unsigned long address;
+    unsigned int flags;
+    struct page *page;
+};
+
 /* The frame number behind the page (for a device-private page, the
  * device page's number). */
 unsigned long page_to_pfn(const struct page *page);

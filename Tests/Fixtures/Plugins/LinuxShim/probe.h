@@ -61,14 +61,17 @@ enum probe_commands {
 };
 
 enum probe_migrate_op {
-    PROBE_MIGRATE_REMAP = 1,     /* memremap_pages: MEMORY_DEVICE_PRIVATE, owner the probe ([3] 1: no owner), [2] pages;
-                                    result: 0 or the errno */
+    PROBE_MIGRATE_REMAP = 1,     /* memremap_pages: MEMORY_DEVICE_PRIVATE, owner the probe, [2] pages, ops with a
+                                    migrate_to_ram that migrates the page home ([3] 1: no owner, 2: a migrate_to_ram
+                                    that fails, 3: no migrate_to_ram); result: 0 or the errno */
     PROBE_MIGRATE_TO_DEVICE,     /* migrate_vma SELECT_SYSTEM over [1], [2] pages (<= 64), pgmap_owner the probe; result:
                                     setup's; out: [0] cpages [1] src MIGRATE bits after setup [2] after pages [3] WRITE bits */
     PROBE_MIGRATE_TO_RAM,        /* the same with SELECT_DEVICE_PRIVATE, pgmap_owner the probe ([3] 1: NULL) */
     PROBE_MIGRATE_UNMAP,         /* memunmap_pages */
     PROBE_MIGRATE_HMM,           /* hmm_range_fault of the page at [1] (write), dev_private_owner the probe ([3] 1: NULL);
                                     result: its answer; out: [0] is_device_private_page [1] page_pgmap is the probe's */
+    PROBE_MIGRATE_RAM_FAULTS,    /* result: migrate_to_ram calls; [0] the last one's address [1] its page was device-private
+                                    and the pagemap's */
 };
 
 enum probe_exclusive_op {

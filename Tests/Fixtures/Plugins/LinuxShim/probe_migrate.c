@@ -58,6 +58,45 @@ static long migrate(struct probe *probe, struct probe_command *c, unsigned long 
     return 0;
 }
 
+/* The pagemap's migrate_to_ram, as test_hmm's dmirror_devmem_fault: the
+ * faulting page home with migrate_vma (its device page is the host's to
+ * copy here). */
+static vm_fault_t probe_migrate_to_ram(struct vm_fault *vmf) {
+    struct dev_pagemap *pgmap = page_pgmap(vmf->page);
+    struct probe *probe;
+    unsigned long src = 0, dst = 0;
+    struct migrate_vma args = { 0 };
+
+    if (WARN_ON(!pgmap)) return VM_FAULT_SIGBUS;
+    probe = container_of(pgmap, struct probe, pgmap);
+    probe->ram_fault_address = vmf->address;
+    probe->ram_fault_page_ok = is_device_private_page(vmf->page);
+    atomic_inc(&probe->ram_faults);
+    args.vma = vmf->vma;
+    args.start = vmf->address;
+    args.end = vmf->address + PAGE_SIZE;
+    args.src = &src;
+    args.dst = &dst;
+    args.pgmap_owner = probe;
+    args.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    args.fault_page = vmf->page;
+    if (migrate_vma_setup(&args)) return VM_FAULT_SIGBUS;
+    if (src & MIGRATE_PFN_MIGRATE) dst = migrate_pfn(0);
+    migrate_vma_pages(&args);
+    migrate_vma_finalize(&args);
+    return (src & MIGRATE_PFN_MIGRATE) ? 0 : VM_FAULT_SIGBUS;
+}
+
+static vm_fault_t probe_failing_migrate_to_ram(struct vm_fault *vmf) {
+    struct probe *probe = container_of(page_pgmap(vmf->page), struct probe, pgmap);
+    atomic_inc(&probe->ram_faults);
+    return VM_FAULT_SIGBUS;
+}
+
+static const struct dev_pagemap_ops probe_pagemap_ops = { .migrate_to_ram = probe_migrate_to_ram };
+static const struct dev_pagemap_ops probe_failing_pagemap_ops = { .migrate_to_ram = probe_failing_migrate_to_ram };
+static const struct dev_pagemap_ops probe_no_pagemap_ops = { 0 };
+
 long probe_migrate(struct probe *probe, struct probe_command *c) {
     u64 *a = c->arguments;
     struct hmm_range range;
@@ -70,7 +109,8 @@ long probe_migrate(struct probe *probe, struct probe_command *c) {
     case PROBE_MIGRATE_REMAP:
         probe->pgmap = (struct dev_pagemap){
             .type = MEMORY_DEVICE_PRIVATE,
-            .owner = a[3] ? NULL : probe,
+            .owner = a[3] == 1 ? NULL : probe,
+            .ops = a[3] == 2 ? &probe_failing_pagemap_ops : a[3] == 3 ? &probe_no_pagemap_ops : &probe_pagemap_ops,
             .nr_range = 1,
             .range = { .start = 1UL << 40, .end = (1UL << 40) + a[2] * PAGE_SIZE - 1 },
         };
@@ -79,6 +119,10 @@ long probe_migrate(struct probe *probe, struct probe_command *c) {
     case PROBE_MIGRATE_TO_DEVICE: return migrate(probe, c, MIGRATE_VMA_SELECT_SYSTEM, probe);
     case PROBE_MIGRATE_TO_RAM: return migrate(probe, c, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, a[3] ? NULL : probe);
     case PROBE_MIGRATE_UNMAP: memunmap_pages(&probe->pgmap); return 0;
+    case PROBE_MIGRATE_RAM_FAULTS:
+        a[0] = probe->ram_fault_address;
+        a[1] = probe->ram_fault_page_ok;
+        return atomic_read(&probe->ram_faults);
     case PROBE_MIGRATE_HMM:
         range = (struct hmm_range){
             .notifier = &probe->notifier,

@@ -75,8 +75,11 @@ struct probe {
     struct mmu_notifier *gotten;
     atomic_t frees;
     struct probe_extra extra;
-    /* PROBE_MIGRATE's device memory. */
+    /* PROBE_MIGRATE's device memory, and what its migrate_to_ram saw. */
     struct dev_pagemap pgmap;
+    atomic_t ram_faults;
+    unsigned long ram_fault_address;
+    bool ram_fault_page_ok;
     /* make_device_exclusive's last folio (PROBE_EXCLUSIVE). */
     struct folio *exclusive;
 };
