@@ -13,6 +13,7 @@
  * that can only hide a stale use, never invent one, and a driver that
  * keeps stale pages is found long before that.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,13 @@ struct page {
     uint32_t holds; /* kmap mappings outstanding */
     uint32_t pins;  /* pins this handle took (pin_user_pages), each a host pin */
     uint32_t refs;  /* get_page references outstanding */
-    /* The host pin kept from the last unpin_user_page while references
-     * remained: it backs `refs` once no pin of this handle does. Set only
-     * while refs > 0; the host pins this handle holds are pins + ref_pin. */
+    /* What backs `refs` when no pin of this handle does, set only while
+     * refs > 0: the host pin kept from the last unpin_user_page while
+     * references remained (the host pins this handle holds are pins +
+     * ref_pin), or a host reference (page_get, ABI 1.6) taken by the first
+     * get_page of a page nothing held. At most one of the two. */
     bool ref_pin;
+    bool ref_host;
     uint32_t refused; /* get_page calls refused (reported): their put_page is not reported again */
     /* References that hold nothing: make_device_exclusive's (the host
      * hands out none; the exclusive entry keeps the page mapped). Put first. */
@@ -138,9 +142,10 @@ bool shim_page_read(struct page *page, uint64_t *address_space, mmulab_pfn *pfn,
     if (live) {
         *address_space = page->address_space;
         /* A page the driver holds a reference on is reached through the
-         * pin behind it: good for as long as the reference is held, even
-         * once the primary has unmapped it (Linux: the page stays). */
-        *pfn = page->ref_pin ? page->ref_pfn : page->pfn;
+         * pin or host reference behind it: good for as long as the
+         * reference is held, even once the primary has unmapped it (Linux:
+         * the page stays). */
+        *pfn = page->ref_pin || page->ref_host ? page->ref_pfn : page->pfn;
         if (hold) page->holds++;
     }
     device->host->unlock(device->page_lock);
@@ -313,7 +318,7 @@ static void unpin(struct page *page, bool dirty) {
     if (pinned) page->pins--;
     /* The last pin of a page the driver still holds references on stays
      * taken, for the references (get_page borrowed it). */
-    bool kept = pinned && page->pins == 0 && page->refs > 0 && !page->ref_pin;
+    bool kept = pinned && page->pins == 0 && page->refs > 0 && !page->ref_pin && !page->ref_host;
     if (kept) {
         page->ref_pin = true;
         page->ref_pfn = page->pfn;
@@ -346,14 +351,20 @@ void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool
 /* ---------------------------------------------------------------------- */
 
 /*
- * The plugin ABI holds a frame only through a pin (host->pin, by address:
- * it may sleep, takes the primary's mmap lock and may fault the page in or
- * split a huge page). Linux's get_page takes none of that, and a driver
- * takes it where it may hold its notifier lock, so a reference on a page
- * nothing holds yet cannot be expressed. A reference on a page the driver
- * holds pinned can: it is counted here and keeps the pin behind it, even
- * past unpin_user_page, until the last put_page.
+ * A reference on a page the driver holds pinned (or referenced) is
+ * counted here and kept by what already holds the frame: the pin, which
+ * the last unpin_user_page then leaves taken until the last put_page. A
+ * reference on a page nothing holds (one from hmm_range_fault) is a host
+ * reference on the frame (page_get, ABI 1.6: it never sleeps and takes no
+ * lock of the primary's, as Linux's get_page). On an older host, or for a
+ * device-private page (the host keeps device memory itself), it cannot be
+ * expressed: refused and reported.
  */
+static bool host_references(const mmulab_host *host) {
+    return host->abi_minor >= 6 && host->struct_size >= offsetof(mmulab_host, page_put) + sizeof host->page_put &&
+           host->page_get && host->page_put;
+}
+
 void get_page(struct page *page) {
     uint64_t space;
     mmulab_pfn pfn;
@@ -363,18 +374,45 @@ void get_page(struct page *page) {
     bool held = page->pins > 0 || page->refs > 0;
     bool overflow = held && page->refs == UINT32_MAX;
     if (held && !overflow) page->refs++;
-    if (!held) page->refused++;
     device->host->unlock(device->page_lock);
     if (overflow) {
         shim_report(shim_device(), "BUG", "get_page: the page's reference count would overflow", "page.c", __LINE__,
                     "get_page");
-    } else if (!held) {
+        return;
+    }
+    if (held) return;
+    /* Nothing holds it: a host reference, if the host has them. */
+    bool taken = !(pfn.flags & MMULAB_PFN_DEVICE_PRIVATE) && host_references(device->host) &&
+                 device->host->page_get(device->ctx, &pfn) == MMULAB_OK;
+    device->host->lock(device->page_lock);
+    bool spare = false;
+    if (taken) {
+        page->refs++;
+        /* Another get_page may have backed the references meanwhile. */
+        spare = page->ref_pin || page->ref_host || page->pins > 0;
+        if (!spare) {
+            page->ref_host = true;
+            page->ref_pfn = pfn;
+            page->ref_pfn.flags |= MMULAB_PFN_REFERENCED;
+        }
+    } else {
+        page->refused++;
+    }
+    device->host->unlock(device->page_lock);
+    if (spare) device->host->page_put(device->ctx, &pfn);
+    if (taken) return;
+    if (pfn.flags & MMULAB_PFN_DEVICE_PRIVATE) {
         shim_report(shim_device(), "BUG",
-                    "get_page of a page no pin or reference holds (one from hmm_range_fault) is not provided: the "
-                    "plugin ABI keeps a page only by pinning its address, which may sleep and takes the mmap lock "
-                    "(pin it with pin_user_pages and take references on that)",
+                    "get_page of a device-private page no pin or reference holds is not provided: the host keeps "
+                    "device memory itself",
+                    "page.c", __LINE__, "get_page");
+    } else if (!host_references(device->host)) {
+        shim_report(shim_device(), "BUG",
+                    "get_page of a page no pin or reference holds (one from hmm_range_fault) needs the host's "
+                    "page_get (ABI 1.6); pin it with pin_user_pages and take references on that",
                     "page.c", __LINE__, "get_page");
     }
+    /* Else page_get refused it and the host reported why (freed since: a use after free). */
 }
 
 void put_page(struct page *page) {
@@ -384,15 +422,18 @@ void put_page(struct page *page) {
     struct mmulab_linux_device *device = page->device;
     device->host->lock(device->page_lock);
     bool underflow = page->refs == 0 && page->refused == 0 && page->transient == 0;
-    bool release = false;
-    mmulab_pfn pinned = page->ref_pfn;
+    bool release_pin = false, release_reference = false;
+    mmulab_pfn held = page->ref_pfn;
     if (page->transient > 0) {
         page->transient--;
     } else if (page->refs > 0) {
         page->refs--;
-        /* The last reference gives back the pin it kept (if it kept one). */
-        release = page->refs == 0 && page->ref_pin;
-        if (release) page->ref_pin = false;
+        /* The last reference gives back what it kept. */
+        if (page->refs == 0) {
+            release_pin = page->ref_pin;
+            release_reference = page->ref_host;
+            page->ref_pin = page->ref_host = false;
+        }
     } else if (page->refused > 0) {
         page->refused--; /* its get_page was refused, and reported then */
     }
@@ -401,7 +442,8 @@ void put_page(struct page *page) {
         shim_report(shim_device(), "BUG", "put_page of a page without a reference (Linux would free a page in use)",
                     "page.c", __LINE__, "put_page");
     }
-    if (release) device->host->unpin(device->ctx, &pinned, 1, false);
+    if (release_pin) device->host->unpin(device->ctx, &held, 1, false);
+    if (release_reference) device->host->page_put(device->ctx, &held);
 }
 
 void folio_get(struct folio *folio) { get_page((struct page *)folio); }

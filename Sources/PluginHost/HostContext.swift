@@ -237,6 +237,7 @@ final class HostContext: @unchecked Sendable {
         DeviceMemoryServices.install(into: &t)
         ThreadServices.install(into: &t)
         ExclusiveServices.install(into: &t)
+        ReferenceServices.install(into: &t)
         return t
     }
 }

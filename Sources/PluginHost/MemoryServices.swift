@@ -108,7 +108,7 @@ enum MemoryServices {
         guard let pfn = host.checked(pfn, "dma_read") else { return }
         guard let buffer else { return host.report("dma_read", "the buffer is NULL") }
         guard let space = host.liveSpace(addressSpace, pfn, write: false, service: "dma_read") else { return }
-        host.machine.dmaAccess(space, translation(pfn), issuer: host.device, write: false) { page in
+        host.machine.dmaAccess(space, host.referencedTranslation(pfn, "dma_read"), issuer: host.device, write: false) { page in
             buffer.copyMemory(from: page.baseAddress!, byteCount: min(Int(length), page.count))
         }
     }
@@ -125,7 +125,7 @@ enum MemoryServices {
         guard let pfn = host.checked(pfn, "dma_write") else { return }
         guard let buffer else { return host.report("dma_write", "the buffer is NULL") }
         guard let space = host.liveSpace(addressSpace, pfn, write: true, service: "dma_write") else { return }
-        host.machine.dmaAccess(space, translation(pfn), issuer: host.device, write: true) { page in
+        host.machine.dmaAccess(space, host.referencedTranslation(pfn, "dma_write"), issuer: host.device, write: true) { page in
             page.baseAddress!.copyMemory(from: buffer, byteCount: min(Int(length), page.count))
         }
     }

@@ -247,6 +247,7 @@ public final class PluginInstance: @unchecked Sendable {
         let unjoined = context.threads.withLock { $0.count }
         if unjoined > 0 { context.misbehaving("destroy returned with \(unjoined) thread(s) from thread_create not joined") }
         reclaimLeftovers(of: nil, after: "destroy")
+        context.putLeftoverReferences()
         context.bringDeviceMemoryHome()
         context.quarantine.drop()
     }

@@ -35,7 +35,8 @@
  * migrate_to_ram (Linux: the pagemap's migrate_to_ram), which the host calls
  * on a CPU fault of a page in the instance's device memory before it
  * brings the page home itself (never for an instance that negotiated 1.5
- * or less). Every addition is at the end of its struct: the host
+ * or less), and page references (the host services page_get and page_put,
+ * and MMULAB_PFN_REFERENCED: Linux's get_page and put_page). Every addition is at the end of its struct: the host
  * reads only what struct_size covers, and a plugin reads a host field only
  * if the host table's struct_size covers it.
  *
@@ -242,6 +243,12 @@ enum {
      * entry, another device's page); pfn and generation are 0. Not a
      * translation: never pass it to another service (refused). */
     MMULAB_PFN_NONE = 1u << 5,
+    /* 1.6: set by the plugin on a translation it holds a page_get reference
+     * on: a DMA through it reaches the frame even once the primary no
+     * longer maps it there (a kernel driver's access to a page it holds a
+     * reference on), until page_put. Checked against what the instance
+     * holds: set on any other it is refused (reported) and ignored. */
+    MMULAB_PFN_REFERENCED = 1u << 6,
 };
 
 /* A translation from the primary MMU: the frame behind one page, and the
@@ -584,6 +591,26 @@ typedef struct mmulab_host {
      * the address space has exited. */
     mmulab_status (*lookup_range)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length, mmulab_pfn *pfns,
                                   mmulab_error *error);
+
+    /* Page references, ABI 1.6 (Linux: get_page / put_page, folio_get /
+     * folio_put).
+     *
+     * [any-thread] Take a reference on the frame behind `pfn`, a current
+     * translation (from fault_range, lookup_range or pin, under your
+     * notifier lock after read_retry): the frame is neither freed nor
+     * reused until page_put, though the primary may unmap it meanwhile
+     * (reclaim and migration leave a page they find referenced where it
+     * is, as Linux's do). Set MMULAB_PFN_REFERENCED on the pfn you DMA
+     * through while you hold it. Never sleeps and takes no lock of the
+     * primary's, so it may be called anywhere. MMULAB_ERR_FAULT (reported)
+     * if the frame was freed since the translation was taken (a use after
+     * free); MMULAB_ERR_INVALID for a device-private page. The zero page
+     * takes no reference (it is never freed). What is held at destroy is
+     * reported and put by the host. */
+    mmulab_status (*page_get)(void *ctx, const mmulab_pfn *pfn);
+    /* [any-thread] Put a reference page_get took (the last one may free
+     * the frame). One this instance does not hold is refused (reported). */
+    void (*page_put)(void *ctx, const mmulab_pfn *pfn);
 } mmulab_host;
 
 /* ---------------------------------------------------------------------- */

@@ -23,12 +23,17 @@ public struct DeviceTranslation: Sendable, Hashable, CustomStringConvertible {
     /// map it with one 2 MiB entry (every change to any part of it comes as
     /// an invalidation of the whole 2 MiB first: a split, a migration).
     public let huge: Bool
+    /// The device holds a reference on the frame (Linux: `get_page`), which
+    /// the caller has checked: an access through it reaches the frame while
+    /// the frame is in the translation's generation, mapped there or not.
+    public let referenced: Bool
 
     public init(
         address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool, devicePage: DevicePage? = nil,
-        exclusive: Bool = false, huge: Bool = false
+        exclusive: Bool = false, huge: Bool = false, referenced: Bool = false
     ) {
         self.huge = huge
+        self.referenced = referenced
         self.address = address
         self.frame = frame
         self.generation = generation

@@ -14,18 +14,21 @@
  * mm given (pin_user_pages_remote). unpin_user_pages_dirty_lock with
  * make_dirty reports the device's writes as the pages go.
  *
- * References (get_page, put_page, folio_get, folio_put) are provided on
- * pages the driver holds pinned: the plugin ABI keeps a frame only through
- * a pin of its address (host->pin), so a reference is counted on the pinned
- * page and keeps the pin behind it, past unpin_user_page, until the last
- * put_page (the page stays good to kmap meanwhile; after the last, it is
- * freed or reused like any unpinned page). A reference on a page nothing
- * holds (one from hmm_range_fault) cannot be expressed: a pin may sleep,
- * takes the primary's mmap lock and may fault or split a huge page, none
- * of which Linux's get_page does where a driver calls it (under its
- * notifier lock). Such a get_page is refused and reported as a BUG finding
- * naming get_page (its put_page is then not reported again); put_page of a
- * page without a reference is reported as a BUG too.
+ * References (get_page, put_page, folio_get, folio_put), as Linux's: a
+ * page stays (not freed, not reused; reclaim and migration leave it where
+ * it is) until the last put_page, and stays good to kmap meanwhile, even
+ * once the primary has unmapped it. On a page the driver holds pinned (or
+ * referenced) the reference is counted and kept by the pin, which the last
+ * unpin_user_page then leaves taken until the last put_page. On a page
+ * nothing holds (one from hmm_range_fault: take it under the notifier lock
+ * after mmu_interval_read_retry, as in Linux) it is a reference on the
+ * frame itself (the host's page_get, ABI 1.6), which never sleeps and
+ * takes no lock of the primary's; a page freed since is the host's use
+ * after free report. Refused and reported as a BUG finding naming
+ * get_page, taking nothing: a device-private page (the host keeps device
+ * memory itself), and any such page on a host older than 1.6 (its
+ * put_page is then not reported again). put_page of a page without a
+ * reference is a BUG finding too.
  *
  * Declared here and not provided, so a driver that reaches for them fails
  * to link (undefined symbol), never runs a stand-in:
@@ -125,10 +128,9 @@ void unpin_user_page(struct page *page);
 void unpin_user_pages(struct page **pages, unsigned long npages);
 void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty);
 
-/* A reference on a page this device holds pinned (or referenced): keeps the
- * frame, and the page good to kmap, until the matching put_page, even past
- * unpin_user_page. Never sleeps. On any other page refused and reported
- * (see above). */
+/* A reference on the page: keeps the frame, and the page good to kmap,
+ * until the matching put_page, even past unpin_user_page or the primary's
+ * unmapping it. Never sleeps (see above for what is refused). */
 void get_page(struct page *page);
 void put_page(struct page *page);
 void folio_get(struct folio *folio);
