@@ -31,7 +31,7 @@ let misuseFixtures: [(directory: String, name: String)] = [
     ("ForeignPFN", "foreign-pfn"), ("DoubleUnpin", "double-unpin"), ("OverUnpin", "over-unpin"), ("UnpinUnpinned", "unpin-unpinned"),
     ("FreeForeignPage", "free-foreign-page"), ("DoubleFreePage", "double-free-page"), ("DestroyedLock", "destroyed-lock"),
     ("DestroyedCompletion", "destroyed-completion"), ("ForeignUnlock", "foreign-unlock"), ("SetSeqOutside", "set-seq-outside"),
-    ("DoubleRemove", "double-remove"), ("NullPointers", "null-pointers"), ("BadExclusive", "bad-exclusive"), ("BadLookup", "bad-lookup"),
+    ("DoubleRemove", "double-remove"), ("NullPointers", "null-pointers"), ("BadExclusive", "bad-exclusive"), ("BadLookup", "bad-lookup"), ("BadReference", "bad-reference"),
     ("LeakSubscription", "leak-subscription"), ("LeakInterval", "leak-interval"), ("LeakShrinker", "leak-shrinker"), ("LeakPin", "leak-pin"),
     ("LeakPageTablePage", "leak-page-table-page"), ("LeakDeviceMemory", "leak-device-memory"),
     ("LockInversion", "lock-inversion"), ("LockOrdered", "lock-ordered"), ("LockHeld", "lock-held"), ("NullDerefStart", "null-deref-start"),
