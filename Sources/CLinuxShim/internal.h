@@ -44,7 +44,8 @@ struct mmulab_linux_device {
     /* A host spin lock guarding the page handles. */
     mmulab_lock *page_lock;
     struct mmulab_linux_pages *pages;
-    /* memremap_pages's device-private memory and its pagemap (migrate.c). */
+    /* memremap_pages's device-private memory and its pagemap (migrate.c),
+     * written under `lock`; `memory` is set once and never cleared. */
     mmulab_device_memory *memory;
     uint64_t memory_owner;
     struct dev_pagemap *pgmap;

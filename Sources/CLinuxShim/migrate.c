@@ -42,28 +42,33 @@ void *memremap_pages(struct dev_pagemap *pgmap, int nid) {
     }
     uint64_t pages = range_len(&pgmap->range) >> PAGE_SHIFT;
     uint64_t owner = (uint64_t)(uintptr_t)pgmap->owner;
+    /* device->pgmap, memory and memory_owner change under the device lock;
+     * the pagemap is claimed first, so a racing second call is busy. */
     device->host->lock(device->lock);
     bool busy = device->pgmap != NULL;
     mmulab_device_memory *memory = device->memory;
-    if (!busy) device->pgmap = pgmap; /* claimed: a racing second call is busy */
+    bool foreign = memory && device->memory_owner != owner;
+    if (!busy && !foreign) device->pgmap = pgmap;
     device->host->unlock(device->lock);
     if (busy) return ERR_PTR(-EBUSY);
-    if (memory && device->memory_owner != owner) {
+    if (foreign) {
         /* The host keeps the first memory, under its owner, until destroy. */
         shim_log(device, MMULAB_LOG_ERROR, "memremap_pages: the device memory exists with another owner");
-        device->pgmap = NULL;
         return ERR_PTR(-EBUSY);
     }
     if (!memory) {
         mmulab_error error = { 0 };
         mmulab_status status =
             device->host->device_memory_create(device->ctx, device->name, pages, owner, &memory, &error);
-        if (status != MMULAB_OK) {
+        device->host->lock(device->lock);
+        if (status == MMULAB_OK) {
+            device->memory = memory;
+            device->memory_owner = owner;
+        } else {
             device->pgmap = NULL;
-            return ERR_PTR(shim_errno_from_status(status));
         }
-        device->memory = memory;
-        device->memory_owner = owner;
+        device->host->unlock(device->lock);
+        if (status != MMULAB_OK) return ERR_PTR(shim_errno_from_status(status));
     }
     return (void *)(uintptr_t)pgmap->range.start;
 }

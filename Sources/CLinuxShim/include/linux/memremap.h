@@ -11,8 +11,8 @@
  * device instance (the host's rule: one owner per instance); a second is
  * -EBUSY. memunmap_pages brings every page still in it home (the host's
  * device_memory_evict); the memory itself stays the instance's until it
- * is destroyed, and a later memremap_pages with the same owner and no more
- * pages uses it again. Returns the range's start as a pointer, or
+ * is destroyed, and a later memremap_pages with the same owner uses it
+ * again (as large as the first call made it). Returns the range's start as a pointer, or
  * ERR_PTR(-EINVAL) for another type, no owner, or not one page-aligned
  * range; -ENOMEM when the host has no room.
  *
