@@ -700,9 +700,9 @@ typedef struct mmulab_device_plugin {
      * page at `address` of `address_space`, which is in this instance's
      * device memory (Linux: the pagemap's migrate_to_ram, from do_swap_page).
      * Called on the faulting thread with the primary's mmap lock held for
-     * reading: the host services that take it (fault_range, lookup_range,
-     * migrate_to_host, migrate_to_device) do not take it again on this
-     * thread. Bring the page (at least it) home with migrate_to_host, whose
+     * reading: the host services that take it (fault_range, pin,
+     * lookup_range, make_exclusive, migrate_to_host, migrate_to_device,
+     * device_memory_evict) do not take it again on this thread. Bring the page (at least it) home with migrate_to_host, whose
      * invalidation carries your owner, having dropped your own translations
      * first, and answer MMULAB_OK. Whatever is still in device memory when
      * this returns (an error, or nothing moved) the host brings home
