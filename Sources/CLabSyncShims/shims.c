@@ -38,12 +38,22 @@ passed:
     __atomic_store_n(gate, gate_closed, __ATOMIC_RELAXED);
 }
 
-int32_t mmulab_pick_cpu(uint32_t salt) {
+int32_t mmulab_pick_cpu(uint32_t offset) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
     int count = CPU_COUNT(&set);
     if (count <= 0) return -1;
-    int wanted = (int)(salt % (uint32_t)count);
+    // Start from the processor the caller runs on now (the one the
+    // kernel's load balancer chose for this process), or the first allowed.
+    int here = sched_getcpu();
+    int start = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && here >= 0; cpu++) {
+        if (!CPU_ISSET(cpu, &set)) continue;
+        if (cpu == here) break;
+        start++;
+    }
+    if (start >= count) start = 0;
+    int wanted = (int)((start + offset % (uint32_t)count) % (uint32_t)count);
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
         if (!CPU_ISSET(cpu, &set)) continue;
         if (wanted-- == 0) return cpu;

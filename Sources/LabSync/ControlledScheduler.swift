@@ -203,9 +203,12 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         precondition(!started, "a ControlledScheduler runs one program")
         started = true
         if configuration.usesOneProcessor {
-            // Runs in one process, and processes, spread over the processors.
+            // A process's first run stays on the processor the kernel put
+            // the caller on (parallel processes, a campaign's jobs, stay
+            // spread as the load balancer spread them); the process's later
+            // runs, which may overlap (parallel tests), take the next ones.
             let serial = Self.runsStarted.add(1, ordering: .relaxed).newValue
-            processor = mmulab_pick_cpu(UInt32(truncatingIfNeeded: getpid()) &+ UInt32(truncatingIfNeeded: serial))
+            processor = mmulab_pick_cpu(UInt32(truncatingIfNeeded: serial &- 1))
         }
         let root = makeThread(named: name)
         current = root

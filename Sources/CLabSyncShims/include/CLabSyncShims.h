@@ -63,9 +63,11 @@ void mmulab_gate_open(uint32_t *gate);
 /// futex, while it is closed). An open that came first is not lost.
 void mmulab_gate_pass(uint32_t *gate);
 
-/// The `salt % n`-th of the n processors the calling thread may run on
-/// (-1 if they cannot be read).
-int32_t mmulab_pick_cpu(uint32_t salt);
+/// The processor `offset` places after the one the calling thread runs on
+/// now, among the processors it may run on (-1 if they cannot be read):
+/// offset 0 keeps a process where the kernel's load balancer put it, so
+/// parallel processes (a campaign's jobs) stay spread as it spread them.
+int32_t mmulab_pick_cpu(uint32_t offset);
 
 /// Lets the calling thread run only on processor `cpu`; returns 0 or an errno.
 int32_t mmulab_pin_to_cpu(int32_t cpu);
