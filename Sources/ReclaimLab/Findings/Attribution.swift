@@ -86,11 +86,16 @@ final class Attribution: @unchecked Sendable {
 
     private func record(_ violation: MemoryViolation, _ lab: Lab, now: UInt64) {
         let actor = identity(of: violation.thread, lab)
-        // The thread's latest access of the page: the bad one, or one just
-        // after it (the run loop reads the log within milliseconds), when
-        // the device was still stale.
-        let access = actor?.history?.latest(violation.address)
-        let at = access?.nanoseconds ?? now
+        // When the access reached memory: the primary's check stamps it.
+        // The invalidation it failed to honour is the last one before that
+        // moment, which may have started after the access began (its thread
+        // preempted between its translation and its DMA: a fork's
+        // write-protect then runs in between, and keying the finding by
+        // when the access began would name an older, innocent event).
+        let at = violation.nanoseconds > 0 ? violation.nanoseconds : now
+        // The thread's latest access of the page, if it began by then: the
+        // bad one (a later one is not, and says nothing of when it began).
+        let began = actor?.history?.latest(violation.address).map(\.nanoseconds).flatMap { $0 <= at ? $0 : nil }
         let invariant = Finding.Invariant(violation.kind)
         let event = lab.lastInvalidation(violation.addressSpace, violation.address, atOrBefore: at)
         // The instance: the device that issued the access, when it said;
@@ -111,7 +116,7 @@ final class Attribution: @unchecked Sendable {
                     + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
                     + (violation.acknowledged.map { "; the device had acknowledged the invalidation \($0)" } ?? ""),
                 place: place,
-                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.write, at)),
+                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.write, began, at)),
                 seconds: lab.clock.seconds(at), actor: actor?.name ?? violation.thread.name,
                 deviceTranslation: Self.deviceTranslation(violation, lab))
         }
