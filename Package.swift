@@ -186,7 +186,9 @@ let package = Package(
         .testTarget(name: "LabSyncTests", dependencies: ["LabSync", "TestSupport"], swiftSettings: strictSwift6),
         .testTarget(
             name: "MMUNotifierTests",
-            dependencies: ["MMUNotifier", "LabSync", "TestSupport"],
+            // NotifierStormLab: the storm tests drive its devices, so the tests and
+            // `mmulab notifier-storm` hold the same devices to the same contract.
+            dependencies: ["MMUNotifier", "NotifierStormLab", "LabSync", "TestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

@@ -100,5 +100,25 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // Issue 21, item 4: lab time to the first finding of every BrokenMirror
+        // bug and fault switch in its matching scenario, over ten seeds.
+        .executableTarget(
+            name: "BugFindingBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "ReclaimLab", package: "mmulab"),
+                .product(name: "PluginHost", package: "mmulab"),
+                .product(name: "VirtualMemory", package: "mmulab"),
+                // The catalogue scenarios' plugins and the broken mirror, built
+                // beside the benchmark so the lab can dlopen them.
+                .product(name: "mmulab-plugin-gpu", package: "mmulab"),
+                .product(name: "mmulab-plugin-rdma", package: "mmulab"),
+                .product(name: "mmulab-plugin-kvm", package: "mmulab"),
+                .product(name: "mmulab-plugin-mirror-broken", package: "mmulab"),
+            ],
+            path: "Benchmarks/BugFindingBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -1,86 +1,27 @@
 import TestSupport
 import LabSync
 import MMUNotifier
+@testable import NotifierStormLab
 import Synchronization
 import Testing
 
-/// A whole-space mirror device: it caches translations (page -> version
-/// read from the primary) and follows the start/end contract.
-final class MirrorDevice: AddressSpaceSubscriber, @unchecked Sendable {
-    struct State {
-        var openRanges: [InvalidationRange] = []
-        var entries: [Int: UInt64] = [:]
-    }
-    let subscriberName: String
-    let state = Mutex(State())
+// The devices are NotifierStormLab's (`MirrorSubscriber`: KVM-like, one
+// whole-space subscription; `FaultingRange`: GPU-like, the interval fault
+// loop), so these tests and `mmulab notifier-storm` check the same code.
 
-    init(_ name: String) { subscriberName = name }
-
-    func invalidateRangeStart(_ range: InvalidationRange) -> StartResult {
-        state.withLock { s in
-            s.openRanges.append(range)
-            s.entries = s.entries.filter { !range.contains(UInt64($0.key) * pageSize) }
-        }
-        return .ok
-    }
-
-    func invalidateRangeEnd(_ range: InvalidationRange) {
-        state.withLock { s in
-            if let i = s.openRanges.firstIndex(of: range) { s.openRanges.remove(at: i) }
-        }
-    }
-
-    /// Installs a translation unless an invalidation it knows of covers the page.
-    func fault(_ page: Int, from primary: PrimaryVersions) {
-        state.withLock { s in
-            guard !s.openRanges.contains(where: { $0.contains(UInt64(page) * pageSize) }) else { return }
-            s.entries[page] = primary.version(page)
-        }
-    }
-
-    /// Pages whose cached version is older than `minimum`.
-    func staleEntries(_ minimum: [Int: UInt64]) -> [Int] {
-        state.withLock { s in minimum.compactMap { page, version in (s.entries[page].map { $0 < version } ?? false) ? page : nil } }
-    }
-}
-
-/// An interval device that faults with the canonical
-/// readBegin / fault / lock / readRetry / install loop.
-final class IntervalMirror: IntervalInvalidator, @unchecked Sendable {
-    let intervalName: String
-    let entries = Mutex<[Int: UInt64]>([:])
+/// Forwards to a storm range and counts the callbacks it gets after its
+/// interval was removed (there must be none).
+final class RemovalWatch: IntervalInvalidator, @unchecked Sendable {
+    let device: FaultingRange
+    var intervalName: String { device.intervalName }
     let removed = Atomic<Bool>(false)
     let callbacksAfterRemoval = Atomic<Int>(0)
 
-    init(_ name: String) { intervalName = name }
+    init(_ device: FaultingRange) { self.device = device }
 
     func invalidate(_ interval: IntervalNotifier, range: InvalidationRange, currentSeq: UInt64) -> Bool {
         if removed.load(ordering: .sequentiallyConsistent) { callbacksAfterRemoval.add(1, ordering: .sequentiallyConsistent) }
-        entries.withLock { e in
-            interval.setSeq(currentSeq)
-            e = e.filter { !range.contains(UInt64($0.key) * pageSize) }
-        }
-        return true
-    }
-
-    /// Returns how many times it had to retry.
-    func fault(_ page: Int, interval: IntervalNotifier, primary: PrimaryVersions) -> Int {
-        var retries = 0
-        while true {
-            let seq = interval.readBegin()
-            let version = primary.version(page)  // "hmm_range_fault"
-            let installed = entries.withLock { e -> Bool in
-                if interval.readRetry(seq) { return false }
-                e[page] = version
-                return true
-            }
-            if installed { return retries }
-            retries += 1
-        }
-    }
-
-    func staleEntries(_ minimum: [Int: UInt64]) -> [Int] {
-        entries.withLock { e in minimum.compactMap { page, version in (e[page].map { $0 < version } ?? false) ? page : nil } }
+        return device.invalidate(interval, range: range, currentSeq: currentSeq)
     }
 }
 
@@ -88,7 +29,7 @@ final class IntervalMirror: IntervalInvalidator, @unchecked Sendable {
 /// change the PTEs (bump versions), end; then return what every device must
 /// now hold at least.
 func invalidate(
-    _ notifiers: AddressSpaceNotifiers, pages: Range<Int>, event: NotifierEvent, primary: PrimaryVersions,
+    _ notifiers: AddressSpaceNotifiers, pages: Range<Int>, event: NotifierEvent, primary: StormPrimary,
     sync: SyncDomain, hold: Duration
 ) -> [Int: UInt64] {
     let active = notifiers.startInvalidation(range(notifiers.addressSpace, pages: pages, event))
@@ -110,8 +51,8 @@ struct StormTests {
         let sync = core.sync
         let mm = AddressSpaceID(1)
         let notifiers = core.makeAddressSpaceNotifiers(for: mm)
-        let primary = PrimaryVersions(pages: Self.pages)
-        let live = Mutex<[MirrorDevice]>([])
+        let primary = StormPrimary(pages: Self.pages)
+        let live = Mutex<[MirrorSubscriber]>([])
         let stale = Mutex<[String]>([])
         let stop = Atomic<Bool>(false)
 
@@ -125,9 +66,9 @@ struct StormTests {
                     let event = Self.events.randomElement(using: &rng)!
                     let bumped = invalidate(notifiers, pages: pages, event: event, primary: primary, sync: sync, hold: .microseconds(200))
                     for device in live.withLock({ $0 }) {
-                        let pagesStale = device.staleEntries(bumped)
+                        let pagesStale = device.stalePages(bumped)
                         if !pagesStale.isEmpty {
-                            stale.withLock { $0.append("\(device.subscriberName) kept pages \(pagesStale.sorted()) after \(event) ended") }
+                            stale.withLock { $0.append("\(device.name) kept pages \(pagesStale.sorted()) after \(event) ended") }
                         }
                     }
                 }
@@ -136,10 +77,10 @@ struct StormTests {
         let registrar = sync.spawnThread(named: "registrar") {
             var rng = SplitMix64.stream(99, of: seed)
             for i in 0..<registrations {
-                let device = MirrorDevice("device-\(i)")
+                let device = MirrorSubscriber("device-\(i)", sync: sync)
                 live.withLock { $0.append(device) }
                 try! notifiers.register(device)
-                for _ in 0..<16 { device.fault(Int.random(in: 0..<Self.pages, using: &rng), from: primary) }
+                for _ in 0..<16 { _ = device.fault(Int.random(in: 0..<Self.pages, using: &rng), primary: primary) }
                 if live.withLock({ $0.count }) > 4 {
                     let old = live.withLock { $0.removeFirst() }
                     try! notifiers.unregister(old)
@@ -176,10 +117,10 @@ struct StormTests {
         let core = NotifierCore()
         let sync = core.sync
         let notifiers = core.makeAddressSpaceNotifiers(for: AddressSpaceID(3))
-        let primary = PrimaryVersions(pages: Self.pages)
+        let primary = StormPrimary(pages: Self.pages)
         let seed = testSeed
         let chunk = 16
-        let devices = (0..<(Self.pages / chunk)).map { IntervalMirror("gpu-range-\($0)") }
+        let devices = (0..<(Self.pages / chunk)).map { FaultingRange("gpu-range-\($0)", sync: sync) }
         let intervals = try devices.enumerated().map { index, device in
             try notifiers.insertInterval(start: UInt64(index * chunk) * pageSize, end: UInt64((index + 1) * chunk) * pageSize, ops: device)
         }
@@ -203,15 +144,15 @@ struct StormTests {
         let churner = sync.spawnThread(named: "churn") {
             var rng = SplitMix64.stream(20, of: seed)
             while !stop.load(ordering: .relaxed) {
-                let device = IntervalMirror("short-lived")
+                let watch = RemovalWatch(FaultingRange("short-lived", sync: sync))
                 let first = Int.random(in: 0..<Self.pages, using: &rng)
                 let interval = try! notifiers.insertInterval(
-                    start: UInt64(first) * pageSize, end: UInt64(first + 1) * pageSize, ops: device)
-                _ = device.fault(first, interval: interval, primary: primary)
+                    start: UInt64(first) * pageSize, end: UInt64(first + 1) * pageSize, ops: watch)
+                _ = watch.device.fault(first, interval: interval, primary: primary)
                 try! notifiers.removeInterval(interval)
-                device.removed.store(true, ordering: .sequentiallyConsistent)
+                watch.removed.store(true, ordering: .sequentiallyConsistent)
                 sync.sleep(for: .microseconds(50))
-                churnAfterRemoval.add(device.callbacksAfterRemoval.load(ordering: .sequentiallyConsistent), ordering: .relaxed)
+                churnAfterRemoval.add(watch.callbacksAfterRemoval.load(ordering: .sequentiallyConsistent), ordering: .relaxed)
             }
         }
         let iterations = 1_500 * stressScale
@@ -224,8 +165,8 @@ struct StormTests {
                 let hold: Duration = Bool.random(using: &rng) ? .microseconds(20) : .zero
                 let bumped = invalidate(notifiers, pages: pages, event: event, primary: primary, sync: sync, hold: hold)
                 for device in devices {
-                    let pagesStale = device.staleEntries(bumped)
-                    if !pagesStale.isEmpty { stale.withLock { $0.append("\(device.intervalName) kept \(pagesStale.sorted())") } }
+                    let pagesStale = device.stalePages(bumped)
+                    if !pagesStale.isEmpty { stale.withLock { $0.append("\(device.name) kept \(pagesStale.sorted())") } }
                 }
             }
             stop.store(true, ordering: .relaxed)

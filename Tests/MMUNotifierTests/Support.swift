@@ -82,22 +82,6 @@ final class RecordingSubscriber: AddressSpaceSubscriber, @unchecked Sendable {
     func release(addressSpace: AddressSpaceID) { record(.release) }
 }
 
-/// The primary page table, reduced to what the oracle needs: a version per
-/// page that an invalidation bumps between its start and its end, as the
-/// primary MMU changes a PTE between them.
-final class PrimaryVersions: Sendable {
-    private let versions: [PageVersion]
-    init(pages: Int) { versions = (0..<pages).map { _ in PageVersion() } }
-    var pageCount: Int { versions.count }
-    func version(_ page: Int) -> UInt64 { versions[page].value.load(ordering: .sequentiallyConsistent) }
-    /// Bumps the page's version and returns the new one.
-    func bump(_ page: Int) -> UInt64 { versions[page].value.add(1, ordering: .sequentiallyConsistent).newValue }
-
-    private final class PageVersion: Sendable {
-        let value = Atomic<UInt64>(1)
-    }
-}
-
 /// Holds a started invalidation so another thread can end it.
 final class InvalidationBox: @unchecked Sendable {
     private var active: ActiveInvalidation?

@@ -96,7 +96,7 @@ public enum Catalogue {
               - { name: guest, actor: kvm, space: victim, mapping: guest }
               - { name: other, actor: cpu, space: bystander, mapping: heap }
             pressure:
-              oom-kill: { space: victim, after-ms: 500 }
+              oom-kill: { space: victim, after-ms: 200 }
             """),
         Entry(name: "mprotect-flip", yaml: """
             name: mprotect-flip

@@ -23,7 +23,7 @@ import Synchronization
 /// began, so a concurrent access never makes a false alarm. A check
 /// answered while an invalidation of the page is in progress is not
 /// judged at all: the device may keep using its translation until its own
-/// callback (docs/DESIGN's oracle), which may come after the invalidation
+/// callback (docs/ORACLE.md), which may come after the invalidation
 /// began and after the access, and then rightly has nothing young to
 /// report (KVM zaps the SPTE, and the accessed bit with it, in
 /// `invalidate_range_start`).
@@ -138,8 +138,9 @@ final class AgingCheck: @unchecked Sendable {
     }
 
     /// An invalidation of `[start, end)` of `space` began: a device may
-    /// drop its translations there, and their accessed bits with them (KVM
-    /// moves them to the old page as it zaps), once its own callback runs.
+    /// drop its translations there, and their accessed bits with them, once
+    /// its own callback runs (the bundled KVM plugin does not pass the bit
+    /// on to the page as it zaps; a plugin that does is not judged either).
     /// Until the invalidation ends, a "not young" answer there is not
     /// judged; accesses before now no longer bind the next answer.
     func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
