@@ -86,16 +86,19 @@ final class Attribution: @unchecked Sendable {
 
     private func record(_ violation: MemoryViolation, _ lab: Lab, now: UInt64) {
         let actor = identity(of: violation.thread, lab)
-        // When the access reached memory: the primary's check stamps it.
-        // The invalidation it failed to honour is the last one before that
-        // moment, which may have started after the access began (its thread
-        // preempted between its translation and its DMA: a fork's
-        // write-protect then runs in between, and keying the finding by
-        // when the access began would name an older, innocent event).
-        let at = violation.nanoseconds > 0 ? violation.nanoseconds : now
-        // The thread's latest access of the page, if it began by then: the
-        // bad one (a later one is not, and says nothing of when it began).
-        let began = actor?.history?.latest(violation.address).map(\.nanoseconds).flatMap { $0 <= at ? $0 : nil }
+        // When: the thread's latest access of the page (the bad one, or one
+        // just after it: the run loop reads the log within milliseconds),
+        // or, if that began before the bad access reached memory (the
+        // primary's check stamps the violation), the moment it did. That is
+        // the straddling case: the thread was preempted between its
+        // translation and its DMA, and an invalidation that ran meanwhile (a
+        // fork's write-protect) is the one the access failed to honour;
+        // keyed by when it began, the finding would name an older, innocent
+        // event and its trail would stop short of the culprit.
+        let latest = actor?.history?.latest(violation.address)?.nanoseconds
+        let landed = violation.nanoseconds
+        let at = max(landed, latest ?? now)
+        let began = latest.flatMap { $0 < landed ? $0 : nil }
         let invariant = Finding.Invariant(violation.kind)
         let event = lab.lastInvalidation(violation.addressSpace, violation.address, atOrBefore: at)
         // The instance: the device that issued the access, when it said;
