@@ -76,7 +76,9 @@ extension Machine {
                 // back, its atomics are no longer atomic).
                 maps = pte.isPresent && pte.frame == frame
                     && (pte.isDeviceExclusive ? issuer != nil && space.exclusiveHolders[t.address >> 12] == issuer : !t.exclusive)
-                pinned = t.pinned && memory.pincount(of: frame) > 0
+                // A reference held keeps the frame as a pin does (the
+                // generation check above catches one put and freed).
+                pinned = t.pinned && memory.pincount(of: frame) > 0 || t.referenced
                 target = memory.payload(of: frame)
                 if write && frame == zeroFrame {
                     target = UnsafeMutableRawBufferPointer(start: scratchPage, count: memory.payloadSize)
