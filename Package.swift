@@ -31,7 +31,7 @@ let misuseFixtures: [(directory: String, name: String)] = [
     ("ForeignPFN", "foreign-pfn"), ("DoubleUnpin", "double-unpin"), ("OverUnpin", "over-unpin"), ("UnpinUnpinned", "unpin-unpinned"),
     ("FreeForeignPage", "free-foreign-page"), ("DoubleFreePage", "double-free-page"), ("DestroyedLock", "destroyed-lock"),
     ("DestroyedCompletion", "destroyed-completion"), ("ForeignUnlock", "foreign-unlock"), ("SetSeqOutside", "set-seq-outside"),
-    ("DoubleRemove", "double-remove"), ("NullPointers", "null-pointers"), ("BadExclusive", "bad-exclusive"),
+    ("DoubleRemove", "double-remove"), ("NullPointers", "null-pointers"), ("BadExclusive", "bad-exclusive"), ("BadLookup", "bad-lookup"), ("BadReference", "bad-reference"),
     ("LeakSubscription", "leak-subscription"), ("LeakInterval", "leak-interval"), ("LeakShrinker", "leak-shrinker"), ("LeakPin", "leak-pin"),
     ("LeakPageTablePage", "leak-page-table-page"), ("LeakDeviceMemory", "leak-device-memory"),
     ("LockInversion", "lock-inversion"), ("LockOrdered", "lock-ordered"), ("LockHeld", "lock-held"), ("NullDerefStart", "null-deref-start"),
@@ -55,6 +55,9 @@ let package = Package(
         .library(name: "mmulab-plugin-mirror-c", type: .dynamic, targets: ["MirrorPluginC"]),
         .library(name: "mmulab-plugin-mirror-swift", type: .dynamic, targets: ["MirrorPluginSwift"]),
         .library(name: "mmulab-plugin-mirror-broken", type: .dynamic, targets: ["BrokenMirror"]),
+        // The Linux shim's runtime as a static library, for drivers built outside this package
+        // (scripts/linux-shim-sdk installs it with the headers; README "Bring your driver").
+        .library(name: "mmulab-linux-shim", type: .static, targets: ["CLinuxShim"]),
         // A test_hmm-style driver in kernel C on the Linux shim (Examples/KernelStyleMirror).
         .library(name: "mmulab-plugin-kernel-mirror", type: .dynamic, targets: ["KernelStyleMirror"]),
         // Deliberately broken plugins the PluginHost tests load (Tests/Fixtures/Plugins).

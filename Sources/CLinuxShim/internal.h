@@ -27,6 +27,7 @@
 #define MMULAB_XA_INTERNAL 0x80000000u
 
 struct mmulab_linux_pages; /* page.c */
+struct dev_pagemap;        /* <linux/memremap.h> */
 
 struct mmulab_linux_device {
     const mmulab_host *host;
@@ -43,6 +44,11 @@ struct mmulab_linux_device {
     /* A host spin lock guarding the page handles. */
     mmulab_lock *page_lock;
     struct mmulab_linux_pages *pages;
+    /* memremap_pages's device-private memory and its pagemap (migrate.c),
+     * written under `lock`; `memory` is set once and never cleared. */
+    mmulab_device_memory *memory;
+    uint64_t memory_owner;
+    struct dev_pagemap *pgmap;
     /* kmalloc'd and not yet freed: count and bytes. */
     long allocations;
     long allocated_bytes;
@@ -62,6 +68,8 @@ struct mmulab_linux_mm {
     struct list_head notifiers;
     struct list_head intervals;
     struct list_head zombie_link;
+    /* vma_lookup's (the whole address space). */
+    struct vm_area_struct vma;
 };
 
 static inline struct mmulab_linux_mm *shim_mm(const struct mm_struct *mm) { return mm->mmulab; }
@@ -150,9 +158,20 @@ struct page *shim_page_intern(struct mmulab_linux_device *device, uint64_t addre
 bool shim_page_read(struct page *page, uint64_t *address_space, mmulab_pfn *pfn, bool hold);
 void shim_page_release_hold(struct page *page);
 struct mmulab_linux_device *shim_page_device(const struct page *page);
+/* Locks a page for make_device_exclusive and counts a reference that holds
+ * nothing; false (nothing done) if it is locked already. */
+bool shim_page_lock_transient(struct page *page);
 void shim_pages_free(struct mmulab_linux_device *device);
 
+/* Device-private memory (migrate.c): whether hmm_range_fault's
+ * dev_private_owner claims this device's pages (true when memremap_pages
+ * made none: memory the glue made itself is always the device's), and
+ * bringing one page home. */
+bool shim_claims_device_page(struct mmulab_linux_device *device, const void *owner);
+int shim_bring_home(struct mmulab_linux_device *device, uint64_t space, uint64_t address);
+
 /* mm (mm.c). */
+struct mmulab_linux_mm *shim_xa_load_locked_mm(struct mmulab_linux_device *device, uint64_t address_space);
 void shim_mms_free(struct mmulab_linux_device *device);
 
 #endif /* MMULAB_LINUX_INTERNAL_H */

@@ -164,3 +164,12 @@ void shim_mms_free(struct mmulab_linux_device *device) {
                  kept);
     }
 }
+
+/* The mm of `address_space` for `device` if there is one (no reference
+ * taken: the caller's scope keeps it, as hmm_range_fault's caller holds it). */
+struct mmulab_linux_mm *shim_xa_load_locked_mm(struct mmulab_linux_device *device, uint64_t address_space) {
+    device->host->lock(device->lock);
+    struct mmulab_linux_mm *found = shim_xa_load(&device->mms, address_space);
+    device->host->unlock(device->lock);
+    return found;
+}

@@ -13,6 +13,7 @@
  * that can only hide a stale use, never invent one, and a driver that
  * keeps stale pages is found long before that.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,21 @@ struct page {
     struct mmulab_linux_device *device;
     struct page *hash_next;
     uint32_t holds; /* kmap mappings outstanding */
-    uint32_t pins;  /* pins this handle took (pin_user_pages) */
+    uint32_t pins;  /* pins this handle took (pin_user_pages), each a host pin */
+    uint32_t refs;  /* get_page references outstanding */
+    /* What backs `refs` when no pin of this handle does, set only while
+     * refs > 0: the host pin kept from the last unpin_user_page while
+     * references remained (the host pins this handle holds are pins +
+     * ref_pin), or a host reference (page_get, ABI 1.6) taken by the first
+     * get_page of a page nothing held. At most one of the two. */
+    bool ref_pin;
+    bool ref_host;
+    uint32_t refused; /* get_page calls refused (reported): their put_page is not reported again */
+    /* References that hold nothing: make_device_exclusive's (the host
+     * hands out none; the exclusive entry keeps the page mapped). Put first. */
+    uint32_t transient;
+    bool locked; /* the folio lock make_device_exclusive returns it with */
+    mmulab_pfn ref_pfn; /* that pin's translation (MMULAB_PFN_PINNED) */
     bool live;
 };
 
@@ -46,7 +61,8 @@ struct mmulab_linux_pages {
 };
 
 /* What makes two translations the same. */
-static const uint32_t identity_flags = MMULAB_PFN_WRITABLE | MMULAB_PFN_PINNED | MMULAB_PFN_DEVICE_PRIVATE;
+static const uint32_t identity_flags =
+    MMULAB_PFN_WRITABLE | MMULAB_PFN_PINNED | MMULAB_PFN_DEVICE_PRIVATE | MMULAB_PFN_EXCLUSIVE;
 
 static uint32_t hash_of(uint64_t space, const mmulab_pfn *pfn) {
     uint64_t h = space * 0x9E3779B97F4A7C15ull;
@@ -81,7 +97,7 @@ static struct page *free_slot(struct mmulab_linux_pages *pages) {
     for (uint32_t tried = 0; tried < capacity; tried++) {
         struct page *page = slot(pages, pages->cursor);
         pages->cursor = (pages->cursor + 1) % capacity;
-        if (page->holds == 0 && page->pins == 0) {
+        if (page->holds == 0 && page->pins == 0 && page->refs == 0 && page->transient == 0 && !page->locked) {
             unhash(pages, page);
             return page;
         }
@@ -125,7 +141,11 @@ bool shim_page_read(struct page *page, uint64_t *address_space, mmulab_pfn *pfn,
     bool live = page->live;
     if (live) {
         *address_space = page->address_space;
-        *pfn = page->pfn;
+        /* A page the driver holds a reference on is reached through the
+         * pin or host reference behind it: good for as long as the
+         * reference is held, even once the primary has unmapped it (Linux:
+         * the page stays). */
+        *pfn = page->ref_pin || page->ref_host ? page->ref_pfn : page->pfn;
         if (hold) page->holds++;
     }
     device->host->unlock(device->page_lock);
@@ -144,11 +164,19 @@ struct mmulab_linux_device *shim_page_device(const struct page *page) { return p
 void shim_pages_free(struct mmulab_linux_device *device) {
     struct mmulab_linux_pages *pages = device->pages;
     if (!pages) return;
-    uint64_t pinned = 0;
-    for (uint32_t i = 0; i < pages->used; i++) pinned += slot(pages, i)->pins;
+    uint64_t pinned = 0, referenced = 0;
+    for (uint32_t i = 0; i < pages->used; i++) {
+        pinned += slot(pages, i)->pins;
+        referenced += slot(pages, i)->refs;
+    }
     if (pinned > 0) {
         /* The pins stay taken: the lab's own pin-leak check reports them. */
         shim_log(device, MMULAB_LOG_WARNING, "%llu page pin(s) never unpinned", (unsigned long long)pinned);
+    }
+    if (referenced > 0) {
+        /* The host pins behind them stay taken too: the same check reports them. */
+        shim_report(device, "BUG", "get_page reference(s) never put (put_page) when the device went away", "page.c",
+                    __LINE__, "get_page");
     }
     for (uint32_t i = 0; i < pages->chunk_count; i++) free(pages->chunks[i]);
     free(pages);
@@ -288,13 +316,24 @@ static void unpin(struct page *page, bool dirty) {
     device->host->lock(device->page_lock);
     bool pinned = page->pins > 0;
     if (pinned) page->pins--;
+    /* The last pin of a page the driver still holds references on stays
+     * taken, for the references (get_page borrowed it). */
+    bool kept = pinned && page->pins == 0 && page->refs > 0 && !page->ref_pin && !page->ref_host;
+    if (kept) {
+        page->ref_pin = true;
+        page->ref_pfn = page->pfn;
+    }
     device->host->unlock(device->page_lock);
     if (!pinned) {
         shim_report(shim_device(), "BUG", "unpin of a page this handle never pinned (or unpinned twice)", "page.c",
                     __LINE__, "unpin_user_page");
         return;
     }
-    device->host->unpin(device->ctx, &pfn, 1, dirty);
+    if (!kept) {
+        device->host->unpin(device->ctx, &pfn, 1, dirty);
+    } else if (dirty) {
+        device->host->set_dirty(device->ctx, &pfn);
+    }
 }
 
 void unpin_user_page(struct page *page) { unpin(page, false); }
@@ -306,3 +345,139 @@ void unpin_user_pages(struct page **pages, unsigned long npages) {
 void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty) {
     for (unsigned long i = 0; i < npages; i++) unpin(pages[i], make_dirty);
 }
+
+/* ---------------------------------------------------------------------- */
+/* References (get_page / put_page)                                        */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * A reference on a page the driver holds pinned (or referenced) is
+ * counted here and kept by what already holds the frame: the pin, which
+ * the last unpin_user_page then leaves taken until the last put_page. A
+ * reference on a page nothing holds (one from hmm_range_fault) is a host
+ * reference on the frame (page_get, ABI 1.6: it never sleeps and takes no
+ * lock of the primary's, as Linux's get_page). On an older host, or for a
+ * device-private page (the host keeps device memory itself), it cannot be
+ * expressed: refused and reported.
+ */
+static bool host_references(const mmulab_host *host) {
+    return host->abi_minor >= 6 && host->struct_size >= offsetof(mmulab_host, page_put) + sizeof host->page_put &&
+           host->page_get && host->page_put;
+}
+
+void get_page(struct page *page) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "get_page")) return;
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool held = page->pins > 0 || page->refs > 0;
+    bool overflow = held && page->refs == UINT32_MAX;
+    if (held && !overflow) page->refs++;
+    device->host->unlock(device->page_lock);
+    if (overflow) {
+        shim_report(shim_device(), "BUG", "get_page: the page's reference count would overflow", "page.c", __LINE__,
+                    "get_page");
+        return;
+    }
+    if (held) return;
+    /* Nothing holds it: a host reference, if the host has them. */
+    bool taken = !(pfn.flags & MMULAB_PFN_DEVICE_PRIVATE) && host_references(device->host) &&
+                 device->host->page_get(device->ctx, &pfn) == MMULAB_OK;
+    device->host->lock(device->page_lock);
+    bool spare = false;
+    if (taken) {
+        page->refs++;
+        /* Another get_page may have backed the references meanwhile. */
+        spare = page->ref_pin || page->ref_host || page->pins > 0;
+        if (!spare) {
+            page->ref_host = true;
+            page->ref_pfn = pfn;
+            page->ref_pfn.flags |= MMULAB_PFN_REFERENCED;
+        }
+    } else {
+        page->refused++;
+    }
+    device->host->unlock(device->page_lock);
+    if (spare) device->host->page_put(device->ctx, &pfn);
+    if (taken) return;
+    if (pfn.flags & MMULAB_PFN_DEVICE_PRIVATE) {
+        shim_report(shim_device(), "BUG",
+                    "get_page of a device-private page no pin or reference holds is not provided: the host keeps "
+                    "device memory itself",
+                    "page.c", __LINE__, "get_page");
+    } else if (!host_references(device->host)) {
+        shim_report(shim_device(), "BUG",
+                    "get_page of a page no pin or reference holds (one from hmm_range_fault) needs the host's "
+                    "page_get (ABI 1.6); pin it with pin_user_pages and take references on that",
+                    "page.c", __LINE__, "get_page");
+    }
+    /* Else page_get refused it and the host reported why (freed since: a use after free). */
+}
+
+void put_page(struct page *page) {
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "put_page")) return;
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool underflow = page->refs == 0 && page->refused == 0 && page->transient == 0;
+    bool release_pin = false, release_reference = false;
+    mmulab_pfn held = page->ref_pfn;
+    if (page->transient > 0) {
+        page->transient--;
+    } else if (page->refs > 0) {
+        page->refs--;
+        /* The last reference gives back what it kept. */
+        if (page->refs == 0) {
+            release_pin = page->ref_pin;
+            release_reference = page->ref_host;
+            page->ref_pin = page->ref_host = false;
+        }
+    } else if (page->refused > 0) {
+        page->refused--; /* its get_page was refused, and reported then */
+    }
+    device->host->unlock(device->page_lock);
+    if (underflow) {
+        shim_report(shim_device(), "BUG", "put_page of a page without a reference (Linux would free a page in use)",
+                    "page.c", __LINE__, "put_page");
+    }
+    if (release_pin) device->host->unpin(device->ctx, &held, 1, false);
+    if (release_reference) device->host->page_put(device->ctx, &held);
+}
+
+void folio_get(struct folio *folio) { get_page((struct page *)folio); }
+void folio_put(struct folio *folio) { put_page((struct page *)folio); }
+
+/* make_device_exclusive's page: locked, with a reference that holds
+ * nothing (the host takes none). False if it is locked already (reported
+ * by the caller: Linux would wait for ever). */
+bool shim_page_lock_transient(struct page *page) {
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool was_locked = page->locked;
+    if (!was_locked) {
+        page->locked = true;
+        page->transient++;
+    }
+    device->host->unlock(device->page_lock);
+    return !was_locked;
+}
+
+void folio_unlock(struct folio *folio) {
+    struct page *page = (struct page *)folio;
+    uint64_t space;
+    mmulab_pfn pfn;
+    if (!translation(page, &space, &pfn, "folio_unlock")) return;
+    struct mmulab_linux_device *device = page->device;
+    device->host->lock(device->page_lock);
+    bool was_locked = page->locked;
+    page->locked = false;
+    device->host->unlock(device->page_lock);
+    if (!was_locked) {
+        shim_report(shim_device(), "BUG", "folio_unlock of a folio that is not locked (VM_BUG_ON_FOLIO)", "page.c",
+                    __LINE__, "folio_unlock");
+    }
+}
+
+void unlock_page(struct page *page) { folio_unlock((struct folio *)page); }

@@ -14,6 +14,9 @@ public struct PluginOperations: OptionSet, Sendable {
     public static let migrate = PluginOperations(rawValue: 1 << 1)
     /// `control`: device-specific commands on a binding (ABI 1.2).
     public static let control = PluginOperations(rawValue: 1 << 2)
+    /// `migrate_to_ram`: a CPU fault on a page of the instance's device
+    /// memory asks the plugin to bring it home first (ABI 1.6).
+    public static let migrateToRAM = PluginOperations(rawValue: 1 << 3)
 }
 
 /// What a plugin declares about itself.
@@ -81,6 +84,12 @@ public protocol DevicePlugin: AnyObject {
     /// [blockable] A device-specific command on a binding; `argument` is
     /// read and written in place (declare `.control`).
     func control(_ binding: AnyObject, command: UInt32, argument: UnsafeMutableRawBufferPointer) throws(PluginError)
+    /// [blockable] A CPU access reached the page at `address` of
+    /// `addressSpace`, which is in this instance's device memory (ABI 1.6,
+    /// declare `.migrateToRAM`): drop your translations of it and bring it
+    /// home with `migrate_to_host`. Runs with the primary's mmap lock held
+    /// shared; whatever is left in device memory the host brings home.
+    func migrateToRAM(addressSpace: UInt64, address: UInt64) throws(PluginError)
     /// [any-thread] Named counters.
     var statistics: [(name: String, value: UInt64)] { get }
     /// [blockable] Called before the instance goes away (after every detach).
@@ -99,6 +108,9 @@ extension DevicePlugin {
     }
     public func control(_ binding: AnyObject, command: UInt32, argument: UnsafeMutableRawBufferPointer) throws(PluginError) {
         throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "control is not provided")
+    }
+    public func migrateToRAM(addressSpace: UInt64, address: UInt64) throws(PluginError) {
+        throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "migrate_to_ram is not provided")
     }
     public var statistics: [(name: String, value: UInt64)] { [] }
     public func shutdown() {}
@@ -137,7 +149,8 @@ public enum DevicePluginExport {
             create: create, destroy: destroy, attach: attach, detach: detach, access: access,
             prefetch: info.operations.contains(.prefetch) ? prefetch : nil,
             migrate: info.operations.contains(.migrate) ? migrate : nil, stat_count: statCount, stat_get: statGet,
-            control: info.operations.contains(.control) ? control : nil))
+            control: info.operations.contains(.control) ? control : nil,
+            migrate_to_ram: info.operations.contains(.migrateToRAM) ? migrateToRAM : nil))
         descriptor = made
         return UnsafePointer(made)
     }
@@ -247,6 +260,16 @@ public enum DevicePluginExport {
         do throws(PluginError) {
             try InstanceBox.from(instance).plugin.control(
                 object, command: command, argument: UnsafeMutableRawBufferPointer(start: argument, count: Int(size)))
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            return error.report(into: errorOut)
+        }
+    }
+
+    static let migrateToRAM: @convention(c) (UnsafeMutableRawPointer?, UInt64, UInt64, UnsafeMutablePointer<mmulab_error>?) -> mmulab_status = {
+        instance, addressSpace, address, errorOut in
+        do throws(PluginError) {
+            try InstanceBox.from(instance).plugin.migrateToRAM(addressSpace: addressSpace, address: address)
             return mmulab_status(MMULAB_OK)
         } catch {
             return error.report(into: errorOut)

@@ -250,6 +250,56 @@ extension Host {
     }
 }
 
+extension Host {
+    /// Whether the host offers `lookup_range` (ABI 1.6).
+    public var offersLookup: Bool {
+        table.pointee.abi_minor >= 6
+            && Int(table.pointee.struct_size) >= MemoryLayout<mmulab_host>.offset(of: \.lookup_range)! + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// [blockable] `hmm_range_fault` without `HMM_PFN_REQ_FAULT` (ABI 1.6):
+    /// the translations of `[start, start + length)` as the primary maps
+    /// them now, nil where nothing is mapped; faults nothing in. Install
+    /// them only if no invalidation raced (`readRetry`).
+    public func lookupRange(addressSpace: UInt64, start: UInt64, length: UInt64) throws(PluginError) -> [PFN?] {
+        guard offersLookup else { throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the host offers no lookup_range (ABI < 1.6)") }
+        var pfns = [PFN](repeating: PFN(), count: Int(length / 4096))
+        var error = mmulab_error()
+        let status = pfns.withUnsafeMutableBufferPointer { buffer in
+            table.pointee.lookup_range(context, addressSpace, start, length, buffer.baseAddress, &error)
+        }
+        guard status == mmulab_status(MMULAB_OK) else { throw PluginError(error) }
+        return pfns.map { $0.flags & UInt32(MMULAB_PFN_NONE) != 0 ? nil : $0 }
+    }
+}
+
+extension Host {
+    /// Whether the host offers page references (`page_get` / `page_put`, ABI 1.6).
+    public var offersPageReferences: Bool {
+        table.pointee.abi_minor >= 6
+            && Int(table.pointee.struct_size) >= MemoryLayout<mmulab_host>.offset(of: \.page_put)! + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// [any-thread] `get_page` (ABI 1.6): a reference on the frame behind a
+    /// current translation; the frame is not freed until `putPage`. Returns
+    /// the translation to DMA through while it is held
+    /// (`MMULAB_PFN_REFERENCED` set). Never sleeps.
+    public func getPage(_ pfn: PFN) throws(PluginError) -> PFN {
+        guard offersPageReferences else { throw PluginError(status: Int32(MMULAB_ERR_NOT_SUPPORTED), "the host offers no page references (ABI < 1.6)") }
+        var held = pfn
+        let status = withUnsafePointer(to: pfn) { table.pointee.page_get(context, $0) }
+        guard status == mmulab_status(MMULAB_OK) else { throw PluginError(status: status, "page_get refused pfn#\(pfn.pfn)") }
+        held.flags |= UInt32(MMULAB_PFN_REFERENCED)
+        return held
+    }
+
+    /// [any-thread] `put_page` (ABI 1.6): puts a reference `getPage` took.
+    public func putPage(_ pfn: PFN) {
+        guard offersPageReferences else { return }
+        withUnsafePointer(to: pfn) { table.pointee.page_put(context, $0) }
+    }
+}
+
 /// A device memory the host made for this instance (ABI 1.1).
 public struct DeviceMemoryHandle: @unchecked Sendable {
     // @unchecked: the handle is the host's, valid until the instance is destroyed.

@@ -20,9 +20,14 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
     // @unchecked: every mutable field is guarded by the scheduler's mutex.
     let name: String
     let serial: UInt32
+    /// Keeps the scheduler alive as long as the monitor.
     let scheduler: ControlledScheduler
-    /// The holder, when a scheduled thread holds it.
-    private var owner: ScheduledThread? = nil
+    /// `scheduler`, unmanaged: what every operation reads (no reference
+    /// counting on each lock and unlock; `scheduler` keeps it alive).
+    private let unmanagedScheduler: Unmanaged<ControlledScheduler>
+    /// The holder's index, when a scheduled thread holds it (-1: none). An
+    /// index, not a reference: taking and letting go costs no reference counting.
+    private var ownerIndex = -1
     /// Held by a thread the scheduler did not make.
     private var foreignOwned = false
     /// Scheduled threads blocked in `lock`, in arrival order.
@@ -36,64 +41,76 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
         self.name = name
         self.serial = serial
         self.scheduler = scheduler
+        unmanagedScheduler = Unmanaged.passUnretained(scheduler)
     }
 
-    private var isHeld: Bool { owner != nil || foreignOwned }
+    private var isHeld: Bool { ownerIndex >= 0 || foreignOwned }
+
+    /// Runs `body` with the scheduler borrowed, not retained (see `unmanagedScheduler`).
+    @inline(__always)
+    private func withScheduler<R>(_ body: (ControlledScheduler) -> R) -> R {
+        unmanagedScheduler._withUnsafeGuaranteedRef(body)
+    }
 
     func lock() { lock(at: nil) }
     func lock(at site: SourceSite) { lock(at: Optional(site)) }
 
     private func lock(at site: SourceSite?) {
-        let s = scheduler
-        pthread_mutex_lock(s.mutex)
-        defer { pthread_mutex_unlock(s.mutex) }
-        guard let me = s.scheduledSelf() else { return foreignLock() }
-        s.point(me, .lock, object: serial)
-        acquire(me, site: site)
+        withScheduler { s in
+            pthread_mutex_lock(s.mutex)
+            defer { pthread_mutex_unlock(s.mutex) }
+            s.withScheduledSelf({ me in
+                s.point(me, .lock, object: serial)
+                acquire(me, site: site)
+            }, foreign: foreignLock)
+        }
     }
 
     /// Takes the monitor for the current thread `me`, blocking while it is held.
     private func acquire(_ me: ScheduledThread, site: SourceSite?) {
-        let s = scheduler
-        precondition(owner !== me, "'\(me.name)' locks monitor '\(name)' it already holds")
+        precondition(ownerIndex != me.index, "'\(me.name)' locks monitor '\(name)' it already holds")
         while isHeld {
-            s.block(me, on: WaitSite(kind: .lock, object: name, site: site))
-            lockWaiters.append(me)
-            s.switchAway(me)
+            withScheduler { s in
+                s.block(me, on: WaitSite(kind: .lock, object: name, site: site))
+                lockWaiters.append(me)
+                s.switchAway(me)
+            }
         }
-        owner = me
+        ownerIndex = me.index
     }
 
     func tryLock() -> Bool {
-        let s = scheduler
-        pthread_mutex_lock(s.mutex)
-        defer { pthread_mutex_unlock(s.mutex) }
-        guard let me = s.scheduledSelf() else {
-            s.noteForeign()
+        withScheduler { s in
+            pthread_mutex_lock(s.mutex)
+            defer { pthread_mutex_unlock(s.mutex) }
+            guard let me = s.scheduledSelf() else {
+                s.noteForeign()
+                guard !isHeld else { return false }
+                foreignOwned = true
+                return true
+            }
+            s.point(me, .tryLock, object: serial)
             guard !isHeld else { return false }
-            foreignOwned = true
+            ownerIndex = me.index
             return true
         }
-        s.point(me, .tryLock, object: serial)
-        guard !isHeld else { return false }
-        owner = me
-        return true
     }
 
     func unlock() {
-        let s = scheduler
-        pthread_mutex_lock(s.mutex)
-        defer { pthread_mutex_unlock(s.mutex) }
-        guard let me = s.scheduledSelf() else {
-            precondition(foreignOwned, "unlock of monitor '\(name)' by a thread that does not hold it")
-            foreignOwned = false
-            release()
-            return
+        withScheduler { s in
+            pthread_mutex_lock(s.mutex)
+            defer { pthread_mutex_unlock(s.mutex) }
+            s.withScheduledSelf({ me in
+                precondition(ownerIndex == me.index, "'\(me.name)' unlocks monitor '\(name)', which it does not hold")
+                ownerIndex = -1
+                release()
+                s.point(me, .unlock, object: serial)
+            }, foreign: {
+                precondition(foreignOwned, "unlock of monitor '\(name)' by a thread that does not hold it")
+                foreignOwned = false
+                release()
+            })
         }
-        precondition(owner === me, "'\(me.name)' unlocks monitor '\(name)', which it does not hold")
-        owner = nil
-        release()
-        s.point(me, .unlock, object: serial)
     }
 
     /// After the monitor was let go: the first scheduled waiter may take it
@@ -118,8 +135,8 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
         pthread_mutex_lock(s.mutex)
         defer { pthread_mutex_unlock(s.mutex) }
         guard let me = s.scheduledSelf() else { return foreignWait(timeoutNanoseconds) }
-        precondition(owner === me, "'\(me.name)' waits on monitor '\(name)' without holding it")
-        owner = nil
+        precondition(ownerIndex == me.index, "'\(me.name)' waits on monitor '\(name)' without holding it")
+        ownerIndex = -1
         release()
         let kind: SchedulingPointKind = timeoutNanoseconds == nil ? .wait : .timedWait
         s.block(me, on: WaitSite(kind: kind, object: name, site: site))

@@ -18,8 +18,8 @@ extension ControlledScheduler {
     /// Whether the listed choices govern the decision being made (the
     /// current step is at most their `through`).
     var followsChoices: Bool {
-        guard let list = configuration.choices else { return false }
-        return stepCount.load(ordering: .relaxed) <= list.through
+        guard let choicesThrough else { return false }
+        return stepCount.load(ordering: .relaxed) <= choicesThrough
     }
 
     /// The default rule after a point of the running, runnable `me`: `me`
@@ -77,6 +77,7 @@ extension ControlledScheduler {
     func passOverChangePoints() {
         let step = stepCount.load(ordering: .relaxed)
         while nextChange < priorityChanges.count, priorityChanges[nextChange].step <= step { nextChange += 1 }
+        noteNextChange()
         priorityOrderChanged = true
     }
 

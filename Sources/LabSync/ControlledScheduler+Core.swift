@@ -3,13 +3,15 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CLabSyncShims
 
 // The scheduling state machine. Every function here runs with `mutex` held,
 // on the current thread (or on a foreign thread that only enables others).
 //
 // Invariants (checked by `assertConsistent` in debug builds):
 // - `current`, when set, is a thread that is running or about to (its gate
-//   was signalled); every other live thread waits on its gate;
+//   is open, or opens once the thread that chose it lets go of the mutex);
+//   every other live thread waits on its gate;
 // - `enabledCount` is the number of threads whose status is `.enabled`;
 // - a blocked thread with a deadline before `UInt64.max` is counted in
 //   `nextDeadline` (which may be earlier than every live deadline, never later).
@@ -40,8 +42,7 @@ extension ControlledScheduler {
         if now >= nextDeadline { fireTimers() }
         if let limit = configuration.stepLimit, step >= limit {
             deadlocked(.stepLimit)
-            // Parked for ever, like every other thread of the run.
-            while true { pthread_cond_wait(me.gate, mutex) }
+            parkForever(me)
         }
     }
 
@@ -68,8 +69,7 @@ extension ControlledScheduler {
             me.yielded = false
             spinOnlySteps = 0
         }
-        let next = chooseAfterPoint(me, yielding: yielding)
-        if next !== me { handOver(from: me, to: next) }
+        if let next = chooseAfterPoint(me, yielding: yielding) { handOver(from: me, to: next) }
     }
 
     /// Marks `me` blocked on `site` (it stops being runnable).
@@ -137,25 +137,51 @@ extension ControlledScheduler {
         if next !== me { handOver(from: me, to: next) }
     }
 
-    /// Makes `next` current and waits (on `me`'s gate) until `me` is again.
+    /// Makes `next` current and waits (on `me`'s gate) until `me` is again;
+    /// returns with the mutex held, as it was called.
     /// `next == nil`: the run is over; `me` stays parked.
+    ///
+    /// Ordering: the mutex is let go before `next`'s gate opens, so `next`
+    /// does not wake into a held mutex (and sleep on it again); between the
+    /// two only a foreign thread can take the mutex, and it finds `current`
+    /// already `next`. `me`'s gate opens only when a later current thread
+    /// makes `me` current, which may happen before `me` reaches its gate (the
+    /// gate stays open until passed).
     func handOver(from me: ScheduledThread, to next: ScheduledThread?) {
+        assert(!me.isFinished, "a finished thread hands over in `finish`")
         makeCurrent(next)
-        guard !me.isFinished else { return }
-        while current !== me { pthread_cond_wait(me.gate, mutex) }
+        pthread_mutex_unlock(mutex)
+        guard let next else { parkedForever(me) }
+        mmulab_gate_open(next.gate)
+        mmulab_gate_pass(me.gate)
+        pthread_mutex_lock(mutex)
+        assert(current === me, "'\(me.name)' passed its gate but is not current")
     }
 
+    /// Sets `current` (the caller opens its gate once it let go of the mutex).
     func makeCurrent(_ next: ScheduledThread?) {
         current = next
         guard let next else { return }
         switches += 1
         next.runSince = stepCount.load(ordering: .relaxed)
-        pthread_cond_signal(next.gate)
     }
 
-    /// The thread `me` finished: its joiners wake, and the next thread runs
-    /// (the root's end ends the run).
-    func finish(_ me: ScheduledThread) {
+    /// The run is over for `me` (mutex held): it lets go of the mutex and
+    /// waits for ever, like every other thread of the run.
+    func parkForever(_ me: ScheduledThread) -> Never {
+        pthread_mutex_unlock(mutex)
+        parkedForever(me)
+    }
+
+    /// Waits for ever (mutex not held): nothing opens `me`'s gate once the run stopped.
+    func parkedForever(_ me: ScheduledThread) -> Never {
+        while true { mmulab_gate_pass(me.gate) }
+    }
+
+    /// The thread `me` finished: its joiners wake, and the next thread is
+    /// made current; the caller opens its gate once it let go of the mutex
+    /// (nil: the root's end ended the run, or nothing can run again).
+    func finish(_ me: ScheduledThread) -> ScheduledThread? {
         tick(me, .exit, object: UInt32(me.index))
         me.status = .finished
         enabledCount -= 1
@@ -168,17 +194,19 @@ extension ControlledScheduler {
             stopped = true
             current = nil
             pthread_cond_broadcast(runEnded)
-            return
+            return nil
         }
         let next = chooseWhenStopped(me)
         makeCurrent(next)
+        return next
     }
 
     // MARK: Choosing
 
     /// After a point of the running, runnable `me`: the listed choice, or
     /// the default rule, while choices are followed; else the strategy's.
-    func chooseAfterPoint(_ me: ScheduledThread, yielding: Bool) -> ScheduledThread {
+    /// nil: `me` goes on (no reference to return on the common path).
+    func chooseAfterPoint(_ me: ScheduledThread, yielding: Bool) -> ScheduledThread? {
         decisions += 1
         let following = followsChoices
         guard following || configuration.recordsChoices else { return strategyAfterPoint(me, yielding: yielding) }
@@ -189,25 +217,29 @@ extension ControlledScheduler {
             next = listedChoice(at: site, or: fallback)
             passOverChangePoints()
         } else {
-            next = strategyAfterPoint(me, yielding: yielding)
+            next = strategyAfterPoint(me, yielding: yielding) ?? me
         }
         record(next, default: fallback, at: site)
-        return next
+        return next === me ? nil : next
     }
 
-    /// The strategy's choice after a point of the running, runnable `me`.
-    func strategyAfterPoint(_ me: ScheduledThread, yielding: Bool) -> ScheduledThread {
+    /// The strategy's choice after a point of the running, runnable `me`
+    /// (nil: `me` goes on).
+    func strategyAfterPoint(_ me: ScheduledThread, yielding: Bool) -> ScheduledThread? {
         switch configuration.strategy {
         case .random(let p):
-            guard enabledCount > 1 else { return me }
-            if yielding || unitRandom() < p { return randomEnabled(excluding: me) ?? me }
-            return me
+            guard enabledCount > 1 else { return nil }
+            if yielding || unitRandom() < p { return randomEnabled(excluding: me) }
+            return nil
         case .pct:
             let step = stepCount.load(ordering: .relaxed)
-            while nextChange < priorityChanges.count, priorityChanges[nextChange].step <= step {
-                me.priority = priorityChanges[nextChange].priority
-                nextChange += 1
-                priorityOrderChanged = true
+            if step >= nextChangeStep {
+                while nextChange < priorityChanges.count, priorityChanges[nextChange].step <= step {
+                    me.priority = priorityChanges[nextChange].priority
+                    nextChange += 1
+                    priorityOrderChanged = true
+                }
+                noteNextChange()
             }
             let slice = configuration.timeSlice
             if yielding || (slice > 0 && enabledCount > 1 && me.stepsSinceDrop >= slice) {
@@ -220,10 +252,16 @@ extension ControlledScheduler {
                 me.stepsSinceDrop = 0
                 priorityOrderChanged = true
             }
-            guard priorityOrderChanged else { return me }
+            guard priorityOrderChanged else { return nil }
             priorityOrderChanged = false
-            return highestEnabled() ?? me
+            let best = highestEnabled()
+            return best === me ? nil : best
         }
+    }
+
+    /// Sets `nextChangeStep` to the step of the next change point not yet passed.
+    func noteNextChange() {
+        nextChangeStep = nextChange < priorityChanges.count ? priorityChanges[nextChange].step : .max
     }
 
     /// When `me` cannot go on: the next runnable thread; if none, the clock
@@ -317,8 +355,7 @@ extension ControlledScheduler {
             return
         }
         deadlocked(.livelock)
-        // Parked for ever, like every other thread of the run.
-        while true { pthread_cond_wait(me.gate, mutex) }
+        parkForever(me)
     }
 
     /// Ends the run with a report of every live thread.

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import CLabSyncShims
 
 /// One thread of a controlled run: a real POSIX thread that runs only while
 /// the scheduler has made it `current`, and otherwise waits on its own gate.
@@ -15,8 +11,12 @@ final class ScheduledThread: @unchecked Sendable {
     let index: Int
     let name: String
     let scheduler: ControlledScheduler
-    /// The condition the thread waits on until it is current.
-    let gate: UnsafeMutablePointer<pthread_cond_t>
+    /// `scheduler`'s identity (compared at every point without loading the reference).
+    let schedulerID: ObjectIdentifier
+    /// The word the thread waits on until it is current (`mmulab_gate_pass`;
+    /// the thread that makes it current opens it, after letting go of the
+    /// scheduler's mutex, so the woken thread does not wake into a held lock).
+    let gate: UnsafeMutablePointer<UInt32>
 
     /// Blocked until `makeThread` enables it.
     var status: Status = .blocked
@@ -50,12 +50,12 @@ final class ScheduledThread: @unchecked Sendable {
         self.index = index
         self.name = name
         self.scheduler = scheduler
+        schedulerID = ObjectIdentifier(scheduler)
         gate = .allocate(capacity: 1)
-        pthread_cond_init(gate, nil)
+        gate.initialize(to: 0)
     }
 
     deinit {
-        pthread_cond_destroy(gate)
         gate.deallocate()
     }
 
@@ -69,16 +69,6 @@ final class ScheduledThreadHandle: ThreadHandle, @unchecked Sendable {
     init(_ thread: ScheduledThread) { self.thread = thread }
     func join() { thread.scheduler.join(thread) }
 }
-
-/// The thread-local slot naming the calling thread's `ScheduledThread`
-/// (unset on threads no controlled scheduler made). The value is unretained:
-/// the thread's start routine keeps its record alive while it runs.
-let scheduledThreadKey: pthread_key_t = {
-    var key = pthread_key_t()
-    let status = pthread_key_create(&key, nil)
-    precondition(status == 0, "pthread_key_create failed: \(status)")
-    return key
-}()
 
 /// What a new thread runs: its record and body, handed to `pthread_create`.
 final class ThreadStart {

@@ -30,6 +30,13 @@ public final class SpinLock: Sendable, SectionSubject {
     /// releasing are scheduling points (copied here so the free-running
     /// path pays one predictable branch on a field it already reads).
     private let controlled: Bool
+    /// The domain's scheduler, when it is a `ControlledScheduler`, and the
+    /// lock's name hashed once for its scheduling points (a trace's object).
+    /// Unmanaged, so a scheduling point costs no reference counting: the
+    /// lock holds `domain` and the domain holds its scheduler for good, so
+    /// the scheduler outlives the lock.
+    private let controlledScheduler: Unmanaged<ControlledScheduler>?
+    private let nameHash: UInt32
 
     public var sectionSubjectName: String { name }
 
@@ -40,6 +47,8 @@ public final class SpinLock: Sendable, SectionSubject {
         self.domain = domain
         self.orderClass = domain.orderClass(orderClass)
         controlled = domain.isControlled
+        controlledScheduler = domain.controlledScheduler.map { Unmanaged.passUnretained($0) }
+        nameHash = ControlledScheduler.nameHash(name)
     }
 
     /// Acquires the lock, spinning (never sleeping) while it is held elsewhere.
@@ -65,17 +74,27 @@ public final class SpinLock: Sendable, SectionSubject {
     /// Under a controlled scheduler: a point before the first attempt, and
     /// every failed attempt is a spin (the scheduler runs the holder).
     private func lockControlled(_ site: SourceSite) {
-        domain.scheduler.schedulingPoint(.spinLock, object: name, site: site)
+        schedulingPoint(.spinLock, site: site)
         while !held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
-            domain.scheduler.schedulingPoint(.spin, object: name, site: site)
+            schedulingPoint(.spin, site: site)
         }
         owner.store(Self.currentThread, ordering: .relaxed)
+    }
+
+    /// A scheduling point of this lock (the domain is controlled).
+    @inline(__always)
+    private func schedulingPoint(_ kind: SchedulingPointKind, site: SourceSite) {
+        if let controlledScheduler {
+            controlledScheduler._withUnsafeGuaranteedRef { $0.point(kind, object: nameHash, name: name, site: site) }
+        } else {
+            domain.scheduler.schedulingPoint(kind, object: name, site: site)
+        }
     }
 
     /// Acquires the lock if it is free now.
     public func tryLock(file: StaticString = #fileID, line: UInt = #line) -> Bool {
         let site = SourceSite(file: file, line: line)
-        if controlled { domain.scheduler.schedulingPoint(.spinTryLock, object: name, site: site) }
+        if controlled { schedulingPoint(.spinTryLock, site: site) }
         guard held.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }
@@ -92,7 +111,7 @@ public final class SpinLock: Sendable, SectionSubject {
         if let orderClass { orderClass.release(self) }
         held.store(false, ordering: .releasing)
         ExecutionContext.exitCurrentNonBlockable()
-        if controlled { domain.scheduler.schedulingPoint(.spinUnlock, object: name, site: SourceSite(file: file, line: line)) }
+        if controlled { schedulingPoint(.spinUnlock, site: SourceSite(file: file, line: line)) }
     }
 
     /// Whether the calling thread holds the lock.

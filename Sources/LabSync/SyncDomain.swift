@@ -11,6 +11,10 @@ public final class SyncDomain: Sendable {
     /// Whether `scheduler` decides every interleaving (read once: the
     /// primitives branch on it instead of calling through the protocol).
     public let isControlled: Bool
+    /// `scheduler` when it is LabSync's own controlled scheduler: the
+    /// primitives call its scheduling points directly (a concrete class,
+    /// no existential copied and released on every lock and unlock).
+    let controlledScheduler: ControlledScheduler?
     /// Every sleep attempted where sleeping is forbidden.
     public let contextViolations: ReportLog<ContextViolation>
     /// The lock-order validator (lockdep), when `lockOrder` was asked for:
@@ -21,6 +25,7 @@ public final class SyncDomain: Sendable {
     public init(scheduler: any Scheduler = FreeRunningScheduler(), violationCapacity: Int = 10_000, lockOrder: Bool = false) {
         self.scheduler = scheduler
         self.isControlled = scheduler.isControlled
+        self.controlledScheduler = scheduler as? ControlledScheduler
         self.contextViolations = ReportLog(capacity: violationCapacity)
         self.lockOrder = lockOrder ? LockOrderValidator() : nil
     }
@@ -104,7 +109,13 @@ public final class SyncDomain: Sendable {
     /// never calls in, and everyone else would wait for ever.
     @inline(__always)
     public func preemptionPoint(file: StaticString = #fileID, line: UInt = #line) {
-        if isControlled { scheduler.schedulingPoint(.preemption, object: "", site: SourceSite(file: file, line: line)) }
+        guard isControlled else { return }
+        let site = SourceSite(file: file, line: line)
+        if let controlledScheduler {
+            controlledScheduler.point(.preemption, object: ControlledScheduler.emptyNameHash, name: "", site: site)
+        } else {
+            scheduler.schedulingPoint(.preemption, object: "", site: site)
+        }
     }
 
     /// Monotonic time from the scheduler (virtual under a controlled one).

@@ -42,6 +42,10 @@ enum DeviceMemoryServices {
         guard let made else {
             return host.invalid(error, "device_memory_create", "an instance's device memories share one owner")
         }
+        if host.migrateToRAMOperation != nil {
+            // A CPU fault on one of its pages asks the plugin first (1.6).
+            made.setMigrateToRAM { [weak host] space, address in host?.migrateToRAM(space, address) }
+        }
         out.pointee = OpaquePointer(Unmanaged.passUnretained(made).toOpaque())  // the context keeps it
         return mmulab_status(MMULAB_OK)
     }
@@ -103,11 +107,34 @@ extension HostContext {
         return memory
     }
 
+    /// The plugin's migrate_to_ram for the page at `address` (a CPU fault
+    /// on it; the fault path holds the mmap lock shared), in a frame naming
+    /// the operation and the address. Nothing while the instance is not
+    /// live (being created or destroyed): the primary brings the page home
+    /// itself then, as it does with whatever the plugin left.
+    func migrateToRAM(_ space: AddressSpace, _ address: UInt64) {
+        let instance = liveInstance.load(ordering: .acquiring)
+        guard instance != 0, let operation = migrateToRAMOperation else { return }
+        var error = mmulab_error()
+        let status = callPlugin(self, "migrate_to_ram", describe: { frame in
+            frame.pointee.a = space.id.rawValue
+            frame.pointee.b = address
+        }) {
+            operation(UnsafeMutableRawPointer(bitPattern: instance), space.id.rawValue, address, &error)
+        }
+        // NOT_SUPPORTED: nothing to do for this page (the plugin says so); the host brings it home.
+        if status != mmulab_status(MMULAB_OK) && status != mmulab_status(MMULAB_ERR_NOT_SUPPORTED) {
+            log.record(PluginLogEntry(plugin: pluginName, level: .warning,
+                message: "migrate_to_ram 0x\(String(address, radix: 16)) failed (status \(status)): the host brings the page home itself"))
+        }
+    }
+
     /// Brings every page still in the instance's device memory home, and
     /// reports how many were left there (destroy must bring them home
     /// itself: a driver's teardown evicts its chunks, as nouveau_dmem_fini
     /// does; nothing a plugin left in device memory is lost).
     func bringDeviceMemoryHome() {
+        for memory in deviceMemories.withLock({ $0 }) { memory.setMigrateToRAM(nil) }
         for memory in deviceMemories.withLock({ $0 }) where memory.usedPages > 0 {
             report(
                 "destroy", "device memory '\(memory.name)' still held \(memory.usedPages) pages when destroy returned (brought home by the host)",

@@ -1,4 +1,5 @@
 import CDevicePluginABI
+import Synchronization
 import CPluginOops
 import LabSync
 import MMUNotifier
@@ -71,6 +72,12 @@ final class HostContext: @unchecked Sendable {
     let observed: Bool
     /// Frames `0..<frameCount` and the zero page (`frameCount`) are frames.
     let zeroFrame: UInt64
+    /// The plugin's migrate_to_ram (ABI 1.6; nil for an instance that
+    /// negotiated less, or a plugin without one).
+    let migrateToRAMOperation: (@convention(c) (UnsafeMutableRawPointer?, UInt64, UInt64, UnsafeMutablePointer<mmulab_error>?) -> mmulab_status)?
+    /// The plugin's instance pointer while a device memory's migrate_to_ram
+    /// may be called: set once create returned, cleared before destroy.
+    let liveInstance = Atomic<UInt>(0)
     /// This object, unretained, as the C side sees it.
     var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
@@ -97,6 +104,7 @@ final class HostContext: @unchecked Sendable {
         lockOrder = machine.sync.lockOrder
         observed = observer != nil || lockOrder != nil
         zeroFrame = UInt64(machine.zeroFrame)
+        migrateToRAMOperation = plugin.minor >= 6 ? plugin.descriptor.pointee.migrate_to_ram : nil
         table = .allocate(capacity: 1)
         table.initialize(to: Self.makeTable())
         table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
@@ -232,6 +240,7 @@ final class HostContext: @unchecked Sendable {
         DeviceMemoryServices.install(into: &t)
         ThreadServices.install(into: &t)
         ExclusiveServices.install(into: &t)
+        ReferenceServices.install(into: &t)
         return t
     }
 }

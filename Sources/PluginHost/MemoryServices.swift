@@ -20,6 +20,7 @@ enum MemoryServices {
     /// C function pointer from a literal closure or a global function, not from a static method.
     static func install(into t: inout mmulab_host) {
         t.fault_range = { MemoryServices.faultRange($0, $1, $2, $3, $4, $5, $6) }
+        t.lookup_range = { MemoryServices.lookupRange($0, $1, $2, $3, $4, $5) }
         t.pin = { MemoryServices.pin($0, $1, $2, $3, $4, $5, $6) }
         t.unpin = { MemoryServices.unpin($0, $1, $2, $3) }
         t.set_dirty = { MemoryServices.setDirty($0, $1) }
@@ -40,6 +41,19 @@ enum MemoryServices {
         CallFrames.enterService(host, "fault_range")
         defer { CallFrames.leave() }
         return host.translate(addressSpace, start, length, flags, pfns, error, pin: false)
+    }
+
+    /// [blockable] `lookup_range` (1.6): the translations of a range as the
+    /// primary maps them now, faulting nothing in; MMULAB_PFN_NONE where
+    /// nothing is mapped.
+    static func lookupRange(
+        _ ctx: UnsafeMutableRawPointer?, _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64,
+        _ pfns: UnsafeMutablePointer<mmulab_pfn>?, _ error: UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status {
+        guard let host = HostContext.from(ctx, "lookup_range") else { return mmulab_status(MMULAB_ERR_INVALID) }
+        CallFrames.enterService(host, "lookup_range")
+        defer { CallFrames.leave() }
+        return host.lookup(addressSpace, start, length, pfns, error)
     }
 
     /// [blockable] `pin`: the frames stay until unpin, as pin_user_pages; each pin
@@ -94,7 +108,7 @@ enum MemoryServices {
         guard let pfn = host.checked(pfn, "dma_read") else { return }
         guard let buffer else { return host.report("dma_read", "the buffer is NULL") }
         guard let space = host.liveSpace(addressSpace, pfn, write: false, service: "dma_read") else { return }
-        host.machine.dmaAccess(space, translation(pfn), issuer: host.device, write: false) { page in
+        host.machine.dmaAccess(space, host.referencedTranslation(pfn, "dma_read"), issuer: host.device, write: false) { page in
             buffer.copyMemory(from: page.baseAddress!, byteCount: min(Int(length), page.count))
         }
     }
@@ -111,7 +125,7 @@ enum MemoryServices {
         guard let pfn = host.checked(pfn, "dma_write") else { return }
         guard let buffer else { return host.report("dma_write", "the buffer is NULL") }
         guard let space = host.liveSpace(addressSpace, pfn, write: true, service: "dma_write") else { return }
-        host.machine.dmaAccess(space, translation(pfn), issuer: host.device, write: true) { page in
+        host.machine.dmaAccess(space, host.referencedTranslation(pfn, "dma_write"), issuer: host.device, write: true) { page in
             page.baseAddress!.copyMemory(from: buffer, byteCount: min(Int(length), page.count))
         }
     }
@@ -167,6 +181,7 @@ extension HostContext {
         guard pfn.address & 4095 == 0, pfn.address < AddressSpace.addressLimit else {
             return "address 0x\(String(pfn.address, radix: 16)) is not a page-aligned address the host handed out"
         }
+        if pfn.flags & UInt32(MMULAB_PFN_NONE) != 0 { return "an entry lookup_range found nothing at (MMULAB_PFN_NONE) is not a translation" }
         if pfn.isDevicePrivate { return devicePageProblem(pfn) }
         // Frames 0..<frameCount are the machine's; frameCount is the zero page.
         guard pfn.pfn <= zeroFrame else { return "pfn#\(pfn.pfn) is not a frame of this machine (it has \(zeroFrame) frames)" }
@@ -188,6 +203,38 @@ extension HostContext {
             return "\(page) generation \(pfn.generation) was never handed out (the page is in generation \(current))"
         }
         return nil
+    }
+
+    /// lookup_range: a snapshot of the range, checked as fault_range's arguments are.
+    func lookup(
+        _ addressSpace: UInt64, _ start: UInt64, _ length: UInt64, _ pfns: UnsafeMutablePointer<mmulab_pfn>?,
+        _ errorOut: UnsafeMutablePointer<mmulab_error>?
+    ) -> mmulab_status {
+        let service = "lookup_range"
+        guard let pfns else { return invalid(errorOut, service, "the pfn buffer is NULL") }
+        let (end, overflow) = start.addingReportingOverflow(length)
+        guard start % 4096 == 0, length > 0, length % 4096 == 0, !overflow, end <= AddressSpace.addressLimit else {
+            return invalid(errorOut, service, "[0x\(String(start, radix: 16)), +\(length)) must be page aligned, nonzero and inside the address space")
+        }
+        let (found, status) = space(addressSpace, for: service, errorOut)
+        guard let space = found else { return status }
+        do {
+            let entries = try space.lookupRange(start: start, length: length, devicePrivateOwner: devicePrivateOwner)
+            for (i, entry) in entries.enumerated() {
+                guard let t = entry else {
+                    pfns[i] = mmulab_pfn(address: start + UInt64(i) * 4096, pfn: 0, generation: 0, flags: UInt32(MMULAB_PFN_NONE))
+                    continue
+                }
+                pfns[i] = mmulab_pfn(
+                    address: t.address, pfn: t.frame.rawValue, generation: t.generation,
+                    flags: (t.writable ? UInt32(MMULAB_PFN_WRITABLE) : 0) | (t.devicePage != nil ? UInt32(MMULAB_PFN_DEVICE_PRIVATE) : 0)
+                        | (t.huge ? UInt32(MMULAB_PFN_HUGE) : 0))
+            }
+            return mmulab_status(MMULAB_OK)
+        } catch {
+            if case .invalidArgument(let what) = error { return invalid(errorOut, service, what) }
+            return fail(errorOut, PluginHost.status(for: error), "\(service) 0x\(String(start, radix: 16)): \(error)")
+        }
     }
 
     /// fault_range and pin.

@@ -82,6 +82,8 @@ public final class PluginInstance: @unchecked Sendable {
         guard status == mmulab_status(MMULAB_OK) else {
             return .failure(.createFailed(path: plugin.path, status: status, message: message(of: error)))
         }
+        // From here a CPU fault on its device memory may call migrate_to_ram (1.6).
+        context.liveInstance.store(UInt(bitPattern: instance), ordering: .releasing)
         return .success(PluginInstance(plugin: plugin, context: context, instance: instance))
     }
 
@@ -239,10 +241,13 @@ public final class PluginInstance: @unchecked Sendable {
             reclaimLeftovers(of: binding.number, after: "detach")
             context.bindings.withLock { _ = $0.removeValue(forKey: binding.number) }
         }
+        // No migrate_to_ram into an instance being torn down: the host brings pages home itself.
+        context.liveInstance.store(0, ordering: .releasing)
         call("destroy", nil) { plugin.descriptor.pointee.destroy!(instance) }
         let unjoined = context.threads.withLock { $0.count }
         if unjoined > 0 { context.misbehaving("destroy returned with \(unjoined) thread(s) from thread_create not joined") }
         reclaimLeftovers(of: nil, after: "destroy")
+        context.putLeftoverReferences()
         context.bringDeviceMemoryHome()
         context.quarantine.drop()
     }

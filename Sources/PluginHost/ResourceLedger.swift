@@ -116,6 +116,8 @@ struct ResourceLedger {
     var shrinkers: [ObjectIdentifier: ShrinkerRecord] = [:]
     /// By frame: each pin the instance holds on it.
     var pins: [Int32: [PinHold]] = [:]
+    /// By frame: the page_get references the instance holds on it, by generation (ABI 1.6).
+    var references: [Int32: [UInt32: Int]] = [:]
     /// Page-table pages the instance holds, by frame.
     var pageTablePages: [Int32: PageTableHold] = [:]
     /// Page-table pages it gave back since they were last handed out.
@@ -154,6 +156,17 @@ struct ResourceLedger {
         pins[frame] = holds.isEmpty ? nil : holds
         return true
     }
+
+    /// Takes one reference on `frame` in `generation`; false if the instance holds none.
+    mutating func takeReference(_ frame: Int32, generation: UInt32) -> Bool {
+        guard var held = references[frame], let count = held[generation], count > 0 else { return false }
+        held[generation] = count > 1 ? count - 1 : nil
+        references[frame] = held.isEmpty ? nil : held
+        return true
+    }
+
+    /// Whether the instance holds a reference on `frame` in `generation`.
+    func holdsReference(_ frame: Int32, generation: UInt32) -> Bool { (references[frame]?[generation] ?? 0) > 0 }
 
     /// Every pin held by `binding` (nil: any), taken out of the ledger, as
     /// translations to unpin.

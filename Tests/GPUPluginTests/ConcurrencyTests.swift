@@ -80,6 +80,51 @@ struct GPUConcurrencyTests {
         #expect(f.finish() == [])
     }
 
+    /// A range the fault path retires while GPU work is in flight on it (a
+    /// 2 MiB chunk that cannot be faulted writable whole) leaves its
+    /// notifier only once that work is done: the fork's write-protect that
+    /// follows must still find the work and wait for it, or the old
+    /// writable translation lands after the parent's page went read-only.
+    /// The controlled scheduler found this (`mmulab run thp-storm --seed 5
+    /// --duration 300ms --schedule pct:3`: a write through a read-only
+    /// translation after fork).
+    @Test func aRangeRetiredWithWorkInFlightStillHoldsOffTheNextInvalidation() throws {
+        // Each GPU access keeps its fence for 2 s: the window in which this
+        // thread retires the range and forks (milliseconds of work).
+        let f = try GPUFixture(options: "work-us=2000000")
+        let (base, binding) = try f.mapAndBind(pages: 512, aligned: true)
+        // Pages 0...4 present and writable, page 5 read-only, the rest empty.
+        for i in 0..<5 { try f.space.write(base + UInt64(i) * page, tag(i, 1)) }
+        try f.space.protect(start: base + 5 * page, length: page, .read)
+        // One read fault (a prefetch: no GPU work) maps the whole 2 MiB
+        // chunk as one range, page 0 writable.
+        try f.gpu.prefetch(binding, deviceAddress: base, length: page)
+        #expect(f.stat("ranges created") == 1)
+
+        let problems = SpinLocked<[String]>([], name: "problems", domain: f.machine.sync)
+        let writer = f.machine.sync.spawnThread(named: "gpu-work") {
+            do { try f.deviceWrite(binding, base, tag(0, 2)) } catch { problems.withLock { $0.append("the GPU write failed: \(error)") } }
+        }
+        var polls = 0
+        while f.stat("work in flight") == 0 {
+            polls += 1
+            precondition(polls < 100_000, "the GPU access never started")
+            f.machine.sync.sleep(for: .microseconds(100))
+        }
+        // A write to page 5 faults; the 2 MiB chunk cannot be faulted
+        // writable whole, so the fault path retires it (then a 64 KiB and a
+        // 4 KiB one) and the access fails. No invalidation is behind that.
+        #expect(throws: PluginCallError.self) { try f.deviceWrite(binding, base + 5 * page, tag(5, 2)) }
+        #expect(f.stat("ranges drained") == 1, "the collection waited for the work on the retired range")
+        let child = try f.space.fork()
+        writer.join()
+        #expect(problems.withLock { $0 } == [])
+        #expect(try f.space.read(base) == tag(0, 2))
+        #expect(try child.read(base) == tag(0, 2), "the GPU's write landed before the fork")
+        child.exit()
+        #expect(f.finish() == [], "no write through the translation the fork write-protected")
+    }
+
     @Test func theShrinkerFreesIdleRangesAndNeverSleepsWhenItMustNot() throws {
         let f = try GPUFixture()
         let (base, binding) = try f.mapAndBind(pages: 64)

@@ -11,7 +11,7 @@ struct VMTests {
     @Test func theKVMPluginLoadsAndSaysWhatItDoes() throws {
         let plugin = try PluginLoader.load(kvmPluginPath).get()
         #expect(plugin.name == "kvm")
-        #expect(plugin.minor == 5, "built against ABI 1.5 (change_pte_pfn, control, migrate_to_host with its owner, thread services, the 1.5 events)")
+        #expect(plugin.minor == 6, "built against ABI 1.6 (change_pte_pfn, control, migrate_to_host with its owner, thread services, the 1.5 events, lookup_range)")
         #expect(plugin.capabilityNames == ["changePTE", "youngTracking"])
         #expect(plugin.optionalOperations == ["stats", "control"])
     }

@@ -13,12 +13,13 @@ final class Unsynchronised<Value>: @unchecked Sendable {
 /// Runs `body` under a controlled scheduler and returns its result, or
 /// records an issue naming the seed if the run deadlocked.
 func controlled<R: Sendable>(
-    _ strategy: ScheduleStrategy, seed: UInt64, keep: Int = 0, horizon: UInt64 = 100_000,
+    _ strategy: ScheduleStrategy, seed: UInt64, keep: Int = 0, horizon: UInt64 = 100_000, oneProcessor: Bool = true,
     _ body: @escaping @Sendable (SyncDomain) -> R
 ) -> (R?, ScheduleStatistics, [ScheduleStep]) {
     var configuration = ControlledScheduler.Configuration(strategy: strategy, seed: seed)
     configuration.keptSteps = keep
     configuration.horizon = horizon
+    configuration.usesOneProcessor = oneProcessor
     let scheduler = ControlledScheduler(configuration)
     let domain = SyncDomain(scheduler: scheduler)
     switch scheduler.run({ body(domain) }) {
@@ -143,6 +144,18 @@ struct ControlledSchedulerTests {
             digests.insert(first.1.digest)
         }
         #expect(digests.count == 3, "\(strategy): three seeds, \(digests.count) schedules")
+    }
+
+    /// Holding a run's threads to one processor (the default) or letting
+    /// the operating system place them gives the same run, step by step.
+    @Test(arguments: strategies)
+    func whereTheThreadsRunIsNoPartOfTheSchedule(_ strategy: ScheduleStrategy) {
+        let program: @Sendable (SyncDomain) -> [Int] = { Self.mixedProgram($0, threads: 12, rounds: 20 * stressScale) }
+        let held = controlled(strategy, seed: testSeed, keep: 1 << 20, oneProcessor: true, program)
+        let placed = controlled(strategy, seed: testSeed, keep: 1 << 20, oneProcessor: false, program)
+        #expect(held.0 != nil && held.0 == placed.0, "\(strategy): the output differs")
+        #expect(held.1 == placed.1, "\(strategy): \(held.1) vs \(placed.1)")
+        #expect(held.2 == placed.2, "\(strategy): the traces differ")
     }
 
     @Test func virtualTimeJumpsWhenEveryoneSleeps() {

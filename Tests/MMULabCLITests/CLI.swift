@@ -55,8 +55,18 @@ final class Sandbox {
 
     /// Starts `mmulab arguments...` (in the sandbox) with stdout and stderr going to files.
     func start(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Started {
+        try start(executable: buildDirectory + "/mmulab", arguments, environment: extra)
+    }
+
+    /// Runs another program (`executable`, an absolute path) to its end, as `mmulab` is run.
+    func tool(_ executable: String, _ arguments: [String], environment: [String: String] = [:], limit: Double = 120) throws -> Outcome {
+        finish(try start(executable: executable, arguments, environment: environment), limit: limit)
+    }
+
+    /// Starts `executable arguments...` in the sandbox, stdin /dev/null, stdout and stderr to files.
+    func start(executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> Started {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: buildDirectory + "/mmulab")
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
@@ -84,7 +94,7 @@ final class Sandbox {
         while started.process.isRunning && Date() < deadline { usleep(10_000) }
         if started.process.isRunning {
             kill(started.process.processIdentifier, SIGKILL)
-            Issue.record("mmulab \(started.process.arguments ?? []) did not end within \(limit) s")
+            Issue.record("\(started.process.executableURL?.lastPathComponent ?? "?") \(started.process.arguments ?? []) did not end within \(limit) s")
         }
         started.process.waitUntilExit()
         let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }

@@ -15,7 +15,10 @@ struct LinuxShimPageTests {
     enum PinVariant: UInt64 { case fast = 1, remote, remoteLocked, remoteUnlocked, remoteNoLock }
 
     /// probe.h's `enum probe_page_op`.
-    enum PageOp: UInt64 { case dirtyLock = 1, folioDirty, accessed, folioAccessed, devicePrivate, zoneDevice, folioSame, folioChecks }
+    enum PageOp: UInt64 {
+        case dirtyLock = 1, folioDirty, accessed, folioAccessed, devicePrivate, zoneDevice, folioSame, folioChecks
+        case get, put, folioGet, folioPut, getLocked
+    }
 
     /// probe.h's `enum probe_highmem_op`.
     enum HighmemOp: UInt64 { case memcpyFromPage = 1, memcpyToPage, clearHighpage, copyHighpage, kmapLocalFolio }

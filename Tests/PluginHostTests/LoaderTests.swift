@@ -11,7 +11,7 @@ struct LoaderTests {
         let plugin = try load(mirrorC)
         #expect(plugin.name == "mirror-c")
         #expect(plugin.version == "1.0")
-        #expect(plugin.minor == 5, "built against ABI 1.5, on a 1.5 host")
+        #expect(plugin.minor == 6, "built against ABI 1.6, on a 1.6 host")
         #expect(plugin.capabilityNames == ["failsNonBlocking"])
         #expect(plugin.optionalOperations == ["stats"])
         #expect(plugin.path == mirrorC)
@@ -20,7 +20,7 @@ struct LoaderTests {
     @Test func theSwiftExampleLoadsWithWhatItDeclares() throws {
         let plugin = try load(mirrorSwift)
         #expect(plugin.name == "mirror-swift")
-        #expect(plugin.minor == 5, "built against ABI 1.5, on a 1.5 host")
+        #expect(plugin.minor == 6, "built against ABI 1.6, on a 1.6 host")
         #expect(plugin.capabilityNames == ["failsNonBlocking"])
         #expect(plugin.optionalOperations == ["stats"])
     }
@@ -37,7 +37,7 @@ struct LoaderTests {
         ("toosmall", "descriptor is 16 bytes"),
         ("missingop", "required operation 'access' is NULL"),
         ("entryrefuses", "returned no descriptor"),
-        ("greedyminor", "chose ABI minor 10, but the host offered at most 5"),
+        ("greedyminor", "chose ABI minor 11, but the host offered at most 6"),
     ])
     func brokenPluginsAreRefusedWithAReason(name: String, reason: String) {
         switch PluginLoader.load(fixture(name)) {

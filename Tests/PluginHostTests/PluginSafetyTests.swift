@@ -92,6 +92,15 @@ struct PluginMisuseTests {
             ("make_exclusive", "the pfn is NULL"), ("make_exclusive", "is not a page-aligned address inside the address space"),
             ("make_exclusive", "0x4000000000000000 is not a page-aligned address"), ("make_exclusive", "does not exist"),
         ]),
+        ("bad-lookup", [
+            ("lookup_range", "the pfn buffer is NULL"), ("lookup_range", "must be page aligned"),
+            ("lookup_range", "[0x4000000000000000, +4096) must be page aligned"), ("lookup_range", "does not exist"),
+            ("dma_read", "an entry lookup_range found nothing at (MMULAB_PFN_NONE) is not a translation"),
+        ]),
+        ("bad-reference", [
+            ("page_get", "the pfn pointer is NULL"), ("page_put", "holds no reference of this instance (put already, or never taken)"),
+            ("dma_read", "MMULAB_PFN_REFERENCED on pfn#"),
+        ]),
     ]
 
     @Test("each misuse is refused and reported, naming the plugin, the service and what was wrong", arguments: misuses.map(\.fixture))

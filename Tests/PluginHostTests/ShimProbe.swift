@@ -14,7 +14,7 @@ final class ShimProbe: @unchecked Sendable {
     enum Command: UInt32 {
         case selftest = 1, readBegin, readRetry, hmmFault, kmapRead, kmapWrite, setDirty, pageToPFN, pin, unpin, intervalState
         case context, warn, waitEvent, wake, waitCompletion, complete, rwsem, jiffies, mmget, notifier, reclaimAlloc
-        case checkRetry, extra, pinVariant, unpinOne, page, highmem, delay, printk, mmRefs
+        case checkRetry, extra, pinVariant, unpinOne, page, highmem, delay, printk, mmRefs, hmmRange, exclusive, migrate
         /// Handled by the glue: the page at [0] into the instance's device memory.
         case glueToDevice = 100
     }
@@ -56,8 +56,13 @@ final class ShimProbe: @unchecked Sendable {
 
     /// `fileBacked`: the pages are a shared mapping of a file (so writeback
     /// can make them clean), not anonymous memory.
-    init(pages: Int = 16, frames: Int = 256, fileBacked: Bool = false) throws {
-        let machine = makeMachine(frames: frames, nodes: 1)
+    /// `thp`: transparent huge pages always on (the binding's pages then
+    /// start on a 2 MiB boundary, and a write fault of an untouched
+    /// aligned 2 MiB maps a huge page).
+    init(pages: Int = 16, frames: Int = 256, fileBacked: Bool = false, thp: Bool = false) throws {
+        let machine = thp
+            ? Machine(.init(memory: .init(frames: frames, nodes: 1, payloadSize: 16), swapSlots: 4096, transparentHugePages: .always))
+            : makeMachine(frames: frames, nodes: 1)
         let space = machine.makeAddressSpace()
         let file = fileBacked ? machine.makeFile(named: "probe-file", pages: pages) : nil
         let length = UInt64(pages) * 4096

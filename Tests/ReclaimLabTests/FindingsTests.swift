@@ -73,6 +73,35 @@ struct FindingsTests {
         #expect(roots.cause(of: Self.symptom(Self.page, at: 9_000_000_000)) == nil, "nothing flagged on the page itself")
     }
 
+    /// A device access that was on its way while an invalidation ran (its
+    /// thread preempted between its translation and its DMA, as a fork's
+    /// write-protect did in thp-storm under pct:3): its trail runs to when
+    /// the access reached memory, so it shows that invalidation, and says
+    /// when the access began.
+    @Test func theTrailOfABadAccessRunsToWhenItLandedAndSaysWhenItBegan() {
+        let machine = Machine(.init(memory: PhysicalMemory.Configuration(frames: 64), swapSlots: 0))
+        let clock = LabClock(domain: machine.sync)
+        let trail = EventTrail(clock: clock, domain: machine.sync)
+        clock.start()
+        let space = AddressSpaceID(1)
+        func pause() { machine.sync.sleep(for: .milliseconds(2)) }
+        trail.record(.start, space, 0x1000, 0x2000, event: .cowBreak)
+        trail.record(.end, space, 0x1000, 0x2000, event: .cowBreak)
+        pause()
+        let began = clock.nanoseconds
+        pause()
+        trail.record(.start, space, 0, 0x10_0000, event: .writeProtect)
+        trail.record(.end, space, 0, 0x10_0000, event: .writeProtect)
+        pause()
+        let landed = clock.nanoseconds
+        let lines = trail.trail(space: space, address: 0x1000, upTo: landed, access: (true, began, landed))
+        #expect(lines.count == 5, "\(lines)")
+        #expect(lines[2].hasSuffix("invalidate start writeProtect [0x0, 0x100000)"), "\(lines)")
+        #expect(lines.last == "\(clock.text(landed)) device write through the stale translation (the bad access), begun at \(clock.text(began))")
+        // Cut where the access began, the trail would miss the write-protect.
+        #expect(trail.trail(space: space, address: 0x1000, upTo: began).allSatisfy { !$0.contains("writeProtect") })
+    }
+
     @Test func durationsAreSpelledAsPeopleDo() throws {
         #expect(try DurationText.seconds("10s") == 10 && DurationText.seconds("2m") == 120 && DurationText.seconds("500ms") == 0.5)
         #expect(try DurationText.seconds("1.5") == 1.5 && DurationText.seconds("1h") == 3_600 && DurationText.seconds("1_000ms") == 1)

@@ -207,11 +207,43 @@ extension GPUVM {
 
     /// Removes unmapped ranges, and notifiers left with none (fault lock
     /// held). Notifier removal happens without the VM lock, like insertion.
+    ///
+    /// A range leaves its notifier only once no GPU work is in flight on
+    /// it. The fault path retires a range that is still mapped (a larger
+    /// chunk that could not be faulted whole, or one that kept losing to
+    /// invalidations), with no invalidation of the primary's behind it, so
+    /// accesses that translated through it before the zap may still be on
+    /// their way, each holding the range's fence with its translation
+    /// captured. An invalidation finds in-flight work only through the
+    /// ranges of its notifier: were the range gone from there before its
+    /// fences signalled, a later fork's write-protect (or mprotect, or
+    /// unmap) of those pages would return at once and the old writable
+    /// translation would land after it. So: zap, wait for the fences with
+    /// the VM lock dropped (the range stays in its notifier, unmapped, so
+    /// an invalidation meanwhile waits for the same work, or answers retry
+    /// when it may not sleep), then remove. (xe's notifier, `xe_svm_invalidate`,
+    /// waits for every fence of the VM's reservation object, so its work in
+    /// flight is found whichever ranges exist; this GPU's fences are per
+    /// range, so a range must stay findable until its fences signal.)
     func collectGarbage() {
+        // 1. Zap (VM lock held): no access can take a fence on them after this.
+        let retiring = lock.withLock { () -> [SVMRange] in
+            for svm in garbage { zap(svm) }
+            return garbage
+        }
+        guard !retiring.isEmpty else { return }
+        // 2. Wait for work already in flight on them (the fault lock keeps
+        //    the fault handler, and so any other collection, out meanwhile).
+        if retiring.contains(where: { $0.fences.load(ordering: .acquiring) > 0 }) {
+            gpu.counters[.rangesDrained].add(1, ordering: .relaxed)
+            waitForFences(retiring)
+        }
+        // 3. Remove them. Invalidations may have added garbage meanwhile
+        //    (zapped already, their work waited for): the next collection's.
         let emptied = lock.withLock { () -> [SVMNotifier] in
             var emptied: [SVMNotifier] = []
-            for svm in garbage {
-                zap(svm)
+            for svm in retiring {
+                assert(!svm.mapped && svm.fences.load(ordering: .acquiring) == 0, "a range left its notifier with GPU work in flight")
                 let notifier = svm.notifier
                 if notifier.ranges[svm.start] === svm { notifier.ranges.removeValue(forKey: svm.start) }
                 if notifier.ranges.isEmpty, notifier.binding.notifiers[notifier.start] === notifier {
@@ -219,8 +251,8 @@ extension GPUVM {
                     emptied.append(notifier)
                 }
             }
-            gpu.counters[.rangesCollected].add(UInt64(garbage.count), ordering: .relaxed)
-            garbage.removeAll()
+            gpu.counters[.rangesCollected].add(UInt64(retiring.count), ordering: .relaxed)
+            garbage.removeAll { svm in retiring.contains { $0 === svm } }
             return emptied
         }
         for notifier in emptied { gpu.host.removeInterval(notifier) }

@@ -26,6 +26,9 @@ enum GPUCounter: Int, PluginCounterName {
     case notifiersInserted
     case rangesCreated
     case rangesCollected
+    /// Collections that waited for GPU work still in flight on a range the
+    /// fault path retired (`GPUVM.collectGarbage`).
+    case rangesDrained
     case migratedToVRAM
     case migratedToHost
     case vramEvictions
@@ -64,6 +67,7 @@ enum GPUCounter: Int, PluginCounterName {
         case .notifiersInserted: "notifiers inserted"
         case .rangesCreated: "ranges created"
         case .rangesCollected: "ranges collected"
+        case .rangesDrained: "ranges drained"
         case .migratedToVRAM: "migrations"
         case .migratedToHost: "migrations to host"
         case .vramEvictions: "vram evictions"

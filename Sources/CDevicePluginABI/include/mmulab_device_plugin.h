@@ -1,5 +1,5 @@
 /*
- * mmulab device plugin ABI, version 1.5.
+ * mmulab device plugin ABI, version 1.6.
  *
  * History: 1.0 the first; 1.1 adds device-private memory (the host table's
  * device_memory_* and migrate_* services, MMULAB_PFN_DEVICE_PRIVATE); 1.2
@@ -28,7 +28,15 @@
  * MMULAB_PFN_HUGE (huge pages reported by fault_range), device-exclusive
  * pages (the host service make_exclusive, MMULAB_PFN_EXCLUSIVE, and
  * MMULAB_ACCESS_ATOMIC, which the host passes only to an instance that
- * negotiated 1.5). Every addition is at the end of its struct: the host
+ * negotiated 1.5). 1.6 adds the host service lookup_range (the primary's
+ * translations of a range as they are, faulting nothing in: Linux's
+ * hmm_range_fault without HMM_PFN_REQ_FAULT) and MMULAB_PFN_NONE, the
+ * entry it gives where nothing is mapped, and the plugin's optional
+ * migrate_to_ram (Linux: the pagemap's migrate_to_ram), which the host calls
+ * on a CPU fault of a page in the instance's device memory before it
+ * brings the page home itself (never for an instance that negotiated 1.5
+ * or less), and page references (the host services page_get and page_put,
+ * and MMULAB_PFN_REFERENCED: Linux's get_page and put_page). Every addition is at the end of its struct: the host
  * reads only what struct_size covers, and a plugin reads a host field only
  * if the host table's struct_size covers it.
  *
@@ -94,7 +102,7 @@ extern "C" {
 #endif
 
 #define MMULAB_ABI_MAJOR 1
-#define MMULAB_ABI_MINOR 5
+#define MMULAB_ABI_MINOR 6
 
 /* The one symbol a plugin exports. */
 #define MMULAB_DEVICE_PLUGIN_ENTRY mmulab_device_plugin_v1
@@ -230,6 +238,17 @@ enum {
      * zap the whole entry then; a later invalidation of one 4 KiB page of a
      * split huge page covers only that page. */
     MMULAB_PFN_HUGE = 1u << 4,
+    /* 1.6, lookup_range only: nothing a device could use is mapped at the
+     * address (not present, swapped out, PROT_NONE, a device-exclusive
+     * entry, another device's page); pfn and generation are 0. Not a
+     * translation: never pass it to another service (refused). */
+    MMULAB_PFN_NONE = 1u << 5,
+    /* 1.6: set by the plugin on a translation it holds a page_get reference
+     * on: a DMA through it reaches the frame even once the primary no
+     * longer maps it there (a kernel driver's access to a page it holds a
+     * reference on), until page_put. Checked against what the instance
+     * holds: set on any other it is refused (reported) and ignored. */
+    MMULAB_PFN_REFERENCED = 1u << 6,
 };
 
 /* A translation from the primary MMU: the frame behind one page, and the
@@ -499,9 +518,10 @@ typedef struct mmulab_host {
      * device must already have dropped its own translations of the range,
      * every other device lets go through the invalidation. (1.2 and older:
      * no owner; every device, the caller included, is told.) A CPU access
-     * to a device page brings it home by itself, with no owner: this ABI
-     * has no migrate_to_ram callback, so the owner learns of it through
-     * the invalidation like everyone else. */
+     * to a device page calls the plugin's migrate_to_ram first (1.6);
+     * without one, or for what it left in device memory, the host brings
+     * the page home by itself, with no owner, so the owner learns of it
+     * through the invalidation like everyone else. */
     mmulab_status (*migrate_to_host)(void *ctx, mmulab_device_memory *memory, uint64_t address_space, uint64_t start,
                                      uint64_t length, uint64_t *moved, mmulab_error *error);
     /* [blockable] Device memory pressure: bring up to `pages` of the pages
@@ -555,6 +575,42 @@ typedef struct mmulab_host {
      * or the operation's own event): drop the entry then, like any other. */
     mmulab_status (*make_exclusive)(void *ctx, uint64_t address_space, uint64_t address, uint64_t owner, mmulab_pfn *pfn,
                                     mmulab_error *error);
+
+    /* Lookup without faulting, ABI 1.6 (check struct_size or the negotiated
+     * minor).
+     *
+     * [blockable] Fills `pfns` (length / 4096 entries) with the translations
+     * of [start, start + length) as the primary maps them now (Linux:
+     * hmm_range_fault with no HMM_PFN_REQ_FAULT): faults nothing in, brings
+     * no device page home, marks nothing accessed. Where nothing the device
+     * could use is mapped the entry is MMULAB_PFN_NONE. Pages in the
+     * caller's own device memory come as MMULAB_PFN_DEVICE_PRIVATE, huge
+     * pages with MMULAB_PFN_HUGE, as from fault_range. Like fault_range, no
+     * reference is kept: check read_retry before installing. Takes the
+     * primary's mmap lock shared, so it may sleep. MMULAB_ERR_KILLED once
+     * the address space has exited. */
+    mmulab_status (*lookup_range)(void *ctx, uint64_t address_space, uint64_t start, uint64_t length, mmulab_pfn *pfns,
+                                  mmulab_error *error);
+
+    /* Page references, ABI 1.6 (Linux: get_page / put_page, folio_get /
+     * folio_put).
+     *
+     * [any-thread] Take a reference on the frame behind `pfn`, a current
+     * translation (from fault_range, lookup_range or pin, under your
+     * notifier lock after read_retry): the frame is neither freed nor
+     * reused until page_put, though the primary may unmap it meanwhile
+     * (reclaim and migration leave a page they find referenced where it
+     * is, as Linux's do). Set MMULAB_PFN_REFERENCED on the pfn you DMA
+     * through while you hold it. Never sleeps and takes no lock of the
+     * primary's, so it may be called anywhere. MMULAB_ERR_FAULT (reported)
+     * if the frame was freed since the translation was taken (a use after
+     * free); MMULAB_ERR_INVALID for a device-private page. The zero page
+     * takes no reference (it is never freed). What is held at destroy is
+     * reported and put by the host. */
+    mmulab_status (*page_get)(void *ctx, const mmulab_pfn *pfn);
+    /* [any-thread] Put a reference page_get took (the last one may free
+     * the frame). One this instance does not hold is refused (reported). */
+    void (*page_put)(void *ctx, const mmulab_pfn *pfn);
 } mmulab_host;
 
 /* ---------------------------------------------------------------------- */
@@ -640,6 +696,19 @@ typedef struct mmulab_device_plugin {
      * MMULAB_ERR_NOT_SUPPORTED for a command you do not know. Optional. */
     mmulab_status (*control)(void *instance, void *binding, uint32_t command, void *argument, uint64_t size,
                              mmulab_error *error);
+    /* 1.6 [blockable] A CPU access (or another device's fault) reached the
+     * page at `address` of `address_space`, which is in this instance's
+     * device memory (Linux: the pagemap's migrate_to_ram, from do_swap_page).
+     * Called on the faulting thread with the primary's mmap lock held for
+     * reading: the host services that take it (fault_range, pin,
+     * lookup_range, make_exclusive, migrate_to_host, migrate_to_device,
+     * device_memory_evict) do not take it again on this thread. Bring the page (at least it) home with migrate_to_host, whose
+     * invalidation carries your owner, having dropped your own translations
+     * first, and answer MMULAB_OK. Whatever is still in device memory when
+     * this returns (an error, or nothing moved) the host brings home
+     * itself, with an invalidation that carries no owner. Not called while
+     * the instance is being created or destroyed. Optional. */
+    mmulab_status (*migrate_to_ram)(void *instance, uint64_t address_space, uint64_t address, mmulab_error *error);
 } mmulab_device_plugin;
 
 /* The entry point. `host_minor`: the highest minor the host supports.

@@ -86,11 +86,19 @@ final class Attribution: @unchecked Sendable {
 
     private func record(_ violation: MemoryViolation, _ lab: Lab, now: UInt64) {
         let actor = identity(of: violation.thread, lab)
-        // The thread's latest access of the page: the bad one, or one just
-        // after it (the run loop reads the log within milliseconds), when
-        // the device was still stale.
-        let access = actor?.history?.latest(violation.address)
-        let at = access?.nanoseconds ?? now
+        // When: the thread's latest access of the page (the bad one, or one
+        // just after it: the run loop reads the log within milliseconds),
+        // or, if that began before the bad access reached memory (the
+        // primary's check stamps the violation), the moment it did. That is
+        // the straddling case: the thread was preempted between its
+        // translation and its DMA, and an invalidation that ran meanwhile (a
+        // fork's write-protect) is the one the access failed to honour;
+        // keyed by when it began, the finding would name an older, innocent
+        // event and its trail would stop short of the culprit.
+        let latest = actor?.history?.latest(violation.address)?.nanoseconds
+        let landed = violation.nanoseconds
+        let at = max(landed, latest ?? now)
+        let began = latest.flatMap { $0 < landed ? $0 : nil }
         let invariant = Finding.Invariant(violation.kind)
         let event = lab.lastInvalidation(violation.addressSpace, violation.address, atOrBefore: at)
         // The instance: the device that issued the access, when it said;
@@ -111,7 +119,7 @@ final class Attribution: @unchecked Sendable {
                     + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
                     + (violation.acknowledged.map { "; the device had acknowledged the invalidation \($0)" } ?? ""),
                 place: place,
-                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.write, at)),
+                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.write, began, at)),
                 seconds: lab.clock.seconds(at), actor: actor?.name ?? violation.thread.name,
                 deviceTranslation: Self.deviceTranslation(violation, lab))
         }

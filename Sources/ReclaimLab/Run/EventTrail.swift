@@ -99,8 +99,13 @@ final class EventTrail: Sendable {
     /// The last `limit` entries that touched the page at `address` of
     /// `space` up to `upTo` (absolute lab clock; default: now), oldest first,
     /// as lines a person reads; with `access`, a last line for the bad
-    /// access itself (a write or a read, and when it began).
-    func trail(space: AddressSpaceID, address: UInt64, upTo: UInt64 = .max, access: (write: Bool, at: UInt64)? = nil, limit: Int = 10) -> [String] {
+    /// access itself (a write or a read, when it reached memory, and when
+    /// it began if that is known and earlier: the events between happened
+    /// while the access was on its way).
+    func trail(
+        space: AddressSpaceID, address: UInt64, upTo: UInt64 = .max, access: (write: Bool, began: UInt64?, landed: UInt64)? = nil,
+        limit: Int = 10
+    ) -> [String] {
         let page = address & ~4095
         let found: [Entry] = ring.withLock { ring in
             var found: [Entry] = []
@@ -116,7 +121,11 @@ final class EventTrail: Sendable {
         // Oldest first by time: an entry's time is read before the ring's
         // lock, so two threads may record in the other order.
         var lines = found.sorted { $0.nanoseconds < $1.nanoseconds }.map(describe)
-        if let access { lines.append("\(clock.text(access.at)) device \(access.write ? "write" : "read") through the stale translation (the bad access)") }
+        if let access {
+            var line = "\(clock.text(access.landed)) device \(access.write ? "write" : "read") through the stale translation (the bad access)"
+            if let began = access.began, clock.text(began) != clock.text(access.landed) { line += ", begun at \(clock.text(began))" }
+            lines.append(line)
+        }
         return lines
     }
 

@@ -35,7 +35,7 @@ extension AddressSpace {
     public func makeExclusive(_ address: UInt64, device: DeviceID, owner: OwnerCookie?) throws(MemoryError) -> DeviceTranslation {
         let page = address & ~4095
         try checkRange(page, 4096)
-        return try mmapLock.withShared { () throws(MemoryError) -> DeviceTranslation in
+        return try withMmapShared { () throws(MemoryError) -> DeviceTranslation in
             for _ in 0..<64 {
                 try checkAlive()
                 let pte = translateLocked(page)

@@ -263,6 +263,19 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
         return vmas.filter { $0.start >= start && $0.end <= end }
     }
 
+    /// The address space whose mmap lock the current thread holds shared
+    /// while it runs a device memory's migrate_to_ram (`handleFault`).
+    @TaskLocal static var mmapReadHeld: ObjectIdentifier? = nil
+
+    /// `body` under the mmap lock held shared, unless the current thread
+    /// already holds it so, in a migrate_to_ram callback: a second shared
+    /// acquisition would deadlock behind a waiting writer (Linux's
+    /// migrate_to_ram runs with mmap_read_lock held and takes it no more).
+    func withMmapShared<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        if Self.mmapReadHeld == ObjectIdentifier(self) { return try body() }
+        return try mmapLock.withShared(body)
+    }
+
     func checkRange(_ start: UInt64, _ length: UInt64) throws(MemoryError) {
         guard start % 4096 == 0, length > 0, length % 4096 == 0, start + length <= PageTable.limit else {
             throw .invalidArgument("range 0x\(String(start, radix: 16)) + \(length) must be page aligned and inside the address space")

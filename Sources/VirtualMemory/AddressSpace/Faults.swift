@@ -205,7 +205,15 @@ extension AddressSpace {
         }
         if pte.isSwap { return try swapIn(vma, page, pte, write: write) }
         if pte.isDevicePrivate {
-            // Linux: do_swap_page -> pgmap->ops->migrate_to_ram.
+            // Linux: do_swap_page -> pgmap->ops->migrate_to_ram: the owner
+            // moves the page home itself (its owner in the invalidation),
+            // with this thread's mmap lock held shared (services it calls do
+            // not take it again: `withMmapShared`). What it left in device
+            // memory comes home without an owner.
+            if let home = machine.deviceMemory(of: pte.devicePage), let migrateToRAM = home.migrateToRAM {
+                Self.$mmapReadHeld.withValue(ObjectIdentifier(self)) { migrateToRAM(self, page) }
+                if !translateLocked(page).isDevicePrivate { return }
+            }
             _ = try bringHome(page, page + 4096, from: nil)
             return
         }

@@ -57,6 +57,19 @@ public final class DeviceMemory: @unchecked Sendable, CustomStringConvertible {
     private var stamps: [UInt64]
     private var clock: UInt64 = 0
 
+    /// The owner's migrate_to_ram (Linux: `pgmap->ops->migrate_to_ram`):
+    /// called on a CPU fault of one of these pages, mmap lock held shared,
+    /// before the primary brings the page home itself. Nil: none.
+    private let migrateToRAMHandler: SpinLocked<(@Sendable (AddressSpace, UInt64) -> Void)?>
+
+    /// Sets (or, with nil, clears) the handler a CPU fault on one of these
+    /// pages calls first (see `migrateToRAM`).
+    public func setMigrateToRAM(_ handler: (@Sendable (AddressSpace, UInt64) -> Void)?) {
+        migrateToRAMHandler.withLock { $0 = handler }
+    }
+
+    var migrateToRAM: (@Sendable (AddressSpace, UInt64) -> Void)? { migrateToRAMHandler.withLock { $0 } }
+
     public let migratedToDevice = Atomic<Int>(0)
     public let migratedToHost = Atomic<Int>(0)
     public let evicted = Atomic<Int>(0)
@@ -71,6 +84,7 @@ public final class DeviceMemory: @unchecked Sendable, CustomStringConvertible {
         payloads = .allocate(byteCount: pages * payloadSize, alignment: 16)
         payloads.initializeMemory(as: UInt8.self, repeating: 0, count: pages * payloadSize)
         lock = SpinLock("device memory \(name)", domain: sync)
+        migrateToRAMHandler = SpinLocked(nil, name: "device memory \(name) migrate_to_ram", domain: sync)
         freeList = (0..<Int32(pages)).reversed().map { $0 }
         allocated = Array(repeating: false, count: pages)
         generations = Array(repeating: 0, count: pages)

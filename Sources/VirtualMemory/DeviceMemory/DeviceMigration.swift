@@ -20,7 +20,7 @@ extension Machine {
     /// invalidation type"). Returns how many pages moved.
     public func migrateToDevice(_ space: AddressSpace, start: UInt64, length: UInt64, into device: DeviceMemory) throws(MemoryError) -> Int {
         try space.checkRange(start, length)
-        return try space.mmapLock.withShared { () throws(MemoryError) -> Int in
+        return try space.withMmapShared { () throws(MemoryError) -> Int in
             try space.checkAlive()
             return space.sendToDevice(start, start + length, device)
         }
@@ -36,7 +36,7 @@ extension Machine {
         _ space: AddressSpace, start: UInt64, length: UInt64, from device: DeviceMemory? = nil, announcingOwner: Bool = false
     ) throws(MemoryError) -> Int {
         try space.checkRange(start, length)
-        return try space.mmapLock.withShared { () throws(MemoryError) -> Int in
+        return try space.withMmapShared { () throws(MemoryError) -> Int in
             try space.checkAlive()
             return try space.bringHome(start, start + length, from: device, owner: announcingOwner ? device?.owner : nil)
         }
@@ -50,7 +50,7 @@ extension Machine {
         var evicted = 0
         for (_, spaceID, address) in device.oldestMapped(pages) {
             guard let space = addressSpace(spaceID) else { continue }
-            let moved = try? space.mmapLock.withShared { () throws(MemoryError) -> Int in
+            let moved = try? space.withMmapShared { () throws(MemoryError) -> Int in
                 try space.checkAlive()
                 return try space.bringHome(address, address + 4096, from: device)
             }

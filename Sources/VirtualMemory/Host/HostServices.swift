@@ -23,12 +23,17 @@ public struct DeviceTranslation: Sendable, Hashable, CustomStringConvertible {
     /// map it with one 2 MiB entry (every change to any part of it comes as
     /// an invalidation of the whole 2 MiB first: a split, a migration).
     public let huge: Bool
+    /// The device holds a reference on the frame (Linux: `get_page`), which
+    /// the caller has checked: an access through it reaches the frame while
+    /// the frame is in the translation's generation, mapped there or not.
+    public let referenced: Bool
 
     public init(
         address: UInt64, frame: PageFrameNumber, generation: UInt32, writable: Bool, pinned: Bool, devicePage: DevicePage? = nil,
-        exclusive: Bool = false, huge: Bool = false
+        exclusive: Bool = false, huge: Bool = false, referenced: Bool = false
     ) {
         self.huge = huge
+        self.referenced = referenced
         self.address = address
         self.frame = frame
         self.generation = generation
@@ -131,7 +136,7 @@ extension AddressSpace {
         start: UInt64, length: UInt64, write: Bool, pin: Bool, unshareZeroPage: Bool = false, devicePrivateOwner: OwnerCookie? = nil
     ) throws(MemoryError) -> [DeviceTranslation] {
         try checkRange(start, length)
-        return try mmapLock.withShared { () throws(MemoryError) -> [DeviceTranslation] in
+        return try withMmapShared { () throws(MemoryError) -> [DeviceTranslation] in
             var result: [DeviceTranslation] = []
             result.reserveCapacity(Int(length >> 12))
             var address = start
@@ -187,7 +192,7 @@ extension AddressSpace {
     /// its memory (page-table lock held), or nil if the caller must fault:
     /// another device's page, or a write the entry does not allow yet. A
     /// device page has one mapping, so a write upgrade needs no copy.
-    private func ownDevicePage(_ address: UInt64, _ pte: PTE, owner: OwnerCookie, write: Bool) -> DeviceTranslation? {
+    func ownDevicePage(_ address: UInt64, _ pte: PTE, owner: OwnerCookie, write: Bool) -> DeviceTranslation? {
         ptl.assertHeld()
         let page = pte.devicePage
         guard let home = machine.deviceMemory(of: page), home.owner == owner else { return nil }

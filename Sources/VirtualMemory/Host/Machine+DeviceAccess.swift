@@ -76,7 +76,9 @@ extension Machine {
                 // back, its atomics are no longer atomic).
                 maps = pte.isPresent && pte.frame == frame
                     && (pte.isDeviceExclusive ? issuer != nil && space.exclusiveHolders[t.address >> 12] == issuer : !t.exclusive)
-                pinned = t.pinned && memory.pincount(of: frame) > 0
+                // A reference held keeps the frame as a pin does (the
+                // generation check above catches one put and freed).
+                pinned = t.pinned && memory.pincount(of: frame) > 0 || t.referenced
                 target = memory.payload(of: frame)
                 if write && frame == zeroFrame {
                     target = UnsafeMutableRawBufferPointer(start: scratchPage, count: memory.payloadSize)
@@ -89,7 +91,7 @@ extension Machine {
                     MemoryViolation(
                         kind: kind, addressSpace: space.id, address: t.address, frame: t.frame, generation: t.generation,
                         primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, devicePage: t.devicePage, issuer: issuer,
-                        write: write, acknowledged: acknowledged))
+                        write: write, acknowledged: acknowledged, nanoseconds: sync.nowNanoseconds()))
             }
             return body(target)
         }
@@ -141,6 +143,6 @@ extension Machine {
         violations.record(
             MemoryViolation(
                 kind: .accessAfterExit, addressSpace: space, address: t.address, frame: t.frame, generation: t.generation,
-                primaryFrame: nil, devicePage: t.devicePage, issuer: issuer, write: write))
+                primaryFrame: nil, devicePage: t.devicePage, issuer: issuer, write: write, nanoseconds: sync.nowNanoseconds()))
     }
 }

@@ -43,11 +43,16 @@ public struct MemoryViolation: Sendable, CustomStringConvertible {
     /// translation used inside its bracket.
     public let acknowledged: InvalidationRange?
     public let thread: ThreadIdentity
+    /// When the primary checked the access, on the synchronisation
+    /// domain's clock (virtual under a controlled scheduler): the moment
+    /// the access reached memory, which may be well after the device
+    /// translated (a thread preempted between its TLB lookup and its DMA).
+    public let nanoseconds: UInt64
 
     public init(
         kind: Kind, addressSpace: AddressSpaceID, address: UInt64, frame: PageFrameNumber, generation: UInt32,
         primaryFrame: PageFrameNumber?, devicePage: DevicePage?, issuer: DeviceID?, write: Bool,
-        acknowledged: InvalidationRange? = nil, thread: ThreadIdentity = .current
+        acknowledged: InvalidationRange? = nil, thread: ThreadIdentity = .current, nanoseconds: UInt64
     ) {
         self.kind = kind
         self.addressSpace = addressSpace
@@ -60,6 +65,7 @@ public struct MemoryViolation: Sendable, CustomStringConvertible {
         self.write = write
         self.acknowledged = acknowledged
         self.thread = thread
+        self.nanoseconds = nanoseconds
     }
 
     public var description: String {

@@ -16,19 +16,32 @@
  *            (or the address space has exited);
  *   -ENOMEM  the primary ran out of memory;
  *   -EINVAL  the range is empty or not page aligned;
- *   -EOPNOTSUPP  a page was requested without HMM_PFN_REQ_FAULT (a
- *            snapshot of what is mapped without faulting it in): the
- *            plugin ABI offers no such service, so it is refused, loudly.
+ *   -EOPNOTSUPP  a page was requested without HMM_PFN_REQ_FAULT on a host
+ *            older than ABI 1.6 (which has no lookup without faulting):
+ *            refused, with an error in the host log.
+ * An entry whose request has no HMM_PFN_REQ_FAULT is not faulted (Linux's
+ * snapshot mode): it is HMM_PFN_VALID (and HMM_PFN_WRITE) where the
+ * primary maps a page now, and 0 where it maps nothing the device could use
+ * (not present, swapped out, PROT_NONE, device-exclusive, another device's
+ * page); HMM_PFN_REQ_WRITE without HMM_PFN_REQ_FAULT faults nothing either.
+ * A page of a huge (PMD) mapping carries the map order PMD_SHIFT -
+ * PAGE_SHIFT (9): hmm_pfn_to_map_order says the aligned 2 MiB around it is
+ * one mapping the device may map with one entry (every change to any of it
+ * is first an invalidation of the whole 2 MiB).
  * As in Linux, the entries are only a snapshot: an invalidation that comes
  * while or after they are read is not seen here. Install them under the
  * driver's lock after mmu_interval_read_retry says nothing raced.
  *
  * The page number bits of an entry hold the shim's page handle, not the
  * frame number: decode an entry with hmm_pfn_to_page, as Linux drivers do
- * (page_to_pfn gives the frame). dev_private_owner is accepted and has no
- * effect: the host answers with device-private translations for the
- * instance's own device memory by itself (ABI 1.1), and the shim has no
- * dev_pagemap yet.
+ * (page_to_pfn gives the frame). dev_private_owner: a page in the device
+ * memory memremap_pages made (<linux/memremap.h>) is reported as a
+ * device-private page (is_device_private_page) when dev_private_owner is
+ * the pagemap's owner; otherwise it is brought home first where a fault
+ * is asked for (Linux faults it through the pagemap's migrate_to_ram; here
+ * the host's migrate_to_host, with the owner in its invalidation) and is 0
+ * in a snapshot. Device memory a glue file made itself (no pagemap) is
+ * always reported as the device's own, as the host does.
  */
 #ifndef MMULAB_LINUX_HMM_H
 #define MMULAB_LINUX_HMM_H
@@ -64,8 +77,10 @@ static inline struct page *hmm_pfn_to_page(unsigned long hmm_pfn) { return (stru
 static inline unsigned long hmm_pfn_to_phys(unsigned long hmm_pfn) {
     return page_to_pfn(hmm_pfn_to_page(hmm_pfn)) << PAGE_SHIFT;
 }
+#define HMM_PFN_ORDER_MASK (0x1FUL << HMM_PFN_ORDER_SHIFT)
 static inline unsigned int hmm_pfn_to_map_order(unsigned long hmm_pfn) {
     return (unsigned int)((hmm_pfn >> HMM_PFN_ORDER_SHIFT) & 0x1F);
 }
+static inline unsigned long hmm_pfn_flags_order(unsigned long order) { return order << HMM_PFN_ORDER_SHIFT; }
 
 #endif /* MMULAB_LINUX_HMM_H */

@@ -14,14 +14,29 @@
  * mm given (pin_user_pages_remote). unpin_user_pages_dirty_lock with
  * make_dirty reports the device's writes as the pages go.
  *
+ * References (get_page, put_page, folio_get, folio_put), as Linux's: a
+ * page stays (not freed, not reused; reclaim and migration leave it where
+ * it is) until the last put_page, and stays good to kmap meanwhile, even
+ * once the primary has unmapped it. On a page the driver holds pinned (or
+ * referenced) the reference is counted and kept by the pin, which the last
+ * unpin_user_page then leaves taken until the last put_page. On a page
+ * nothing holds (one from hmm_range_fault: take it under the notifier lock
+ * after mmu_interval_read_retry, as in Linux) it is a reference on the
+ * frame itself (the host's page_get, ABI 1.6), which never sleeps and
+ * takes no lock of the primary's; a page freed since is the host's use
+ * after free report. Refused and reported as a BUG finding naming
+ * get_page, taking nothing: a device-private page (the host keeps device
+ * memory itself), and any such page on a host older than 1.6 (its
+ * put_page is then not reported again). put_page of a page without a
+ * reference is a BUG finding too.
+ *
  * Declared here and not provided, so a driver that reaches for them fails
  * to link (undefined symbol), never runs a stand-in:
  *   page_address, pfn_to_page   a page's memory is reached only through
  *                               kmap, and a bare pfn carries no translation;
- *   alloc_page(s), __free_page(s), get_page, put_page, folio_get,
- *   folio_put                   the lab holds pages only through the
- *                               primary's mappings (pin) and the notifier
- *                               contract; a driver's own page references
+ *   alloc_page(s), __free_page(s)  the lab holds pages only through the
+ *                               primary's mappings (pin) and the device's
+ *                               own memory; a driver's own system pages
  *                               are not modelled;
  *   get_user_pages(_remote)     use pin_user_pages (FOLL_PIN), which the lab
  *                               accounts.
@@ -43,6 +58,25 @@
 #define PAGE_ALIGNED(address) IS_ALIGNED((unsigned long)(address), PAGE_SIZE)
 #define offset_in_page(p) ((unsigned long)(p) & ~PAGE_MASK)
 #define PHYS_PFN(x) ((unsigned long)((x) >> PAGE_SHIFT))
+/* A huge (PMD) mapping: 2 MiB, as on x86-64 (hmm_range_fault's map order
+ * for a page of one is PMD_SHIFT - PAGE_SHIFT). */
+#define PMD_SHIFT 21
+#define PMD_SIZE (1UL << PMD_SHIFT)
+#define PMD_MASK (~(PMD_SIZE - 1))
+
+/* A fault, as a dev_pagemap's migrate_to_ram sees it (<linux/memremap.h>):
+ * the vma (vma_lookup's), the faulting address (page aligned) and the
+ * device-private page there. */
+typedef unsigned int vm_fault_t;
+#define VM_FAULT_OOM 0x000001u
+#define VM_FAULT_SIGBUS 0x000002u
+struct vm_area_struct;
+struct vm_fault {
+    struct vm_area_struct *vma;
+    unsigned long address;
+    unsigned int flags;
+    struct page *page;
+};
 
 /* The frame number behind the page (for a device-private page, the
  * device page's number). */
@@ -94,6 +128,14 @@ void unpin_user_page(struct page *page);
 void unpin_user_pages(struct page **pages, unsigned long npages);
 void unpin_user_pages_dirty_lock(struct page **pages, unsigned long npages, bool make_dirty);
 
+/* A reference on the page: keeps the frame, and the page good to kmap,
+ * until the matching put_page, even past unpin_user_page or the primary's
+ * unmapping it. Never sleeps (see above for what is refused). */
+void get_page(struct page *page);
+void put_page(struct page *page);
+void folio_get(struct folio *folio);
+void folio_put(struct folio *folio);
+
 /* Not provided (see above): declared so that using them is a link error. */
 void *page_address(const struct page *page);
 struct page *pfn_to_page(unsigned long pfn);
@@ -101,10 +143,6 @@ struct page *alloc_pages(gfp_t gfp, unsigned int order);
 struct page *alloc_page(gfp_t gfp);
 void __free_pages(struct page *page, unsigned int order);
 void __free_page(struct page *page);
-void get_page(struct page *page);
-void put_page(struct page *page);
-void folio_get(struct folio *folio);
-void folio_put(struct folio *folio);
 long get_user_pages(unsigned long start, unsigned long nr_pages, unsigned int gup_flags, struct page **pages);
 long get_user_pages_remote(struct mm_struct *mm, unsigned long start, unsigned long nr_pages, unsigned int gup_flags,
                            struct page **pages, int *locked);

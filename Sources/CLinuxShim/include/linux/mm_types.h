@@ -38,4 +38,14 @@ struct mm_struct {
     struct mmulab_linux_mm *mmulab;
 };
 
+/* A vma, as far as migrate_vma needs one (<linux/migrate.h>): vma_lookup
+ * gives the mm's only one, spanning the whole address space: the plugin
+ * ABI says nothing of the primary's VMAs, so its bounds are not the
+ * mapping's. It is never freed while the mm lives. */
+struct vm_area_struct {
+    struct mm_struct *vm_mm;
+    unsigned long vm_start;
+    unsigned long vm_end;
+};
+
 #endif /* MMULAB_LINUX_MM_TYPES_H */

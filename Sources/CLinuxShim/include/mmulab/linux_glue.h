@@ -69,6 +69,17 @@ void mmulab_linux_leave(mmulab_linux_scope saved);
 struct mm_struct *mmulab_linux_mm_get(struct mmulab_linux_device *device, uint64_t address_space,
                                       mmulab_error *error);
 
+/* [blockable] The plugin's migrate_to_ram (ABI 1.6), for the glue's
+ * descriptor: a CPU access reached `address` of `address_space`, a page in
+ * the device memory memremap_pages made. Calls the pagemap's
+ * ops->migrate_to_ram with a struct vm_fault (vma, address, the device
+ * page) in a scope with that mm, holding mmap_read_lock as Linux's fault
+ * path does; answers MMULAB_OK if it returned 0. MMULAB_ERR_NOT_SUPPORTED
+ * (the host brings the page home itself) when there is no pagemap, no
+ * migrate_to_ram, or no mm for the address space (never attached). */
+mmulab_status mmulab_linux_migrate_to_ram(struct mmulab_linux_device *device, uint64_t address_space, uint64_t address,
+                                          mmulab_error *error);
+
 /* The lab's address space an mm stands for. */
 uint64_t mmulab_linux_mm_address_space(const struct mm_struct *mm);
 

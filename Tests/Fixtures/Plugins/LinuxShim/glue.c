@@ -128,6 +128,12 @@ static mmulab_status control(void *handle, void *binding_handle, uint32_t comman
     return MMULAB_OK;
 }
 
+/* ABI 1.6: a CPU fault on the device memory memremap_pages made asks the
+ * driver's pagemap first. */
+static mmulab_status migrate_to_ram(void *handle, uint64_t address_space, uint64_t address, mmulab_error *error) {
+    return mmulab_linux_migrate_to_ram(((struct instance *)handle)->shim, address_space, address, error);
+}
+
 static const mmulab_device_plugin descriptor = {
     .struct_size = sizeof(mmulab_device_plugin),
     .abi_major = MMULAB_ABI_MAJOR,
@@ -142,6 +148,7 @@ static const mmulab_device_plugin descriptor = {
     .detach = detach,
     .access = access_page,
     .control = control,
+    .migrate_to_ram = migrate_to_ram,
 };
 
 __attribute__((visibility("default"))) const mmulab_device_plugin *MMULAB_DEVICE_PLUGIN_ENTRY(uint16_t host_minor,

@@ -45,6 +45,7 @@ static bool probe_invalidate(struct mmu_interval_notifier *mni, const struct mmu
      * the invalidation ends: the sequence it began with is stale. */
     if (probe->watching) probe->retry_in_callback = mmu_interval_check_retry(mni, probe->watched_seq);
     probe->last_event = range->event;
+    probe->last_owner = range->owner;
     probe->last_blockable = mmu_notifier_range_blockable(range);
     probe->last_start = range->start;
     probe->last_end = range->end;
@@ -359,6 +360,9 @@ long probe_command(struct probe *probe, u32 command, struct probe_command *c) {
     case PROBE_DELAY: return probe_delay(probe, c);
     case PROBE_PRINTK: return probe_printk(probe, c);
     case PROBE_MM_REFS: return probe_mm_refs(probe, c);
+    case PROBE_HMM_RANGE: return probe_hmm_range(probe, c);
+    case PROBE_EXCLUSIVE: return probe_exclusive(probe, c);
+    case PROBE_MIGRATE: return probe_migrate(probe, c);
     case PROBE_RECLAIM_ALLOC:
         mutex_lock(&probe->mutex);
         probe->alloc_armed = a[0] != 0;

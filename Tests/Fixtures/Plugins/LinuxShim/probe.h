@@ -52,6 +52,40 @@ enum probe_commands {
     PROBE_DELAY,             /* [0] op (enum probe_delay_op) [1] amount; result: ns it took (ktime_get_ns); [1] out */
     PROBE_PRINTK,            /* [0] level 0..7, or 8: none; result: printk's answer */
     PROBE_MM_REFS,           /* [0] op (enum probe_mm_op); result: mm_users after; [0] out: mm_count after */
+    PROBE_HMM_RANGE,         /* [0] start [1] pages (<= 512) [2] flags (enum probe_hmm_flags) [3] seq; result: hmm_range_fault;
+                                out: [0] valid bits of entries 0..63 [1] write bits of 0..63 [2] entries of map order 9
+                                [3] valid entries; bytes[0..8) page_to_pfn of entry 0; slot 6: entry 0's page */
+    PROBE_EXCLUSIVE,         /* [0] op (enum probe_exclusive_op) [1] address [2] 1: the probe is the owner (else NULL);
+                                result: 0 or the errno; slot 5: the page */
+    PROBE_MIGRATE,           /* [0] op (enum probe_migrate_op) [1] start [2] pages [3] argument; see the op */
+};
+
+enum probe_migrate_op {
+    PROBE_MIGRATE_REMAP = 1,     /* memremap_pages: MEMORY_DEVICE_PRIVATE, owner the probe, [2] pages, ops with a
+                                    migrate_to_ram that migrates the page home ([3] 1: no owner, 2: a migrate_to_ram
+                                    that fails, 3: no migrate_to_ram); result: 0 or the errno */
+    PROBE_MIGRATE_TO_DEVICE,     /* migrate_vma SELECT_SYSTEM over [1], [2] pages (<= 64), pgmap_owner the probe; result:
+                                    setup's; out: [0] cpages [1] src MIGRATE bits after setup [2] after pages [3] WRITE bits */
+    PROBE_MIGRATE_TO_RAM,        /* the same with SELECT_DEVICE_PRIVATE, pgmap_owner the probe ([3] 1: NULL) */
+    PROBE_MIGRATE_UNMAP,         /* memunmap_pages */
+    PROBE_MIGRATE_HMM,           /* hmm_range_fault of the page at [1] (write), dev_private_owner the probe ([3] 1: NULL);
+                                    result: its answer; out: [0] is_device_private_page [1] page_pgmap is the probe's */
+    PROBE_MIGRATE_RAM_FAULTS,    /* result: migrate_to_ram calls; [0] the last one's address [1] its page was device-private
+                                    and the pagemap's */
+};
+
+enum probe_exclusive_op {
+    PROBE_EXCLUSIVE_MAKE = 1,    /* make_device_exclusive under mmap_read_lock; keeps the folio locked and referenced */
+    PROBE_EXCLUSIVE_RELEASE,     /* folio_unlock and folio_put of it */
+    PROBE_EXCLUSIVE_OWNER,       /* result: the last invalidation's owner: 1 the probe, 0 none, 2 another */
+    PROBE_EXCLUSIVE_UNLOCK,      /* folio_unlock only */
+};
+
+enum probe_hmm_flags {
+    PROBE_HMM_FAULT_ALL = 1,     /* default_flags HMM_PFN_REQ_FAULT (else a snapshot) */
+    PROBE_HMM_WRITE = 2,         /* ... | HMM_PFN_REQ_WRITE */
+    PROBE_HMM_FAULT_ODD = 4,     /* per-entry requests (pfn_flags_mask ~0): HMM_PFN_REQ_FAULT on odd entries only */
+    PROBE_HMM_STALE_INPUT = 8,   /* the entries start as garbage (HMM_PFN_ERROR | 0x1000), default_flags only */
 };
 
 /* Set in the command number: run it in a scope with no mm (current->mm
@@ -93,6 +127,11 @@ enum probe_page_op {
     PROBE_PAGE_ZONE_DEVICE,      /* is_zone_device_page */
     PROBE_PAGE_FOLIO_SAME,       /* page_folio(page) == page_folio(second page) */
     PROBE_PAGE_FOLIO_CHECKS,     /* bits: 1 folio_page(folio, 0) == page, 2 folio_pfn == page_to_pfn, 4 folio_nr_pages == 1 */
+    PROBE_PAGE_GET,              /* get_page */
+    PROBE_PAGE_PUT,              /* put_page */
+    PROBE_PAGE_FOLIO_GET,        /* folio_get(page_folio(page)) */
+    PROBE_PAGE_FOLIO_PUT,        /* folio_put(page_folio(page)) */
+    PROBE_PAGE_GET_LOCKED,       /* get_page under the probe's spin lock (a driver's notifier lock) */
 };
 
 enum probe_highmem_op {

@@ -85,6 +85,15 @@ long probe_page(struct probe *probe, struct probe_command *c) {
         second = probe_page_at(probe, a[2]);
         if (!second) return -ENOENT;
         return page_folio(page) == page_folio(second);
+    case PROBE_PAGE_GET: get_page(page); return 0;
+    case PROBE_PAGE_PUT: put_page(page); return 0;
+    case PROBE_PAGE_FOLIO_GET: folio_get(page_folio(page)); return 0;
+    case PROBE_PAGE_FOLIO_PUT: folio_put(page_folio(page)); return 0;
+    case PROBE_PAGE_GET_LOCKED:
+        spin_lock(&probe->lock);
+        get_page(page);
+        spin_unlock(&probe->lock);
+        return 0;
     case PROBE_PAGE_FOLIO_CHECKS:
         if (folio_page(page_folio(page), 0) == page) bits |= 1;
         if (folio_pfn(page_folio(page)) == page_to_pfn(page)) bits |= 2;

@@ -10,6 +10,7 @@
 
 #include <linux/atomic.h>
 #include <linux/completion.h>
+#include <linux/memremap.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
 #include <linux/mutex.h>
@@ -56,6 +57,7 @@ struct probe {
     /* What the interval heard. */
     atomic_t invalidations;
     int last_event;
+    const void *last_owner;
     bool last_blockable;
     unsigned long last_start, last_end;
     /* PROBE_CHECK_RETRY's watch: mmu_interval_check_retry(watched_seq) as
@@ -73,6 +75,13 @@ struct probe {
     struct mmu_notifier *gotten;
     atomic_t frees;
     struct probe_extra extra;
+    /* PROBE_MIGRATE's device memory, and what its migrate_to_ram saw. */
+    struct dev_pagemap pgmap;
+    atomic_t ram_faults;
+    unsigned long ram_fault_address;
+    bool ram_fault_page_ok;
+    /* make_device_exclusive's last folio (PROBE_EXCLUSIVE). */
+    struct folio *exclusive;
 };
 
 /* A page by number: 0..SLOTS-1 the hmm_range_fault slots, PINNED_SLOT + i
@@ -89,5 +98,8 @@ long probe_highmem(struct probe *probe, struct probe_command *c);
 long probe_delay(struct probe *probe, struct probe_command *c);
 long probe_printk(struct probe *probe, struct probe_command *c);
 long probe_mm_refs(struct probe *probe, struct probe_command *c);
+long probe_hmm_range(struct probe *probe, struct probe_command *c);
+long probe_exclusive(struct probe *probe, struct probe_command *c);
+long probe_migrate(struct probe *probe, struct probe_command *c);
 
 #endif /* SHIMPROBE_STATE_H */
