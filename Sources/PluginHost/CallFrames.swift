@@ -6,8 +6,9 @@ import Synchronization
 /// The calling thread's frame stack (`CPluginOops`), reached with one call
 /// per call into a plugin: `push` writes the frame with plain stores and
 /// counts it with a release store (the oops handler runs on the same
-/// thread, so a compiler barrier is all it needs, and that is what a
-/// release store is on x86-64 and arm64); `pop` puts the depth back.
+/// thread, so it needs only the frame's stores ordered before the count:
+/// a release store is a plain store on x86-64, `stlr` on arm64); `pop`
+/// puts the depth back.
 /// No allocation, no reference counting, no lock.
 struct ThreadFrames {
     let stack: UnsafeMutablePointer<mmulab_oops_stack>
@@ -57,12 +58,6 @@ struct ThreadFrames {
 /// The frames live in C thread-local storage (`CPluginOops`), written with
 /// a few stores, so the crash handler can read them from a signal.
 enum CallFrames {
-    /// Pushes a frame for a call into a plugin (`operation`: a static string).
-    @inline(__always)
-    static func enterPlugin(_ context: HostContext, _ operation: StaticString) -> UnsafeMutablePointer<mmulab_oops_frame> {
-        mmulab_oops_push(context.reportLabel, cString(operation), nil, context.opaque)
-    }
-
     /// Pushes a frame for a host service a plugin called.
     @inline(__always)
     static func enterService(_ context: HostContext?, _ service: StaticString) {
