@@ -89,7 +89,12 @@ let benchmarks: @Sendable () -> Void = {
         units: [timeToFirstFinding: .count],
         warmupIterations: 0,
         maxDuration: .seconds(Int(runSeconds) * seeds * 2),
-        maxIterations: .count(seeds)
+        maxIterations: .count(seeds),
+        // scripts/benchmark-regressions: free-running times to a finding
+        // vary from run to run by tens of milliseconds; a regression is a
+        // median a quarter of a second later, or a worst case 2.5 s later,
+        // than the baseline's (half the targets' margins).
+        thresholds: [timeToFirstFinding: BenchmarkThresholds(absolute: [.p50: 250, .p100: 2_500])]
     )
 
     for entry in cases {
