@@ -19,7 +19,7 @@ struct CampaignCollectCommand: ParsableCommand {
             finished; collecting again later (or after a --no-wait submission ends) records \
             the runs that finished since, and nothing twice.
 
-            Exit status: as `mmulab campaign` (0 every run clean, 1 a run failed, 2 bad input); \
+            Exit status: as `mmulab campaign` (0 no run failed, 1 a run failed, 2 bad input); \
             3 while a Slurm campaign still has runs queued or running (--wait waits for them).
             """
     )

@@ -46,7 +46,8 @@ struct CampaignRunCommand: ParsableCommand {
             as the local one. --no-wait returns after submitting; `mmulab campaign collect DIR` \
             summarises it later.
 
-            Exit status: 0 every run clean, 1 a run failed (findings, crashed, hung), \
+            Exit status: 0 no run failed (each clean, or skipped: it checked no read, so it \
+            proves nothing, and the summary counts it apart), 1 a run failed (findings, crashed, hung), \
             2 bad input (a bad scenario or flag, or runs that refused their input).
             """
     )

@@ -73,6 +73,34 @@ struct CampaignCommandTests {
         #expect(Self.leftovers(in: tmp).isEmpty, "left in TMPDIR: \(Self.leftovers(in: tmp))")
     }
 
+    @Test("runs that check no read are counted skipped, never clean: the result says they prove nothing; exit 0 as for run")
+    func skippedRuns() throws {
+        let sandbox = try Sandbox()
+        // The misbehaving fixture with its default options fails every
+        // access cleanly, so its reader checks nothing (a SKIP for `run`).
+        let nothing = try sandbox.write("nothing.yaml", """
+            name: nothing-checked
+            length: 500ms
+            machine: { frames: 256, swap-slots: 256 }
+            spaces: [ { name: app, mappings: [ { name: heap, pages: 16 } ] } ]
+            plugins: [ { plugin: \(buildDirectory)/libmmulab-fixture-misbehaving.so, name: dead, bindings: [ { space: app, mapping: heap } ] } ]
+            workloads: [ { name: reader, actor: dead, space: app, mapping: heap, writes: 0 } ]
+            """)
+        let summary = sandbox.path("campaign.json")
+        let outcome = try sandbox.mmulab(
+            ["campaign", nothing, "munmap-race", "--seeds", "1..2", "--jobs", "2", "--duration", "500ms",
+             "--plugin-directory", buildDirectory, "--json", summary])
+        #expect(outcome.status == 0, "\(outcome.transcript)")
+        #expect(!outcome.stdout.contains("every run clean"), "\(outcome.transcript)")
+        #expect(outcome.stdout.contains("result: no run failed, but 2 of 4 checked no read (SKIP: they prove nothing)"), "\(outcome.transcript)")
+        let json = try jsonObject(at: summary)
+        let totals = try #require(json["totals"] as? [String: Any])
+        #expect(totals["skipped"] as? Int == 2 && totals["clean"] as? Int == 2 && totals["runs"] as? Int == 4, "\(totals)")
+        let skipped = (json["runs"] as? [[String: Any]] ?? []).filter { $0["outcome"] as? String == "skipped" }
+        #expect(skipped.allSatisfy { $0["scenario"] as? String == nothing }, "\(skipped)")
+        #expect(skipped.compactMap { $0["seed"] as? Int }.sorted() == [1, 2], "\(skipped)")
+    }
+
     @Test("a run whose plugin crashes: reported as crashed (a plugin oops) with its seed, report and replay command; the campaign goes on; exit 1")
     func crashingRun() throws {
         let sandbox = try Sandbox()

@@ -41,7 +41,7 @@ struct CampaignRecorder {
     /// that says so.
     private func bugs(of record: RunRecord, index: Int, report: CampaignReport) -> [BugObservation] {
         switch record.outcome {
-        case .clean, .badInput: return []
+        case .clean, .skipped, .badInput: return []
         case .crashed(let signal):
             return [crash("crash: \(signalName(signal)) in \(record.run.scenario)", record, report)]
         case .exited(let status):

@@ -4,7 +4,7 @@ import ReclaimLab
 /// Counts of run outcomes. `crashed` includes runs that exited with a
 /// status `mmulab run` never gives and runs that could not be started.
 struct OutcomeTotals {
-    var runs = 0, clean = 0, findings = 0, crashed = 0, hung = 0, badInput = 0
+    var runs = 0, clean = 0, skipped = 0, findings = 0, crashed = 0, hung = 0, badInput = 0
 
     /// Runs that failed: findings, crashes, hangs (not bad input).
     var failed: Int { findings + crashed + hung }
@@ -13,6 +13,7 @@ struct OutcomeTotals {
         runs += 1
         switch outcome {
         case .clean: clean += 1
+        case .skipped: skipped += 1
         case .findings: findings += 1
         case .badInput: badInput += 1
         case .crashed, .pluginOops, .exited, .notStarted: crashed += 1
@@ -21,7 +22,7 @@ struct OutcomeTotals {
     }
 
     var json: [String: Any] {
-        ["runs": runs, "clean": clean, "findings": findings, "crashed": crashed, "hung": hung, "bad_input": badInput]
+        ["runs": runs, "clean": clean, "skipped": skipped, "findings": findings, "crashed": crashed, "hung": hung, "bad_input": badInput]
     }
 }
 
@@ -82,16 +83,21 @@ struct CampaignReport {
             lines += table(rows)
         }
         lines.append("")
-        let header = ["scenario", "runs", "clean", "findings", "crashed", "hung", "bad input"]
-        let perScenario = scenarios.map { name -> [String] in
-            let t = totals(for: name)
-            return [name] + [t.runs, t.clean, t.findings, t.crashed, t.hung, t.badInput].map(String.init)
+        // The skipped column only when a run skipped: it is rare, and the
+        // table stays as it always was for campaigns that check reads.
+        let skips = all.skipped > 0
+        let header = ["scenario", "runs", "clean"] + (skips ? ["skipped"] : []) + ["findings", "crashed", "hung", "bad input"]
+        func row(_ name: String, _ t: OutcomeTotals) -> [String] {
+            [name] + ([t.runs, t.clean] + (skips ? [t.skipped] : []) + [t.findings, t.crashed, t.hung, t.badInput]).map(String.init)
         }
-        let sum = ["all"] + [all.runs, all.clean, all.findings, all.crashed, all.hung, all.badInput].map(String.init)
+        let perScenario = scenarios.map { row($0, totals(for: $0)) }
+        let sum = row("all", all)
         lines += table([header] + perScenario + (scenarios.count > 1 ? [sum] : []), rightAligned: 1...)
         lines.append("")
         var result = all.failed > 0 ? "\(all.failed) of \(all.runs) runs failed"
-            : all.badInput > 0 ? "\(all.badInput) of \(all.runs) runs refused their input" : "every run clean"
+            : all.badInput > 0 ? "\(all.badInput) of \(all.runs) runs refused their input"
+            : all.skipped > 0 ? "no run failed, but \(all.skipped) of \(all.runs) checked no read (SKIP: they prove nothing)"
+            : "every run clean"
         if interrupted { result = "interrupted after \(all.runs) of \(plannedRuns) runs; " + (all.runs == 0 ? "none finished" : result) }
         if running && !interrupted { result = "still running: \(all.runs) of \(plannedRuns) runs finished; " + (all.runs == 0 ? "none yet" : result) }
         lines.append("result: " + result)
@@ -116,9 +122,9 @@ struct CampaignReport {
                 entry["signal"] = signal ?? NSNull()
             case .exited(let status): entry["exit_status"] = Int(status)
             case .notStarted(let reason): entry["error"] = reason
-            case .clean, .badInput, .hung: break
+            case .clean, .skipped, .badInput, .hung: break
             }
-            if !record.outcome.isClean {
+            if !record.outcome.isClean && !record.outcome.isSkipped {
                 entry["log_excerpt"] = record.logExcerpt
                 entry["replay"] = replayCommand(record.run)
             }
@@ -142,6 +148,7 @@ struct CampaignReport {
     private func label(_ outcome: RunOutcome) -> String {
         switch outcome {
         case .clean: "clean"
+        case .skipped: "skipped: no read checked"
         case .findings(let total, _): total.map { "findings (\($0))" } ?? "findings"
         case .badInput: "bad input"
         case .crashed(let signal): "crashed (signal \(signal))"
@@ -191,6 +198,14 @@ extension CampaignReport {
 /// are) of the run report (`mmulab run --json`) at `path`; for a report
 /// from before bugs, the first finding (`invariant: detail`). nil if it is
 /// missing or not one.
+/// The verdict of a run's JSON report (`clean`, `skip`, `fail`), nil if unreadable.
+func readRunVerdict(_ path: String) -> String? {
+    guard let data = FileManager.default.contents(atPath: path),
+          let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { return nil }
+    return object["verdict"] as? String
+}
+
 func readRunFindings(_ path: String) -> (total: Int, first: String?)? {
     guard let data = FileManager.default.contents(atPath: path),
           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],

@@ -16,6 +16,9 @@ struct CampaignRun: Sendable {
 /// How one run ended.
 enum RunOutcome: Sendable {
     case clean
+    /// Exit 0, but the run checked no read (its JSON's verdict is `skip`):
+    /// it broke nothing and proves nothing, so it is not counted clean.
+    case skipped
     /// Exit 1; the count and first finding come from the run's JSON (nil when unreadable).
     case findings(total: Int?, first: String?)
     /// Exit 2: the run refused its input (a plugin that does not load, say).
@@ -34,13 +37,15 @@ enum RunOutcome: Sendable {
     case notStarted(reason: String)
 
     var isClean: Bool { if case .clean = self { return true } else { return false } }
+    var isSkipped: Bool { if case .skipped = self { return true } else { return false } }
 
-    /// One word for tables, JSON and the bug database: clean, findings,
+    /// One word for tables, JSON and the bug database: clean, skipped, findings,
     /// bad input, crashed (a signal, a plugin oops, an unknown exit status,
     /// or never started), hung.
     var kind: String {
         switch self {
         case .clean: "clean"
+        case .skipped: "skipped"
         case .findings: "findings"
         case .badInput: "bad input"
         case .crashed, .pluginOops, .exited, .notStarted: "crashed"
@@ -111,7 +116,7 @@ struct CampaignRunner {
             let end = Date().timeIntervalSince1970
             try? directory.write(RunStatusFile.line(for: outcome, start: end - seconds, end: end) + "\n", to: directory.statusPath(index))
             done += 1
-            if !outcome.isClean { failed += 1 }
+            if !outcome.isClean && !outcome.isSkipped { failed += 1 }
             progress(done, failed)
         }
         progress(0, 0)
@@ -168,7 +173,7 @@ struct CampaignRunner {
     private func outcome(of termination: Termination, index: Int) -> RunOutcome {
         switch termination {
         case .signaled(let signal): return .crashed(signal: signal)
-        case .exited(0): return .clean
+        case .exited(0): return readRunVerdict(jsonPath(index)) == "skip" ? .skipped : .clean
         case .exited(2): return .badInput
         case .exited(1):
             let findings = readFindings(jsonPath(index))

@@ -19,7 +19,7 @@ enum RunStatusFile {
     static func line(for outcome: RunOutcome, start: Double, end: Double) -> String {
         let times = "\(start) \(end)"
         switch outcome {
-        case .clean: return "exit 0 \(times)"
+        case .clean, .skipped: return "exit 0 \(times)"
         case .findings: return "exit 1 \(times)"
         case .badInput: return "exit 2 \(times)"
         case .crashed(let signal): return "exit \(128 + signal) \(times)"
@@ -34,7 +34,8 @@ enum RunStatusFile {
     /// or not one; `findings` reads the run's report for an exit status 1.
     /// `oopsSignal` reads the signal a plugin oops names, for an exit status 4.
     static func read(
-        _ path: String, findings: () -> (total: Int, first: String?)?, oopsSignal: () -> String? = { nil }
+        _ path: String, findings: () -> (total: Int, first: String?)?, oopsSignal: () -> String? = { nil },
+        skipped: () -> Bool = { false }
     ) -> (outcome: RunOutcome, seconds: Double)? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
         let line = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -44,7 +45,7 @@ enum RunStatusFile {
         let seconds = words.count >= 4 ? max(0, (Double(words[3]) ?? 0) - (Double(words[2]) ?? 0)) : 0
         let outcome: RunOutcome
         switch status {
-        case 0: outcome = .clean
+        case 0: outcome = skipped() ? .skipped : .clean
         case 1:
             let found = findings()
             outcome = .findings(total: found?.total, first: found?.first)
@@ -64,7 +65,8 @@ extension CampaignDirectory {
     func record(of run: CampaignRun, index: Int) -> RunRecord? {
         guard
             let (outcome, seconds) = RunStatusFile.read(
-                statusPath(index), findings: { readRunFindings(resultPath(index)) }, oopsSignal: { RunLog.oopsSignal(in: logPath(index)) })
+                statusPath(index), findings: { readRunFindings(resultPath(index)) }, oopsSignal: { RunLog.oopsSignal(in: logPath(index)) },
+                skipped: { readRunVerdict(resultPath(index)) == "skip" })
         else { return nil }
         let excerpt = outcome.isClean ? [] : RunLog.excerpt(of: logPath(index), crashed: outcome.isCrash)
         return RunRecord(run: run, outcome: outcome, seconds: seconds, logExcerpt: excerpt)
