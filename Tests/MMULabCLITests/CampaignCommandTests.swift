@@ -76,16 +76,7 @@ struct CampaignCommandTests {
     @Test("runs that check no read are counted skipped, never clean: the result says they prove nothing; exit 0 as for run")
     func skippedRuns() throws {
         let sandbox = try Sandbox()
-        // The misbehaving fixture with its default options fails every
-        // access cleanly, so its reader checks nothing (a SKIP for `run`).
-        let nothing = try sandbox.write("nothing.yaml", """
-            name: nothing-checked
-            length: 500ms
-            machine: { frames: 256, swap-slots: 256 }
-            spaces: [ { name: app, mappings: [ { name: heap, pages: 16 } ] } ]
-            plugins: [ { plugin: \(buildDirectory)/libmmulab-fixture-misbehaving.so, name: dead, bindings: [ { space: app, mapping: heap } ] } ]
-            workloads: [ { name: reader, actor: dead, space: app, mapping: heap, writes: 0 } ]
-            """)
+        let nothing = try sandbox.write("nothing.yaml", FindingsCommandTests.nothingChecked)
         let summary = sandbox.path("campaign.json")
         let outcome = try sandbox.mmulab(
             ["campaign", nothing, "munmap-race", "--seeds", "1..2", "--jobs", "2", "--duration", "500ms",

@@ -9,6 +9,20 @@ import Testing
 struct FindingsCommandTests {
     static var misbehaving: String { buildDirectory + "/libmmulab-fixture-misbehaving.so" }
 
+    /// A scenario whose reads are never checked: the misbehaving fixture,
+    /// with its default options, fails every access cleanly (and the OOM
+    /// kill comes after the run's end), so a run of it is a SKIP.
+    static let nothingChecked = """
+        name: nothing-checked
+        length: 500ms
+        machine: { frames: 256, swap-slots: 256 }
+        spaces: [ { name: app, mappings: [ { name: heap, pages: 16 } ] } ]
+        plugins: [ { plugin: \(misbehaving), name: dead, bindings: [ { space: app, mapping: heap } ] } ]
+        workloads: [ { name: reader, actor: dead, space: app, mapping: heap, writes: 0 } ]
+        pressure:
+          oom-kill: { space: app, after-ms: 60000 }
+        """
+
     /// The bugs of a run's JSON report.
     static func bugs(_ json: [String: Any]) throws -> [[String: Any]] {
         try #require(json["bugs"] as? [[String: Any]], "no bugs array")
@@ -147,16 +161,7 @@ struct FindingsCommandTests {
     @Test("a run that checked no read is SKIP: exit 0, never the word clean, a warning per idle actor")
     func nothingCheckedIsASkip() throws {
         let sandbox = try Sandbox()
-        let file = try sandbox.write("nothing.yaml", """
-            name: nothing-checked
-            length: 500ms
-            machine: { frames: 256, swap-slots: 256 }
-            spaces: [ { name: app, mappings: [ { name: heap, pages: 16 } ] } ]
-            plugins: [ { plugin: \(Self.misbehaving), name: dead, bindings: [ { space: app, mapping: heap } ] } ]
-            workloads: [ { name: reader, actor: dead, space: app, mapping: heap, writes: 0 } ]
-            pressure:
-              oom-kill: { space: app, after-ms: 60000 }
-            """)
+        let file = try sandbox.write("nothing.yaml", Self.nothingChecked)
         let report = sandbox.path("skip.json")
         let outcome = try sandbox.mmulab(["run", file, "--json", report])
         #expect(outcome.status == 0, "\(outcome.transcript)")
