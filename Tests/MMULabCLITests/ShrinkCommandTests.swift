@@ -45,6 +45,10 @@ struct ShrinkCommandTests {
         let originalSchedule = try #require(original["schedule"] as? [String: Any])
 
         let directory = sandbox.path("shrunk")
+        // A directory the user already had there, of the name the shrink's
+        // candidates once used: it must come through untouched.
+        try FileManager.default.createDirectory(atPath: directory + "/candidates", withIntermediateDirectories: true)
+        try "mine\n".write(toFile: directory + "/candidates/keep", atomically: false, encoding: .utf8)
         let shrink = try sandbox.mmulab(["shrink", report, "--output-directory", directory, "--plugin-directory", buildDirectory], limit: 600)
         #expect(shrink.status == 0, "\(shrink.transcript)")
         let lines = shrink.stdout.split(separator: "\n").map(String.init)
@@ -54,7 +58,9 @@ struct ShrinkCommandTests {
         for file in ["minimal.yaml", "minimal.schedule", "minimal.json"] {
             #expect(FileManager.default.fileExists(atPath: directory + "/" + file), "\(file) not written")
         }
-        #expect(!FileManager.default.fileExists(atPath: directory + "/candidates"), "the candidates' files are removed")
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(!left.contains { $0.hasPrefix(".candidates.") }, "the candidates' files are removed: \(left)")
+        #expect((try? String(contentsOfFile: directory + "/candidates/keep", encoding: .utf8)) == "mine\n", "the user's files stay")
 
         // The minimal case: a few threads, a few hundred steps, the same bug; smaller than the run in every measure.
         let minimal = try jsonObject(at: directory + "/minimal.json")

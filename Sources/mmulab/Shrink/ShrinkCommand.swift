@@ -64,11 +64,18 @@ struct ShrinkCommand: ParsableCommand {
         if let pluginDirectory { input.pluginDirectory = pluginDirectory }
         var directory = outputDirectory ?? Self.defaultDirectory(for: report)
         if !directory.hasPrefix("/") { directory = FileManager.default.currentDirectoryPath + "/" + directory }
-        let work = directory + "/candidates"
+        // The candidates' files go to a directory of the shrink's own,
+        // made new (mkdtemp) and removed at the end: nothing the user had
+        // in DIR is ever overwritten or removed but the three files the
+        // shrink writes.
         do {
-            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             writeToStandardError("mmulab: --output-directory \(directory): \(error.localizedDescription)\n")
+            throw ExitCode(2)
+        }
+        guard let work = Self.newWorkDirectory(in: directory) else {
+            writeToStandardError("mmulab: --output-directory \(directory): cannot create a directory in it (\(String(cString: strerror(errno))))\n")
             throw ExitCode(2)
         }
         guard let executable = currentExecutablePath() else {
@@ -138,6 +145,14 @@ struct ShrinkCommand: ParsableCommand {
         print("wrote     \(files.scenario), \(files.schedule), \(files.json)")
         print("replay    " + replay.map(ReplayCommand.quoted).joined(separator: " "))
         guard let final, final.bugs.contains(where: { $0.title == input.title }) else { throw ExitCode(1) }
+    }
+
+    /// A new, empty directory `.candidates.XXXXXX` in `directory` (`mkdtemp`).
+    /// Nil on failure (`errno` says why).
+    static func newWorkDirectory(in directory: String) -> String? {
+        var template = Array((directory + "/.candidates.XXXXXX").utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else { return nil }
+        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// `R.json` -> `R-shrunk`.
