@@ -1,4 +1,5 @@
 import CDevicePluginABI
+import CPluginOops
 import LabSync
 import MMUNotifier
 import VirtualMemory
@@ -161,24 +162,35 @@ enum MemoryServices {
 extension HostContext {
     /// `set_dirty` or `mark_accessed` of a checked frame translation: the
     /// machine marks the frame if it is still in the translation's
-    /// generation, and records a use after free otherwise
-    /// (`Machine.markFromDevice`), in the address space of the instance's
-    /// binding that maps the address.
+    /// generation, and otherwise records a use after free
+    /// (`Machine.markFromDevice`), unless the thread is in the instance's
+    /// own invalidation callback for the page.
     func mark(_ pfn: mmulab_pfn, dirty: Bool, service: String) {
-        machine.markFromDevice(translation(pfn), service: service, dirty: dirty, space: { self.space(mapping: pfn.address) }, issuer: device)
+        machine.markFromDevice(translation(pfn), service: service, dirty: dirty, issuer: device) { self.origin(ofMarkAt: pfn.address) }
     }
 
-    /// The address space in which the instance's `address` lies: that of
-    /// the bindings that map the address if they are all in one space; nil
-    /// if none does, or bindings in several spaces do (addresses of
-    /// different spaces overlap, and the binding whose call the thread is
-    /// in need not be the one the page came from: naming one would be a guess).
-    func space(mapping address: UInt64) -> AddressSpaceID? {
-        bindings.withLock { all in
-            let maps = { (info: BindingInfo) in info.start <= address && address < info.end }
-            let spaces = Set(all.values.filter(maps).map(\.space))
+    /// Where a mark of `address` comes from: if the thread is in one of
+    /// this instance's invalidation callbacks whose range holds the
+    /// address (its innermost call frame with a range), that range's space;
+    /// else the space of the instance's bindings over the address, if they
+    /// are all in one (addresses of different spaces overlap, and the
+    /// binding whose call the thread is in need not be the one the page
+    /// came from: naming one would be a guess).
+    func origin(ofMarkAt address: UInt64) -> Machine.MarkOrigin {
+        var index = CallFrames.depth
+        while index > 0 {
+            index -= 1
+            guard let frame = mmulab_oops_frame_at(index), frame.pointee.instance == opaque, frame.pointee.service == nil else { continue }
+            if frame.pointee.subject == UInt32(MMULAB_OOPS_SUBJECT_RANGE.rawValue), frame.pointee.b <= address, address < frame.pointee.c {
+                return Machine.MarkOrigin(space: AddressSpaceID(frame.pointee.a), duringOwnInvalidation: true)
+            }
+            break  // the innermost call into the plugin is not such a callback
+        }
+        let space = bindings.withLock { all -> AddressSpaceID? in
+            let spaces = Set(all.values.filter { $0.start <= address && address < $0.end }.map(\.space))
             return spaces.count == 1 ? AddressSpaceID(spaces.first!) : nil
         }
+        return Machine.MarkOrigin(space: space, duringOwnInvalidation: false)
     }
 
     /// The translation behind `pfn` if it is one the host could have handed

@@ -71,8 +71,13 @@ struct FindingsCommandTests {
             // The primary's own findings (they have a kind; the oracle's symptoms filed alone have none).
             guard ["stale translation", "use after free"].contains(bug["invariant"] as? String), bug["kind"] is String else { continue }
             #expect(bug["plugin_instance"] as? String == "mirror-broken#0", "\(title)")
-            #expect(first["place"] != nil && first["device_translation"] != nil && first["actor"] != nil && first["seconds"] != nil, "\(title): \(first)")
-            #expect((first["trail"] as? [String])?.last?.contains("the bad access") == true, "\(title): \(first)")
+            // A set_dirty on a freed frame (the stale device reports its pages dirty at detach) is a bad call,
+            // not an access; its page is named only when the instance's bindings over it are in one space
+            // (here they are in three).
+            let call = bug["path"] as? String == "set_dirty"
+            #expect((call || first["place"] != nil) && first["device_translation"] != nil && first["actor"] != nil && first["seconds"] != nil,
+                    "\(title): \(first)")
+            #expect((first["trail"] as? [String])?.last?.contains(call ? "the bad call" : "the bad access") == true, "\(title): \(first)")
         }
         // Older readers (the campaign) still find findings_total and a first finding.
         #expect((json["findings"] as? [[String: Any]])?.count == bugs.count)

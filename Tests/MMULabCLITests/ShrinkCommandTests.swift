@@ -86,6 +86,8 @@ struct ShrinkCommandTests {
         // And the minimal report replays step by step.
         let stepped = try sandbox.mmulab(["replay", directory + "/minimal.json", "--trail", "--steps", "50"], limit: 120)
         #expect(stepped.status == 0 && stepped.stdout.contains("replayed: the same first finding at the same step"), "\(stepped.transcript)")
+        // Both bugs are bad accesses the primary checked: the diagram runs up to the access itself.
+        #expect(stepped.stdout.contains("steps up to the bad access (step "), "\(stepped.transcript)")
     }
 
     /// `run --shrink DIR`: a failing run is shrunk at once (its report goes

@@ -118,6 +118,36 @@ struct DeterminismTests {
         #expect(result.findings.isEmpty, "\(result.findings.prefix(2).map { "\($0.invariant.rawValue): \($0.detail)" })")
     }
 
+    /// A bad access the primary checked says the step of its check
+    /// (`accessStep`), not only the later step at which the run noted it
+    /// (the run drains the machine's log now and then): the step a replay's
+    /// trace shows last is the accessing thread's own taking of the
+    /// page-table lock the check runs under, so the steps kept up to it
+    /// (what `replay --trail` draws) end at the race itself.
+    @Test func aBadAccessIsPlacedAtTheStepOfItsCheck() throws {
+        let scenario = try #require(try Catalogue.scenario(named: "reclaim-storm")).adding(plugin: "mirror-broken", options: "bug=stale")
+        var options = RunOptions()
+        options.seed = testSeed
+        options.seconds = 0.1
+        options.schedule = .pct(depth: 3)
+        func badAccesses(_ result: RunResult) -> [Finding] {
+            result.findings.filter { $0.detail.contains("through a translation the primary no longer has") }
+        }
+        let whole = try ScenarioRunner.run(scenario, options: options)
+        let first = try #require(badAccesses(whole).min { ($0.accessStep ?? .max) < ($1.accessStep ?? .max) }, "seed \(testSeed): no bad access found")
+        let step = try #require(first.accessStep)
+        #expect(step <= first.step ?? 0, "checked before it was noted")
+        let actor = try #require(first.actor)
+        options.trace = (lastStep: step, steps: 50)
+        let traced = try ScenarioRunner.run(scenario, options: options)
+        #expect(badAccesses(traced).contains { $0.detail == first.detail && $0.accessStep == step }, "seed \(testSeed): the replay differs")
+        let steps = traced.trace.filter { $0.step <= step }
+        let last = try #require(steps.last, "seed \(testSeed): nothing traced up to step \(step)")
+        #expect(last.step == step && last.thread == actor, "seed \(testSeed): step \(step) is \(last.thread)'s (\(last.text)), not \(actor)'s")
+        // The access is checked under the page-table lock: its step is that lock's.
+        #expect(last.text.contains("page_table_lock"), "seed \(testSeed): step \(step) is \(last.text)")
+    }
+
     /// Free-running runs say nothing about a schedule (and keep a trail digest).
     @Test func aFreeRunHasNoSchedule() throws {
         let scenario = try #require(try Catalogue.scenario(named: "munmap-race"))

@@ -476,7 +476,7 @@ typedef struct mmulab_host {
      * after the device's own callback returned) marks nothing and is
      * recorded as a use after free. */
     void (*set_dirty)(void *ctx, const mmulab_pfn *pfn);
-    /* [any-thread] The device used the page (a freed frame: as set_dirty). */
+    /* [any-thread] The device used the page (a freed frame: nothing). */
     void (*mark_accessed)(void *ctx, const mmulab_pfn *pfn);
     /* [any-thread] Device DMA through a translation, checked against the
      * primary (a stale translation or a freed frame is recorded). Copies up

@@ -130,13 +130,18 @@ final class Attribution: @unchecked Sendable {
                     + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
                     + (violation.acknowledged.map { "; the device had acknowledged the invalidation \($0)" } ?? "")
             }
-            return Finding(
+            let bad: EventTrail.BadAccess = violation.service.map { .mark(service: $0) } ?? .dma(write: violation.write)
+            var finding = Finding(
                 invariant: invariant,
                 detail: detail,
                 place: place,
-                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.service.map { .mark(service: $0) } ?? .dma(write: violation.write), began, at)),
+                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (bad, began, at)),
                 seconds: lab.clock.seconds(at), actor: actor?.name ?? violation.thread.name,
                 deviceTranslation: Self.deviceTranslation(violation, lab))
+            // The step of the bad access itself (the finding's `step` is the
+            // later one of the drain that noted it).
+            finding.accessStep = violation.step
+            return finding
         }
         if lab.findings.enabled.contains(invariant) {
             roots.record(PageID(violation.addressSpace, violation.address), key, at: at, by: violation.thread.tid)

@@ -70,8 +70,15 @@ public struct Finding: Sendable, CustomStringConvertible {
     /// when the primary's check reports it, its generation.
     public var deviceTranslation: String?
     /// The scheduling step it was noted at, in a deterministic run
-    /// (`--schedule`): the last step any thread passed before it.
+    /// (`--schedule`): the last step any thread passed before it. A replay
+    /// and a shrink match a finding by it.
     public var step: UInt64? = nil
+    /// For a bad access the primary checked (a stale translation, a use
+    /// after free, a write through a read-only translation, a late
+    /// `set_dirty`), the step at which it checked it, in a deterministic
+    /// run: often well before `step`, as the run notes such findings when it
+    /// drains the machine's log. `replay --trail` draws the steps up to it.
+    public var accessStep: UInt64? = nil
 
     public init(
         invariant: Invariant, detail: String, place: Place? = nil, trail: [String] = [], seconds: Double? = nil, actor: String? = nil,

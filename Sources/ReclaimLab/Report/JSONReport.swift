@@ -91,6 +91,7 @@ public enum JSONReport {
         }
         if !finding.trail.isEmpty { out += ", \"trail\": [" + finding.trail.map(quote).joined(separator: ", ") + "]" }
         if let step = finding.step { out += ", \"step\": \(step)" }
+        if let step = finding.accessStep { out += ", \"access_step\": \(step)" }
         return out + " }"
     }
 

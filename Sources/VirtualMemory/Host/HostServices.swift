@@ -237,6 +237,18 @@ extension Machine {
         memory.setFlags(.referenced, on: frame.frame)
     }
 
+    /// Where a device's `set_dirty` or `mark_accessed` comes from, as its
+    /// host can tell: the address space (nil if it cannot say), and whether
+    /// the device is inside its own callback for an invalidation of the page.
+    public struct MarkOrigin: Sendable {
+        public var space: AddressSpaceID?
+        public var duringOwnInvalidation: Bool
+        public init(space: AddressSpaceID?, duringOwnInvalidation: Bool) {
+            self.space = space
+            self.duringOwnInvalidation = duringOwnInvalidation
+        }
+    }
+
     /// A device reports the page behind its translation `t` dirty
     /// (`set_dirty`) or used (`mark_accessed`), checked as a DMA is for its
     /// first rule: the frame must still be in the generation the device
@@ -245,27 +257,37 @@ extension Machine {
     /// driver let go of it, or marked it only after its own invalidation
     /// callback returned and the primary freed the page) is another
     /// owner's now or free. Such a call marks nothing (the frame is not the
-    /// device's page: its write, if it made one, is already lost) and is
-    /// recorded as a *use after free*, with `service` naming the call and
-    /// `space` giving the address space of the device's binding (asked only
-    /// then; nil if it cannot say: the violation names space 0, which no
-    /// address space has).
+    /// device's page: its write, if it made one, is already lost); a
+    /// `set_dirty` is recorded as a *use after free*, with `service` naming the call and
+    /// the address space `origin` gives (asked only then; none: the
+    /// violation names space 0, which no address space has).
+    ///
+    /// Not recorded from inside the device's own callback for an
+    /// invalidation of the page: there the page is still the device's (the
+    /// rule: until its callback returns), so a frame already freed is the
+    /// primary's bug (`--inject free-before-invalidate`), not the device's.
     ///
     /// The check and the mark are not atomic against a free: a frame freed
     /// between them gets the mark, as before this check (a free page's
     /// flags are reset when it is handed out again, and an extra dirty bit
     /// on a new owner's page costs one write-back, never data).
     public func markFromDevice(
-        _ t: DeviceTranslation, service: String, dirty: Bool, space: () -> AddressSpaceID?, issuer: DeviceID?
+        _ t: DeviceTranslation, service: String, dirty: Bool, issuer: DeviceID?, origin: () -> MarkOrigin
     ) {
         let frame = t.frame.frame
         precondition(t.frame.rawValue <= UInt64(Int32.max) && t.devicePage == nil, "\(service) of \(t.frame), which is not a frame")
         guard memory.generation(of: frame) == t.generation else {
+            // A late mark_accessed changes nothing a reader sees, and comes
+            // right after an access the access check has judged already:
+            // marked nothing, not a finding of its own.
+            guard dirty else { return }
+            let from = origin()
+            if from.duringOwnInvalidation { return }
             violations.record(
                 MemoryViolation(
-                    kind: .useAfterFree, addressSpace: space() ?? AddressSpaceID(0), address: t.address, frame: t.frame,
+                    kind: .useAfterFree, addressSpace: from.space ?? AddressSpaceID(0), address: t.address, frame: t.frame,
                     generation: t.generation, primaryFrame: nil, devicePage: nil, issuer: issuer, write: dirty, service: service,
-                    nanoseconds: sync.nowNanoseconds()))
+                    nanoseconds: sync.nowNanoseconds(), step: sync.currentStep))
             return
         }
         if dirty { setDirty(t.frame) } else { markAccessed(t.frame) }

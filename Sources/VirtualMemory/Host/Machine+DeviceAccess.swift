@@ -91,7 +91,7 @@ extension Machine {
                     MemoryViolation(
                         kind: kind, addressSpace: space.id, address: t.address, frame: t.frame, generation: t.generation,
                         primaryFrame: pte.isPresent ? PageFrameNumber(pte.frame) : nil, devicePage: t.devicePage, issuer: issuer,
-                        write: write, acknowledged: acknowledged, nanoseconds: sync.nowNanoseconds()))
+                        write: write, acknowledged: acknowledged, nanoseconds: sync.nowNanoseconds(), step: sync.currentStep))
             }
             return body(target)
         }
@@ -143,6 +143,6 @@ extension Machine {
         violations.record(
             MemoryViolation(
                 kind: .accessAfterExit, addressSpace: space, address: t.address, frame: t.frame, generation: t.generation,
-                primaryFrame: nil, devicePage: t.devicePage, issuer: issuer, write: write, nanoseconds: sync.nowNanoseconds()))
+                primaryFrame: nil, devicePage: t.devicePage, issuer: issuer, write: write, nanoseconds: sync.nowNanoseconds(), step: sync.currentStep))
     }
 }

@@ -52,11 +52,15 @@ public struct MemoryViolation: Sendable, CustomStringConvertible {
     /// the access reached memory, which may be well after the device
     /// translated (a thread preempted between its TLB lookup and its DMA).
     public let nanoseconds: UInt64
+    /// The controlled scheduler's step when the primary checked it, in a
+    /// deterministic run (nil free running): where `replay --trail` must
+    /// look, however much later the run notes the finding.
+    public let step: UInt64?
 
     public init(
         kind: Kind, addressSpace: AddressSpaceID, address: UInt64, frame: PageFrameNumber, generation: UInt32,
         primaryFrame: PageFrameNumber?, devicePage: DevicePage?, issuer: DeviceID?, write: Bool, service: String? = nil,
-        acknowledged: InvalidationRange? = nil, thread: ThreadIdentity = .current, nanoseconds: UInt64
+        acknowledged: InvalidationRange? = nil, thread: ThreadIdentity = .current, nanoseconds: UInt64, step: UInt64? = nil
     ) {
         self.kind = kind
         self.addressSpace = addressSpace
@@ -71,6 +75,7 @@ public struct MemoryViolation: Sendable, CustomStringConvertible {
         self.acknowledged = acknowledged
         self.thread = thread
         self.nanoseconds = nanoseconds
+        self.step = step
     }
 
     /// What the device did to the page, in a word or three.

@@ -45,6 +45,8 @@ struct ReplayRunCommand: ParsableCommand {
         var invariant: String
         var detail: String
         var step: Int
+        /// The step of the bad access, for a finding the primary's access check made.
+        var accessStep: Int?
     }
 
     static func read(_ path: String) throws -> Recorded {
@@ -65,7 +67,7 @@ struct ReplayRunCommand: ParsableCommand {
         guard let step = first["step"] as? Int, let invariant = first["invariant"] as? String, let detail = first["detail"] as? String else {
             throw bad("the first finding has no step")
         }
-        return Recorded(arguments: arguments, invariant: invariant, detail: detail, step: step)
+        return Recorded(arguments: arguments, invariant: invariant, detail: detail, step: step, accessStep: first["access_step"] as? Int)
     }
 
     func run() throws {
@@ -88,7 +90,11 @@ struct ReplayRunCommand: ParsableCommand {
             throw ExitCode(2)
         }
         var options = try session.preparedOptions()
-        if trail { options.trace = (lastStep: UInt64(recorded.step), steps: steps) }
+        // The steps up to the bad access itself where the report has it
+        // (a finding the access check made is noted later, when the run
+        // drains the machine's log), else up to the finding.
+        let lastStep = recorded.accessStep ?? recorded.step
+        if trail { options.trace = (lastStep: UInt64(lastStep), steps: steps) }
         let result: RunResult
         do {
             result = try ScenarioRunner.run(scenario, options: options)
@@ -98,7 +104,9 @@ struct ReplayRunCommand: ParsableCommand {
         }
         print("replay    " + (["mmulab", "run"] + recorded.arguments).map(ReplayCommand.quoted).joined(separator: " "))
         if trail {
-            print("the last \(result.trace.filter { TraceDiagram.isOperation($0.text) }.count) steps up to the first finding (step \(recorded.step)), a lane per thread:")
+            let upTo = recorded.accessStep.map { "the bad access (step \($0); the finding was noted at step \(recorded.step))" }
+                ?? "the first finding (step \(recorded.step))"
+            print("the last \(result.trace.filter { TraceDiagram.isOperation($0.text) }.count) steps up to \(upTo), a lane per thread:")
             print(TraceDiagram(lines: result.trace).text, terminator: "")
         }
         print("▶ step \(recorded.step): \(recorded.invariant): \(recorded.detail)")
