@@ -87,8 +87,9 @@ final class AgingCheck: @unchecked Sendable {
         }
     }
 
-    /// The clock's nanoseconds now (never 0).
-    var now: UInt64 { Self.nanoseconds(clock.now()) }
+    /// The clock's nanoseconds now (never 0): `nanoseconds(clock.now())`,
+    /// read without `Duration`'s 128-bit arithmetic.
+    var now: UInt64 { max(clock.nowNanoseconds(), 1) }
 
     static func nanoseconds(_ duration: Duration) -> UInt64 {
         let (seconds, attoseconds) = duration.components
@@ -143,19 +144,23 @@ final class AgingCheck: @unchecked Sendable {
     /// on to the page as it zaps; a plugin that does is not judged either).
     /// Until the invalidation ends, a "not young" answer there is not
     /// judged; accesses before now no longer bind the next answer.
-    func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        let began = now
+    /// `began`: the clock when the invalidation began, read here at the
+    /// first tracked page if still 0 (the caller shares one reading among
+    /// its checks, and a range with no tracked page reads no clock).
+    func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64, at began: inout UInt64) {
         forEachPage(space: space, start: start, end: end) { index, page in
+            if began == 0 { began = now }
             inProgress[index][page].add(1, ordering: .acquiringAndReleasing)
             lastCheckEnd[index][page].store(began, ordering: .releasing)
         }
     }
 
     /// An invalidation of `[start, end)` of `space` ended (every device's
-    /// callback has returned): treated as a check of those pages.
-    func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        let ended = now
+    /// callback has returned): treated as a check of those pages. `ended`
+    /// as `began` of `invalidationBegan`.
+    func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64, at ended: inout UInt64) {
         forEachPage(space: space, start: start, end: end) { index, page in
+            if ended == 0 { ended = now }
             lastCheckEnd[index][page].store(ended, ordering: .releasing)
             // Never below zero: a subscriber registered while an
             // invalidation was in flight hears its end without its start
@@ -215,11 +220,16 @@ final class AgingChecks: @unchecked Sendable {
         for check in all { check.evicting(space: space, start: start, end: end) }
     }
 
+    /// Tells every check; the clock is read once, and only if some check
+    /// tracks a page of the range.
     func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        for check in all { check.invalidationBegan(space: space, start: start, end: end) }
+        var began: UInt64 = 0
+        for check in all { check.invalidationBegan(space: space, start: start, end: end, at: &began) }
     }
 
+    /// As `invalidationBegan`.
     func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        for check in all { check.invalidationEnded(space: space, start: start, end: end) }
+        var ended: UInt64 = 0
+        for check in all { check.invalidationEnded(space: space, start: start, end: end, at: &ended) }
     }
 }
