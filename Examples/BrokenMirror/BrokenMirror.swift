@@ -62,6 +62,13 @@
 //                      split page (reclaim evicting it, a copy-on-write)
 //                      leaves the device on a freed frame. Use after free /
 //                      stale translation (thp-storm).
+//   bug=late-dirty     defers its dirty bookkeeping: the pages a zap finds
+//                      written are reported dirty only later, by the device
+//                      thread's next access, after the invalidation
+//                      callback returned (as a driver that hands set_page_dirty
+//                      to a work item would). By then reclaim may have
+//                      written the page back clean and freed it. Use after
+//                      free (set_dirty on a freed page), and the write lost.
 //   bug=lazy-free      trusts a write fault to have dirtied the page, so it
 //                      reports dirty only pages it faulted for reading and
 //                      wrote later. After MADV_FREE a page stays mapped
@@ -109,7 +116,7 @@ final class BrokenMirror: DevicePlugin {
         case stale, sleep
         case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
         case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free", longTermPFN = "longterm-pfn"
-        case keepExclusive = "keep-exclusive", ignoreMremap = "ignore-mremap", hugeSplit = "huge-split"
+        case keepExclusive = "keep-exclusive", ignoreMremap = "ignore-mremap", hugeSplit = "huge-split", lateDirty = "late-dirty"
 
         /// The bugs that live in a whole-space subscriber (start, end,
         /// young, release); the others in an interval subscription.
@@ -128,6 +135,9 @@ final class BrokenMirror: DevicePlugin {
     /// The owner its exclusive conversions announce (an object's address:
     /// unique while it lives, never 0).
     var owner: UInt64 { UInt64(UInt(bitPattern: ObjectIdentifier(self))) }
+    /// bug=late-dirty: written pages zapped and not yet reported dirty
+    /// (device lock held).
+    var deferredDirty: [PFN] = []
 
     /// Whether an invalidation is one the device skips: its own page taken
     /// exclusive (the frame stays; it maps it next). BUG (keep-exclusive):
@@ -178,7 +188,21 @@ final class BrokenMirror: DevicePlugin {
     func reportDirty(_ entry: MirrorEntry) {
         if bug == .noDirty { return }
         if bug == .lazyFree && entry.faultedForWrite { return }  // BUG (lazy-free): "the write fault dirtied it"
+        if bug == .lateDirty {
+            deferredDirty.append(entry.pfn)  // BUG (late-dirty): reported after the callback returns
+            return
+        }
         host.setDirty(entry.pfn)
+    }
+
+    /// bug=late-dirty: reports the deferred pages dirty (the device thread,
+    /// between accesses; by now their invalidations may be long over).
+    func reportDeferredDirty() {
+        let pages = lock.withLock { () -> [PFN] in
+            defer { deferredDirty.removeAll(keepingCapacity: true) }
+            return deferredDirty
+        }
+        for pfn in pages { host.setDirty(pfn) }
     }
 
     /// Drops the entries of `table` in `[start, end)`, reporting written
@@ -224,6 +248,7 @@ final class BrokenMirror: DevicePlugin {
             lock.withLock { pinned.access(self, index: Int((deviceAddress - request.deviceAddress) / 4096), write: write, buffer) }
             return
         }
+        if bug == .lateDirty { reportDeferredDirty() }
         let table = object as! any BrokenTable
         let request = table.request
         guard deviceAddress >= request.deviceAddress, deviceAddress < request.deviceAddress + request.length else {

@@ -2,7 +2,7 @@ import CDevicePluginABI
 import DevicePluginKit
 
 /// A binding heard through an interval subscription (bugs stale, sleep,
-/// ignore-wp, no-dirty, zero-page, lazy-free, keep-exclusive, ignore-mremap, huge-split; correct otherwise): the canonical fault
+/// ignore-wp, no-dirty, late-dirty, zero-page, lazy-free, keep-exclusive, ignore-mremap, huge-split; correct otherwise): the canonical fault
 /// loop with `read_begin` / `read_retry`.
 final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendable {
     unowned let device: BrokenMirror

@@ -83,7 +83,7 @@ enum MemoryServices {
         CallFrames.enterService(host, "set_dirty")
         defer { CallFrames.leave() }
         guard let pfn = host.checked(pfn, "set_dirty"), !pfn.isDevicePrivate else { return }
-        host.machine.setDirty(PageFrameNumber(pfn.pfn))
+        host.mark(pfn, dirty: true, service: "set_dirty")
     }
 
     /// [any-thread] `mark_accessed`: the device used the page. A device page is
@@ -93,7 +93,7 @@ enum MemoryServices {
         CallFrames.enterService(host, "mark_accessed")
         defer { CallFrames.leave() }
         guard let pfn = host.checked(pfn, "mark_accessed"), !pfn.isDevicePrivate else { return }
-        host.machine.markAccessed(PageFrameNumber(pfn.pfn))
+        host.mark(pfn, dirty: false, service: "mark_accessed")
     }
 
     /// [any-thread] `dma_read`: a device read through a translation, checked
@@ -159,6 +159,28 @@ enum MemoryServices {
 }
 
 extension HostContext {
+    /// `set_dirty` or `mark_accessed` of a checked frame translation: the
+    /// machine marks the frame if it is still in the translation's
+    /// generation, and records a use after free otherwise
+    /// (`Machine.markFromDevice`), in the address space of the instance's
+    /// binding that maps the address.
+    func mark(_ pfn: mmulab_pfn, dirty: Bool, service: String) {
+        machine.markFromDevice(translation(pfn), service: service, dirty: dirty, space: { self.space(mapping: pfn.address) }, issuer: device)
+    }
+
+    /// The address space in which the instance's `address` lies: that of
+    /// the bindings that map the address if they are all in one space; nil
+    /// if none does, or bindings in several spaces do (addresses of
+    /// different spaces overlap, and the binding whose call the thread is
+    /// in need not be the one the page came from: naming one would be a guess).
+    func space(mapping address: UInt64) -> AddressSpaceID? {
+        bindings.withLock { all in
+            let maps = { (info: BindingInfo) in info.start <= address && address < info.end }
+            let spaces = Set(all.values.filter(maps).map(\.space))
+            return spaces.count == 1 ? AddressSpaceID(spaces.first!) : nil
+        }
+    }
+
     /// The translation behind `pfn` if it is one the host could have handed
     /// this instance; nil (reported) otherwise. Cheap: the DMA path runs it.
     @inline(__always)

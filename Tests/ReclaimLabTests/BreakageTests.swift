@@ -73,6 +73,11 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=lazy-free on lazy-free-churn", scenario: "lazy-free-churn", plugin: ("mirror-broken", "bug=lazy-free"),
             seconds: 2, expected: [.lostWrite]),
+        // Dirty bits reported after the invalidation callback returned, on
+        // frames reclaim may have freed meanwhile (set_dirty's generation check).
+        Case(
+            name: "mirror-broken bug=late-dirty on dirty-writeback", scenario: "dirty-writeback", plugin: ("mirror-broken", "bug=late-dirty"),
+            seconds: 1, expected: [.useAfterFree], allowed: [.lostWrite]),
         // Writable translations kept through a userfaultfd write-protect.
         Case(
             name: "mirror-broken bug=ignore-wp on uffd-snapshot", scenario: "uffd-snapshot", plugin: ("mirror-broken", "bug=ignore-wp"),

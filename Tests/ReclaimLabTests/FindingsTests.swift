@@ -94,7 +94,7 @@ struct FindingsTests {
         trail.record(.end, space, 0, 0x10_0000, event: .writeProtect)
         pause()
         let landed = clock.nanoseconds
-        let lines = trail.trail(space: space, address: 0x1000, upTo: landed, access: (true, began, landed))
+        let lines = trail.trail(space: space, address: 0x1000, upTo: landed, access: (.dma(write: true), began, landed))
         #expect(lines.count == 5, "\(lines)")
         #expect(lines[2].hasSuffix("invalidate start writeProtect [0x0, 0x100000)"), "\(lines)")
         #expect(lines.last == "\(clock.text(landed)) device write through the stale translation (the bad access), begun at \(clock.text(began))")

@@ -120,6 +120,35 @@ struct HostServicesTests {
         #expect(machine.isRecentlyUsed(Int32(t.frame.rawValue)))
         #expect(!machine.isRecentlyUsed(Int32(t.frame.rawValue)))
     }
+
+    /// set_dirty and mark_accessed through a translation whose frame was
+    /// freed since (munmap) mark nothing and are uses after free naming
+    /// the call; through a live one they mark the frame and record nothing.
+    @Test func markingAFreedFrameIsAUseAfterFreeAndMarksNothing() throws {
+        let machine = makeMachine(frames: 64)
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: 2 * page, kind: .anonymousPrivate)
+        let live = try space.faultRange(start: base, length: page, write: true)[0]
+        let frame = Int32(live.frame.rawValue)
+        machine.memory.clearFlags(.dirty, on: frame)
+        machine.markFromDevice(live, service: "set_dirty", dirty: true, space: { space.id }, issuer: nil)
+        #expect(machine.memory.flags(of: frame).contains(.dirty), "a live frame is marked")
+        #expect(machine.violations.count == 0, "\(machine.violations.snapshot)")
+
+        let gone = try space.faultRange(start: base + page, length: page, write: true)[0]
+        try space.unmap(start: base + page, length: page)
+        let freed = Int32(gone.frame.rawValue)
+        #expect(machine.memory.generation(of: freed) != gone.generation, "munmap freed the frame")
+        let flagsBefore = machine.memory.flags(of: freed)
+        machine.markFromDevice(gone, service: "set_dirty", dirty: true, space: { space.id }, issuer: nil)
+        machine.markFromDevice(gone, service: "mark_accessed", dirty: false, space: { space.id }, issuer: nil)
+        #expect(machine.memory.flags(of: freed) == flagsBefore, "the freed frame's flags are untouched")
+        let recorded = machine.violations.snapshot
+        #expect(recorded.map(\.kind) == [.useAfterFree, .useAfterFree], "\(recorded)")
+        #expect(recorded.map(\.service) == ["set_dirty", "mark_accessed"])
+        #expect(recorded.allSatisfy { $0.addressSpace == space.id && $0.address == base + page && $0.generation == gone.generation })
+        #expect(recorded.first?.description.contains("called set_dirty on \(gone.frame) gen \(gone.generation)") == true, "\(recorded)")
+    }
 }
 
 extension Machine {

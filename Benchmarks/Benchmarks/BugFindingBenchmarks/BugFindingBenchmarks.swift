@@ -58,6 +58,12 @@ let cases: [Case] = [
     Case(name: "bug=ignore-wp", scenario: "mprotect-flip", brokenMirrorBug: "ignore-wp"),
     Case(name: "bug=not-young", scenario: "young-aging", brokenMirrorBug: "not-young"),
     Case(name: "bug=ignore-release", scenario: "exit-release", brokenMirrorBug: "ignore-release"),
+    Case(name: "bug=lazy-free", scenario: "lazy-free-churn", brokenMirrorBug: "lazy-free"),
+    Case(name: "bug=longterm-pfn", scenario: "longterm-pins", brokenMirrorBug: "longterm-pfn"),
+    Case(name: "bug=keep-exclusive", scenario: "device-atomics", brokenMirrorBug: "keep-exclusive"),
+    Case(name: "bug=ignore-mremap", scenario: "mremap-move", brokenMirrorBug: "ignore-mremap"),
+    Case(name: "bug=huge-split", scenario: "thp-storm", brokenMirrorBug: "huge-split"),
+    Case(name: "bug=late-dirty", scenario: "dirty-writeback", brokenMirrorBug: "late-dirty"),
 ]
 
 /// The lab seconds from the start of a run of `entry` with `seed` to its

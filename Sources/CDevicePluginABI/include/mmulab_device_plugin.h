@@ -471,9 +471,12 @@ typedef struct mmulab_host {
      * arrive after another invalidation (a migration) has already copied
      * the page it believed clean, and the write is lost with the old frame.
      * A page mapped writable may be clean (a swapped-in page): a device write
-     * through it is recorded nowhere but here. */
+     * through it is recorded nowhere but here. A pfn whose frame was freed
+     * since it was translated (its generation moved on: the report came
+     * after the device's own callback returned) marks nothing and is
+     * recorded as a use after free. */
     void (*set_dirty)(void *ctx, const mmulab_pfn *pfn);
-    /* [any-thread] The device used the page. */
+    /* [any-thread] The device used the page (a freed frame: as set_dirty). */
     void (*mark_accessed)(void *ctx, const mmulab_pfn *pfn);
     /* [any-thread] Device DMA through a translation, checked against the
      * primary (a stale translation or a freed frame is recorded). Copies up

@@ -95,9 +95,11 @@ final class Attribution: @unchecked Sendable {
         // fork's write-protect) is the one the access failed to honour;
         // keyed by when it began, the finding would name an older, innocent
         // event and its trail would stop short of the culprit.
-        let latest = actor?.history?.latest(violation.address)?.nanoseconds
+        // A set_dirty or mark_accessed is no access of the thread's: it is
+        // keyed by when the primary saw it.
+        let latest = violation.service == nil ? actor?.history?.latest(violation.address)?.nanoseconds : nil
         let landed = violation.nanoseconds
-        let at = max(landed, latest ?? now)
+        let at = violation.service == nil ? max(landed, latest ?? now) : landed
         let began = latest.flatMap { $0 < landed ? $0 : nil }
         let invariant = Finding.Invariant(violation.kind)
         let event = lab.lastInvalidation(violation.addressSpace, violation.address, atOrBefore: at)
@@ -105,21 +107,34 @@ final class Attribution: @unchecked Sendable {
         // else the one the thread drives.
         let instance = violation.issuer.flatMap { lab.instanceLabel(of: $0) } ?? actor?.instance
         let key = BugKey(
-            invariant: invariant, kind: violation.kind.rawValue, instance: instance, path: actor?.path ?? "device access",
+            invariant: invariant, kind: violation.kind.rawValue, instance: instance, path: violation.service ?? actor?.path ?? "device access",
             event: event.map { "\($0.event)" })
         lab.findings.note(key, at: at) {
             var place = lab.place(violation.addressSpace, violation.address)
-            place?.frame = violation.primaryFrame.map { "\($0)" } ?? "nothing"
+            // What the primary maps there now, as the access check saw it (a
+            // set_dirty or mark_accessed is checked without looking).
+            if violation.service == nil { place?.frame = violation.primaryFrame.map { "\($0)" } ?? "nothing" }
             let used = violation.devicePage.map { "\($0)" } ?? "\(violation.frame)"
-            let what = violation.write ? "wrote" : "read"
             let who = actor.map { "\($0.name) (device \(instance ?? "?"))" } ?? "thread \(violation.thread) (device \(instance ?? "?"))"
+            let detail: String
+            if let service = violation.service {
+                // set_dirty / mark_accessed: the page's state, not its contents.
+                // Space 0: the instance has bindings over the address in several spaces.
+                let of = violation.addressSpace.rawValue == 0 ? "" : "\(violation.addressSpace) "
+                detail = "\(who) called \(service) on \(used) (its translation of \(of)0x\(String(violation.address, radix: 16))), "
+                    + "a frame freed since the device translated it: \(violation.kind.rawValue) (Linux: "
+                    + "\(service == "set_dirty" ? "set_page_dirty" : "mark_page_accessed") on a page the driver no longer holds; "
+                    + "a write the device made to it is lost, and the mark lands on a free page or another owner's)"
+            } else {
+                detail = "\(who) \(violation.verb) \(used) at \(violation.addressSpace) 0x\(String(violation.address, radix: 16)) through a translation "
+                    + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
+                    + (violation.acknowledged.map { "; the device had acknowledged the invalidation \($0)" } ?? "")
+            }
             return Finding(
                 invariant: invariant,
-                detail: "\(who) \(what) \(used) at \(violation.addressSpace) 0x\(String(violation.address, radix: 16)) through a translation "
-                    + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
-                    + (violation.acknowledged.map { "; the device had acknowledged the invalidation \($0)" } ?? ""),
+                detail: detail,
                 place: place,
-                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.write, began, at)),
+                trail: lab.trail.trail(space: violation.addressSpace, address: violation.address, upTo: at, access: (violation.service.map { .mark(service: $0) } ?? .dma(write: violation.write), began, at)),
                 seconds: lab.clock.seconds(at), actor: actor?.name ?? violation.thread.name,
                 deviceTranslation: Self.deviceTranslation(violation, lab))
         }

@@ -99,11 +99,11 @@ final class EventTrail: Sendable {
     /// The last `limit` entries that touched the page at `address` of
     /// `space` up to `upTo` (absolute lab clock; default: now), oldest first,
     /// as lines a person reads; with `access`, a last line for the bad
-    /// access itself (a write or a read, when it reached memory, and when
-    /// it began if that is known and earlier: the events between happened
-    /// while the access was on its way).
+    /// access itself (what it was, as `BadAccess.text` says; when it
+    /// reached memory, and when it began if that is known and earlier: the
+    /// events between happened while the access was on its way).
     func trail(
-        space: AddressSpaceID, address: UInt64, upTo: UInt64 = .max, access: (write: Bool, began: UInt64?, landed: UInt64)? = nil,
+        space: AddressSpaceID, address: UInt64, upTo: UInt64 = .max, access: (what: BadAccess, began: UInt64?, landed: UInt64)? = nil,
         limit: Int = 10
     ) -> [String] {
         let page = address & ~4095
@@ -122,11 +122,26 @@ final class EventTrail: Sendable {
         // lock, so two threads may record in the other order.
         var lines = found.sorted { $0.nanoseconds < $1.nanoseconds }.map(describe)
         if let access {
-            var line = "\(clock.text(access.landed)) device \(access.write ? "write" : "read") through the stale translation (the bad access)"
+            var line = "\(clock.text(access.landed)) \(access.what.text)"
             if let began = access.began, clock.text(began) != clock.text(access.landed) { line += ", begun at \(clock.text(began))" }
             lines.append(line)
         }
         return lines
+    }
+
+    /// The bad access a trail ends with.
+    enum BadAccess {
+        /// A DMA read (`write` false) or write through the stale translation.
+        case dma(write: Bool)
+        /// A host service that marks the page (`set_dirty`, `mark_accessed`) on a freed frame.
+        case mark(service: String)
+
+        var text: String {
+            switch self {
+            case .dma(let write): "device \(write ? "write" : "read") through the stale translation (the bad access)"
+            case .mark(let service): "device's \(service) on the freed frame (the bad call)"
+            }
+        }
     }
 
     /// The event of the last invalidation start (or release) of the page at

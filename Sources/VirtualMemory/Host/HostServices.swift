@@ -237,6 +237,40 @@ extension Machine {
         memory.setFlags(.referenced, on: frame.frame)
     }
 
+    /// A device reports the page behind its translation `t` dirty
+    /// (`set_dirty`) or used (`mark_accessed`), checked as a DMA is for its
+    /// first rule: the frame must still be in the generation the device
+    /// translated it in. Linux's `set_page_dirty` and `mark_page_accessed`
+    /// act on the page structure the driver names; one freed since (the
+    /// driver let go of it, or marked it only after its own invalidation
+    /// callback returned and the primary freed the page) is another
+    /// owner's now or free. Such a call marks nothing (the frame is not the
+    /// device's page: its write, if it made one, is already lost) and is
+    /// recorded as a *use after free*, with `service` naming the call and
+    /// `space` giving the address space of the device's binding (asked only
+    /// then; nil if it cannot say: the violation names space 0, which no
+    /// address space has).
+    ///
+    /// The check and the mark are not atomic against a free: a frame freed
+    /// between them gets the mark, as before this check (a free page's
+    /// flags are reset when it is handed out again, and an extra dirty bit
+    /// on a new owner's page costs one write-back, never data).
+    public func markFromDevice(
+        _ t: DeviceTranslation, service: String, dirty: Bool, space: () -> AddressSpaceID?, issuer: DeviceID?
+    ) {
+        let frame = t.frame.frame
+        precondition(t.frame.rawValue <= UInt64(Int32.max) && t.devicePage == nil, "\(service) of \(t.frame), which is not a frame")
+        guard memory.generation(of: frame) == t.generation else {
+            violations.record(
+                MemoryViolation(
+                    kind: .useAfterFree, addressSpace: space() ?? AddressSpaceID(0), address: t.address, frame: t.frame,
+                    generation: t.generation, primaryFrame: nil, devicePage: nil, issuer: issuer, write: dirty, service: service,
+                    nanoseconds: sync.nowNanoseconds()))
+            return
+        }
+        if dirty { setDirty(t.frame) } else { markAccessed(t.frame) }
+    }
+
     /// A frame for a device's page-table page, charged to physical memory.
     /// In reclaim context (a callback run by reclaim, Linux's PF_MEMALLOC;
     /// docs/CONTRACT.md, rule 16) it comes only from a bounded reserve; outside it,

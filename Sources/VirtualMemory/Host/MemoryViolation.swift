@@ -39,6 +39,10 @@ public struct MemoryViolation: Sendable, CustomStringConvertible {
     /// The device that made the access, when it said.
     public let issuer: DeviceID?
     public let write: Bool
+    /// The host service through which the device touched the page's state
+    /// without reaching its contents (`set_dirty`, `mark_accessed`); nil for
+    /// a DMA read or write.
+    public let service: String?
     /// The invalidation the device had acknowledged, for a stale
     /// translation used inside its bracket.
     public let acknowledged: InvalidationRange?
@@ -51,7 +55,7 @@ public struct MemoryViolation: Sendable, CustomStringConvertible {
 
     public init(
         kind: Kind, addressSpace: AddressSpaceID, address: UInt64, frame: PageFrameNumber, generation: UInt32,
-        primaryFrame: PageFrameNumber?, devicePage: DevicePage?, issuer: DeviceID?, write: Bool,
+        primaryFrame: PageFrameNumber?, devicePage: DevicePage?, issuer: DeviceID?, write: Bool, service: String? = nil,
         acknowledged: InvalidationRange? = nil, thread: ThreadIdentity = .current, nanoseconds: UInt64
     ) {
         self.kind = kind
@@ -63,16 +67,20 @@ public struct MemoryViolation: Sendable, CustomStringConvertible {
         self.devicePage = devicePage
         self.issuer = issuer
         self.write = write
+        self.service = service
         self.acknowledged = acknowledged
         self.thread = thread
         self.nanoseconds = nanoseconds
     }
 
+    /// What the device did to the page, in a word or three.
+    public var verb: String { service.map { "called \($0) on" } ?? (write ? "wrote" : "read") }
+
     public var description: String {
         let now = primaryFrame.map { "the primary maps \($0)" } ?? "the primary maps nothing"
         let used = devicePage.map { "\($0)" } ?? "\(frame) gen \(generation)"
         let who = issuer.map { "\($0) " } ?? "device "
-        var text = "\(kind.rawValue): \(who)\(write ? "wrote" : "read") \(used) at \(addressSpace) 0x\(String(address, radix: 16)); \(now)"
+        var text = "\(kind.rawValue): \(who)\(verb) \(used) at \(addressSpace) 0x\(String(address, radix: 16)); \(now)"
         if let acknowledged { text += "; it had acknowledged the invalidation \(acknowledged)" }
         return text + " (thread \(thread))"
     }
