@@ -164,6 +164,12 @@ final class AgingCheck: @unchecked Sendable {
         }
     }
 
+    /// `invalidationBegan(space:start:end:at:)` with a clock reading of its own.
+    func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        var began: UInt64 = 0
+        invalidationBegan(space: space, start: start, end: end, at: &began)
+    }
+
     /// An invalidation of `[start, end)` of `space` ended (every device's
     /// callback has returned): treated as a check of those pages. `ended`
     /// as `began` of `invalidationBegan`.
@@ -182,6 +188,12 @@ final class AgingCheck: @unchecked Sendable {
                 count = original
             }
         }
+    }
+
+    /// `invalidationEnded(space:start:end:at:)` with a clock reading of its own.
+    func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        var ended: UInt64 = 0
+        invalidationEnded(space: space, start: start, end: end, at: &ended)
     }
 
     /// Calls `body` with (mapping index, page) for each tracked page of `[start, end)` of `space`.
