@@ -35,6 +35,15 @@ final class AgingCheck: @unchecked Sendable {
     private let findings: BugTracker
     private let trail: EventTrail
     private let mappings: [TrackedMapping]
+    /// Where each of `mappings` is, as plain values: the per-invalidation
+    /// scans read these, with no reference counting on the shared mapping
+    /// objects.
+    private let spans: [Span]
+    private struct Span {
+        let space: AddressSpaceID
+        let address: UInt64
+        let pages: Int
+    }
     /// Per mapping, per page: (start, end) of the last device access that
     /// completed (clock nanoseconds), stored as one word pair.
     private let lastAccess: [UnsafeMutablePointer<Atomic<WordPair>>]
@@ -53,6 +62,7 @@ final class AgingCheck: @unchecked Sendable {
     init(instance: String, mappings: [TrackedMapping], clock: SyncDomain, findings: BugTracker, trail: EventTrail) {
         self.instance = instance
         self.mappings = mappings
+        spans = mappings.map { Span(space: $0.space.id, address: $0.address, pages: $0.pages) }
         self.clock = clock
         self.findings = findings
         self.trail = trail
@@ -87,8 +97,9 @@ final class AgingCheck: @unchecked Sendable {
         }
     }
 
-    /// The clock's nanoseconds now (never 0).
-    var now: UInt64 { Self.nanoseconds(clock.now()) }
+    /// The clock's nanoseconds now (never 0): `nanoseconds(clock.now())`,
+    /// read without `Duration`'s 128-bit arithmetic.
+    var now: UInt64 { max(clock.nowNanoseconds(), 1) }
 
     static func nanoseconds(_ duration: Duration) -> UInt64 {
         let (seconds, attoseconds) = duration.components
@@ -107,32 +118,31 @@ final class AgingCheck: @unchecked Sendable {
     func answered(space: AddressSpaceID, start: UInt64, end: UInt64, askedAt: Duration, young: Bool) {
         if !active.load(ordering: .relaxed) { active.store(true, ordering: .relaxed) }
         let asked = Self.nanoseconds(askedAt)
-        let ended = now
-        for (index, mapping) in mappings.enumerated() where mapping.space.id == space {
-            let first = max(start, mapping.address)
-            let last = min(end, mapping.address + UInt64(mapping.pages) * 4096)
-            guard first < last else { continue }
-            for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12) {
-                let previous = lastCheckEnd[index][page].exchange(ended, ordering: .acquiringAndReleasing)
-                // Young, or an invalidation of the page in progress (the
-                // device's own callback may have dropped the translation
-                // after the access): nothing to judge.
-                guard !young, inProgress[index][page].load(ordering: .acquiring) <= 0 else { continue }
-                let access = lastAccess[index][page].load(ordering: .acquiring)
-                let (used, done) = (UInt64(access.first), UInt64(access.second))
-                guard done != 0, used > previous, done < asked else { continue }
-                misjudged[index][page].store(true, ordering: .releasing)
-                let address = mapping.address + UInt64(page) * 4096
-                let at = trail.clock.nanoseconds
-                findings.note(BugKey(invariant: .youngLost, instance: instance, path: "clear_young"), at: at) {
-                    Finding(
-                        invariant: .youngLost,
-                        detail: "\(instance) answered clear_young \"not young\" for page \(page) of \(mapping.spaceName)/\(mapping.mappingName) at 0x"
-                            + String(address, radix: 16) + ", but its device used the page \((asked - done) / 1_000) µs before the check "
-                            + "(after the previous check of the page ended): an accessed bit lost, or a TLB not flushed (clear_flush_young)",
-                        place: mapping.place(of: page), trail: trail.trail(space: space, address: address), seconds: trail.clock.seconds(at),
-                        actor: ThreadIdentity.current.name)
-                }
+        // When the check ended: read at the first tracked page (no clock
+        // read for a range this instance tracks nothing of).
+        var ended: UInt64 = 0
+        forEachPage(space: space, start: start, end: end) { index, page in
+            if ended == 0 { ended = now }
+            let previous = lastCheckEnd[index][page].exchange(ended, ordering: .acquiringAndReleasing)
+            // Young, or an invalidation of the page in progress (the
+            // device's own callback may have dropped the translation
+            // after the access): nothing to judge.
+            guard !young, inProgress[index][page].load(ordering: .acquiring) <= 0 else { return }
+            let access = lastAccess[index][page].load(ordering: .acquiring)
+            let (used, done) = (UInt64(access.first), UInt64(access.second))
+            guard done != 0, used > previous, done < asked else { return }
+            misjudged[index][page].store(true, ordering: .releasing)
+            let mapping = mappings[index]
+            let address = mapping.address + UInt64(page) * 4096
+            let at = trail.clock.nanoseconds
+            findings.note(BugKey(invariant: .youngLost, instance: instance, path: "clear_young"), at: at) {
+                Finding(
+                    invariant: .youngLost,
+                    detail: "\(instance) answered clear_young \"not young\" for page \(page) of \(mapping.spaceName)/\(mapping.mappingName) at 0x"
+                        + String(address, radix: 16) + ", but its device used the page \((asked - done) / 1_000) µs before the check "
+                        + "(after the previous check of the page ended): an accessed bit lost, or a TLB not flushed (clear_flush_young)",
+                    place: mapping.place(of: page), trail: trail.trail(space: space, address: address), seconds: trail.clock.seconds(at),
+                    actor: ThreadIdentity.current.name)
             }
         }
     }
@@ -143,19 +153,29 @@ final class AgingCheck: @unchecked Sendable {
     /// on to the page as it zaps; a plugin that does is not judged either).
     /// Until the invalidation ends, a "not young" answer there is not
     /// judged; accesses before now no longer bind the next answer.
-    func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        let began = now
+    /// `began`: the clock when the invalidation began, read here at the
+    /// first tracked page if still 0 (the caller shares one reading among
+    /// its checks, and a range with no tracked page reads no clock).
+    func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64, at began: inout UInt64) {
         forEachPage(space: space, start: start, end: end) { index, page in
+            if began == 0 { began = now }
             inProgress[index][page].add(1, ordering: .acquiringAndReleasing)
             lastCheckEnd[index][page].store(began, ordering: .releasing)
         }
     }
 
+    /// `invalidationBegan(space:start:end:at:)` with a clock reading of its own.
+    func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        var began: UInt64 = 0
+        invalidationBegan(space: space, start: start, end: end, at: &began)
+    }
+
     /// An invalidation of `[start, end)` of `space` ended (every device's
-    /// callback has returned): treated as a check of those pages.
-    func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        let ended = now
+    /// callback has returned): treated as a check of those pages. `ended`
+    /// as `began` of `invalidationBegan`.
+    func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64, at ended: inout UInt64) {
         forEachPage(space: space, start: start, end: end) { index, page in
+            if ended == 0 { ended = now }
             lastCheckEnd[index][page].store(ended, ordering: .releasing)
             // Never below zero: a subscriber registered while an
             // invalidation was in flight hears its end without its start
@@ -170,25 +190,29 @@ final class AgingCheck: @unchecked Sendable {
         }
     }
 
+    /// `invalidationEnded(space:start:end:at:)` with a clock reading of its own.
+    func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64) {
+        var ended: UInt64 = 0
+        invalidationEnded(space: space, start: start, end: end, at: &ended)
+    }
+
     /// Calls `body` with (mapping index, page) for each tracked page of `[start, end)` of `space`.
     private func forEachPage(space: AddressSpaceID, start: UInt64, end: UInt64, _ body: (Int, Int) -> Void) {
-        for (index, mapping) in mappings.enumerated() where mapping.space.id == space {
-            let first = max(start, mapping.address)
-            let last = min(end, mapping.address + UInt64(mapping.pages) * 4096)
+        for index in spans.indices where spans[index].space == space {
+            let span = spans[index]
+            let first = max(start, span.address)
+            let last = min(end, span.address + UInt64(span.pages) * 4096)
             guard first < last else { continue }
-            for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12) { body(index, page) }
+            for page in Int((first - span.address) >> 12)..<Int((last - span.address) >> 12) { body(index, page) }
         }
     }
 
     /// Reclaim is evicting `[start, end)` of `space`: a page this check
     /// saw misjudged is a hot page lost.
     func evicting(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        for (index, mapping) in mappings.enumerated() where mapping.space.id == space {
-            let first = max(start, mapping.address)
-            let last = min(end, mapping.address + UInt64(mapping.pages) * 4096)
-            guard first < last else { continue }
-            for page in Int((first - mapping.address) >> 12)..<Int((last - mapping.address) >> 12)
-            where misjudged[index][page].exchange(false, ordering: .acquiringAndReleasing) {
+        forEachPage(space: space, start: start, end: end) { index, page in
+            if misjudged[index][page].exchange(false, ordering: .acquiringAndReleasing) {
+                let mapping = mappings[index]
                 let address = mapping.address + UInt64(page) * 4096
                 let at = trail.clock.nanoseconds
                 let key = BugKey(invariant: .hotPageEvicted, instance: instance, path: "vmscan after a wrong \"not young\"")
@@ -215,11 +239,16 @@ final class AgingChecks: @unchecked Sendable {
         for check in all { check.evicting(space: space, start: start, end: end) }
     }
 
+    /// Tells every check; the clock is read once, and only if some check
+    /// tracks a page of the range.
     func invalidationBegan(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        for check in all { check.invalidationBegan(space: space, start: start, end: end) }
+        var began: UInt64 = 0
+        for check in all { check.invalidationBegan(space: space, start: start, end: end, at: &began) }
     }
 
+    /// As `invalidationBegan`.
     func invalidationEnded(space: AddressSpaceID, start: UInt64, end: UInt64) {
-        for check in all { check.invalidationEnded(space: space, start: start, end: end) }
+        var ended: UInt64 = 0
+        for check in all { check.invalidationEnded(space: space, start: start, end: end, at: &ended) }
     }
 }

@@ -69,8 +69,9 @@ public final class AddressSpace: @unchecked Sendable, CustomStringConvertible {
     private var cursor: UInt64 = 0x10_0000_0000
     /// Invalidations between their start and their end, with what each
     /// device acknowledged (guarded by `ptl`): what the device-access check
-    /// holds each device to.
-    var inFlight: [InFlightInvalidation] = []
+    /// holds each device to. Lock-guarded, so the runtime's exclusivity
+    /// checks cannot fail (two sat on every invalidation).
+    @exclusivity(unchecked) var inFlight: [InFlightInvalidation] = []
     /// Which device holds each device-exclusive PTE, by virtual page
     /// (guarded by `ptl`). Read only where the PTE has the bit, so an entry
     /// left behind after the PTE went (a zap, reclaim) is never believed;

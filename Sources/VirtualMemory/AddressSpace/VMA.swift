@@ -46,6 +46,11 @@ final class VMA: @unchecked Sendable, CustomStringConvertible {
     let region: AnonymousRegion?
     let file: BackingFile?
     unowned let space: AddressSpace
+    /// `space`, unretained, for the rmap walk (`Machine.forEachMapping`)
+    /// only, where reaching it costs no reference counting on an object
+    /// every thread shares. Valid while the VMA is on its rmap owner's list
+    /// (see `forEachMapping` for why).
+    let unretainedSpace: Unmanaged<AddressSpace>
     /// Madvised `MADV_MERGEABLE`: the KSM scanner looks at it.
     var mergeable = false
     /// Registered with a userfaultfd for write-protect faults
@@ -66,6 +71,7 @@ final class VMA: @unchecked Sendable, CustomStringConvertible {
         self.region = region
         self.file = file
         self.space = space
+        unretainedSpace = .passUnretained(space)
     }
 
     var pages: Int { Int((end - start) >> 12) }

@@ -45,8 +45,8 @@ extension Machine {
     func splitHugeFolio(_ head: Int32, zeroUnused: Bool = false) {
         precondition(memory.flags(of: head).contains(.huge), "frame \(head) heads no huge folio")
         precondition(memory.pincount(of: head) == 0, "splitting pinned huge folio \(head) (pins split a huge page first)")
-        forEachMapping(of: head) { vma, block in
-            vma.space.invalidateBlocking(block, block + AddressSpace.hugeSize, .hugeSplit) { address, pte, released in
+        forEachMapping(of: head) { space, block in
+            space.invalidateBlocking(block, block + AddressSpace.hugeSize, .hugeSplit) { address, pte, released in
                 guard pte.isPresent, pte.isHuge, memory.head(of: pte.frame) == head else { return }
                 if pte.isDirty { memory.setFlags(.dirty, on: head) }
                 // The PMD mapping's count and reference go with its last entry.
@@ -54,7 +54,7 @@ extension Machine {
                     memory.removeMapping(head)
                     released.frames.append(head)
                 }
-                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                space.residentPages.subtract(1, ordering: .relaxed)
                 pte = .migration(frame: pte.frame, writable: pte.isWritable, protNone: pte.isProtNone, uffdWP: pte.isUffdWP)
             }
         }
@@ -63,21 +63,21 @@ extension Machine {
         memory.node(of: head).addToLRU(tails, memory: memory)
         // Back as small mappings, through the rmap (the head now owns page
         // 0 of the same index, so it finds the same places).
-        forEachMapping(of: head) { vma, block in
-            vma.space.ptl.withLock {
+        forEachMapping(of: head) { space, block in
+            space.ptl.withLock {
                 for (k, frame) in frames.enumerated() {
                     let vpn = (block >> 12) + UInt64(k)
-                    let pte = vma.space.pageTable.entry(vpn)
+                    let pte = space.pageTable.entry(vpn)
                     guard pte.isMigration, pte.frame == frame else { continue }
                     if zeroUnused && !pte.isUffdWP && memory.payload(of: frame).allSatisfy({ $0 == 0 }) {
-                        vma.space.pageTable.set(vpn, .present(frame: zeroFrame, writable: false, accessed: false, protNone: pte.migrationIsProtNone))
+                        space.pageTable.set(vpn, .present(frame: zeroFrame, writable: false, accessed: false, protNone: pte.migrationIsProtNone))
                         continue
                     }
                     memory.addMapping(frame)
-                    vma.space.pageTable.set(
+                    space.pageTable.set(
                         vpn, PTE.present(frame: frame, writable: pte.isWritable, accessed: false, protNone: pte.migrationIsProtNone)
                             .with(uffdWP: pte.isUffdWP))
-                    vma.space.residentPages.add(1, ordering: .relaxed)
+                    space.residentPages.add(1, ordering: .relaxed)
                 }
             }
         }
@@ -107,15 +107,15 @@ extension Machine {
         precondition(targetLocked, "a fresh huge folio is unlocked")
         let old = memory.members(of: head)
         let new = memory.members(of: target)
-        forEachMapping(of: head) { vma, block in
-            vma.space.invalidateBlocking(block, block + AddressSpace.hugeSize, .migrate, owner: owner) { address, pte, released in
+        forEachMapping(of: head) { space, block in
+            space.invalidateBlocking(block, block + AddressSpace.hugeSize, .migrate, owner: owner) { address, pte, released in
                 guard pte.isPresent, pte.isHuge, memory.head(of: pte.frame) == head else { return }
                 if pte.isDirty { memory.setFlags(.dirty, on: head) }
                 if (address - block) >> 12 == UInt64(PhysicalMemory.hugePages - 1) {
                     memory.removeMapping(head)
                     released.frames.append(head)
                 }
-                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                space.residentPages.subtract(1, ordering: .relaxed)
                 pte = PTE.migration(frame: pte.frame, writable: pte.isWritable, protNone: pte.isProtNone, uffdWP: pte.isUffdWP).with(huge: true)
             }
         }
@@ -126,22 +126,22 @@ extension Machine {
         // Back on the new folio: a mapping whose 512 entries are all still
         // migration entries of the old one (a mapping cannot lose part of
         // them: that would split the folio, which waits for our lock).
-        forEachMapping(of: head) { vma, block in
-            vma.space.ptl.withLock {
+        forEachMapping(of: head) { space, block in
+            space.ptl.withLock {
                 let first = block >> 12
                 for k in 0..<PhysicalMemory.hugePages {
-                    let pte = vma.space.pageTable.entry(first + UInt64(k))
+                    let pte = space.pageTable.entry(first + UInt64(k))
                     guard pte.isMigration, pte.frame == old[k] else { return }
                 }
                 memory.addMapping(target)
                 for k in 0..<PhysicalMemory.hugePages {
-                    let pte = vma.space.pageTable.entry(first + UInt64(k))
-                    vma.space.pageTable.set(
+                    let pte = space.pageTable.entry(first + UInt64(k))
+                    space.pageTable.set(
                         first + UInt64(k),
                         PTE.present(frame: new[k], writable: pte.isWritable, accessed: false, protNone: pte.migrationIsProtNone)
                             .with(uffdWP: pte.isUffdWP).with(huge: true))
                 }
-                vma.space.residentPages.add(PhysicalMemory.hugePages, ordering: .relaxed)
+                space.residentPages.add(PhysicalMemory.hugePages, ordering: .relaxed)
             }
         }
         memory.node(of: target).addToLRU(target, memory: memory)
@@ -160,12 +160,11 @@ extension Machine {
     /// `clearYoung` over its 2 MiB; clears what it reads. Only the blocks
     /// some PTE of which maps the folio are looked at, each under its
     /// space's young lock (as `checkReferences`); they are returned.
-    func checkHugeReferences(_ head: Int32) -> (used: Bool, mapped: Set<MappingKey>) {
+    func checkHugeReferences(_ head: Int32) -> (used: Bool, mapped: MappingKeys) {
         var cpu = memory.testAndClear(.referenced, on: head)
         var device = false
-        var mapped: Set<MappingKey> = []
-        forEachMapping(of: head) { vma, block in
-            let space = vma.space
+        var mapped = MappingKeys()
+        forEachMapping(of: head) { space, block in
             space.youngLock.withLock {
                 var maps = false
                 space.ptl.withLock {

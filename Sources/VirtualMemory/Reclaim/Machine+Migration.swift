@@ -84,8 +84,8 @@ extension Machine {
             // `try_to_migrate_one` cannot unshare a pinned anonymous page
             // (and a pinned file page fails the reference check), so the
             // mapping is restored. The secondaries still saw the range.
-            forEachMapping(of: frame) { vma, mapped in
-                vma.space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, _, _ in }
+            forEachMapping(of: frame) { space, mapped in
+                space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, _, _ in }
             }
             statistics.migrationsRefusedPinned.add(1, ordering: .relaxed)
             return .pinned(PageFrameNumber(frame))
@@ -108,8 +108,8 @@ extension Machine {
         // this, a device pinning the page meanwhile would keep the old
         // frame while the primary maps a copy.
         var pinnedMeanwhile = false
-        forEachMapping(of: frame) { vma, mapped in
-            vma.space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, pte, released in
+        forEachMapping(of: frame) { space, mapped in
+            space.invalidateBlocking(mapped, mapped + 4096, .migrate, owner: owner) { _, pte, released in
                 guard pte.isPresent, pte.frame == frame, !pinnedMeanwhile else { return }
                 if memory.pincount(of: frame) > 0 {
                     pinnedMeanwhile = true
@@ -118,7 +118,7 @@ extension Machine {
                 if pte.isDirty { memory.setFlags(.dirty, on: frame) }
                 memory.removeMapping(frame)
                 released.frames.append(frame)
-                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                space.residentPages.subtract(1, ordering: .relaxed)
                 pte = .migration(frame: frame, writable: pte.isWritable, protNone: pte.isProtNone, uffdWP: pte.isUffdWP)
             }
         }
@@ -165,15 +165,15 @@ extension Machine {
     /// may have gone (munmap, exit) or come (fork copies migration
     /// entries) meanwhile, and the rmap holds exactly the live ones.
     private func restoreMigrationEntries(of frame: Int32, to target: Int32) {
-        forEachMapping(of: frame) { vma, mapped in
-            vma.space.ptl.withLock {
-                let pte = vma.space.pageTable.entry(mapped >> 12)
+        forEachMapping(of: frame) { space, mapped in
+            space.ptl.withLock {
+                let pte = space.pageTable.entry(mapped >> 12)
                 guard pte.isMigration, pte.frame == frame else { return }
                 memory.addMapping(target)
-                vma.space.pageTable.set(
+                space.pageTable.set(
                     mapped >> 12,
                     PTE.present(frame: target, writable: pte.isWritable, accessed: false, protNone: pte.migrationIsProtNone).with(uffdWP: pte.isUffdWP))
-                vma.space.residentPages.add(1, ordering: .relaxed)
+                space.residentPages.add(1, ordering: .relaxed)
             }
         }
     }

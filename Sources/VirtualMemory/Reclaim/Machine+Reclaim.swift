@@ -133,7 +133,7 @@ extension Machine {
     /// The body of `reclaim(isolated:)`, with the frame locked. `known`:
     /// the mappings a young check already found (a huge page's, checked
     /// whole before its split), the only ones to unmap.
-    private func evict(_ frame: Int32, ignoreReferences: Bool, checked known: Set<MappingKey>? = nil) -> Eviction {
+    private func evict(_ frame: Int32, ignoreReferences: Bool, checked known: MappingKeys? = nil) -> Eviction {
         let flags = memory.flags(of: frame)
         // Linux's `shrink_folio_list` keeps a pinned anonymous page before
         // giving it a swap slot. One already in the swap cache, and a file
@@ -150,7 +150,7 @@ extension Machine {
             // devices' young bits over its 2 MiB); a cold one is split to
             // be swapped out (Linux splits a THP it cannot swap whole):
             // its other pages go on the inactive list, this one goes on.
-            var checked: Set<MappingKey>? = nil
+            var checked: MappingKeys? = nil
             if !ignoreReferences {
                 let (used, mapped) = checkHugeReferences(frame)
                 if used { return .kept(active: true) }
@@ -195,7 +195,7 @@ extension Machine {
                 slot = fresh
             }
         }
-        forEachMapping(of: frame) { vma, address in
+        forEachMapping(of: frame) { space, address in
             // Only the mappings the young check looked at (Linux holds the
             // folio lock from `folio_referenced` to `try_to_unmap`, so no
             // fault maps the page in between; the model's swap-in maps a
@@ -204,8 +204,8 @@ extension Machine {
             // frame mapped nowhere gets none (Linux: `shrink_folio_list`
             // calls `try_to_unmap` only if `folio_mapped`). A mapping made
             // since stays, and the frame with it (the mapcount test below).
-            if let checked, !checked.contains(MappingKey(space: vma.space.id, address: address)) { return }
-            vma.space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
+            if let checked, !checked.contains(MappingKey(space: space.id, address: address)) { return }
+            space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
                 guard pte.isPresent, pte.frame == frame else { return }
                 // A pinned anonymous page cannot be unshared: its PTE stays.
                 if anonymous && memory.pincount(of: frame) > 0 {
@@ -215,7 +215,7 @@ extension Machine {
                 if pte.isDirty { memory.setFlags(.dirty, on: frame) }
                 memory.removeMapping(frame)
                 released.frames.append(frame)
-                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                space.residentPages.subtract(1, ordering: .relaxed)
                 if let slot {
                     swap.retain(slot)
                     pte = PTE.swap(slot: slot).with(uffdWP: pte.isUffdWP)
@@ -255,11 +255,11 @@ extension Machine {
     /// again and is kept (Linux: `try_to_unmap_one` restoring the PTE and
     /// `folio_set_swapbacked`).
     /// Only the mappings in `checked` (if given) are unmapped, as `evict`'s.
-    private func discardLazilyFreed(_ frame: Int32, checked: Set<MappingKey>?) -> Eviction {
+    private func discardLazilyFreed(_ frame: Int32, checked: MappingKeys?) -> Eviction {
         var redirtied = false
-        forEachMapping(of: frame) { vma, address in
-            if let checked, !checked.contains(MappingKey(space: vma.space.id, address: address)) { return }
-            vma.space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
+        forEachMapping(of: frame) { space, address in
+            if let checked, !checked.contains(MappingKey(space: space.id, address: address)) { return }
+            space.invalidateBlocking(address, address + 4096, .vmscan, flush: .wholeSpace) { _, pte, released in
                 guard pte.isPresent, pte.frame == frame, !redirtied else { return }
                 if pte.isDirty || memory.flags(of: frame).contains(.dirty) {
                     if pte.isDirty { memory.setFlags(.dirty, on: frame) }
@@ -268,7 +268,7 @@ extension Machine {
                 }
                 memory.removeMapping(frame)
                 released.frames.append(frame)
-                vma.space.residentPages.subtract(1, ordering: .relaxed)
+                space.residentPages.subtract(1, ordering: .relaxed)
                 pte = .none
             }
         }
@@ -282,12 +282,6 @@ extension Machine {
         guard memory.mapcount(of: frame) == 0 else { return .kept(active: false) }  // a fault mapped it again
         statistics.lazyFreeDiscards.add(1, ordering: .relaxed)
         return .evicted
-    }
-
-    /// One mapping of a frame: where a young check found it.
-    struct MappingKey: Hashable {
-        let space: AddressSpaceID
-        let address: UInt64
     }
 
     /// Whether the CPU or any secondary used the frame since the last look;
@@ -306,12 +300,11 @@ extension Machine {
     ///
     /// Each mapping's check runs under its space's `youngLock`, from the look
     /// at the PTE to the last answer, as Linux's runs under the page-table lock.
-    func checkReferences(_ frame: Int32) -> (used: Bool, mapped: Set<MappingKey>) {
+    func checkReferences(_ frame: Int32) -> (used: Bool, mapped: MappingKeys) {
         var cpu = memory.testAndClear(.referenced, on: frame)
         var device = false
-        var mapped: Set<MappingKey> = []
-        forEachMapping(of: frame) { vma, address in
-            let space = vma.space
+        var mapped = MappingKeys()
+        forEachMapping(of: frame) { space, address in
             space.youngLock.withLock {
                 let maps = space.ptl.withLock { () -> Bool in
                     let pte = space.pageTable.entry(address >> 12)

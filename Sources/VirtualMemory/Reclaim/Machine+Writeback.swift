@@ -15,8 +15,8 @@ extension Machine {
         var written = 0
         for frame in frames {
             memory.lock(frame)
-            forEachMapping(of: frame) { vma, address in
-                vma.space.invalidateBlocking(address, address + 4096, .writeProtect) { _, pte, _ in
+            forEachMapping(of: frame) { space, address in
+                space.invalidateBlocking(address, address + 4096, .writeProtect) { _, pte, _ in
                     guard pte.isPresent, pte.frame == frame else { return }
                     if pte.isDirty { memory.setFlags(.dirty, on: frame) }
                     pte = pte.with(writable: false).with(dirty: false)

@@ -15,7 +15,9 @@ final class AnonymousRegion: @unchecked Sendable {
     let id: UInt32
     /// Linux: `anon_vma->root->rwsem`. Shared by rmap walks, exclusive to link/unlink.
     let lock: SleepingRWLock
-    var vmas: [VMA] = []
+    /// Lock-guarded, so the runtime's exclusivity checks cannot fail (and
+    /// they sat on every rmap walk).
+    @exclusivity(unchecked) var vmas: [VMA] = []
     /// Whether an anonymous page was ever installed in its mappings (Linux:
     /// the VMA has an `anon_vma`; a zero-page read makes none). fork copies
     /// nothing of a mapping without (`vma_needs_copy`).
@@ -41,7 +43,8 @@ public final class BackingFile: @unchecked Sendable {
     let mappingLock: SleepingRWLock
     /// Linux: the page cache's `i_pages` lock.
     let cacheLock: SpinLock
-    var vmas: [VMA] = []
+    /// Lock-guarded, so the runtime's exclusivity checks cannot fail.
+    @exclusivity(unchecked) var vmas: [VMA] = []
     private var stored: UnsafeMutableRawPointer
     var pageCache: [UInt32: Int32] = [:]
     /// Pages written back to the store, and pages read from it.

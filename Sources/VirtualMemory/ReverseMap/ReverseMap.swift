@@ -1,26 +1,36 @@
 import LabSync
 
 extension Machine {
-    /// Visits every VMA that may map `frame`, with the address at which it
-    /// would, holding the frame's rmap owner lock shared (Linux:
+    /// Visits every address space that may map `frame`, with the address at
+    /// which it would, holding the frame's rmap owner lock shared (Linux:
     /// `rmap_walk`). The caller holds the frame's lock, which keeps its
     /// owner and index stable; `body` must check the PTE itself. Frames
     /// without an owner (KSM pages, device page tables) have no mappings here.
-    func forEachMapping(of frame: Int32, _ body: (VMA, UInt64) -> Void) {
+    ///
+    /// `body` gets the space borrowed, with no reference counted for it:
+    /// the walk visits only VMAs on the owner's list, under the owner's
+    /// lock, and a VMA leaves the list (`AddressSpace.unlink`, with that
+    /// lock exclusive) before its space can leave the machine's registry
+    /// (`AddressSpace.exit` unlinks every VMA, then `Machine.forget`), so
+    /// the registry's strong reference holds the space for the whole of
+    /// `body`. The list is read in place, under the same lock, and not
+    /// copied (a copy retains the array and every VMA in it).
+    func forEachMapping(of frame: Int32, _ body: (AddressSpace, UInt64) -> Void) {
         let (owner, index) = memory.owner(of: frame)
         guard owner != 0 else { return }
         if let region = owners.region(owner) {
-            region.lock.withShared {
-                for vma in region.vmas {
-                    if let address = vma.address(ofIndex: index) { body(vma, address) }
-                }
-            }
+            region.lock.withShared { region.vmas.withUnsafeBufferPointer { Self.visit($0, index, body) } }
         } else if let file = owners.file(owner) {
-            file.mappingLock.withShared {
-                for vma in file.vmas {
-                    if let address = vma.address(ofIndex: index) { body(vma, address) }
-                }
-            }
+            file.mappingLock.withShared { file.vmas.withUnsafeBufferPointer { Self.visit($0, index, body) } }
+        }
+    }
+
+    /// `forEachMapping`'s loop over an owner's VMAs (its lock held).
+    @inline(__always)
+    private static func visit(_ vmas: UnsafeBufferPointer<VMA>, _ index: UInt32, _ body: (AddressSpace, UInt64) -> Void) {
+        for position in vmas.indices {
+            guard let address = vmas[position].address(ofIndex: index) else { continue }
+            vmas[position].unretainedSpace._withUnsafeGuaranteedRef { body($0, address) }
         }
     }
 
