@@ -247,7 +247,11 @@ enum {
      * on: a DMA through it reaches the frame even once the primary no
      * longer maps it there (a kernel driver's access to a page it holds a
      * reference on), until page_put. Checked against what the instance
-     * holds: set on any other it is refused (reported) and ignored. */
+     * holds: set on any other it is refused (reported) and ignored. The
+     * reference keeps the frame, not the mapping: once the instance's own
+     * callback for an invalidation of the page returned, until that range
+     * ends, a DMA through a translation the primary no longer has is stale,
+     * flag or not. */
     MMULAB_PFN_REFERENCED = 1u << 6,
 };
 
