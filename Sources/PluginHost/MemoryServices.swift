@@ -171,7 +171,8 @@ extension HostContext {
 
     /// Where a mark of `address` comes from: if the thread is in one of
     /// this instance's invalidation callbacks whose range holds the
-    /// address (its innermost call frame with a range), that range's space;
+    /// address (its innermost call frame with a range), that range's space,
+    /// and whether it is a start (an end is after the device let go);
     /// else the space of the instance's bindings over the address, if they
     /// are all in one (addresses of different spaces overlap, and the
     /// binding whose call the thread is in need not be the one the page
@@ -182,7 +183,11 @@ extension HostContext {
             index -= 1
             guard let frame = mmulab_oops_frame_at(index), frame.pointee.instance == opaque, frame.pointee.service == nil else { continue }
             if frame.pointee.subject == UInt32(MMULAB_OOPS_SUBJECT_RANGE.rawValue), frame.pointee.b <= address, address < frame.pointee.c {
-                return Machine.MarkOrigin(space: AddressSpaceID(frame.pointee.a), duringOwnInvalidation: true)
+                // Not the range's end: the page may be freed inside the
+                // bracket (a zap's gather), so a report made only there is
+                // the device's late one (bug=zap-at-end's kind).
+                let atEnd = frame.pointee.operation.map { String(cString: $0) == "\(PluginCallback.invalidateRangeEnd)" } ?? false
+                return Machine.MarkOrigin(space: AddressSpaceID(frame.pointee.a), duringOwnInvalidation: !atEnd)
             }
             break  // the innermost call into the plugin is not such a callback
         }
