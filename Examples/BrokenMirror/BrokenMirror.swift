@@ -9,6 +9,13 @@
 //                      "backwards" order of Andrea Arcangeli, linux-kernel,
 //                      2008-01-24, "Re: [kvm-devel] [PATCH] export notifier
 //                      #1"). Stale translation / use after free.
+//   bug=stale-ref      bug=stale with a page reference (get_page, ABI 1.6)
+//                      on every page it faults in, as a driver that
+//                      believes its reference keeps the page its own: the
+//                      frames are not freed, but the process's pages move
+//                      on (munmap, migration, copy-on-write) and the device
+//                      keeps using the old ones after its callback
+//                      returned. Stale translation (munmap-race).
 //   bug=sleep          sleeps inside a non-blockable invalidation. Context
 //                      violation.
 //   bug=zap-at-end     a whole-space subscriber that zaps in
@@ -114,6 +121,7 @@ protocol BrokenTable: AnyObject {
 final class BrokenMirror: DevicePlugin {
     enum Bug: String, CaseIterable {
         case stale, sleep
+        case staleReference = "stale-ref"
         case zapAtEnd = "zap-at-end", ignoreWriteProtect = "ignore-wp", noDirty = "no-dirty", notYoung = "not-young"
         case ignoreRelease = "ignore-release", zeroPage = "zero-page", lazyFree = "lazy-free", longTermPFN = "longterm-pfn"
         case keepExclusive = "keep-exclusive", ignoreMremap = "ignore-mremap", hugeSplit = "huge-split", lateDirty = "late-dirty"
@@ -181,6 +189,13 @@ final class BrokenMirror: DevicePlugin {
         let table = object as! any BrokenTable
         table.unhook()  // no callback runs after this
         for entry in table.pages where entry.valid && entry.written { reportDirty(entry) }
+        for entry in table.pages where entry.valid { dropReference(entry) }
+    }
+
+    /// bug=stale-ref: the page reference an entry holds, put (the entry is
+    /// being replaced or dropped).
+    func dropReference(_ entry: MirrorEntry) {
+        if entry.valid && entry.pfn.flags & UInt32(MMULAB_PFN_REFERENCED) != 0 { host.putPage(entry.pfn) }
     }
 
     /// The dirty state transfers (except with bug=no-dirty, and with
@@ -224,6 +239,7 @@ final class BrokenMirror: DevicePlugin {
                 continue
             }
             if table.pages[index].valid && table.pages[index].written { reportDirty(table.pages[index]) }
+            dropReference(table.pages[index])
             table.pages[index] = MirrorEntry()
         }
     }
@@ -292,7 +308,13 @@ final class BrokenMirror: DevicePlugin {
                 // BUG (zero-page): a read fault of private memory may give the
                 // shared zero page, read-only; this device takes it as its own.
                 let writable = pfn.isWritable || (bug == .zeroPage && request.writable)
-                table.pages[index] = MirrorEntry(pfn: pfn, valid: true, writable: writable, young: true, faultedForWrite: write)
+                // BUG (stale-ref): "the reference keeps the page mine" (taken
+                // as the ABI says: a current translation, under the lock
+                // after the retry check; page_get never sleeps).
+                var held = pfn
+                if bug == .staleReference && host.offersPageReferences, let referenced = try? host.getPage(pfn) { held = referenced }
+                dropReference(table.pages[index])
+                table.pages[index] = MirrorEntry(pfn: held, valid: true, writable: writable, young: true, faultedForWrite: write)
             }
         }
         throw .busy("could not fault the page in")

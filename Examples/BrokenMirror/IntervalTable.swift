@@ -1,7 +1,7 @@
 import CDevicePluginABI
 import DevicePluginKit
 
-/// A binding heard through an interval subscription (bugs stale, sleep,
+/// A binding heard through an interval subscription (bugs stale, stale-ref, sleep,
 /// ignore-wp, no-dirty, late-dirty, zero-page, lazy-free, keep-exclusive, ignore-mremap, huge-split; correct otherwise): the canonical fault
 /// loop with `read_begin` / `read_retry`.
 final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendable {
@@ -24,7 +24,8 @@ final class IntervalTable: IntervalSubscription, BrokenTable, @unchecked Sendabl
         setSeq(currentSeq)
         let protection = range.event == MMULAB_EVENT_MPROTECT.rawValue || range.event == MMULAB_EVENT_WRITE_PROTECT.rawValue
             || range.event == MMULAB_EVENT_SOFT_DIRTY.rawValue
-        let keep = device.bug == .stale || (device.bug == .ignoreWriteProtect && protection)  // BUG (stale, ignore-wp)
+        let keep = device.bug == .stale || device.bug == .staleReference  // BUG (stale, stale-ref)
+            || (device.bug == .ignoreWriteProtect && protection)  // BUG (ignore-wp)
             || (device.bug == .ignoreMremap && range.event == MMULAB_EVENT_MREMAP.rawValue)  // BUG (ignore-mremap)
         if !keep { device.zap(self, range.start, range.end) }
         device.lock.unlock()

@@ -70,6 +70,9 @@ extension HostContext {
     func referencedTranslation(_ pfn: mmulab_pfn, _ service: StaticString) -> DeviceTranslation {
         let t = translation(pfn)
         guard pfn.flags & UInt32(MMULAB_PFN_REFERENCED) != 0 else { return t }
+        // The zero page: page_get takes nothing on it (it is never freed), so
+        // the flag holds nothing either, and the access is judged as any.
+        if pfn.pfn == zeroFrame && !pfn.isDevicePrivate { return t }
         let frame = Int32(truncatingIfNeeded: pfn.pfn)
         guard !pfn.isDevicePrivate, ledger.withLock({ $0.holdsReference(frame, generation: pfn.generation) }) else {
             report("\(service)", "MMULAB_PFN_REFERENCED on pfn#\(pfn.pfn) generation \(pfn.generation), which holds no reference of this instance")

@@ -73,6 +73,13 @@ struct BreakageTests {
         Case(
             name: "mirror-broken bug=lazy-free on lazy-free-churn", scenario: "lazy-free-churn", plugin: ("mirror-broken", "bug=lazy-free"),
             seconds: 2, expected: [.lostWrite]),
+        // Translations kept through invalidations on pages the device holds a
+        // reference on (get_page): not freed, but no longer the process's
+        // pages there; the reference excuses nothing inside the device's
+        // acknowledged bracket.
+        Case(
+            name: "mirror-broken bug=stale-ref on munmap-race", scenario: "munmap-race", plugin: ("mirror-broken", "bug=stale-ref"),
+            seconds: 1, expected: [.staleTranslation], allowed: [.lostWrite, .writeThroughReadOnly, .crossSpaceLeak]),
         // Dirty bits reported after the invalidation callback returned, on
         // frames reclaim may have freed meanwhile (set_dirty's generation check).
         Case(

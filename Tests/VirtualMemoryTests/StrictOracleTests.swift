@@ -77,6 +77,32 @@ struct StrictOracleTests {
         #expect(violation.issuer == probe.device && violation.acknowledged?.event == .madviseDontNeed)
     }
 
+    @Test("a page reference keeps the frame, not the mapping: inside its acknowledged bracket a device's use is stale, after the range it is its own")
+    func aReferenceExcusesNothingInsideTheAcknowledgedBracket() throws {
+        let machine = makeMachine()
+        let space = machine.makeAddressSpace()
+        let base = try space.map(length: 4 * page, kind: .anonymousPrivate)
+        try space.write(base, [1])
+        let probe = ProbeDevice(machine, space)
+        try space.notifiers.register(probe)
+        try probe.take(base, write: false)
+        // The device holds a page reference (ABI 1.6 page_get) and says so on its translation.
+        let t = try #require(probe.kept.withLock { $0 })
+        machine.memory.get(Int32(t.frame.rawValue))
+        let referenced = DeviceTranslation(
+            address: t.address, frame: t.frame, generation: t.generation, writable: t.writable, pinned: false, devicePage: nil,
+            exclusive: false, huge: false, referenced: true)
+        probe.kept.withLock { $0 = referenced }
+        probe.onEnd.withLock { $0 = { _ in probe.read() } }  // after its own callback returned, inside the bracket: stale
+        try space.adviseDontNeed(start: base, length: page)
+        #expect(kinds(machine) == [.staleTranslation], "\(machine.violations.snapshot)")
+        #expect(machine.memory.generation(of: Int32(t.frame.rawValue)) == t.generation, "the reference kept the frame")
+        // After the range: the page the driver holds, as a kmap of it is (not a finding).
+        probe.read()
+        #expect(kinds(machine) == [.staleTranslation], "\(machine.violations.snapshot)")
+        machine.memory.put(Int32(t.frame.rawValue))
+    }
+
     @Test("an event that keeps frames (mprotect) lets a device keep reading the page it maps, not writing it")
     func protectionEventsKeepFramesButNotWrites() throws {
         let machine = makeMachine()

@@ -64,6 +64,7 @@ let cases: [Case] = [
     Case(name: "bug=ignore-mremap", scenario: "mremap-move", brokenMirrorBug: "ignore-mremap"),
     Case(name: "bug=huge-split", scenario: "thp-storm", brokenMirrorBug: "huge-split"),
     Case(name: "bug=late-dirty", scenario: "dirty-writeback", brokenMirrorBug: "late-dirty"),
+    Case(name: "bug=stale-ref", scenario: "munmap-race", brokenMirrorBug: "stale-ref"),
 ]
 
 /// The lab seconds from the start of a run of `entry` with `seed` to its

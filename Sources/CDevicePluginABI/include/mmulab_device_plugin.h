@@ -36,7 +36,11 @@
  * on a CPU fault of a page in the instance's device memory before it
  * brings the page home itself (never for an instance that negotiated 1.5
  * or less), and page references (the host services page_get and page_put,
- * and MMULAB_PFN_REFERENCED: Linux's get_page and put_page). Every addition is at the end of its struct: the host
+ * and MMULAB_PFN_REFERENCED: Linux's get_page and put_page). (Later 1.6
+ * hosts, no struct changed: MMULAB_PFN_REFERENCED no longer excuses a DMA
+ * inside the instance's own acknowledged invalidation, and a set_dirty of
+ * a frame freed since its translation is recorded as a use after free.)
+ * Every addition is at the end of its struct: the host
  * reads only what struct_size covers, and a plugin reads a host field only
  * if the host table's struct_size covers it.
  *
@@ -247,7 +251,11 @@ enum {
      * on: a DMA through it reaches the frame even once the primary no
      * longer maps it there (a kernel driver's access to a page it holds a
      * reference on), until page_put. Checked against what the instance
-     * holds: set on any other it is refused (reported) and ignored. */
+     * holds: set on any other it is refused (reported) and ignored. The
+     * reference keeps the frame, not the mapping: once the instance's own
+     * callback for an invalidation of the page returned, until that range
+     * ends, a DMA through a translation the primary no longer has is stale,
+     * flag or not. */
     MMULAB_PFN_REFERENCED = 1u << 6,
 };
 

@@ -37,8 +37,9 @@ extension Machine {
     /// - otherwise, what the primary maps there now, or the old frame while
     ///   an invalidation the device has not yet acknowledged is in
     ///   progress (before its callback runs, or while it runs and drains
-    ///   its in-flight DMA), or a frame the device pinned: anything else is
-    ///   a *stale translation*;
+    ///   its in-flight DMA), or a frame the device pinned or holds a page
+    ///   reference on: anything else is a *stale translation* (a reference
+    ///   excuses nothing inside the device's acknowledged bracket, above);
     /// - for a page a device holds exclusive (`makeExclusive`), only that
     ///   device; and a translation taken exclusive only while the entry is
     ///   still the device-exclusive one its device holds;
@@ -61,11 +62,13 @@ extension Machine {
             let sameGeneration: Bool
             let maps: Bool
             let pinned: Bool
+            let referenced: Bool
             var target: UnsafeMutableRawBufferPointer
             if let page = t.devicePage, let home {
                 sameGeneration = home.generation(of: page) == t.generation
                 maps = pte.isDevicePrivate && pte.devicePage == page
                 pinned = false
+                referenced = false
                 target = home.payload(of: page)
             } else {
                 let frame = t.frame.frame
@@ -78,14 +81,16 @@ extension Machine {
                     && (pte.isDeviceExclusive ? issuer != nil && space.exclusiveHolders[t.address >> 12] == issuer : !t.exclusive)
                 // A reference held keeps the frame as a pin does (the
                 // generation check above catches one put and freed).
-                pinned = t.pinned && memory.pincount(of: frame) > 0 || t.referenced
+                pinned = t.pinned && memory.pincount(of: frame) > 0
+                referenced = t.referenced
                 target = memory.payload(of: frame)
                 if write && frame == zeroFrame {
                     target = UnsafeMutableRawBufferPointer(start: scratchPage, count: memory.payloadSize)
                 }
             }
             if let (kind, acknowledged) = judge(
-                space, t, issuer: issuer, write: write, pte: pte, sameGeneration: sameGeneration, maps: maps, pinned: pinned)
+                space, t, issuer: issuer, write: write, pte: pte, sameGeneration: sameGeneration, maps: maps, pinned: pinned,
+                referenced: referenced)
             {
                 violations.record(
                     MemoryViolation(
@@ -102,18 +107,24 @@ extension Machine {
     /// invalidation; nil if the access is allowed.
     private func judge(
         _ space: AddressSpace, _ t: DeviceTranslation, issuer: DeviceID?, write: Bool, pte: PTE, sameGeneration: Bool, maps: Bool,
-        pinned: Bool
+        pinned: Bool, referenced: Bool
     ) -> (MemoryViolation.Kind, InvalidationRange?)? {
         space.ptl.assertHeld()
         if !sameGeneration { return (.useAfterFree, nil) }
-        // What this device acknowledged binds it until the range ends.
+        // What this device acknowledged binds it until the range ends. A
+        // page reference does not excuse a use here: the device said it
+        // stopped using the page while the primary changes its mapping (the
+        // reference keeps the frame, not the mapping), so a DMA inside its
+        // acknowledged bracket through a translation the primary no longer
+        // has is stale. (After the range, a referenced page is one the
+        // driver holds, as a kmap of it is: like a pin, its own business.)
         if let issuer {
             for tracked in space.inFlight where tracked.range.contains(t.address) && tracked.isAcknowledged(by: issuer, at: t.address) {
                 let excused = pinned || maps && (tracked.keepsFrames || tracked.rewritten)
                 if !excused { return (.staleTranslation, tracked.range) }
             }
         }
-        if !(maps || pinned) {
+        if !(maps || pinned || referenced) {
             // The old frame stays legal only while an invalidation of the
             // address is in progress that this device has not acknowledged.
             let pending = space.inFlight.contains { tracked in
@@ -121,7 +132,7 @@ extension Machine {
             }
             if !pending { return (.staleTranslation, nil) }
         }
-        if maps && !pinned {
+        if maps && !(pinned || referenced) {
             if pte.isProtNone { return (.protNoneAccess, nil) }
             if write && !pte.isWritable {
                 // A change_pte device may finish the writes already on
