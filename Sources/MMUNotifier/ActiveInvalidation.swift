@@ -9,18 +9,20 @@ import LabSync
 public struct ActiveInvalidation: ~Copyable {
     public let range: InvalidationRange
     // Unmanaged (retained at start, released at end) keeps the struct
-    // trivially destructible, which `discard self` requires.
+    // trivially destructible, which `discard self` requires. `list` is the
+    // reference the start took under the notifiers' lock; `finish` drops it.
     private let notifiers: Unmanaged<AddressSpaceNotifiers>
     private let list: Unmanaged<SubscriberList>
     /// The subscribers that answered retry to this (blockable) start and so
     /// get no end (any number of them; `finish` disposes of it).
-    private let skipped: SkippedSubscribers
+    private let skipped: PositionSet
     private let site: SourceSite
 
-    init(range: InvalidationRange, notifiers: AddressSpaceNotifiers, list: SubscriberList, skipped: SkippedSubscribers, site: SourceSite) {
+    /// `list` comes retained: this takes over that reference.
+    init(range: InvalidationRange, notifiers: AddressSpaceNotifiers, list: Unmanaged<SubscriberList>, skipped: PositionSet, site: SourceSite) {
         self.range = range
         self.notifiers = .passRetained(notifiers)
-        self.list = .passRetained(list)
+        self.list = list
         self.skipped = skipped
         self.site = site
     }
@@ -30,7 +32,7 @@ public struct ActiveInvalidation: ~Copyable {
     /// no invalidation is active.
     public consuming func end() {
         let notifiers = self.notifiers.takeRetainedValue()
-        notifiers.finish(range, list: list.takeRetainedValue(), skipped: skipped)
+        notifiers.finish(range, list: list, skipped: skipped)
         discard self
     }
 
@@ -38,6 +40,6 @@ public struct ActiveInvalidation: ~Copyable {
         let notifiers = self.notifiers.takeRetainedValue()
         notifiers.core.contractViolations.record(
             ContractViolation(kind: .unpairedStart, range: range, site: site))
-        notifiers.finish(range, list: list.takeRetainedValue(), skipped: skipped)
+        notifiers.finish(range, list: list, skipped: skipped)
     }
 }

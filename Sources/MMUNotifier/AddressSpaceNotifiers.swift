@@ -44,7 +44,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     // Interval subscriptions (Linux's itree side).
     private let tree = IntervalTree()
-    @exclusivity(unchecked) private var intervals: [IntervalNotifier?] = []
+    /// By handle; each retained by hand from `insertInterval` to `forget`
+    /// (or deinit), so a dispatch reads it with no reference counting.
+    @exclusivity(unchecked) private var intervals: [Unmanaged<IntervalNotifier>?] = []
     @exclusivity(unchecked) private var freeHandles: [UInt32] = []
     @exclusivity(unchecked) private var deferredInserts: [IntervalNotifier] = []
     @exclusivity(unchecked) private var deferredRemovals: [IntervalNotifier] = []
@@ -64,6 +66,10 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         self.core = core
         self.lock = SpinLock("notifiers \(addressSpace)", domain: core.sync, orderClass: "mmu notifier state")
         self.waitQueue = WaitQueue("notifiers \(addressSpace)", domain: core.sync)
+    }
+
+    deinit {
+        for case let interval? in intervals { interval.release() }
     }
 
     // MARK: - Invalidation
@@ -95,11 +101,21 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// The start. `intervalsOnly`: the whole-space subscribers are left
     /// out (the release's invalidation of the interval tree).
+    ///
+    /// No reference is counted per callback: the dispatch holds one
+    /// reference to the subscriber list (taken under the lock, handed to
+    /// `ActiveInvalidation` and dropped by `finish`, or here on refusal),
+    /// and that list holds every subscriber it calls (`ListedSubscribers`);
+    /// every interval it reaches is in the tree, which cannot change while
+    /// the dispatch is counted in `activeInvalidations`, so the interval
+    /// and its device side are held by `intervals` until it has ended
+    /// (`forget`).
     private func begin(
         _ range: InvalidationRange, recorder: (any AcknowledgementRecorder)?, site: SourceSite, intervalsOnly: Bool = false
     ) throws(InvalidationRefused) -> ActiveInvalidation {
         precondition(range.addressSpace == addressSpace, "\(range) dispatched to \(addressSpace)")
-        let (list, currentSeq, hasIntervals) = lock.withLock { () -> (SubscriberList, UInt64, Bool) in
+        let (list, currentSeq, table, hasIntervals) = lock.withLock {
+            () -> (Unmanaged<SubscriberList>, UInt64, [Unmanaged<IntervalNotifier>?], Bool) in
             activeInvalidations += 1
             if activeInvalidations == 1 {
                 assert(invalidateSeq & 1 == 0, "the sequence is odd (\(invalidateSeq)) with no invalidation active")
@@ -109,9 +125,44 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             startsByEvent[Int(range.event.rawValue)] += 1
             let list = intervalsOnly ? SubscriberList([]) : subscribers
             list.readers.add(1, ordering: .sequentiallyConsistent)
-            return (list, invalidateSeq, !tree.isEmpty)
+            let hasIntervals = !tree.isEmpty
+            // The table as of now (a reference to its storage): an insert
+            // while we run may grow `intervals`, which then copies instead
+            // of moving the storage under us. Every handle in the tree is
+            // in it and stays, and the tree stays as it is until we end.
+            return (.passRetained(list), invalidateSeq, hasIntervals ? intervals : [], hasIntervals)
         }
+        let refusal = list._withUnsafeGuaranteedRef { list in
+            dispatchStart(range, list: list, table: table, hasIntervals: hasIntervals, currentSeq: currentSeq, recorder: recorder, site: site)
+        }
+        switch refusal {
+        case .started(let skipped):
+            return ActiveInvalidation(range: range, notifiers: self, list: list, skipped: skipped, site: site)
+        case .refused(let refusedBy):
+            list.release()  // the dispatch's reference: nothing is left started
+            throw InvalidationRefused(range: range, refusedBy: refusedBy)
+        }
+    }
 
+    /// What a start came to.
+    private enum StartOutcome {
+        /// Every callback made; `skipped` answered retry to a blockable start.
+        case started(skipped: PositionSet)
+        /// A non-blockable start refused by `refusedBy`, backed out and its
+        /// bookkeeping finished.
+        case refused(refusedBy: String)
+    }
+
+    /// The start's callbacks, in the start's sections (non-blockable, and
+    /// the range-start map for lock order): the recorder first hears every
+    /// callback to a device the start will make, then the intervals are
+    /// invalidated in tree order and the whole-space subscribers in list
+    /// order. `list` and `table` as `begin` says.
+    @inline(__always)
+    private func dispatchStart(
+        _ range: InvalidationRange, list: SubscriberList, table: [Unmanaged<IntervalNotifier>?], hasIntervals: Bool, currentSeq: UInt64,
+        recorder: (any AcknowledgementRecorder)?, site: SourceSite
+    ) -> StartOutcome {
         if !range.blockable {
             ExecutionContext.enterCurrentNonBlockable(
                 NonBlockableSection(reason: "non-blockable invalidation", subject: range.event.name, site: site))
@@ -120,95 +171,108 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         // A blockable start's callbacks may wait; for lock-order validation
         // they run "under" the range-start map, as in Linux, so a lock they
         // take is ordered after anything held around a wait for them.
-        let map = range.blockable ? core.rangeStartMap : nil
-        if let map { map.acquire(site: site) }
-        defer { if let map { map.release() } }
+        // Unretained: the core holds it (a `let`) and we hold the core.
+        let map = range.blockable ? core.rangeStartMap.map(Unmanaged.passUnretained) : nil
+        if let map { map._withUnsafeGuaranteedRef { $0.acquire(site: site) } }
+        defer { if let map { map._withUnsafeGuaranteedRef { $0.release() } } }
 
-        // The recorder first hears every callback to a device this start
-        // will make; `expected` maps the position of a callback (intervals
-        // in tree order, then the whole-space list) to its entry.
-        var expected: [Int] = []
+        // Positions count the callbacks in the order the start makes them
+        // (intervals in tree order, then the whole-space list); `expected`
+        // holds those to a device, which the recorder numbers in that order
+        // (a position's number is its rank in `expected`).
+        var expected = PositionSet()
+        defer { expected.dispose() }
         if let recorder {
             var callbacks: [DeviceCallback] = []
             var position = 0
             if hasIntervals {
                 tree.forEachOverlap(start: range.start, end: range.end) { handle in
                     defer { position += 1 }
-                    guard let interval = intervals[Int(handle)], let device = interval.ops?.device else { return }
-                    expected.append(position)
-                    callbacks.append(DeviceCallback(device: device, start: max(range.start, interval.start), end: min(range.end, interval.end)))
+                    guard let interval = table[Int(handle)] else { return }
+                    interval._withUnsafeGuaranteedRef { interval in
+                        guard let device = interval.withOps({ $0.device }) ?? nil else { return }
+                        expected.insert(position)
+                        callbacks.append(DeviceCallback(device: device, start: max(range.start, interval.start), end: min(range.end, interval.end)))
+                    }
                 }
             }
             var keeping: [DeviceID] = []
-            for subscriber in list.all {
+            for index in 0..<list.listed.count {
                 defer { position += 1 }
-                guard let device = subscriber.device else { continue }
-                if Self.mayKeepTranslations(subscriber, range) {
-                    keeping.append(device)
-                    continue
+                list.listed.with(index) { subscriber in
+                    guard let device = subscriber.device else { return }
+                    if Self.mayKeepTranslations(subscriber, range) {
+                        keeping.append(device)
+                        return
+                    }
+                    expected.insert(position)
+                    callbacks.append(DeviceCallback(device: device, start: range.start, end: range.end))
                 }
-                expected.append(position)
-                callbacks.append(DeviceCallback(device: device, start: range.start, end: range.end))
             }
             if !keeping.isEmpty { recorder.keeping(keeping) }
             recorder.expect(callbacks)
-        }
-        var position = 0
-        var nextExpected = 0
-        /// Tells the recorder that the callback at the current position returned having stopped.
-        func acknowledge() {
-            while nextExpected < expected.count && expected[nextExpected] < position { nextExpected += 1 }
-            if let recorder, nextExpected < expected.count, expected[nextExpected] == position { recorder.acknowledged(nextExpected) }
         }
 
         // Intervals first, as Linux does. The tree cannot change under us:
         // we are counted in `activeInvalidations`, so inserts and removals
         // are deferred until we end.
+        var position = 0
         if hasIntervals {
             var refusal: String? = nil
             tree.forEachOverlap(start: range.start, end: range.end) { handle in
                 defer { position += 1 }
-                guard refusal == nil, let interval = intervals[Int(handle)], let ops = interval.ops else { return }
-                if ops.invalidate(interval, range: range, currentSeq: currentSeq) {
-                    acknowledge()  // from here the device may no longer use the overlap through this interval
-                    return
-                }
-                if range.blockable {
-                    core.contractViolations.record(
-                        ContractViolation(kind: .retryFromBlockableStart(subscriber: ops.intervalName), range: range, site: site))
-                } else {
-                    refusal = ops.intervalName
+                guard refusal == nil, let interval = table[Int(handle)] else { return }
+                interval._withUnsafeGuaranteedRef { interval in
+                    // The name of the interval if it refused, nil if it stopped.
+                    let answer = interval.withOps { ops -> String? in
+                        ops.invalidate(interval, range: range, currentSeq: currentSeq) ? nil : ops.intervalName
+                    }
+                    guard let answer else { return }  // no device side (detached)
+                    guard let refusedBy = answer else {
+                        // from here the device may no longer use the overlap through this interval
+                        if let recorder, expected.contains(position) { recorder.acknowledged(expected.rank(of: position)) }
+                        return
+                    }
+                    if range.blockable {
+                        core.contractViolations.record(
+                            ContractViolation(kind: .retryFromBlockableStart(subscriber: refusedBy), range: range, site: site))
+                    } else {
+                        refusal = refusedBy
+                    }
                 }
             }
             if let refusal {
                 finishBookkeeping(list, refused: true)
-                throw InvalidationRefused(range: range, refusedBy: refusal)
+                return .refused(refusedBy: refusal)
             }
         }
 
-        var skipped = SkippedSubscribers()
-        for (index, subscriber) in list.all.enumerated() {
+        var skipped = PositionSet()
+        for index in 0..<list.listed.count {
             defer { position += 1 }
-            guard subscriber.invalidateRangeStart(range) == .retry else {
-                acknowledge()  // from here the device may no longer use the range
+            let answer = list.listed.with(index) { $0.invalidateRangeStart(range) }
+            guard answer == .retry else {
+                // from here the device may no longer use the range
+                if let recorder, expected.contains(position) { recorder.acknowledged(expected.rank(of: position)) }
                 continue
             }
             if range.blockable {
+                let name = list.listed.with(index) { $0.subscriberName }
                 core.contractViolations.record(
-                    ContractViolation(kind: .retryFromBlockableStart(subscriber: subscriber.subscriberName), range: range, site: site))
+                    ContractViolation(kind: .retryFromBlockableStart(subscriber: name), range: range, site: site))
                 skipped.insert(index)
                 continue
             }
             // Back out: end every subscriber that started, so pairs stay
             // balanced, then report the refusal.
             for started in 0..<index where !skipped.contains(started) {
-                list.all[started].invalidateRangeEnd(range)
+                list.listed.with(started) { $0.invalidateRangeEnd(range) }
             }
             skipped.dispose()
             finishBookkeeping(list, refused: true)
-            throw InvalidationRefused(range: range, refusedBy: subscriber.subscriberName)
+            return .refused(refusedBy: list.listed.with(index) { $0.subscriberName })
         }
-        return ActiveInvalidation(range: range, notifiers: self, list: list, skipped: skipped, site: site)
+        return .started(skipped: skipped)
     }
 
     /// Whether `subscriber` may keep its translations through this start:
@@ -221,21 +285,26 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     }
 
     /// The end half, called by `ActiveInvalidation.end()` (Linux:
-    /// `mmu_notifier_invalidate_range_end`).
-    func finish(_ range: InvalidationRange, list: SubscriberList, skipped: SkippedSubscribers) {
-        if !range.blockable {
-            ExecutionContext.enterCurrentNonBlockable(
-                NonBlockableSection(reason: "non-blockable invalidation end", subject: range.event.name, site: SourceSite()))
+    /// `mmu_notifier_invalidate_range_end`). Drops the dispatch's reference
+    /// to `list`, last.
+    func finish(_ range: InvalidationRange, list: Unmanaged<SubscriberList>, skipped: PositionSet) {
+        list._withUnsafeGuaranteedRef { list in
+            if !range.blockable {
+                ExecutionContext.enterCurrentNonBlockable(
+                    NonBlockableSection(reason: "non-blockable invalidation end", subject: range.event.name, site: SourceSite()))
+            }
+            // Unretained: the core holds it (a `let`) and we hold the core.
+            let map = range.blockable ? core.rangeStartMap.map(Unmanaged.passUnretained) : nil
+            if let map { map._withUnsafeGuaranteedRef { $0.acquire(site: SourceSite()) } }
+            for index in 0..<list.listed.count where !skipped.contains(index) {
+                list.listed.with(index) { $0.invalidateRangeEnd(range) }
+            }
+            if let map { map._withUnsafeGuaranteedRef { $0.release() } }
+            skipped.dispose()
+            if !range.blockable { ExecutionContext.exitCurrentNonBlockable() }
+            finishBookkeeping(list)
         }
-        let map = range.blockable ? core.rangeStartMap : nil
-        if let map { map.acquire(site: SourceSite()) }
-        for (index, subscriber) in list.all.enumerated() where !skipped.contains(index) {
-            subscriber.invalidateRangeEnd(range)
-        }
-        if let map { map.release() }
-        skipped.dispose()
-        if !range.blockable { ExecutionContext.exitCurrentNonBlockable() }
-        finishBookkeeping(list)
+        list.release()
     }
 
     /// Drops one active invalidation; the last one out flips the sequence
@@ -277,7 +346,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     public func invalidateSecondaryTLBs(_ range: InvalidationRange, file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         withReader(reason: "secondary TLB invalidation", site: site) { list in
-            for subscriber in list.secondaryTLB { subscriber.invalidateSecondaryTLBs(range) }
+            for index in 0..<list.secondaryTLB.count { list.secondaryTLB.with(index) { $0.invalidateSecondaryTLBs(range) } }
         }
     }
 
@@ -289,9 +358,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         let site = SourceSite(file: file, line: line)
         return withReader(reason: "young check", site: site) { list in
             var young = false
-            for subscriber in list.young {
+            for index in 0..<list.young.count {
                 // Every subscriber must be asked: each clears its own bits.
-                if subscriber.clearYoung(addressSpace: addressSpace, start: start, end: end) { young = true }
+                if list.young.with(index, { $0.clearYoung(addressSpace: addressSpace, start: start, end: end) }) { young = true }
             }
             return young
         }
@@ -302,7 +371,10 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     public func testYoung(address: UInt64, file: StaticString = #fileID, line: UInt = #line) -> Bool {
         let site = SourceSite(file: file, line: line)
         return withReader(reason: "young check", site: site) { list in
-            list.young.contains { $0.testYoung(addressSpace: addressSpace, address: address) }
+            for index in 0..<list.young.count where list.young.with(index, { $0.testYoung(addressSpace: addressSpace, address: address) }) {
+                return true
+            }
+            return false
         }
     }
 
@@ -313,7 +385,7 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     public func changePTE(_ pte: PrimaryPTE, file: StaticString = #fileID, line: UInt = #line) {
         let site = SourceSite(file: file, line: line)
         withReader(reason: "change PTE", site: site) { list in
-            for subscriber in list.changePTE { subscriber.changePTE(addressSpace: addressSpace, pte) }
+            for index in 0..<list.changePTEListed.count { list.changePTEListed.with(index) { $0.changePTE(addressSpace: addressSpace, pte) } }
         }
     }
 
@@ -322,15 +394,24 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         lock.withLock { !subscribers.changePTE.isEmpty }
     }
 
+    /// Runs `body` on the current list, counted as its reader, in a
+    /// non-blockable section. The list is held by the one reference taken
+    /// under the lock, dropped after the reader count (which alone does not
+    /// keep it: a grace period that sees no reader lets it go).
+    @inline(__always)
     private func withReader<R>(reason: StaticString, site: SourceSite, _ body: (SubscriberList) -> R) -> R {
-        let list = lock.withLock { () -> SubscriberList in
+        let list = lock.withLock { () -> Unmanaged<SubscriberList> in
             subscribers.readers.add(1, ordering: .sequentiallyConsistent)
-            return subscribers
+            return .passRetained(subscribers)
         }
-        defer { releaseReader(list) }
-        ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: reason, site: site))
-        defer { ExecutionContext.exitCurrentNonBlockable() }
-        return body(list)
+        let result = list._withUnsafeGuaranteedRef { list in
+            ExecutionContext.enterCurrentNonBlockable(NonBlockableSection(reason: reason, site: site))
+            defer { ExecutionContext.exitCurrentNonBlockable() }
+            return body(list)
+        }
+        list._withUnsafeGuaranteedRef { releaseReader($0) }
+        list.release()
+        return result
     }
 
     // MARK: - Whole-space subscriptions
@@ -455,12 +536,12 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
             }
             if activeInvalidations > 0 {
                 let interval = IntervalNotifier(start: start, end: end, owner: self, handle: handle, ops: ops, seq: invalidateSeq)
-                intervals[Int(handle)] = interval
+                intervals[Int(handle)] = .passRetained(interval)
                 deferredInserts.append(interval)
                 return interval
             }
             let interval = IntervalNotifier(start: start, end: end, owner: self, handle: handle, ops: ops, seq: invalidateSeq - 1)
-            intervals[Int(handle)] = interval
+            intervals[Int(handle)] = .passRetained(interval)
             tree.insert(start: start, end: end, handle: handle)
             return interval
         }
@@ -479,7 +560,9 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
         core.rangeStartMap?.mightWait(site: site)
         var dropped: (any IntervalInvalidator)? = nil
         let waitFor = try lock.withLock { () throws(SubscriptionError) -> UInt64? in
-            guard intervals.indices.contains(Int(interval.handle)), intervals[Int(interval.handle)] === interval else {
+            guard intervals.indices.contains(Int(interval.handle)),
+                intervals[Int(interval.handle)]?.toOpaque() == Unmanaged.passUnretained(interval).toOpaque()
+            else {
                 throw .notRegistered
             }
             if let queued = deferredInserts.firstIndex(where: { $0 === interval }) {
@@ -542,10 +625,10 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     /// Frees the interval's handle and detaches its ops (lock held).
     private func forget(_ interval: IntervalNotifier) -> (any IntervalInvalidator)? {
         lock.assertHeld()
+        let ops = interval.detachOps()
+        intervals[Int(interval.handle)]?.release()
         intervals[Int(interval.handle)] = nil
         freeHandles.append(interval.handle)
-        let ops = interval.ops
-        interval.ops = nil
         return ops
     }
 

@@ -25,6 +25,14 @@ extension IntervalInvalidator {
     public var device: DeviceID? { nil }
 }
 
+/// An interval's device side, boxed so that a dispatch can call it
+/// through an unretained reference: `ops` is a `let`, so while the box is
+/// alive it cannot change or go, and the call borrows it.
+final class IntervalOps: Sendable {
+    let ops: any IntervalInvalidator
+    init(_ ops: any IntervalInvalidator) { self.ops = ops }
+}
+
 /// One interval subscription: a device's interest in `[start, end)` of one
 /// address space (Linux: `struct mmu_interval_notifier`).
 ///
@@ -44,7 +52,7 @@ extension IntervalInvalidator {
 /// `setSeq(currentSeq)` before zapping, so a fault that read the primary
 /// tables before the zap cannot install a stale translation after it.
 public final class IntervalNotifier: @unchecked Sendable {
-    // @unchecked: `ops` is written only under the owner's lock while no
+    // @unchecked: `opsBox` is written only under the owner's lock while no
     // invalidation is active, and read only while one is (the owner's
     // deferral guarantees the two never overlap). `seq` is atomic.
 
@@ -53,7 +61,12 @@ public final class IntervalNotifier: @unchecked Sendable {
     /// The address space it watches.
     public let owner: AddressSpaceNotifiers
     let handle: UInt32
-    var ops: (any IntervalInvalidator)?
+    /// The device side, retained by hand: from `init` until `detachOps`
+    /// (or deinit). `detachOps` runs only under the owner's lock with no
+    /// invalidation active (see `AddressSpaceNotifiers.forget`), so a
+    /// dispatch, counted in the owner's active invalidations, may call it
+    /// unretained (`withOps`).
+    private var opsBox: Unmanaged<IntervalOps>?
     let seq: Atomic<UInt64>
 
     init(start: UInt64, end: UInt64, owner: AddressSpaceNotifiers, handle: UInt32, ops: any IntervalInvalidator, seq: UInt64) {
@@ -61,9 +74,27 @@ public final class IntervalNotifier: @unchecked Sendable {
         self.end = end
         self.owner = owner
         self.handle = handle
-        self.ops = ops
+        self.opsBox = .passRetained(IntervalOps(ops))
         assert(seq & 1 == 1, "an interval's sequence is always odd, not \(seq)")
         self.seq = Atomic(seq)
+    }
+
+    deinit { opsBox?.release() }
+
+    /// Calls `body` with the device side, borrowed; nil once detached.
+    /// Only from a dispatch counted in the owner's active invalidations.
+    @inline(__always)
+    func withOps<R>(_ body: (any IntervalInvalidator) -> R) -> R? {
+        guard let opsBox else { return nil }
+        return opsBox._withUnsafeGuaranteedRef { body($0.ops) }
+    }
+
+    /// Takes the device side away (owner's lock held, no invalidation
+    /// active) and returns it, for the caller to release outside the lock.
+    func detachOps() -> (any IntervalInvalidator)? {
+        guard let box = opsBox else { return nil }
+        opsBox = nil
+        return box.takeRetainedValue().ops
     }
 
     /// Linux: `mmu_interval_read_begin`. Returns the sequence to pass to

@@ -26,23 +26,26 @@ public final class IntervalTree {
     private static let slots = fanout + 1
     private static let maxHeight = 24
 
+    // The owner serialises every access (see above), so the runtime's
+    // dynamic exclusivity checks are switched off: on a dispatch's lookup
+    // they cost more than the walk.
     // Per slot (node * slots + i). Leaf: the interval. Internal: the child's
     // smallest key (start, handle) and largest end.
-    private var starts: UnsafeMutablePointer<UInt64>
-    private var ends: UnsafeMutablePointer<UInt64>
-    private var handles: UnsafeMutablePointer<UInt32>
-    private var children: UnsafeMutablePointer<Int32>
+    @exclusivity(unchecked) private var starts: UnsafeMutablePointer<UInt64>
+    @exclusivity(unchecked) private var ends: UnsafeMutablePointer<UInt64>
+    @exclusivity(unchecked) private var handles: UnsafeMutablePointer<UInt32>
+    @exclusivity(unchecked) private var children: UnsafeMutablePointer<Int32>
     // Per node.
-    private var counts: UnsafeMutablePointer<Int32>
-    private var levels: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var counts: UnsafeMutablePointer<Int32>
+    @exclusivity(unchecked) private var levels: UnsafeMutablePointer<UInt8>
 
-    private var nodeCapacity: Int
-    private var nodesInUse = 0
-    private var freeNodes: [Int32] = []
-    private var root: Int32 = -1
+    @exclusivity(unchecked) private var nodeCapacity: Int
+    @exclusivity(unchecked) private var nodesInUse = 0
+    @exclusivity(unchecked) private var freeNodes: [Int32] = []
+    @exclusivity(unchecked) private var root: Int32 = -1
 
     /// Number of intervals stored.
-    public private(set) var count = 0
+    @exclusivity(unchecked) public private(set) var count = 0
 
     public init(initialNodeCapacity: Int = 16) {
         nodeCapacity = max(initialNodeCapacity, 1)

@@ -15,10 +15,14 @@ final class SubscriberList: Sendable {
     let all: [any AddressSpaceSubscriber]
     /// Those that declared `.changePTE`.
     let changePTE: [any AddressSpaceSubscriber]
-    /// Those that declared `.youngTracking`.
-    let young: [any AddressSpaceSubscriber]
-    /// Those that declared `.secondaryTLB`.
-    let secondaryTLB: [any AddressSpaceSubscriber]
+
+    /// `all`, and those that declared `.youngTracking`, `.secondaryTLB` or
+    /// `.changePTE`, for dispatch: a caller that holds the list calls them
+    /// with no reference counting (see `ListedSubscribers`).
+    let listed: ListedSubscribers
+    let young: ListedSubscribers
+    let secondaryTLB: ListedSubscribers
+    let changePTEListed: ListedSubscribers
 
     let readers = Atomic<Int>(0)
     let retired = Atomic<Bool>(false)
@@ -26,13 +30,48 @@ final class SubscriberList: Sendable {
     init(_ subscribers: [any AddressSpaceSubscriber]) {
         all = subscribers
         changePTE = subscribers.filter { $0.capabilities.contains(.changePTE) }
-        young = subscribers.filter { $0.capabilities.contains(.youngTracking) }
-        secondaryTLB = subscribers.filter { $0.capabilities.contains(.secondaryTLB) }
+        listed = ListedSubscribers(subscribers)
+        young = ListedSubscribers(subscribers.filter { $0.capabilities.contains(.youngTracking) })
+        secondaryTLB = ListedSubscribers(subscribers.filter { $0.capabilities.contains(.secondaryTLB) })
+        changePTEListed = ListedSubscribers(changePTE)
     }
 
     var isEmpty: Bool { all.isEmpty }
 
     func contains(_ subscriber: any AddressSpaceSubscriber) -> Bool {
         all.contains { $0 === subscriber }
+    }
+}
+
+/// One subscriber of a list, boxed so that a dispatch can call it through
+/// an unretained reference: the subscriber is a `let` of the box, so while
+/// the box is alive it cannot change or go, and the call borrows it.
+final class ListedSubscriber: Sendable {
+    let subscriber: any AddressSpaceSubscriber
+
+    init(_ subscriber: any AddressSpaceSubscriber) { self.subscriber = subscriber }
+}
+
+/// Subscribers a `SubscriberList` holds, in order, callable with no
+/// reference counting: `boxes` owns them, `references` names the same
+/// boxes unretained. Both are immutable, so whoever holds the list (a
+/// dispatch holds it from its start to its end) holds every box and every
+/// subscriber, and may use `references` without retaining anything.
+struct ListedSubscribers: Sendable {
+    private let boxes: [ListedSubscriber]
+    private let references: [Unmanaged<ListedSubscriber>]
+
+    init(_ subscribers: [any AddressSpaceSubscriber]) {
+        boxes = subscribers.map(ListedSubscriber.init)
+        references = boxes.map { .passUnretained($0) }
+    }
+
+    var count: Int { references.count }
+
+    /// Calls `body` with the subscriber at `index`, borrowed. The caller
+    /// must hold the list this belongs to.
+    @inline(__always)
+    func with<R>(_ index: Int, _ body: (any AddressSpaceSubscriber) -> R) -> R {
+        references[index]._withUnsafeGuaranteedRef { body($0.subscriber) }
     }
 }
