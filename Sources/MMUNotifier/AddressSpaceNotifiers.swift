@@ -32,31 +32,33 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
     // dispatches that are themselves counted in `activeInvalidations`.
     // The lock already serialises them, so the runtime's dynamic
     // exclusivity checks are switched off (`@exclusivity(unchecked)`): they
-    // cost more than the rest of a dispatch.
+    // cost more than the rest of a dispatch. Those the interval half
+    // (`AddressSpaceNotifiers+Intervals.swift`) uses are internal, not
+    // private, and bound by the same rule.
 
     public let addressSpace: AddressSpaceID
     public let core: NotifierCore
-    private let lock: SpinLock
-    private let waitQueue: WaitQueue
+    let lock: SpinLock
+    let waitQueue: WaitQueue
 
     @exclusivity(unchecked) private var subscribers = SubscriberList([])
-    @exclusivity(unchecked) private var released = false
+    @exclusivity(unchecked) var released = false
 
     // Interval subscriptions (Linux's itree side).
-    private let tree = IntervalTree()
+    let tree = IntervalTree()
     /// By handle; each retained by hand from `insertInterval` to `forget`
     /// (or deinit), so a dispatch reads it with no reference counting.
-    @exclusivity(unchecked) private var intervals: [Unmanaged<IntervalNotifier>?] = []
-    @exclusivity(unchecked) private var freeHandles: [UInt32] = []
-    @exclusivity(unchecked) private var deferredInserts: [IntervalNotifier] = []
-    @exclusivity(unchecked) private var deferredRemovals: [IntervalNotifier] = []
+    @exclusivity(unchecked) var intervals: [Unmanaged<IntervalNotifier>?] = []
+    @exclusivity(unchecked) var freeHandles: [UInt32] = []
+    @exclusivity(unchecked) var deferredInserts: [IntervalNotifier] = []
+    @exclusivity(unchecked) var deferredRemovals: [IntervalNotifier] = []
     /// Invalidations between start and end (whole-space and interval alike).
-    @exclusivity(unchecked) private var activeInvalidations = 0
+    @exclusivity(unchecked) var activeInvalidations = 0
     /// Even while idle, odd while any invalidation is active (Linux's
     /// `invalidate_seq`). Interval sequences are always odd.
-    @exclusivity(unchecked) private var invalidateSeq: UInt64 = 2
+    @exclusivity(unchecked) var invalidateSeq: UInt64 = 2
     /// Threads sleeping in `waitForSequenceChange`.
-    @exclusivity(unchecked) private var sequenceWaiters = 0
+    @exclusivity(unchecked) var sequenceWaiters = 0
 
     @exclusivity(unchecked) private var startsByEvent = [Int](repeating: 0, count: NotifierEvent.allCases.count)
     @exclusivity(unchecked) private var refusedStarts = 0
@@ -508,129 +510,6 @@ public final class AddressSpaceNotifiers: @unchecked Sendable {
 
     /// The current whole-space subscribers.
     public var registeredSubscribers: [any AddressSpaceSubscriber] { lock.withLock { subscribers.all } }
-
-    // MARK: - Interval subscriptions
-
-    /// Adds an interval subscription over `[start, end)` (Linux:
-    /// `mmu_interval_notifier_insert`).
-    ///
-    /// If invalidations are active, the interval is not put in the tree yet
-    /// (it could not be made consistent with them); it is queued, and its
-    /// sequence is set to the current odd sequence so that `readBegin`
-    /// sleeps until they have all ended. Either way the device cannot
-    /// install a translation that an in-flight invalidation should have
-    /// removed: the "forced sequence retry" answer to the race `mm_lock`
-    /// closed (Linux: `__mmu_interval_notifier_insert`).
-    public func insertInterval(
-        start: UInt64, end: UInt64, ops: any IntervalInvalidator
-    ) throws(SubscriptionError) -> IntervalNotifier {
-        precondition(start < end, "empty interval")
-        return try lock.withLock { () throws(SubscriptionError) -> IntervalNotifier in
-            guard !released else { throw .addressSpaceReleased(addressSpace) }
-            let handle: UInt32
-            if let reused = freeHandles.popLast() {
-                handle = reused
-            } else {
-                handle = UInt32(intervals.count)
-                intervals.append(nil)
-            }
-            if activeInvalidations > 0 {
-                let interval = IntervalNotifier(start: start, end: end, owner: self, handle: handle, ops: ops, seq: invalidateSeq)
-                intervals[Int(handle)] = .passRetained(interval)
-                deferredInserts.append(interval)
-                return interval
-            }
-            let interval = IntervalNotifier(start: start, end: end, owner: self, handle: handle, ops: ops, seq: invalidateSeq - 1)
-            intervals[Int(handle)] = .passRetained(interval)
-            tree.insert(start: start, end: end, handle: handle)
-            return interval
-        }
-    }
-
-    /// Removes an interval subscription (Linux:
-    /// `mmu_interval_notifier_remove`). May sleep: if invalidations are
-    /// active, removal is deferred and this waits until they have ended.
-    /// When it returns no callback on the interval is running or will run.
-    public func removeInterval(_ interval: IntervalNotifier, file: StaticString = #fileID, line: UInt = #line) throws(SubscriptionError) {
-        let site = SourceSite(file: file, line: line)
-        precondition(interval.owner === self, "interval belongs to \(interval.owner.addressSpace)")
-        core.sync.mightSleep(.wait, object: "interval removal", site: site)
-        // It may wait for the invalidations in flight: ordered as if it took
-        // the range-start map (Linux: mmu_interval_notifier_remove).
-        core.rangeStartMap?.mightWait(site: site)
-        var dropped: (any IntervalInvalidator)? = nil
-        let waitFor = try lock.withLock { () throws(SubscriptionError) -> UInt64? in
-            guard intervals.indices.contains(Int(interval.handle)),
-                intervals[Int(interval.handle)]?.toOpaque() == Unmanaged.passUnretained(interval).toOpaque()
-            else {
-                throw .notRegistered
-            }
-            if let queued = deferredInserts.firstIndex(where: { $0 === interval }) {
-                deferredInserts.remove(at: queued)
-                dropped = forget(interval)
-                return nil
-            }
-            if deferredRemovals.contains(where: { $0 === interval }) { return invalidateSeq }
-            if activeInvalidations > 0 {
-                deferredRemovals.append(interval)
-                return invalidateSeq
-            }
-            tree.remove(start: interval.start, end: interval.end, handle: interval.handle)
-            dropped = forget(interval)
-            return nil
-        }
-        // Released here, outside the spin lock, in case its deinit sleeps.
-        withExtendedLifetime(dropped) {}
-        if let waitFor { waitForSequenceChange(from: waitFor, site: site) }
-    }
-
-    /// Number of intervals in the tree (deferred inserts not counted).
-    public var intervalCount: Int { lock.withLock { tree.count } }
-
-    func readBegin(_ interval: IntervalNotifier, site: SourceSite) -> UInt64 {
-        let (seq, invalidating) = lock.withLock { () -> (UInt64, Bool) in
-            let seq = interval.currentSeq
-            // Equal to the address space's (odd) sequence: an invalidation
-            // that touched this interval is still in progress.
-            return (seq, seq == invalidateSeq)
-        }
-        if invalidating { waitForSequenceChange(from: seq, site: site) }
-        return seq
-    }
-
-    private func waitForSequenceChange(from seq: UInt64, site: SourceSite) {
-        lock.withLock { sequenceWaiters += 1 }
-        waitQueue.wait(file: site.file, line: site.line) { lock.withLock { invalidateSeq != seq } }
-        lock.withLock { sequenceWaiters -= 1 }
-    }
-
-    /// Applies queued interval changes; lock held, no invalidation active.
-    /// Returns the ops of removed intervals, to be released after unlocking.
-    private func applyDeferredIntervalChanges() -> [any IntervalInvalidator] {
-        lock.assertHeld()
-        assert(activeInvalidations == 0, "deferred interval changes applied while an invalidation is active")
-        for interval in deferredInserts {
-            tree.insert(start: interval.start, end: interval.end, handle: interval.handle)
-        }
-        deferredInserts.removeAll(keepingCapacity: true)
-        var dropped: [any IntervalInvalidator] = []
-        for interval in deferredRemovals {
-            tree.remove(start: interval.start, end: interval.end, handle: interval.handle)
-            if let ops = forget(interval) { dropped.append(ops) }
-        }
-        deferredRemovals.removeAll(keepingCapacity: true)
-        return dropped
-    }
-
-    /// Frees the interval's handle and detaches its ops (lock held).
-    private func forget(_ interval: IntervalNotifier) -> (any IntervalInvalidator)? {
-        lock.assertHeld()
-        let ops = interval.detachOps()
-        intervals[Int(interval.handle)]?.release()
-        intervals[Int(interval.handle)] = nil
-        freeHandles.append(interval.handle)
-        return ops
-    }
 
     // MARK: - Introspection
 
