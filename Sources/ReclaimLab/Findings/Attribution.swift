@@ -124,7 +124,7 @@ final class Attribution: @unchecked Sendable {
                 detail = "\(who) called \(service) on \(used) (its translation of \(of)0x\(String(violation.address, radix: 16))), "
                     + "a frame freed since the device translated it: \(violation.kind.rawValue) (Linux: "
                     + "\(service == "set_dirty" ? "set_page_dirty" : "mark_page_accessed") on a page the driver no longer holds; "
-                    + "a write the device made to it is lost, and the mark lands on a free page or another owner's)"
+                    + "a write the device made to it is lost, and the mark would land on a free page or another owner's)"
             } else {
                 detail = "\(who) \(violation.verb) \(used) at \(violation.addressSpace) 0x\(String(violation.address, radix: 16)) through a translation "
                     + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
