@@ -1,4 +1,5 @@
 import MMUNotifier
+import TestSupport
 @testable import ReclaimLab
 import Testing
 import VirtualMemory
@@ -100,6 +101,24 @@ struct FindingsTests {
         #expect(lines.last == "\(clock.text(landed)) device write through the stale translation (the bad access), begun at \(clock.text(began))")
         // Cut where the access began, the trail would miss the write-protect.
         #expect(trail.trail(space: space, address: 0x1000, upTo: began).allSatisfy { !$0.contains("writeProtect") })
+    }
+
+    /// A bad access through the shared zero page names it so (its number,
+    /// one past the machine's frames, means nothing to a reader), and the
+    /// sentence says what was wrong with the translation: a write the
+    /// primary still maps read-only is not one "the primary no longer has".
+    @Test func theZeroPageIsNamedAndAReadOnlyWriteSaysSo() throws {
+        let scenario = try #require(try Catalogue.scenario(named: "munmap-race")).adding(plugin: "mirror-broken", options: "bug=zero-page")
+        var options = RunOptions()
+        options.seed = testSeed
+        options.seconds = 0.01
+        options.schedule = .random(switchProbability: 0.1)
+        let result = try ScenarioRunner.run(scenario, options: options)
+        let write = try #require(result.findings.first { $0.invariant == .writeThroughReadOnly }, "seed \(testSeed): \(result.findings.prefix(2))")
+        #expect(write.detail.contains("wrote the zero page (pfn#") && write.detail.contains("through a translation that does not allow a write"),
+                "seed \(testSeed): \(write.detail)")
+        #expect(!write.detail.contains("no longer has"), "\(write.detail)")
+        #expect(write.deviceTranslation?.hasPrefix("the zero page (pfn#") == true, "\(write.deviceTranslation ?? "none")")
     }
 
     @Test func durationsAreSpelledAsPeopleDo() throws {

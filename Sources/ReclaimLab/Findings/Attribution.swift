@@ -113,8 +113,8 @@ final class Attribution: @unchecked Sendable {
             var place = lab.place(violation.addressSpace, violation.address)
             // What the primary maps there now, as the access check saw it (a
             // set_dirty or mark_accessed is checked without looking).
-            if violation.service == nil { place?.frame = violation.primaryFrame.map { "\($0)" } ?? "nothing" }
-            let used = violation.devicePage.map { "\($0)" } ?? "\(violation.frame)"
+            if violation.service == nil { place?.frame = violation.primaryFrame.map { Self.name($0, lab) } ?? "nothing" }
+            let used = violation.devicePage.map { "\($0)" } ?? Self.name(violation.frame, lab)
             let who = actor.map { "\($0.name) (device \(instance ?? "?"))" } ?? "thread \(violation.thread) (device \(instance ?? "?"))"
             let detail: String
             if let service = violation.service {
@@ -126,8 +126,8 @@ final class Attribution: @unchecked Sendable {
                     + "\(service == "set_dirty" ? "set_page_dirty" : "mark_page_accessed") on a page the driver no longer holds; "
                     + "a write the device made to it is lost, and the mark would land on a free page or another owner's)"
             } else {
-                detail = "\(who) \(violation.verb) \(used) at \(violation.addressSpace) 0x\(String(violation.address, radix: 16)) through a translation "
-                    + "the primary no longer has: \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { "\($0)" } ?? "nothing") there"
+                detail = "\(who) \(violation.verb) \(used) at \(violation.addressSpace) 0x\(String(violation.address, radix: 16)) "
+                    + "\(Self.how(violation.kind)): \(violation.kind.rawValue); the primary maps \(violation.primaryFrame.map { Self.name($0, lab) } ?? "nothing") there"
                     + (violation.acknowledged.map { "; the device had acknowledged the invalidation \($0)" } ?? "")
             }
             let bad: EventTrail.BadAccess = violation.service.map { .mark(service: $0) } ?? .dma(write: violation.write)
@@ -148,12 +148,29 @@ final class Attribution: @unchecked Sendable {
         }
     }
 
+    /// What was wrong with the translation a bad access went through, as
+    /// the finding's sentence says it.
+    static func how(_ kind: MemoryViolation.Kind) -> String {
+        switch kind {
+        case .staleTranslation, .useAfterFree: "through a translation the primary no longer has"
+        case .writeThroughReadOnly: "through a translation that does not allow a write"
+        case .protNoneAccess: "through a translation of a page the primary maps PROT_NONE"
+        case .accessAfterExit: "through a translation of an address space that has exited"
+        }
+    }
+
+    /// How a finding names a frame: the shared zero page by that name
+    /// (its number, one past the machine's frames, means nothing to a reader).
+    static func name(_ frame: PageFrameNumber, _ lab: Lab) -> String {
+        frame.rawValue == UInt64(UInt32(bitPattern: lab.machine.zeroFrame)) ? "the zero page (\(frame))" : "\(frame)"
+    }
+
     /// The device translation's frame (or device page) and generation,
     /// and the frame's generation now when it moved on (freed since).
     private static func deviceTranslation(_ violation: MemoryViolation, _ lab: Lab) -> String {
         if let page = violation.devicePage { return "device page \(page) generation \(violation.generation)" }
         let frame = violation.frame
-        var text = "\(frame) generation \(violation.generation)"
+        var text = "\(name(frame, lab)) generation \(violation.generation)"
         if frame.rawValue < UInt64(lab.machine.memory.frameCount) {
             let now = lab.machine.memory.generation(of: Int32(truncatingIfNeeded: frame.rawValue))
             if now != violation.generation { text += " (the frame is in generation \(now) now: freed since)" }
