@@ -181,7 +181,13 @@ extension GPUVM {
         return notifier
     }
 
-    /// The range holding `address`, made (chunked, never overlapping) if missing.
+    /// The range holding `address`, made (chunked) if missing. A new range
+    /// may overlap an unmapped one still in the notifier (retired, awaiting
+    /// collection; or zapped by an invalidation, which waited for its work)
+    /// and may replace one at the same start: neither has GPU work in flight
+    /// (a range the fault path retires stays mapped, and so is returned
+    /// here, until the collection zaps it, and the collection holds the
+    /// fault lock until it has removed it), so no invalidation needs to find it.
     private func makeRange(_ notifier: SVMNotifier, _ address: UInt64, limit: UInt64) -> SVMRange {
         lock.withLock {
             if let existing = notifier.range(containing: address), !existing.unmapped { return existing }
