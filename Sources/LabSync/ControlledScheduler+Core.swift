@@ -147,15 +147,34 @@ extension ControlledScheduler {
     /// already `next`. `me`'s gate opens only when a later current thread
     /// makes `me` current, which may happen before `me` reaches its gate (the
     /// gate stays open until passed).
+    ///
+    /// In user space (`borrowsThreads`) the carrier keeps the mutex across
+    /// the switch: it is held for whichever thread runs next, which goes on
+    /// from its own switch (or its start) with it held, as here.
     func handOver(from me: ScheduledThread, to next: ScheduledThread?) {
         assert(!me.isFinished, "a finished thread hands over in `finish`")
         makeCurrent(next)
+        if borrowsThreads, let next {
+            mmulab_fiber_switch(me.fiber, next.fiber)
+            releaseExiting()
+            assert(current === me, "'\(me.name)' was switched to but is not current")
+            return
+        }
         pthread_mutex_unlock(mutex)
         guard let next else { parkedForever(me) }
         mmulab_gate_open(next.gate)
         mmulab_gate_pass(me.gate)
         pthread_mutex_lock(mutex)
         assert(current === me, "'\(me.name)' passed its gate but is not current")
+    }
+
+    /// After a switch in user space: a thread that finished before it is
+    /// left for good, so its kernel thread may now exit (from its own stack).
+    @inline(__always)
+    func releaseExiting() {
+        guard let finished = exiting else { return }
+        exiting = nil
+        mmulab_fiber_release(finished.fiber)
     }
 
     /// Sets `current` (the caller opens its gate once it let go of the mutex).

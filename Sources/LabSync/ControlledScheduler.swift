@@ -77,6 +77,16 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         /// schedule: a run replays the same either way. Off: the operating
         /// system places them.
         public var usesOneProcessor = true
+        /// Hand over in user space: one kernel thread (the carrier, the
+        /// root's) runs every thread of the run in turn, switching stacks
+        /// and thread pointers, while the others' kernel threads stay parked
+        /// (`CLabSyncShims.h`, "Borrowed threads"). Each thread keeps its own
+        /// stack and thread-local storage. A hand-over then costs a few
+        /// dozen nanoseconds where waking one kernel thread and putting
+        /// another to sleep costs microseconds. The schedule is the same
+        /// either way: a run replays step for step in both. Off (or on a
+        /// machine other than x86-64): every thread waits on its gate in the kernel.
+        public var handsOverInUserSpace = ControlledScheduler.canHandOverInUserSpace
 
         public init(strategy: ScheduleStrategy, seed: UInt64) {
             self.strategy = strategy
@@ -146,6 +156,11 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     /// `configuration.choices?.through` (read at every decision: a copy of
     /// the list would be retained and released each time).
     let choicesThrough: UInt64?
+    /// Whether this run hands over in user space (`Configuration.handsOverInUserSpace`, where supported).
+    let borrowsThreads: Bool
+    /// A finished thread whose kernel thread is woken to exit once the
+    /// carrier has switched away from it (the next context to run does it).
+    var exiting: ScheduledThread? = nil
     /// The processor every thread of the run is held to (-1: any; see
     /// `Configuration.usesOneProcessor`), chosen before the first thread starts.
     var processor: Int32 = -1
@@ -157,6 +172,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         precondition(configuration.nanosecondsPerStep > 0, "a step must cost some virtual time")
         self.configuration = configuration
         choicesThrough = configuration.choices?.through
+        borrowsThreads = configuration.handsOverInUserSpace && Self.canHandOverInUserSpace
         rng = SplitMix64(seed: configuration.seed ^ 0x5CED_0000_0000_0001)
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(runEnded, nil)
@@ -173,6 +189,9 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             noteNextChange()
         }
     }
+
+    /// Whether this machine can hand over in user space (x86-64).
+    public static let canHandOverInUserSpace = mmulab_fiber_supported() != 0
 
     /// Controlled runs started in this process (spreads them over processors).
     static let runsStarted = Atomic<Int>(0)
@@ -469,6 +488,9 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             return nil
         }, start)
         precondition(status == 0, "pthread_create failed: \(status)")
+        // A borrowed thread can be switched to once its context is saved
+        // (it sets up and parks without the mutex, which we hold).
+        if borrowsThreads && thread.index != 0 { mmulab_fiber_await_parked(thread.fiber) }
     }
 
     private func threadMain(_ thread: ScheduledThread, _ body: @Sendable () -> Void) {
@@ -478,6 +500,10 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         mmulab_set_thread_name(thread.name)
         // Before it first runs: the processor's own business, not the schedule's.
         if processor >= 0 { _ = mmulab_pin_to_cpu(processor) }
+        if borrowsThreads {
+            borrowedThreadMain(thread, body)
+            return
+        }
         mmulab_gate_pass(thread.gate)
         pthread_mutex_lock(mutex)
         assert(current === thread, "'\(thread.name)' passed its gate but is not current")
@@ -489,6 +515,48 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         pthread_mutex_unlock(mutex)
         mmulab_set_current_scheduled(nil)
         if let next { mmulab_gate_open(next.gate) }
+    }
+
+    /// `threadMain` when the run hands over in user space. The root's kernel
+    /// thread is the carrier: it passes its gate as usual and then runs every
+    /// thread. Any other thread parks its kernel thread at once, and its body
+    /// runs on the carrier from the first switch to it; when it finishes, the
+    /// carrier leaves it for good and its own kernel thread comes back here
+    /// only to exit.
+    private func borrowedThreadMain(_ thread: ScheduledThread, _ body: @Sendable () -> Void) {
+        var signalStack: UnsafeMutableRawPointer? = nil
+        if thread.index == 0 {
+            mmulab_gate_pass(thread.gate)
+            mmulab_fiber_adopt(thread.fiber)
+            // Before any plugin runs here: a crash on any thread is handled
+            // on this stack (a thread's own would go when its kernel thread exits).
+            signalStack = mmulab_carrier_altstack_begin()
+            pthread_mutex_lock(mutex)
+        } else {
+            // Returns on the carrier, with the mutex held for us by the
+            // thread that switched here.
+            mmulab_fiber_park(thread.fiber)
+            releaseExiting()
+        }
+        assert(current === thread, "'\(thread.name)' runs but is not current")
+        tick(thread, .start, object: UInt32(thread.index))
+        pthread_mutex_unlock(mutex)
+        body()
+        pthread_mutex_lock(mutex)
+        let next = finish(thread)
+        if thread.index == 0 {
+            // The run is over (`finish` said so); the carrier exits as the root.
+            pthread_mutex_unlock(mutex)
+            mmulab_carrier_altstack_end(signalStack)
+            mmulab_set_current_scheduled(nil)
+            return
+        }
+        guard let next else { parkForever(thread) }
+        exiting = thread
+        mmulab_fiber_switch(thread.fiber, next.fiber)
+        // Only this thread's own kernel thread comes back here, released by
+        // the carrier once it left this stack: it exits, touching nothing shared.
+        mmulab_set_current_scheduled(nil)
     }
 
     /// A real thread that watches the step count while the run lasts and

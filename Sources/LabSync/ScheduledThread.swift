@@ -1,7 +1,9 @@
 import CLabSyncShims
 
 /// One thread of a controlled run: a real POSIX thread that runs only while
-/// the scheduler has made it `current`, and otherwise waits on its own gate.
+/// the scheduler has made it `current`, and otherwise waits on its own gate
+/// (or, handing over in user space, has its context saved in `fiber` while
+/// the run's carrier runs another).
 ///
 /// Every mutable field is guarded by the scheduler's state mutex.
 final class ScheduledThread: @unchecked Sendable {
@@ -17,6 +19,9 @@ final class ScheduledThread: @unchecked Sendable {
     /// the thread that makes it current opens it, after letting go of the
     /// scheduler's mutex, so the woken thread does not wake into a held lock).
     let gate: UnsafeMutablePointer<UInt32>
+    /// Its saved context and parked kernel thread when the run hands over in
+    /// user space (`Configuration.handsOverInUserSpace`; unused otherwise).
+    let fiber: UnsafeMutablePointer<mmulab_fiber>
 
     /// Blocked until `makeThread` enables it.
     var status: Status = .blocked
@@ -53,9 +58,15 @@ final class ScheduledThread: @unchecked Sendable {
         schedulerID = ObjectIdentifier(scheduler)
         gate = .allocate(capacity: 1)
         gate.initialize(to: 0)
+        fiber = .allocate(capacity: 1)
+        fiber.initialize(to: mmulab_fiber())
     }
 
     deinit {
+        // A parked kernel thread holds its record (its start routine's
+        // frame), so this runs only once none waits on the park stack.
+        mmulab_fiber_free_park_stack(fiber)
+        fiber.deallocate()
         gate.deallocate()
     }
 

@@ -72,4 +72,74 @@ int32_t mmulab_pick_cpu(uint32_t offset);
 /// Lets the calling thread run only on processor `cpu`; returns 0 or an errno.
 int32_t mmulab_pin_to_cpu(int32_t cpu);
 
+// Borrowed threads: the controlled scheduler's hand-over in user space.
+//
+// Every thread of a controlled run is a real POSIX thread, with its own
+// stack and thread control block (so its thread-local storage, errno,
+// pthread_self and the Swift runtime's per-thread state are its own). In
+// this mode one kernel thread, the carrier (the run's root), runs them all:
+// every other thread saves its context and parks its kernel thread on a
+// small stack of its own (`mmulab_fiber_park`), and a hand-over switches
+// the carrier's stack pointer, callee-saved registers and thread pointer to
+// the next thread's (`mmulab_fiber_switch`): no system call, no kernel
+// scheduler, where a hand-over between kernel threads costs two futex calls
+// and a kernel context switch. A finished thread's kernel thread is woken
+// (`mmulab_fiber_release`) to resume its last context and exit as any thread
+// exits, once the carrier has left its stack.
+//
+// Only on x86-64 (`mmulab_fiber_supported`); the thread pointer is written
+// with `wrfsbase` where the kernel allows it, else with `arch_prctl`.
+
+/// Bytes of the stack a parked kernel thread waits on.
+#define MMULAB_FIBER_PARK_STACK (64 * 1024)
+/// Bytes of the carrier's alternate signal stack.
+#define MMULAB_CARRIER_ALTSTACK (128 * 1024)
+
+typedef struct mmulab_fiber {
+    /// The saved context (on the thread's own stack) while it does not run.
+    void *stack_pointer;
+    /// Its thread control block (x86-64: the %fs base).
+    uintptr_t thread_pointer;
+    /// 0: starting; 1: parked (its context is saved, it may be switched to);
+    /// 2: released (its kernel thread resumes its last context).
+    uint32_t state;
+    void *park_stack;
+} mmulab_fiber;
+
+/// Whether this machine can switch borrowed threads (x86-64 only).
+int mmulab_fiber_supported(void);
+
+/// Called by the carrier on its own kernel thread before it first switches:
+/// records its thread pointer in `fiber` (its context is saved by switches).
+void mmulab_fiber_adopt(mmulab_fiber *fiber);
+
+/// Called by a thread of the run on its own kernel thread, before it first
+/// runs: saves its context into `fiber` and parks its kernel thread (every
+/// signal blocked) on a stack of its own. Returns on the carrier, the first
+/// time the carrier switches to `fiber`.
+void mmulab_fiber_park(mmulab_fiber *fiber);
+
+/// Waits until `fiber`'s thread has parked (its context can be switched to).
+void mmulab_fiber_await_parked(mmulab_fiber *fiber);
+
+/// On the carrier: saves the running thread's context into `from` and
+/// resumes `to`'s (stack, registers, thread pointer). Returns when some
+/// later switch resumes `from`. Both must be distinct; `to` must be parked.
+void mmulab_fiber_switch(mmulab_fiber *from, const mmulab_fiber *to);
+
+/// Wakes `fiber`'s parked kernel thread to resume the context its last
+/// switch saved (on its own kernel thread). Only once the carrier has left
+/// that context for good (a finished thread), from another context.
+void mmulab_fiber_release(mmulab_fiber *fiber);
+
+/// Frees the park stack (once the kernel thread has left it).
+void mmulab_fiber_free_park_stack(mmulab_fiber *fiber);
+
+/// Gives the calling kernel thread (the carrier) an alternate signal stack
+/// if it has none, so that a plugin's crash on any borrowed thread is
+/// handled on memory that lives as long as the carrier; returns it (NULL: it
+/// had one already, or none could be made). `..._end` takes it back.
+void *mmulab_carrier_altstack_begin(void);
+void mmulab_carrier_altstack_end(void *stack);
+
 #endif

@@ -69,6 +69,7 @@ extension ScenarioRunner {
         configuration.choices = options.scheduleChoices
         configuration.recordsChoices = options.recordsChoices
         configuration.stepLimit = options.stepLimit
+        configuration.handsOverInUserSpace = options.handsOverInUserSpace
         let scheduler = ControlledScheduler(configuration)
         let sync = SyncDomain(scheduler: scheduler, lockOrder: scenario.validatesLockOrder)
         let started = FreeRunningScheduler().now()

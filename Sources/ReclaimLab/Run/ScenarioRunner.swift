@@ -41,6 +41,10 @@ public struct RunOptions: Sendable {
     /// deadlock does, with a `stuck` finding (a bound on a run that might
     /// not end; nil: none).
     public var stepLimit: UInt64? = nil
+    /// With `schedule`: hand over between the run's threads in user space
+    /// (`ControlledScheduler.Configuration.handsOverInUserSpace`; the same
+    /// run either way, only faster). Off: through the kernel, for comparison.
+    public var handsOverInUserSpace = ControlledScheduler.canHandOverInUserSpace
     /// Polled every few milliseconds while the actors run: once it answers
     /// true the run stops early (the actors finish their step, teardown and
     /// the checks after it run as usual) and the result says `interrupted`.
