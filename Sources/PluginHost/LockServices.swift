@@ -17,21 +17,26 @@ final class HostLock: @unchecked Sendable {
     /// nothing, so the outer critical section stays locked. Touched only by
     /// the holding thread.
     var refusedRecursion = 0
-    /// Under a controlled scheduler, calls are checked for foreign threads.
-    let deterministic: Bool
+    /// Under a controlled scheduler, the domain whose threads may call (a
+    /// call from another thread is reported); nil: calls are not checked.
+    let scheduled: SyncDomain?
 
     init(sleeping: SleepingLock?, spin: SpinLock?, name: String, context: HostContext) {
         self.sleeping = sleeping
         self.spin = spin
         self.name = name
         self.context = context
-        deterministic = context.deterministic
+        scheduled = context.deterministic ? context.machine.sync : nil
     }
 
-    /// `HostContext.checkCaller` for the instance that made it.
+    /// `HostContext.checkCaller` for the instance that made it. A scheduled
+    /// caller is told apart without loading the weak `context` (a load and a
+    /// retain and release of the context's side table on every lock and
+    /// unlock of a deterministic run).
     @inline(__always)
     func checkCaller(_ service: StaticString) {
-        if deterministic, let context { context.checkCaller(service) }
+        guard let scheduled, !scheduled.schedulesCurrentThread, let context else { return }
+        context.checkCaller(service)
     }
 
     var isHeldByCurrentThread: Bool { spin?.isHeldByCurrentThread ?? sleeping!.isHeldByCurrentThread }
@@ -83,12 +88,13 @@ final class HostCompletion: @unchecked Sendable {
     let completion: Completion
     weak var context: HostContext?
     let destroyed = Atomic<Bool>(false)
-    let deterministic: Bool
+    /// As `HostLock.scheduled`.
+    let scheduled: SyncDomain?
 
     init(_ completion: Completion, context: HostContext) {
         self.completion = completion
         self.context = context
-        deterministic = context.deterministic
+        scheduled = context.deterministic ? context.machine.sync : nil
     }
 
     @inline(__always)
@@ -103,7 +109,9 @@ final class HostCompletion: @unchecked Sendable {
             if let context = completion.context { context.report("\(service)", problem) } else { HostContext.reportUnattributed("\(service)", problem) }
             return nil
         }
-        if completion.deterministic, let context = completion.context { context.checkCaller(service) }
+        if let scheduled = completion.scheduled, !scheduled.schedulesCurrentThread, let context = completion.context {
+            context.checkCaller(service)
+        }
         return completion
     }
 }
