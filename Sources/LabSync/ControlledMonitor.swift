@@ -57,8 +57,8 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
 
     private func lock(at site: SourceSite?) {
         withScheduler { s in
-            pthread_mutex_lock(s.mutex)
-            defer { pthread_mutex_unlock(s.mutex) }
+            s.mutex.lock()
+            defer { s.mutex.unlock() }
             s.withScheduledSelf({ me in
                 s.point(me, .lock, object: serial)
                 acquire(me, site: site)
@@ -81,8 +81,8 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
 
     func tryLock() -> Bool {
         withScheduler { s in
-            pthread_mutex_lock(s.mutex)
-            defer { pthread_mutex_unlock(s.mutex) }
+            s.mutex.lock()
+            defer { s.mutex.unlock() }
             guard let me = s.scheduledSelf() else {
                 s.noteForeign()
                 guard !isHeld else { return false }
@@ -98,8 +98,8 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
 
     func unlock() {
         withScheduler { s in
-            pthread_mutex_lock(s.mutex)
-            defer { pthread_mutex_unlock(s.mutex) }
+            s.mutex.lock()
+            defer { s.mutex.unlock() }
             s.withScheduledSelf({ me in
                 precondition(ownerIndex == me.index, "'\(me.name)' unlocks monitor '\(name)', which it does not hold")
                 ownerIndex = -1
@@ -120,7 +120,7 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
         if !lockWaiters.isEmpty { scheduler.enable(lockWaiters.removeFirst()) }
         // A foreign thread may wait for this monitor, or (in the scheduler)
         // for any scheduled thread to become runnable.
-        if foreignWaiters > 0 || scheduler.foreignSeen { pthread_cond_broadcast(scheduler.foreignChanged) }
+        if foreignWaiters > 0 || scheduler.foreignSeen { scheduler.foreignChanged.broadcast() }
     }
 
     func wait() { _ = wait(timeoutNanoseconds: nil, at: nil) }
@@ -132,8 +132,8 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
 
     private func wait(timeoutNanoseconds: UInt64?, at site: SourceSite?) -> Bool {
         let s = scheduler
-        pthread_mutex_lock(s.mutex)
-        defer { pthread_mutex_unlock(s.mutex) }
+        s.mutex.lock()
+        defer { s.mutex.unlock() }
         guard let me = s.scheduledSelf() else { return foreignWait(timeoutNanoseconds) }
         precondition(ownerIndex == me.index, "'\(me.name)' waits on monitor '\(name)' without holding it")
         ownerIndex = -1
@@ -157,21 +157,21 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
 
     func signal() {
         let s = scheduler
-        pthread_mutex_lock(s.mutex)
-        defer { pthread_mutex_unlock(s.mutex) }
+        s.mutex.lock()
+        defer { s.mutex.unlock() }
         if s.scheduledSelf() == nil { s.noteForeign() }
         if !conditionWaiters.isEmpty { s.enable(conditionWaiters.removeFirst()) }
-        if foreignWaiters > 0 || s.foreignSeen { pthread_cond_broadcast(s.foreignChanged) }
+        if foreignWaiters > 0 || s.foreignSeen { s.foreignChanged.broadcast() }
     }
 
     func broadcast() {
         let s = scheduler
-        pthread_mutex_lock(s.mutex)
-        defer { pthread_mutex_unlock(s.mutex) }
+        s.mutex.lock()
+        defer { s.mutex.unlock() }
         if s.scheduledSelf() == nil { s.noteForeign() }
         for waiter in conditionWaiters { s.enable(waiter) }
         conditionWaiters.removeAll()
-        if foreignWaiters > 0 || s.foreignSeen { pthread_cond_broadcast(s.foreignChanged) }
+        if foreignWaiters > 0 || s.foreignSeen { s.foreignChanged.broadcast() }
     }
 
     // MARK: Threads the scheduler did not make (mutex held)
@@ -179,7 +179,7 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
     private func foreignLock() {
         scheduler.noteForeign()
         foreignWaiters += 1
-        while isHeld { pthread_cond_wait(scheduler.foreignChanged, scheduler.mutex) }
+        while isHeld { scheduler.foreignChanged.wait(scheduler.mutex) }
         foreignWaiters -= 1
         foreignOwned = true
     }
@@ -191,15 +191,8 @@ final class ControlledMonitor: Monitor, @unchecked Sendable {
         scheduler.noteForeign()
         foreignOwned = false
         release()
-        var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
-        deadline.tv_nsec += Int(min(timeoutNanoseconds ?? 1_000_000, 1_000_000))
-        if deadline.tv_nsec >= 1_000_000_000 {
-            deadline.tv_sec += 1
-            deadline.tv_nsec -= 1_000_000_000
-        }
         foreignWaiters += 1
-        _ = pthread_cond_timedwait(scheduler.foreignChanged, scheduler.mutex, &deadline)
+        scheduler.foreignChanged.wait(scheduler.mutex, nanoseconds: Int64(min(timeoutNanoseconds ?? 1_000_000, 1_000_000)))
         foreignWaiters -= 1
         foreignLock()
         return true

@@ -93,8 +93,8 @@ extension ControlledScheduler {
     /// Followed by a run of the same program and configuration, they give
     /// the same run.
     public var recordedChoices: ScheduleChoices {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        mutex.lock()
+        defer { mutex.unlock() }
         // Recorded in decision order, one per decision.
         return ScheduleChoices(recorded, through: stepCount.load(ordering: .relaxed))!
     }

@@ -160,11 +160,11 @@ extension ControlledScheduler {
             assert(current === me, "'\(me.name)' was switched to but is not current")
             return
         }
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         guard let next else { parkedForever(me) }
         mmulab_gate_open(next.gate)
         mmulab_gate_pass(me.gate)
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         assert(current === me, "'\(me.name)' passed its gate but is not current")
     }
 
@@ -188,7 +188,7 @@ extension ControlledScheduler {
     /// The run is over for `me` (mutex held): it lets go of the mutex and
     /// waits for ever, like every other thread of the run.
     func parkForever(_ me: ScheduledThread) -> Never {
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         parkedForever(me)
     }
 
@@ -206,13 +206,13 @@ extension ControlledScheduler {
         enabledCount -= 1
         for joiner in me.joiners { enable(joiner) }
         me.joiners.removeAll()
-        if me.foreignJoiners > 0 { pthread_cond_broadcast(foreignChanged) }
+        if me.foreignJoiners > 0 { foreignChanged.broadcast() }
         if me.index == 0 {
             // The root returned: nothing else runs again.
             rootFinished = true
             stopped = true
             current = nil
-            pthread_cond_broadcast(runEnded)
+            runEnded.broadcast()
             return nil
         }
         let next = chooseWhenStopped(me)
@@ -312,14 +312,7 @@ extension ControlledScheduler {
                 // A thread the scheduler did not make may still wake one of
                 // ours (the run is already irreproducible): give it time.
                 waitedForForeign += 1
-                var deadline = timespec()
-                clock_gettime(CLOCK_REALTIME, &deadline)
-                deadline.tv_nsec += 5_000_000
-                if deadline.tv_nsec >= 1_000_000_000 {
-                    deadline.tv_sec += 1
-                    deadline.tv_nsec -= 1_000_000_000
-                }
-                _ = pthread_cond_timedwait(foreignChanged, mutex, &deadline)
+                foreignChanged.wait(mutex, nanoseconds: 5_000_000)
                 continue
             }
             deadlocked(.deadlock)
@@ -366,10 +359,10 @@ extension ControlledScheduler {
     func livelocked(_ me: ScheduledThread) {
         if foreignSeen {
             // Perhaps a thread we did not make holds what they spin on.
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
             var pause = timespec(tv_sec: 0, tv_nsec: 100_000)
             nanosleep(&pause, nil)
-            pthread_mutex_lock(mutex)
+            mutex.lock()
             spinOnlySteps = 0
             return
         }
@@ -389,6 +382,6 @@ extension ControlledScheduler {
             kind: kind, step: stepCount.load(ordering: .relaxed), virtualNanoseconds: clock.load(ordering: .relaxed), threads: live)
         stopped = true
         current = nil
-        pthread_cond_broadcast(runEnded)
+        runEnded.broadcast()
     }
 }

@@ -107,11 +107,11 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
 
     // MARK: State (guarded by `mutex`)
 
-    let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    let mutex: StateLock
     /// Broadcast when the run ends (the caller of `run` waits on it).
-    let runEnded = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    let runEnded = StateCondition()
     /// Broadcast whenever a foreign thread may have something to re-check.
-    let foreignChanged = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    let foreignChanged = StateCondition()
     var threads: [ScheduledThread] = []
     /// Threads made so far (the records are dropped when a run ends clean).
     var threadsMade = 0
@@ -173,10 +173,8 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         self.configuration = configuration
         choicesThrough = configuration.choices?.through
         borrowsThreads = configuration.handsOverInUserSpace && Self.canHandOverInUserSpace
+        mutex = StateLock(biased: borrowsThreads)
         rng = SplitMix64(seed: configuration.seed ^ 0x5CED_0000_0000_0001)
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(runEnded, nil)
-        pthread_cond_init(foreignChanged, nil)
         if case .pct(let depth) = configuration.strategy {
             precondition(depth >= 1 && depth <= ScheduleStrategy.maximumDepth, "pct depth \(depth) out of range")
             let horizon = max(configuration.horizon, 1)
@@ -203,9 +201,6 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     deinit {
         // Threads left parked keep a reference to the scheduler, so this
         // runs only when none is.
-        pthread_cond_destroy(foreignChanged)
-        pthread_cond_destroy(runEnded)
-        pthread_mutex_destroy(mutex)
         foreignChanged.deallocate()
         runEnded.deallocate()
         mutex.deallocate()
@@ -218,7 +213,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     /// a thread no controlled scheduler made.
     public func run<Result: Sendable>(named name: String = "main", _ body: @escaping @Sendable () -> Result) -> Outcome<Result> {
         precondition(scheduledSelf() == nil, "ControlledScheduler.run called from a scheduled thread")
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         precondition(!started, "a ControlledScheduler runs one program")
         started = true
         if configuration.usesOneProcessor {
@@ -234,14 +229,14 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         root.runSince = 0
         startThread(root) { [self] in
             let value = body()
-            pthread_mutex_lock(mutex)
+            mutex.lock()
             rootResult = value
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
         }
         // The root waits for the mutex, which the wait below lets go.
         mmulab_gate_open(root.gate)
         if configuration.stallWarningSeconds > 0 { startStallWatch() }
-        while deadlock == nil && !rootFinished { pthread_cond_wait(runEnded, mutex) }
+        while deadlock == nil && !rootFinished { runEnded.wait(mutex) }
         let outcome: Outcome<Result>
         if let deadlock {
             outcome = .deadlocked(deadlock)
@@ -251,14 +246,14 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             // Nothing will run again: drop the records (and their cycles).
             if left.isEmpty { threads.removeAll() }
         }
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         return outcome
     }
 
     /// The run so far.
     public var statistics: ScheduleStatistics {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        mutex.lock()
+        defer { mutex.unlock() }
         return ScheduleStatistics(
             steps: stepCount.load(ordering: .relaxed), switches: switches, virtualNanoseconds: clock.load(ordering: .relaxed),
             threads: threadsMade, digest: digest, foreignThreads: foreignNames, decisions: decisions, choicesFollowed: choicesFollowed,
@@ -267,15 +262,15 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
 
     /// The last `configuration.keptSteps` steps, oldest first.
     public var recentSteps: [ScheduleStep] {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        mutex.lock()
+        defer { mutex.unlock() }
         guard recent.count == configuration.keptSteps else { return recent }
         return Array(recent[recentNext...] + recent[..<recentNext])
     }
 
     public func state(ofThreadNamed name: String) -> String? {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        mutex.lock()
+        defer { mutex.unlock() }
         guard let thread = threads.first(where: { $0.name == name }) else { return nil }
         let state: String
         switch thread.status {
@@ -295,8 +290,8 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
 
     /// A kept step's thread name and operation ("lock 'gpu vm'").
     public func describeParts(_ step: ScheduleStep) -> (thread: String, operation: String) {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        mutex.lock()
+        defer { mutex.unlock() }
         let thread = Int(step.thread) < names.count ? names[Int(step.thread)] : "thread #\(step.thread)"
         let object: String
         switch step.kind {
@@ -311,8 +306,8 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
 
     /// The names of the threads, by index (a trace's `thread`).
     public var threadNames: [String] {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        mutex.lock()
+        defer { mutex.unlock() }
         return names
     }
 
@@ -323,35 +318,35 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     public func makeMonitor() -> any Monitor { makeMonitor(named: "") }
 
     public func makeMonitor(named name: String) -> any Monitor {
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         nextMonitorSerial &+= 1
         let serial = nextMonitorSerial
         if configuration.keptSteps > 0 { monitorNames[serial] = name }
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         return ControlledMonitor(name: name, serial: serial, scheduler: self)
     }
 
     public func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> any ThreadHandle {
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         let thread = makeThread(named: name)
         startThread(thread, body)
         if let me = scheduledSelf() {
             point(me, .spawn, object: UInt32(thread.index))
         } else {
             noteForeign()
-            pthread_cond_broadcast(foreignChanged)
+            foreignChanged.broadcast()
         }
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         return ScheduledThreadHandle(thread)
     }
 
     func join(_ thread: ScheduledThread) {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        mutex.lock()
+        defer { mutex.unlock() }
         guard let me = scheduledSelf() else {
             noteForeign()
             thread.foreignJoiners += 1
-            while !thread.isFinished { pthread_cond_wait(foreignChanged, mutex) }
+            while !thread.isFinished { foreignChanged.wait(mutex) }
             thread.foreignJoiners -= 1
             return
         }
@@ -366,10 +361,10 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
 
     public func sleep(for duration: Duration) {
         let nanoseconds = Self.nanoseconds(duration)
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         guard let me = scheduledSelf() else {
             noteForeign()
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
             FreeRunningScheduler().sleep(for: duration)
             return
         }
@@ -381,7 +376,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             tick(me, .sleep, object: 0)
             switchAway(me)
         }
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
     }
 
     public func spinWait(attempt: Int) {
@@ -400,21 +395,21 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     /// what `SpinLock` and `SyncDomain.preemptionPoint` call on every lock,
     /// unlock and loop turn.
     func point(_ kind: SchedulingPointKind, object hash: UInt32, name: String, site: SourceSite) {
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         withScheduledSelf({ me in
             let spinning = kind == .spin || kind == .yield
             if spinning { me.waitingFor = WaitSite(kind: kind, object: name, site: site) }
             if configuration.keptSteps > 0, spinNames[hash] == nil { spinNames[hash] = name }
             point(me, kind, object: hash, yielding: spinning)
             if spinning { me.waitingFor = nil }
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
         }, foreign: { foreignPoint(kind) })
     }
 
     /// A scheduling point reached by a thread this scheduler did not make (mutex held; lets go of it).
     private func foreignPoint(_ kind: SchedulingPointKind) {
         noteForeign()
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         if kind == .spin || kind == .yield { sched_yield() }
     }
 
@@ -505,14 +500,14 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             return
         }
         mmulab_gate_pass(thread.gate)
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         assert(current === thread, "'\(thread.name)' passed its gate but is not current")
         tick(thread, .start, object: UInt32(thread.index))
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         body()
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         let next = finish(thread)
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         mmulab_set_current_scheduled(nil)
         if let next { mmulab_gate_open(next.gate) }
     }
@@ -531,7 +526,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             // Before any plugin runs here: a crash on any thread is handled
             // on this stack (a thread's own would go when its kernel thread exits).
             signalStack = mmulab_carrier_altstack_begin()
-            pthread_mutex_lock(mutex)
+            mutex.lock()
         } else {
             // Returns on the carrier, with the mutex held for us by the
             // thread that switched here.
@@ -540,13 +535,13 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         }
         assert(current === thread, "'\(thread.name)' runs but is not current")
         tick(thread, .start, object: UInt32(thread.index))
-        pthread_mutex_unlock(mutex)
+        mutex.unlock()
         body()
-        pthread_mutex_lock(mutex)
+        mutex.lock()
         let next = finish(thread)
         if thread.index == 0 {
             // The run is over (`finish` said so); the carrier exits as the root.
-            pthread_mutex_unlock(mutex)
+            mutex.unlock()
             mmulab_carrier_altstack_end(signalStack)
             mmulab_set_current_scheduled(nil)
             return
@@ -569,10 +564,10 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
             var still = 0
             while true {
                 FreeRunningScheduler().sleep(for: .seconds(1))
-                pthread_mutex_lock(mutex)
+                mutex.lock()
                 let over = stopped
                 let running = current?.name
-                pthread_mutex_unlock(mutex)
+                mutex.unlock()
                 if over { return }
                 let now = stepCount.load(ordering: .relaxed)
                 still = now == last ? still + 1 : 0

@@ -15,6 +15,8 @@ final class ScheduledThread: @unchecked Sendable {
     let scheduler: ControlledScheduler
     /// `scheduler`'s identity (compared at every point without loading the reference).
     let schedulerID: ObjectIdentifier
+    /// `scheduler.mutex`'s state (tells the carrier apart: `StateLock`).
+    let stateLock: UnsafeMutablePointer<mmulab_biased_lock>
     /// The word the thread waits on until it is current (`mmulab_gate_pass`;
     /// the thread that makes it current opens it, after letting go of the
     /// scheduler's mutex, so the woken thread does not wake into a held lock).
@@ -56,6 +58,7 @@ final class ScheduledThread: @unchecked Sendable {
         self.name = name
         self.scheduler = scheduler
         schedulerID = ObjectIdentifier(scheduler)
+        stateLock = scheduler.mutex.state
         gate = .allocate(capacity: 1)
         gate.initialize(to: 0)
         fiber = .allocate(capacity: 1)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLabSyncShims
 import Foundation
 import LabSync
 import Synchronization
@@ -96,5 +97,128 @@ struct BorrowedThreadsTests {
             if !alive.isEmpty { usleep(10_000) }
         }
         #expect(alive.isEmpty, "kernel threads of finished threads still live: \(alive)")
+    }
+}
+
+/// The biased state lock: the carrier's path (no atomic read-modify-write)
+/// against other threads' (membarrier), under real contention.
+@Suite("Borrowed threads: the biased state lock")
+struct BiasedLockTests {
+    /// One carrier and other threads increment a plain counter under the
+    /// lock; no two are ever inside at once and no increment is lost. With
+    /// one other thread the carrier is mostly on its own path (a carrier that
+    /// ignored the announcement, or another thread that did not wait for the
+    /// carrier's flag, is seen here within a run); with three, the others
+    /// also queue behind each other.
+    @Test(arguments: [1, 3])
+    func theCarrierAndOtherThreadsExcludeEachOther(others: Int) throws {
+        try #require(mmulab_biased_lock_supported() != 0, "membarrier's private expedited command is unavailable")
+        let lock = UnsafeMutablePointer<mmulab_biased_lock>.allocate(capacity: 1)
+        lock.initialize(to: mmulab_biased_lock())
+        defer { lock.deallocate() }
+        let sharedLock = Unsynchronised(lock)
+        let shared = Unsynchronised((count: 0, inside: 0, overlaps: 0, spins: 0))
+        let otherRounds = 300 * stressScale
+        let othersDone = Atomic<Int>(0)
+        let carrierRounds = Atomic<Int>(0)
+        @Sendable func critical(spins: Int) {
+            shared.value.inside += 1
+            if shared.value.inside != 1 { shared.value.overlaps += 1 }
+            shared.value.count += 1
+            // Long enough that a thread that got in meanwhile is seen.
+            for _ in 0..<spins { shared.value.spins &+= 1 }
+            if shared.value.inside != 1 { shared.value.overlaps += 1 }
+            shared.value.inside -= 1
+        }
+        // The carrier goes on for as long as the others run (they start once
+        // it has), and leaves the lock free between its turns, so that the
+        // others get in while it is about to take it again.
+        let carrierStarted = Atomic<Bool>(false)
+        let carrier = PthreadRunner {
+            var rounds = 0
+            var outside = 0
+            while othersDone.load(ordering: .relaxed) < others {
+                mmulab_biased_lock_carrier(sharedLock.value)
+                critical(spins: 50)
+                mmulab_biased_unlock_carrier(sharedLock.value)
+                rounds += 1
+                carrierStarted.store(true, ordering: .relaxed)
+                for _ in 0..<200 { outside &+= 1 }
+            }
+            carrierRounds.store(rounds, ordering: .relaxed)
+        }
+        let contenders = (0..<others).map { _ in
+            PthreadRunner {
+                while !carrierStarted.load(ordering: .relaxed) { sched_yield() }
+                var outside = 0
+                for _ in 0..<otherRounds {
+                    mmulab_biased_lock_other(sharedLock.value)
+                    // Longer than the carrier's pause: it comes back meanwhile.
+                    critical(spins: 2_000)
+                    mmulab_biased_unlock_other(sharedLock.value)
+                    // Then nobody else wants the lock for a while: the
+                    // carrier takes its own path again.
+                    for _ in 0..<5_000 { outside &+= 1 }
+                }
+                othersDone.add(1, ordering: .relaxed)
+            }
+        }
+        carrier.join()
+        for contender in contenders { contender.join() }
+        let carried = carrierRounds.load(ordering: .relaxed)
+        #expect(shared.value.overlaps == 0, "two threads were inside the lock at once \(shared.value.overlaps) times")
+        #expect(shared.value.count == carried + others * otherRounds, "increments were lost: \(shared.value.count)")
+        #expect(carried > 0)
+        #expect(lock.pointee.others == 0 && lock.pointee.carrier_holds == 0 && lock.pointee.word == 0, "the lock is left taken")
+    }
+
+    /// A run handing over in user space while threads it did not make read
+    /// its state all along: they get in, the run replays as without them.
+    @Test func threadsOutsideTheRunGetInWithoutChangingIt() throws {
+        try #require(ControlledScheduler.canHandOverInUserSpace, "this machine cannot hand over in user space")
+        let program: @Sendable (SyncDomain) -> [Int] = { ControlledSchedulerTests.mixedProgram($0, threads: 8, rounds: 20 * stressScale) }
+        let quiet = controlled(.pct(depth: 3), seed: testSeed, inUserSpace: true, program)
+        var configuration = ControlledScheduler.Configuration(strategy: .pct(depth: 3), seed: testSeed)
+        configuration.handsOverInUserSpace = true
+        let scheduler = ControlledScheduler(configuration)
+        let domain = SyncDomain(scheduler: scheduler)
+        let stop = Atomic<Bool>(false)
+        let reads = Atomic<Int>(0)
+        let watchers = (0..<2).map { _ in
+            PthreadRunner {
+                while !stop.load(ordering: .relaxed) {
+                    _ = scheduler.statistics
+                    reads.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        let outcome = scheduler.run { program(domain) }
+        stop.store(true, ordering: .relaxed)
+        for watcher in watchers { watcher.join() }
+        guard case .finished(let output, _) = outcome else {
+            Issue.record("the watched run did not finish: \(outcome)")
+            return
+        }
+        #expect(output == quiet.0, "the output differs with watchers")
+        #expect(scheduler.statistics == quiet.1, "the schedule differs with watchers")
+        #expect(reads.load(ordering: .relaxed) > 0, "the watchers never got the lock")
+    }
+}
+
+/// A plain POSIX thread for the lock tests (not a lab thread).
+final class PthreadRunner: @unchecked Sendable {
+    private var handle = pthread_t()
+    init(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let status = pthread_create(&handle, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+        precondition(status == 0, "pthread_create: \(status)")
+    }
+    func join() { pthread_join(handle, nil) }
+    private final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
 }

@@ -63,6 +63,108 @@ void mmulab_gate_open(uint32_t *gate);
 /// futex, while it is closed). An open that came first is not lost.
 void mmulab_gate_pass(uint32_t *gate);
 
+// The controlled scheduler's state lock and its conditions: futex words,
+// with the common paths inline, taken at every scheduling point.
+//
+// A word lock (0: free; 1: held; 2: held, and a taker may sleep; Drepper,
+// "Futexes Are Tricky", mutex 3) costs one compare-and-swap to take and one
+// exchange to let go. A biased lock adds a path without either for the one
+// kernel thread that runs a run handing over in user space (the carrier):
+// it raises its flag and checks that no other thread wants the lock, with
+// only compiler barriers; another thread announces itself, then makes every
+// running thread of the process execute a full barrier (membarrier, private
+// expedited), so that of the carrier's flag and its announcement at least
+// one side sees the other's (the asymmetric Dekker pattern of user-space
+// RCU), takes the word, and waits until the carrier's flag is down. The
+// carrier that finds someone announced lowers its flag, wakes them, and
+// queues for the word like them.
+
+/// Slow path of `mmulab_word_lock`: sleeps until the word is free.
+void mmulab_word_lock_contended(uint32_t *word);
+/// Slow path of `mmulab_word_unlock`: wakes one sleeper.
+void mmulab_word_wake(uint32_t *word);
+
+/// Takes the word lock `word`, with acquire ordering.
+static inline void mmulab_word_lock(uint32_t *word) {
+    uint32_t expected = 0;
+    if (__builtin_expect(__atomic_compare_exchange_n(word, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 1)) return;
+    mmulab_word_lock_contended(word);
+}
+
+/// Lets go of the word lock `word` (release ordering), waking a sleeper if any.
+static inline void mmulab_word_unlock(uint32_t *word) {
+    if (__builtin_expect(__atomic_exchange_n(word, 0, __ATOMIC_RELEASE) == 1, 1)) return;
+    mmulab_word_wake(word);
+}
+
+typedef struct mmulab_biased_lock {
+    /// The word lock every other thread takes (and the carrier, when it
+    /// found one of them).
+    uint32_t word;
+    /// 1 while the carrier holds the lock on its own path.
+    uint32_t carrier_holds;
+    /// Threads other than the carrier that are taking or hold the lock.
+    uint32_t others;
+    /// The carrier holds `word` (it found another thread; carrier only).
+    uint32_t carrier_took_word;
+} mmulab_biased_lock;
+
+/// Whether biased locks can be used here (membarrier's private expedited
+/// command, registered for the process by the first call). Once.
+int mmulab_biased_lock_supported(void);
+
+void mmulab_biased_lock_carrier_contended(mmulab_biased_lock *lock);
+void mmulab_biased_unlock_carrier_contended(mmulab_biased_lock *lock);
+
+/// Takes `lock` on the carrier (acquire ordering).
+static inline void mmulab_biased_lock_carrier(mmulab_biased_lock *lock) {
+    __atomic_store_n(&lock->carrier_holds, 1, __ATOMIC_RELAXED);
+    // A compiler barrier only: the other side's membarrier orders the CPU.
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (__builtin_expect(__atomic_load_n(&lock->others, __ATOMIC_ACQUIRE) == 0, 1)) return;
+    mmulab_biased_lock_carrier_contended(lock);
+}
+
+/// Lets go of `lock` on the carrier (release ordering).
+static inline void mmulab_biased_unlock_carrier(mmulab_biased_lock *lock) {
+    if (__builtin_expect(lock->carrier_took_word != 0, 0)) {
+        mmulab_biased_unlock_carrier_contended(lock);
+        return;
+    }
+    __atomic_store_n(&lock->carrier_holds, 0, __ATOMIC_RELEASE);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (__builtin_expect(__atomic_load_n(&lock->others, __ATOMIC_RELAXED) != 0, 0)) mmulab_word_wake(&lock->carrier_holds);
+}
+
+/// Takes `lock` on any other thread (a system call: membarrier).
+void mmulab_biased_lock_other(mmulab_biased_lock *lock);
+/// Lets go of `lock` on any other thread.
+void mmulab_biased_unlock_other(mmulab_biased_lock *lock);
+
+/// A condition of a state lock: `sequence` moves at every broadcast;
+/// `waiters` (touched with the lock held) says whether a broadcast must wake.
+typedef struct mmulab_condition {
+    uint32_t sequence;
+    uint32_t waiters;
+} mmulab_condition;
+
+/// With the lock held, before letting go of it to wait: the sequence to
+/// sleep on (a broadcast after this moves it).
+static inline uint32_t mmulab_condition_prepare(mmulab_condition *condition) {
+    condition->waiters++;
+    return __atomic_load_n(&condition->sequence, __ATOMIC_RELAXED);
+}
+
+/// Without the lock: sleeps until the sequence moved from `sequence` (or
+/// `timeout_ns` passed, if not negative, or spuriously). Then the caller
+/// takes the lock again and calls `mmulab_condition_done`.
+void mmulab_condition_sleep(mmulab_condition *condition, uint32_t sequence, int64_t timeout_ns);
+
+static inline void mmulab_condition_done(mmulab_condition *condition) { condition->waiters--; }
+
+/// With the lock held: wakes every waiter of `condition`.
+void mmulab_condition_broadcast(mmulab_condition *condition);
+
 /// The processor `offset` places after the one the calling thread runs on
 /// now, among the processors it may run on (-1 if they cannot be read):
 /// offset 0 keeps a process where the kernel's load balancer put it, so
