@@ -545,6 +545,11 @@ typedef struct mmulab_host {
      * work on threads of its own (DMA engines, fault handlers, garbage
      * collectors) makes them here: the host schedules them with its own
      * actors, deterministically when asked, and names them in reports.
+     * In deterministic mode (x86-64) the host's threads take turns on one
+     * kernel thread: each keeps its own stack and thread-local storage, but
+     * gettid, the CPU it runs on and its affinity are that kernel thread's
+     * (name a thread with thread_id; `mmulab run --kernel-hand-over` gives
+     * each thread a kernel thread of its own, with the same schedule).
      *
      * [blockable] Start a thread named `name` (for reports; copied) that
      * runs entry(argument). The thread may call every host function a
