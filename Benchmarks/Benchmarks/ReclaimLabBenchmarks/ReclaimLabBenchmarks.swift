@@ -79,18 +79,29 @@ let benchmarks: @Sendable () -> Void = {
     // figure divides by the real time of the whole controlled run
     // (`ScheduleSummary.wallSeconds`: setup and teardown included, which
     // only lowers it).
-    Benchmark("reclaim-storm under --schedule pct:3, oracle on, gpu+rdma+kvm, \(scheduledRunSeconds) s virtual run") { benchmark in
-        guard let scenario = try Catalogue.scenario(named: "reclaim-storm") else { fatalError("no reclaim-storm scenario in the catalogue") }
-        var options = RunOptions()
-        options.seed = 1
-        options.seconds = scheduledRunSeconds
-        options.schedule = .pct(depth: 3)
-        options.pluginDirectory = PluginDiscovery.executableDirectory
-        let result = try ScenarioRunner.run(scenario, options: options)
-        requireClean(result, replay: "mmulab run reclaim-storm --seed \(result.seed) --duration \(scheduledRunSeconds) --schedule pct:3")
-        guard let schedule = result.schedule, schedule.wallSeconds > 0, schedule.escapes.isEmpty else {
-            fatalError("the deterministic run was not deterministic: \(result.schedule.map { "\($0.escapes)" } ?? "no schedule")")
+    //
+    // The same run handing over through the kernel (`--kernel-hand-over`,
+    // every thread on a kernel thread of its own) beside it: the ratio of
+    // the two is what the user-space hand-over and the biased state lock
+    // are worth. The schedules are the same (the digests are compared).
+    for inUserSpace in [true, false] {
+        let name = "reclaim-storm under --schedule pct:3\(inUserSpace ? "" : " --kernel-hand-over"), oracle on, gpu+rdma+kvm, "
+            + "\(scheduledRunSeconds) s virtual run"
+        Benchmark(name) { benchmark in
+            guard let scenario = try Catalogue.scenario(named: "reclaim-storm") else { fatalError("no reclaim-storm scenario in the catalogue") }
+            var options = RunOptions()
+            options.seed = 1
+            options.seconds = scheduledRunSeconds
+            options.schedule = .pct(depth: 3)
+            options.handsOverInUserSpace = inUserSpace
+            options.pluginDirectory = PluginDiscovery.executableDirectory
+            let result = try ScenarioRunner.run(scenario, options: options)
+            let flag = inUserSpace ? "" : " --kernel-hand-over"
+            requireClean(result, replay: "mmulab run reclaim-storm --seed \(result.seed) --duration \(scheduledRunSeconds) --schedule pct:3\(flag)")
+            guard let schedule = result.schedule, schedule.wallSeconds > 0, schedule.escapes.isEmpty else {
+                fatalError("the deterministic run was not deterministic: \(result.schedule.map { "\($0.escapes)" } ?? "no schedule")")
+            }
+            benchmark.measurement(checkedAccesses, Int((Double(result.operations) / schedule.wallSeconds).rounded()))
         }
-        benchmark.measurement(checkedAccesses, Int((Double(result.operations) / schedule.wallSeconds).rounded()))
     }
 }
