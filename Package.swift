@@ -96,7 +96,7 @@ let package = Package(
         .target(name: "NotifierStormLab", dependencies: ["LabSync", "MMUNotifier"], swiftSettings: strictSwift6),
         .target(name: "CDevicePluginABI"),
         // The plugin oops: per-thread call frames and the crash handler that prints them (C: async-signal-safe).
-        .target(name: "CPluginOops"),
+        .target(name: "CPluginOops", dependencies: ["CLabSyncShims"]),
         // The model checked against the real kernel: scripts, the model side, the comparison.
         .target(name: "KernelDiff", dependencies: ["LabSync", "MMUNotifier", "VirtualMemory"], swiftSettings: strictSwift6),
         // Performs a kernel-diff script on the real kernel with a KVM guest watching (C, Linux only).

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -12,6 +13,18 @@
 
 __thread void *mmulab_thread_context = NULL;
 __thread void *mmulab_thread_scheduled = NULL;
+__thread const char *mmulab_thread_label = NULL;
+__thread int32_t mmulab_thread_label_tid = 0;
+
+void mmulab_set_thread_label(const char *name, int32_t tid) {
+    char *old = (char *)mmulab_thread_label;
+    // Readers are this thread's crash handler: publish the new label before
+    // the old one goes.
+    mmulab_thread_label = name ? strdup(name) : NULL;
+    mmulab_thread_label_tid = name ? tid : 0;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    free(old);
+}
 
 enum { gate_closed = 0, gate_open = 1, gate_sleeping = 2 };
 

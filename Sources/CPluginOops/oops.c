@@ -14,6 +14,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include "mmulab_oops.h"
+#include "CLabSyncShims.h"
 
 __thread mmulab_oops_stack mmulab_oops_thread_stack;
 volatile int mmulab_oops_armed;
@@ -295,12 +296,22 @@ static void handler(int sig, siginfo_t *info, void *context) {
         out_hex(pc - image->base);
     }
     out("\nthread: tid ");
-    out_decimal((uint64_t)syscall(SYS_gettid));
-    char name[17] = { 0 };
-    if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0) {
+    const char *label = mmulab_thread_label;
+    if (label) {
+        /* A controlled run's thread, perhaps running on the run's one
+         * kernel thread: the lab's name for it, not the kernel's. */
+        out_decimal((uint64_t)mmulab_thread_label_tid);
         out(" '");
-        out(name);
+        out(label);
         out("'");
+    } else {
+        out_decimal((uint64_t)syscall(SYS_gettid));
+        char name[17] = { 0 };
+        if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0) {
+            out(" '");
+            out(name);
+            out("'");
+        }
     }
     out("\n");
     if (depth == 0) {

@@ -493,6 +493,8 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         // Named before it first runs: its context exists before any primitive asks.
         ExecutionContext.current.setScheduledIdentity(name: thread.name, index: thread.index)
         mmulab_set_thread_name(thread.name)
+        mmulab_set_thread_label(thread.name, ExecutionContext.current.thread.tid)
+        defer { mmulab_set_thread_label(nil, 0) }
         // Before it first runs: the processor's own business, not the schedule's.
         if processor >= 0 { _ = mmulab_pin_to_cpu(processor) }
         if borrowsThreads {

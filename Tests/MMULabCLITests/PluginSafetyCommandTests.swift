@@ -125,6 +125,22 @@ struct PluginSafetyCommandTests {
         #expect(!FileManager.default.fileExists(atPath: json), "no report is written after an oops")
     }
 
+    @Test("under --schedule the oops names the run's thread that crashed, though every thread runs on one kernel thread")
+    func oopsUnderASchedule() throws {
+        let sandbox = try Sandbox()
+        let file = try sandbox.write("null.yaml", Self.scenario("null-deref-start", seconds: 0.5))
+        let outcome = try sandbox.mmulab(["run", file, "--seed", "5", "--schedule", "pct:3"])
+        #expect(outcome.status == 4, "\(outcome.transcript)")
+        for text in [
+            "BUG: a plugin crashed the host: SIGSEGV", ") invalidate_range_start, range [0x",
+            "replay: mmulab run \(file) --seed 5 --schedule pct:3",
+            // The mprotect actor called into the plugin: its name, not the carrier's ('main').
+            "'mprotect app/heap'\n",
+        ] {
+            #expect(outcome.stderr.contains(text), "the oops should say '\(text)'\n\(outcome.transcript)")
+        }
+    }
+
     @Test("campaign counts a plugin oops as a crash, with the oops attached")
     func campaignCountsTheOops() throws {
         let sandbox = try Sandbox()

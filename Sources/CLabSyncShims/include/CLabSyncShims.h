@@ -49,6 +49,16 @@ static inline void mmulab_set_current_scheduled(void *thread) {
     mmulab_thread_scheduled = thread;
 }
 
+/// The calling thread's name and kernel thread id as a controlled run knows
+/// them (its threads may run on another kernel thread than their own: a
+/// crash report prints these rather than the kernel's); NULL and 0 on
+/// other threads. Set before the thread first runs, cleared as it ends.
+extern __thread const char *mmulab_thread_label;
+extern __thread int32_t mmulab_thread_label_tid;
+
+/// Sets the calling thread's label (copied; NULL clears and frees it).
+void mmulab_set_thread_label(const char *name, int32_t tid);
+
 // A gate: a word one thread waits on until another opens it (a binary
 // semaphore with one waiter: the controlled scheduler's hand-off, which
 // wakes exactly the thread that runs next, under no shared lock).
