@@ -44,7 +44,8 @@ enum DeviceMemoryServices {
         }
         if host.migrateToRAMOperation != nil {
             // A CPU fault on one of its pages asks the plugin first (1.6).
-            made.setMigrateToRAM { [weak host] space, address in host?.migrateToRAM(space, address) }
+            // Through the link, not a weak reference (`ContextLink`): nothing once the context is gone.
+            made.setMigrateToRAM { [link = host.link] space, address in _ = link.withContext { $0.migrateToRAM(space, address) } }
         }
         out.pointee = OpaquePointer(Unmanaged.passUnretained(made).toOpaque())  // the context keeps it
         return mmulab_status(MMULAB_OK)

@@ -78,6 +78,9 @@ final class HostContext: @unchecked Sendable {
     /// The plugin's instance pointer while a device memory's migrate_to_ram
     /// may be called: set once create returned, cleared before destroy.
     let liveInstance = Atomic<UInt>(0)
+    /// How the plugin's lock and completion handles reach this context
+    /// while it lives (not a weak reference: `ContextLink`).
+    let link = ContextLink<HostContext>()
     /// This object, unretained, as the C side sees it.
     var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
@@ -108,9 +111,12 @@ final class HostContext: @unchecked Sendable {
         table = .allocate(capacity: 1)
         table.initialize(to: Self.makeTable())
         table.pointee.context = Unmanaged.passUnretained(self).toOpaque()
+        link.attach(self)
     }
 
     deinit {
+        // First: a handle's call in progress finishes while every field is here.
+        link.detach()
         table.deallocate()
         free(reportLabel)
     }

@@ -10,7 +10,8 @@ final class HostLock: @unchecked Sendable {
     let sleeping: SleepingLock?
     let spin: SpinLock?
     let name: String
-    weak var context: HostContext?
+    /// The instance context that made it, while it lives.
+    let link: ContextLink<HostContext>
     let destroyed = Atomic<Bool>(false)
     /// `lock` calls by the holder that were refused (it held the lock
     /// already): its next as many `unlock`s pair with them and release
@@ -25,25 +26,23 @@ final class HostLock: @unchecked Sendable {
         self.sleeping = sleeping
         self.spin = spin
         self.name = name
-        self.context = context
+        link = context.link
         scheduled = context.deterministic ? context.machine.sync : nil
     }
 
     /// `HostContext.checkCaller` for the instance that made it. A scheduled
-    /// caller is told apart without loading the weak `context` (a load and a
-    /// retain and release of the context's side table on every lock and
-    /// unlock of a deterministic run).
+    /// caller is told apart without reaching the context through `link`.
     @inline(__always)
     func checkCaller(_ service: StaticString) {
-        guard let scheduled, !scheduled.schedulesCurrentThread, let context else { return }
-        context.checkCaller(service)
+        guard let scheduled, !scheduled.schedulesCurrentThread else { return }
+        link.withContext { $0.checkCaller(service) }
     }
 
     var isHeldByCurrentThread: Bool { spin?.isHeldByCurrentThread ?? sleeping!.isHeldByCurrentThread }
     var isLocked: Bool { spin?.isLocked ?? sleeping!.isLocked }
 
     func report(_ service: String, _ problem: String) {
-        if let context { context.report(service, problem) } else { HostContext.reportUnattributed(service, problem) }
+        if link.withContext({ $0.report(service, problem) }) == nil { HostContext.reportUnattributed(service, problem) }
     }
 
     /// The lock behind `handle`, or nil (reported) when the handle is NULL
@@ -86,15 +85,21 @@ final class HostLock: @unchecked Sendable {
 final class HostCompletion: @unchecked Sendable {
     // @unchecked: the completion synchronises itself; `destroyed` is atomic.
     let completion: Completion
-    weak var context: HostContext?
+    /// As `HostLock.link`.
+    let link: ContextLink<HostContext>
     let destroyed = Atomic<Bool>(false)
     /// As `HostLock.scheduled`.
     let scheduled: SyncDomain?
 
     init(_ completion: Completion, context: HostContext) {
         self.completion = completion
-        self.context = context
+        link = context.link
         scheduled = context.deterministic ? context.machine.sync : nil
+    }
+
+    /// Records a misuse against the instance that made it, or as unattributed once that is gone.
+    func report(_ service: String, _ problem: String) {
+        if link.withContext({ $0.report(service, problem) }) == nil { HostContext.reportUnattributed(service, problem) }
     }
 
     @inline(__always)
@@ -106,11 +111,11 @@ final class HostCompletion: @unchecked Sendable {
         let completion = Unmanaged<HostCompletion>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
         guard !completion.destroyed.load(ordering: .acquiring) else {
             let problem = "completion '\(completion.completion.name)' was destroyed (completion_destroy) before this call"
-            if let context = completion.context { context.report("\(service)", problem) } else { HostContext.reportUnattributed("\(service)", problem) }
+            completion.report("\(service)", problem)
             return nil
         }
-        if let scheduled = completion.scheduled, !scheduled.schedulesCurrentThread, let context = completion.context {
-            context.checkCaller(service)
+        if let scheduled = completion.scheduled, !scheduled.schedulesCurrentThread {
+            completion.link.withContext { $0.checkCaller(service) }
         }
         return completion
     }
@@ -165,7 +170,7 @@ enum LockServices {
         }
         if lock.isLocked { lock.report("lock_destroy", "'\(lock.name)' is destroyed while it is held") }
         // The plugin's reference goes to the quarantine: a later use is caught, not a use after free.
-        if let context = lock.context { context.quarantine.keep(lock) }
+        lock.link.withContext { $0.quarantine.keep(lock) }
         Unmanaged<HostLock>.fromOpaque(UnsafeRawPointer(handle)).release()
     }
 
@@ -222,12 +227,10 @@ enum LockServices {
         let completion = Unmanaged<HostCompletion>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
         guard !completion.destroyed.exchange(true, ordering: .acquiringAndReleasing) else {
             let problem = "completion '\(completion.completion.name)' was destroyed already"
-            if let context = completion.context { context.report("completion_destroy", problem) } else {
-                HostContext.reportUnattributed("completion_destroy", problem)
-            }
+            completion.report("completion_destroy", problem)
             return
         }
-        if let context = completion.context { context.quarantine.keep(completion) }
+        completion.link.withContext { $0.quarantine.keep(completion) }
         Unmanaged<HostCompletion>.fromOpaque(UnsafeRawPointer(handle)).release()
     }
 
