@@ -27,7 +27,6 @@ enum { fiber_starting = 0, fiber_parked = 1, fiber_released = 2 };
 #ifndef HWCAP2_FSGSBASE
 #define HWCAP2_FSGSBASE (1 << 1)
 #endif
-static int uses_wrfsbase = -1;
 
 /* mmulab_fiber_swap(void **save_sp, void *load_sp, uintptr_t load_tp, int wrfsbase)
  * Saves the caller's context (its stack pointer into *save_sp), moves to
@@ -98,10 +97,9 @@ void mmulab_fiber_swap(void **save_sp, void *load_sp, uintptr_t load_tp, int wrf
 void mmulab_fiber_leave(void **save_sp, void *park_top, mmulab_fiber *fiber);
 __attribute__((used, noreturn)) void mmulab_fiber_park_loop(mmulab_fiber *fiber);
 
-int mmulab_fiber_supported(void) {
-    if (uses_wrfsbase < 0) uses_wrfsbase = (getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE) ? 1 : 0;
-    return 1;
-}
+int mmulab_fiber_supported(void) { return 1; }
+
+int mmulab_fiber_can_write_thread_pointer(void) { return (getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE) ? 1 : 0; }
 
 /* The thread pointer: on x86-64 glibc's thread control block starts with
  * its own address, at %fs:0. */
@@ -114,6 +112,7 @@ static uintptr_t thread_pointer(void) {
 #else
 
 int mmulab_fiber_supported(void) { return 0; }
+int mmulab_fiber_can_write_thread_pointer(void) { return 0; }
 
 #endif
 
@@ -158,15 +157,20 @@ void mmulab_fiber_park(mmulab_fiber *fiber) {
     // Here on the carrier: the first switch to this fiber returned.
 }
 
-void mmulab_fiber_switch(mmulab_fiber *from, const mmulab_fiber *to) {
-    mmulab_fiber_swap(&from->stack_pointer, to->stack_pointer, to->thread_pointer, uses_wrfsbase);
+void mmulab_fiber_switch(mmulab_fiber *from, const mmulab_fiber *to, int direct) {
+    mmulab_fiber_swap(&from->stack_pointer, to->stack_pointer, to->thread_pointer, direct);
 }
 
 #else
 
 void mmulab_fiber_adopt(mmulab_fiber *fiber) { (void)fiber; abort(); }
 void mmulab_fiber_park(mmulab_fiber *fiber) { (void)fiber; abort(); }
-void mmulab_fiber_switch(mmulab_fiber *from, const mmulab_fiber *to) { (void)from; (void)to; abort(); }
+void mmulab_fiber_switch(mmulab_fiber *from, const mmulab_fiber *to, int direct) {
+    (void)from;
+    (void)to;
+    (void)direct;
+    abort();
+}
 
 #endif
 

@@ -155,7 +155,7 @@ extension ControlledScheduler {
         assert(!me.isFinished, "a finished thread hands over in `finish`")
         makeCurrent(next)
         if borrowsThreads, let next {
-            mmulab_fiber_switch(me.fiber, next.fiber)
+            mmulab_fiber_switch(me.fiber, next.fiber, writesThreadPointerDirectly)
             releaseExiting()
             assert(current === me, "'\(me.name)' was switched to but is not current")
             return

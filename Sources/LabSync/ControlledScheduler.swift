@@ -87,6 +87,10 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         /// either way: a run replays step for step in both. Off (or on a
         /// machine other than x86-64): every thread waits on its gate in the kernel.
         public var handsOverInUserSpace = ControlledScheduler.canHandOverInUserSpace
+        /// Handing over in user space, write the thread pointer with a
+        /// system call (`arch_prctl`) even where the CPU instruction is
+        /// allowed: what a machine without FSGSBASE does, for tests.
+        public var writesThreadPointerBySystemCall = false
 
         public init(strategy: ScheduleStrategy, seed: UInt64) {
             self.strategy = strategy
@@ -158,6 +162,8 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
     let choicesThrough: UInt64?
     /// Whether this run hands over in user space (`Configuration.handsOverInUserSpace`, where supported).
     let borrowsThreads: Bool
+    /// A hand-over in user space writes the thread pointer with `wrfsbase` (else `arch_prctl`).
+    let writesThreadPointerDirectly: Int32
     /// A finished thread whose kernel thread is woken to exit once the
     /// carrier has switched away from it (the next context to run does it).
     var exiting: ScheduledThread? = nil
@@ -173,6 +179,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         self.configuration = configuration
         choicesThrough = configuration.choices?.through
         borrowsThreads = configuration.handsOverInUserSpace && Self.canHandOverInUserSpace
+        writesThreadPointerDirectly = !configuration.writesThreadPointerBySystemCall && mmulab_fiber_can_write_thread_pointer() != 0 ? 1 : 0
         mutex = StateLock(biased: borrowsThreads)
         rng = SplitMix64(seed: configuration.seed ^ 0x5CED_0000_0000_0001)
         if case .pct(let depth) = configuration.strategy {
@@ -550,7 +557,7 @@ public final class ControlledScheduler: Scheduler, @unchecked Sendable {
         }
         guard let next else { parkForever(thread) }
         exiting = thread
-        mmulab_fiber_switch(thread.fiber, next.fiber)
+        mmulab_fiber_switch(thread.fiber, next.fiber, writesThreadPointerDirectly)
         // Only this thread's own kernel thread comes back here, released by
         // the carrier once it left this stack: it exits, touching nothing shared.
         mmulab_set_current_scheduled(nil)

@@ -1,9 +1,5 @@
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A plugin handle's way back to the instance context that made it
 /// (`HostLock`, `HostCompletion`), which may be gone when the plugin uses
 /// the handle again.
@@ -47,8 +43,11 @@ final class ContextLink<Target: AnyObject>: @unchecked Sendable {
     }
 
     /// From the context's deinit, first: no call gets in again, and the
-    /// calls in progress finish before the context's fields go.
-    func detach() {
+    /// calls in progress finish before the context's fields go. `wait` lets
+    /// them run (a call may be at a scheduling point of a controlled run,
+    /// where only one thread runs: a yield of the run's domain, never a
+    /// bare spin).
+    func detach(waiting wait: () -> Void) {
         var current = state.load(ordering: .acquiring)
         while true {
             let (exchanged, original) = state.compareExchange(expected: current, desired: current | Self.detached, ordering: .acquiringAndReleasing)
@@ -56,6 +55,6 @@ final class ContextLink<Target: AnyObject>: @unchecked Sendable {
             current = original
         }
         // Bounded by the calls in progress, each a report or a check.
-        while state.load(ordering: .acquiring) != Self.detached { sched_yield() }
+        while state.load(ordering: .acquiring) != Self.detached { wait() }
     }
 }

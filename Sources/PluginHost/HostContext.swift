@@ -116,7 +116,7 @@ final class HostContext: @unchecked Sendable {
 
     deinit {
         // First: a handle's call in progress finishes while every field is here.
-        link.detach()
+        link.detach { machine.sync.yield() }
         table.deallocate()
         free(reportLabel)
     }

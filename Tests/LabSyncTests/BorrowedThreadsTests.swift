@@ -22,9 +22,12 @@ struct BorrowedThreadsTests {
         for seed in testSeed..<testSeed + 2 {
             let user = controlled(strategy, seed: seed, keep: 1 << 20, inUserSpace: true, program)
             let kernel = controlled(strategy, seed: seed, keep: 1 << 20, inUserSpace: false, program)
+            // A machine without FSGSBASE writes the thread pointer with a system call.
+            let bySystemCall = controlled(strategy, seed: seed, keep: 1 << 20, inUserSpace: true, threadPointerBySystemCall: true, program)
             #expect(user.0 != nil && user.0 == kernel.0, "\(strategy) seed \(seed): the output differs")
             #expect(user.1 == kernel.1, "\(strategy) seed \(seed): \(user.1) vs \(kernel.1)")
             #expect(user.2 == kernel.2, "\(strategy) seed \(seed): the traces differ")
+            #expect(bySystemCall.0 == user.0 && bySystemCall.1 == user.1 && bySystemCall.2 == user.2, "\(strategy) seed \(seed): arch_prctl differs")
             #expect(user.1.switches > 100, "\(strategy) seed \(seed): only \(user.1.switches) hand-overs were compared")
         }
     }
@@ -32,7 +35,8 @@ struct BorrowedThreadsTests {
     /// Every thread keeps its thread control block across hand-overs: its
     /// thread-specific data, `pthread_self`, `errno` and identity are its
     /// own, however often the one kernel thread switched away and back.
-    @Test func eachThreadKeepsItsOwnThreadState() throws {
+    @Test(arguments: [false, true])
+    func eachThreadKeepsItsOwnThreadState(threadPointerBySystemCall: Bool) throws {
         try #require(ControlledScheduler.canHandOverInUserSpace, "this machine cannot hand over in user space")
         var key = pthread_key_t()
         try #require(pthread_key_create(&key, nil) == 0)
@@ -41,7 +45,9 @@ struct BorrowedThreadsTests {
         let threads = 12
         let rounds = 200 * stressScale
         for seed in testSeed..<testSeed + 3 {
-            let (result, statistics, _) = controlled(.random(switchProbability: 0.5), seed: seed, inUserSpace: true) { domain -> [String] in
+            let (result, statistics, _) = controlled(
+                .random(switchProbability: 0.5), seed: seed, inUserSpace: true, threadPointerBySystemCall: threadPointerBySystemCall
+            ) { domain -> [String] in
                 let wrong = Unsynchronised([String]())
                 let selves = Unsynchronised([Int: UInt]())
                 let tids = Unsynchronised([Int: Int32]())

@@ -14,7 +14,7 @@ final class Unsynchronised<Value>: @unchecked Sendable {
 /// records an issue naming the seed if the run deadlocked.
 func controlled<R: Sendable>(
     _ strategy: ScheduleStrategy, seed: UInt64, keep: Int = 0, horizon: UInt64 = 100_000, oneProcessor: Bool = true,
-    inUserSpace: Bool = ControlledScheduler.canHandOverInUserSpace,
+    inUserSpace: Bool = ControlledScheduler.canHandOverInUserSpace, threadPointerBySystemCall: Bool = false,
     _ body: @escaping @Sendable (SyncDomain) -> R
 ) -> (R?, ScheduleStatistics, [ScheduleStep]) {
     var configuration = ControlledScheduler.Configuration(strategy: strategy, seed: seed)
@@ -22,6 +22,7 @@ func controlled<R: Sendable>(
     configuration.horizon = horizon
     configuration.usesOneProcessor = oneProcessor
     configuration.handsOverInUserSpace = inUserSpace
+    configuration.writesThreadPointerBySystemCall = threadPointerBySystemCall
     let scheduler = ControlledScheduler(configuration)
     let domain = SyncDomain(scheduler: scheduler)
     switch scheduler.run({ body(domain) }) {

@@ -44,7 +44,7 @@ struct ContextLinkTests {
             }
             while started.load(ordering: .relaxed) < users { sched_yield() }
             usleep(UInt32(100 + round % 7 * 50))
-            link.detach()
+            link.detach { sched_yield() }
             detached.store(true, ordering: .releasing)
             target.alive.store(false, ordering: .relaxed)
             usleep(200)

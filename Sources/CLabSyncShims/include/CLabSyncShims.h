@@ -221,6 +221,11 @@ typedef struct mmulab_fiber {
 /// Whether this machine can switch borrowed threads (x86-64 only).
 int mmulab_fiber_supported(void);
 
+/// Whether the kernel lets user space write the thread pointer (x86-64
+/// FSGSBASE, Linux 5.9 and later on CPUs that have it): `wrfsbase` then
+/// costs nanoseconds, where `arch_prctl` costs a system call.
+int mmulab_fiber_can_write_thread_pointer(void);
+
 /// Called by the carrier on its own kernel thread before it first switches:
 /// records its thread pointer in `fiber` (its context is saved by switches).
 void mmulab_fiber_adopt(mmulab_fiber *fiber);
@@ -235,9 +240,11 @@ void mmulab_fiber_park(mmulab_fiber *fiber);
 void mmulab_fiber_await_parked(mmulab_fiber *fiber);
 
 /// On the carrier: saves the running thread's context into `from` and
-/// resumes `to`'s (stack, registers, thread pointer). Returns when some
-/// later switch resumes `from`. Both must be distinct; `to` must be parked.
-void mmulab_fiber_switch(mmulab_fiber *from, const mmulab_fiber *to);
+/// resumes `to`'s (stack, registers, thread pointer: with `wrfsbase` if
+/// `direct`, which needs `mmulab_fiber_can_write_thread_pointer`, else with
+/// `arch_prctl`). Returns when some later switch resumes `from`. Both must
+/// be distinct; `to` must be parked.
+void mmulab_fiber_switch(mmulab_fiber *from, const mmulab_fiber *to, int direct);
 
 /// Wakes `fiber`'s parked kernel thread to resume the context its last
 /// switch saved (on its own kernel thread). Only once the carrier has left
