@@ -45,13 +45,33 @@ struct DeterminismTests {
         }
     }
 
-    static func run(_ name: String, seed: UInt64, strategy: ScheduleStrategy = .pct(depth: 3), seconds: Double = 0.03) throws -> RunResult {
+    static func run(
+        _ name: String, seed: UInt64, strategy: ScheduleStrategy = .pct(depth: 3), seconds: Double = 0.03,
+        inUserSpace: Bool = ControlledScheduler.canHandOverInUserSpace
+    ) throws -> RunResult {
         let scenario = try #require(try Catalogue.scenario(named: name))
         var options = RunOptions()
         options.seed = seed
         options.seconds = seconds
         options.schedule = strategy
+        options.handsOverInUserSpace = inUserSpace
         return try ScenarioRunner.run(scenario, options: options)
+    }
+
+    /// A run whose threads take turns on one kernel thread (the default on
+    /// x86-64) is the same run as one whose every thread has its own
+    /// (`--kernel-hand-over`), plugins' own threads included: trail,
+    /// schedule, counters and findings. reclaim-storm has all three bundled
+    /// plugins, fork-cow a finding-free fork storm, thp-storm huge pages.
+    @Test(arguments: ["reclaim-storm", "fork-cow", "thp-storm"])
+    func bothHandOversRunTheSameScenario(_ name: String) throws {
+        try #require(ControlledScheduler.canHandOverInUserSpace, "this machine cannot hand over in user space")
+        let user = try Self.run(name, seed: testSeed, inUserSpace: true)
+        let kernel = try Self.run(name, seed: testSeed, inUserSpace: false)
+        let (a, b) = (Fingerprint(user), Fingerprint(kernel))
+        #expect(a == b, "\(name), pct:3, seed \(testSeed): user-space and kernel hand-overs differ in \(a.difference(from: b))")
+        #expect(user.operations > 1_000 && (user.schedule?.switches ?? 0) > 100, "\(name): the runs did something")
+        #expect(user.schedule?.escapes.isEmpty == true, "\(name): \(user.schedule?.escapes ?? [])")
     }
 
     /// Three catalogue scenarios, each run twice under pct:3: the same
