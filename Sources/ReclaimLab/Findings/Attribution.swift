@@ -95,8 +95,9 @@ final class Attribution: @unchecked Sendable {
         // fork's write-protect) is the one the access failed to honour;
         // keyed by when it began, the finding would name an older, innocent
         // event and its trail would stop short of the culprit.
-        // A set_dirty or mark_accessed is no access of the thread's: it is
-        // keyed by when the primary saw it.
+        // A late set_dirty is no access of the thread's: it is keyed by when
+        // the primary saw it (a late mark_accessed marks nothing and is no
+        // finding: `Machine.markFromDevice`).
         let latest = violation.service == nil ? actor?.history?.latest(violation.address)?.nanoseconds : nil
         let landed = violation.nanoseconds
         let at = violation.service == nil ? max(landed, latest ?? now) : landed
@@ -112,18 +113,18 @@ final class Attribution: @unchecked Sendable {
         lab.findings.note(key, at: at) {
             var place = lab.place(violation.addressSpace, violation.address)
             // What the primary maps there now, as the access check saw it (a
-            // set_dirty or mark_accessed is checked without looking).
+            // set_dirty is checked without looking).
             if violation.service == nil { place?.frame = violation.primaryFrame.map { Self.name($0, lab) } ?? "nothing" }
             let used = violation.devicePage.map { "\($0)" } ?? Self.name(violation.frame, lab)
             let who = actor.map { "\($0.name) (device \(instance ?? "?"))" } ?? "thread \(violation.thread) (device \(instance ?? "?"))"
             let detail: String
             if let service = violation.service {
-                // set_dirty / mark_accessed: the page's state, not its contents.
+                // set_dirty: the page's state, not its contents.
                 // Space 0: the instance has bindings over the address in several spaces.
                 let of = violation.addressSpace.rawValue == 0 ? "" : "\(violation.addressSpace) "
                 detail = "\(who) called \(service) on \(used) (its translation of \(of)0x\(String(violation.address, radix: 16))), "
                     + "a frame freed since the device translated it: \(violation.kind.rawValue) (Linux: "
-                    + "\(service == "set_dirty" ? "set_page_dirty" : "mark_page_accessed") on a page the driver no longer holds; "
+                    + "\(service == "set_dirty" ? "set_page_dirty" : service) on a page the driver no longer holds; "
                     + "a write the device made to it is lost, and the mark would land on a free page or another owner's)"
             } else {
                 detail = "\(who) \(violation.verb) \(used) at \(violation.addressSpace) 0x\(String(violation.address, radix: 16)) "
