@@ -1,6 +1,8 @@
-// Thin C wrappers for the few glibc / CPU facilities that Swift's Glibc
-// module does not import (they need _GNU_SOURCE or are compiler builtins).
-// Used only by the LabSync module.
+// The C below LabSync: wrappers for the glibc and CPU facilities Swift's
+// Glibc module does not import (they need _GNU_SOURCE or are compiler
+// builtins), the futex words the controlled scheduler hands over and locks
+// its state with, and its hand-over in user space ("Borrowed threads",
+// fiber.c). Used by LabSync (and, for a thread's label, by the oops handler).
 #ifndef CLABSYNCSHIMS_H
 #define CLABSYNCSHIMS_H
 
