@@ -28,6 +28,20 @@ enum { fiber_starting = 0, fiber_parked = 1, fiber_released = 2 };
 #define HWCAP2_FSGSBASE (1 << 1)
 #endif
 
+/* Pushes the callee-saved registers, then the x87 control word and MXCSR,
+ * and stores the stack pointer left at (%rdi): a context to return into. */
+#define SAVE_CONTEXT_INTO_RDI \
+    "    pushq %rbp\n"        \
+    "    pushq %rbx\n"        \
+    "    pushq %r12\n"        \
+    "    pushq %r13\n"        \
+    "    pushq %r14\n"        \
+    "    pushq %r15\n"        \
+    "    subq $16, %rsp\n"    \
+    "    stmxcsr 8(%rsp)\n"   \
+    "    fnstcw (%rsp)\n"     \
+    "    movq %rsp, (%rdi)\n"
+
 /* mmulab_fiber_swap(void **save_sp, void *load_sp, uintptr_t load_tp, int wrfsbase)
  * Saves the caller's context (its stack pointer into *save_sp), moves to
  * the context at load_sp with thread pointer load_tp (0: keep the current
@@ -41,16 +55,7 @@ __asm__(
     ".p2align 4\n"
     ".type mmulab_fiber_swap, @function\n"
     "mmulab_fiber_swap:\n"
-    "    pushq %rbp\n"
-    "    pushq %rbx\n"
-    "    pushq %r12\n"
-    "    pushq %r13\n"
-    "    pushq %r14\n"
-    "    pushq %r15\n"
-    "    subq $16, %rsp\n"
-    "    stmxcsr 8(%rsp)\n"
-    "    fnstcw (%rsp)\n"
-    "    movq %rsp, (%rdi)\n"
+    SAVE_CONTEXT_INTO_RDI
     "    movq %rsi, %rsp\n"
     "    testq %rdx, %rdx\n"
     "    jz 2f\n"
@@ -77,16 +82,7 @@ __asm__(
     ".p2align 4\n"
     ".type mmulab_fiber_leave, @function\n"
     "mmulab_fiber_leave:\n"
-    "    pushq %rbp\n"
-    "    pushq %rbx\n"
-    "    pushq %r12\n"
-    "    pushq %r13\n"
-    "    pushq %r14\n"
-    "    pushq %r15\n"
-    "    subq $16, %rsp\n"
-    "    stmxcsr 8(%rsp)\n"
-    "    fnstcw (%rsp)\n"
-    "    movq %rsp, (%rdi)\n"
+    SAVE_CONTEXT_INTO_RDI
     "    movq %rsi, %rsp\n"
     "    movq %rdx, %rdi\n"
     "    call mmulab_fiber_park_loop\n"
