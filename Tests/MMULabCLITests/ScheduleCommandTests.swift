@@ -52,6 +52,24 @@ struct ScheduleCommandTests {
         #expect(refused.status == 1 && refused.stdout.contains("NOT REPLAYED"), "\(refused.transcript)")
     }
 
+    @Test("--kernel-hand-over: the same run as handing over in user space; without --schedule it is refused (exit 2)")
+    func theKernelHandOverRunsTheSameRun() throws {
+        let sandbox = try Sandbox()
+        var digests: [String?] = []
+        for extra in [[], ["--kernel-hand-over"]] {
+            let json = sandbox.path("run\(digests.count).json")
+            let outcome = try sandbox.mmulab(Self.brokenRun + ["--plugin-directory", buildDirectory, "--json", json] + extra, limit: 300)
+            #expect(outcome.status == 1, "\(outcome.transcript)")
+            let report = try jsonObject(at: json)
+            digests.append(report["trail_digest"] as? String)
+            digests.append((report["schedule"] as? [String: Any])?["schedule_digest"] as? String)
+        }
+        #expect(digests[0] != nil && digests[0] == digests[2] && digests[1] != nil && digests[1] == digests[3], "\(digests)")
+        let refused = try sandbox.mmulab(["run", "munmap-race", "--duration", "0.05", "--kernel-hand-over"])
+        #expect(refused.status == 2, "\(refused.transcript)")
+        #expect(refused.stderr.contains("--kernel-hand-over applies to a deterministic run: add --schedule"), "\(refused.transcript)")
+    }
+
     @Test("replaying a free run's report, or one that is not there: exit 2")
     func replayRefusesWhatItCannotReplay() throws {
         let sandbox = try Sandbox()

@@ -75,7 +75,7 @@ struct RunCommand: ParsableCommand {
 
     @Flag(help: ArgumentHelp(
         "With --schedule or --schedule-file: give every thread of the run its own kernel thread, handed over through the kernel, "
-            + "instead of one kernel thread switching between them in user space (the same schedule, several times slower: for a "
+            + "instead of one kernel thread switching between them in user space (the same schedule, about half the speed: for a "
             + "plugin that needs its threads to be distinct kernel threads, or to compare)."))
     var kernelHandOver = false
 
