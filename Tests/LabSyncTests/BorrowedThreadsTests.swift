@@ -192,10 +192,10 @@ struct BiasedLockTests {
         let reads = Atomic<Int>(0)
         let watchers = (0..<2).map { _ in
             PthreadRunner {
-                while !stop.load(ordering: .relaxed) {
+                repeat {
                     _ = scheduler.statistics
                     reads.add(1, ordering: .relaxed)
-                }
+                } while !stop.load(ordering: .relaxed)
             }
         }
         let outcome = scheduler.run { program(domain) }
