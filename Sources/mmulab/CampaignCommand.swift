@@ -136,6 +136,9 @@ struct CampaignRunCommand: ParsableCommand {
                 throw ValidationError("--plugin-directory \(pluginDirectory): not a directory")
             }
         }
+        if scheduling.kernelHandOver && scheduling.schedule == nil {
+            throw ValidationError("--kernel-hand-over applies to a deterministic campaign: add --schedule")
+        }
         if engine == .local {
             if noWait { throw ValidationError("--no-wait needs --engine slurm") }
             if partition != nil || account != nil || !sbatchArg.isEmpty || runsPerTask != nil {
@@ -188,7 +191,8 @@ struct CampaignRunCommand: ParsableCommand {
             pluginDirectory: bundledPlugins.pluginDirectory.map(absolutePath), plugins: plugin.map { $0.contains("/") ? absolutePath($0) : $0 },
             pluginOptions: pluginOptions, timeouts: timeouts, executable: executable, database: absolutePath(db ?? outputDir + "/bugs.sqlite"),
             createdAt: Date(), workingDirectory: FileManager.default.currentDirectoryPath, schedule: scheduling.schedule?.strategy.description,
-            runsPerTask: runsPerTask ?? SlurmEngine.defaultRunsPerTask(runs: runCount), jobID: nil)
+            kernelHandOver: scheduling.kernelHandOver ? true : nil, runsPerTask: runsPerTask ?? SlurmEngine.defaultRunsPerTask(runs: runCount),
+            jobID: nil)
         let database: BugDatabase
         do {
             campaign = try CampaignDirectory.create(in: output)

@@ -30,8 +30,15 @@ struct RunReportOptions: ParsableArguments {
     }
 }
 
-/// `--schedule` (`run`, `campaign`).
+/// `--schedule` and `--kernel-hand-over` (`run`, `campaign`); each command
+/// checks that the second comes with a deterministic run.
 struct ScheduleOption: ParsableArguments {
     @Option(help: scheduleHelp)
     var schedule: ScheduleArgument?
+
+    @Flag(help: ArgumentHelp(
+        "With a deterministic run: give every thread of a run its own kernel thread, handed over through the kernel, instead of "
+            + "one kernel thread switching between them in user space (the same schedule, about half the speed: for a plugin "
+            + "that needs its threads to be distinct kernel threads, or to compare)."))
+    var kernelHandOver = false
 }

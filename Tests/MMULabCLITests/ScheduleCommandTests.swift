@@ -114,4 +114,21 @@ struct ScheduleCommandTests {
         #expect((run["replay"] as? String)?.hasSuffix("--schedule pct:3") == true, "\(run)")
         #expect(outcome.stdout.contains("--schedule pct:3"), "\(outcome.transcript)")
     }
+
+    @Test("a campaign with --kernel-hand-over: its runs hand over through the kernel, their replay says so; refused without --schedule")
+    func aCampaignWithTheKernelHandOver() throws {
+        let sandbox = try Sandbox()
+        let leaky = try sandbox.write("sleepy.yaml", CampaignCommandTests.fixtureScenario("sleepy"))
+        let summary = sandbox.path("campaign.json")
+        let outcome = try sandbox.mmulab(
+            ["campaign", leaky, "--seeds", "4", "--duration", "0.05", "--schedule", "pct:3", "--kernel-hand-over", "--json", summary],
+            limit: 300)
+        #expect(outcome.status == 1, "\(outcome.transcript)")
+        let run = try #require((try jsonObject(at: summary)["runs"] as? [[String: Any]])?.first)
+        #expect(run["outcome"] as? String == "findings", "\(run)")
+        #expect((run["replay"] as? String)?.contains("--schedule pct:3 --kernel-hand-over") == true, "\(run)")
+        let refused = try sandbox.mmulab(["campaign", leaky, "--seeds", "4", "--kernel-hand-over"])
+        #expect(refused.status == 2, "\(refused.transcript)")
+        #expect(refused.stderr.contains("--kernel-hand-over applies to a deterministic campaign: add --schedule"), "\(refused.transcript)")
+    }
 }

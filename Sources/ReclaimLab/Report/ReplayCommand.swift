@@ -44,6 +44,9 @@ public struct ReplayCommand: Sendable, Equatable {
     public var scheduleFile: String? = nil
     /// `--stop-at-step`: where a deterministic run was cut.
     public var stopAtStep: UInt64? = nil
+    /// `--kernel-hand-over`: the deterministic run gave each thread a kernel
+    /// thread of its own (the same schedule; a plugin may need it).
+    public var kernelHandOver = false
 
     public init(
         scenario: String, seed: UInt64, seconds: Double? = nil, injections: [Injection] = [], plugins: [String] = [], pluginOptions: String = "",
@@ -71,6 +74,7 @@ public struct ReplayCommand: Sendable, Equatable {
         } else if let schedule {
             words += ["--schedule", schedule]
         }
+        if kernelHandOver && (scheduleFile != nil || schedule != nil) { words += ["--kernel-hand-over"] }
         if let stopAtStep { words += ["--stop-at-step", "\(stopAtStep)"] }
         return words
     }

@@ -115,6 +115,8 @@ struct CampaignPlan: Codable {
     var workingDirectory: String
     /// `--schedule` for every run (nil: free-running).
     var schedule: String?
+    /// `--kernel-hand-over` for every run (nil, as in plans written before it: no).
+    var kernelHandOver: Bool? = nil
     /// Runs each Slurm array task does, one after the other.
     var runsPerTask: Int = 1
     /// The Slurm job, once submitted.
@@ -133,6 +135,7 @@ struct CampaignPlan: Codable {
         for plugin in plugins { words += ["--plugin", plugin] }
         if !pluginOptions.isEmpty { words += ["--plugin-options", pluginOptions] }
         if let schedule { words += ["--schedule", schedule] }
+        if kernelHandOver == true { words += ["--kernel-hand-over"] }
         return words
     }
 

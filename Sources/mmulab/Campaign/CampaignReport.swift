@@ -39,6 +39,8 @@ struct CampaignReport {
     let pluginOptions: String
     /// `--schedule`, passed to every run (nil: free-running).
     var schedule: String? = nil
+    /// `--kernel-hand-over`, passed to every run with the schedule.
+    var kernelHandOver = false
     let records: [RunRecord]
     let plannedRuns: Int
     let elapsedSeconds: Double
@@ -64,6 +66,7 @@ struct CampaignReport {
         var command = ReplayCommand(
             scenario: run.scenario, seed: run.seed, seconds: duration, plugins: plugins, pluginOptions: pluginOptions, pluginDirectory: pluginDirectory)
         command.schedule = schedule
+        command.kernelHandOver = kernelHandOver
         return command.commandLine
     }
 
@@ -191,6 +194,7 @@ extension CampaignReport {
             scenarios: plan.scenarios, seeds: plan.seeds, jobs: plan.jobs, duration: plan.duration, pluginDirectory: plan.pluginDirectory,
             plugins: plan.plugins, pluginOptions: plan.pluginOptions, schedule: plan.schedule, records: records.compactMap { $0 },
             plannedRuns: plan.runs.count, elapsedSeconds: elapsedSeconds, interrupted: interrupted, running: running)
+        kernelHandOver = plan.kernelHandOver == true
     }
 }
 

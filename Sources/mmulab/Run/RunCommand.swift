@@ -73,12 +73,6 @@ struct RunCommand: ParsableCommand {
         transform: { UInt64(try ArgumentValues.count($0, in: 1...Int.max)) })
     var stopAtStep: UInt64?
 
-    @Flag(help: ArgumentHelp(
-        "With --schedule or --schedule-file: give every thread of the run its own kernel thread, handed over through the kernel, "
-            + "instead of one kernel thread switching between them in user space (the same schedule, about half the speed: for a "
-            + "plugin that needs its threads to be distinct kernel threads, or to compare)."))
-    var kernelHandOver = false
-
     @Option(help: ArgumentHelp(
         "With --schedule: if the run fails, shrink it (mmulab shrink, its first bug) into this directory; the run's report goes "
             + "there as report.json unless --json names a file.", valueName: "dir"))
@@ -112,7 +106,9 @@ struct RunCommand: ParsableCommand {
         if schedule == nil && scheduleFile == nil {
             if recordSchedule != nil { throw ValidationError("--record-schedule needs a deterministic run: add --schedule (or --schedule-file)") }
             if stopAtStep != nil { throw ValidationError("--stop-at-step needs a deterministic run: add --schedule (or --schedule-file)") }
-            if kernelHandOver { throw ValidationError("--kernel-hand-over applies to a deterministic run: add --schedule (or --schedule-file)") }
+            if scheduling.kernelHandOver {
+                throw ValidationError("--kernel-hand-over applies to a deterministic run: add --schedule (or --schedule-file)")
+            }
         }
     }
 
@@ -153,7 +149,7 @@ struct RunCommand: ParsableCommand {
         session.scheduleFilePath = scheduleFile
         session.recordSchedulePath = recordSchedule
         session.options.stopAtStep = stopAtStep
-        if kernelHandOver { session.options.handsOverInUserSpace = false }
+        if scheduling.kernelHandOver { session.options.handsOverInUserSpace = false }
         if let stopAtStep { session.options.stepLimit = stopAtStep.addingReportingOverflow(ScenarioRunner.stepsAfterStop).partialValue }
         return session
     }

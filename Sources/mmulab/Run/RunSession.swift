@@ -113,6 +113,7 @@ struct RunSession {
             scenario: scenarioArgument, seed: options.seed ?? scenario.seed, seconds: options.seconds, injections: injections, plugins: plugins,
             pluginOptions: pluginOptions, pluginDirectory: options.pluginDirectory)
         options.replay?.scheduleFile = scheduleFilePath
+        options.replay?.kernelHandOver = !options.handsOverInUserSpace && ControlledScheduler.canHandOverInUserSpace
         nonisolated(unsafe) let line = ProgressLine(descriptor: human)
         options.progress = { progress in line.update(Self.progressText(progress)) }
         options.stopRequested = { StopSignals.received != nil }
