@@ -16,7 +16,9 @@ import Synchronization
 ///
 /// Guarantees:
 /// - at any moment at most one thread the scheduler made runs code outside
-///   the scheduler (the others wait on their gates);
+///   the scheduler (the others wait on their gates, or, handing over in user
+///   space, have their contexts saved while the one kernel thread of the
+///   run, the carrier, runs another: `Configuration.handsOverInUserSpace`);
 /// - a run of the same program with the same configuration takes the same
 ///   steps in the same order (`ScheduleStatistics.digest`), provided the
 ///   program's own choices depend only on what the scheduler gives it

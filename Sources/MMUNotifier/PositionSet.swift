@@ -9,20 +9,22 @@
 ///
 /// A dispatch uses it for the whole-space subscribers that answered retry
 /// to a blockable start (they get no end), and for the positions of the
-/// callbacks its recorder expects.
-struct PositionSet {
-    private var low: UInt64 = 0
-    private var more: Unmanaged<Overflow>? = nil
+/// callbacks its recorder expects; the primary's record of an invalidation
+/// in flight, for the callbacks that returned.
+public struct PositionSet {
+    @usableFromInline var low: UInt64 = 0
+    @usableFromInline var more: Unmanaged<Overflow>? = nil
 
-    final class Overflow {
-        var words: [UInt64] = []
+    @usableFromInline final class Overflow {
+        @usableFromInline var words: [UInt64] = []
+        init() {}
     }
 
-    init() {}
+    @inlinable public init() {}
 
     /// Whether `index` is in the set.
-    @inline(__always)
-    func contains(_ index: Int) -> Bool {
+    @inlinable
+    public func contains(_ index: Int) -> Bool {
         if index < 64 { return low & (1 << UInt64(index)) != 0 }
         guard let more else { return false }
         let word = (index - 64) / 64
@@ -32,7 +34,7 @@ struct PositionSet {
     /// How many members are below `index` (so a member's number, counting
     /// from 0 in ascending order).
     @inline(__always)
-    func rank(of index: Int) -> Int {
+    public func rank(of index: Int) -> Int {
         if index < 64 { return (low & ((1 << UInt64(index)) &- 1)).nonzeroBitCount }
         return low.nonzeroBitCount + rankBeyond(index)
     }
@@ -51,8 +53,8 @@ struct PositionSet {
     }
 
     /// Adds `index`.
-    @inline(__always)
-    mutating func insert(_ index: Int) {
+    @inlinable
+    public mutating func insert(_ index: Int) {
         precondition(index >= 0)
         if index < 64 {
             low |= 1 << UInt64(index)
@@ -61,7 +63,7 @@ struct PositionSet {
         insertBeyond(index)
     }
 
-    private mutating func insertBeyond(_ index: Int) {
+    @usableFromInline mutating func insertBeyond(_ index: Int) {
         let box = more ?? .passRetained(Overflow())
         more = box
         let word = (index - 64) / 64
@@ -72,5 +74,5 @@ struct PositionSet {
     }
 
     /// Releases the overflow box, if any. Call once, when done.
-    func dispose() { more?.release() }
+    public func dispose() { more?.release() }
 }

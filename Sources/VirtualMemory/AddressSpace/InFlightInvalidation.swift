@@ -20,11 +20,9 @@ final class InFlightInvalidation: AcknowledgementRecorder, @unchecked Sendable {
     private let ptl: SpinLock
     /// The callbacks the start makes to devices, and which returned.
     private var callbacks: [DeviceCallback] = []
-    /// Bit `i`: callback `i` returned (the first 64; almost every start
-    /// makes fewer, and then no array is allocated per invalidation).
-    private var returnedBits: UInt64 = 0
-    /// Callbacks 64 and later: whether each returned.
-    private var returnedBeyond: [Bool] = []
+    /// The callbacks that returned, by index (inline for the first 64:
+    /// almost every start makes fewer, and then nothing is allocated).
+    private var returned = PositionSet()
     /// Devices that handle change_pte and so keep their translations
     /// through this (`ksm`) invalidation.
     private var keepers: [DeviceID] = []
@@ -37,24 +35,21 @@ final class InFlightInvalidation: AcknowledgementRecorder, @unchecked Sendable {
         self.ptl = ptl
     }
 
+    deinit { returned.dispose() }
+
     func expect(_ callbacks: [DeviceCallback]) {
         ptl.withLock {
             self.callbacks = callbacks
-            returnedBits = 0
-            returnedBeyond = callbacks.count > 64 ? Array(repeating: false, count: callbacks.count - 64) : []
+            returned.dispose()
+            returned = PositionSet()
         }
     }
 
     func acknowledged(_ index: Int) {
         ptl.withLock {
             precondition(index >= 0 && index < callbacks.count, "acknowledgement \(index) of \(callbacks.count) callbacks")
-            if index < 64 { returnedBits |= 1 << UInt64(index) } else { returnedBeyond[index - 64] = true }
+            returned.insert(index)
         }
-    }
-
-    /// Whether callback `index` returned (page-table lock held).
-    private func returned(_ index: Int) -> Bool {
-        index < 64 ? returnedBits & (1 << UInt64(index)) != 0 : returnedBeyond[index - 64]
     }
 
     func keeping(_ devices: [DeviceID]) {
@@ -87,7 +82,7 @@ final class InFlightInvalidation: AcknowledgementRecorder, @unchecked Sendable {
     func isAcknowledged(by device: DeviceID, at address: UInt64) -> Bool {
         var covered = false
         for (index, callback) in callbacks.enumerated() where callback.device == device && address >= callback.start && address < callback.end {
-            guard returned(index) else { return false }
+            guard returned.contains(index) else { return false }
             covered = true
         }
         return covered
